@@ -1,0 +1,18 @@
+//! lbproxy: a thread-per-core HTTP/1.1 reverse proxy and load balancer on io_uring (monoio).
+//!
+//! Flow: [`config::load`] validates a TOML file into a [`config::Config`];
+//! [`server::Server::start`] binds every listener, starts one worker thread per core (each its own
+//! monoio runtime, its own `SO_REUSEPORT` listener, pool and balancer state) and returns once all
+//! are listening; each worker runs [`proxy`] on its accepted connections, using the sans-io
+//! [`http`] codec. `lbproxy up` ([`up`]) runs API instances and the proxy together.
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
+
+pub mod balancer;
+pub mod config;
+pub mod http;
+pub mod proxy;
+pub mod runtime;
+pub mod server;
+pub mod up;
