@@ -10,8 +10,10 @@
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod balancer;
+pub mod cli;
 pub mod config;
 pub mod http;
+pub mod listener;
 pub mod proxy;
 pub mod runtime;
 pub mod server;

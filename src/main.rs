@@ -1,6 +1,12 @@
+//! `lbproxy`: parses the command line and hands over to the library.
+
+use clap::Parser;
 use mimalloc::MiMalloc;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {}
+fn main() -> std::process::ExitCode {
+    lbproxy::cli::init_logging();
+    lbproxy::cli::run(lbproxy::cli::Cli::parse())
+}

@@ -6,25 +6,101 @@
 //! [`Server::wait`] joins the workers.
 
 use crate::config::Config;
+use crate::listener::bind_reuseport;
+use crate::runtime::driver::{self, Driver};
+use crate::runtime::worker::{self, WorkerSpec};
+use crate::runtime::{cpus, WorkerShared};
+use anyhow::Context;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a worker may take to build its runtime and start accepting.
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A started proxy.
 #[derive(Debug)]
 pub struct Server {
     listen_addrs: Vec<(String, SocketAddr)>,
+    driver: Driver,
+    workers: Vec<JoinHandle<()>>,
+    shutdown: ShutdownHandle,
 }
 
 /// Cloneable, `Send` handle that asks a [`Server`] to drain and stop.
 #[derive(Debug, Clone)]
-pub struct ShutdownHandle {}
+pub struct ShutdownHandle {
+    workers: Arc<[Arc<WorkerShared>]>,
+}
 
 impl Server {
     /// Binds every listener (once, on this thread, with `SO_REUSEPORT`; port 0 resolved by the
     /// first bind), starts `config.runtime.workers` workers, and returns when all are accepting.
     pub fn start(config: Arc<Config>) -> anyhow::Result<Server> {
-        let _ = config;
-        todo!()
+        let driver = driver::resolve(config.runtime.driver)?;
+        let worker_count = config.runtime.workers.get();
+
+        let mut listeners_per_worker: Vec<Vec<std::net::TcpListener>> =
+            (0..worker_count).map(|_| Vec::new()).collect();
+        let mut listen_addrs = Vec::new();
+        for listener in &config.listeners {
+            let (sockets, bound) = bind_reuseport(listener.address, worker_count)
+                .with_context(|| format!("listener \"{}\"", listener.name))?;
+            listen_addrs.push((listener.name.clone(), bound));
+            for (worker, socket) in sockets.into_iter().enumerate() {
+                listeners_per_worker[worker].push(socket);
+            }
+        }
+
+        let cpus = cpus::allowed_cpus();
+        let shared: Vec<Arc<WorkerShared>> =
+            (0..worker_count).map(|_| Arc::new(WorkerShared::default())).collect();
+        let shutdown = ShutdownHandle { workers: shared.clone().into() };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut workers = Vec::with_capacity(worker_count);
+        for (id, listeners) in listeners_per_worker.into_iter().enumerate() {
+            let spec = WorkerSpec {
+                id,
+                cpu: config.runtime.pin_workers.then(|| cpus[id % cpus.len()]),
+                driver,
+                config: config.clone(),
+                listeners,
+                shared: shared[id].clone(),
+            };
+            match worker::spawn(spec, ready_tx.clone()) {
+                Ok(handle) => workers.push(handle),
+                Err(e) => {
+                    shutdown.shutdown();
+                    return Err(e).context("spawning a worker thread");
+                }
+            }
+        }
+        drop(ready_tx);
+
+        for _ in 0..worker_count {
+            let outcome = match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
+                Ok(Ok(())) => continue,
+                Ok(Err(reason)) => anyhow::anyhow!("a worker failed to start: {reason}"),
+                Err(_) => anyhow::anyhow!(
+                    "workers did not start within {WORKER_START_TIMEOUT:?}"
+                ),
+            };
+            shutdown.shutdown();
+            for handle in workers {
+                let _ = handle.join();
+            }
+            return Err(outcome);
+        }
+
+        tracing::info!(
+            workers = worker_count,
+            driver = %driver,
+            listeners = ?listen_addrs,
+            "lbproxy is accepting connections"
+        );
+        Ok(Server { listen_addrs, driver, workers, shutdown })
     }
 
     /// `(listener name, bound address)` for every listener, ports resolved.
@@ -32,20 +108,45 @@ impl Server {
         &self.listen_addrs
     }
 
+    /// The io driver the workers run on.
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
     pub fn shutdown_handle(&self) -> ShutdownHandle {
-        todo!()
+        self.shutdown.clone()
     }
 
     /// Blocks until every worker has exited (after a shutdown and its drain).
     pub fn wait(self) -> anyhow::Result<()> {
-        todo!()
+        let mut panicked = 0;
+        for handle in self.workers {
+            if handle.join().is_err() {
+                panicked += 1;
+            }
+        }
+        anyhow::ensure!(panicked == 0, "{panicked} worker thread(s) panicked");
+        Ok(())
     }
 }
 
 impl ShutdownHandle {
     /// Stop accepting, let in-flight requests finish (up to `runtime.drain_timeout`), close idle
-    /// keep-alive connections, then let the workers exit. Idempotent.
+    /// keep-alive connections, then let the workers exit. Idempotent. Workers notice within one
+    /// tick ([`crate::runtime::TICK`]).
     pub fn shutdown(&self) {
-        todo!()
+        for worker in self.workers.iter() {
+            worker.drain_requested.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Milliseconds since the Unix epoch of the oldest worker heartbeat: the systemd watchdog is
+    /// fed only while this is recent.
+    pub fn oldest_heartbeat_ms(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|w| w.heartbeat_ms.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
     }
 }

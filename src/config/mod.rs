@@ -38,3 +38,13 @@ pub fn load(path: Option<&Path>, env: Option<&str>) -> Result<Config, ConfigErro
     let _ = (path, env);
     todo!()
 }
+
+// TEMPORARY until the config branch lands.
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for e in &self.0 {
+            writeln!(f, "error: {}: {} = {:?}: {}\n  fix: {}", e.file, e.key, e.value, e.problem, e.fix)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,416 @@
+//! Moving message bodies: the response from the backend to the client (head validated and
+//! rewritten, body relayed per its framing), the request body from the client to the backend,
+//! and the two-way tunnel after `101 Switching Protocols`.
+//!
+//! Bodies are streamed through bounded buffers, never held whole. Chunked bodies go through the
+//! strict [`ChunkedDecoder`], which re-encodes them canonically, so what the other side reads is
+//! exactly what we validated.
+
+use super::client::{ClientConn, PendingRequest};
+use super::context::WorkerContext;
+use super::error::UpstreamFailure;
+use super::io::{read_append, read_replace, write_all_within};
+use crate::http::{parse_response, ChunkedDecoder, ChunkedOutput, RequestBody, ResponseBody, ResponseContext, Version};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf};
+use monoio::net::TcpStream;
+use std::cell::Cell;
+use std::io;
+use std::time::{Duration, Instant};
+
+/// Upper bound for a backend's response head.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Read buffer for the upstream leg: heads and small bodies.
+const HEAD_BUFFER: usize = 16 * 1024;
+/// Body relay buffer once a body is known to be larger than what arrived with the head.
+const RELAY_BUFFER: usize = 64 * 1024;
+
+type ClientWriter = OwnedWriteHalf<TcpStream>;
+type ClientReader = OwnedReadHalf<TcpStream>;
+type UpstreamReader = OwnedReadHalf<TcpStream>;
+type UpstreamWriter = OwnedWriteHalf<TcpStream>;
+
+/// What the response relay needs to know, shared with the request upload running beside it.
+#[derive(Debug)]
+pub struct Relay<'a> {
+    pub ctx: &'a WorkerContext,
+    pub request: &'a PendingRequest,
+    /// Whether we intend to keep the client connection (written into the response head).
+    pub client_keep_alive: bool,
+    /// Set once the final response head is being written: from then on no error response can be
+    /// sent, only a close.
+    pub response_started: &'a Cell<bool>,
+    /// Set by the upload once the whole request body was sent: only then does a silent backend
+    /// count as a timeout.
+    pub upload_done: &'a Cell<bool>,
+}
+
+/// A response relayed to its end.
+#[derive(Debug)]
+pub struct Relayed {
+    /// The backend's message ended exactly at its framing and it allows keep-alive.
+    pub upstream_reusable: bool,
+    pub client_reusable: bool,
+    /// `Some(bytes already read from the backend)` after a `101 Switching Protocols`.
+    pub upgraded: Option<Vec<u8>>,
+}
+
+#[derive(Debug)]
+pub enum RelayError {
+    Upstream(UpstreamFailure),
+    /// Writing to the client failed.
+    Client,
+    /// The upload failed on the client's side; the response relay was abandoned.
+    UploadAborted,
+}
+
+#[derive(Debug)]
+pub enum UploadError {
+    /// The client's body was bad, too large or too slow: answer `status` (if no response started).
+    Client { status: u16, detail: String },
+    /// The client closed or reset mid-body.
+    ClientGone,
+    /// Writing to the backend failed (it may have answered early and closed).
+    Upstream(io::Error),
+    /// The response ended before the upload did.
+    Unfinished,
+}
+
+/// Reads the response head (forwarding interim 1xx responses), writes the rewritten head and
+/// relays the body to the client.
+pub async fn relay_response(relay: Relay<'_>, up_r: &mut UpstreamReader, client_w: &mut ClientWriter) -> Result<Relayed, RelayError> {
+    let request = relay.request;
+    let timeouts = &relay.ctx.config.timeouts;
+    let write_limit = timeouts.client_idle;
+    let mut buf = Vec::with_capacity(HEAD_BUFFER);
+    let mut out = Vec::with_capacity(1024);
+
+    loop {
+        if !buf.is_empty() {
+            let response = match parse_response(&buf, request.method, MAX_RESPONSE_HEAD) {
+                Err(e) => return Err(RelayError::Upstream(UpstreamFailure::Invalid(e.to_string()))),
+                Ok(None) => None,
+                Ok(Some(response)) => Some(response),
+            };
+            if let Some(response) = response {
+                let head_len = response.head_len;
+                let status = response.status;
+                if (100..200).contains(&status) && status != 101 {
+                    // Interim response. Our own `100 Continue` already went out when the client
+                    // asked; HTTP/1.0 clients get none (RFC 9110 §15.2).
+                    let forward = request.version == Version::Http11 && !(status == 100 && request.expect_continue);
+                    out.clear();
+                    if forward {
+                        response.write_client_head(&response_context(request, true), &mut out);
+                    }
+                    buf.drain(..head_len);
+                    if forward {
+                        out = write_all_within(client_w, out, write_limit).await.map_err(|_| RelayError::Client)?;
+                    }
+                    continue;
+                }
+                if status == 101 {
+                    if !request.upgrade {
+                        return Err(RelayError::Upstream(UpstreamFailure::Invalid(
+                            "101 Switching Protocols to a request that asked for no upgrade".to_owned(),
+                        )));
+                    }
+                    out.clear();
+                    response.write_client_head(&response_context(request, true), &mut out);
+                    buf.drain(..head_len);
+                    relay.response_started.set(true);
+                    write_all_within(client_w, out, write_limit).await.map_err(|_| RelayError::Client)?;
+                    return Ok(Relayed { upstream_reusable: false, client_reusable: false, upgraded: Some(buf) });
+                }
+
+                let framing = response.client_framing(request.version);
+                let client_keep = relay.client_keep_alive && framing != ResponseBody::UntilClose;
+                let upstream_keep = response.keep_alive;
+                let upstream_body = response.body;
+                out.clear();
+                response.write_client_head(&response_context(request, client_keep), &mut out);
+                buf.drain(..head_len);
+                relay.response_started.set(true);
+                let clean_end = relay_body(up_r, client_w, upstream_body, framing, buf, out, timeouts.upstream_response, write_limit).await?;
+                return Ok(Relayed {
+                    upstream_reusable: upstream_keep && clean_end,
+                    client_reusable: client_keep,
+                    upgraded: None,
+                });
+            }
+        }
+
+        // Need more of the head. While the request body is still uploading, the backend may
+        // legitimately wait for it: only a silence after the upload counts as a timeout.
+        let read = read_append(up_r, std::mem::take(&mut buf), 4096);
+        let mut read = std::pin::pin!(read);
+        let (result, b) = loop {
+            monoio::select! {
+                done = read.as_mut() => break done,
+                _ = monoio::time::sleep(timeouts.upstream_response) => {
+                    if relay.upload_done.get() {
+                        return Err(RelayError::Upstream(UpstreamFailure::Timeout(timeouts.upstream_response)));
+                    }
+                }
+            }
+        };
+        buf = b;
+        match result {
+            Ok(0) if buf.is_empty() => return Err(RelayError::Upstream(UpstreamFailure::ClosedBeforeResponse)),
+            Ok(0) => {
+                return Err(RelayError::Upstream(UpstreamFailure::Invalid("connection closed in the middle of the response head".to_owned())))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(RelayError::Upstream(UpstreamFailure::Read(e))),
+        }
+    }
+}
+
+fn response_context(request: &PendingRequest, client_keep_alive: bool) -> ResponseContext<'_> {
+    ResponseContext {
+        request_method: request.method,
+        client_version: request.version,
+        client_keep_alive,
+        request_id: &request.request_id,
+    }
+}
+
+/// Relays a response body. `buf` holds body bytes that arrived with the head, `out` the client
+/// head not yet written (sent together with the first body bytes: one write for small responses).
+/// Returns whether the backend's message ended exactly at its framing.
+#[allow(clippy::too_many_arguments)]
+async fn relay_body(
+    up_r: &mut UpstreamReader,
+    client_w: &mut ClientWriter,
+    upstream_body: ResponseBody,
+    client_framing: ResponseBody,
+    mut buf: Vec<u8>,
+    mut out: Vec<u8>,
+    read_limit: Duration,
+    write_limit: Duration,
+) -> Result<bool, RelayError> {
+    match upstream_body {
+        ResponseBody::None => {
+            send(client_w, write_limit, out).await?;
+            Ok(buf.is_empty())
+        }
+        ResponseBody::Length(length) => {
+            let first = buf.len().min(usize::try_from(length).unwrap_or(usize::MAX));
+            out.extend_from_slice(&buf[..first]);
+            let extra = buf.len() > first;
+            send(client_w, write_limit, out).await?;
+            let mut remaining = length - first as u64;
+            if remaining > 0 && buf.capacity() < RELAY_BUFFER {
+                buf = Vec::with_capacity(RELAY_BUFFER);
+            }
+            while remaining > 0 {
+                let limit = usize::try_from(remaining).unwrap_or(usize::MAX);
+                let (n, b) = read_within(up_r, buf, limit, read_limit).await?;
+                if n == 0 {
+                    // Forward exactly what came, then the caller closes the client connection: the
+                    // client sees a short body, never a padded or completed one.
+                    return Err(RelayError::Upstream(UpstreamFailure::Invalid(format!(
+                        "connection closed with {remaining} of {length} body bytes missing"
+                    ))));
+                }
+                remaining -= n as u64;
+                buf = send(client_w, write_limit, b).await?;
+            }
+            Ok(!extra)
+        }
+        ResponseBody::Chunked => {
+            let output = match client_framing {
+                ResponseBody::Chunked => ChunkedOutput::Chunked { keep_trailers: true },
+                _ => ChunkedOutput::Payload,
+            };
+            let mut decoder = ChunkedDecoder::new(output);
+            loop {
+                let progress = decoder
+                    .decode(&buf, &mut out)
+                    .map_err(|e| RelayError::Upstream(UpstreamFailure::Invalid(e.to_string())))?;
+                buf.drain(..progress.consumed);
+                if !out.is_empty() {
+                    out = send(client_w, write_limit, out).await?;
+                    out.clear();
+                }
+                if progress.done {
+                    return Ok(buf.is_empty());
+                }
+                let (result, b) = match monoio::time::timeout(read_limit, read_append(up_r, buf, RELAY_BUFFER / 4)).await {
+                    Ok(read) => read,
+                    Err(_) => return Err(RelayError::Upstream(UpstreamFailure::Timeout(read_limit))),
+                };
+                buf = b;
+                match result {
+                    Ok(0) => {
+                        return Err(RelayError::Upstream(UpstreamFailure::Invalid(
+                            "connection closed in the middle of a chunked body".to_owned(),
+                        )))
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(RelayError::Upstream(UpstreamFailure::Read(e))),
+                }
+            }
+        }
+        ResponseBody::UntilClose => {
+            out.extend_from_slice(&buf);
+            send(client_w, write_limit, out).await?;
+            let mut buf = Vec::with_capacity(RELAY_BUFFER);
+            loop {
+                let (n, b) = read_within(up_r, buf, RELAY_BUFFER, read_limit).await?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                buf = send(client_w, write_limit, b).await?;
+            }
+        }
+    }
+}
+
+async fn send(client_w: &mut ClientWriter, write_limit: Duration, data: Vec<u8>) -> Result<Vec<u8>, RelayError> {
+    write_all_within(client_w, data, write_limit).await.map_err(|_| RelayError::Client)
+}
+
+/// Reads at most `limit` bytes from the backend, replacing `buf`'s contents.
+async fn read_within(up_r: &mut UpstreamReader, buf: Vec<u8>, limit: usize, read_limit: Duration) -> Result<(usize, Vec<u8>), RelayError> {
+    match monoio::time::timeout(read_limit, read_replace(up_r, buf, limit)).await {
+        Ok((Ok(n), buf)) => Ok((n, buf)),
+        Ok((Err(e), _)) => Err(RelayError::Upstream(UpstreamFailure::Read(e))),
+        Err(_) => Err(RelayError::Upstream(UpstreamFailure::Timeout(read_limit))),
+    }
+}
+
+/// Streams the request body from the client to the backend. Bytes of the body already buffered
+/// with the head are sent first; bytes after the body (a pipelined request) stay in `client_buf`.
+pub async fn upload(
+    ctx: &WorkerContext,
+    body: RequestBody,
+    client_r: &mut ClientReader,
+    client_buf: &mut Vec<u8>,
+    up_w: &mut UpstreamWriter,
+    upload_done: &Cell<bool>,
+) -> Result<(), UploadError> {
+    let timeouts = &ctx.config.timeouts;
+    let deadline = Instant::now() + timeouts.client_body;
+    let too_slow = || UploadError::Client {
+        status: 408,
+        detail: format!("the request body did not arrive within {:?}", timeouts.client_body),
+    };
+    let write_limit = timeouts.upstream_response;
+
+    match body {
+        RequestBody::None => {}
+        RequestBody::Length(length) => {
+            let first = client_buf.len().min(usize::try_from(length).unwrap_or(usize::MAX));
+            let mut remaining = length - first as u64;
+            if first > 0 {
+                let chunk: Vec<u8> = client_buf.drain(..first).collect();
+                to_upstream(up_w, write_limit, chunk).await?;
+            }
+            let mut relay = Vec::with_capacity(usize::try_from(remaining).unwrap_or(usize::MAX).min(RELAY_BUFFER));
+            while remaining > 0 {
+                let limit = usize::try_from(remaining).unwrap_or(usize::MAX);
+                let read = monoio::time::timeout_at(deadline.into(), read_replace(client_r, relay, limit)).await;
+                let (n, b) = match read {
+                    Err(_) => return Err(too_slow()),
+                    Ok((Ok(0), _)) | Ok((Err(_), _)) => return Err(UploadError::ClientGone),
+                    Ok((Ok(n), b)) => (n, b),
+                };
+                remaining -= n as u64;
+                relay = to_upstream(up_w, write_limit, b).await?;
+            }
+        }
+        RequestBody::Chunked => {
+            let max = ctx.config.limits.max_body_bytes;
+            let mut decoder = ChunkedDecoder::new(ChunkedOutput::Chunked { keep_trailers: true });
+            let mut out = Vec::with_capacity(RELAY_BUFFER);
+            let mut total: u64 = 0;
+            loop {
+                out.clear();
+                let progress = decoder
+                    .decode(client_buf, &mut out)
+                    .map_err(|e| UploadError::Client { status: 400, detail: e.to_string() })?;
+                client_buf.drain(..progress.consumed);
+                total += progress.payload;
+                if let Some(max) = max.filter(|&max| total > max) {
+                    return Err(UploadError::Client {
+                        status: 413,
+                        detail: format!("request body larger than the limit of {max} bytes"),
+                    });
+                }
+                if !out.is_empty() {
+                    out = to_upstream(up_w, write_limit, out).await?;
+                }
+                if progress.done {
+                    break;
+                }
+                let read = monoio::time::timeout_at(deadline.into(), read_append(client_r, std::mem::take(client_buf), RELAY_BUFFER / 4)).await;
+                match read {
+                    Err(_) => return Err(too_slow()),
+                    Ok((Ok(0), _)) | Ok((Err(_), _)) => return Err(UploadError::ClientGone),
+                    Ok((Ok(_), b)) => *client_buf = b,
+                }
+            }
+        }
+    }
+    upload_done.set(true);
+    Ok(())
+}
+
+async fn to_upstream(up_w: &mut UpstreamWriter, write_limit: Duration, data: Vec<u8>) -> Result<Vec<u8>, UploadError> {
+    match monoio::time::timeout(write_limit, up_w.write_all(data)).await {
+        Ok((Ok(_), data)) => Ok(data),
+        Ok((Err(e), _)) => Err(UploadError::Upstream(e)),
+        Err(_) => Err(UploadError::Upstream(io::ErrorKind::TimedOut.into())),
+    }
+}
+
+/// After `101 Switching Protocols`: relays bytes both ways until both directions have ended or
+/// nothing moved in either direction for `idle`.
+pub async fn tunnel(client: &mut ClientConn, up_r: &mut UpstreamReader, up_w: &mut UpstreamWriter, from_upstream: Vec<u8>, idle: Duration) {
+    let last_activity = Cell::new(Instant::now());
+    if !client.buf.is_empty() {
+        let pending = std::mem::take(&mut client.buf);
+        if up_w.write_all(pending).await.0.is_err() {
+            return;
+        }
+    }
+    if !from_upstream.is_empty() && client.w.write_all(from_upstream).await.0.is_err() {
+        return;
+    }
+    let upstream_to_client = copy_until_idle(up_r, &mut client.w, &last_activity, idle);
+    let client_to_upstream = copy_until_idle(&mut client.r, up_w, &last_activity, idle);
+    monoio::join!(upstream_to_client, client_to_upstream);
+}
+
+/// Copies `from` → `to` until EOF (then half-closes `to`), an error, or `idle` without traffic
+/// in either direction.
+async fn copy_until_idle<R: AsyncReadRent, W: AsyncWriteRent>(from: &mut R, to: &mut W, last_activity: &Cell<Instant>, idle: Duration) {
+    let mut buf = Vec::with_capacity(RELAY_BUFFER);
+    loop {
+        let read = read_replace(from, buf, RELAY_BUFFER);
+        let mut read = std::pin::pin!(read);
+        let (result, b) = loop {
+            monoio::select! {
+                done = read.as_mut() => break done,
+                _ = monoio::time::sleep(idle) => {
+                    if last_activity.get().elapsed() >= idle {
+                        return;
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(n) if n > 0 => {
+                last_activity.set(Instant::now());
+                match to.write_all(b).await {
+                    (Ok(_), b) => buf = b,
+                    (Err(_), _) => return,
+                }
+            }
+            _ => {
+                let _ = to.shutdown().await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! One client connection: read request heads (with the header and idle timeouts), route them,
+//! refuse what must be refused, and hand the rest to [`super::exchange::forward`], one request at
+//! a time, so pipelined requests are answered in order.
+
+use super::context::WorkerContext;
+use super::error::write_error_response;
+use super::exchange;
+use super::io::{read_append, write_all_within};
+use super::route::find_upstream;
+use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Version};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// First read buffer for a client connection; grows up to `limits.max_header_bytes` for big heads.
+const INITIAL_CLIENT_BUFFER: usize = 4096;
+/// After an error response, how long we keep reading (and discarding) what the client still sends,
+/// so that closing does not reset the connection before the client has read our response.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_MAX_BYTES: usize = 1 << 20;
+
+/// The client side of a connection. `buf` holds bytes read but not yet consumed: a partial head,
+/// body bytes that arrived with the head, or the next pipelined request.
+#[derive(Debug)]
+pub struct ClientConn {
+    pub r: OwnedReadHalf<TcpStream>,
+    pub w: OwnedWriteHalf<TcpStream>,
+    pub buf: Vec<u8>,
+    pub peer: SocketAddr,
+}
+
+/// A request that passed parsing, routing and limits, with the head for the backend built.
+#[derive(Debug)]
+pub struct PendingRequest {
+    pub method: Method,
+    pub version: Version,
+    pub body: RequestBody,
+    /// The client wants the connection kept open afterwards.
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    pub upgrade: bool,
+    pub request_id: String,
+    /// Index of the upstream group chosen by the routes.
+    pub upstream: usize,
+    /// The head to send upstream (request line and headers, rebuilt by the codec).
+    pub upstream_head: Vec<u8>,
+    /// `METHOD target` for log lines.
+    pub summary: String,
+}
+
+/// Why reading the next request ended the connection instead.
+enum Stop {
+    /// Client closed, idle timeout, or drain: close without a response.
+    Close,
+    /// Respond with an error, then close.
+    Reject { status: u16, detail: String, request_id: String },
+}
+
+pub async fn serve(ctx: Rc<WorkerContext>, listener: usize, stream: TcpStream, peer: SocketAddr) {
+    let _open = ctx.track_connection();
+    let (r, w) = stream.into_split();
+    let mut client = ClientConn { r, w, buf: Vec::with_capacity(INITIAL_CLIENT_BUFFER), peer };
+    let mut first = true;
+    loop {
+        let mut request = match next_request(&ctx, &mut client, listener, first).await {
+            Ok(request) => request,
+            Err(Stop::Close) => return,
+            Err(Stop::Reject { status, detail, request_id }) => {
+                tracing::warn!(
+                    worker = ctx.id,
+                    request_id = %request_id,
+                    client = %client.peer,
+                    status,
+                    "refused request: {detail}"
+                );
+                respond_and_close(&ctx, &mut client, status, &detail, &request_id, false).await;
+                return;
+            }
+        };
+        first = false;
+        if !exchange::forward(&ctx, &mut client, &mut request).await {
+            return;
+        }
+        if ctx.drain.is_triggered() {
+            return;
+        }
+    }
+}
+
+/// Reads until a complete request head is buffered, then validates and routes it.
+async fn next_request(ctx: &WorkerContext, client: &mut ClientConn, listener: usize, first: bool) -> Result<PendingRequest, Stop> {
+    let config = &ctx.config;
+    let limits = HeadLimits {
+        max_head_bytes: config.limits.max_header_bytes,
+        max_uri_bytes: config.limits.max_uri_bytes,
+        max_headers: config.limits.max_headers,
+    };
+    let start = Instant::now();
+    // A new connection must deliver its first head within the header timeout; a kept-alive one
+    // may idle for `client_idle`, and once a byte of the next head arrives, the header timeout runs.
+    let idle_deadline = start + if first { config.timeouts.client_header } else { config.timeouts.client_idle };
+    let mut head_deadline = (first || !client.buf.is_empty()).then(|| start + config.timeouts.client_header);
+
+    loop {
+        if !client.buf.is_empty() {
+            match parse_request(&client.buf, &limits) {
+                Ok(Some(request)) => {
+                    let head_len = request.head_len;
+                    let pending = prepare(ctx, client.peer, listener, request);
+                    client.buf.drain(..head_len);
+                    return pending;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Stop::Reject { status: e.status(), detail: e.to_string(), request_id: ctx.request_ids.next_id() })
+                }
+            }
+            head_deadline.get_or_insert(Instant::now() + config.timeouts.client_header);
+        }
+
+        let buf = std::mem::take(&mut client.buf);
+        let deadline = head_deadline.unwrap_or(idle_deadline);
+        let read = read_append(&mut client.r, buf, INITIAL_CLIENT_BUFFER);
+        let outcome = if head_deadline.is_none() {
+            // Idle between requests: a drain closes the connection at once.
+            monoio::select! {
+                outcome = monoio::time::timeout_at(deadline.into(), read) => outcome,
+                _ = ctx.drain.triggered() => return Err(Stop::Close),
+            }
+        } else {
+            monoio::time::timeout_at(deadline.into(), read).await
+        };
+        match outcome {
+            Err(_elapsed) if head_deadline.is_some() => {
+                return Err(Stop::Reject {
+                    status: 408,
+                    detail: format!("the request head did not arrive within {:?}", config.timeouts.client_header),
+                    request_id: ctx.request_ids.next_id(),
+                })
+            }
+            Err(_elapsed) => return Err(Stop::Close),
+            Ok((Ok(0), _)) | Ok((Err(_), _)) => return Err(Stop::Close),
+            Ok((Ok(_), buf)) => client.buf = buf,
+        }
+    }
+}
+
+/// Routes a parsed head, applies the body limit, and builds the head for the backend.
+fn prepare(ctx: &WorkerContext, peer: SocketAddr, listener: usize, request: crate::http::Request<'_>) -> Result<PendingRequest, Stop> {
+    let config = &ctx.config;
+    let request_id = request.request_id.map_or_else(|| ctx.request_ids.next_id(), str::to_owned);
+    let reject = |status, detail: String, request_id: &str| Stop::Reject { status, detail, request_id: request_id.to_owned() };
+
+    let routes = &config.listeners[listener].routes;
+    let Some(upstream) = find_upstream(routes, request.host, request.path()) else {
+        let detail = format!("no route for host {:?} and path {:?}", request.host.unwrap_or(""), request.path());
+        return Err(reject(404, detail, &request_id));
+    };
+    if let (RequestBody::Length(length), Some(max)) = (request.body, config.limits.max_body_bytes) {
+        if length > max {
+            let detail = format!("request body of {length} bytes is larger than the limit of {max} bytes");
+            return Err(reject(413, detail, &request_id));
+        }
+    }
+
+    let mut upstream_head = Vec::with_capacity(request.head_len + 256);
+    let forward = ForwardContext {
+        client_ip: peer.ip(),
+        proto: "http",
+        request_id: &request_id,
+        upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
+    };
+    request.write_upstream_head(&forward, &mut upstream_head);
+    let pending = PendingRequest {
+        method: request.method,
+        version: request.version,
+        body: request.body,
+        keep_alive: request.keep_alive,
+        expect_continue: request.expect_continue,
+        upgrade: request.upgrade.is_some(),
+        summary: format!("{} {}", request.method_str, request.target),
+        request_id,
+        upstream,
+        upstream_head,
+    };
+    Ok(pending)
+}
+
+/// Sends an error response (head only for HEAD requests) and closes the connection gracefully.
+/// The caller must not use the connection afterwards.
+pub async fn respond_and_close(ctx: &WorkerContext, client: &mut ClientConn, status: u16, detail: &str, request_id: &str, head_only: bool) {
+    let mut out = Vec::with_capacity(256);
+    write_error_response(status, detail, request_id, head_only, &mut out);
+    if write_all_within(&mut client.w, out, ctx.config.timeouts.client_idle).await.is_ok() {
+        linger_close(client).await;
+    }
+}
+
+/// Half-closes our side, then reads and discards what the client still sends for a short while:
+/// closing with unread data would make the kernel send a reset that can destroy the response
+/// before the client has read it.
+pub async fn linger_close(client: &mut ClientConn) {
+    if client.w.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut discarded = 0;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    while discarded < LINGER_MAX_BYTES {
+        match monoio::time::timeout_at(deadline.into(), client.r.read(buf)).await {
+            Ok((Ok(n), b)) if n > 0 => {
+                discarded += n;
+                buf = b;
+                buf.clear();
+            }
+            _ => return,
+        }
+    }
+}

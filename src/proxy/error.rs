@@ -1,0 +1,120 @@
+//! What can go wrong in one exchange, said by who failed and whether a retry is safe, and the
+//! error responses the proxy writes itself.
+//!
+//! The retry logic, the status code, the client's error body and the log line all read the same
+//! [`UpstreamFailure`], so they cannot disagree.
+
+use std::io;
+use std::time::Duration;
+
+/// A backend failed us. Whether the request may go elsewhere depends on [`Self::nothing_sent`]
+/// and on the method (see `exchange`).
+#[derive(Debug)]
+pub enum UpstreamFailure {
+    /// TCP connect failed (refused, unreachable). Nothing was sent: always safe to try another.
+    Connect(io::Error),
+    /// TCP connect did not complete in time. Nothing was sent.
+    ConnectTimeout(Duration),
+    /// Writing the request failed.
+    Send(io::Error),
+    /// The backend closed the connection before sending any response byte.
+    ClosedBeforeResponse,
+    /// Reading from the backend failed (e.g. reset).
+    Read(io::Error),
+    /// No complete response head within `upstream_response`, or a body read stalled that long.
+    Timeout(Duration),
+    /// The response was malformed (bad status line, ambiguous framing, bad chunked coding).
+    Invalid(String),
+}
+
+impl UpstreamFailure {
+    /// Status the client gets when no response byte has been sent yet.
+    pub fn status(&self) -> u16 {
+        match self {
+            UpstreamFailure::ConnectTimeout(_) | UpstreamFailure::Timeout(_) => 504,
+            _ => 502,
+        }
+    }
+
+    /// Short text for the error body and the log, e.g. "refused the connection".
+    pub fn describe(&self) -> String {
+        match self {
+            UpstreamFailure::Connect(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                "refused the connection".to_owned()
+            }
+            UpstreamFailure::Connect(e) => format!("could not be connected to ({e})"),
+            UpstreamFailure::ConnectTimeout(d) => format!("did not accept the connection within {d:?}"),
+            UpstreamFailure::Send(e) => format!("failed while receiving the request ({e})"),
+            UpstreamFailure::ClosedBeforeResponse => "closed the connection without responding".to_owned(),
+            UpstreamFailure::Read(e) => format!("failed while sending the response ({e})"),
+            UpstreamFailure::Timeout(d) => format!("did not respond within {d:?}"),
+            UpstreamFailure::Invalid(what) => format!("sent an invalid response: {what}"),
+        }
+    }
+}
+
+/// The standard reason phrase for the statuses the proxy produces itself.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        400 => "Bad Request",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// Appends a complete error response to `out`: `Connection: close` always (the framing of what
+/// follows on the connection is in doubt after any proxy-made error), and a one-line body that
+/// names the status, the reason and the request id, e.g.
+/// `502 Bad Gateway: upstream "api" refused the connection (request id 3f2a…)`.
+pub fn write_error_response(status: u16, detail: &str, request_id: &str, head_only: bool, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let phrase = reason_phrase(status);
+    let body = format!("{status} {phrase}: {detail} (request id {request_id})\n");
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+         X-Request-Id: {request_id}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_is_framed_and_names_reason_and_id() {
+        let mut out = Vec::new();
+        write_error_response(502, "upstream \"api\" refused the connection", "abc", false, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 502 Bad Gateway\r\n"));
+        assert!(head.contains("Connection: close"));
+        assert!(head.contains("X-Request-Id: abc"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert_eq!(body, "502 Bad Gateway: upstream \"api\" refused the connection (request id abc)\n");
+    }
+
+    #[test]
+    fn timeouts_are_504_and_the_rest_502() {
+        let refused = UpstreamFailure::Connect(io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(refused.status(), 502);
+        assert_eq!(refused.describe(), "refused the connection");
+        assert_eq!(UpstreamFailure::Timeout(Duration::from_secs(1)).status(), 504);
+        assert_eq!(UpstreamFailure::ConnectTimeout(Duration::from_secs(1)).status(), 504);
+        assert_eq!(UpstreamFailure::ClosedBeforeResponse.status(), 502);
+    }
+}

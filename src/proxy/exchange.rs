@@ -1,0 +1,240 @@
+//! One request/response exchange with an upstream group.
+//!
+//! Flow: pick a backend ([`crate::balancer`]), take a pooled connection or connect (a connect
+//! failure tries the next backend: nothing was sent), send the head, then — when the request has
+//! a body — upload it while the response is read, so a backend that answers before reading the
+//! whole body (or echoes it as it reads) cannot deadlock us. The response is relayed by
+//! [`body::relay_response`], and the upstream connection goes back to the pool only if both
+//! messages ended exactly at their framing.
+//!
+//! Retries: a connect failure → next backend, any method. A pooled connection that fails before
+//! any response byte (the backend closed it while we reused it) → a fresh connection, only for an
+//! idempotent request without a body (a streamed body cannot be replayed). Never once a response
+//! byte has reached the client.
+
+use super::body::{self, Relay, RelayError, Relayed, UploadError};
+use super::client::{respond_and_close, ClientConn, PendingRequest};
+use super::context::{UpstreamGroup, WorkerContext};
+use super::error::UpstreamFailure;
+use super::io::write_all_within;
+use super::pool::UpstreamConn;
+use crate::http::{Method, RequestBody, Version};
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Forwards `request` and relays the response. Returns whether the client connection may carry
+/// another request.
+pub async fn forward(ctx: &WorkerContext, client: &mut ClientConn, request: &mut PendingRequest) -> bool {
+    let group = &ctx.upstreams[request.upstream];
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_failure: Option<(usize, UpstreamFailure)> = None;
+    let mut fresh_only = false;
+
+    loop {
+        let Some(backend) = group.balancer.select(|i| tried.contains(&i)) else {
+            let failure = match &last_failure {
+                Some((b, failure)) => Failure {
+                    status: failure.status(),
+                    detail: format!(
+                        "upstream \"{}\": all {} backends failed; the last one {}",
+                        group.name,
+                        group.backends.len(),
+                        failure.describe()
+                    ),
+                    backend: Some(group.backends[*b]),
+                },
+                None => Failure {
+                    status: 503,
+                    detail: format!("upstream \"{}\" has no usable backend", group.name),
+                    backend: None,
+                },
+            };
+            return fail(ctx, client, request, group, failure).await;
+        };
+        let address = group.backends[backend];
+        let pooled = if fresh_only { None } else { group.pool.checkout(backend) };
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => match connect(address, ctx.config.timeouts.upstream_connect).await {
+                Ok(stream) => UpstreamConn::new(stream, backend),
+                Err(failure) => {
+                    tracing::debug!(request_id = %request.request_id, backend = %address, "backend {}; trying the next one", failure.describe());
+                    tried.push(backend);
+                    last_failure = Some((backend, failure));
+                    continue;
+                }
+            },
+        };
+        let reused = conn.reused;
+        match exchange(ctx, client, request, group, conn).await {
+            Outcome::Done { keep_client } => return keep_client,
+            Outcome::Abort => return false,
+            Outcome::ClientError { status, detail } => {
+                return fail(ctx, client, request, group, Failure { status, detail, backend: Some(address) }).await
+            }
+            Outcome::Failed(failure) => {
+                let stale = reused
+                    && matches!(
+                        failure,
+                        UpstreamFailure::ClosedBeforeResponse | UpstreamFailure::Read(_) | UpstreamFailure::Send(_)
+                    );
+                if stale && request.body == RequestBody::None && request.method.is_idempotent() {
+                    tracing::debug!(request_id = %request.request_id, backend = %address, "pooled connection: backend {}; retrying on a fresh connection", failure.describe());
+                    fresh_only = true;
+                    continue;
+                }
+                let detail = format!("upstream \"{}\" {}", group.name, failure.describe());
+                return fail(ctx, client, request, group, Failure { status: failure.status(), detail, backend: Some(address) }).await;
+            }
+        }
+    }
+}
+
+/// An error response the proxy makes itself.
+struct Failure {
+    status: u16,
+    detail: String,
+    backend: Option<SocketAddr>,
+}
+
+/// Logs the failure (one line, with the request id) and answers the client; the connection then
+/// closes (returns false).
+async fn fail(ctx: &WorkerContext, client: &mut ClientConn, request: &PendingRequest, group: &UpstreamGroup, failure: Failure) -> bool {
+    tracing::warn!(
+        worker = ctx.id,
+        request_id = %request.request_id,
+        client = %client.peer,
+        request = %request.summary,
+        upstream = %group.name,
+        backend = ?failure.backend,
+        status = failure.status,
+        "{}",
+        failure.detail
+    );
+    let head_only = request.method == Method::Head;
+    respond_and_close(ctx, client, failure.status, &failure.detail, &request.request_id, head_only).await;
+    false
+}
+
+async fn connect(address: SocketAddr, limit: Duration) -> Result<TcpStream, UpstreamFailure> {
+    match monoio::time::timeout(limit, TcpStream::connect_addr(address)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(e)) => Err(UpstreamFailure::Connect(e)),
+        Err(_) => Err(UpstreamFailure::ConnectTimeout(limit)),
+    }
+}
+
+enum Outcome {
+    /// The response was relayed (fully, or as far as the backend sent it before we closed).
+    Done { keep_client: bool },
+    /// Failed before any response byte reached the client: the caller may retry or answer.
+    Failed(UpstreamFailure),
+    /// The client's request body was bad: answer `status` and close.
+    ClientError { status: u16, detail: String },
+    /// Nothing more can be said to the client: close.
+    Abort,
+}
+
+async fn exchange(ctx: &WorkerContext, client: &mut ClientConn, request: &mut PendingRequest, group: &UpstreamGroup, mut conn: UpstreamConn) -> Outcome {
+    let timeouts = &ctx.config.timeouts;
+    let has_body = request.body != RequestBody::None;
+    if request.expect_continue && has_body && request.version == Version::Http11 {
+        // We answer `Expect: 100-continue` ourselves (the codec strips Expect upstream): the
+        // backend is connected, so the body has somewhere to go.
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
+        if write_all_within(&mut client.w, interim, timeouts.client_idle).await.is_err() {
+            return Outcome::Abort;
+        }
+    }
+
+    let head = std::mem::take(&mut request.upstream_head);
+    match monoio::time::timeout(timeouts.upstream_response, conn.w.write_all(head)).await {
+        Ok((Ok(_), head)) => request.upstream_head = head,
+        Ok((Err(e), head)) => {
+            request.upstream_head = head;
+            return Outcome::Failed(UpstreamFailure::Send(e));
+        }
+        Err(_) => return Outcome::Failed(UpstreamFailure::Timeout(timeouts.upstream_response)),
+    }
+
+    let response_started = Cell::new(false);
+    let upload_done = Cell::new(!has_body);
+    let relay = Relay {
+        ctx,
+        request,
+        client_keep_alive: request.keep_alive && !ctx.drain.is_triggered(),
+        response_started: &response_started,
+        upload_done: &upload_done,
+    };
+    let (relayed, uploaded) = {
+        let ClientConn { r: client_r, w: client_w, buf: client_buf, .. } = &mut *client;
+        let UpstreamConn { r: up_r, w: up_w, .. } = &mut conn;
+        let download = body::relay_response(relay, up_r, client_w);
+        if !has_body {
+            (download.await, Ok(()))
+        } else {
+            let upload = body::upload(ctx, request.body, client_r, client_buf, up_w, &upload_done);
+            let mut upload = std::pin::pin!(upload);
+            let mut download = std::pin::pin!(download);
+            let mut uploaded = None;
+            let relayed = loop {
+                if uploaded.is_some() {
+                    break download.as_mut().await;
+                }
+                monoio::select! {
+                    relayed = download.as_mut() => break relayed,
+                    result = upload.as_mut() => match result {
+                        Ok(()) => uploaded = Some(result),
+                        // The backend stopped reading: its response, if any, still decides.
+                        Err(UploadError::Upstream(ref e)) => {
+                            tracing::debug!(request_id = %request.request_id, "backend stopped reading the request body: {e}");
+                            uploaded = Some(result);
+                        }
+                        Err(e) => {
+                            uploaded = Some(Err(e));
+                            break Err(RelayError::UploadAborted);
+                        }
+                    },
+                }
+            };
+            (relayed, uploaded.unwrap_or(Err(UploadError::Unfinished)))
+        }
+    };
+
+    match (relayed, uploaded) {
+        (Ok(Relayed { upgraded: Some(from_upstream), .. }), _) => {
+            let UpstreamConn { r: up_r, w: up_w, .. } = &mut conn;
+            body::tunnel(client, up_r, up_w, from_upstream, timeouts.client_idle).await;
+            Outcome::Done { keep_client: false }
+        }
+        (Ok(relayed), uploaded) => {
+            let body_complete = uploaded.is_ok();
+            if relayed.upstream_reusable && body_complete {
+                group.pool.checkin(conn);
+            }
+            Outcome::Done { keep_client: relayed.client_reusable && body_complete }
+        }
+        (Err(RelayError::UploadAborted), Err(UploadError::Client { status, detail })) if !response_started.get() => {
+            Outcome::ClientError { status, detail }
+        }
+        (Err(RelayError::Upstream(failure)), _) if !response_started.get() => Outcome::Failed(failure),
+        (Err(RelayError::Upstream(failure)), _) => {
+            tracing::warn!(
+                worker = ctx.id,
+                request_id = %request.request_id,
+                upstream = %group.name,
+                backend = %group.backends[conn.backend],
+                "response cut short after it started: backend {}",
+                failure.describe()
+            );
+            Outcome::Abort
+        }
+        _ => Outcome::Abort,
+    }
+}

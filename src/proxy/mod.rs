@@ -1,0 +1,100 @@
+//! The data plane of one worker.
+//!
+//! Flow: [`run_worker`] converts the worker's bound listeners, reports ready, and runs one accept
+//! loop per listener plus a housekeeping tick. Each accepted connection runs
+//! [`client::serve`]: read a request head, route it, and hand it to [`exchange`], which picks a
+//! backend (failing over on connect errors), streams the request body up and the response back,
+//! and returns the upstream connection to the [`pool`] when both sides ended cleanly.
+//!
+//! Everything here is worker-local: no lock and no shared atomic on the request path.
+
+mod body;
+mod client;
+mod context;
+mod error;
+mod exchange;
+mod io;
+mod pool;
+mod request_id;
+mod route;
+mod sys;
+
+pub use error::{reason_phrase, write_error_response};
+
+use crate::runtime::worker::WorkerSpec;
+use crate::runtime::TICK;
+use context::WorkerContext;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+/// Runs one worker until it has drained. Called inside the worker's monoio runtime.
+pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
+    let ctx = Rc::new(WorkerContext::new(spec.id, spec.config.clone()));
+    let mut accept_loops = Vec::new();
+    for (index, std_listener) in spec.listeners.into_iter().enumerate() {
+        match monoio::net::TcpListener::from_std(std_listener) {
+            Ok(listener) => accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), index, listener))),
+            Err(e) => {
+                let _ = ready.send(Err(format!("listener {index}: {e}")));
+                return;
+            }
+        }
+    }
+    spec.shared.beat();
+    let _ = ready.send(Ok(()));
+
+    // Housekeeping until a drain is requested.
+    loop {
+        monoio::time::sleep(TICK).await;
+        spec.shared.beat();
+        for group in &ctx.upstreams {
+            group.pool.sweep();
+        }
+        if spec.shared.drain_requested.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+
+    // Drain: stop accepting, close idle connections, give in-flight requests until the deadline.
+    ctx.drain.trigger();
+    for handle in accept_loops {
+        handle.await;
+    }
+    for group in &ctx.upstreams {
+        group.pool.clear();
+    }
+    let deadline = Instant::now() + ctx.config.runtime.drain_timeout;
+    while ctx.open_connections() > 0 && Instant::now() < deadline {
+        monoio::time::sleep(TICK).await;
+        spec.shared.beat();
+    }
+    if ctx.open_connections() > 0 {
+        tracing::warn!(
+            worker = ctx.id,
+            open = ctx.open_connections(),
+            "drain timeout reached; closing the remaining connections"
+        );
+    }
+}
+
+async fn accept_loop(ctx: Rc<WorkerContext>, listener_index: usize, listener: monoio::net::TcpListener) {
+    loop {
+        let accepted = monoio::select! {
+            accepted = listener.accept() => accepted,
+            _ = ctx.drain.triggered() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(client::serve(ctx.clone(), listener_index, stream, peer));
+            }
+            Err(e) => {
+                // EMFILE/ENFILE/ENOMEM: back off briefly instead of spinning on the error.
+                tracing::warn!(worker = ctx.id, "accept failed: {e}");
+                monoio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    }
+}

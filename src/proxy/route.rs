@@ -1,0 +1,69 @@
+//! Choosing the upstream group for a request: the listener's routes in order, first match wins.
+
+use crate::config::RouteConfig;
+
+/// The upstream index of the first route matching `host` (as sent: may carry a port, any case) and
+/// `path`. `None`: no route matches (the client gets 404).
+pub fn find_upstream(routes: &[RouteConfig], host: Option<&str>, path: &str) -> Option<usize> {
+    let host = host.map(strip_port);
+    routes
+        .iter()
+        .find(|route| host_matches(route.host.as_deref(), host) && path.starts_with(&route.path_prefix))
+        .map(|route| route.upstream)
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    host.rsplit_once(':').map_or(host, |(name, _port)| name)
+}
+
+/// `pattern` is lowercase (validated); the request's host is compared case-insensitively.
+fn host_matches(pattern: Option<&str>, host: Option<&str>) -> bool {
+    let Some(pattern) = pattern else { return true };
+    let Some(host) = host else { return false };
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => {
+            host.len() > suffix.len() + 1
+                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+        }
+        None => host.eq_ignore_ascii_case(pattern),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: Option<&str>, prefix: &str, upstream: usize) -> RouteConfig {
+        RouteConfig { host: host.map(str::to_owned), path_prefix: prefix.to_owned(), upstream }
+    }
+
+    #[test]
+    fn first_match_wins_by_host_then_prefix() {
+        let routes = [
+            route(Some("api.example.com"), "/v2/", 1),
+            route(Some("*.example.com"), "/", 2),
+            route(None, "/static/", 3),
+            route(None, "/", 0),
+        ];
+        assert_eq!(find_upstream(&routes, Some("API.Example.com:8080"), "/v2/x"), Some(1));
+        assert_eq!(find_upstream(&routes, Some("api.example.com"), "/v1/x"), Some(2));
+        assert_eq!(find_upstream(&routes, Some("www.example.com"), "/"), Some(2));
+        assert_eq!(find_upstream(&routes, Some("example.com"), "/static/a"), Some(3));
+        assert_eq!(find_upstream(&routes, Some("other"), "/x"), Some(0));
+        assert_eq!(find_upstream(&routes, None, "/x"), Some(0));
+        assert_eq!(find_upstream(&routes, Some("[::1]:80"), "/x"), Some(0));
+    }
+
+    #[test]
+    fn wildcard_needs_a_label_before_the_suffix() {
+        let routes = [route(Some("*.example.com"), "/", 1)];
+        assert_eq!(find_upstream(&routes, Some("example.com"), "/"), None);
+        assert_eq!(find_upstream(&routes, Some("badexample.com"), "/"), None);
+        assert_eq!(find_upstream(&routes, Some("a.b.example.com"), "/"), Some(1));
+    }
+}

@@ -1,0 +1,41 @@
+//! Worker threads: one monoio runtime per core.
+//!
+//! Flow: [`driver::resolve`] decides once per process between io_uring and the legacy (epoll)
+//! driver; [`worker::spawn`] starts a named, pinned thread that builds its runtime and runs the
+//! worker's accept loops until drained. Cross-thread state is limited to what [`WorkerShared`]
+//! holds: a drain flag set by the control thread and a heartbeat written by the worker alone.
+
+pub mod cpus;
+pub mod drain;
+pub mod driver;
+pub mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How often each worker's housekeeping tick runs (drain check, heartbeat, pool sweep).
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// State one worker shares with the control thread. One writer per field: the control thread
+/// writes `drain_requested`, the worker writes `heartbeat_ms`.
+#[derive(Debug, Default)]
+pub struct WorkerShared {
+    /// Set once by [`crate::server::ShutdownHandle::shutdown`].
+    pub drain_requested: AtomicBool,
+    /// Milliseconds since the Unix epoch at the worker's last event-loop tick (0 = not started).
+    /// The systemd watchdog reads it to decide whether every worker is alive.
+    pub heartbeat_ms: AtomicU64,
+}
+
+impl WorkerShared {
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

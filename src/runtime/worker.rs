@@ -1,0 +1,64 @@
+//! One worker thread: named `lbproxy-worker-N`, pinned to its CPU, running its own monoio runtime
+//! until it has drained.
+//!
+//! Flow: [`spawn`] starts the thread; the thread builds the runtime for the resolved driver and
+//! runs [`crate::proxy::run_worker`], which converts the already-bound listeners, reports ready
+//! through the channel, accepts until drained, and returns.
+
+use super::driver::Driver;
+use super::WorkerShared;
+use crate::config::Config;
+use std::net::TcpListener;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Ring size for the io_uring driver: enough submissions in flight for thousands of connections
+/// per worker without `EBUSY`.
+const URING_ENTRIES: u32 = 4096;
+
+/// Everything a worker thread starts from.
+#[derive(Debug)]
+pub struct WorkerSpec {
+    pub id: usize,
+    /// CPU to pin to, when pinning is on.
+    pub cpu: Option<usize>,
+    pub driver: Driver,
+    pub config: Arc<Config>,
+    /// One bound listener per `config.listeners` entry, same order.
+    pub listeners: Vec<TcpListener>,
+    pub shared: Arc<WorkerShared>,
+}
+
+/// Starts the worker thread. `ready` receives `Ok(())` once the worker accepts on every listener,
+/// or the reason it could not start.
+pub fn spawn(spec: WorkerSpec, ready: Sender<Result<(), String>>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("lbproxy-worker-{}", spec.id))
+        .spawn(move || {
+            if let Some(cpu) = spec.cpu {
+                if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+                    tracing::warn!(worker = spec.id, cpu, "could not pin worker to its CPU: {e:?}");
+                }
+            }
+            let id = spec.id;
+            if let Err(e) = run(spec, ready.clone()) {
+                let _ = ready.send(Err(format!("worker {id}: {e}")));
+            }
+        })
+}
+
+fn run(spec: WorkerSpec, ready: Sender<Result<(), String>>) -> std::io::Result<()> {
+    match spec.driver {
+        Driver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .enable_timer()
+            .build()?
+            .block_on(crate::proxy::run_worker(spec, ready)),
+        Driver::Legacy => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()?
+            .block_on(crate::proxy::run_worker(spec, ready)),
+    }
+    Ok(())
+}
