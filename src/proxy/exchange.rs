@@ -7,10 +7,11 @@
 //! [`body::relay_response`], and the upstream connection goes back to the pool only if both
 //! messages ended exactly at their framing.
 //!
-//! Retries: a connect failure → next backend, any method. A pooled connection that fails before
-//! any response byte (the backend closed it while we reused it) → a fresh connection, only for an
-//! idempotent request without a body (a streamed body cannot be replayed). Never once a response
-//! byte has reached the client.
+//! Retries: a connect failure → next backend, any method (nothing was sent). A connection lost
+//! before any response byte → again, only for an idempotent request without a body (a streamed
+//! body cannot be replayed): on a fresh connection to the same choice when the lost one came from
+//! the pool (it may just have been stale), else on another backend. Timeouts and invalid
+//! responses are not retried, and nothing is once a response byte has reached the client.
 
 use super::body::{self, Relay, RelayError, Relayed, UploadError};
 use super::client::{respond_and_close, ClientConn, PendingRequest};
@@ -76,14 +77,21 @@ pub async fn forward(ctx: &WorkerContext, client: &mut ClientConn, request: &mut
                 return fail(ctx, client, request, group, Failure { status, detail, backend: Some(address) }).await
             }
             Outcome::Failed(failure) => {
-                let stale = reused
-                    && matches!(
-                        failure,
-                        UpstreamFailure::ClosedBeforeResponse | UpstreamFailure::Read(_) | UpstreamFailure::Send(_)
-                    );
-                if stale && request.body == RequestBody::None && request.method.is_idempotent() {
-                    tracing::debug!(request_id = %request.request_id, backend = %address, "pooled connection: backend {}; retrying on a fresh connection", failure.describe());
-                    fresh_only = true;
+                // Nothing of the response reached the client. An idempotent request without a
+                // body may go again (RFC 9110 §9.2.2): on a fresh connection when a pooled one
+                // turned out stale, else to another backend.
+                let connection_lost = matches!(
+                    failure,
+                    UpstreamFailure::ClosedBeforeResponse | UpstreamFailure::Read(_) | UpstreamFailure::Send(_)
+                );
+                if connection_lost && request.body == RequestBody::None && request.method.is_idempotent() {
+                    if reused {
+                        fresh_only = true;
+                    } else {
+                        tried.push(backend);
+                    }
+                    tracing::debug!(request_id = %request.request_id, backend = %address, "backend {}; retrying", failure.describe());
+                    last_failure = Some((backend, failure));
                     continue;
                 }
                 let detail = format!("upstream \"{}\" {}", group.name, failure.describe());
