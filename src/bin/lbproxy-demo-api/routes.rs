@@ -1,0 +1,132 @@
+//! The HTTP surface: the router, the middleware every request passes through (count it, tag the
+//! response with `X-Instance`), and the small handlers. The streaming ones live in
+//! [`crate::streaming`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tracing::debug;
+
+use crate::params::{integer_in_range, BadRequest, QueryParams};
+use crate::readiness::Readiness;
+use crate::state::SharedState;
+use crate::streaming;
+
+/// Names this instance on every response, 404s included.
+const INSTANCE_HEADER: HeaderName = HeaderName::from_static("x-instance");
+
+/// Longest `/delay`: a minute.
+const MAX_DELAY_MS: u64 = 60_000;
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/", get(identify))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/delay", get(delay))
+        .route("/status", get(status))
+        .route("/headers", get(request_headers))
+        .route("/echo", post(streaming::echo))
+        .route("/bytes", get(streaming::bytes))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_and_tag_instance,
+        ))
+        .with_state(state)
+}
+
+/// Counts the request before its handler runs (so `GET /` includes itself) and adds
+/// `X-Instance: N` to whatever the handler answers.
+async fn count_and_tag_instance(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    state.count_request();
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(INSTANCE_HEADER, HeaderValue::from(state.instance));
+    debug!(%method, %uri, status = response.status().as_u16(), "request");
+    response
+}
+
+/// `GET /`: who answered.
+async fn identify(State(state): State<SharedState>) -> Json<Value> {
+    Json(json!({
+        "instance": state.instance,
+        "pid": state.pid,
+        "listen": state.listen.to_string(),
+        "requests_served": state.requests_served(),
+    }))
+}
+
+/// `GET /health/live`: the process is up and serving.
+async fn live() -> &'static str {
+    "ok"
+}
+
+/// `GET /health/ready`: 200 `ready`, or 503 `starting` / `draining`.
+async fn ready(State(state): State<SharedState>) -> (StatusCode, &'static str) {
+    let readiness = state.readiness.get();
+    let status = match readiness {
+        Readiness::Ready => StatusCode::OK,
+        Readiness::Starting | Readiness::Draining => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, readiness.as_str())
+}
+
+/// `GET /delay?ms=N`: a slow response, N in 0..=60000.
+async fn delay(
+    State(state): State<SharedState>,
+    Query(query): Query<QueryParams>,
+) -> Result<Json<Value>, BadRequest> {
+    let delay_ms = integer_in_range(&query, "ms", 0..=MAX_DELAY_MS)?;
+    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+    Ok(Json(
+        json!({ "instance": state.instance, "delayed_ms": delay_ms }),
+    ))
+}
+
+/// `GET /status?code=N`: answers with status N (200..=599) and a one-line body naming it.
+async fn status(Query(query): Query<QueryParams>) -> Result<Response, BadRequest> {
+    let code: u16 = integer_in_range(&query, "code", 200..=599)?;
+    let status = StatusCode::from_u16(code).expect("200..=599 are valid status codes");
+    // These statuses must not carry a body.
+    if matches!(code, 204 | 205 | 304) {
+        return Ok(status.into_response());
+    }
+    let reason = status.canonical_reason().unwrap_or("Unknown");
+    Ok((status, format!("{code} {reason}\n")).into_response())
+}
+
+/// `GET /headers`: the request headers as received (lower-case names; repeated headers joined
+/// with ", "), so proxy tests can check `X-Forwarded-For`, `X-Request-Id` and the like.
+async fn request_headers(headers: HeaderMap) -> Json<BTreeMap<String, String>> {
+    let received = headers
+        .keys()
+        .map(|name| {
+            let values: Vec<_> = headers
+                .get_all(name)
+                .iter()
+                .map(|value| String::from_utf8_lossy(value.as_bytes()))
+                .collect();
+            (name.as_str().to_owned(), values.join(", "))
+        })
+        .collect();
+    Json(received)
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "not found\n")
+}
