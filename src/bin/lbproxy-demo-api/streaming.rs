@@ -7,11 +7,14 @@
 //! and the same `Content-Type`. Because nothing is buffered, a client (or proxy) must read the
 //! response while it is still sending a large body, or both sides stall on full socket buffers.
 //!
-//! `/bytes` builds its body in one buffer for now: a body made of generated chunks needs a
-//! `Stream` or `http_body::Body` implementation, and neither trait (nor `Frame`) can be named
-//! without a direct `futures-core`/`http-body` dependency, which this crate does not have yet.
+//! `/bytes` streams too: [`PatternBody`] hands out 64 KiB slices of one static block of the
+//! pattern, so even a 1 GiB body costs no memory beyond the socket buffers.
 
 use axum::body::{Body, Bytes};
+use http_body::{Frame, SizeHint};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use axum::extract::Query;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue};
@@ -37,25 +40,60 @@ pub async fn echo(request_headers: HeaderMap, body: Body) -> Response {
     response
 }
 
+/// Frame size of a streamed `/bytes` body.
+const CHUNK_SIZE: usize = 64 * 1024;
+
+/// `CHUNK_SIZE + PATTERN_PERIOD` bytes of the pattern: any frame starting at any phase of the
+/// pattern is a slice of it.
+static PATTERN_BLOCK: [u8; CHUNK_SIZE + PATTERN_PERIOD] = pattern_block();
+
+const fn pattern_block() -> [u8; CHUNK_SIZE + PATTERN_PERIOD] {
+    let mut block = [0u8; CHUNK_SIZE + PATTERN_PERIOD];
+    let mut i = 0;
+    while i < block.len() {
+        block[i] = (i % PATTERN_PERIOD) as u8;
+        i += 1;
+    }
+    block
+}
+
 /// `GET /bytes?n=N`: N bytes (0..=1 GiB), byte `i` = `i % 251`, with `Content-Length: N`.
 pub async fn bytes(Query(query): Query<QueryParams>) -> Result<Response, BadRequest> {
     let length = integer_in_range(&query, "n", 0..=MAX_BYTES)?;
-    let length = usize::try_from(length).expect("1 GiB fits in usize");
-    // A body of known size: hyper sends `Content-Length: N` by itself.
-    let body = Body::from(pattern_bytes(length));
+    // An exact size hint makes hyper send `Content-Length: N`.
+    let body = Body::new(PatternBody { sent: 0, length });
     let content_type = HeaderValue::from_static("application/octet-stream");
     Ok(([(CONTENT_TYPE, content_type)], body).into_response())
 }
 
-/// The first `length` bytes of the repeating pattern 0, 1, …, 250, 0, 1, ….
-fn pattern_bytes(length: usize) -> Bytes {
-    let period: Vec<u8> = (0..PATTERN_PERIOD).map(|i| i as u8).collect();
-    let mut content = Vec::with_capacity(length);
-    while content.len() < length {
-        let take = (length - content.len()).min(PATTERN_PERIOD);
-        content.extend_from_slice(&period[..take]);
+/// The first `length` bytes of the repeating pattern 0, 1, …, 250, 0, 1, …, in frames.
+struct PatternBody {
+    sent: u64,
+    length: u64,
+}
+
+impl http_body::Body for PatternBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let left = self.length - self.sent;
+        if left == 0 {
+            return Poll::Ready(None);
+        }
+        let take = usize::try_from(left).map_or(CHUNK_SIZE, |left| left.min(CHUNK_SIZE));
+        let phase = (self.sent % PATTERN_PERIOD as u64) as usize;
+        self.sent += take as u64;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&PATTERN_BLOCK[phase..phase + take])))))
     }
-    Bytes::from(content)
+
+    fn is_end_stream(&self) -> bool {
+        self.sent == self.length
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.length - self.sent)
+    }
 }
 
 #[cfg(test)]
@@ -63,13 +101,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pattern_byte_i_is_i_mod_251() {
-        let content = pattern_bytes(1000);
-        assert_eq!(content.len(), 1000);
-        assert!(content
-            .iter()
-            .enumerate()
-            .all(|(i, &b)| b == (i % 251) as u8));
-        assert!(pattern_bytes(0).is_empty());
+    fn pattern_block_byte_i_is_i_mod_251() {
+        assert!(PATTERN_BLOCK.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
     }
 }
