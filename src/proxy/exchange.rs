@@ -33,6 +33,7 @@ pub async fn forward(ctx: &WorkerContext, client: &mut ClientConn, request: &mut
     let mut tried: Vec<usize> = Vec::new();
     let mut last_failure: Option<(usize, UpstreamFailure)> = None;
     let mut fresh_only = false;
+    let retryable = request.body == RequestBody::None && request.method.is_idempotent();
 
     loop {
         let Some(backend) = group.balancer.select(|i| tried.contains(&i)) else {
@@ -56,7 +57,7 @@ pub async fn forward(ctx: &WorkerContext, client: &mut ClientConn, request: &mut
             return fail(ctx, client, request, group, failure).await;
         };
         let address = group.backends[backend];
-        let pooled = if fresh_only { None } else { group.pool.checkout(backend) };
+        let pooled = if fresh_only { None } else { group.pool.checkout(backend, retryable) };
         let conn = match pooled {
             Some(conn) => conn,
             None => match connect(address, ctx.config.timeouts.upstream_connect).await {
@@ -84,7 +85,7 @@ pub async fn forward(ctx: &WorkerContext, client: &mut ClientConn, request: &mut
                     failure,
                     UpstreamFailure::ClosedBeforeResponse | UpstreamFailure::Read(_) | UpstreamFailure::Send(_)
                 );
-                if connection_lost && request.body == RequestBody::None && request.method.is_idempotent() {
+                if connection_lost && retryable {
                     if reused {
                         fresh_only = true;
                     } else {

@@ -3,6 +3,9 @@
 //! Checkout takes the most recently used connection (warmest, least likely to have been closed by
 //! the backend), drops it if it has been idle past `idle_timeout`, and peeks at it without
 //! blocking to detect a connection the backend closed meanwhile (stale-connection detection).
+//! The peek costs a syscall, so it is skipped for a request that may simply be retried on a
+//! fresh connection (idempotent, no body) when the connection was idle for under
+//! [`TRUST_IDLE_FOR`]: a backend rarely closes a connection that recently.
 //! The worker's tick sweeps expired connections so they do not linger in CLOSE_WAIT.
 
 use super::sys::{peek_idle, IdleState};
@@ -35,6 +38,10 @@ impl UpstreamConn {
     }
 }
 
+/// A connection idle for less than this is reused without a liveness peek when the request can
+/// be retried anyway.
+const TRUST_IDLE_FOR: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 struct Idle {
     conn: UpstreamConn,
@@ -57,17 +64,20 @@ impl Pool {
         }
     }
 
-    /// A live idle connection to `backend`, if the pool has one.
-    pub fn checkout(&self, backend: usize) -> Option<UpstreamConn> {
+    /// A live idle connection to `backend`, if the pool has one. `retryable`: the request can be
+    /// sent again on a fresh connection if this one turns out stale.
+    pub fn checkout(&self, backend: usize, retryable: bool) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let list = &mut idle[backend];
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() > self.idle_timeout {
+            let idle_for = entry.since.elapsed();
+            if idle_for > self.idle_timeout {
                 // Everything below is older still.
                 list.clear();
                 return None;
             }
-            if peek_idle(entry.conn.fd) == IdleState::Open {
+            let trusted = retryable && idle_for < TRUST_IDLE_FOR;
+            if trusted || peek_idle(entry.conn.fd) == IdleState::Open {
                 let mut conn = entry.conn;
                 conn.reused = true;
                 return Some(conn);

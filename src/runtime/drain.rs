@@ -18,7 +18,15 @@ pub struct DrainSignal {
 #[derive(Debug, Default)]
 struct Inner {
     triggered: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
+    waiters: RefCell<Waiters>,
+}
+
+/// Wakers of pending [`Triggered`] futures, in slots that each future frees when dropped, so an
+/// idle connection costs O(1) per wait however many others are waiting.
+#[derive(Debug, Default)]
+struct Waiters {
+    slots: Vec<Option<Waker>>,
+    free: Vec<usize>,
 }
 
 impl DrainSignal {
@@ -33,7 +41,8 @@ impl DrainSignal {
     /// Marks the worker as draining and wakes every waiter. Idempotent.
     pub fn trigger(&self) {
         if !self.inner.triggered.replace(true) {
-            for waker in self.inner.waiters.borrow_mut().drain(..) {
+            let wakers: Vec<Waker> = self.inner.waiters.borrow_mut().slots.iter_mut().filter_map(Option::take).collect();
+            for waker in wakers {
                 waker.wake();
             }
         }
@@ -41,29 +50,57 @@ impl DrainSignal {
 
     /// Resolves once [`trigger`](Self::trigger) has been called.
     pub fn triggered(&self) -> Triggered {
-        Triggered { signal: self.clone() }
+        Triggered { signal: self.clone(), slot: None }
     }
 }
 
 #[derive(Debug)]
 pub struct Triggered {
     signal: DrainSignal,
+    slot: Option<usize>,
 }
 
 impl Future for Triggered {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let inner = &self.signal.inner;
-        if inner.triggered.get() {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.inner.triggered.get() {
             return Poll::Ready(());
         }
-        let mut waiters = inner.waiters.borrow_mut();
-        // Waiters that were dropped leave stale wakers behind; keep the list bounded by pruning
-        // wakers that would wake this same task again.
-        waiters.retain(|w| !w.will_wake(cx.waker()));
-        waiters.push(cx.waker().clone());
+        let slot = self.slot;
+        let mut waiters = self.signal.inner.waiters.borrow_mut();
+        match slot {
+            Some(slot) => match &mut waiters.slots[slot] {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                entry => *entry = Some(cx.waker().clone()),
+            },
+            None => {
+                let waker = Some(cx.waker().clone());
+                let slot = match waiters.free.pop() {
+                    Some(slot) => {
+                        waiters.slots[slot] = waker;
+                        slot
+                    }
+                    None => {
+                        waiters.slots.push(waker);
+                        waiters.slots.len() - 1
+                    }
+                };
+                drop(waiters);
+                self.slot = Some(slot);
+            }
+        }
         Poll::Pending
+    }
+}
+
+impl Drop for Triggered {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            let mut waiters = self.signal.inner.waiters.borrow_mut();
+            waiters.slots[slot] = None;
+            waiters.free.push(slot);
+        }
     }
 }
 
@@ -85,5 +122,15 @@ mod tests {
         assert!(!signal.is_triggered());
         signal.trigger();
         assert!(waiter.await);
+    }
+
+    #[monoio::test(enable_timer = true)]
+    async fn dropped_waiters_free_their_slot() {
+        let signal = DrainSignal::new();
+        for _ in 0..100 {
+            let wait = signal.triggered();
+            let _ = monoio::time::timeout(std::time::Duration::from_millis(1), wait).await;
+        }
+        assert_eq!(signal.inner.waiters.borrow().slots.len(), 1);
     }
 }
