@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian/Ubuntu machine: installs what the tests need (Debian
+# packages with apt-get, cargo tools with cargo install), then checks formatting and lints and
+# runs every unit and integration test (both io drivers). This is the README's test command and
+# what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else echo "tests/run.sh: need root (or sudo) to run: $*" >&2; exit 1
+    fi
+}
+
+# Debian packages: a C compiler for mimalloc's build script.
+missing=()
+command -v cc >/dev/null || missing+=(gcc libc6-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "tests/run.sh: installing ${missing[*]} (apt-get)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "tests/run.sh: cargo is missing. Install Rust first: curl https://sh.rustup.rs -sSf | sh" >&2
+    exit 1
+fi
+if command -v rustup >/dev/null; then
+    rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+    rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "tests/run.sh: installing cargo-nextest (cargo install)"
+    cargo install cargo-nextest --locked
+fi
+
+if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != "0" ]; then
+    echo "tests/run.sh: io_uring is disabled on this machine (kernel.io_uring_disabled != 0);" >&2
+    echo "  the suite runs the proxy on both drivers and needs it: sysctl -w kernel.io_uring_disabled=0" >&2
+    exit 1
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== tests"
+cargo nextest run --all-targets --locked --profile ci
