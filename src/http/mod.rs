@@ -11,11 +11,22 @@
 //! nothing ambiguous ever reaches a backend: the head forwarded is rebuilt from the parsed fields
 //! (bare LF normalised to CRLF, hop-by-hop headers and those named in `Connection` removed,
 //! framing headers written by us from the framing we decided).
+//!
+//! Files: `request.rs` (limits, request line, httparse) → `request_fields.rs` (what the fields
+//! mean, which are dropped) → `forward.rs` (the upstream head); `response.rs` (parse and client
+//! head); `chunked.rs` (decoder) over `chunk_lines.rs` (chunk header and trailer grammar);
+//! shared by all: `framing.rs` (Content-Length, Transfer-Encoding), `target.rs` (request targets,
+//! Host), `headers.rs` (field names, lists, the per-field mask, head writers).
 
+mod chunk_lines;
 mod chunked;
+mod forward;
+mod framing;
 mod headers;
 mod request;
+mod request_fields;
 mod response;
+mod target;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedOutput, DecodeProgress};
 pub use request::{parse_request, ForwardContext, HeadLimits, Request, RequestError};
@@ -48,7 +59,12 @@ impl Method {
     pub fn is_idempotent(self) -> bool {
         matches!(
             self,
-            Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
         )
     }
 }

@@ -1,0 +1,338 @@
+//! The request head sent upstream, rebuilt from a parsed [`Request`] instead of copied, so that
+//! whatever a backend parses is what this codec validated.
+//!
+//! Layout: request line (origin-form target, always `HTTP/1.1`), `Host`, the client's fields in
+//! their order minus the dropped ones, then the fields the proxy owns: `X-Forwarded-For`,
+//! `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Request-Id`, framing, `Connection`/`Upgrade`.
+//! Every line ends in CRLF whatever the client used.
+
+use super::headers::{push_decimal, push_field, FieldLines};
+use super::request::{ForwardContext, Request};
+use super::target::TargetForm;
+use super::{Method, RequestBody};
+use std::io::Write as _;
+use std::net::IpAddr;
+
+impl Request<'_> {
+    /// The path part of the target (before `?`), for routing. `/` for `*`, for authority-form
+    /// and for an absolute-form target with an empty path.
+    pub fn path(&self) -> &str {
+        let origin = match self.target_form {
+            TargetForm::Origin => self.target,
+            TargetForm::Absolute { origin_start, .. } => &self.target[origin_start..],
+            TargetForm::Authority | TargetForm::Asterisk => return "/",
+        };
+        let path = &origin[..origin.find('?').unwrap_or(origin.len())];
+        if path.is_empty() {
+            "/"
+        } else {
+            path
+        }
+    }
+
+    /// Appends the head to send upstream to `out`: request line (origin-form target, HTTP/1.1),
+    /// headers minus hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+    /// Transfer-Encoding, Upgrade unless upgrading, Expect) and minus those named in `Connection`,
+    /// minus incoming X-Request-Id/X-Forwarded-Proto/X-Forwarded-Host (replaced), with
+    /// `X-Forwarded-For` appended to, framing written by us (`Content-Length: n` or
+    /// `Transfer-Encoding: chunked`), `Connection: close` when `!ctx.upstream_keep_alive`, and
+    /// `Connection: upgrade` + `Upgrade` when upgrading. CRLF line endings.
+    ///
+    /// `Host` comes first, with the value received (for an absolute-form target: the target's
+    /// authority). An HTTP/1.0 request without Host is forwarded without one. An upgrade on a
+    /// connection not to be kept writes `Connection: upgrade, close`.
+    pub fn write_upstream_head(&self, ctx: &ForwardContext<'_>, out: &mut Vec<u8>) {
+        // One reservation: the new head is the old one give or take the fields the proxy adds.
+        out.reserve(self.head_len + 192 + ctx.request_id.len());
+        out.extend_from_slice(self.method_str.as_bytes());
+        out.push(b' ');
+        self.write_origin_form(out);
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        if let Some(authority) = self.authority {
+            push_field(out, b"Host", authority.as_bytes());
+        }
+        for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
+            if !self.dropped.contains(index) {
+                push_field(out, name, value);
+            }
+        }
+        self.write_forwarded_for(ctx.client_ip, out);
+        push_field(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
+        if let Some(authority) = self.authority {
+            push_field(out, b"X-Forwarded-Host", authority.as_bytes());
+        }
+        push_field(out, b"X-Request-Id", ctx.request_id.as_bytes());
+        match self.body {
+            RequestBody::Length(length) => {
+                out.extend_from_slice(b"Content-Length: ");
+                push_decimal(out, length);
+                out.extend_from_slice(b"\r\n");
+            }
+            RequestBody::Chunked => push_field(out, b"Transfer-Encoding", b"chunked"),
+            RequestBody::None if self.explicit_zero_length => {
+                push_field(out, b"Content-Length", b"0")
+            }
+            RequestBody::None => {}
+        }
+        match self.upgrade {
+            Some(protocol) => {
+                let connection: &[u8] = if ctx.upstream_keep_alive {
+                    b"upgrade"
+                } else {
+                    b"upgrade, close"
+                };
+                push_field(out, b"Connection", connection);
+                push_field(out, b"Upgrade", protocol.as_bytes());
+            }
+            None if !ctx.upstream_keep_alive => push_field(out, b"Connection", b"close"),
+            None => {}
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    fn write_origin_form(&self, out: &mut Vec<u8>) {
+        let TargetForm::Absolute { origin_start, .. } = self.target_form else {
+            out.extend_from_slice(self.target.as_bytes());
+            return;
+        };
+        let origin = &self.target[origin_start..];
+        // RFC 9112 §3.2.4: an absolute OPTIONS target without a path means the server itself.
+        if origin.is_empty() && self.method == Method::Options {
+            out.push(b'*');
+            return;
+        }
+        if !origin.starts_with('/') {
+            out.push(b'/');
+        }
+        out.extend_from_slice(origin.as_bytes());
+    }
+
+    /// One `X-Forwarded-For`: the client's values, all fields folded in order, then the peer.
+    fn write_forwarded_for(&self, client_ip: IpAddr, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        if !self.forwarded_for.is_empty() {
+            for (index, (_, value)) in FieldLines::new(self.fields).enumerate() {
+                if self.forwarded_for.contains(index) && !value.is_empty() {
+                    out.extend_from_slice(value);
+                    out.extend_from_slice(b", ");
+                }
+            }
+        }
+        // A dual-stack listener reports IPv4 peers as `::ffff:a.b.c.d`; backends expect `a.b.c.d`.
+        let _ = write!(out, "{}", client_ip.to_canonical());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::request::{parse_request, HeadLimits};
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_head_bytes: 8192,
+        max_uri_bytes: 2048,
+        max_headers: 64,
+    };
+
+    fn context(keep_alive: bool) -> ForwardContext<'static> {
+        ForwardContext {
+            client_ip: "192.0.2.7".parse().unwrap(),
+            proto: "http",
+            request_id: "rid-1",
+            upstream_keep_alive: keep_alive,
+        }
+    }
+
+    fn forward_with(raw: &str, ctx: &ForwardContext<'_>) -> String {
+        let request = parse_request(raw.as_bytes(), &LIMITS)
+            .unwrap()
+            .expect("complete head");
+        let mut out = b"previous bytes|".to_vec();
+        request.write_upstream_head(ctx, &mut out);
+        let out = String::from_utf8(out).unwrap();
+        out.strip_prefix("previous bytes|")
+            .expect("appends, never clears")
+            .to_owned()
+    }
+
+    fn forward(raw: &str) -> String {
+        forward_with(raw, &context(true))
+    }
+
+    /// The fields every forwarded head ends with, for a request with `Host: example.com`.
+    const PROXY_FIELDS: &str = "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
+                                X-Forwarded-Host: example.com\r\nX-Request-Id: rid-1\r\n";
+
+    #[test]
+    fn plain_get_is_rebuilt_with_host_first_and_proxy_fields_last() {
+        let out = forward(
+            "GET /a?b=1 HTTP/1.1\r\nAccept: */*\r\nHost: example.com\r\nUser-Agent: t\r\n\r\n",
+        );
+        let expected = format!("GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nUser-Agent: t\r\n{PROXY_FIELDS}\r\n");
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn hop_by_hop_fields_are_removed() {
+        let raw = "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+                   Proxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: X-T\r\nUpgrade: websocket\r\n\
+                   Expect: 100-continue\r\nX-Kept: yes\r\n\r\n";
+        let expected =
+            format!("GET / HTTP/1.1\r\nHost: example.com\r\nX-Kept: yes\r\n{PROXY_FIELDS}\r\n");
+        assert_eq!(forward(raw), expected);
+    }
+
+    #[test]
+    fn fields_named_by_connection_are_removed() {
+        let raw =
+            "GET / HTTP/1.1\r\nHost: example.com\r\nX-Secret: 1\r\nConnection: X-SECRET, close\r\n\
+                   x-secret: 2\r\nX-Secret-Not: 3\r\n\r\n";
+        let expected = format!(
+            "GET / HTTP/1.1\r\nHost: example.com\r\nX-Secret-Not: 3\r\n{PROXY_FIELDS}Connection: close\r\n\r\n"
+        );
+        // The client asked for close; whether upstream is kept is the proxy's call (ctx).
+        assert_eq!(forward_with(raw, &context(false)), expected);
+    }
+
+    #[test]
+    fn connection_naming_framing_or_host_cannot_unframe_or_drop_them() {
+        let raw = "POST /p HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5\r\nConnection: content-length, host\r\n\r\n";
+        let expected = format!(
+            "POST /p HTTP/1.1\r\nHost: example.com\r\n{PROXY_FIELDS}Content-Length: 5\r\n\r\n"
+        );
+        assert_eq!(forward(raw), expected);
+        let raw = "POST /p HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding\r\n\r\n";
+        let expected =
+            format!("POST /p HTTP/1.1\r\nHost: example.com\r\n{PROXY_FIELDS}Transfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(forward(raw), expected);
+    }
+
+    #[test]
+    fn forwarded_for_is_appended_and_folded_into_one_field() {
+        let raw = "GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1\r\nHost: example.com\r\n\
+                   x-forwarded-for: 10.0.0.2, 10.0.0.3\r\nX-Forwarded-For:\r\n\r\n";
+        let out = forward(raw);
+        assert!(
+            out.contains("\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7\r\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("orwarded-For").count(), 1, "{out}");
+    }
+
+    #[test]
+    fn forwarded_for_named_by_connection_is_not_trusted() {
+        let raw = "GET / HTTP/1.1\r\nHost: example.com\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: x-forwarded-for\r\n\r\n";
+        assert_eq!(
+            forward(raw),
+            format!("GET / HTTP/1.1\r\nHost: example.com\r\n{PROXY_FIELDS}\r\n")
+        );
+    }
+
+    #[test]
+    fn client_ip_is_written_canonically() {
+        let mut ctx = context(true);
+        ctx.client_ip = "::ffff:192.0.2.9".parse().unwrap();
+        assert!(forward_with("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &ctx)
+            .contains("X-Forwarded-For: 192.0.2.9\r\n"));
+        ctx.client_ip = "2001:db8::1".parse().unwrap();
+        assert!(forward_with("GET / HTTP/1.1\r\nHost: a\r\n\r\n", &ctx)
+            .contains("X-Forwarded-For: 2001:db8::1\r\n"));
+    }
+
+    #[test]
+    fn proxy_owned_fields_from_the_client_are_replaced() {
+        let raw = "GET / HTTP/1.1\r\nHost: example.com\r\nX-Request-Id: evil\r\nX-Forwarded-Proto: https\r\n\
+                   X-Forwarded-Host: evil.example\r\n\r\n";
+        assert_eq!(
+            forward(raw),
+            format!("GET / HTTP/1.1\r\nHost: example.com\r\n{PROXY_FIELDS}\r\n")
+        );
+    }
+
+    #[test]
+    fn bare_lf_and_odd_whitespace_are_normalised() {
+        let raw = "GET / HTTP/1.1\nHost:example.com\nA:\t x \t\nB:\n\n";
+        let expected =
+            format!("GET / HTTP/1.1\r\nHost: example.com\r\nA: x\r\nB: \r\n{PROXY_FIELDS}\r\n");
+        assert_eq!(forward(raw), expected);
+    }
+
+    #[test]
+    fn absolute_form_is_forwarded_in_origin_form_with_the_target_authority_as_host() {
+        let raw = "GET http://Example.com:8080/x?y HTTP/1.1\r\nHost: other.example\r\n\r\n";
+        let expected = "GET /x?y HTTP/1.1\r\nHost: Example.com:8080\r\nX-Forwarded-For: 192.0.2.7\r\n\
+                        X-Forwarded-Proto: http\r\nX-Forwarded-Host: Example.com:8080\r\nX-Request-Id: rid-1\r\n\r\n";
+        assert_eq!(forward(raw), expected);
+        assert!(
+            forward("GET http://a HTTP/1.1\r\nHost: a\r\n\r\n").starts_with("GET / HTTP/1.1\r\n")
+        );
+        assert!(forward("GET http://a?q HTTP/1.1\r\nHost: a\r\n\r\n")
+            .starts_with("GET /?q HTTP/1.1\r\n"));
+        assert!(forward("OPTIONS http://a HTTP/1.1\r\nHost: a\r\n\r\n")
+            .starts_with("OPTIONS * HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn framing_is_written_by_the_proxy() {
+        let raw = "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 5, 5\r\nContent-Length: 005\r\n\r\n";
+        assert_eq!(
+            forward(raw),
+            format!(
+                "POST / HTTP/1.1\r\nHost: example.com\r\n{PROXY_FIELDS}Content-Length: 5\r\n\r\n"
+            )
+        );
+        let raw = "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            forward(raw),
+            format!(
+                "POST / HTTP/1.1\r\nHost: example.com\r\n{PROXY_FIELDS}Content-Length: 0\r\n\r\n"
+            )
+        );
+        let raw = "PUT / HTTP/1.1\r\nHost: example.com\r\nTransfer-Encoding: Chunked\r\n\r\n";
+        assert_eq!(
+            forward(raw),
+            format!("PUT / HTTP/1.1\r\nHost: example.com\r\n{PROXY_FIELDS}Transfer-Encoding: chunked\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn upgrade_keeps_connection_upgrade_and_upgrade() {
+        let raw = "GET /ws HTTP/1.1\r\nHost: example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                   Sec-WebSocket-Key: k\r\n\r\n";
+        let expected = format!(
+            "GET /ws HTTP/1.1\r\nHost: example.com\r\nSec-WebSocket-Key: k\r\n{PROXY_FIELDS}Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        );
+        assert_eq!(forward(raw), expected);
+        assert!(forward_with(raw, &context(false))
+            .contains("\r\nConnection: upgrade, close\r\nUpgrade: websocket\r\n"));
+    }
+
+    #[test]
+    fn http10_request_is_forwarded_as_http11_without_invented_host() {
+        let raw = "GET /old HTTP/1.0\r\nAccept: */*\r\n\r\n";
+        let expected = "GET /old HTTP/1.1\r\nAccept: */*\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
+                        X-Request-Id: rid-1\r\nConnection: close\r\n\r\n";
+        assert_eq!(forward_with(raw, &context(false)), expected);
+    }
+
+    #[test]
+    fn path_for_routing() {
+        let path = |raw: &str| {
+            parse_request(raw.as_bytes(), &LIMITS)
+                .unwrap()
+                .unwrap()
+                .path()
+                .to_owned()
+        };
+        assert_eq!(path("GET /a/b?c HTTP/1.1\r\nHost: h\r\n\r\n"), "/a/b");
+        assert_eq!(path("GET /?c HTTP/1.1\r\nHost: h\r\n\r\n"), "/");
+        assert_eq!(
+            path("GET http://h/x/y?z HTTP/1.1\r\nHost: h\r\n\r\n"),
+            "/x/y"
+        );
+        assert_eq!(path("GET http://h?z HTTP/1.1\r\nHost: h\r\n\r\n"), "/");
+        assert_eq!(path("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), "/");
+        assert_eq!(path("CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n"), "/");
+    }
+}
