@@ -1,0 +1,344 @@
+//! Raw configuration types: the TOML file as written, before any checking.
+//!
+//! Every struct denies unknown fields and every field is optional, so serde only ever rejects a
+//! value of the wrong TOML type; whether a key is required, in range or refers to something that
+//! exists is decided in `validate`, where each problem gets its own message and fix.
+//!
+//! Durations, sizes and the like are kept as written ([`FileScalar`]) and parsed in validation.
+//! Numbers and booleans are also accepted as strings, so `${VAR}` interpolation (which always
+//! yields a string) works for every key: `weight = "${CANARY_WEIGHT:-1}"`.
+//!
+//! `read` deserializes these section by section; [`FileConfig`] as a whole documents the schema.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    #[serde(default)]
+    pub runtime: FileRuntime,
+    #[serde(default)]
+    pub limits: FileLimits,
+    #[serde(default)]
+    pub timeouts: FileTimeouts,
+    /// `[listener.NAME]`
+    #[serde(default)]
+    pub listener: BTreeMap<String, FileListener>,
+    /// `[upstream.NAME]`
+    #[serde(default)]
+    pub upstream: BTreeMap<String, FileUpstream>,
+    #[serde(default)]
+    pub up: FileUp,
+    /// `[env.NAME]` overlays: merged by `overlay`, removed before the rest is typed. Never read
+    /// from here; declared so the schema (and the unknown-key check) is complete.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub env: BTreeMap<String, toml::Table>,
+}
+
+/// `[runtime]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRuntime {
+    pub workers: Option<FileWorkers>,
+    pub driver: Option<String>,
+    pub pin_workers: Option<FileBool>,
+    pub drain_timeout: Option<FileDuration>,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileLimits {
+    pub max_header_bytes: Option<FileSize>,
+    pub max_uri_bytes: Option<FileSize>,
+    pub max_headers: Option<FileInt>,
+    pub max_body: Option<FileSize>,
+}
+
+/// `[timeouts]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileTimeouts {
+    pub client_header: Option<FileDuration>,
+    pub client_idle: Option<FileDuration>,
+    pub client_body: Option<FileDuration>,
+    pub upstream_connect: Option<FileDuration>,
+    pub upstream_response: Option<FileDuration>,
+}
+
+/// `[listener.NAME]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileListener {
+    pub address: Option<String>,
+    pub protocol: Option<String>,
+    /// Catch-all upstream group, tried after every route.
+    pub upstream: Option<String>,
+    /// `[[listener.NAME.route]]`, in file order.
+    #[serde(default)]
+    pub route: Vec<FileRoute>,
+}
+
+/// `[[listener.NAME.route]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRoute {
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub upstream: Option<String>,
+}
+
+/// `[upstream.NAME]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileUpstream {
+    pub balance: Option<String>,
+    pub backends: Option<Vec<FileBackend>>,
+    #[serde(default)]
+    pub pool: FilePool,
+}
+
+/// One entry of `backends`: `"IP:PORT"` or `{ address = "IP:PORT", weight = N }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum FileBackend {
+    Address(String),
+    Table(FileBackendTable),
+}
+
+/// The table form of a backend.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileBackendTable {
+    pub address: Option<String>,
+    pub weight: Option<FileInt>,
+}
+
+/// `[upstream.NAME.pool]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FilePool {
+    pub max_idle_per_backend: Option<FileInt>,
+    pub idle_timeout: Option<FileDuration>,
+}
+
+/// `[up]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileUp {
+    pub upstream: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub ready_path: Option<String>,
+    pub ready_timeout: Option<FileDuration>,
+}
+
+/// A value written as an integer or as a string, kept as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FileScalar {
+    Int(i64),
+    Str(String),
+}
+
+impl FileScalar {
+    /// As written, in TOML syntax, for error messages.
+    pub fn as_written(&self) -> String {
+        match self {
+            FileScalar::Int(n) => n.to_string(),
+            FileScalar::Str(s) => super::error::quote(s),
+        }
+    }
+}
+
+/// Accepts an integer or a string; `expecting` names what the key really wants.
+struct ScalarVisitor(&'static str);
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = FileScalar;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<FileScalar, E> {
+        Ok(FileScalar::Int(n))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<FileScalar, E> {
+        i64::try_from(n)
+            .map(FileScalar::Int)
+            .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(n), &self))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<FileScalar, E> {
+        Ok(FileScalar::Str(s.to_string()))
+    }
+}
+
+macro_rules! scalar {
+    ($(#[$doc:meta])* $name:ident, $expecting:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub(crate) struct $name(pub FileScalar);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_any(ScalarVisitor($expecting)).map($name)
+            }
+        }
+    };
+}
+
+scalar!(
+    /// `"30s"`, `"500ms"`: parsed by `units::parse_duration`.
+    FileDuration,
+    "a duration such as \"30s\" or \"500ms\""
+);
+scalar!(
+    /// A byte count or `"16KiB"`: parsed by `units::parse_size`.
+    FileSize,
+    "a size such as \"16KiB\" or a number of bytes"
+);
+scalar!(
+    /// `"auto"` or a positive integer.
+    FileWorkers,
+    "\"auto\" or a positive integer"
+);
+scalar!(
+    /// An integer (or the same digits as a string).
+    FileInt,
+    "an integer"
+);
+
+/// A boolean (or `"true"`/`"false"` as a string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FileBool {
+    Bool(bool),
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for FileBool {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BoolVisitor;
+        impl<'de> Visitor<'de> for BoolVisitor {
+            type Value = FileBool;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true or false")
+            }
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<FileBool, E> {
+                Ok(FileBool::Bool(b))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<FileBool, E> {
+                Ok(FileBool::Str(s.to_string()))
+            }
+        }
+        deserializer.deserialize_any(BoolVisitor)
+    }
+}
+
+/// The field names serde accepts for `T`, taken from its derived `Deserialize` (which passes them
+/// to `deserialize_struct`), so the unknown-key check and its suggestions never drift from the
+/// struct definitions.
+pub(crate) fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    let mut capture = FieldCapture(&[]);
+    let _ = T::deserialize(&mut capture);
+    capture.0
+}
+
+struct FieldCapture(&'static [&'static str]);
+
+#[derive(Debug)]
+struct Captured;
+
+impl fmt::Display for Captured {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("field names captured")
+    }
+}
+
+impl std::error::Error for Captured {}
+
+impl de::Error for Captured {
+    fn custom<M: fmt::Display>(_: M) -> Self {
+        Captured
+    }
+}
+
+impl<'de> Deserializer<'de> for &mut FieldCapture {
+    type Error = Captured;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Captured> {
+        Err(Captured)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Captured> {
+        self.0 = fields;
+        Err(Captured)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names_come_from_the_structs() {
+        assert_eq!(
+            fields_of::<FileListener>(),
+            ["address", "protocol", "upstream", "route"]
+        );
+        assert_eq!(
+            fields_of::<FileConfig>(),
+            ["runtime", "limits", "timeouts", "listener", "upstream", "up", "env"]
+        );
+        assert_eq!(fields_of::<FileBackendTable>(), ["address", "weight"]);
+    }
+
+    #[test]
+    fn the_embedded_default_reads_as_one_document() {
+        let file: FileConfig = toml::from_str(crate::config::EMBEDDED_DEFAULT).expect("typed");
+        assert_eq!(file.listener.len(), 1);
+        let api = &file.upstream["api"];
+        assert_eq!(api.backends.as_ref().map(Vec::len), Some(3));
+        assert_eq!(
+            file.runtime.workers,
+            Some(FileWorkers(FileScalar::Str("auto".into())))
+        );
+        assert_eq!(file.limits.max_headers, Some(FileInt(FileScalar::Int(100))));
+    }
+
+    #[test]
+    fn scalars_keep_what_was_written() {
+        #[derive(Deserialize)]
+        struct T {
+            a: FileDuration,
+            b: FileSize,
+            c: FileBool,
+        }
+        let t: T = toml::from_str("a = 30\nb = \"16KiB\"\nc = \"true\"").expect("typed");
+        assert_eq!(t.a.0, FileScalar::Int(30));
+        assert_eq!(t.b.0.as_written(), "\"16KiB\"");
+        assert_eq!(t.c, FileBool::Str("true".into()));
+        let err = toml::from_str::<T>("a = 1.5\nb = 1\nc = true")
+            .err()
+            .expect("float refused");
+        assert!(
+            err.message().contains("expected a duration such as"),
+            "{}",
+            err.message()
+        );
+    }
+}
