@@ -546,13 +546,3 @@ max_idle_per_backend = true
         assert!(errors[0].fix.contains("leave out -c"));
     }
 }
-
-// TEMPORARY until the config branch lands.
-impl std::fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for e in &self.0 {
-            writeln!(f, "error: {}: {} = {:?}: {}\n  fix: {}", e.file, e.key, e.value, e.problem, e.fix)?;
-        }
-        Ok(())
-    }
-}
