@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Debug, Parser)]
-#[command(name = "lbproxy", version, about = "Thread-per-core io_uring HTTP reverse proxy and load balancer")]
+#[command(
+    name = "lbproxy",
+    version,
+    about = "Thread-per-core io_uring HTTP reverse proxy and load balancer"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -68,13 +72,18 @@ pub fn run(cli: Cli) -> ExitCode {
 
 /// Loads and validates the configuration named by `args`, printing every problem.
 pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
-    config::load(args.config.as_deref(), args.env.as_deref()).map_err(|errors| anyhow::anyhow!("invalid configuration\n{errors}"))
+    config::load(args.config.as_deref(), args.env.as_deref())
+        .map_err(|errors| anyhow::anyhow!("invalid configuration\n{errors}"))
 }
 
 fn check(args: &ConfigArgs) -> ExitCode {
     match config::load(args.config.as_deref(), args.env.as_deref()) {
         Ok(config) => {
-            let listeners: Vec<String> = config.listeners.iter().map(|l| format!("{} on {}", l.name, l.address)).collect();
+            let listeners: Vec<String> = config
+                .listeners
+                .iter()
+                .map(|l| format!("{} on {}", l.name, l.address))
+                .collect();
             let backends: usize = config.upstreams.iter().map(|u| u.backends.len()).sum();
             println!(
                 "{}: ok ({}; {} upstream group(s), {} backend(s))",
@@ -109,14 +118,23 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
 }
 
 /// Calls `on_stop` from a dedicated thread on the first SIGTERM or SIGINT.
-pub fn spawn_signal_thread(on_stop: impl FnOnce(&'static str) + Send + 'static) -> anyhow::Result<()> {
+pub fn spawn_signal_thread(
+    on_stop: impl FnOnce(&'static str) + Send + 'static,
+) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
-    std::thread::Builder::new().name("lbproxy-signals".into()).spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            on_stop(if signal == SIGTERM { "SIGTERM" } else { "SIGINT" });
-        }
-    })?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("lbproxy-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                on_stop(if signal == SIGTERM {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                });
+            }
+        })?;
     Ok(())
 }
 

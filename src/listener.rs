@@ -14,7 +14,10 @@ const BACKLOG: i32 = 4096;
 
 /// Binds `count` sockets on `addr` (resolving port 0 with the first). Returns the sockets and the
 /// address actually bound.
-pub fn bind_reuseport(addr: SocketAddr, count: usize) -> anyhow::Result<(Vec<TcpListener>, SocketAddr)> {
+pub fn bind_reuseport(
+    addr: SocketAddr,
+    count: usize,
+) -> anyhow::Result<(Vec<TcpListener>, SocketAddr)> {
     let first = bind_one(addr)?;
     let bound = first.local_addr().context("reading the bound address")?;
     let mut sockets = vec![first];
@@ -31,9 +34,14 @@ fn bind_one(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into()).with_context(|| {
-        format!("binding {addr} (is another process listening there? `ss -ltnp 'sport = :{}'` tells)", addr.port())
+        format!(
+            "binding {addr} (is another process listening there? `ss -ltnp 'sport = :{}'` tells)",
+            addr.port()
+        )
     })?;
-    socket.listen(BACKLOG).with_context(|| format!("listening on {addr}"))?;
+    socket
+        .listen(BACKLOG)
+        .with_context(|| format!("listening on {addr}"))?;
     Ok(socket.into())
 }
 

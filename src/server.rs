@@ -55,9 +55,12 @@ impl Server {
         }
 
         let cpus = cpus::allowed_cpus();
-        let shared: Vec<Arc<WorkerShared>> =
-            (0..worker_count).map(|_| Arc::new(WorkerShared::default())).collect();
-        let shutdown = ShutdownHandle { workers: shared.clone().into() };
+        let shared: Vec<Arc<WorkerShared>> = (0..worker_count)
+            .map(|_| Arc::new(WorkerShared::default()))
+            .collect();
+        let shutdown = ShutdownHandle {
+            workers: shared.clone().into(),
+        };
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut workers = Vec::with_capacity(worker_count);
         for (id, listeners) in listeners_per_worker.into_iter().enumerate() {
@@ -83,9 +86,7 @@ impl Server {
             let outcome = match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
                 Ok(Ok(())) => continue,
                 Ok(Err(reason)) => anyhow::anyhow!("a worker failed to start: {reason}"),
-                Err(_) => anyhow::anyhow!(
-                    "workers did not start within {WORKER_START_TIMEOUT:?}"
-                ),
+                Err(_) => anyhow::anyhow!("workers did not start within {WORKER_START_TIMEOUT:?}"),
             };
             shutdown.shutdown();
             for handle in workers {
@@ -100,7 +101,12 @@ impl Server {
             listeners = ?listen_addrs,
             "lbproxy is accepting connections"
         );
-        Ok(Server { listen_addrs, driver, workers, shutdown })
+        Ok(Server {
+            listen_addrs,
+            driver,
+            workers,
+            shutdown,
+        })
     }
 
     /// `(listener name, bound address)` for every listener, ports resolved.

@@ -54,7 +54,10 @@ fn round_robin_spreads_requests_evenly_across_three_instances(driver: &str) {
     // Each of the 2 workers rotates on its own: per backend, 60/3 ± 1 per worker.
     assert_eq!(counts.len(), 3, "{counts:?}");
     for (instance, count) in &counts {
-        assert!((18..=22).contains(count), "instance {instance} got {count} of 60: {counts:?}");
+        assert!(
+            (18..=22).contains(count),
+            "instance {instance} got {count} of 60: {counts:?}"
+        );
     }
 }
 
@@ -108,17 +111,35 @@ fn killing_an_instance_under_load_fails_no_request(driver: &str) {
             })
         })
         .collect();
-    common::wait_until(Duration::from_secs(20), "100 requests before the kill", || done.load(Ordering::SeqCst) >= 100);
+    common::wait_until(
+        Duration::from_secs(20),
+        "100 requests before the kill",
+        || done.load(Ordering::SeqCst) >= 100,
+    );
     apis[1].kill9();
     let killed_at = done.load(Ordering::SeqCst);
-    common::wait_until(Duration::from_secs(30), "300 requests after the kill", || done.load(Ordering::SeqCst) >= killed_at + 300);
+    common::wait_until(
+        Duration::from_secs(30),
+        "300 requests after the kill",
+        || done.load(Ordering::SeqCst) >= killed_at + 300,
+    );
     stop.store(true, Ordering::SeqCst);
-    let failures: Vec<String> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
-    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    let failures: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
 }
 
 fn keep_alive_reuses_upstream_connections(driver: &str) {
-    let backend = RawBackend::start(Reply::Fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()));
+    let backend = RawBackend::start(Reply::Fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+    ));
     let proxy = Proxy::start(&config(driver, &[backend.addr], ""));
     for _ in 0..5 {
         let mut conn = Conn::open(proxy.addr);
@@ -129,7 +150,11 @@ fn keep_alive_reuses_upstream_connections(driver: &str) {
     }
     assert_eq!(backend.requests().len(), 50);
     // One pooled connection per worker is enough for sequential requests.
-    assert!(backend.connections() <= 2, "backend saw {} connections for 50 requests", backend.connections());
+    assert!(
+        backend.connections() <= 2,
+        "backend saw {} connections for 50 requests",
+        backend.connections()
+    );
 }
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -139,18 +164,31 @@ fn pattern(len: usize) -> Vec<u8> {
 fn large_bodies_stream_through_intact(driver: &str) {
     let api = DemoApi::start(1);
     let proxy = Proxy::start(&config(driver, &[api.addr], ""));
-    let body: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let body: Vec<u8> = (0..6 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
 
     // Content-Length request body, echoed back.
     let mut conn = Conn::open(proxy.addr);
-    conn.send(format!("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+    conn.send(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
     conn.send(&body);
     let echoed = conn.read_response("POST").unwrap();
     assert_eq!(echoed.status, 200);
-    assert!(echoed.body == body, "CL echo differs ({} bytes back)", echoed.body.len());
+    assert!(
+        echoed.body == body,
+        "CL echo differs ({} bytes back)",
+        echoed.body.len()
+    );
 
     // Chunked request body in uneven chunks, on the same connection.
-    let mut raw = b"POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut raw =
+        b"POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for piece in body.chunks(100_003) {
         raw.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
         raw.extend_from_slice(piece);
@@ -160,13 +198,20 @@ fn large_bodies_stream_through_intact(driver: &str) {
     conn.send(&raw);
     let echoed = conn.read_response("POST").unwrap();
     assert_eq!(echoed.status, 200);
-    assert!(echoed.body == body, "chunked echo differs ({} bytes back)", echoed.body.len());
+    assert!(
+        echoed.body == body,
+        "chunked echo differs ({} bytes back)",
+        echoed.body.len()
+    );
 
     // Large Content-Length response.
     conn.send(b"GET /bytes?n=8388608 HTTP/1.1\r\nHost: test\r\n\r\n");
     let bytes = conn.read_response("GET").unwrap();
     assert_eq!(bytes.header("content-length"), Some("8388608"));
-    assert!(bytes.body == pattern(8 * 1024 * 1024), "8 MiB response differs");
+    assert!(
+        bytes.body == pattern(8 * 1024 * 1024),
+        "8 MiB response differs"
+    );
 }
 
 fn pipelined_requests_are_answered_in_order(driver: &str) {
@@ -175,7 +220,9 @@ fn pipelined_requests_are_answered_in_order(driver: &str) {
     let mut conn = Conn::open(proxy.addr);
     let mut burst = Vec::new();
     for code in [201, 202, 203, 204, 205] {
-        burst.extend_from_slice(format!("GET /status?code={code} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+        burst.extend_from_slice(
+            format!("GET /status?code={code} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes(),
+        );
     }
     burst.extend_from_slice(b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello");
     burst.extend_from_slice(b"GET /status?code=206 HTTP/1.1\r\nHost: test\r\n\r\n");
@@ -189,7 +236,9 @@ fn pipelined_requests_are_answered_in_order(driver: &str) {
 }
 
 fn forwarded_head_is_rebuilt_with_forwarding_headers(driver: &str) {
-    let backend = RawBackend::start(Reply::Fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()));
+    let backend = RawBackend::start(Reply::Fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(),
+    ));
     let proxy = Proxy::start(&config(driver, &[backend.addr], ""));
     let response = client::request(
         proxy.addr,
@@ -199,22 +248,52 @@ fn forwarded_head_is_rebuilt_with_forwarding_headers(driver: &str) {
     assert_eq!(response.status, 200);
     assert_eq!(response.header("x-request-id"), Some("from-client-42"));
     let forwarded = String::from_utf8(backend.requests().remove(0)).unwrap();
-    assert!(forwarded.starts_with("GET /a?b=c HTTP/1.1\r\n"), "{forwarded}");
-    assert!(forwarded.contains("\r\nHost: example.test\r\n"), "{forwarded}");
-    assert!(forwarded.contains("\r\nX-Forwarded-For: 203.0.113.9, 127.0.0.1\r\n"), "{forwarded}");
-    assert!(forwarded.contains("\r\nX-Forwarded-Proto: http\r\n"), "{forwarded}");
-    assert!(forwarded.contains("\r\nX-Forwarded-Host: example.test\r\n"), "{forwarded}");
-    assert!(forwarded.contains("\r\nX-Request-Id: from-client-42\r\n"), "{forwarded}");
+    assert!(
+        forwarded.starts_with("GET /a?b=c HTTP/1.1\r\n"),
+        "{forwarded}"
+    );
+    assert!(
+        forwarded.contains("\r\nHost: example.test\r\n"),
+        "{forwarded}"
+    );
+    assert!(
+        forwarded.contains("\r\nX-Forwarded-For: 203.0.113.9, 127.0.0.1\r\n"),
+        "{forwarded}"
+    );
+    assert!(
+        forwarded.contains("\r\nX-Forwarded-Proto: http\r\n"),
+        "{forwarded}"
+    );
+    assert!(
+        forwarded.contains("\r\nX-Forwarded-Host: example.test\r\n"),
+        "{forwarded}"
+    );
+    assert!(
+        forwarded.contains("\r\nX-Request-Id: from-client-42\r\n"),
+        "{forwarded}"
+    );
     assert!(forwarded.contains("\r\nAccept: */*\r\n"), "{forwarded}");
     let lower = forwarded.to_ascii_lowercase();
-    assert!(!lower.contains("x-secret"), "header named in Connection must go: {forwarded}");
-    assert!(!lower.contains("keep-alive: timeout"), "hop-by-hop header must go: {forwarded}");
+    assert!(
+        !lower.contains("x-secret"),
+        "header named in Connection must go: {forwarded}"
+    );
+    assert!(
+        !lower.contains("keep-alive: timeout"),
+        "hop-by-hop header must go: {forwarded}"
+    );
 
     // Without an incoming id the proxy makes one, the same in the forwarded head and the response.
     let response = client::get(proxy.addr, "/b");
-    let id = response.header("x-request-id").expect("response carries the request id").to_owned();
+    let id = response
+        .header("x-request-id")
+        .expect("response carries the request id")
+        .to_owned();
     let forwarded = String::from_utf8(backend.requests().remove(1)).unwrap();
-    assert!(forwarded.contains(&format!("\r\nX-Request-Id: {id}\r\n")), "{forwarded}");
+    assert!(
+        forwarded.contains(&format!("\r\nX-Request-Id: {id}\r\n")),
+        "{forwarded}"
+    );
 }
 
 fn refused_backends_are_skipped_and_all_refused_is_502(driver: &str) {
@@ -223,7 +302,10 @@ fn refused_backends_are_skipped_and_all_refused_is_502(driver: &str) {
     let proxy = Proxy::start(&config(driver, &[dead1, api.addr, dead2], ""));
     for _ in 0..12 {
         let response = client::get(proxy.addr, "/");
-        assert_eq!((response.status, instance_of(&response)), (200, "7".to_owned()));
+        assert_eq!(
+            (response.status, instance_of(&response)),
+            (200, "7".to_owned())
+        );
     }
     drop(proxy);
 
@@ -232,7 +314,10 @@ fn refused_backends_are_skipped_and_all_refused_is_502(driver: &str) {
     assert_eq!(response.status, 502);
     let id = response.header("x-request-id").unwrap().to_owned();
     let text = response.text();
-    assert!(text.starts_with("502 Bad Gateway: upstream \"api\""), "{text}");
+    assert!(
+        text.starts_with("502 Bad Gateway: upstream \"api\""),
+        "{text}"
+    );
     assert!(text.contains("refused the connection"), "{text}");
     assert!(text.contains(&format!("(request id {id})")), "{text}");
     assert_eq!(response.header("connection"), Some("close"));
@@ -240,19 +325,31 @@ fn refused_backends_are_skipped_and_all_refused_is_502(driver: &str) {
 
 fn silent_backend_is_504_with_the_request_id(driver: &str) {
     let backend = RawBackend::start(Reply::Silent);
-    let proxy = Proxy::start(&config(driver, &[backend.addr], "[timeouts]\nupstream_response = \"300ms\"\n"));
+    let proxy = Proxy::start(&config(
+        driver,
+        &[backend.addr],
+        "[timeouts]\nupstream_response = \"300ms\"\n",
+    ));
     let started = Instant::now();
     let response = client::get(proxy.addr, "/slow");
     assert_eq!(response.status, 504, "{}", response.text());
     assert!(started.elapsed() >= Duration::from_millis(300));
     let id = response.header("x-request-id").unwrap();
     assert!(response.text().contains(id));
-    assert!(response.text().contains("did not respond within"), "{}", response.text());
+    assert!(
+        response.text().contains("did not respond within"),
+        "{}",
+        response.text()
+    );
 }
 
 fn slowloris_gets_408_while_others_are_served(driver: &str) {
     let api = DemoApi::start(1);
-    let proxy = Proxy::start(&config(driver, &[api.addr], "[timeouts]\nclient_header = \"500ms\"\n"));
+    let proxy = Proxy::start(&config(
+        driver,
+        &[api.addr],
+        "[timeouts]\nclient_header = \"500ms\"\n",
+    ));
     let mut slow = Conn::open(proxy.addr);
     slow.send(b"GET / HTTP/1.1\r\nHost: te");
     let started = Instant::now();
@@ -280,13 +377,21 @@ fn slowloris_gets_408_while_others_are_served(driver: &str) {
 
 fn body_over_the_limit_is_413_and_never_forwarded(driver: &str) {
     let backend = RawBackend::start(Reply::Echo);
-    let proxy = Proxy::start(&config(driver, &[backend.addr], "[limits]\nmax_body = \"1KiB\"\n"));
-    let response = client::request(proxy.addr, b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 2048\r\n\r\n");
+    let proxy = Proxy::start(&config(
+        driver,
+        &[backend.addr],
+        "[limits]\nmax_body = \"1KiB\"\n",
+    ));
+    let response = client::request(
+        proxy.addr,
+        b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 2048\r\n\r\n",
+    );
     assert_eq!(response.status, 413, "{}", response.text());
     assert!(response.text().contains("larger than the limit"));
 
     // Chunked bodies are counted as they stream.
-    let mut raw = b"POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut raw =
+        b"POST /upload HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..3 {
         raw.extend_from_slice(b"200\r\n");
         raw.extend_from_slice(&[b'x'; 512]);
@@ -295,7 +400,10 @@ fn body_over_the_limit_is_413_and_never_forwarded(driver: &str) {
     raw.extend_from_slice(b"0\r\n\r\n");
     let response = client::request(proxy.addr, &raw);
     assert_eq!(response.status, 413, "{}", response.text());
-    assert!(backend.requests().is_empty(), "no complete request may reach the backend");
+    assert!(
+        backend.requests().is_empty(),
+        "no complete request may reach the backend"
+    );
 }
 
 fn in_flight_requests_finish_during_shutdown(driver: &str) {
@@ -306,13 +414,26 @@ fn in_flight_requests_finish_during_shutdown(driver: &str) {
     let proxy = Proxy::start(&config(driver, &[backend.addr], ""));
     let addr = proxy.addr;
     let slow = std::thread::spawn(move || client::get(addr, "/slow"));
-    common::wait_until(Duration::from_secs(10), "the request to reach the backend", || backend.requests().len() == 1);
+    common::wait_until(
+        Duration::from_secs(10),
+        "the request to reach the backend",
+        || backend.requests().len() == 1,
+    );
     let mut idle = Conn::open(addr);
     let stopping = Instant::now();
     proxy.stop();
     let response = slow.join().unwrap();
     assert_eq!((response.status, response.text().as_str()), (200, "slow"));
-    assert!(stopping.elapsed() < Duration::from_secs(4), "drain waited for the idle connection");
-    assert!(idle.is_closed(), "idle keep-alive connection closed by the drain");
-    assert!(std::net::TcpStream::connect(addr).is_err(), "still accepting after shutdown");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "drain waited for the idle connection"
+    );
+    assert!(
+        idle.is_closed(),
+        "idle keep-alive connection closed by the drain"
+    );
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "still accepting after shutdown"
+    );
 }

@@ -15,7 +15,11 @@ fn pid_of(instance: SocketAddr) -> Option<u32> {
     drop(stream);
     let text = client::get(instance, "/").text();
     let start = text.find("\"pid\":")? + 6;
-    text[start..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    text[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn alive(pid: u32) -> bool {
@@ -25,7 +29,11 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn up_serves_restarts_a_killed_instance_and_stops_cleanly() {
-    let (proxy, api1, api2) = (common::closed_port(), common::closed_port(), common::closed_port());
+    let (proxy, api1, api2) = (
+        common::closed_port(),
+        common::closed_port(),
+        common::closed_port(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("up.toml");
     std::fs::write(
@@ -53,7 +61,9 @@ fn up_serves_restarts_a_killed_instance_and_stops_cleanly() {
     });
     let banner = format!("proxy (http) listening on http://{proxy}/");
     loop {
-        let line = lines.recv_timeout(Duration::from_secs(60)).expect("lbproxy up prints its banner");
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("lbproxy up prints its banner");
         if line.contains(&banner) {
             break;
         }
@@ -71,9 +81,11 @@ fn up_serves_restarts_a_killed_instance_and_stops_cleanly() {
     let second = pid_of(api2).expect("instance 2 answers");
     // SAFETY: SIGKILL to the instance's pid, as a crash would.
     unsafe { libc::kill(first as libc::pid_t, libc::SIGKILL) };
-    common::wait_until(Duration::from_secs(20), "instance 1 to be restarted", || {
-        pid_of(api1).is_some_and(|pid| pid != first)
-    });
+    common::wait_until(
+        Duration::from_secs(20),
+        "instance 1 to be restarted",
+        || pid_of(api1).is_some_and(|pid| pid != first),
+    );
     let restarted = pid_of(api1).unwrap();
     // Requests keep succeeding through the proxy.
     for _ in 0..4 {
@@ -87,7 +99,16 @@ fn up_serves_restarts_a_killed_instance_and_stops_cleanly() {
         status = up.try_wait().unwrap();
         status.is_some()
     });
-    assert!(status.unwrap().success(), "lbproxy up exits 0 on SIGTERM: {status:?}");
-    assert!(!alive(restarted) && !alive(second), "instances left running");
-    assert!(std::net::TcpStream::connect(proxy).is_err(), "proxy still listening");
+    assert!(
+        status.unwrap().success(),
+        "lbproxy up exits 0 on SIGTERM: {status:?}"
+    );
+    assert!(
+        !alive(restarted) && !alive(second),
+        "instances left running"
+    );
+    assert!(
+        std::net::TcpStream::connect(proxy).is_err(),
+        "proxy still listening"
+    );
 }

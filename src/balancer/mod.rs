@@ -30,7 +30,9 @@ impl Balancer {
     pub fn new(algorithm: BalanceAlgorithm, weights: &[u32], start: usize) -> Self {
         assert!(!weights.is_empty(), "a balancer needs at least one backend");
         match algorithm {
-            BalanceAlgorithm::RoundRobin => Balancer::RoundRobin(RoundRobin::new(weights.len(), start)),
+            BalanceAlgorithm::RoundRobin => {
+                Balancer::RoundRobin(RoundRobin::new(weights.len(), start))
+            }
             BalanceAlgorithm::Weighted => Balancer::Weighted(SmoothWeighted::new(weights)),
         }
     }

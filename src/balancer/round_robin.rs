@@ -10,12 +10,17 @@ pub struct RoundRobin {
 
 impl RoundRobin {
     pub fn new(len: usize, start: usize) -> Self {
-        Self { len, next: Cell::new(start % len.max(1)) }
+        Self {
+            len,
+            next: Cell::new(start % len.max(1)),
+        }
     }
 
     pub fn select(&self, skip: impl Fn(usize) -> bool) -> Option<usize> {
         let start = self.next.get();
-        let chosen = (0..self.len).map(|i| (start + i) % self.len).find(|&i| !skip(i))?;
+        let chosen = (0..self.len)
+            .map(|i| (start + i) % self.len)
+            .find(|&i| !skip(i))?;
         self.next.set((chosen + 1) % self.len);
         Some(chosen)
     }

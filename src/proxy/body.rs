@@ -10,7 +10,10 @@ use super::client::{ClientConn, PendingRequest};
 use super::context::WorkerContext;
 use super::error::UpstreamFailure;
 use super::io::{read_append, read_replace, write_all_within};
-use crate::http::{parse_response, ChunkedDecoder, ChunkedOutput, RequestBody, ResponseBody, ResponseContext, Version};
+use crate::http::{
+    parse_response, ChunkedDecoder, ChunkedOutput, RequestBody, ResponseBody, ResponseContext,
+    Version,
+};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf};
 use monoio::net::TcpStream;
 use std::cell::Cell;
@@ -77,7 +80,11 @@ pub enum UploadError {
 
 /// Reads the response head (forwarding interim 1xx responses), writes the rewritten head and
 /// relays the body to the client.
-pub async fn relay_response(relay: Relay<'_>, up_r: &mut UpstreamReader, client_w: &mut ClientWriter) -> Result<Relayed, RelayError> {
+pub async fn relay_response(
+    relay: Relay<'_>,
+    up_r: &mut UpstreamReader,
+    client_w: &mut ClientWriter,
+) -> Result<Relayed, RelayError> {
     let request = relay.request;
     let timeouts = &relay.ctx.config.timeouts;
     let write_limit = timeouts.client_idle;
@@ -87,7 +94,11 @@ pub async fn relay_response(relay: Relay<'_>, up_r: &mut UpstreamReader, client_
     loop {
         if !buf.is_empty() {
             let response = match parse_response(&buf, request.method, MAX_RESPONSE_HEAD) {
-                Err(e) => return Err(RelayError::Upstream(UpstreamFailure::Invalid(e.to_string()))),
+                Err(e) => {
+                    return Err(RelayError::Upstream(UpstreamFailure::Invalid(
+                        e.to_string(),
+                    )))
+                }
                 Ok(None) => None,
                 Ok(Some(response)) => Some(response),
             };
@@ -97,29 +108,39 @@ pub async fn relay_response(relay: Relay<'_>, up_r: &mut UpstreamReader, client_
                 if (100..200).contains(&status) && status != 101 {
                     // Interim response. Our own `100 Continue` already went out when the client
                     // asked; HTTP/1.0 clients get none (RFC 9110 §15.2).
-                    let forward = request.version == Version::Http11 && !(status == 100 && request.expect_continue);
+                    let forward = request.version == Version::Http11
+                        && !(status == 100 && request.expect_continue);
                     out.clear();
                     if forward {
                         response.write_client_head(&response_context(request, true), &mut out);
                     }
                     buf.drain(..head_len);
                     if forward {
-                        out = write_all_within(client_w, out, write_limit).await.map_err(|_| RelayError::Client)?;
+                        out = write_all_within(client_w, out, write_limit)
+                            .await
+                            .map_err(|_| RelayError::Client)?;
                     }
                     continue;
                 }
                 if status == 101 {
                     if !request.upgrade {
                         return Err(RelayError::Upstream(UpstreamFailure::Invalid(
-                            "101 Switching Protocols to a request that asked for no upgrade".to_owned(),
+                            "101 Switching Protocols to a request that asked for no upgrade"
+                                .to_owned(),
                         )));
                     }
                     out.clear();
                     response.write_client_head(&response_context(request, true), &mut out);
                     buf.drain(..head_len);
                     relay.response_started.set(true);
-                    write_all_within(client_w, out, write_limit).await.map_err(|_| RelayError::Client)?;
-                    return Ok(Relayed { upstream_reusable: false, client_reusable: false, upgraded: Some(buf) });
+                    write_all_within(client_w, out, write_limit)
+                        .await
+                        .map_err(|_| RelayError::Client)?;
+                    return Ok(Relayed {
+                        upstream_reusable: false,
+                        client_reusable: false,
+                        upgraded: Some(buf),
+                    });
                 }
 
                 let framing = response.client_framing(request.version);
@@ -130,7 +151,17 @@ pub async fn relay_response(relay: Relay<'_>, up_r: &mut UpstreamReader, client_
                 response.write_client_head(&response_context(request, client_keep), &mut out);
                 buf.drain(..head_len);
                 relay.response_started.set(true);
-                let clean_end = relay_body(up_r, client_w, upstream_body, framing, buf, out, timeouts.upstream_response, write_limit).await?;
+                let clean_end = relay_body(
+                    up_r,
+                    client_w,
+                    upstream_body,
+                    framing,
+                    buf,
+                    out,
+                    timeouts.upstream_response,
+                    write_limit,
+                )
+                .await?;
                 return Ok(Relayed {
                     upstream_reusable: upstream_keep && clean_end,
                     client_reusable: client_keep,
@@ -155,9 +186,13 @@ pub async fn relay_response(relay: Relay<'_>, up_r: &mut UpstreamReader, client_
         };
         buf = b;
         match result {
-            Ok(0) if buf.is_empty() => return Err(RelayError::Upstream(UpstreamFailure::ClosedBeforeResponse)),
+            Ok(0) if buf.is_empty() => {
+                return Err(RelayError::Upstream(UpstreamFailure::ClosedBeforeResponse))
+            }
             Ok(0) => {
-                return Err(RelayError::Upstream(UpstreamFailure::Invalid("connection closed in the middle of the response head".to_owned())))
+                return Err(RelayError::Upstream(UpstreamFailure::Invalid(
+                    "connection closed in the middle of the response head".to_owned(),
+                )))
             }
             Ok(_) => {}
             Err(e) => return Err(RelayError::Upstream(UpstreamFailure::Read(e))),
@@ -219,7 +254,9 @@ async fn relay_body(
         }
         ResponseBody::Chunked => {
             let output = match client_framing {
-                ResponseBody::Chunked => ChunkedOutput::Chunked { keep_trailers: true },
+                ResponseBody::Chunked => ChunkedOutput::Chunked {
+                    keep_trailers: true,
+                },
                 _ => ChunkedOutput::Payload,
             };
             let mut decoder = ChunkedDecoder::new(output);
@@ -235,9 +272,16 @@ async fn relay_body(
                 if progress.done {
                     return Ok(buf.is_empty());
                 }
-                let (result, b) = match monoio::time::timeout(read_limit, read_append(up_r, buf, RELAY_BUFFER / 4)).await {
+                let (result, b) = match monoio::time::timeout(
+                    read_limit,
+                    read_append(up_r, buf, RELAY_BUFFER / 4),
+                )
+                .await
+                {
                     Ok(read) => read,
-                    Err(_) => return Err(RelayError::Upstream(UpstreamFailure::Timeout(read_limit))),
+                    Err(_) => {
+                        return Err(RelayError::Upstream(UpstreamFailure::Timeout(read_limit)))
+                    }
                 };
                 buf = b;
                 match result {
@@ -266,12 +310,23 @@ async fn relay_body(
     }
 }
 
-async fn send(client_w: &mut ClientWriter, write_limit: Duration, data: Vec<u8>) -> Result<Vec<u8>, RelayError> {
-    write_all_within(client_w, data, write_limit).await.map_err(|_| RelayError::Client)
+async fn send(
+    client_w: &mut ClientWriter,
+    write_limit: Duration,
+    data: Vec<u8>,
+) -> Result<Vec<u8>, RelayError> {
+    write_all_within(client_w, data, write_limit)
+        .await
+        .map_err(|_| RelayError::Client)
 }
 
 /// Reads at most `limit` bytes from the backend, replacing `buf`'s contents.
-async fn read_within(up_r: &mut UpstreamReader, buf: Vec<u8>, limit: usize, read_limit: Duration) -> Result<(usize, Vec<u8>), RelayError> {
+async fn read_within(
+    up_r: &mut UpstreamReader,
+    buf: Vec<u8>,
+    limit: usize,
+    read_limit: Duration,
+) -> Result<(usize, Vec<u8>), RelayError> {
     match monoio::time::timeout(read_limit, read_replace(up_r, buf, limit)).await {
         Ok((Ok(n), buf)) => Ok((n, buf)),
         Ok((Err(e), _)) => Err(RelayError::Upstream(UpstreamFailure::Read(e))),
@@ -293,23 +348,34 @@ pub async fn upload(
     let deadline = Instant::now() + timeouts.client_body;
     let too_slow = || UploadError::Client {
         status: 408,
-        detail: format!("the request body did not arrive within {:?}", timeouts.client_body),
+        detail: format!(
+            "the request body did not arrive within {:?}",
+            timeouts.client_body
+        ),
     };
     let write_limit = timeouts.upstream_response;
 
     match body {
         RequestBody::None => {}
         RequestBody::Length(length) => {
-            let first = client_buf.len().min(usize::try_from(length).unwrap_or(usize::MAX));
+            let first = client_buf
+                .len()
+                .min(usize::try_from(length).unwrap_or(usize::MAX));
             let mut remaining = length - first as u64;
             if first > 0 {
                 let chunk: Vec<u8> = client_buf.drain(..first).collect();
                 to_upstream(up_w, write_limit, chunk).await?;
             }
-            let mut relay = Vec::with_capacity(usize::try_from(remaining).unwrap_or(usize::MAX).min(RELAY_BUFFER));
+            let mut relay = Vec::with_capacity(
+                usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(RELAY_BUFFER),
+            );
             while remaining > 0 {
                 let limit = usize::try_from(remaining).unwrap_or(usize::MAX);
-                let read = monoio::time::timeout_at(deadline.into(), read_replace(client_r, relay, limit)).await;
+                let read =
+                    monoio::time::timeout_at(deadline.into(), read_replace(client_r, relay, limit))
+                        .await;
                 let (n, b) = match read {
                     Err(_) => return Err(too_slow()),
                     Ok((Ok(0), _)) | Ok((Err(_), _)) => return Err(UploadError::ClientGone),
@@ -321,14 +387,20 @@ pub async fn upload(
         }
         RequestBody::Chunked => {
             let max = ctx.config.limits.max_body_bytes;
-            let mut decoder = ChunkedDecoder::new(ChunkedOutput::Chunked { keep_trailers: true });
+            let mut decoder = ChunkedDecoder::new(ChunkedOutput::Chunked {
+                keep_trailers: true,
+            });
             let mut out = Vec::with_capacity(RELAY_BUFFER);
             let mut total: u64 = 0;
             loop {
                 out.clear();
-                let progress = decoder
-                    .decode(client_buf, &mut out)
-                    .map_err(|e| UploadError::Client { status: 400, detail: e.to_string() })?;
+                let progress =
+                    decoder
+                        .decode(client_buf, &mut out)
+                        .map_err(|e| UploadError::Client {
+                            status: 400,
+                            detail: e.to_string(),
+                        })?;
                 client_buf.drain(..progress.consumed);
                 total += progress.payload;
                 if let Some(max) = max.filter(|&max| total > max) {
@@ -343,7 +415,11 @@ pub async fn upload(
                 if progress.done {
                     break;
                 }
-                let read = monoio::time::timeout_at(deadline.into(), read_append(client_r, std::mem::take(client_buf), RELAY_BUFFER / 4)).await;
+                let read = monoio::time::timeout_at(
+                    deadline.into(),
+                    read_append(client_r, std::mem::take(client_buf), RELAY_BUFFER / 4),
+                )
+                .await;
                 match read {
                     Err(_) => return Err(too_slow()),
                     Ok((Ok(0), _)) | Ok((Err(_), _)) => return Err(UploadError::ClientGone),
@@ -356,7 +432,11 @@ pub async fn upload(
     Ok(())
 }
 
-async fn to_upstream(up_w: &mut UpstreamWriter, write_limit: Duration, data: Vec<u8>) -> Result<Vec<u8>, UploadError> {
+async fn to_upstream(
+    up_w: &mut UpstreamWriter,
+    write_limit: Duration,
+    data: Vec<u8>,
+) -> Result<Vec<u8>, UploadError> {
     match monoio::time::timeout(write_limit, up_w.write_all(data)).await {
         Ok((Ok(_), data)) => Ok(data),
         Ok((Err(e), _)) => Err(UploadError::Upstream(e)),
@@ -366,7 +446,13 @@ async fn to_upstream(up_w: &mut UpstreamWriter, write_limit: Duration, data: Vec
 
 /// After `101 Switching Protocols`: relays bytes both ways until both directions have ended or
 /// nothing moved in either direction for `idle`.
-pub async fn tunnel(client: &mut ClientConn, up_r: &mut UpstreamReader, up_w: &mut UpstreamWriter, from_upstream: Vec<u8>, idle: Duration) {
+pub async fn tunnel(
+    client: &mut ClientConn,
+    up_r: &mut UpstreamReader,
+    up_w: &mut UpstreamWriter,
+    from_upstream: Vec<u8>,
+    idle: Duration,
+) {
     let last_activity = Cell::new(Instant::now());
     if !client.buf.is_empty() {
         let pending = std::mem::take(&mut client.buf);
@@ -384,7 +470,12 @@ pub async fn tunnel(client: &mut ClientConn, up_r: &mut UpstreamReader, up_w: &m
 
 /// Copies `from` → `to` until EOF (then half-closes `to`), an error, or `idle` without traffic
 /// in either direction.
-async fn copy_until_idle<R: AsyncReadRent, W: AsyncWriteRent>(from: &mut R, to: &mut W, last_activity: &Cell<Instant>, idle: Duration) {
+async fn copy_until_idle<R: AsyncReadRent, W: AsyncWriteRent>(
+    from: &mut R,
+    to: &mut W,
+    last_activity: &Cell<Instant>,
+    idle: Duration,
+) {
     let mut buf = Vec::with_capacity(RELAY_BUFFER);
     loop {
         let read = read_replace(from, buf, RELAY_BUFFER);

@@ -55,19 +55,32 @@ enum Stop {
     /// Client closed, idle timeout, or drain: close without a response.
     Close,
     /// Respond with an error, then close.
-    Reject { status: u16, detail: String, request_id: String },
+    Reject {
+        status: u16,
+        detail: String,
+        request_id: String,
+    },
 }
 
 pub async fn serve(ctx: Rc<WorkerContext>, listener: usize, stream: TcpStream, peer: SocketAddr) {
     let _open = ctx.track_connection();
     let (r, w) = stream.into_split();
-    let mut client = ClientConn { r, w, buf: Vec::with_capacity(INITIAL_CLIENT_BUFFER), peer };
+    let mut client = ClientConn {
+        r,
+        w,
+        buf: Vec::with_capacity(INITIAL_CLIENT_BUFFER),
+        peer,
+    };
     let mut first = true;
     loop {
         let mut request = match next_request(&ctx, &mut client, listener, first).await {
             Ok(request) => request,
             Err(Stop::Close) => return,
-            Err(Stop::Reject { status, detail, request_id }) => {
+            Err(Stop::Reject {
+                status,
+                detail,
+                request_id,
+            }) => {
                 tracing::warn!(
                     worker = ctx.id,
                     request_id = %request_id,
@@ -90,7 +103,12 @@ pub async fn serve(ctx: Rc<WorkerContext>, listener: usize, stream: TcpStream, p
 }
 
 /// Reads until a complete request head is buffered, then validates and routes it.
-async fn next_request(ctx: &WorkerContext, client: &mut ClientConn, listener: usize, first: bool) -> Result<PendingRequest, Stop> {
+async fn next_request(
+    ctx: &WorkerContext,
+    client: &mut ClientConn,
+    listener: usize,
+    first: bool,
+) -> Result<PendingRequest, Stop> {
     let config = &ctx.config;
     let limits = HeadLimits {
         max_head_bytes: config.limits.max_header_bytes,
@@ -100,8 +118,14 @@ async fn next_request(ctx: &WorkerContext, client: &mut ClientConn, listener: us
     let start = Instant::now();
     // A new connection must deliver its first head within the header timeout; a kept-alive one
     // may idle for `client_idle`, and once a byte of the next head arrives, the header timeout runs.
-    let idle_deadline = start + if first { config.timeouts.client_header } else { config.timeouts.client_idle };
-    let mut head_deadline = (first || !client.buf.is_empty()).then(|| start + config.timeouts.client_header);
+    let idle_deadline = start
+        + if first {
+            config.timeouts.client_header
+        } else {
+            config.timeouts.client_idle
+        };
+    let mut head_deadline =
+        (first || !client.buf.is_empty()).then(|| start + config.timeouts.client_header);
 
     loop {
         if !client.buf.is_empty() {
@@ -114,17 +138,22 @@ async fn next_request(ctx: &WorkerContext, client: &mut ClientConn, listener: us
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    return Err(Stop::Reject { status: e.status(), detail: e.to_string(), request_id: ctx.request_ids.next_id() })
+                    return Err(Stop::Reject {
+                        status: e.status(),
+                        detail: e.to_string(),
+                        request_id: ctx.request_ids.next_id(),
+                    })
                 }
             }
             head_deadline.get_or_insert(Instant::now() + config.timeouts.client_header);
         }
 
+        let waiting_for_first_byte = client.buf.is_empty();
         let buf = std::mem::take(&mut client.buf);
         let deadline = head_deadline.unwrap_or(idle_deadline);
         let read = read_append(&mut client.r, buf, INITIAL_CLIENT_BUFFER);
-        let outcome = if head_deadline.is_none() {
-            // Idle between requests: a drain closes the connection at once.
+        let outcome = if waiting_for_first_byte {
+            // No byte of a head yet: a drain closes the connection at once.
             monoio::select! {
                 outcome = monoio::time::timeout_at(deadline.into(), read) => outcome,
                 _ = ctx.drain.triggered() => return Err(Stop::Close),
@@ -136,7 +165,10 @@ async fn next_request(ctx: &WorkerContext, client: &mut ClientConn, listener: us
             Err(_elapsed) if head_deadline.is_some() => {
                 return Err(Stop::Reject {
                     status: 408,
-                    detail: format!("the request head did not arrive within {:?}", config.timeouts.client_header),
+                    detail: format!(
+                        "the request head did not arrive within {:?}",
+                        config.timeouts.client_header
+                    ),
                     request_id: ctx.request_ids.next_id(),
                 })
             }
@@ -148,19 +180,35 @@ async fn next_request(ctx: &WorkerContext, client: &mut ClientConn, listener: us
 }
 
 /// Routes a parsed head, applies the body limit, and builds the head for the backend.
-fn prepare(ctx: &WorkerContext, peer: SocketAddr, listener: usize, request: crate::http::Request<'_>) -> Result<PendingRequest, Stop> {
+fn prepare(
+    ctx: &WorkerContext,
+    peer: SocketAddr,
+    listener: usize,
+    request: crate::http::Request<'_>,
+) -> Result<PendingRequest, Stop> {
     let config = &ctx.config;
-    let request_id = request.request_id.map_or_else(|| ctx.request_ids.next_id(), str::to_owned);
-    let reject = |status, detail: String, request_id: &str| Stop::Reject { status, detail, request_id: request_id.to_owned() };
+    let request_id = request
+        .request_id
+        .map_or_else(|| ctx.request_ids.next_id(), str::to_owned);
+    let reject = |status, detail: String, request_id: &str| Stop::Reject {
+        status,
+        detail,
+        request_id: request_id.to_owned(),
+    };
 
     let routes = &config.listeners[listener].routes;
     let Some(upstream) = find_upstream(routes, request.host, request.path()) else {
-        let detail = format!("no route for host {:?} and path {:?}", request.host.unwrap_or(""), request.path());
+        let detail = format!(
+            "no route for host {:?} and path {:?}",
+            request.host.unwrap_or(""),
+            request.path()
+        );
         return Err(reject(404, detail, &request_id));
     };
     if let (RequestBody::Length(length), Some(max)) = (request.body, config.limits.max_body_bytes) {
         if length > max {
-            let detail = format!("request body of {length} bytes is larger than the limit of {max} bytes");
+            let detail =
+                format!("request body of {length} bytes is larger than the limit of {max} bytes");
             return Err(reject(413, detail, &request_id));
         }
     }
@@ -190,10 +238,20 @@ fn prepare(ctx: &WorkerContext, peer: SocketAddr, listener: usize, request: crat
 
 /// Sends an error response (head only for HEAD requests) and closes the connection gracefully.
 /// The caller must not use the connection afterwards.
-pub async fn respond_and_close(ctx: &WorkerContext, client: &mut ClientConn, status: u16, detail: &str, request_id: &str, head_only: bool) {
+pub async fn respond_and_close(
+    ctx: &WorkerContext,
+    client: &mut ClientConn,
+    status: u16,
+    detail: &str,
+    request_id: &str,
+    head_only: bool,
+) {
     let mut out = Vec::with_capacity(256);
     write_error_response(status, detail, request_id, head_only, &mut out);
-    if write_all_within(&mut client.w, out, ctx.config.timeouts.client_idle).await.is_ok() {
+    if write_all_within(&mut client.w, out, ctx.config.timeouts.client_idle)
+        .await
+        .is_ok()
+    {
         linger_close(client).await;
     }
 }

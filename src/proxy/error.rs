@@ -43,9 +43,13 @@ impl UpstreamFailure {
                 "refused the connection".to_owned()
             }
             UpstreamFailure::Connect(e) => format!("could not be connected to ({e})"),
-            UpstreamFailure::ConnectTimeout(d) => format!("did not accept the connection within {d:?}"),
+            UpstreamFailure::ConnectTimeout(d) => {
+                format!("did not accept the connection within {d:?}")
+            }
             UpstreamFailure::Send(e) => format!("failed while receiving the request ({e})"),
-            UpstreamFailure::ClosedBeforeResponse => "closed the connection without responding".to_owned(),
+            UpstreamFailure::ClosedBeforeResponse => {
+                "closed the connection without responding".to_owned()
+            }
             UpstreamFailure::Read(e) => format!("failed while sending the response ({e})"),
             UpstreamFailure::Timeout(d) => format!("did not respond within {d:?}"),
             UpstreamFailure::Invalid(what) => format!("sent an invalid response: {what}"),
@@ -76,7 +80,13 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// follows on the connection is in doubt after any proxy-made error), and a one-line body that
 /// names the status, the reason and the request id, e.g.
 /// `502 Bad Gateway: upstream "api" refused the connection (request id 3f2a…)`.
-pub fn write_error_response(status: u16, detail: &str, request_id: &str, head_only: bool, out: &mut Vec<u8>) {
+pub fn write_error_response(
+    status: u16,
+    detail: &str,
+    request_id: &str,
+    head_only: bool,
+    out: &mut Vec<u8>,
+) {
     use std::io::Write;
     let phrase = reason_phrase(status);
     let body = format!("{status} {phrase}: {detail} (request id {request_id})\n");
@@ -98,14 +108,23 @@ mod tests {
     #[test]
     fn error_response_is_framed_and_names_reason_and_id() {
         let mut out = Vec::new();
-        write_error_response(502, "upstream \"api\" refused the connection", "abc", false, &mut out);
+        write_error_response(
+            502,
+            "upstream \"api\" refused the connection",
+            "abc",
+            false,
+            &mut out,
+        );
         let text = String::from_utf8(out).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.starts_with("HTTP/1.1 502 Bad Gateway\r\n"));
         assert!(head.contains("Connection: close"));
         assert!(head.contains("X-Request-Id: abc"));
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
-        assert_eq!(body, "502 Bad Gateway: upstream \"api\" refused the connection (request id abc)\n");
+        assert_eq!(
+            body,
+            "502 Bad Gateway: upstream \"api\" refused the connection (request id abc)\n"
+        );
     }
 
     #[test]
@@ -113,8 +132,14 @@ mod tests {
         let refused = UpstreamFailure::Connect(io::ErrorKind::ConnectionRefused.into());
         assert_eq!(refused.status(), 502);
         assert_eq!(refused.describe(), "refused the connection");
-        assert_eq!(UpstreamFailure::Timeout(Duration::from_secs(1)).status(), 504);
-        assert_eq!(UpstreamFailure::ConnectTimeout(Duration::from_secs(1)).status(), 504);
+        assert_eq!(
+            UpstreamFailure::Timeout(Duration::from_secs(1)).status(),
+            504
+        );
+        assert_eq!(
+            UpstreamFailure::ConnectTimeout(Duration::from_secs(1)).status(),
+            504
+        );
         assert_eq!(UpstreamFailure::ClosedBeforeResponse.status(), 502);
     }
 }

@@ -28,7 +28,11 @@ use std::time::Duration;
 
 /// Forwards `request` and relays the response. Returns whether the client connection may carry
 /// another request.
-pub async fn forward(ctx: &WorkerContext, client: &mut ClientConn, request: &mut PendingRequest) -> bool {
+pub async fn forward(
+    ctx: &WorkerContext,
+    client: &mut ClientConn,
+    request: &mut PendingRequest,
+) -> bool {
     let group = &ctx.upstreams[request.upstream];
     let mut tried: Vec<usize> = Vec::new();
     let mut last_failure: Option<(usize, UpstreamFailure)> = None;
@@ -57,7 +61,11 @@ pub async fn forward(ctx: &WorkerContext, client: &mut ClientConn, request: &mut
             return fail(ctx, client, request, group, failure).await;
         };
         let address = group.backends[backend];
-        let pooled = if fresh_only { None } else { group.pool.checkout(backend, retryable) };
+        let pooled = if fresh_only {
+            None
+        } else {
+            group.pool.checkout(backend, retryable)
+        };
         let conn = match pooled {
             Some(conn) => conn,
             None => match connect(address, ctx.config.timeouts.upstream_connect).await {
@@ -75,7 +83,18 @@ pub async fn forward(ctx: &WorkerContext, client: &mut ClientConn, request: &mut
             Outcome::Done { keep_client } => return keep_client,
             Outcome::Abort => return false,
             Outcome::ClientError { status, detail } => {
-                return fail(ctx, client, request, group, Failure { status, detail, backend: Some(address) }).await
+                return fail(
+                    ctx,
+                    client,
+                    request,
+                    group,
+                    Failure {
+                        status,
+                        detail,
+                        backend: Some(address),
+                    },
+                )
+                .await
             }
             Outcome::Failed(failure) => {
                 // Nothing of the response reached the client. An idempotent request without a
@@ -83,7 +102,9 @@ pub async fn forward(ctx: &WorkerContext, client: &mut ClientConn, request: &mut
                 // turned out stale, else to another backend.
                 let connection_lost = matches!(
                     failure,
-                    UpstreamFailure::ClosedBeforeResponse | UpstreamFailure::Read(_) | UpstreamFailure::Send(_)
+                    UpstreamFailure::ClosedBeforeResponse
+                        | UpstreamFailure::Read(_)
+                        | UpstreamFailure::Send(_)
                 );
                 if connection_lost && retryable {
                     if reused {
@@ -96,7 +117,18 @@ pub async fn forward(ctx: &WorkerContext, client: &mut ClientConn, request: &mut
                     continue;
                 }
                 let detail = format!("upstream \"{}\" {}", group.name, failure.describe());
-                return fail(ctx, client, request, group, Failure { status: failure.status(), detail, backend: Some(address) }).await;
+                return fail(
+                    ctx,
+                    client,
+                    request,
+                    group,
+                    Failure {
+                        status: failure.status(),
+                        detail,
+                        backend: Some(address),
+                    },
+                )
+                .await;
             }
         }
     }
@@ -111,7 +143,13 @@ struct Failure {
 
 /// Logs the failure (one line, with the request id) and answers the client; the connection then
 /// closes (returns false).
-async fn fail(ctx: &WorkerContext, client: &mut ClientConn, request: &PendingRequest, group: &UpstreamGroup, failure: Failure) -> bool {
+async fn fail(
+    ctx: &WorkerContext,
+    client: &mut ClientConn,
+    request: &PendingRequest,
+    group: &UpstreamGroup,
+    failure: Failure,
+) -> bool {
     tracing::warn!(
         worker = ctx.id,
         request_id = %request.request_id,
@@ -124,7 +162,15 @@ async fn fail(ctx: &WorkerContext, client: &mut ClientConn, request: &PendingReq
         failure.detail
     );
     let head_only = request.method == Method::Head;
-    respond_and_close(ctx, client, failure.status, &failure.detail, &request.request_id, head_only).await;
+    respond_and_close(
+        ctx,
+        client,
+        failure.status,
+        &failure.detail,
+        &request.request_id,
+        head_only,
+    )
+    .await;
     false
 }
 
@@ -150,14 +196,23 @@ enum Outcome {
     Abort,
 }
 
-async fn exchange(ctx: &WorkerContext, client: &mut ClientConn, request: &mut PendingRequest, group: &UpstreamGroup, mut conn: UpstreamConn) -> Outcome {
+async fn exchange(
+    ctx: &WorkerContext,
+    client: &mut ClientConn,
+    request: &mut PendingRequest,
+    group: &UpstreamGroup,
+    mut conn: UpstreamConn,
+) -> Outcome {
     let timeouts = &ctx.config.timeouts;
     let has_body = request.body != RequestBody::None;
     if request.expect_continue && has_body && request.version == Version::Http11 {
         // We answer `Expect: 100-continue` ourselves (the codec strips Expect upstream): the
         // backend is connected, so the body has somewhere to go.
         let interim = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
-        if write_all_within(&mut client.w, interim, timeouts.client_idle).await.is_err() {
+        if write_all_within(&mut client.w, interim, timeouts.client_idle)
+            .await
+            .is_err()
+        {
             return Outcome::Abort;
         }
     }
@@ -182,8 +237,15 @@ async fn exchange(ctx: &WorkerContext, client: &mut ClientConn, request: &mut Pe
         upload_done: &upload_done,
     };
     let (relayed, uploaded) = {
-        let ClientConn { r: client_r, w: client_w, buf: client_buf, .. } = &mut *client;
-        let UpstreamConn { r: up_r, w: up_w, .. } = &mut conn;
+        let ClientConn {
+            r: client_r,
+            w: client_w,
+            buf: client_buf,
+            ..
+        } = &mut *client;
+        let UpstreamConn {
+            r: up_r, w: up_w, ..
+        } = &mut conn;
         let download = body::relay_response(relay, up_r, client_w);
         if !has_body {
             (download.await, Ok(()))
@@ -217,8 +279,16 @@ async fn exchange(ctx: &WorkerContext, client: &mut ClientConn, request: &mut Pe
     };
 
     match (relayed, uploaded) {
-        (Ok(Relayed { upgraded: Some(from_upstream), .. }), _) => {
-            let UpstreamConn { r: up_r, w: up_w, .. } = &mut conn;
+        (
+            Ok(Relayed {
+                upgraded: Some(from_upstream),
+                ..
+            }),
+            _,
+        ) => {
+            let UpstreamConn {
+                r: up_r, w: up_w, ..
+            } = &mut conn;
             body::tunnel(client, up_r, up_w, from_upstream, timeouts.client_idle).await;
             Outcome::Done { keep_client: false }
         }
@@ -227,12 +297,18 @@ async fn exchange(ctx: &WorkerContext, client: &mut ClientConn, request: &mut Pe
             if relayed.upstream_reusable && body_complete {
                 group.pool.checkin(conn);
             }
-            Outcome::Done { keep_client: relayed.client_reusable && body_complete }
+            Outcome::Done {
+                keep_client: relayed.client_reusable && body_complete,
+            }
         }
-        (Err(RelayError::UploadAborted), Err(UploadError::Client { status, detail })) if !response_started.get() => {
+        (Err(RelayError::UploadAborted), Err(UploadError::Client { status, detail }))
+            if !response_started.get() =>
+        {
             Outcome::ClientError { status, detail }
         }
-        (Err(RelayError::Upstream(failure)), _) if !response_started.get() => Outcome::Failed(failure),
+        (Err(RelayError::Upstream(failure)), _) if !response_started.get() => {
+            Outcome::Failed(failure)
+        }
         (Err(RelayError::Upstream(failure)), _) => {
             tracing::warn!(
                 worker = ctx.id,

@@ -10,7 +10,11 @@ use std::time::Duration;
 
 /// Reads once, appending to `buf`, growing it first so at least `min_spare` bytes fit.
 /// Returns the bytes read (0 = EOF) and the buffer.
-pub async fn read_append<R: AsyncReadRent>(r: &mut R, mut buf: Vec<u8>, min_spare: usize) -> (io::Result<usize>, Vec<u8>) {
+pub async fn read_append<R: AsyncReadRent>(
+    r: &mut R,
+    mut buf: Vec<u8>,
+    min_spare: usize,
+) -> (io::Result<usize>, Vec<u8>) {
     if buf.capacity() - buf.len() < min_spare {
         buf.reserve(min_spare);
     }
@@ -20,7 +24,11 @@ pub async fn read_append<R: AsyncReadRent>(r: &mut R, mut buf: Vec<u8>, min_spar
 }
 
 /// Reads at most `limit` bytes into `buf`, replacing its contents.
-pub async fn read_replace<R: AsyncReadRent>(r: &mut R, mut buf: Vec<u8>, limit: usize) -> (io::Result<usize>, Vec<u8>) {
+pub async fn read_replace<R: AsyncReadRent>(
+    r: &mut R,
+    mut buf: Vec<u8>,
+    limit: usize,
+) -> (io::Result<usize>, Vec<u8>) {
     buf.clear();
     let end = buf.capacity().min(limit);
     let (result, slice) = r.read(buf.slice_mut(0..end)).await;
@@ -29,7 +37,11 @@ pub async fn read_replace<R: AsyncReadRent>(r: &mut R, mut buf: Vec<u8>, limit: 
 
 /// Writes all of `buf` within `limit` (a stalled reader becomes `TimedOut`) and returns the
 /// buffer for reuse. On error the buffer is dropped: the caller closes the connection anyway.
-pub async fn write_all_within<W: AsyncWriteRent, B: IoBuf + 'static>(w: &mut W, buf: B, limit: Duration) -> io::Result<B> {
+pub async fn write_all_within<W: AsyncWriteRent, B: IoBuf + 'static>(
+    w: &mut W,
+    buf: B,
+    limit: Duration,
+) -> io::Result<B> {
     match monoio::time::timeout(limit, w.write_all(buf)).await {
         Ok((Ok(_), buf)) => Ok(buf),
         Ok((Err(e), _)) => Err(e),

@@ -35,7 +35,9 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
     let mut accept_loops = Vec::new();
     for (index, std_listener) in spec.listeners.into_iter().enumerate() {
         match monoio::net::TcpListener::from_std(std_listener) {
-            Ok(listener) => accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), index, listener))),
+            Ok(listener) => {
+                accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), index, listener)))
+            }
             Err(e) => {
                 let _ = ready.send(Err(format!("listener {index}: {e}")));
                 return;
@@ -79,7 +81,11 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
     }
 }
 
-async fn accept_loop(ctx: Rc<WorkerContext>, listener_index: usize, listener: monoio::net::TcpListener) {
+async fn accept_loop(
+    ctx: Rc<WorkerContext>,
+    listener_index: usize,
+    listener: monoio::net::TcpListener,
+) {
     loop {
         let accepted = monoio::select! {
             accepted = listener.accept() => accepted,

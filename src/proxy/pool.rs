@@ -34,7 +34,13 @@ impl UpstreamConn {
     pub fn new(stream: TcpStream, backend: usize) -> Self {
         let fd = stream.as_raw_fd();
         let (r, w) = stream.into_split();
-        Self { r, w, fd, backend, reused: false }
+        Self {
+            r,
+            w,
+            fd,
+            backend,
+            reused: false,
+        }
     }
 }
 
@@ -92,7 +98,10 @@ impl Pool {
         let mut idle = self.idle.borrow_mut();
         let list = &mut idle[conn.backend];
         if list.len() < self.max_idle {
-            list.push(Idle { conn, since: Instant::now() });
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 

@@ -16,7 +16,10 @@ impl RequestIds {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u32(std::process::id());
         let random = hasher.finish() & 0xffff_ffff;
-        Self { prefix: (random << 8) | (worker as u64 & 0xff), next: Cell::new(0) }
+        Self {
+            prefix: (random << 8) | (worker as u64 & 0xff),
+            next: Cell::new(0),
+        }
     }
 
     /// The next id, e.g. `3f2a91c0070000000001a`.
@@ -36,7 +39,9 @@ mod tests {
         let a = RequestIds::new(0);
         let b = RequestIds::new(1);
         let ids = [a.next_id(), a.next_id(), b.next_id()];
-        assert!(ids.iter().all(|id| id.len() == 20 && id.bytes().all(|c| c.is_ascii_hexdigit())));
+        assert!(ids
+            .iter()
+            .all(|id| id.len() == 20 && id.bytes().all(|c| c.is_ascii_hexdigit())));
         assert_ne!(ids[0], ids[1]);
         assert_ne!(ids[0], ids[2]);
     }

@@ -8,7 +8,9 @@ pub fn find_upstream(routes: &[RouteConfig], host: Option<&str>, path: &str) -> 
     let host = host.map(strip_port);
     routes
         .iter()
-        .find(|route| host_matches(route.host.as_deref(), host) && path.starts_with(&route.path_prefix))
+        .find(|route| {
+            host_matches(route.host.as_deref(), host) && path.starts_with(&route.path_prefix)
+        })
         .map(|route| route.upstream)
 }
 
@@ -39,7 +41,11 @@ mod tests {
     use super::*;
 
     fn route(host: Option<&str>, prefix: &str, upstream: usize) -> RouteConfig {
-        RouteConfig { host: host.map(str::to_owned), path_prefix: prefix.to_owned(), upstream }
+        RouteConfig {
+            host: host.map(str::to_owned),
+            path_prefix: prefix.to_owned(),
+            upstream,
+        }
     }
 
     #[test]
@@ -50,10 +56,22 @@ mod tests {
             route(None, "/static/", 3),
             route(None, "/", 0),
         ];
-        assert_eq!(find_upstream(&routes, Some("API.Example.com:8080"), "/v2/x"), Some(1));
-        assert_eq!(find_upstream(&routes, Some("api.example.com"), "/v1/x"), Some(2));
-        assert_eq!(find_upstream(&routes, Some("www.example.com"), "/"), Some(2));
-        assert_eq!(find_upstream(&routes, Some("example.com"), "/static/a"), Some(3));
+        assert_eq!(
+            find_upstream(&routes, Some("API.Example.com:8080"), "/v2/x"),
+            Some(1)
+        );
+        assert_eq!(
+            find_upstream(&routes, Some("api.example.com"), "/v1/x"),
+            Some(2)
+        );
+        assert_eq!(
+            find_upstream(&routes, Some("www.example.com"), "/"),
+            Some(2)
+        );
+        assert_eq!(
+            find_upstream(&routes, Some("example.com"), "/static/a"),
+            Some(3)
+        );
         assert_eq!(find_upstream(&routes, Some("other"), "/x"), Some(0));
         assert_eq!(find_upstream(&routes, None, "/x"), Some(0));
         assert_eq!(find_upstream(&routes, Some("[::1]:80"), "/x"), Some(0));
@@ -64,6 +82,9 @@ mod tests {
         let routes = [route(Some("*.example.com"), "/", 1)];
         assert_eq!(find_upstream(&routes, Some("example.com"), "/"), None);
         assert_eq!(find_upstream(&routes, Some("badexample.com"), "/"), None);
-        assert_eq!(find_upstream(&routes, Some("a.b.example.com"), "/"), Some(1));
+        assert_eq!(
+            find_upstream(&routes, Some("a.b.example.com"), "/"),
+            Some(1)
+        );
     }
 }

@@ -21,7 +21,12 @@ pub fn peek_idle(fd: RawFd) -> IdleState {
     // socket's queue untouched and MSG_DONTWAIT keeps the call from blocking. An invalid fd only
     // yields an error return.
     let n = unsafe {
-        libc::recv(fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
     };
     match n {
         0 => IdleState::Closed,
@@ -49,7 +54,9 @@ mod tests {
 
         server.write_all(b"x").unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while peek_idle(client.as_raw_fd()) == IdleState::Open && std::time::Instant::now() < deadline {
+        while peek_idle(client.as_raw_fd()) == IdleState::Open
+            && std::time::Instant::now() < deadline
+        {
             std::thread::yield_now();
         }
         assert_eq!(peek_idle(client.as_raw_fd()), IdleState::UnexpectedData);
@@ -58,7 +65,9 @@ mod tests {
         let client2 = TcpStream::connect(listener2.local_addr().unwrap()).unwrap();
         drop(listener2.accept().unwrap());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while peek_idle(client2.as_raw_fd()) == IdleState::Open && std::time::Instant::now() < deadline {
+        while peek_idle(client2.as_raw_fd()) == IdleState::Open
+            && std::time::Instant::now() < deadline
+        {
             std::thread::yield_now();
         }
         assert_eq!(peek_idle(client2.as_raw_fd()), IdleState::Closed);

@@ -41,7 +41,14 @@ impl DrainSignal {
     /// Marks the worker as draining and wakes every waiter. Idempotent.
     pub fn trigger(&self) {
         if !self.inner.triggered.replace(true) {
-            let wakers: Vec<Waker> = self.inner.waiters.borrow_mut().slots.iter_mut().filter_map(Option::take).collect();
+            let wakers: Vec<Waker> = self
+                .inner
+                .waiters
+                .borrow_mut()
+                .slots
+                .iter_mut()
+                .filter_map(Option::take)
+                .collect();
             for waker in wakers {
                 waker.wake();
             }
@@ -50,7 +57,10 @@ impl DrainSignal {
 
     /// Resolves once [`trigger`](Self::trigger) has been called.
     pub fn triggered(&self) -> Triggered {
-        Triggered { signal: self.clone(), slot: None }
+        Triggered {
+            signal: self.clone(),
+            slot: None,
+        }
     }
 }
 

@@ -32,13 +32,20 @@ pub struct WorkerSpec {
 
 /// Starts the worker thread. `ready` receives `Ok(())` once the worker accepts on every listener,
 /// or the reason it could not start.
-pub fn spawn(spec: WorkerSpec, ready: Sender<Result<(), String>>) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(
+    spec: WorkerSpec,
+    ready: Sender<Result<(), String>>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("lbproxy-worker-{}", spec.id))
         .spawn(move || {
             if let Some(cpu) = spec.cpu {
                 if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
-                    tracing::warn!(worker = spec.id, cpu, "could not pin worker to its CPU: {e:?}");
+                    tracing::warn!(
+                        worker = spec.id,
+                        cpu,
+                        "could not pin worker to its CPU: {e:?}"
+                    );
                 }
             }
             let id = spec.id;

@@ -39,7 +39,11 @@ impl InstanceSpec {
                     .replace("{address}", &address.to_string())
             })
             .collect();
-        Self { number, address, argv }
+        Self {
+            number,
+            address,
+            argv,
+        }
     }
 }
 
@@ -109,12 +113,19 @@ impl Instance {
                 self.restart_at = None;
                 match spawn(&self.spec) {
                     Ok(child) => {
-                        tracing::info!(instance = self.spec.number, pid = child.id(), "restarted API instance");
+                        tracing::info!(
+                            instance = self.spec.number,
+                            pid = child.id(),
+                            "restarted API instance"
+                        );
                         self.child = Some(child);
                         self.started_at = Instant::now();
                     }
                     Err(e) => {
-                        tracing::error!(instance = self.spec.number, "could not restart API instance: {e:#}");
+                        tracing::error!(
+                            instance = self.spec.number,
+                            "could not restart API instance: {e:#}"
+                        );
                         self.schedule_restart();
                     }
                 }
@@ -142,7 +153,9 @@ impl Instance {
 
     /// SIGTERM, wait for the instance to drain and exit, SIGKILL after [`STOP_TIMEOUT`].
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         self.restart_at = None;
         if child.try_wait().ok().flatten().is_some() {
             return;
@@ -154,18 +167,26 @@ impl Instance {
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
-                tracing::info!(instance = self.spec.number, "API instance stopped ({status})");
+                tracing::info!(
+                    instance = self.spec.number,
+                    "API instance stopped ({status})"
+                );
                 return;
             }
             std::thread::sleep(PROBE_EVERY);
         }
-        tracing::warn!(instance = self.spec.number, "API instance did not stop within {STOP_TIMEOUT:?}; killing it");
+        tracing::warn!(
+            instance = self.spec.number,
+            "API instance did not stop within {STOP_TIMEOUT:?}; killing it"
+        );
         let _ = child.kill();
         let _ = child.wait();
     }
 
     fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 }
 
@@ -187,19 +208,29 @@ fn spawn(spec: &InstanceSpec) -> anyhow::Result<Child> {
         // instances in order.
         .process_group(0)
         .spawn()
-        .with_context(|| format!("starting API instance {}: {}", spec.number, spec.argv.join(" ")))
+        .with_context(|| {
+            format!(
+                "starting API instance {}: {}",
+                spec.number,
+                spec.argv.join(" ")
+            )
+        })
 }
 
 /// One `GET path` on a fresh connection; true on a 2xx status line.
 fn probe(address: SocketAddr, path: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&address, PROBE_TIMEOUT) else { return false };
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, PROBE_TIMEOUT) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(PROBE_TIMEOUT));
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nUser-Agent: lbproxy-up\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
         return false;
     }
     let mut status_line = [0u8; 12];
-    stream.read_exact(&mut status_line).is_ok() && status_line.starts_with(b"HTTP/1.") && status_line[9] == b'2'
+    stream.read_exact(&mut status_line).is_ok()
+        && status_line.starts_with(b"HTTP/1.")
+        && status_line[9] == b'2'
 }
 
 #[cfg(test)]
@@ -208,10 +239,27 @@ mod tests {
 
     #[test]
     fn placeholders_are_filled_in_every_argument() {
-        let template: Vec<String> = ["my-api", "--port={port}", "--bind", "{address}", "--id", "api-{instance}"]
-            .map(String::from)
-            .to_vec();
+        let template: Vec<String> = [
+            "my-api",
+            "--port={port}",
+            "--bind",
+            "{address}",
+            "--id",
+            "api-{instance}",
+        ]
+        .map(String::from)
+        .to_vec();
         let spec = InstanceSpec::new(2, "127.0.0.1:8002".parse().unwrap(), &template);
-        assert_eq!(spec.argv, ["my-api", "--port=8002", "--bind", "127.0.0.1:8002", "--id", "api-2"]);
+        assert_eq!(
+            spec.argv,
+            [
+                "my-api",
+                "--port=8002",
+                "--bind",
+                "127.0.0.1:8002",
+                "--id",
+                "api-2"
+            ]
+        );
     }
 }

@@ -23,12 +23,19 @@ pub fn demo_api_binary() -> anyhow::Result<PathBuf> {
             let release = dir.file_name().is_some_and(|name| name == "release");
             println!("lbproxy up: building {DEMO_API} (first run)…");
             let mut build = Command::new(cargo);
-            build.args(["build", "--bin", DEMO_API, "--manifest-path"]).arg(&manifest);
+            build
+                .args(["build", "--bin", DEMO_API, "--manifest-path"])
+                .arg(&manifest);
             if release {
                 build.arg("--release");
             }
-            let status = build.status().context("running cargo build for the demo API")?;
-            anyhow::ensure!(status.success(), "cargo build --bin {DEMO_API} failed ({status})");
+            let status = build
+                .status()
+                .context("running cargo build for the demo API")?;
+            anyhow::ensure!(
+                status.success(),
+                "cargo build --bin {DEMO_API} failed ({status})"
+            );
             if sibling.is_file() {
                 return Ok(sibling);
             }

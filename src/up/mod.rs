@@ -36,7 +36,10 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
          (or name a group `api`)",
     )?;
     if let Some(count) = args.instances {
-        anyhow::ensure!((1..=999).contains(&count), "--instances must be between 1 and 999 (got {count})");
+        anyhow::ensure!(
+            (1..=999).contains(&count),
+            "--instances must be between 1 and 999 (got {count})"
+        );
         config.upstreams[group_index].backends = (1..=count)
             .map(|i| BackendConfig {
                 address: SocketAddr::from((Ipv4Addr::LOCALHOST, INSTANCE_BASE_PORT + i)),
@@ -96,7 +99,13 @@ fn instance_specs(config: &Config, group_index: usize) -> anyhow::Result<Vec<Ins
         Some(command) => command.clone(),
         None => {
             let demo = locate::demo_api_binary()?;
-            vec![demo.display().to_string(), "--listen".into(), "{address}".into(), "--instance".into(), "{instance}".into()]
+            vec![
+                demo.display().to_string(),
+                "--listen".into(),
+                "{address}".into(),
+                "--instance".into(),
+                "{instance}".into(),
+            ]
         }
     };
     Ok(group
@@ -108,7 +117,12 @@ fn instance_specs(config: &Config, group_index: usize) -> anyhow::Result<Vec<Ins
 }
 
 /// Starts every instance in order and waits until each is ready.
-fn start_all(specs: &[InstanceSpec], config: &Config, stop: &AtomicBool, instances: &mut Vec<Instance>) -> anyhow::Result<()> {
+fn start_all(
+    specs: &[InstanceSpec],
+    config: &Config,
+    stop: &AtomicBool,
+    instances: &mut Vec<Instance>,
+) -> anyhow::Result<()> {
     for spec in specs {
         let mut instance = Instance::start(spec.clone(), &config.up.ready_path)?;
         let ready = instance.wait_ready(config.up.ready_timeout, stop);
@@ -133,7 +147,12 @@ fn print_banner(server: &Server, instances: &[Instance]) {
         println!("lbproxy up: proxy ({name}) listening on http://{address}/");
     }
     for instance in instances {
-        println!("lbproxy up: instance {} on http://{}/ (pid {})", instance.spec.number, instance.spec.address, instance.pid());
+        println!(
+            "lbproxy up: instance {} on http://{}/ (pid {})",
+            instance.spec.number,
+            instance.spec.address,
+            instance.pid()
+        );
     }
     if let Some((_, address)) = server.listen_addrs().first() {
         println!("lbproxy up: try `curl -s http://{address}/` a few times: the instance rotates. Ctrl-C stops everything.");

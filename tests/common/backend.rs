@@ -81,7 +81,9 @@ impl Drop for RawBackend {
 }
 
 fn serve(mut stream: TcpStream, state: &State, reply: &Reply) {
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     loop {
@@ -95,8 +97,15 @@ fn serve(mut stream: TcpStream, state: &State, reply: &Reply) {
                     }
                 }
                 Reply::Echo => {
-                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", request.len());
-                    if stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&request)).is_err() {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                        request.len()
+                    );
+                    if stream
+                        .write_all(head.as_bytes())
+                        .and_then(|_| stream.write_all(&request))
+                        .is_err()
+                    {
                         return;
                     }
                 }

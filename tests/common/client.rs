@@ -14,7 +14,10 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -30,12 +33,19 @@ pub struct Conn {
 impl Conn {
     pub fn open(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect(addr).expect("connect to proxy");
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Conn { reader: BufReader::new(stream) }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Conn {
+            reader: BufReader::new(stream),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
-        self.reader.get_mut().write_all(bytes).expect("write request");
+        self.reader
+            .get_mut()
+            .write_all(bytes)
+            .expect("write request");
     }
 
     /// Reads one response to a request with `method`.
@@ -57,12 +67,19 @@ impl Conn {
 pub fn request(addr: SocketAddr, raw: &[u8]) -> Response {
     let mut conn = Conn::open(addr);
     conn.send(raw);
-    let method = String::from_utf8_lossy(raw).split(' ').next().unwrap_or("GET").to_owned();
+    let method = String::from_utf8_lossy(raw)
+        .split(' ')
+        .next()
+        .unwrap_or("GET")
+        .to_owned();
     conn.read_response(&method).expect("a response")
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Response {
-    request(addr, format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
+    request(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
 }
 
 pub fn read_response<R: BufRead>(reader: &mut R, method: &str) -> std::io::Result<Response> {
@@ -93,12 +110,20 @@ fn read_one<R: BufRead>(reader: &mut R, method: &str) -> std::io::Result<Respons
         if trimmed.is_empty() {
             break;
         }
-        let (name, value) = trimmed.split_once(':').ok_or_else(|| std::io::Error::other(format!("bad header {trimmed:?}")))?;
+        let (name, value) = trimmed
+            .split_once(':')
+            .ok_or_else(|| std::io::Error::other(format!("bad header {trimmed:?}")))?;
         headers.push((name.to_owned(), value.trim().to_owned()));
     }
-    let find = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let find = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     let mut body = Vec::new();
-    let no_body = method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
+    let no_body =
+        method == "HEAD" || (100..200).contains(&status) || status == 204 || status == 304;
     if no_body {
     } else if find("transfer-encoding").is_some_and(|te| te.eq_ignore_ascii_case("chunked")) {
         loop {
@@ -124,11 +149,17 @@ fn read_one<R: BufRead>(reader: &mut R, method: &str) -> std::io::Result<Respons
             reader.read_line(&mut line)?;
         }
     } else if let Some(length) = find("content-length") {
-        let length: usize = length.parse().map_err(|_| std::io::Error::other("bad content-length"))?;
+        let length: usize = length
+            .parse()
+            .map_err(|_| std::io::Error::other("bad content-length"))?;
         body.resize(length, 0);
         reader.read_exact(&mut body)?;
     } else {
         reader.read_to_end(&mut body)?;
     }
-    Ok(Response { status, headers, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }

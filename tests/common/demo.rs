@@ -18,21 +18,34 @@ impl DemoApi {
 
     pub fn start_with(instance: u32, args: &[&str]) -> DemoApi {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lbproxy-demo-api"))
-            .args(["--instance", &instance.to_string(), "--listen", "127.0.0.1:0", "--threads", "1"])
+            .args([
+                "--instance",
+                &instance.to_string(),
+                "--listen",
+                "127.0.0.1:0",
+                "--threads",
+                "1",
+            ])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn lbproxy-demo-api");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("read the listening line");
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the listening line");
         let addr = line
             .trim()
             .rsplit(' ')
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from lbproxy-demo-api: {line:?}"));
-        DemoApi { child, addr, instance }
+        DemoApi {
+            child,
+            addr,
+            instance,
+        }
     }
 
     /// SIGKILL, as a crash would.

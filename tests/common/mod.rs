@@ -19,7 +19,10 @@ pub const DRIVERS: [&str; 2] = ["io_uring", "legacy"];
 pub fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -47,11 +50,17 @@ impl Proxy {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lbproxy.toml");
         std::fs::write(&path, toml).unwrap();
-        let config = lbproxy::config::load(Some(&path), None).unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
+        let config = lbproxy::config::load(Some(&path), None)
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
         let server = Server::start(Arc::new(config)).expect("proxy starts");
         let addr = server.listen_addrs()[0].1;
         let shutdown = server.shutdown_handle();
-        Proxy { server: Some(server), shutdown, addr, _dir: dir }
+        Proxy {
+            server: Some(server),
+            shutdown,
+            addr,
+            _dir: dir,
+        }
     }
 
     /// Asks the proxy to drain and waits until its workers have exited.

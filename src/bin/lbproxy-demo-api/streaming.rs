@@ -11,14 +11,14 @@
 //! pattern, so even a 1 GiB body costs no memory beyond the socket buffers.
 
 use axum::body::{Body, Bytes};
-use http_body::{Frame, SizeHint};
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use axum::extract::Query;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::params::{integer_in_range, BadRequest, QueryParams};
 
@@ -76,7 +76,10 @@ impl http_body::Body for PatternBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let left = self.length - self.sent;
         if left == 0 {
             return Poll::Ready(None);
@@ -84,7 +87,9 @@ impl http_body::Body for PatternBody {
         let take = usize::try_from(left).map_or(CHUNK_SIZE, |left| left.min(CHUNK_SIZE));
         let phase = (self.sent % PATTERN_PERIOD as u64) as usize;
         self.sent += take as u64;
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(&PATTERN_BLOCK[phase..phase + take])))))
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+            &PATTERN_BLOCK[phase..phase + take],
+        )))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -102,6 +107,9 @@ mod tests {
 
     #[test]
     fn pattern_block_byte_i_is_i_mod_251() {
-        assert!(PATTERN_BLOCK.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        assert!(PATTERN_BLOCK
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i % 251) as u8));
     }
 }
