@@ -260,7 +260,7 @@ pub(crate) fn closest<'a>(
             edit_distance(&word, &cand)
         };
         let limit = (word.len().min(cand.len()) / 3).max(1);
-        if distance <= limit && best.map_or(true, |(d, _)| distance < d) {
+        if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
             best = Some((distance, candidate));
         }
     }

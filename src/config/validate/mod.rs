@@ -305,10 +305,7 @@ impl Validator<'_> {
     }
 
     fn command(&mut self, argv: &[String], path: &KeyPath) -> Option<Vec<String>> {
-        if argv
-            .first()
-            .map_or(true, |program| program.trim().is_empty())
-        {
+        if argv.first().is_none_or(|program| program.trim().is_empty()) {
             self.push(
                 path.clone(),
                 if argv.is_empty() { "[]".to_string() } else { quote(&argv[0]) },
