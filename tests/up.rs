@@ -6,14 +6,14 @@ mod common;
 use common::client;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// The pid an instance reports, or None while it is down (or still dying: a reset then).
 fn pid_of(instance: SocketAddr) -> Option<u32> {
-    let stream = std::net::TcpStream::connect(instance).ok()?;
-    drop(stream);
-    let text = client::get(instance, "/").text();
+    let raw = b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    let text = client::try_request(instance, raw).ok()?.text();
     let start = text.find("\"pid\":")? + 6;
     text[start..]
         .split(|c: char| !c.is_ascii_digit())
@@ -27,14 +27,35 @@ fn alive(pid: u32) -> bool {
     unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
 }
 
-#[test]
-fn up_serves_restarts_a_killed_instance_and_stops_cleanly() {
+/// Stops `lbproxy up` (SIGTERM, so it stops its instances) if the test ends early.
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: SIGTERM to our own child, not yet reaped.
+            unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `lbproxy up` with a proxy and two instances on free ports; returns once the banner
+/// says the proxy listens.
+fn start_up(dir: &tempfile::TempDir) -> (Up, SocketAddr, SocketAddr, SocketAddr) {
     let (proxy, api1, api2) = (
         common::closed_port(),
         common::closed_port(),
         common::closed_port(),
     );
-    let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("up.toml");
     std::fs::write(
         &path,
@@ -44,16 +65,15 @@ fn up_serves_restarts_a_killed_instance_and_stops_cleanly() {
         ),
     )
     .unwrap();
-
-    let mut up = Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_lbproxy"))
         .args(["up", "-c"])
         .arg(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     let (lines_tx, lines) = mpsc::channel();
-    let stdout = up.stdout.take().unwrap();
+    let stdout = up.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = lines_tx.send(line);
@@ -65,9 +85,15 @@ fn up_serves_restarts_a_killed_instance_and_stops_cleanly() {
             .recv_timeout(Duration::from_secs(60))
             .expect("lbproxy up prints its banner");
         if line.contains(&banner) {
-            break;
+            return (up, proxy, api1, api2);
         }
     }
+}
+
+#[test]
+fn up_serves_restarts_a_killed_instance_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut up, proxy, api1, api2) = start_up(&dir);
 
     let mut seen = std::collections::HashSet::new();
     for _ in 0..6 {
@@ -93,10 +119,10 @@ fn up_serves_restarts_a_killed_instance_and_stops_cleanly() {
     }
 
     // SAFETY: SIGTERM to the child we spawned.
-    unsafe { libc::kill(up.id() as libc::pid_t, libc::SIGTERM) };
+    unsafe { libc::kill(up.0.id() as libc::pid_t, libc::SIGTERM) };
     let mut status = None;
     common::wait_until(Duration::from_secs(30), "lbproxy up to exit", || {
-        status = up.try_wait().unwrap();
+        status = up.0.try_wait().unwrap();
         status.is_some()
     });
     assert!(
@@ -111,4 +137,23 @@ fn up_serves_restarts_a_killed_instance_and_stops_cleanly() {
         std::net::TcpStream::connect(proxy).is_err(),
         "proxy still listening"
     );
+}
+
+#[test]
+fn instances_do_not_outlive_a_killed_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut up, _proxy, api1, api2) = start_up(&dir);
+    let pids = [pid_of(api1).unwrap(), pid_of(api2).unwrap()];
+    up.0.kill().unwrap();
+    up.0.wait().unwrap();
+    common::wait_until(
+        Duration::from_secs(20),
+        "instances to exit after up was SIGKILLed",
+        || pids.iter().all(|&pid| !alive(pid) || zombie(pid)),
+    );
+}
+
+/// An exited child not yet reaped by its (now gone) parent counts as gone.
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.contains(") Z "))
 }

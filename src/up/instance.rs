@@ -201,20 +201,32 @@ impl Drop for Instance {
 
 fn spawn(spec: &InstanceSpec) -> anyhow::Result<Child> {
     let (program, args) = spec.argv.split_first().context("`[up] command` is empty")?;
-    Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         // Own process group: a terminal's Ctrl-C reaches `lbproxy up` only, which then stops the
         // instances in order.
-        .process_group(0)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "starting API instance {}: {}",
-                spec.number,
-                spec.argv.join(" ")
-            )
-        })
+        .process_group(0);
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl(2), which is
+    // async-signal-safe. PR_SET_PDEATHSIG makes the kernel send SIGTERM to the instance if
+    // `lbproxy up` dies without stopping it (e.g. SIGKILL): nothing is left behind. The signal is
+    // tied to the spawning thread, which is `up`'s main thread, alive until exit.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn().with_context(|| {
+        format!(
+            "starting API instance {}: {}",
+            spec.number,
+            spec.argv.join(" ")
+        )
+    })
 }
 
 /// One `GET path` on a fresh connection; true on a 2xx status line.

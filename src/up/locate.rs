@@ -21,7 +21,7 @@ pub fn demo_api_binary() -> anyhow::Result<PathBuf> {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         if manifest.is_file() {
             let release = dir.file_name().is_some_and(|name| name == "release");
-            println!("lbproxy up: building {DEMO_API} (first run)…");
+            eprintln!("lbproxy up: building {DEMO_API} (first run)…");
             let mut build = Command::new(cargo);
             build
                 .args(["build", "--bin", DEMO_API, "--manifest-path"])

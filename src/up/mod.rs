@@ -89,7 +89,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
     shutdown.shutdown();
     let drained = server.wait();
     stop_all(&mut instances);
-    println!("lbproxy up: stopped");
+    say(format_args!("lbproxy up: stopped"));
     drained
 }
 
@@ -142,19 +142,32 @@ fn stop_all(instances: &mut [Instance]) {
 }
 
 fn print_banner(server: &Server, instances: &[Instance]) {
-    println!();
+    say(format_args!(""));
     for (name, address) in server.listen_addrs() {
-        println!("lbproxy up: proxy ({name}) listening on http://{address}/");
+        say(format_args!(
+            "lbproxy up: proxy ({name}) listening on http://{address}/"
+        ));
     }
     for instance in instances {
-        println!(
+        say(format_args!(
             "lbproxy up: instance {} on http://{}/ (pid {})",
             instance.spec.number,
             instance.spec.address,
             instance.pid()
-        );
+        ));
     }
     if let Some((_, address)) = server.listen_addrs().first() {
-        println!("lbproxy up: try `curl -s http://{address}/` a few times: the instance rotates. Ctrl-C stops everything.");
+        say(format_args!(
+            "lbproxy up: try `curl -s http://{address}/` a few times: the instance rotates. Ctrl-C stops everything."
+        ));
     }
+}
+
+/// A line for the person at the terminal. A closed stdout (a pipe whose reader went away) must
+/// not stop the deployment, so write errors are ignored.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
 }

@@ -65,14 +65,20 @@ impl Conn {
 
 /// One request on a fresh connection.
 pub fn request(addr: SocketAddr, raw: &[u8]) -> Response {
-    let mut conn = Conn::open(addr);
-    conn.send(raw);
+    try_request(addr, raw).expect("a response")
+}
+
+/// One request on a fresh connection; any I/O error is returned, not a panic.
+pub fn try_request(addr: SocketAddr, raw: &[u8]) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    stream.write_all(raw)?;
     let method = String::from_utf8_lossy(raw)
         .split(' ')
         .next()
         .unwrap_or("GET")
         .to_owned();
-    conn.read_response(&method).expect("a response")
+    read_response(&mut BufReader::new(stream), &method)
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> Response {
