@@ -107,10 +107,11 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     for (name, address) in server.listen_addrs() {
         tracing::info!("listener {name}: http://{address}/");
     }
-    let shutdown = server.shutdown_handle();
+    spawn_reload_thread(server.control())?;
+    let control = server.control();
     spawn_signal_thread(move |signal| {
         tracing::info!("received {signal}; draining in-flight requests, then exiting");
-        shutdown.shutdown();
+        control.shutdown();
     })?;
     server.wait()?;
     tracing::info!("stopped");
@@ -133,6 +134,24 @@ pub fn spawn_signal_thread(
                 } else {
                     "SIGINT"
                 });
+            }
+        })?;
+    Ok(())
+}
+
+/// Reloads the configuration from its file on every SIGHUP. A failed reload is logged with every
+/// reason and the running configuration keeps serving.
+pub fn spawn_reload_thread(control: crate::server::ControlHandle) -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .context("installing the SIGHUP handler")?;
+    std::thread::Builder::new()
+        .name("lbproxy-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                tracing::info!("received SIGHUP; reloading the configuration");
+                if let Err(e) = control.reload_from_source() {
+                    tracing::error!("reload failed: {e}");
+                }
             }
         })?;
     Ok(())

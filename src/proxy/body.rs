@@ -7,9 +7,9 @@
 //! exactly what we validated.
 
 use super::client::{ClientConn, PendingRequest};
-use super::context::WorkerContext;
 use super::error::UpstreamFailure;
 use super::io::{read_append, read_replace, write_all_within};
+use crate::config::Config;
 use crate::http::{
     parse_response, ChunkedDecoder, ChunkedOutput, RequestBody, ResponseBody, ResponseContext,
     Version,
@@ -35,7 +35,6 @@ type UpstreamWriter = OwnedWriteHalf<TcpStream>;
 /// What the response relay needs to know, shared with the request upload running beside it.
 #[derive(Debug)]
 pub struct Relay<'a> {
-    pub ctx: &'a WorkerContext,
     pub request: &'a PendingRequest,
     /// Whether we intend to keep the client connection (written into the response head).
     pub client_keep_alive: bool,
@@ -86,7 +85,7 @@ pub async fn relay_response(
     client_w: &mut ClientWriter,
 ) -> Result<Relayed, RelayError> {
     let request = relay.request;
-    let timeouts = &relay.ctx.config.timeouts;
+    let timeouts = &request.generation.config.timeouts;
     let write_limit = timeouts.client_idle;
     let mut buf = Vec::with_capacity(HEAD_BUFFER);
     let mut out = Vec::with_capacity(1024);
@@ -337,14 +336,14 @@ async fn read_within(
 /// Streams the request body from the client to the backend. Bytes of the body already buffered
 /// with the head are sent first; bytes after the body (a pipelined request) stay in `client_buf`.
 pub async fn upload(
-    ctx: &WorkerContext,
+    config: &Config,
     body: RequestBody,
     client_r: &mut ClientReader,
     client_buf: &mut Vec<u8>,
     up_w: &mut UpstreamWriter,
     upload_done: &Cell<bool>,
 ) -> Result<(), UploadError> {
-    let timeouts = &ctx.config.timeouts;
+    let timeouts = &config.timeouts;
     let deadline = Instant::now() + timeouts.client_body;
     let too_slow = || UploadError::Client {
         status: 408,
@@ -386,7 +385,7 @@ pub async fn upload(
             }
         }
         RequestBody::Chunked => {
-            let max = ctx.config.limits.max_body_bytes;
+            let max = config.limits.max_body_bytes;
             let mut decoder = ChunkedDecoder::new(ChunkedOutput::Chunked {
                 keep_trailers: true,
             });

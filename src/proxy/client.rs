@@ -7,6 +7,7 @@ use super::error::write_error_response;
 use super::exchange;
 use super::io::{read_append, write_all_within};
 use super::route::find_upstream;
+use super::upstream::Generation;
 use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Version};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
@@ -34,6 +35,9 @@ pub struct ClientConn {
 /// A request that passed parsing, routing and limits, with the head for the backend built.
 #[derive(Debug)]
 pub struct PendingRequest {
+    /// The configuration generation the request started on; it finishes on it even if a reload
+    /// commits meanwhile.
+    pub generation: Rc<Generation>,
     pub method: Method,
     pub version: Version,
     pub body: RequestBody,
@@ -42,7 +46,7 @@ pub struct PendingRequest {
     pub expect_continue: bool,
     pub upgrade: bool,
     pub request_id: String,
-    /// Index of the upstream group chosen by the routes.
+    /// Index of the upstream group chosen by the routes, in `generation.upstreams`.
     pub upstream: usize,
     /// The head to send upstream (request line and headers, rebuilt by the codec).
     pub upstream_head: Vec<u8>,
@@ -88,7 +92,16 @@ pub async fn serve(ctx: Rc<WorkerContext>, listener: usize, stream: TcpStream, p
                     status,
                     "refused request: {detail}"
                 );
-                respond_and_close(&ctx, &mut client, status, &detail, &request_id, false).await;
+                let write_limit = ctx.generation().config.timeouts.client_idle;
+                respond_and_close(
+                    &mut client,
+                    write_limit,
+                    status,
+                    &detail,
+                    &request_id,
+                    false,
+                )
+                .await;
                 return;
             }
         };
@@ -109,30 +122,36 @@ async fn next_request(
     listener: usize,
     first: bool,
 ) -> Result<PendingRequest, Stop> {
-    let config = &ctx.config;
-    let limits = HeadLimits {
-        max_head_bytes: config.limits.max_header_bytes,
-        max_uri_bytes: config.limits.max_uri_bytes,
-        max_headers: config.limits.max_headers,
+    // Limits and timeouts as configured when the head starts; the request then runs on the
+    // generation current when its head is complete (an idle keep-alive connection must not pin an
+    // old configuration).
+    let (limits, timeouts) = {
+        let config = &ctx.generation().config;
+        let limits = HeadLimits {
+            max_head_bytes: config.limits.max_header_bytes,
+            max_uri_bytes: config.limits.max_uri_bytes,
+            max_headers: config.limits.max_headers,
+        };
+        (limits, config.timeouts.clone())
     };
     let start = Instant::now();
     // A new connection must deliver its first head within the header timeout; a kept-alive one
     // may idle for `client_idle`, and once a byte of the next head arrives, the header timeout runs.
     let idle_deadline = start
         + if first {
-            config.timeouts.client_header
+            timeouts.client_header
         } else {
-            config.timeouts.client_idle
+            timeouts.client_idle
         };
     let mut head_deadline =
-        (first || !client.buf.is_empty()).then(|| start + config.timeouts.client_header);
+        (first || !client.buf.is_empty()).then(|| start + timeouts.client_header);
 
     loop {
         if !client.buf.is_empty() {
             match parse_request(&client.buf, &limits) {
                 Ok(Some(request)) => {
                     let head_len = request.head_len;
-                    let pending = prepare(ctx, client.peer, listener, request);
+                    let pending = prepare(ctx, ctx.generation(), client.peer, listener, request);
                     client.buf.drain(..head_len);
                     return pending;
                 }
@@ -145,7 +164,7 @@ async fn next_request(
                     })
                 }
             }
-            head_deadline.get_or_insert(Instant::now() + config.timeouts.client_header);
+            head_deadline.get_or_insert(Instant::now() + timeouts.client_header);
         }
 
         let waiting_for_first_byte = client.buf.is_empty();
@@ -167,7 +186,7 @@ async fn next_request(
                     status: 408,
                     detail: format!(
                         "the request head did not arrive within {:?}",
-                        config.timeouts.client_header
+                        timeouts.client_header
                     ),
                     request_id: ctx.request_ids.next_id(),
                 })
@@ -182,11 +201,12 @@ async fn next_request(
 /// Routes a parsed head, applies the body limit, and builds the head for the backend.
 fn prepare(
     ctx: &WorkerContext,
+    generation: Rc<Generation>,
     peer: SocketAddr,
     listener: usize,
     request: crate::http::Request<'_>,
 ) -> Result<PendingRequest, Stop> {
-    let config = &ctx.config;
+    let config = &generation.config;
     let request_id = request
         .request_id
         .map_or_else(|| ctx.request_ids.next_id(), str::to_owned);
@@ -221,14 +241,16 @@ fn prepare(
         upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
     };
     request.write_upstream_head(&forward, &mut upstream_head);
+    let summary = format!("{} {}", request.method_str, request.target);
     let pending = PendingRequest {
+        generation,
         method: request.method,
         version: request.version,
         body: request.body,
         keep_alive: request.keep_alive,
         expect_continue: request.expect_continue,
         upgrade: request.upgrade.is_some(),
-        summary: format!("{} {}", request.method_str, request.target),
+        summary,
         request_id,
         upstream,
         upstream_head,
@@ -239,8 +261,8 @@ fn prepare(
 /// Sends an error response (head only for HEAD requests) and closes the connection gracefully.
 /// The caller must not use the connection afterwards.
 pub async fn respond_and_close(
-    ctx: &WorkerContext,
     client: &mut ClientConn,
+    write_limit: Duration,
     status: u16,
     detail: &str,
     request_id: &str,
@@ -248,7 +270,7 @@ pub async fn respond_and_close(
 ) {
     let mut out = Vec::with_capacity(256);
     write_error_response(status, detail, request_id, head_only, &mut out);
-    if write_all_within(&mut client.w, out, ctx.config.timeouts.client_idle)
+    if write_all_within(&mut client.w, out, write_limit)
         .await
         .is_ok()
     {

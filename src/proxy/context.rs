@@ -1,59 +1,43 @@
-//! A worker's own state: its view of the config, one balancer and pool per upstream group,
-//! request ids, the drain signal and the count of open client connections. `!Send` by design:
-//! it never leaves the worker thread.
+//! A worker's own state: the configuration generation it serves, request ids, the drain signal and
+//! the count of open client connections. `!Send` by design: it never leaves the worker thread.
 
-use super::pool::Pool;
 use super::request_id::RequestIds;
-use crate::balancer::Balancer;
-use crate::config::Config;
+use super::upstream::Generation;
 use crate::runtime::drain::DrainSignal;
-use std::cell::Cell;
-use std::net::SocketAddr;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct WorkerContext {
     pub id: usize,
-    pub config: Arc<Config>,
-    pub upstreams: Vec<UpstreamGroup>,
+    /// The generation new requests start on; swapped whole by a committed reload.
+    generation: RefCell<Rc<Generation>>,
     pub drain: DrainSignal,
     pub request_ids: RequestIds,
     open_connections: Cell<usize>,
 }
 
-/// One upstream group as this worker sees it.
-#[derive(Debug)]
-pub struct UpstreamGroup {
-    pub name: String,
-    pub backends: Vec<SocketAddr>,
-    pub balancer: Balancer,
-    pub pool: Pool,
-}
-
 impl WorkerContext {
-    pub fn new(id: usize, config: Arc<Config>) -> Self {
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|group| {
-                let weights: Vec<u32> = group.backends.iter().map(|b| b.weight.get()).collect();
-                UpstreamGroup {
-                    name: group.name.clone(),
-                    backends: group.backends.iter().map(|b| b.address).collect(),
-                    balancer: Balancer::new(group.balance, &weights, id),
-                    pool: Pool::new(group.backends.len(), &group.pool),
-                }
-            })
-            .collect();
+    pub fn new(id: usize, generation: Generation) -> Self {
         Self {
             id,
-            config,
-            upstreams,
+            generation: RefCell::new(Rc::new(generation)),
             drain: DrainSignal::new(),
             request_ids: RequestIds::new(id),
             open_connections: Cell::new(0),
         }
+    }
+
+    /// The generation serving new requests now. A request keeps the `Rc` it started with.
+    pub fn generation(&self) -> Rc<Generation> {
+        self.generation.borrow().clone()
+    }
+
+    /// Makes `next` the generation for new requests and retires the backends it dropped.
+    pub fn commit(&self, next: Generation) {
+        let next = Rc::new(next);
+        let old = self.generation.replace(next.clone());
+        next.retire_replaced(&old);
     }
 
     pub fn open_connections(&self) -> usize {

@@ -15,10 +15,11 @@
 
 use super::body::{self, Relay, RelayError, Relayed, UploadError};
 use super::client::{respond_and_close, ClientConn, PendingRequest};
-use super::context::{UpstreamGroup, WorkerContext};
+use super::context::WorkerContext;
 use super::error::UpstreamFailure;
 use super::io::write_all_within;
 use super::pool::UpstreamConn;
+use super::upstream::{Backend, UpstreamGroup};
 use crate::http::{Method, RequestBody, Version};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
@@ -33,7 +34,9 @@ pub async fn forward(
     client: &mut ClientConn,
     request: &mut PendingRequest,
 ) -> bool {
-    let group = &ctx.upstreams[request.upstream];
+    let generation = request.generation.clone();
+    let group = &generation.upstreams[request.upstream];
+    let timeouts = &generation.config.timeouts;
     let mut tried: Vec<usize> = Vec::new();
     let mut last_failure: Option<(usize, UpstreamFailure)> = None;
     let mut fresh_only = false;
@@ -50,7 +53,7 @@ pub async fn forward(
                         group.backends.len(),
                         failure.describe()
                     ),
-                    backend: Some(group.backends[*b]),
+                    backend: Some(group.backends[*b].address),
                 },
                 None => Failure {
                     status: 503,
@@ -60,16 +63,17 @@ pub async fn forward(
             };
             return fail(ctx, client, request, group, failure).await;
         };
-        let address = group.backends[backend];
+        let target = &group.backends[backend];
+        let address = target.address;
         let pooled = if fresh_only {
             None
         } else {
-            group.pool.checkout(backend, retryable)
+            target.pool.checkout(&group.config.pool, retryable)
         };
         let conn = match pooled {
             Some(conn) => conn,
-            None => match connect(address, ctx.config.timeouts.upstream_connect).await {
-                Ok(stream) => UpstreamConn::new(stream, backend),
+            None => match connect(address, timeouts.upstream_connect).await {
+                Ok(stream) => UpstreamConn::new(stream),
                 Err(failure) => {
                     tracing::debug!(request_id = %request.request_id, backend = %address, "backend {}; trying the next one", failure.describe());
                     tried.push(backend);
@@ -79,7 +83,7 @@ pub async fn forward(
             },
         };
         let reused = conn.reused;
-        match exchange(ctx, client, request, group, conn).await {
+        match exchange(ctx, client, request, group, target, conn).await {
             Outcome::Done { keep_client } => return keep_client,
             Outcome::Abort => return false,
             Outcome::ClientError { status, detail } => {
@@ -163,8 +167,8 @@ async fn fail(
     );
     let head_only = request.method == Method::Head;
     respond_and_close(
-        ctx,
         client,
+        request.generation.config.timeouts.client_idle,
         failure.status,
         &failure.detail,
         &request.request_id,
@@ -201,9 +205,11 @@ async fn exchange(
     client: &mut ClientConn,
     request: &mut PendingRequest,
     group: &UpstreamGroup,
+    backend: &Backend,
     mut conn: UpstreamConn,
 ) -> Outcome {
-    let timeouts = &ctx.config.timeouts;
+    let generation = request.generation.clone();
+    let timeouts = &generation.config.timeouts;
     let has_body = request.body != RequestBody::None;
     if request.expect_continue && has_body && request.version == Version::Http11 {
         // We answer `Expect: 100-continue` ourselves (the codec strips Expect upstream): the
@@ -230,7 +236,6 @@ async fn exchange(
     let response_started = Cell::new(false);
     let upload_done = Cell::new(!has_body);
     let relay = Relay {
-        ctx,
         request,
         client_keep_alive: request.keep_alive && !ctx.drain.is_triggered(),
         response_started: &response_started,
@@ -250,7 +255,14 @@ async fn exchange(
         if !has_body {
             (download.await, Ok(()))
         } else {
-            let upload = body::upload(ctx, request.body, client_r, client_buf, up_w, &upload_done);
+            let upload = body::upload(
+                &generation.config,
+                request.body,
+                client_r,
+                client_buf,
+                up_w,
+                &upload_done,
+            );
             let mut upload = std::pin::pin!(upload);
             let mut download = std::pin::pin!(download);
             let mut uploaded = None;
@@ -294,8 +306,8 @@ async fn exchange(
         }
         (Ok(relayed), uploaded) => {
             let body_complete = uploaded.is_ok();
-            if relayed.upstream_reusable && body_complete {
-                group.pool.checkin(conn);
+            if relayed.upstream_reusable && body_complete && !backend.is_retired() {
+                backend.pool.checkin(&group.config.pool, conn);
             }
             Outcome::Done {
                 keep_client: relayed.client_reusable && body_complete,
@@ -314,7 +326,7 @@ async fn exchange(
                 worker = ctx.id,
                 request_id = %request.request_id,
                 upstream = %group.name,
-                backend = %group.backends[conn.backend],
+                backend = %backend.address,
                 "response cut short after it started: backend {}",
                 failure.describe()
             );

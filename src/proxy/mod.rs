@@ -6,10 +6,14 @@
 //! backend (failing over on connect errors), streams the request body up and the response back,
 //! and returns the upstream connection to the [`pool`] when both sides ended cleanly.
 //!
+//! The tick also applies the control thread's commands ([`commands`]): a reload swaps the
+//! worker's [`upstream::Generation`] between requests.
+//!
 //! Everything here is worker-local: no lock and no shared atomic on the request path.
 
 mod body;
 mod client;
+mod commands;
 mod context;
 mod error;
 mod exchange;
@@ -18,6 +22,7 @@ mod pool;
 mod request_id;
 mod route;
 mod sys;
+mod upstream;
 
 pub use error::{reason_phrase, write_error_response};
 
@@ -28,10 +33,15 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::time::Instant;
+use upstream::Generation;
 
 /// Runs one worker until it has drained. Called inside the worker's monoio runtime.
 pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
-    let ctx = Rc::new(WorkerContext::new(spec.id, spec.config.clone()));
+    let ctx = Rc::new(WorkerContext::new(
+        spec.id,
+        Generation::first(spec.config.clone(), spec.id),
+    ));
+    let mut commands = commands::Inbox::new(spec.commands);
     let mut accept_loops = Vec::new();
     for (index, std_listener) in spec.listeners.into_iter().enumerate() {
         match monoio::net::TcpListener::from_std(std_listener) {
@@ -51,8 +61,10 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
     loop {
         monoio::time::sleep(TICK).await;
         spec.shared.beat();
-        for group in &ctx.upstreams {
-            group.pool.sweep();
+        commands.apply(&ctx);
+        let generation = ctx.generation();
+        for (group, backend) in generation.backends() {
+            backend.pool.sweep(&group.config.pool);
         }
         if spec.shared.drain_requested.load(Ordering::Relaxed) {
             break;
@@ -64,10 +76,11 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
     for handle in accept_loops {
         handle.await;
     }
-    for group in &ctx.upstreams {
-        group.pool.clear();
+    let generation = ctx.generation();
+    for (_, backend) in generation.backends() {
+        backend.pool.clear();
     }
-    let deadline = Instant::now() + ctx.config.runtime.drain_timeout;
+    let deadline = Instant::now() + generation.config.runtime.drain_timeout;
     while ctx.open_connections() > 0 && Instant::now() < deadline {
         monoio::time::sleep(TICK).await;
         spec.shared.beat();

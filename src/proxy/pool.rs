@@ -1,12 +1,17 @@
-//! Per-worker keep-alive pool of upstream connections, one idle list per backend.
+//! Keep-alive pool of idle upstream connections to one backend, on one worker.
 //!
 //! Checkout takes the most recently used connection (warmest, least likely to have been closed by
-//! the backend), drops it if it has been idle past `idle_timeout`, and peeks at it without
-//! blocking to detect a connection the backend closed meanwhile (stale-connection detection).
-//! The peek costs a syscall, so it is skipped for a request that may simply be retried on a
-//! fresh connection (idempotent, no body) when the connection was idle for under
+//! the backend), drops it if it has been idle past the group's `idle_timeout`, and peeks at it
+//! without blocking to detect a connection the backend closed meanwhile (stale-connection
+//! detection). The peek costs a syscall, so it is skipped for a request that may simply be retried
+//! on a fresh connection (idempotent, no body) when the connection was idle for under
 //! [`TRUST_IDLE_FOR`]: a backend rarely closes a connection that recently.
 //! The worker's tick sweeps expired connections so they do not linger in CLOSE_WAIT.
+//!
+//! The pool belongs to the backend's worker-local state ([`super::upstream::Backend`]), which
+//! outlives configuration reloads as long as the backend stays in its group, so a reload does not
+//! throw warm connections away. The settings ([`PoolConfig`]) come from the group's current
+//! configuration with every call.
 
 use super::sys::{peek_idle, IdleState};
 use crate::config::PoolConfig;
@@ -23,22 +28,19 @@ pub struct UpstreamConn {
     pub r: OwnedReadHalf<TcpStream>,
     pub w: OwnedWriteHalf<TcpStream>,
     fd: RawFd,
-    /// Index of the backend within its group.
-    pub backend: usize,
     /// Whether it came from the pool (a failure before any response byte may then be a stale
     /// connection rather than a failing backend).
     pub reused: bool,
 }
 
 impl UpstreamConn {
-    pub fn new(stream: TcpStream, backend: usize) -> Self {
+    pub fn new(stream: TcpStream) -> Self {
         let fd = stream.as_raw_fd();
         let (r, w) = stream.into_split();
         Self {
             r,
             w,
             fd,
-            backend,
             reused: false,
         }
     }
@@ -54,32 +56,22 @@ struct Idle {
     since: Instant,
 }
 
-#[derive(Debug)]
+/// Idle connections to one backend, most recently used last.
+#[derive(Debug, Default)]
 pub struct Pool {
-    idle: RefCell<Vec<Vec<Idle>>>,
-    max_idle: usize,
-    idle_timeout: Duration,
+    idle: RefCell<Vec<Idle>>,
 }
 
 impl Pool {
-    pub fn new(backends: usize, config: &PoolConfig) -> Self {
-        Self {
-            idle: RefCell::new((0..backends).map(|_| Vec::new()).collect()),
-            max_idle: config.max_idle_per_backend,
-            idle_timeout: config.idle_timeout,
-        }
-    }
-
-    /// A live idle connection to `backend`, if the pool has one. `retryable`: the request can be
-    /// sent again on a fresh connection if this one turns out stale.
-    pub fn checkout(&self, backend: usize, retryable: bool) -> Option<UpstreamConn> {
+    /// A live idle connection, if the pool has one. `retryable`: the request can be sent again on
+    /// a fresh connection if this one turns out stale.
+    pub fn checkout(&self, settings: &PoolConfig, retryable: bool) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
-        let list = &mut idle[backend];
-        while let Some(entry) = list.pop() {
+        while let Some(entry) = idle.pop() {
             let idle_for = entry.since.elapsed();
-            if idle_for > self.idle_timeout {
+            if idle_for > settings.idle_timeout {
                 // Everything below is older still.
-                list.clear();
+                idle.clear();
                 return None;
             }
             let trusted = retryable && idle_for < TRUST_IDLE_FOR;
@@ -92,31 +84,30 @@ impl Pool {
         None
     }
 
-    /// Returns a connection whose last exchange completed cleanly. Dropped when the backend's list
-    /// is full.
-    pub fn checkin(&self, conn: UpstreamConn) {
+    /// Returns a connection whose last exchange completed cleanly. Dropped (closed) when the pool
+    /// already holds `max_idle_per_backend` connections.
+    pub fn checkin(&self, settings: &PoolConfig, conn: UpstreamConn) {
         let mut idle = self.idle.borrow_mut();
-        let list = &mut idle[conn.backend];
-        if list.len() < self.max_idle {
-            list.push(Idle {
+        if idle.len() < settings.max_idle_per_backend {
+            idle.push(Idle {
                 conn,
                 since: Instant::now(),
             });
         }
     }
 
-    /// Closes connections idle for longer than `idle_timeout`.
-    pub fn sweep(&self) {
-        let timeout = self.idle_timeout;
-        for list in self.idle.borrow_mut().iter_mut() {
-            list.retain(|entry| entry.since.elapsed() <= timeout);
-        }
+    /// Closes connections idle for longer than `idle_timeout`, and any beyond the idle limit (which
+    /// a reload may have lowered).
+    pub fn sweep(&self, settings: &PoolConfig) {
+        let mut idle = self.idle.borrow_mut();
+        idle.retain(|entry| entry.since.elapsed() <= settings.idle_timeout);
+        let excess = idle.len().saturating_sub(settings.max_idle_per_backend);
+        // The oldest are at the front.
+        idle.drain(..excess);
     }
 
-    /// Closes every idle connection (drain).
+    /// Closes every idle connection (drain, or the backend left the configuration).
     pub fn clear(&self) {
-        for list in self.idle.borrow_mut().iter_mut() {
-            list.clear();
-        }
+        self.idle.borrow_mut().clear();
     }
 }

@@ -3,8 +3,10 @@
 //! Flow: [`driver::resolve`] decides once per process between io_uring and the legacy (epoll)
 //! driver; [`worker::spawn`] starts a named, pinned thread that builds its runtime and runs the
 //! worker's accept loops until drained. Cross-thread state is limited to what [`WorkerShared`]
-//! holds: a drain flag set by the control thread and a heartbeat written by the worker alone.
+//! holds: a drain flag set by the control thread and a heartbeat written by the worker alone, plus
+//! the [`command`] channel each worker drains on its tick.
 
+pub mod command;
 pub mod cpus;
 pub mod drain;
 pub mod driver;
@@ -20,7 +22,7 @@ pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 /// writes `drain_requested`, the worker writes `heartbeat_ms`.
 #[derive(Debug, Default)]
 pub struct WorkerShared {
-    /// Set once by [`crate::server::ShutdownHandle::shutdown`].
+    /// Set once by [`crate::server::ControlHandle::shutdown`].
     pub drain_requested: AtomicBool,
     /// Milliseconds since the Unix epoch at the worker's last event-loop tick (0 = not started).
     /// The systemd watchdog reads it to decide whether every worker is alive.

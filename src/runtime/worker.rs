@@ -5,11 +5,12 @@
 //! runs [`crate::proxy::run_worker`], which converts the already-bound listeners, reports ready
 //! through the channel, accepts until drained, and returns.
 
+use super::command::WorkerCommand;
 use super::driver::Driver;
 use super::WorkerShared;
 use crate::config::Config;
 use std::net::TcpListener;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -28,6 +29,8 @@ pub struct WorkerSpec {
     /// One bound listener per `config.listeners` entry, same order.
     pub listeners: Vec<TcpListener>,
     pub shared: Arc<WorkerShared>,
+    /// Commands from the control thread, applied on the worker's tick.
+    pub commands: Receiver<WorkerCommand>,
 }
 
 /// Starts the worker thread. `ready` receives `Ok(())` once the worker accepts on every listener,

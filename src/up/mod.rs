@@ -85,8 +85,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         }
     }
 
-    let shutdown = server.shutdown_handle();
-    shutdown.shutdown();
+    server.control().shutdown();
     let drained = server.wait();
     stop_all(&mut instances);
     say(format_args!("lbproxy up: stopped"));

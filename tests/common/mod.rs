@@ -7,7 +7,7 @@ pub mod backend;
 pub mod client;
 pub mod demo;
 
-use lbproxy::server::{Server, ShutdownHandle};
+use lbproxy::server::{ControlHandle, ReloadError, ReloadReport, Server};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,8 +37,9 @@ pub fn init_logging() {
 /// A proxy running in this process. Dropping it drains and joins the workers.
 pub struct Proxy {
     server: Option<Server>,
-    shutdown: ShutdownHandle,
+    control: ControlHandle,
     pub addr: SocketAddr,
+    config_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -54,13 +55,24 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
         let server = Server::start(Arc::new(config)).expect("proxy starts");
         let addr = server.listen_addrs()[0].1;
-        let shutdown = server.shutdown_handle();
+        let control = server.control();
         Proxy {
             server: Some(server),
-            shutdown,
+            control,
             addr,
+            config_path: path,
             _dir: dir,
         }
+    }
+
+    /// Writes `toml` over the proxy's configuration file and reloads it, as SIGHUP would.
+    pub fn reload(&self, toml: &str) -> Result<ReloadReport, ReloadError> {
+        std::fs::write(&self.config_path, toml).unwrap();
+        self.control.reload_from_source()
+    }
+
+    pub fn control(&self) -> &ControlHandle {
+        &self.control
     }
 
     /// Asks the proxy to drain and waits until its workers have exited.
@@ -70,7 +82,7 @@ impl Proxy {
 
     fn stop_inner(&mut self) {
         if let Some(server) = self.server.take() {
-            self.shutdown.shutdown();
+            self.control.shutdown();
             server.wait().expect("workers exit cleanly");
         }
     }

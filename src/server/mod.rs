@@ -2,8 +2,16 @@
 //!
 //! Library entry point used by `lbproxy serve`, `lbproxy up` and the tests:
 //! `Server::start(config)` returns once every worker is listening (so port-0 binds are known via
-//! [`Server::listen_addrs`]); [`ShutdownHandle::shutdown`] stops accepting and drains;
-//! [`Server::wait`] joins the workers.
+//! [`Server::listen_addrs`]); its [`ControlHandle`] (cloneable, `Send`) is what the control thread
+//! and the signal handlers drive: [`ControlHandle::reload`] swaps the configuration on every
+//! worker, [`ControlHandle::shutdown`] stops accepting and drains; [`Server::wait`] joins the
+//! workers.
+
+mod control;
+mod reload;
+
+pub use control::ControlHandle;
+pub use reload::{ReloadError, ReloadReport};
 
 use crate::config::Config;
 use crate::listener::bind_reuseport;
@@ -11,8 +19,8 @@ use crate::runtime::driver::{self, Driver};
 use crate::runtime::worker::{self, WorkerSpec};
 use crate::runtime::{cpus, WorkerShared};
 use anyhow::Context;
+use control::WorkerLink;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -26,13 +34,7 @@ pub struct Server {
     listen_addrs: Vec<(String, SocketAddr)>,
     driver: Driver,
     workers: Vec<JoinHandle<()>>,
-    shutdown: ShutdownHandle,
-}
-
-/// Cloneable, `Send` handle that asks a [`Server`] to drain and stop.
-#[derive(Debug, Clone)]
-pub struct ShutdownHandle {
-    workers: Arc<[Arc<WorkerShared>]>,
+    control: ControlHandle,
 }
 
 impl Server {
@@ -55,27 +57,33 @@ impl Server {
         }
 
         let cpus = cpus::allowed_cpus();
-        let shared: Vec<Arc<WorkerShared>> = (0..worker_count)
-            .map(|_| Arc::new(WorkerShared::default()))
-            .collect();
-        let shutdown = ShutdownHandle {
-            workers: shared.clone().into(),
-        };
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let mut workers = Vec::with_capacity(worker_count);
+        let mut links = Vec::with_capacity(worker_count);
+        let mut specs = Vec::with_capacity(worker_count);
         for (id, listeners) in listeners_per_worker.into_iter().enumerate() {
-            let spec = WorkerSpec {
+            let shared = Arc::new(WorkerShared::default());
+            let (commands_tx, commands_rx) = mpsc::channel();
+            links.push(WorkerLink {
+                shared: shared.clone(),
+                commands: commands_tx,
+            });
+            specs.push(WorkerSpec {
                 id,
                 cpu: config.runtime.pin_workers.then(|| cpus[id % cpus.len()]),
                 driver,
                 config: config.clone(),
                 listeners,
-                shared: shared[id].clone(),
-            };
+                shared,
+                commands: commands_rx,
+            });
+        }
+        let control = ControlHandle::new(config.clone(), links);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut workers = Vec::with_capacity(worker_count);
+        for spec in specs {
             match worker::spawn(spec, ready_tx.clone()) {
                 Ok(handle) => workers.push(handle),
                 Err(e) => {
-                    shutdown.shutdown();
+                    control.shutdown();
                     return Err(e).context("spawning a worker thread");
                 }
             }
@@ -88,7 +96,7 @@ impl Server {
                 Ok(Err(reason)) => anyhow::anyhow!("a worker failed to start: {reason}"),
                 Err(_) => anyhow::anyhow!("workers did not start within {WORKER_START_TIMEOUT:?}"),
             };
-            shutdown.shutdown();
+            control.shutdown();
             for handle in workers {
                 let _ = handle.join();
             }
@@ -105,7 +113,7 @@ impl Server {
             listen_addrs,
             driver,
             workers,
-            shutdown,
+            control,
         })
     }
 
@@ -119,8 +127,9 @@ impl Server {
         self.driver
     }
 
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        self.shutdown.clone()
+    /// The handle that reloads, drains and watches the workers from any thread.
+    pub fn control(&self) -> ControlHandle {
+        self.control.clone()
     }
 
     /// Blocks until every worker has exited (after a shutdown and its drain).
@@ -133,26 +142,5 @@ impl Server {
         }
         anyhow::ensure!(panicked == 0, "{panicked} worker thread(s) panicked");
         Ok(())
-    }
-}
-
-impl ShutdownHandle {
-    /// Stop accepting, let in-flight requests finish (up to `runtime.drain_timeout`), close idle
-    /// keep-alive connections, then let the workers exit. Idempotent. Workers notice within one
-    /// tick ([`crate::runtime::TICK`]).
-    pub fn shutdown(&self) {
-        for worker in self.workers.iter() {
-            worker.drain_requested.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Milliseconds since the Unix epoch of the oldest worker heartbeat: the systemd watchdog is
-    /// fed only while this is recent.
-    pub fn oldest_heartbeat_ms(&self) -> u64 {
-        self.workers
-            .iter()
-            .map(|w| w.heartbeat_ms.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0)
     }
 }

@@ -1,0 +1,38 @@
+//! Commands from the control thread to the workers.
+//!
+//! Cross-thread data is either an immutable snapshot or a command (see DESIGN.md). Each worker
+//! has its own channel and drains it on its housekeeping tick ([`super::TICK`]), so a command
+//! takes effect within one tick and nothing on the request path ever looks at the channel.
+//!
+//! A reload is two-phase: `Prepare` on every worker (each builds its new state beside the one
+//! serving and answers), then `Commit` everywhere when all answered yes, or `Abort` everywhere
+//! otherwise, so the workers never run different configurations for longer than a tick.
+
+use crate::config::Config;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub enum WorkerCommand {
+    /// Build the state for `config` (reload number `reload`) beside the current one, keep it
+    /// pending, and answer on `reply`.
+    Prepare {
+        reload: u64,
+        config: Arc<Config>,
+        reply: Sender<PrepareReply>,
+    },
+    /// Serve new requests from the state prepared for `reload`, then send the worker's id on
+    /// `done`.
+    Commit { reload: u64, done: Sender<usize> },
+    /// Drop the state prepared for `reload`.
+    Abort { reload: u64 },
+}
+
+/// A worker's answer to [`WorkerCommand::Prepare`].
+#[derive(Debug)]
+pub struct PrepareReply {
+    pub worker: usize,
+    pub reload: u64,
+    /// `Err(reason)` when the worker cannot run the new configuration.
+    pub result: Result<(), String>,
+}

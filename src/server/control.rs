@@ -1,0 +1,227 @@
+//! [`ControlHandle`]: what the control thread, the signal handlers and (later) the admin API use
+//! to drive a running proxy from outside its workers — reload, drain, watch.
+//!
+//! It holds one link per worker: the [`WorkerShared`] flags (drain request, heartbeat) and the
+//! sender of the worker's command channel. Reloads are serialized: one at a time, each numbered.
+
+use super::reload::{self, ReloadError, ReloadReport};
+use crate::config::{self, Config};
+use crate::runtime::command::{PrepareReply, WorkerCommand};
+use crate::runtime::{WorkerShared, TICK};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long every worker together may take to prepare a reload. A worker answers on its next
+/// tick, so anything much past [`TICK`] means it is stuck (or draining).
+const PREPARE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Cloneable, `Send` handle to a running [`super::Server`].
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    workers: Vec<WorkerLink>,
+    /// The configuration the workers run now, and the number of the last reload (0 = none yet).
+    /// Held for the whole of a reload, so reloads never interleave.
+    running: Mutex<Running>,
+}
+
+#[derive(Debug)]
+struct Running {
+    config: Arc<Config>,
+    reloads: u64,
+}
+
+/// The control thread's end of one worker.
+#[derive(Debug)]
+pub(super) struct WorkerLink {
+    pub shared: Arc<WorkerShared>,
+    pub commands: Sender<WorkerCommand>,
+}
+
+impl ControlHandle {
+    pub(super) fn new(config: Arc<Config>, workers: Vec<WorkerLink>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                workers,
+                running: Mutex::new(Running { config, reloads: 0 }),
+            }),
+        }
+    }
+
+    /// Stop accepting, let in-flight requests finish (up to `runtime.drain_timeout`), close idle
+    /// keep-alive connections, then let the workers exit. Idempotent. Workers notice within one
+    /// tick ([`TICK`]).
+    pub fn shutdown(&self) {
+        for worker in &self.inner.workers {
+            worker.shared.drain_requested.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner
+            .workers
+            .iter()
+            .any(|w| w.shared.drain_requested.load(Ordering::Relaxed))
+    }
+
+    /// Milliseconds since the Unix epoch of the oldest worker heartbeat: the systemd watchdog is
+    /// fed only while this is recent.
+    pub fn oldest_heartbeat_ms(&self) -> u64 {
+        self.inner
+            .workers
+            .iter()
+            .map(|w| w.shared.heartbeat_ms.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Number of worker threads.
+    pub fn worker_count(&self) -> usize {
+        self.inner.workers.len()
+    }
+
+    /// The configuration the workers run now.
+    pub fn config(&self) -> Arc<Config> {
+        self.running().config.clone()
+    }
+
+    /// Reads the configuration again from where the running one came from (same file, same
+    /// `--env` overlay, the process environment for `${VAR}`), validates it and reloads it. On any
+    /// error the running configuration stays.
+    pub fn reload_from_source(&self) -> Result<ReloadReport, ReloadError> {
+        let (path, env) = {
+            let running = self.running();
+            let path = match &running.config.source {
+                config::ConfigSource::File(path) => Some(path.clone()),
+                config::ConfigSource::Embedded => None,
+            };
+            (path, running.config.env.clone())
+        };
+        let config = config::load(path.as_deref(), env.as_deref()).map_err(ReloadError::Invalid)?;
+        self.reload(config)
+    }
+
+    /// Switches every worker to `config`: prepare on all, then commit on all (or abort on all when
+    /// any cannot), and returns once every worker serves it. Requests in flight finish on the
+    /// configuration they started with; connections are not touched. Blocks for about two worker
+    /// ticks.
+    pub fn reload(&self, config: Config) -> Result<ReloadReport, ReloadError> {
+        let mut running = self.running();
+        if self.is_shutting_down() {
+            return Err(ReloadError::ShuttingDown);
+        }
+        let (config, warnings) = reload::reconcile(&running.config, config)?;
+        let config = Arc::new(config);
+        let number = running.reloads + 1;
+
+        let (reply_tx, reply_rx) = mpsc::channel();
+        for worker in &self.inner.workers {
+            let prepare = WorkerCommand::Prepare {
+                reload: number,
+                config: config.clone(),
+                reply: reply_tx.clone(),
+            };
+            if worker.commands.send(prepare).is_err() {
+                self.broadcast(|| WorkerCommand::Abort { reload: number });
+                return Err(ReloadError::ShuttingDown);
+            }
+        }
+        drop(reply_tx);
+
+        if let Err(e) = self.collect_prepared(number, &reply_rx) {
+            self.broadcast(|| WorkerCommand::Abort { reload: number });
+            return Err(e);
+        }
+        let (done_tx, done_rx) = mpsc::channel();
+        self.broadcast(|| WorkerCommand::Commit {
+            reload: number,
+            done: done_tx.clone(),
+        });
+        drop(done_tx);
+        // Wait until every worker serves the new configuration, so that the caller (systemctl
+        // reload, the admin API) returns only once it is in effect.
+        let deadline = Instant::now() + PREPARE_TIMEOUT;
+        let mut committed = 0;
+        while committed < self.inner.workers.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if done_rx.recv_timeout(left).is_err() {
+                tracing::warn!(
+                    reload = number,
+                    committed,
+                    workers = self.inner.workers.len(),
+                    "not every worker confirmed the new configuration in time"
+                );
+                break;
+            }
+            committed += 1;
+        }
+        running.config = config;
+        running.reloads = number;
+        for warning in &warnings {
+            tracing::warn!(reload = number, "{warning}");
+        }
+        tracing::info!(reload = number, "configuration reloaded");
+        Ok(ReloadReport {
+            reload: number,
+            warnings,
+        })
+    }
+
+    /// Waits until every worker answered its `Prepare` for reload `number`.
+    fn collect_prepared(
+        &self,
+        number: u64,
+        replies: &mpsc::Receiver<PrepareReply>,
+    ) -> Result<(), ReloadError> {
+        let deadline = Instant::now() + PREPARE_TIMEOUT.max(TICK * 10);
+        let mut answered = vec![false; self.inner.workers.len()];
+        while answered.iter().any(|a| !a) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match replies.recv_timeout(left) {
+                Ok(reply) if reply.reload == number => {
+                    if let Err(reason) = reply.result {
+                        return Err(ReloadError::Refused {
+                            worker: reply.worker,
+                            reason,
+                        });
+                    }
+                    answered[reply.worker] = true;
+                }
+                Ok(_stale) => {}
+                Err(_) => {
+                    let silent = answered.iter().position(|a| !a).unwrap_or(0);
+                    return Err(if self.is_shutting_down() {
+                        ReloadError::ShuttingDown
+                    } else {
+                        ReloadError::NoAnswer {
+                            worker: silent,
+                            waited: PREPARE_TIMEOUT,
+                        }
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a command made by `make` to every worker. A worker that has exited is skipped.
+    pub fn broadcast(&self, make: impl Fn() -> WorkerCommand) {
+        for worker in &self.inner.workers {
+            let _ = worker.commands.send(make());
+        }
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,139 @@
+//! What a reload may change, and how it can fail.
+//!
+//! Routes, upstream groups, backends, balancing, pools, limits, timeouts and the drain timeout
+//! change on reload. Listeners (their set, addresses and protocols) are sockets bound at start:
+//! changing them needs a restart, and a reload that tries is refused with the reason, so the
+//! running configuration stays whole. `runtime.workers`, `driver` and `pin_workers` shape the
+//! threads themselves: a change is reported as a warning and takes effect at the next restart.
+
+use crate::config::{Config, ConfigErrors};
+use std::time::Duration;
+
+/// A reload that took effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// 1 for the first reload since start, then one more each time.
+    pub reload: u64,
+    /// Changes that were not applied (they need a restart), one sentence each.
+    pub warnings: Vec<String>,
+}
+
+/// Why a reload did not take effect. In every case the running configuration keeps serving, and
+/// trying again is safe.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the new configuration is invalid; the running one stays\n{0}")]
+    Invalid(ConfigErrors),
+    #[error("the new configuration changes what only a restart can change; the running one stays:\n  {}", .0.join("\n  "))]
+    NeedsRestart(Vec<String>),
+    #[error("worker {worker} cannot run the new configuration ({reason}); the running one stays")]
+    Refused { worker: usize, reason: String },
+    #[error("worker {worker} did not answer within {waited:?} (stuck?); the running configuration stays")]
+    NoAnswer { worker: usize, waited: Duration },
+    #[error("the proxy is shutting down")]
+    ShuttingDown,
+}
+
+/// Checks `new` against `running` and returns the configuration to commit (with the runtime
+/// settings that need a restart kept as they run) and the warnings about them.
+pub(super) fn reconcile(
+    running: &Config,
+    mut new: Config,
+) -> Result<(Config, Vec<String>), ReloadError> {
+    let mut restart = Vec::new();
+    for listener in &running.listeners {
+        match new.listeners.iter().find(|l| l.name == listener.name) {
+            None => restart.push(format!(
+                "listener \"{}\" ({}) was removed",
+                listener.name, listener.address
+            )),
+            Some(l) if l.address != listener.address => restart.push(format!(
+                "listener \"{}\" moves from {} to {}",
+                listener.name, listener.address, l.address
+            )),
+            Some(l) if l.protocol != listener.protocol => restart.push(format!(
+                "listener \"{}\" changes protocol from {:?} to {:?}",
+                listener.name, listener.protocol, l.protocol
+            )),
+            Some(_) => {}
+        }
+    }
+    for listener in &new.listeners {
+        if !running.listeners.iter().any(|l| l.name == listener.name) {
+            restart.push(format!(
+                "listener \"{}\" ({}) is new",
+                listener.name, listener.address
+            ));
+        }
+    }
+    if !restart.is_empty() {
+        restart.push("restart the proxy to change listeners (with lbproxy.socket, `systemctl restart lbproxy` refuses no connection)".to_owned());
+        return Err(ReloadError::NeedsRestart(restart));
+    }
+
+    let mut warnings = Vec::new();
+    let (was, now) = (&running.runtime, &mut new.runtime);
+    if was.workers != now.workers {
+        warnings.push(format!(
+            "runtime.workers changed from {} to {}: takes effect at the next restart",
+            was.workers, now.workers
+        ));
+        now.workers = was.workers;
+    }
+    if was.driver != now.driver {
+        warnings.push(format!(
+            "runtime.driver changed from {:?} to {:?}: takes effect at the next restart",
+            was.driver, now.driver
+        ));
+        now.driver = was.driver;
+    }
+    if was.pin_workers != now.pin_workers {
+        warnings.push(format!(
+            "runtime.pin_workers changed from {} to {}: takes effect at the next restart",
+            was.pin_workers, now.pin_workers
+        ));
+        now.pin_workers = was.pin_workers;
+    }
+    Ok((new, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::valid;
+
+    fn config(listener: &str, runtime: &str) -> Config {
+        valid(&format!(
+            "[runtime]\n{runtime}\n[listener.http]\naddress = \"{listener}\"\nupstream = \"api\"\n\
+             [upstream.api]\nbackends = [\"127.0.0.1:8001\"]\n"
+        ))
+    }
+
+    #[test]
+    fn moving_a_listener_needs_a_restart() {
+        let running = config("127.0.0.1:8080", "");
+        let err = reconcile(&running, config("127.0.0.1:9090", "")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("listener \"http\" moves from 127.0.0.1:8080 to 127.0.0.1:9090"),
+            "{text}"
+        );
+        assert!(text.contains("restart the proxy"), "{text}");
+    }
+
+    #[test]
+    fn runtime_changes_warn_and_keep_the_running_values() {
+        let running = config("127.0.0.1:8080", "workers = 2\ndrain_timeout = \"5s\"");
+        let (applied, warnings) = reconcile(
+            &running,
+            config("127.0.0.1:8080", "workers = 4\ndrain_timeout = \"9s\""),
+        )
+        .unwrap();
+        assert_eq!(applied.runtime.workers.get(), 2);
+        assert_eq!(applied.runtime.drain_timeout, Duration::from_secs(9));
+        assert_eq!(
+            warnings,
+            ["runtime.workers changed from 2 to 4: takes effect at the next restart"]
+        );
+    }
+}
