@@ -26,6 +26,8 @@ pub(crate) struct FileConfig {
     pub limits: FileLimits,
     #[serde(default)]
     pub timeouts: FileTimeouts,
+    #[serde(default)]
+    pub log: FileLog,
     /// `[listener.NAME]`
     #[serde(default)]
     pub listener: BTreeMap<String, FileListener>,
@@ -70,6 +72,13 @@ pub(crate) struct FileTimeouts {
     pub client_body: Option<FileDuration>,
     pub upstream_connect: Option<FileDuration>,
     pub upstream_response: Option<FileDuration>,
+}
+
+/// `[log]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileLog {
+    pub access: Option<FileBool>,
 }
 
 /// `[listener.NAME]`
@@ -302,7 +311,7 @@ mod tests {
         );
         assert_eq!(
             fields_of::<FileConfig>(),
-            ["runtime", "limits", "timeouts", "listener", "upstream", "up", "env"]
+            ["runtime", "limits", "timeouts", "log", "listener", "upstream", "up", "env"]
         );
         assert_eq!(fields_of::<FileBackendTable>(), ["address", "weight"]);
     }

@@ -242,6 +242,7 @@ mod tests {
                 upstream_connect: secs(2),
                 upstream_response: secs(30),
             },
+            log: LogConfig { access: false },
             listeners: vec![ListenerConfig {
                 name: "http".into(),
                 address: "127.0.0.1:8080".parse().expect("address"),

@@ -30,6 +30,7 @@ pub(crate) fn read(mut root: toml::Table, issues: &mut Issues) -> FileConfig {
         runtime: section(root.remove("runtime"), &root_path.key("runtime"), issues),
         limits: section(root.remove("limits"), &root_path.key("limits"), issues),
         timeouts: section(root.remove("timeouts"), &root_path.key("timeouts"), issues),
+        log: section(root.remove("log"), &root_path.key("log"), issues),
         up: section(root.remove("up"), &root_path.key("up"), issues),
         ..FileConfig::default()
     };

@@ -18,6 +18,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub limits: LimitsConfig,
     pub timeouts: TimeoutsConfig,
+    pub log: LogConfig,
     /// Listeners in file order (sorted by name: TOML tables have no order we can rely on).
     pub listeners: Vec<ListenerConfig>,
     /// Upstream groups, sorted by name. Routes refer to them by index.
@@ -94,6 +95,15 @@ pub struct TimeoutsConfig {
     /// From request sent to response head received (→ 504), and between response body reads.
     /// Default 30s.
     pub upstream_response: Duration,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// One `info` line per request (target `lbproxy::access`): client, request, upstream,
+    /// backend, status, bytes, duration, retries, request id. Default false: at full load a line
+    /// per request costs more than proxying it; errors the proxy makes are logged regardless.
+    pub access: bool,
 }
 
 /// `[listener.NAME]`

@@ -9,6 +9,7 @@
 use super::client::{ClientConn, PendingRequest};
 use super::error::UpstreamFailure;
 use super::io::{read_append, read_replace, write_all_within};
+use super::record::RequestRecord;
 use crate::config::Config;
 use crate::http::{
     parse_response, ChunkedDecoder, ChunkedOutput, RequestBody, ResponseBody, ResponseContext,
@@ -44,6 +45,27 @@ pub struct Relay<'a> {
     /// Set by the upload once the whole request body was sent: only then does a silent backend
     /// count as a timeout.
     pub upload_done: &'a Cell<bool>,
+    /// Status and bytes sent are recorded here.
+    pub record: &'a RequestRecord,
+}
+
+/// The client's write half with its write deadline, counting what reaches the client.
+struct ClientSink<'a> {
+    w: &'a mut ClientWriter,
+    limit: Duration,
+    record: &'a RequestRecord,
+}
+
+impl ClientSink<'_> {
+    /// Writes all of `data` and returns the buffer for reuse.
+    async fn send(&mut self, data: Vec<u8>) -> Result<Vec<u8>, RelayError> {
+        let len = data.len();
+        let data = write_all_within(self.w, data, self.limit)
+            .await
+            .map_err(|_| RelayError::Client)?;
+        self.record.add_to_client(len);
+        Ok(data)
+    }
 }
 
 /// A response relayed to its end.
@@ -86,7 +108,11 @@ pub async fn relay_response(
 ) -> Result<Relayed, RelayError> {
     let request = relay.request;
     let timeouts = &request.generation.config.timeouts;
-    let write_limit = timeouts.client_idle;
+    let mut client = ClientSink {
+        w: client_w,
+        limit: timeouts.client_idle,
+        record: relay.record,
+    };
     let mut buf = Vec::with_capacity(HEAD_BUFFER);
     let mut out = Vec::with_capacity(1024);
 
@@ -115,9 +141,7 @@ pub async fn relay_response(
                     }
                     buf.drain(..head_len);
                     if forward {
-                        out = write_all_within(client_w, out, write_limit)
-                            .await
-                            .map_err(|_| RelayError::Client)?;
+                        out = client.send(out).await?;
                     }
                     continue;
                 }
@@ -132,9 +156,8 @@ pub async fn relay_response(
                     response.write_client_head(&response_context(request, true), &mut out);
                     buf.drain(..head_len);
                     relay.response_started.set(true);
-                    write_all_within(client_w, out, write_limit)
-                        .await
-                        .map_err(|_| RelayError::Client)?;
+                    relay.record.status.set(status);
+                    client.send(out).await?;
                     return Ok(Relayed {
                         upstream_reusable: false,
                         client_reusable: false,
@@ -150,15 +173,15 @@ pub async fn relay_response(
                 response.write_client_head(&response_context(request, client_keep), &mut out);
                 buf.drain(..head_len);
                 relay.response_started.set(true);
+                relay.record.status.set(status);
                 let clean_end = relay_body(
                     up_r,
-                    client_w,
+                    &mut client,
                     upstream_body,
                     framing,
                     buf,
                     out,
                     timeouts.upstream_response,
-                    write_limit,
                 )
                 .await?;
                 return Ok(Relayed {
@@ -211,27 +234,25 @@ fn response_context(request: &PendingRequest, client_keep_alive: bool) -> Respon
 /// Relays a response body. `buf` holds body bytes that arrived with the head, `out` the client
 /// head not yet written (sent together with the first body bytes: one write for small responses).
 /// Returns whether the backend's message ended exactly at its framing.
-#[allow(clippy::too_many_arguments)]
 async fn relay_body(
     up_r: &mut UpstreamReader,
-    client_w: &mut ClientWriter,
+    client: &mut ClientSink<'_>,
     upstream_body: ResponseBody,
     client_framing: ResponseBody,
     mut buf: Vec<u8>,
     mut out: Vec<u8>,
     read_limit: Duration,
-    write_limit: Duration,
 ) -> Result<bool, RelayError> {
     match upstream_body {
         ResponseBody::None => {
-            send(client_w, write_limit, out).await?;
+            client.send(out).await?;
             Ok(buf.is_empty())
         }
         ResponseBody::Length(length) => {
             let first = buf.len().min(usize::try_from(length).unwrap_or(usize::MAX));
             out.extend_from_slice(&buf[..first]);
             let extra = buf.len() > first;
-            send(client_w, write_limit, out).await?;
+            client.send(out).await?;
             let mut remaining = length - first as u64;
             if remaining > 0 && buf.capacity() < RELAY_BUFFER {
                 buf = Vec::with_capacity(RELAY_BUFFER);
@@ -247,7 +268,7 @@ async fn relay_body(
                     ))));
                 }
                 remaining -= n as u64;
-                buf = send(client_w, write_limit, b).await?;
+                buf = client.send(b).await?;
             }
             Ok(!extra)
         }
@@ -265,7 +286,7 @@ async fn relay_body(
                     .map_err(|e| RelayError::Upstream(UpstreamFailure::Invalid(e.to_string())))?;
                 buf.drain(..progress.consumed);
                 if !out.is_empty() {
-                    out = send(client_w, write_limit, out).await?;
+                    out = client.send(out).await?;
                     out.clear();
                 }
                 if progress.done {
@@ -296,27 +317,17 @@ async fn relay_body(
         }
         ResponseBody::UntilClose => {
             out.extend_from_slice(&buf);
-            send(client_w, write_limit, out).await?;
+            client.send(out).await?;
             let mut buf = Vec::with_capacity(RELAY_BUFFER);
             loop {
                 let (n, b) = read_within(up_r, buf, RELAY_BUFFER, read_limit).await?;
                 if n == 0 {
                     return Ok(false);
                 }
-                buf = send(client_w, write_limit, b).await?;
+                buf = client.send(b).await?;
             }
         }
     }
-}
-
-async fn send(
-    client_w: &mut ClientWriter,
-    write_limit: Duration,
-    data: Vec<u8>,
-) -> Result<Vec<u8>, RelayError> {
-    write_all_within(client_w, data, write_limit)
-        .await
-        .map_err(|_| RelayError::Client)
 }
 
 /// Reads at most `limit` bytes from the backend, replacing `buf`'s contents.
@@ -342,6 +353,7 @@ pub async fn upload(
     client_buf: &mut Vec<u8>,
     up_w: &mut UpstreamWriter,
     upload_done: &Cell<bool>,
+    record: &RequestRecord,
 ) -> Result<(), UploadError> {
     let timeouts = &config.timeouts;
     let deadline = Instant::now() + timeouts.client_body;
@@ -362,6 +374,7 @@ pub async fn upload(
                 .min(usize::try_from(length).unwrap_or(usize::MAX));
             let mut remaining = length - first as u64;
             if first > 0 {
+                record.add_from_client(first as u64);
                 let chunk: Vec<u8> = client_buf.drain(..first).collect();
                 to_upstream(up_w, write_limit, chunk).await?;
             }
@@ -381,6 +394,7 @@ pub async fn upload(
                     Ok((Ok(n), b)) => (n, b),
                 };
                 remaining -= n as u64;
+                record.add_from_client(n as u64);
                 relay = to_upstream(up_w, write_limit, b).await?;
             }
         }
@@ -402,6 +416,7 @@ pub async fn upload(
                         })?;
                 client_buf.drain(..progress.consumed);
                 total += progress.payload;
+                record.add_from_client(progress.payload);
                 if let Some(max) = max.filter(|&max| total > max) {
                     return Err(UploadError::Client {
                         status: 413,

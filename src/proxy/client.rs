@@ -259,7 +259,8 @@ fn prepare(
 }
 
 /// Sends an error response (head only for HEAD requests) and closes the connection gracefully.
-/// The caller must not use the connection afterwards.
+/// The caller must not use the connection afterwards. Returns the bytes written (0 when the
+/// client could not be written to).
 pub async fn respond_and_close(
     client: &mut ClientConn,
     write_limit: Duration,
@@ -267,15 +268,18 @@ pub async fn respond_and_close(
     detail: &str,
     request_id: &str,
     head_only: bool,
-) {
+) -> usize {
     let mut out = Vec::with_capacity(256);
     write_error_response(status, detail, request_id, head_only, &mut out);
+    let len = out.len();
     if write_all_within(&mut client.w, out, write_limit)
         .await
-        .is_ok()
+        .is_err()
     {
-        linger_close(client).await;
+        return 0;
     }
+    linger_close(client).await;
+    len
 }
 
 /// Half-closes our side, then reads and discards what the client still sends for a short while:

@@ -19,20 +19,34 @@ use super::context::WorkerContext;
 use super::error::UpstreamFailure;
 use super::io::write_all_within;
 use super::pool::UpstreamConn;
+use super::record::RequestRecord;
 use super::upstream::{Backend, UpstreamGroup};
 use crate::http::{Method, RequestBody, Version};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Forwards `request` and relays the response. Returns whether the client connection may carry
-/// another request.
+/// Forwards `request` and relays the response, then logs what happened. Returns whether the client
+/// connection may carry another request.
 pub async fn forward(
     ctx: &WorkerContext,
     client: &mut ClientConn,
     request: &mut PendingRequest,
+) -> bool {
+    let record = RequestRecord::new(Instant::now());
+    let keep_client = forward_with_failover(ctx, client, request, &record).await;
+    record.finish(ctx.id, client.peer, request);
+    keep_client
+}
+
+/// Picks backends until one answers or none is left (see the module doc for what is retried).
+async fn forward_with_failover(
+    ctx: &WorkerContext,
+    client: &mut ClientConn,
+    request: &mut PendingRequest,
+    record: &RequestRecord,
 ) -> bool {
     let generation = request.generation.clone();
     let group = &generation.upstreams[request.upstream];
@@ -61,10 +75,12 @@ pub async fn forward(
                     backend: None,
                 },
             };
-            return fail(ctx, client, request, group, failure).await;
+            return fail(ctx, client, request, group, failure, record).await;
         };
         let target = &group.backends[backend];
         let address = target.address;
+        record.backend.set(Some(address));
+        record.attempts.set(record.attempts.get() + 1);
         let pooled = if fresh_only {
             None
         } else {
@@ -83,7 +99,7 @@ pub async fn forward(
             },
         };
         let reused = conn.reused;
-        match exchange(ctx, client, request, group, target, conn).await {
+        match exchange(ctx, client, request, group, target, conn, record).await {
             Outcome::Done { keep_client } => return keep_client,
             Outcome::Abort => return false,
             Outcome::ClientError { status, detail } => {
@@ -97,6 +113,7 @@ pub async fn forward(
                         detail,
                         backend: Some(address),
                     },
+                    record,
                 )
                 .await
             }
@@ -131,6 +148,7 @@ pub async fn forward(
                         detail,
                         backend: Some(address),
                     },
+                    record,
                 )
                 .await;
             }
@@ -153,7 +171,9 @@ async fn fail(
     request: &PendingRequest,
     group: &UpstreamGroup,
     failure: Failure,
+    record: &RequestRecord,
 ) -> bool {
+    record.status.set(failure.status);
     tracing::warn!(
         worker = ctx.id,
         request_id = %request.request_id,
@@ -166,7 +186,7 @@ async fn fail(
         failure.detail
     );
     let head_only = request.method == Method::Head;
-    respond_and_close(
+    let written = respond_and_close(
         client,
         request.generation.config.timeouts.client_idle,
         failure.status,
@@ -175,6 +195,7 @@ async fn fail(
         head_only,
     )
     .await;
+    record.add_to_client(written);
     false
 }
 
@@ -207,6 +228,7 @@ async fn exchange(
     group: &UpstreamGroup,
     backend: &Backend,
     mut conn: UpstreamConn,
+    record: &RequestRecord,
 ) -> Outcome {
     let generation = request.generation.clone();
     let timeouts = &generation.config.timeouts;
@@ -240,6 +262,7 @@ async fn exchange(
         client_keep_alive: request.keep_alive && !ctx.drain.is_triggered(),
         response_started: &response_started,
         upload_done: &upload_done,
+        record,
     };
     let (relayed, uploaded) = {
         let ClientConn {
@@ -262,6 +285,7 @@ async fn exchange(
                 client_buf,
                 up_w,
                 &upload_done,
+                record,
             );
             let mut upload = std::pin::pin!(upload);
             let mut download = std::pin::pin!(download);

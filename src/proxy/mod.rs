@@ -19,6 +19,7 @@ mod error;
 mod exchange;
 mod io;
 mod pool;
+mod record;
 mod request_id;
 mod route;
 mod sys;

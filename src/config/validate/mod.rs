@@ -23,7 +23,8 @@ use super::error::{did_you_mean, is_bare_key, list, quote, Issues, KeyPath};
 use super::file::{FileConfig, FileDuration, FileScalar, FileSize, FileUp};
 use super::units::format_size;
 use super::{
-    Config, ConfigSource, DriverChoice, LimitsConfig, RuntimeConfig, TimeoutsConfig, UpConfig,
+    Config, ConfigSource, DriverChoice, LimitsConfig, LogConfig, RuntimeConfig, TimeoutsConfig,
+    UpConfig,
 };
 
 /// Environment variable that overrides `runtime.driver`.
@@ -53,6 +54,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
     let runtime = v.runtime(&file, &root.key("runtime"), ctx.driver_override.as_deref());
     let limits = v.limits(&file, &root.key("limits"));
     let timeouts = v.timeouts(&file, &root.key("timeouts"));
+    let log = v.log(&file, &root.key("log"));
     let upstreams = v.upstreams(&file, &root.key("upstream"));
     let listeners = v.listeners(&file, &root.key("listener"));
     let up = v.up(&file.up, &root.key("up"));
@@ -62,6 +64,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
         runtime: runtime?,
         limits: limits?,
         timeouts: timeouts?,
+        log: log?,
         listeners: listeners?,
         upstreams: upstreams?,
         up: up?,
@@ -173,6 +176,11 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    fn log(&mut self, file: &FileConfig, path: &KeyPath) -> Option<LogConfig> {
+        let access = self.boolean(file.log.access.as_ref(), &path.key("access"), false)?;
+        Some(LogConfig { access })
     }
 
     fn limits(&mut self, file: &FileConfig, path: &KeyPath) -> Option<LimitsConfig> {
@@ -449,6 +457,20 @@ mod tests {
         );
         let config = valid(&with("[runtime]\ndrain_timeout = \"0ms\"\n"));
         assert_eq!(config.runtime.drain_timeout, Duration::ZERO);
+    }
+
+    #[test]
+    fn access_log_is_a_boolean_off_by_default() {
+        assert!(!valid(&with("")).log.access);
+        assert!(valid(&with("[log]\naccess = true\n")).log.access);
+        let e = one_error(&with("[log]\naccess = \"yes\"\n"));
+        assert_error(
+            &e,
+            "log.access",
+            "\"yes\"",
+            "not true or false",
+            "write true or false; the default is false",
+        );
     }
 
     #[test]

@@ -1,0 +1,82 @@
+//! What happened to one request, filled in as it goes and read once when it ends: the access log
+//! line (and, with the admin plane, the per-worker counters) come from here, so they cannot
+//! disagree with each other or with the response the client got.
+
+use super::client::PendingRequest;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+#[derive(Debug)]
+pub struct RequestRecord {
+    /// When the request head was complete.
+    pub started: Instant,
+    /// Status of the final response sent to the client (relayed or made by the proxy); 0 when
+    /// none was sent.
+    pub status: Cell<u16>,
+    /// The backend of the last attempt, if one was chosen.
+    pub backend: Cell<Option<SocketAddr>>,
+    /// Backends tried (connect attempts and retries included).
+    pub attempts: Cell<u32>,
+    /// Response bytes written to the client, head included.
+    pub bytes_to_client: Cell<u64>,
+    /// Request body bytes read from the client.
+    pub body_from_client: Cell<u64>,
+}
+
+impl RequestRecord {
+    pub fn new(started: Instant) -> Self {
+        Self {
+            started,
+            status: Cell::new(0),
+            backend: Cell::new(None),
+            attempts: Cell::new(0),
+            bytes_to_client: Cell::new(0),
+            body_from_client: Cell::new(0),
+        }
+    }
+
+    pub fn add_to_client(&self, bytes: usize) {
+        self.bytes_to_client
+            .set(self.bytes_to_client.get() + bytes as u64);
+    }
+
+    pub fn add_from_client(&self, bytes: u64) {
+        self.body_from_client
+            .set(self.body_from_client.get() + bytes);
+    }
+
+    /// Retries: attempts after the first.
+    pub fn retries(&self) -> u32 {
+        self.attempts.get().saturating_sub(1)
+    }
+
+    /// Writes the access log line (when `[log] access` is on) for `request`, answered to `client`
+    /// by `worker`.
+    pub fn finish(&self, worker: usize, client: SocketAddr, request: &PendingRequest) {
+        let generation = &request.generation;
+        if !generation.config.log.access {
+            return;
+        }
+        let duration_us = self.started.elapsed().as_micros() as u64;
+        let status = self.status.get();
+        let backend = self.backend.get();
+        tracing::info!(
+            target: "lbproxy::access",
+            worker,
+            request_id = %request.request_id,
+            client = %client,
+            request = %request.summary,
+            upstream = %generation.upstreams[request.upstream].name,
+            backend = %backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+            status,
+            bytes_sent = self.bytes_to_client.get(),
+            bytes_received = self.body_from_client.get(),
+            duration_us,
+            retries = self.retries(),
+            "{} {} {status} {duration_us}us",
+            client.ip(),
+            request.summary,
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! The access log: with `[log] access = true` every request the proxy answers — relayed or its
+//! own error — gives one line with the request id, status, backend, bytes and retries; without
+//! it, none. Captured from the process-wide tracing subscriber this test binary installs.
+
+mod common;
+
+use common::backend::{RawBackend, Reply};
+use common::{client, closed_port, config, wait_until, Proxy};
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capturing subscriber once for this test binary (tests here run one per process
+/// under nextest, but must not depend on it).
+fn captured() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("lbproxy::access=info")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        logs
+    })
+}
+
+fn lines_with(logs: &Captured, needle: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    text.lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_answered_request_gets_one_line_with_its_outcome() {
+    let logs = captured();
+    let backend = RawBackend::start(Reply::Fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+    ));
+    let refused = closed_port();
+    let proxy = Proxy::start(&config(
+        "legacy",
+        &[refused, backend.addr],
+        "[log]\naccess = true\n[upstream.api.pool]\nmax_idle_per_backend = 0\n",
+    ));
+
+    // Sent as the request id, so the line can be found; the refused backend may come first in
+    // rotation, which then shows as a retry.
+    let ok = client::request(
+        proxy.addr,
+        b"POST /submit HTTP/1.1\r\nHost: t\r\nX-Request-Id: req-ok-1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    );
+    assert_eq!(ok.status, 200);
+    wait_until(Duration::from_secs(5), "the access log line", || {
+        !lines_with(logs, "req-ok-1").is_empty()
+    });
+    let line = &lines_with(logs, "req-ok-1")[0];
+    for field in [
+        "status=200",
+        &format!("backend={}", backend.addr),
+        "bytes_received=3",
+        "request=POST /submit",
+        "upstream=api",
+    ] {
+        assert!(line.contains(field), "missing {field} in: {line}");
+    }
+    assert_eq!(
+        field(line, "bytes_sent"),
+        wire_len("HTTP/1.1 200 OK\r\n", &ok).to_string(),
+        "{line}"
+    );
+    let retries: u32 = field(line, "retries").parse().unwrap();
+    assert!(retries <= 1, "{line}");
+
+    // The proxy's own error: every backend refused.
+    drop(backend);
+    let proxy_down = Proxy::start(&config(
+        "legacy",
+        &[closed_port()],
+        "[log]\naccess = true\n",
+    ));
+    let failed = client::request(
+        proxy_down.addr,
+        b"GET /x HTTP/1.1\r\nHost: t\r\nX-Request-Id: req-502-1\r\n\r\n",
+    );
+    assert_eq!(failed.status, 502);
+    wait_until(Duration::from_secs(5), "the 502 line", || {
+        !lines_with(logs, "req-502-1").is_empty()
+    });
+    let line = &lines_with(logs, "req-502-1")[0];
+    assert!(line.contains("status=502"), "{line}");
+    assert_eq!(
+        field(line, "bytes_sent"),
+        wire_len("HTTP/1.1 502 Bad Gateway\r\n", &failed).to_string(),
+        "{line}"
+    );
+}
+
+#[test]
+fn no_line_when_the_access_log_is_off() {
+    let logs = captured();
+    let backend = RawBackend::start(Reply::Fixed(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()));
+    let proxy = Proxy::start(&config("legacy", &[backend.addr], ""));
+    let response = client::request(
+        proxy.addr,
+        b"GET / HTTP/1.1\r\nHost: t\r\nX-Request-Id: req-quiet-1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(response.status, 204);
+    // The response is complete, so the line would have been written before it was sent.
+    drop(proxy);
+    assert!(lines_with(logs, "req-quiet-1").is_empty());
+}
+
+/// `name=value` from a log line.
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    let start = line
+        .find(&format!(" {name}="))
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        + name.len()
+        + 2;
+    line[start..].split(' ').next().unwrap()
+}
+
+/// Bytes of a response as it was on the wire: status line, `Name: value` lines, the empty line,
+/// the body.
+fn wire_len(status_line: &str, response: &client::Response) -> usize {
+    let fields: usize = response
+        .headers
+        .iter()
+        .map(|(n, v)| n.len() + 2 + v.len() + 2)
+        .sum();
+    status_line.len() + fields + 2 + response.body.len()
+}
