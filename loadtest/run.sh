@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Faults under load, one command: installs the load tools (wrk, slowhttptest from Debian), builds
+# lbproxy and the demo API in release mode, and runs every scenario (or those named):
+#
+#   loadtest/run.sh [--seconds N] [kill-instance|rolling-restart|reload-storm|bad-reload|slow-clients|10k-connections ...]
+#
+# Exit status 1 if any scenario FAILs. Results: loadtest/results/RESULTS.md and one JSON per
+# scenario.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null; then sudo "$@"
+    else echo "loadtest/run.sh: need root (or sudo) to run: $*" >&2; exit 1
+    fi
+}
+
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+command -v slowhttptest >/dev/null || missing+=(slowhttptest)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "loadtest/run.sh: installing ${missing[*]} (apt-get)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+cargo build --release --locked --bin lbproxy --bin lbproxy-demo-api
+
+# 10 000 client connections plus as many upstream ones need more descriptors than the usual 1024.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+exec python3 loadtest/run.py "$@"
