@@ -103,6 +103,7 @@ fn check(args: &ConfigArgs) -> ExitCode {
 
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = Arc::new(load_config(args)?);
+    raise_fd_limit();
     let server = Server::start(config).context("starting the proxy")?;
     for (name, address) in server.listen_addrs() {
         tracing::info!("listener {name}: http://{address}/");
@@ -116,6 +117,14 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     server.wait()?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the open-files limit to the hard limit (see [`crate::runtime::fd_limit`]).
+pub fn raise_fd_limit() {
+    match crate::runtime::fd_limit::raise_to_hard_limit() {
+        Ok(limit) => tracing::debug!("open files limit: {limit}"),
+        Err(e) => tracing::warn!("could not raise the open files limit: {e}"),
+    }
 }
 
 /// Calls `on_stop` from a dedicated thread on the first SIGTERM or SIGINT.

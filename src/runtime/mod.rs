@@ -10,6 +10,7 @@ pub mod command;
 pub mod cpus;
 pub mod drain;
 pub mod driver;
+pub mod fd_limit;
 pub mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -69,6 +69,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    crate::cli::raise_fd_limit();
     let server = match Server::start(Arc::new(config.clone())) {
         Ok(server) => server,
         Err(e) => {
