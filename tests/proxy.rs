@@ -7,20 +7,13 @@ mod common;
 use common::backend::{RawBackend, Reply};
 use common::client::{self, Conn};
 use common::demo::DemoApi;
-use common::{config, Proxy};
+use common::{config, on_both_drivers, Proxy};
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-macro_rules! on_both_drivers {
-    ($($name:ident),* $(,)?) => {
-        mod io_uring { $( #[test] fn $name() { super::$name("io_uring") } )* }
-        mod legacy { $( #[test] fn $name() { super::$name("legacy") } )* }
-    };
-}
 
 on_both_drivers!(
     round_robin_spreads_requests_evenly_across_three_instances,

@@ -15,12 +15,13 @@ use super::{Method, ResponseBody, Version};
 use std::mem::MaybeUninit;
 
 /// Why a backend's response was refused: the client gets 502 and that upstream connection is
-/// never reused.
+/// never reused. The text names only what was wrong (e.g. "invalid status line"); the caller says
+/// whose response it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResponseError {
-    #[error("invalid response from upstream: {0}")]
+    #[error("{0}")]
     Invalid(&'static str),
-    #[error("upstream response header section larger than the limit")]
+    #[error("response header section larger than the limit")]
     HeadTooLarge,
 }
 
@@ -380,6 +381,20 @@ mod tests {
         assert_eq!(
             client_head_11(raw),
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Request-Id: rid-1\r\nContent-Length: 5\r\n\r\n"
+        );
+    }
+
+    /// The proxy writes `upstream "api" sent an invalid response: {error}`: the error itself must
+    /// not say "invalid response from upstream" again.
+    #[test]
+    fn error_text_names_only_the_reason() {
+        assert_eq!(
+            invalid("HTTP/1.1 OK\r\n\r\n").to_string(),
+            "invalid status line"
+        );
+        assert_eq!(
+            ResponseError::HeadTooLarge.to_string(),
+            "response header section larger than the limit"
         );
     }
 

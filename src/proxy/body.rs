@@ -39,8 +39,9 @@ pub struct Relay<'a> {
     pub request: &'a PendingRequest,
     /// Whether we intend to keep the client connection (written into the response head).
     pub client_keep_alive: bool,
-    /// Set once the final response head is being written: from then on no error response can be
-    /// sent, only a close.
+    /// Set once the first byte of the final response is handed to the client: from then on no
+    /// error response can be sent, only a close. (A final head followed by a body that turns out
+    /// invalid before anything was written still gets the proxy's 502.)
     pub response_started: &'a Cell<bool>,
     /// Set by the upload once the whole request body was sent: only then does a silent backend
     /// count as a timeout.
@@ -54,11 +55,19 @@ struct ClientSink<'a> {
     w: &'a mut ClientWriter,
     limit: Duration,
     record: &'a RequestRecord,
+    /// [`Relay::response_started`].
+    started: &'a Cell<bool>,
 }
 
 impl ClientSink<'_> {
-    /// Writes all of `data` and returns the buffer for reuse.
+    /// Writes bytes of the final response (marking it started) and returns the buffer for reuse.
     async fn send(&mut self, data: Vec<u8>) -> Result<Vec<u8>, RelayError> {
+        self.started.set(true);
+        self.send_interim(data).await
+    }
+
+    /// Writes an interim (1xx) response: a final response, or the proxy's own error, may follow.
+    async fn send_interim(&mut self, data: Vec<u8>) -> Result<Vec<u8>, RelayError> {
         let len = data.len();
         let data = write_all_within(self.w, data, self.limit)
             .await
@@ -112,6 +121,7 @@ pub async fn relay_response(
         w: client_w,
         limit: timeouts.client_idle,
         record: relay.record,
+        started: relay.response_started,
     };
     let mut buf = Vec::with_capacity(HEAD_BUFFER);
     let mut out = Vec::with_capacity(1024);
@@ -141,7 +151,7 @@ pub async fn relay_response(
                     }
                     buf.drain(..head_len);
                     if forward {
-                        out = client.send(out).await?;
+                        out = client.send_interim(out).await?;
                     }
                     continue;
                 }
@@ -155,7 +165,6 @@ pub async fn relay_response(
                     out.clear();
                     response.write_client_head(&response_context(request, true), &mut out);
                     buf.drain(..head_len);
-                    relay.response_started.set(true);
                     relay.record.status.set(status);
                     client.send(out).await?;
                     return Ok(Relayed {
@@ -172,7 +181,6 @@ pub async fn relay_response(
                 out.clear();
                 response.write_client_head(&response_context(request, client_keep), &mut out);
                 buf.drain(..head_len);
-                relay.response_started.set(true);
                 relay.record.status.set(status);
                 let clean_end = relay_body(
                     up_r,
@@ -234,6 +242,10 @@ fn response_context(request: &PendingRequest, client_keep_alive: bool) -> Respon
 /// Relays a response body. `buf` holds body bytes that arrived with the head, `out` the client
 /// head not yet written (sent together with the first body bytes: one write for small responses).
 /// Returns whether the backend's message ended exactly at its framing.
+///
+/// The head goes out before the first read from the backend, so a slow body never delays it; the
+/// one exception is a chunked body whose bytes that came with the head are already invalid: then
+/// nothing is written and the caller answers 502 instead.
 async fn relay_body(
     up_r: &mut UpstreamReader,
     client: &mut ClientSink<'_>,

@@ -1,6 +1,7 @@
 //! A raw recording backend: accepts connections on 127.0.0.1:0, splits what it receives into
-//! complete requests (Content-Length or chunked framing), records every byte, and answers as told.
-//! Tests assert on exactly what the proxy forwarded.
+//! complete requests (Content-Length or chunked framing), records every byte (in all and per
+//! connection), and answers as told, including with exact bad bytes. Tests assert on exactly what
+//! the proxy forwarded, and on how many connections it opened and closed.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -22,6 +23,9 @@ pub enum Reply {
     Delayed(Duration, Vec<u8>),
     /// Read forever, never answer.
     Silent,
+    /// Answer the n-th request on each connection with the n-th entry (the last entry for any
+    /// request beyond); keep the connection.
+    Script(Vec<Vec<u8>>),
 }
 
 pub struct RawBackend {
@@ -33,7 +37,11 @@ pub struct RawBackend {
 struct State {
     requests: Mutex<Vec<Vec<u8>>>,
     bytes: Mutex<Vec<u8>>,
+    /// Bytes received on each connection, in accept order.
+    per_connection: Mutex<Vec<Vec<u8>>>,
     connections: AtomicUsize,
+    /// Connections whose handler returned: the peer closed (or reset) it, or the reply closed it.
+    finished: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -49,10 +57,18 @@ impl RawBackend {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
+                let index = {
+                    let mut per_connection = accept_state.per_connection.lock().unwrap();
+                    per_connection.push(Vec::new());
+                    per_connection.len() - 1
+                };
                 accept_state.connections.fetch_add(1, Ordering::SeqCst);
                 let state = accept_state.clone();
                 let reply = reply.clone();
-                std::thread::spawn(move || serve(stream, &state, &reply));
+                std::thread::spawn(move || {
+                    serve(stream, index, &state, &reply);
+                    state.finished.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
         RawBackend { addr, state }
@@ -68,8 +84,31 @@ impl RawBackend {
         self.state.bytes.lock().unwrap().clone()
     }
 
+    /// Bytes received on each connection, in the order the connections were accepted.
+    pub fn bytes_per_connection(&self) -> Vec<Vec<u8>> {
+        self.state.per_connection.lock().unwrap().clone()
+    }
+
+    /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections that have ended: the proxy closed (or reset) them, or the reply closed them.
+    /// Once every connection has finished, [`Self::bytes`] is all the proxy will ever send.
+    pub fn finished_connections(&self) -> usize {
+        self.state.finished.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `count` connections have been accepted and every one has ended (the proxy
+    /// closed it), within 5 s. (The proxy's connect completes in the kernel before this backend
+    /// accepts, so a connection can exist before [`Self::connections`] counts it.)
+    pub fn wait_closed(&self, count: usize) {
+        super::wait_until(
+            Duration::from_secs(5),
+            &format!("{count} backend connections, all closed by the proxy"),
+            || self.connections() == count && self.finished_connections() == count,
+        );
     }
 }
 
@@ -80,16 +119,20 @@ impl Drop for RawBackend {
     }
 }
 
-fn serve(mut stream: TcpStream, state: &State, reply: &Reply) {
+fn serve(mut stream: TcpStream, index: usize, state: &State, reply: &Reply) {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
+    // Answers go out at once, not after a delayed ACK of the previous write (Nagle).
+    stream.set_nodelay(true).unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
+    let mut answered = 0;
     loop {
         while let Some(len) = complete_request_len(&buf) {
             let request: Vec<u8> = buf.drain(..len).collect();
             state.requests.lock().unwrap().push(request.clone());
+            answered += 1;
             match reply {
                 Reply::Fixed(bytes) => {
                     if stream.write_all(bytes).is_err() {
@@ -97,15 +140,13 @@ fn serve(mut stream: TcpStream, state: &State, reply: &Reply) {
                     }
                 }
                 Reply::Echo => {
-                    let head = format!(
+                    let mut answer = format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
                         request.len()
-                    );
-                    if stream
-                        .write_all(head.as_bytes())
-                        .and_then(|_| stream.write_all(&request))
-                        .is_err()
-                    {
+                    )
+                    .into_bytes();
+                    answer.extend_from_slice(&request);
+                    if stream.write_all(&answer).is_err() {
                         return;
                     }
                 }
@@ -125,12 +166,19 @@ fn serve(mut stream: TcpStream, state: &State, reply: &Reply) {
                     }
                 }
                 Reply::Silent => {}
+                Reply::Script(steps) => {
+                    let bytes = &steps[(answered - 1).min(steps.len() - 1)];
+                    if stream.write_all(bytes).is_err() {
+                        return;
+                    }
+                }
             }
         }
         match stream.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => {
                 state.bytes.lock().unwrap().extend_from_slice(&chunk[..n]);
+                state.per_connection.lock().unwrap()[index].extend_from_slice(&chunk[..n]);
                 buf.extend_from_slice(&chunk[..n]);
             }
         }
@@ -164,7 +212,9 @@ pub fn complete_request_len(buf: &[u8]) -> Option<usize> {
     }
 }
 
-fn chunked_len(body: &[u8]) -> Option<usize> {
+/// Length of a complete chunked body (chunks, last chunk, trailers, final CRLF) at the start of
+/// `body`, if it is all there. Trusts the framing (it parses what the proxy wrote).
+pub fn chunked_len(body: &[u8]) -> Option<usize> {
     let mut pos = 0;
     loop {
         let line_end = find_crlf(&body[pos..])? + pos;

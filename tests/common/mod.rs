@@ -1,11 +1,23 @@
 //! Shared test harness: an in-process proxy on port 0, raw recording backends, demo-API
-//! processes, and a raw HTTP client. Everything binds 127.0.0.1:0; waits poll with a deadline.
+//! processes, a parsing HTTP client and a raw byte-exact one, and the shared/HTTP.md helpers.
+//! Everything binds 127.0.0.1:0; waits poll with a deadline.
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 pub mod backend;
 pub mod client;
 pub mod demo;
+pub mod raw;
+pub mod spec;
+
+/// Runs each named `fn(driver: &str)` as two tests, `io_uring::NAME` and `legacy::NAME`.
+macro_rules! on_both_drivers {
+    ($($name:ident),* $(,)?) => {
+        mod io_uring { $( #[test] fn $name() { super::$name("io_uring") } )* }
+        mod legacy { $( #[test] fn $name() { super::$name("legacy") } )* }
+    };
+}
+pub(crate) use on_both_drivers;
 
 use lbproxy::server::{ControlHandle, ReloadError, ReloadReport, Server};
 use std::net::SocketAddr;
