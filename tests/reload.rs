@@ -6,16 +6,9 @@ mod common;
 
 use common::backend::{RawBackend, Reply};
 use common::client::{self, Conn};
-use common::{config, wait_until, Proxy};
+use common::{config, on_both_drivers, wait_until, Proxy};
 use lbproxy::server::ReloadError;
 use std::time::Duration;
-
-macro_rules! on_both_drivers {
-    ($($name:ident),* $(,)?) => {
-        mod io_uring { $( #[test] fn $name() { super::$name("io_uring") } )* }
-        mod legacy { $( #[test] fn $name() { super::$name("legacy") } )* }
-    };
-}
 
 on_both_drivers!(
     new_requests_and_idle_keep_alive_connections_use_the_reloaded_backends,
