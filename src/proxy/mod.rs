@@ -62,6 +62,7 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
     loop {
         monoio::time::sleep(TICK).await;
         spec.shared.beat();
+        spec.shared.publish(ctx.requests(), ctx.open_connections());
         commands.apply(&ctx);
         let generation = ctx.generation();
         for (group, backend) in generation.backends() {
@@ -85,7 +86,9 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
     while ctx.open_connections() > 0 && Instant::now() < deadline {
         monoio::time::sleep(TICK).await;
         spec.shared.beat();
+        spec.shared.publish(ctx.requests(), ctx.open_connections());
     }
+    spec.shared.publish(ctx.requests(), ctx.open_connections());
     if ctx.open_connections() > 0 {
         tracing::warn!(
             worker = ctx.id,
