@@ -103,16 +103,27 @@ async fn accept_loop(
     listener_index: usize,
     listener: monoio::net::TcpListener,
 ) {
+    // A drain cancels the pending accept and the loop awaits its outcome, rather than dropping
+    // it: with io_uring, an accept dropped after the kernel completed it would leak that
+    // connection, which the client then sees reset when the process exits — and with socket
+    // activation such a connection was taken from the queue the next process would have served.
+    let canceller = monoio::io::Canceller::new();
+    let cancel = canceller.handle();
+    monoio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            ctx.drain.triggered().await;
+            canceller.cancel();
+        }
+    });
     loop {
-        let accepted = monoio::select! {
-            accepted = listener.accept() => accepted,
-            _ = ctx.drain.triggered() => break,
-        };
-        match accepted {
+        match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => {
+                // Accepted, perhaps as the drain began: the client is waiting, so serve it.
                 let _ = stream.set_nodelay(true);
                 monoio::spawn(client::serve(ctx.clone(), listener_index, stream, peer));
             }
+            Err(_) if ctx.drain.is_triggered() => break,
             Err(e) => {
                 // EMFILE/ENFILE/ENOMEM: back off briefly instead of spinning on the error.
                 tracing::warn!(worker = ctx.id, "accept failed: {e}");
