@@ -208,7 +208,7 @@ fn a_stalled_worker_gets_the_proxy_killed_and_restarted_by_the_watchdog() {
     sandbox.drop_in(
         LBPROXY,
         "watchdog-test.conf",
-        "[Service]\nEnvironment=LBPROXY_ALLOW_FAULTS=1\nWatchdogSec=2s\n",
+        "[Service]\nEnvironment=LBPROXY_ALLOW_FAULTS=1\nWatchdogSec=3s\n",
     );
     sandbox.start_units(&["api@1.service", LBPROXY]);
     let first_pid = sandbox.property(LBPROXY, "MainPID");
@@ -346,4 +346,46 @@ fn your_own_api_runs_through_the_documented_drop_in() {
         body.unwrap()
     });
     assert!(listen.contains("\"listen\":\"127.0.0.1:8002\""), "{listen}");
+}
+
+#[test]
+fn a_drain_that_makes_progress_outlives_timeout_stop_sec() {
+    let sandbox = Sandbox::start();
+    // systemd would kill the proxy 2 s into its stop; the drain may take 20 s; requests in flight
+    // finish one per second for 5 s. EXTEND_TIMEOUT_USEC= keeps the proxy alive while they do.
+    sandbox.write_config(
+        &lbproxy::config::EMBEDDED_DEFAULT
+            .replace("drain_timeout = \"30s\"", "drain_timeout = \"20s\""),
+    );
+    sandbox.drop_in(LBPROXY, "short-stop.conf", "[Service]\nTimeoutStopSec=2s\n");
+    start_all(&sandbox);
+
+    let requests: Vec<_> = (1..=5)
+        .map(|i| {
+            let enter = sandbox.net_entry();
+            std::thread::spawn(move || {
+                enter();
+                let path = format!("/delay?ms={}", 500 + 1000 * i);
+                client::get(proxy_addr(), &path).status
+            })
+        })
+        .collect();
+    // All five are with the backends (five connections from the proxy to them).
+    wait_until(START, "five requests in flight at the backends", || {
+        let out = sandbox.run(
+            "ss",
+            &[
+                "-Htn",
+                "state",
+                "established",
+                "( dport >= :8001 and dport <= :8003 )",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count() >= 5
+    });
+    sandbox.systemctl_ok(&["stop", LBPROXY]);
+    let statuses: Vec<u16> = requests.into_iter().map(|r| r.join().unwrap()).collect();
+    assert_eq!(statuses, [200; 5]);
+    assert_eq!(sandbox.property(LBPROXY, "Result"), "success");
+    assert_eq!(sandbox.property(LBPROXY, "ExecMainStatus"), "0");
 }
