@@ -97,17 +97,15 @@ fn start_api_instances_and_proxy_then_stop_an_instance_under_load() {
         ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"].contains(&backend.as_str()),
         "{entry}"
     );
-    // What the README shows: every request one backend served.
-    let by_backend = sandbox.journal(&[
-        "--user-unit",
-        LBPROXY,
-        &format!("BACKEND={backend}"),
-        "-o",
-        "cat",
-    ]);
+    // What the README shows: every request one backend served, and nothing else.
+    let by_backend = sandbox.journal_entries(LBPROXY, &[&format!("BACKEND={backend}")]);
     assert!(
-        by_backend.lines().any(|l| l.contains("GET /headers 200")),
-        "{by_backend}"
+        by_backend.iter().any(|e| e["REQUEST"] == "GET /headers"),
+        "{by_backend:?}"
+    );
+    assert!(
+        by_backend.iter().all(|e| e["BACKEND"] == backend.as_str()),
+        "{by_backend:?}"
     );
 
     // Stopping an instance under load fails no request: its in-flight requests finish, and
