@@ -180,8 +180,7 @@ fn reloads_under_load_drop_nothing_and_a_broken_config_fails_the_reload() {
     assert_eq!(sandbox.property(LBPROXY, "ActiveState"), "active");
     assert_eq!(sandbox.property(LBPROXY, "MainPID"), main_pid);
     sandbox.in_net(|| assert_eq!(client::get(proxy_addr(), "/").status, 200));
-    let journal = sandbox.journal(&["--user-unit", LBPROXY, "-o", "cat"]);
-    assert!(journal.contains("unknown key `wokers`"), "{journal}");
+    sandbox.wait_for_messages(LBPROXY, &["unknown key `wokers`"]);
 
     // A file that validates but that only a restart can apply (the listener moves): the proxy
     // refuses it, `lbproxy reload` reports why, and the reload fails.
@@ -190,11 +189,12 @@ fn reloads_under_load_drop_nothing_and_a_broken_config_fails_the_reload() {
     );
     let refused = sandbox.systemctl(&["reload", LBPROXY]);
     assert!(!refused.status.success(), "{}", text(&refused));
-    let journal = sandbox.journal(&["--user-unit", LBPROXY, "-o", "cat"]);
-    assert!(
-        journal.contains("refused the new configuration")
-            && journal.contains("listener \"http\" moves from 127.0.0.1:8080 to 127.0.0.1:8081"),
-        "{journal}"
+    sandbox.wait_for_messages(
+        LBPROXY,
+        &[
+            "refused the new configuration",
+            "listener \"http\" moves from 127.0.0.1:8080 to 127.0.0.1:8081",
+        ],
     );
     assert_eq!(sandbox.property(LBPROXY, "ActiveState"), "active");
     sandbox.in_net(|| assert_eq!(client::get(proxy_addr(), "/").status, 200));
@@ -226,15 +226,14 @@ fn a_stalled_worker_gets_the_proxy_killed_and_restarted_by_the_watchdog() {
     });
     sandbox.wait_for(LBPROXY, "ActiveState", "active", START);
     assert_ne!(sandbox.property(LBPROXY, "MainPID"), first_pid);
-    let journal = sandbox.journal(&["--user-unit", LBPROXY, "-o", "cat"]);
-    assert!(journal.contains("Watchdog timeout"), "{journal}");
-    assert!(
-        journal.contains("Failed with result 'watchdog'"),
-        "{journal}"
-    );
-    assert!(
-        journal.contains("worker 0's event loop has not ticked"),
-        "the proxy names the stalled worker: {journal}"
+    // systemd's verdict, and the proxy naming the stalled worker.
+    sandbox.wait_for_messages(
+        LBPROXY,
+        &[
+            "Watchdog timeout",
+            "Failed with result 'watchdog'",
+            "worker 0's event loop has not ticked",
+        ],
     );
     sandbox.in_net(|| assert_eq!(client::get(proxy_addr(), "/").status, 200));
 }

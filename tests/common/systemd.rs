@@ -210,6 +210,21 @@ impl Sandbox {
         found.swap_remove(0)
     }
 
+    /// Waits until the journal of `unit` (a user unit) has a message containing each of
+    /// `needles` (journald takes in a unit's output asynchronously).
+    pub fn wait_for_messages(&self, unit: &str, needles: &[&str]) {
+        let mut journal = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !needles.iter().all(|n| journal.contains(n)) {
+            assert!(
+                Instant::now() < deadline,
+                "{unit}'s journal lacks one of {needles:?}:\n{journal}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            journal = self.journal(&["--user-unit", unit, "-o", "cat"]);
+        }
+    }
+
     /// Runs `f` on a thread inside the sandbox's network namespace (its loopback).
     pub fn in_net<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         let enter = self.net_entry();

@@ -84,6 +84,7 @@ start() {
         exec unshare --mount --cgroup --net --propagation private -- "$0" inside "$home"
     ) &
     local inside=$!
+    disown $inside # killed through cgroup.kill at the end; no "Killed" notice from bash
     # Until the test closes our stdin (or the inside ends on its own, having failed).
     local rc
     while kill -0 $inside 2>/dev/null; do
