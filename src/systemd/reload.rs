@@ -150,7 +150,11 @@ impl Reloader {
     pub fn on_sighup(&mut self) -> ReloadOutcome {
         self.attempts += 1;
         let started_us = monotonic_us();
-        self.notifier.reloading();
+        // During a drain systemd is stopping the unit: no RELOADING=1/READY=1 to confuse it.
+        let notify = !self.control.is_shutting_down();
+        if notify {
+            self.notifier.reloading();
+        }
         let outcome = match self.control.reload_from_source() {
             Ok(report) => {
                 let mut message = format!("reload {} applied", report.reload);
@@ -167,7 +171,7 @@ impl Reloader {
                 }
             }
             Err(e) => {
-                tracing::error!("reload failed, the running configuration stays: {e}");
+                tracing::error!("reload failed: {e}");
                 ReloadOutcome {
                     pid: std::process::id(),
                     attempt: self.attempts,
@@ -184,6 +188,9 @@ impl Reloader {
                     "cannot record the reload outcome ({e}); `lbproxy reload` will time out"
                 );
             }
+        }
+        if !notify {
+            return outcome;
         }
         self.notifier.ready(&if outcome.applied {
             format!("serving; {}", outcome.message.lines().next().unwrap_or(""))
