@@ -180,7 +180,7 @@ fn reloads_under_load_drop_nothing_and_a_broken_config_fails_the_reload() {
     assert_eq!(sandbox.property(LBPROXY, "ActiveState"), "active");
     assert_eq!(sandbox.property(LBPROXY, "MainPID"), main_pid);
     sandbox.in_net(|| assert_eq!(client::get(proxy_addr(), "/").status, 200));
-    sandbox.wait_for_messages(LBPROXY, &["unknown key `wokers`"]);
+    sandbox.wait_for_messages(&["unknown key `wokers`"]);
 
     // A file that validates but that only a restart can apply (the listener moves): the proxy
     // refuses it, `lbproxy reload` reports why, and the reload fails.
@@ -189,13 +189,10 @@ fn reloads_under_load_drop_nothing_and_a_broken_config_fails_the_reload() {
     );
     let refused = sandbox.systemctl(&["reload", LBPROXY]);
     assert!(!refused.status.success(), "{}", text(&refused));
-    sandbox.wait_for_messages(
-        LBPROXY,
-        &[
-            "refused the new configuration",
-            "listener \"http\" moves from 127.0.0.1:8080 to 127.0.0.1:8081",
-        ],
-    );
+    sandbox.wait_for_messages(&[
+        "refused the new configuration",
+        "listener \"http\" moves from 127.0.0.1:8080 to 127.0.0.1:8081",
+    ]);
     assert_eq!(sandbox.property(LBPROXY, "ActiveState"), "active");
     sandbox.in_net(|| assert_eq!(client::get(proxy_addr(), "/").status, 200));
 }
@@ -227,14 +224,11 @@ fn a_stalled_worker_gets_the_proxy_killed_and_restarted_by_the_watchdog() {
     sandbox.wait_for(LBPROXY, "ActiveState", "active", START);
     assert_ne!(sandbox.property(LBPROXY, "MainPID"), first_pid);
     // systemd's verdict, and the proxy naming the stalled worker.
-    sandbox.wait_for_messages(
-        LBPROXY,
-        &[
-            "Watchdog timeout",
-            "Failed with result 'watchdog'",
-            "worker 0's event loop has not ticked",
-        ],
-    );
+    sandbox.wait_for_messages(&[
+        "Watchdog timeout",
+        "Failed with result 'watchdog'",
+        "worker 0's event loop has not ticked",
+    ]);
     sandbox.in_net(|| assert_eq!(client::get(proxy_addr(), "/").status, 200));
 }
 
