@@ -1,16 +1,22 @@
-//! Command-line interface: `lbproxy serve`, `lbproxy check`, `lbproxy up`.
+//! Command-line interface: `lbproxy serve`, `check`, `reload`, `up`, `systemd install`.
 //!
 //! The binary only parses arguments and calls into the library; every subcommand that reads a
 //! configuration goes through [`crate::config::load`], so `check` validates exactly what `serve`
-//! would run.
+//! would run. `serve` is systemd-aware through [`crate::systemd`]: outside systemd each of those
+//! pieces does nothing.
 
 use crate::config::{self, Config};
-use crate::server::Server;
+use crate::server::{ControlHandle, Server};
+use crate::systemd::activation::InheritedSockets;
+use crate::systemd::reload::{Reloader, StateFile};
+use crate::systemd::watchdog::Watchdog;
+use crate::systemd::{self as sd, Notifier};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +37,41 @@ pub enum Command {
     Check(ConfigArgs),
     /// Local deployment: start the API instances, wait until ready, run the proxy in front.
     Up(UpArgs),
+    /// Ask a running proxy to reload its configuration (SIGHUP) and wait until it serves it;
+    /// exit 1 with the reasons when it refused. The units' `ExecReload=`.
+    Reload(ReloadArgs),
+    /// systemd helpers: install the user units.
+    #[command(subcommand)]
+    Systemd(SystemdCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReloadArgs {
+    /// The proxy's process id (`$MAINPID` in a unit).
+    #[arg(long, value_name = "PID")]
+    pub pid: u32,
+    /// Seconds to wait for the outcome.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemdCommand {
+    /// Write the user units (api@.service, api.target, lbproxy.service, lbproxy.socket) to
+    /// ~/.config/systemd/user, running the binaries from this lbproxy's directory, and the
+    /// default configuration to ~/.config/lbproxy/lbproxy.toml unless one is there.
+    Install(InstallArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InstallArgs {
+    /// Install for the user's systemd (`systemctl --user`). The system units come with the
+    /// .deb/.rpm packages.
+    #[arg(long, required = true)]
+    pub user: bool,
+    /// Directory holding lbproxy and lbproxy-demo-api. Default: this executable's directory.
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -60,6 +101,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => return check(&args),
         Command::Serve(args) => serve(&args),
         Command::Up(args) => crate::up::run(&args),
+        Command::Reload(args) => reload(&args),
+        Command::Systemd(SystemdCommand::Install(args)) => install(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,18 +145,48 @@ fn check(args: &ConfigArgs) -> ExitCode {
 }
 
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
+    // First, while no other thread exists: taking the activation sockets unsets LISTEN_*.
+    let inherited = InheritedSockets::from_env()?;
     let config = Arc::new(load_config(args)?);
     raise_fd_limit();
-    let server = Server::start(config).context("starting the proxy")?;
-    for (name, address) in server.listen_addrs() {
-        tracing::info!("listener {name}: http://{address}/");
-    }
-    spawn_reload_thread(server.control())?;
+    let notifier = Notifier::from_env();
+    let server = match Server::start_with(config, inherited) {
+        Ok(server) => server,
+        Err(e) => {
+            notifier.status(&format!("failed to start: {e:#}"));
+            return Err(e).context("starting the proxy");
+        }
+    };
+    let listening: Vec<String> = server
+        .listen_addrs()
+        .iter()
+        .map(|(name, address)| {
+            tracing::info!("listener {name}: http://{address}/");
+            format!("{name} {address}")
+        })
+        .collect();
+
     let control = server.control();
-    spawn_signal_thread(move |signal| {
-        tracing::info!("received {signal}; draining in-flight requests, then exiting");
-        control.shutdown();
+    sd::fault::install_if_allowed(&control)?;
+    spawn_reload_thread(Reloader::new(
+        control.clone(),
+        notifier.clone(),
+        StateFile::from_env(),
+    ))?;
+    spawn_signal_thread({
+        let (control, notifier) = (control.clone(), notifier.clone());
+        move |signal| {
+            tracing::info!("received {signal}; draining in-flight requests, then exiting");
+            control.shutdown();
+            sd::drain::report(&control, &notifier);
+        }
     })?;
+    if let Some(watchdog) = Watchdog::from_env() {
+        watchdog.spawn(control.clone(), notifier.clone())?;
+    }
+    sd::status::spawn_updates(control.clone(), notifier.clone())?;
+    notifier.ready(&ready_status(&control, &listening));
+
     server.wait()?;
     tracing::info!("stopped");
     Ok(())
@@ -125,6 +198,54 @@ pub fn raise_fd_limit() {
         Ok(limit) => tracing::debug!("open files limit: {limit}"),
         Err(e) => tracing::warn!("could not raise the open files limit: {e}"),
     }
+}
+
+/// The first `STATUS=` line: what listens where.
+fn ready_status(control: &ControlHandle, listening: &[String]) -> String {
+    format!(
+        "ready: {} workers listening on {}",
+        control.worker_count(),
+        listening.join(", ")
+    )
+}
+
+fn reload(args: &ReloadArgs) -> anyhow::Result<()> {
+    let state = StateFile::from_env();
+    let message = sd::reload::request(args.pid, state.as_ref(), Duration::from_secs(args.timeout))?;
+    println!("lbproxy reload: {message}");
+    Ok(())
+}
+
+fn install(args: &InstallArgs) -> anyhow::Result<()> {
+    debug_assert!(args.user);
+    let dirs = sd::install::UserDirs::from_env()?;
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => sd::install::own_bin_dir()?,
+    };
+    let installed = sd::install::install_user(&dirs, &bin_dir)?;
+    println!(
+        "installed {} user units in {} (running the binaries in {})",
+        installed.units.len(),
+        installed.unit_dir.display(),
+        installed.bin_dir.display()
+    );
+    if installed.config_written {
+        println!(
+            "wrote the default configuration to {}",
+            installed.config.display()
+        );
+    } else {
+        println!("kept the configuration in {}", installed.config.display());
+    }
+    match sd::install::reload_user_manager() {
+        Ok(()) => println!("ran systemctl --user daemon-reload"),
+        Err(why) => println!(
+            "could not run systemctl --user daemon-reload ({why}); run it once your user manager runs"
+        ),
+    }
+    println!("next: systemctl --user start api@{{1..3}} lbproxy");
+    Ok(())
 }
 
 /// Calls `on_stop` from a dedicated thread on the first SIGTERM or SIGINT.
@@ -148,9 +269,9 @@ pub fn spawn_signal_thread(
     Ok(())
 }
 
-/// Reloads the configuration from its file on every SIGHUP. A failed reload is logged with every
-/// reason and the running configuration keeps serving.
-pub fn spawn_reload_thread(control: crate::server::ControlHandle) -> anyhow::Result<()> {
+/// Reloads the configuration from its source on every SIGHUP ([`Reloader::on_sighup`]). A failed
+/// reload is logged with every reason and the running configuration keeps serving.
+pub fn spawn_reload_thread(mut reloader: Reloader) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
         .context("installing the SIGHUP handler")?;
     std::thread::Builder::new()
@@ -158,19 +279,33 @@ pub fn spawn_reload_thread(control: crate::server::ControlHandle) -> anyhow::Res
         .spawn(move || {
             for _ in signals.forever() {
                 tracing::info!("received SIGHUP; reloading the configuration");
-                if let Err(e) = control.reload_from_source() {
-                    tracing::error!("reload failed: {e}");
-                }
+                reloader.on_sighup();
             }
         })?;
     Ok(())
 }
 
-/// Logs to stderr; `LBPROXY_LOG` (or `RUST_LOG`) sets the filter, default `info`.
+/// Logs to the journal natively when stderr is the journal (systemd units), else to stderr;
+/// `LBPROXY_LOG` (or `RUST_LOG`) sets the filter, default `info`.
 pub fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = std::env::var("LBPROXY_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
+    if sd::journal::stderr_is_journal() {
+        match sd::journal::layer() {
+            Ok(journal) => {
+                let _ = tracing_subscriber::registry()
+                    .with(tracing_subscriber::EnvFilter::new(&filter))
+                    .with(journal)
+                    .try_init();
+                return;
+            }
+            Err(e) => eprintln!("lbproxy: cannot log to the journal natively ({e}); using stderr"),
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

@@ -4,7 +4,9 @@
 //! [`server::Server::start`] binds every listener, starts one worker thread per core (each its own
 //! monoio runtime, its own `SO_REUSEPORT` listener, pool and balancer state) and returns once all
 //! are listening; each worker runs [`proxy`] on its accepted connections, using the sans-io
-//! [`http`] codec. `lbproxy up` ([`up`]) runs API instances and the proxy together.
+//! [`http`] codec. `lbproxy up` ([`up`]) runs API instances and the proxy together; under systemd,
+//! [`systemd`] adds socket activation, sd_notify, the honest watchdog, reload confirmation and
+//! native journal logging.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
@@ -17,4 +19,5 @@ pub mod listener;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod systemd;
 pub mod up;

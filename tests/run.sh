@@ -13,9 +13,15 @@ as_root() {
     fi
 }
 
-# Debian packages: a C compiler for mimalloc's build script.
+# Debian packages: a C compiler for mimalloc's build script; systemd (the user manager, journald,
+# systemctl, journalctl, systemd-analyze), util-linux (unshare, nsenter) and iproute2 (ip) for the
+# tests that run the units under a real systemd (tests/systemd/sandbox.sh).
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
+{ [ -x /usr/lib/systemd/systemd ] && [ -x /usr/lib/systemd/systemd-journald ] \
+    && command -v systemd-analyze >/dev/null && command -v journalctl >/dev/null; } || missing+=(systemd)
+{ command -v unshare >/dev/null && command -v nsenter >/dev/null; } || missing+=(util-linux)
+command -v ip >/dev/null || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${missing[*]} (apt-get)"
     as_root apt-get update -qq

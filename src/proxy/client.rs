@@ -21,6 +21,8 @@ const INITIAL_CLIENT_BUFFER: usize = 4096;
 /// so that closing does not reset the connection before the client has read our response.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 1 << 20;
+/// How long a drain waits for the first byte of a connection accepted just before it.
+const FIRST_REQUEST_GRACE_ON_DRAIN: Duration = Duration::from_secs(1);
 
 /// The client side of a connection. `buf` holds bytes read but not yet consumed: a partial head,
 /// body bytes that arrived with the head, or the next pipelined request.
@@ -172,10 +174,10 @@ async fn next_request(
         let deadline = head_deadline.unwrap_or(idle_deadline);
         let read = read_append(&mut client.r, buf, INITIAL_CLIENT_BUFFER);
         let outcome = if waiting_for_first_byte {
-            // No byte of a head yet: a drain closes the connection at once.
+            // No byte of a head yet: a drain closes the connection (a new one after a grace).
             monoio::select! {
                 outcome = monoio::time::timeout_at(deadline.into(), read) => outcome,
-                _ = ctx.drain.triggered() => return Err(Stop::Close),
+                _ = closed_by_drain(ctx, first) => return Err(Stop::Close),
             }
         } else {
             monoio::time::timeout_at(deadline.into(), read).await
@@ -301,5 +303,17 @@ pub async fn linger_close(client: &mut ClientConn) {
             }
             _ => return,
         }
+    }
+}
+
+/// Resolves when a drain should close a connection that has not sent a byte of its next head:
+/// at once for a kept-alive connection between requests, after [`FIRST_REQUEST_GRACE_ON_DRAIN`]
+/// for a connection that has not sent its first request yet — its client connected to send one,
+/// and it was accepted before the drain (with socket activation, `systemctl restart` must not
+/// turn such a connection into an error).
+async fn closed_by_drain(ctx: &WorkerContext, first: bool) {
+    ctx.drain.triggered().await;
+    if first {
+        monoio::time::sleep(FIRST_REQUEST_GRACE_ON_DRAIN).await;
     }
 }

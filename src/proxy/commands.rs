@@ -67,6 +67,15 @@ impl Inbox {
                     self.prepared = None;
                 }
             }
+            WorkerCommand::FaultStall => {
+                tracing::error!(
+                    worker = ctx.id,
+                    "fault injection: this worker's event loop stops now (LBPROXY_ALLOW_FAULTS=1)"
+                );
+                loop {
+                    std::thread::park();
+                }
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
 //! A worker's own state: the configuration generation it serves, request ids, the drain signal and
-//! the count of open client connections. `!Send` by design: it never leaves the worker thread.
+//! the counts of open client connections and answered requests. `!Send` by design: it never leaves the worker thread.
 
 use super::request_id::RequestIds;
 use super::upstream::Generation;
@@ -15,6 +15,8 @@ pub struct WorkerContext {
     pub drain: DrainSignal,
     pub request_ids: RequestIds,
     open_connections: Cell<usize>,
+    /// Requests answered since the worker started (published on the tick).
+    requests: Cell<u64>,
 }
 
 impl WorkerContext {
@@ -25,6 +27,7 @@ impl WorkerContext {
             drain: DrainSignal::new(),
             request_ids: RequestIds::new(id),
             open_connections: Cell::new(0),
+            requests: Cell::new(0),
         }
     }
 
@@ -42,6 +45,15 @@ impl WorkerContext {
 
     pub fn open_connections(&self) -> usize {
         self.open_connections.get()
+    }
+
+    /// Counts one answered request.
+    pub fn count_request(&self) {
+        self.requests.set(self.requests.get() + 1);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.get()
     }
 
     /// Counts a client connection as open until the guard drops.

@@ -38,6 +38,7 @@ pub async fn forward(
     let record = RequestRecord::new(Instant::now());
     let keep_client = forward_with_failover(ctx, client, request, &record).await;
     record.finish(ctx.id, client.peer, request);
+    ctx.count_request();
     keep_client
 }
 

@@ -62,6 +62,7 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
     loop {
         monoio::time::sleep(TICK).await;
         spec.shared.beat();
+        spec.shared.publish(ctx.requests(), ctx.open_connections());
         commands.apply(&ctx);
         let generation = ctx.generation();
         for (group, backend) in generation.backends() {
@@ -85,7 +86,9 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
     while ctx.open_connections() > 0 && Instant::now() < deadline {
         monoio::time::sleep(TICK).await;
         spec.shared.beat();
+        spec.shared.publish(ctx.requests(), ctx.open_connections());
     }
+    spec.shared.publish(ctx.requests(), ctx.open_connections());
     if ctx.open_connections() > 0 {
         tracing::warn!(
             worker = ctx.id,
@@ -100,16 +103,27 @@ async fn accept_loop(
     listener_index: usize,
     listener: monoio::net::TcpListener,
 ) {
+    // A drain cancels the pending accept and the loop awaits its outcome, rather than dropping
+    // it: with io_uring, an accept dropped after the kernel completed it would leak that
+    // connection, which the client then sees reset when the process exits — and with socket
+    // activation such a connection was taken from the queue the next process would have served.
+    let canceller = monoio::io::Canceller::new();
+    let cancel = canceller.handle();
+    monoio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            ctx.drain.triggered().await;
+            canceller.cancel();
+        }
+    });
     loop {
-        let accepted = monoio::select! {
-            accepted = listener.accept() => accepted,
-            _ = ctx.drain.triggered() => break,
-        };
-        match accepted {
+        match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => {
+                // Accepted, perhaps as the drain began: the client is waiting, so serve it.
                 let _ = stream.set_nodelay(true);
                 monoio::spawn(client::serve(ctx.clone(), listener_index, stream, peer));
             }
+            Err(_) if ctx.drain.is_triggered() => break,
             Err(e) => {
                 // EMFILE/ENFILE/ENOMEM: back off briefly instead of spinning on the error.
                 tracing::warn!(worker = ctx.id, "accept failed: {e}");

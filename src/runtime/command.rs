@@ -26,6 +26,10 @@ pub enum WorkerCommand {
     Commit { reload: u64, done: Sender<usize> },
     /// Drop the state prepared for `reload`.
     Abort { reload: u64 },
+    /// Fault injection for the watchdog tests: block the worker thread for good, as a stuck ring
+    /// or a runaway loop would. Sent only by [`crate::systemd::fault`], which refuses unless
+    /// `LBPROXY_ALLOW_FAULTS=1`.
+    FaultStall,
 }
 
 /// A worker's answer to [`WorkerCommand::Prepare`].

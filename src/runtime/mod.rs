@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// State one worker shares with the control thread. One writer per field: the control thread
-/// writes `drain_requested`, the worker writes `heartbeat_ms`.
+/// writes `drain_requested`, the worker writes the rest, on its tick (never on the request path).
 #[derive(Debug, Default)]
 pub struct WorkerShared {
     /// Set once by [`crate::server::ControlHandle::shutdown`].
@@ -28,11 +28,22 @@ pub struct WorkerShared {
     /// Milliseconds since the Unix epoch at the worker's last event-loop tick (0 = not started).
     /// The systemd watchdog reads it to decide whether every worker is alive.
     pub heartbeat_ms: AtomicU64,
+    /// Requests answered since start, as of the last tick (systemd `STATUS=`, drain progress).
+    pub requests: AtomicU64,
+    /// Open client connections, as of the last tick.
+    pub open_connections: AtomicU64,
 }
 
 impl WorkerShared {
     pub fn beat(&self) {
         self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Publishes the worker's own counters (kept in `Cell`s on the worker) for the control thread.
+    pub fn publish(&self, requests: u64, open_connections: usize) {
+        self.requests.store(requests, Ordering::Relaxed);
+        self.open_connections
+            .store(open_connections as u64, Ordering::Relaxed);
     }
 }
 

@@ -17,6 +17,13 @@ use std::time::{Duration, Instant};
 /// tick, so anything much past [`TICK`] means it is stuck (or draining).
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Totals over every worker, as published on their last tick.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub requests: u64,
+    pub open_connections: u64,
+}
+
 /// Cloneable, `Send` handle to a running [`super::Server`].
 #[derive(Debug, Clone)]
 pub struct ControlHandle {
@@ -80,6 +87,40 @@ impl ControlHandle {
             .map(|w| w.shared.heartbeat_ms.load(Ordering::Relaxed))
             .min()
             .unwrap_or(0)
+    }
+
+    /// Each worker's last heartbeat, in milliseconds since the Unix epoch, by worker id.
+    pub fn heartbeats_ms(&self) -> Vec<u64> {
+        self.inner
+            .workers
+            .iter()
+            .map(|w| w.shared.heartbeat_ms.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Requests answered and client connections open, summed over the workers as of their last
+    /// tick.
+    pub fn counters(&self) -> Counters {
+        let mut counters = Counters::default();
+        for worker in &self.inner.workers {
+            counters.requests += worker.shared.requests.load(Ordering::Relaxed);
+            counters.open_connections += worker.shared.open_connections.load(Ordering::Relaxed);
+        }
+        counters
+    }
+
+    /// Successful reloads since start.
+    pub fn reloads(&self) -> u64 {
+        self.running().reloads
+    }
+
+    /// Sends `command` to worker `worker` alone. Returns false when that worker has exited or
+    /// does not exist.
+    pub fn send_to(&self, worker: usize, command: WorkerCommand) -> bool {
+        self.inner
+            .workers
+            .get(worker)
+            .is_some_and(|w| w.commands.send(command).is_ok())
     }
 
     /// Number of worker threads.

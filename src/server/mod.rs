@@ -10,14 +10,15 @@
 mod control;
 mod reload;
 
-pub use control::ControlHandle;
+pub use control::{ControlHandle, Counters};
 pub use reload::{ReloadError, ReloadReport};
 
 use crate::config::Config;
-use crate::listener::bind_reuseport;
+use crate::listener;
 use crate::runtime::driver::{self, Driver};
 use crate::runtime::worker::{self, WorkerSpec};
 use crate::runtime::{cpus, WorkerShared};
+use crate::systemd::activation::InheritedSockets;
 use anyhow::Context;
 use control::WorkerLink;
 use std::net::SocketAddr;
@@ -41,20 +42,40 @@ impl Server {
     /// Binds every listener (once, on this thread, with `SO_REUSEPORT`; port 0 resolved by the
     /// first bind), starts `config.runtime.workers` workers, and returns when all are accepting.
     pub fn start(config: Arc<Config>) -> anyhow::Result<Server> {
+        Self::start_with(config, InheritedSockets::none())
+    }
+
+    /// [`start`](Self::start), taking each listener's socket from `inherited` (systemd socket
+    /// activation, matched by name) where there is one. Inherited sockets no listener takes are
+    /// reported and closed.
+    pub fn start_with(
+        config: Arc<Config>,
+        mut inherited: InheritedSockets,
+    ) -> anyhow::Result<Server> {
         let driver = driver::resolve(config.runtime.driver)?;
         let worker_count = config.runtime.workers.get();
 
         let mut listeners_per_worker: Vec<Vec<std::net::TcpListener>> =
             (0..worker_count).map(|_| Vec::new()).collect();
         let mut listen_addrs = Vec::new();
+        let only_listener = config.listeners.len() == 1;
         for listener in &config.listeners {
-            let (sockets, bound) = bind_reuseport(listener.address, worker_count)
-                .with_context(|| format!("listener \"{}\"", listener.name))?;
+            let (sockets, bound) =
+                listener::sockets_for(listener, worker_count, &mut inherited, only_listener)
+                    .with_context(|| format!("listener \"{}\"", listener.name))?;
             listen_addrs.push((listener.name.clone(), bound));
             for (worker, socket) in sockets.into_iter().enumerate() {
                 listeners_per_worker[worker].push(socket);
             }
         }
+
+        for name in inherited.unused_names() {
+            tracing::warn!(
+                "systemd passed a socket named \"{name}\" but no [listener.{name}] exists; closing \
+                 it (FileDescriptorName= in lbproxy.socket must equal a listener's name)"
+            );
+        }
+        drop(inherited);
 
         let cpus = cpus::allowed_cpus();
         let mut links = Vec::with_capacity(worker_count);

@@ -7,8 +7,10 @@
 pub mod backend;
 pub mod client;
 pub mod demo;
+pub mod load;
 pub mod raw;
 pub mod spec;
+pub mod systemd;
 
 /// Runs each named `fn(driver: &str)` as two tests, `io_uring::NAME` and `legacy::NAME`.
 macro_rules! on_both_drivers {

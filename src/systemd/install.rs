@@ -1,0 +1,226 @@
+//! `lbproxy systemd install --user`: puts the user units and a configuration where the user's
+//! systemd finds them, pointing at the binaries that are actually installed.
+//!
+//! Flow: find the binaries (the directory of the running `lbproxy`, or `--bin-dir`), check that
+//! `lbproxy-demo-api` is there too; write `systemd/user/*` (embedded in the binary) into
+//! `$XDG_CONFIG_HOME/systemd/user` (`~/.config/systemd/user`), with `%h/.cargo/bin` — where the
+//! shipped files expect `cargo install` to have put the binaries — replaced by that directory;
+//! write the default configuration to `$XDG_CONFIG_HOME/lbproxy/lbproxy.toml` unless a file is
+//! there already (it is the user's; units are ours and are replaced); then ask the user manager
+//! to `daemon-reload`, if one runs.
+//!
+//! Everything goes under `$XDG_CONFIG_HOME` or `$HOME`, so a test with a private `HOME` touches
+//! nothing real.
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// The user units, as shipped in `systemd/user/`.
+pub const USER_UNITS: [(&str, &str); 4] = [
+    (
+        "api@.service",
+        include_str!("../../systemd/user/api@.service"),
+    ),
+    ("api.target", include_str!("../../systemd/user/api.target")),
+    (
+        "lbproxy.service",
+        include_str!("../../systemd/user/lbproxy.service"),
+    ),
+    (
+        "lbproxy.socket",
+        include_str!("../../systemd/user/lbproxy.socket"),
+    ),
+];
+
+/// Where the shipped user units expect the binaries (`cargo install`'s default).
+pub const SHIPPED_BIN_DIR: &str = "%h/.cargo/bin";
+
+/// The binaries the units run.
+const BINARIES: [&str; 2] = ["lbproxy", "lbproxy-demo-api"];
+
+/// What [`install_user`] did, for the message to the user.
+#[derive(Debug)]
+pub struct Installed {
+    pub unit_dir: PathBuf,
+    pub units: Vec<PathBuf>,
+    pub config: PathBuf,
+    /// False when a configuration file was already there (and kept).
+    pub config_written: bool,
+    pub bin_dir: PathBuf,
+}
+
+/// Where the user manager reads units and lbproxy its configuration, from the environment.
+#[derive(Debug, Clone)]
+pub struct UserDirs {
+    /// `$XDG_CONFIG_HOME`, or `$HOME/.config`.
+    pub config_home: PathBuf,
+}
+
+impl UserDirs {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let config_home = match std::env::var_os("XDG_CONFIG_HOME") {
+            Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+            _ => {
+                let home = std::env::var_os("HOME")
+                    .filter(|h| Path::new(h).is_absolute())
+                    .context("neither XDG_CONFIG_HOME nor HOME is set to an absolute path")?;
+                Path::new(&home).join(".config")
+            }
+        };
+        Ok(Self { config_home })
+    }
+
+    pub fn unit_dir(&self) -> PathBuf {
+        self.config_home.join("systemd/user")
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.config_home.join("lbproxy/lbproxy.toml")
+    }
+}
+
+/// The directory of the running executable, resolved (so the units keep working if a symlink
+/// to it moves).
+pub fn own_bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the running lbproxy executable")?;
+    let exe = exe.canonicalize().unwrap_or(exe);
+    exe.parent()
+        .map(Path::to_path_buf)
+        .context("the lbproxy executable has no parent directory")
+}
+
+/// Writes the user units and (if absent) the configuration.
+pub fn install_user(dirs: &UserDirs, bin_dir: &Path) -> anyhow::Result<Installed> {
+    for binary in BINARIES {
+        let path = bin_dir.join(binary);
+        anyhow::ensure!(
+            path.is_file(),
+            "{} is missing; the units run it from there. Install both binaries first \
+             (`cargo install --locked --path .` puts them in ~/.cargo/bin), or pass --bin-dir",
+            path.display()
+        );
+    }
+    let bin_dir_text = bin_dir
+        .to_str()
+        .filter(|p| !p.contains(char::is_whitespace) && !p.contains('%'))
+        .with_context(|| {
+            format!(
+                "{} cannot be written into a unit's ExecStart= (spaces, '%' or not UTF-8); \
+                 install the binaries elsewhere or pass --bin-dir",
+                bin_dir.display()
+            )
+        })?;
+
+    let unit_dir = dirs.unit_dir();
+    std::fs::create_dir_all(&unit_dir)
+        .with_context(|| format!("creating {}", unit_dir.display()))?;
+    let mut units = Vec::new();
+    for (name, text) in USER_UNITS {
+        let path = unit_dir.join(name);
+        std::fs::write(&path, text.replace(SHIPPED_BIN_DIR, bin_dir_text))
+            .with_context(|| format!("writing {}", path.display()))?;
+        units.push(path);
+    }
+
+    let config = dirs.config_file();
+    let config_written = !config.exists();
+    if config_written {
+        if let Some(parent) = config.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&config, crate::config::EMBEDDED_DEFAULT)
+            .with_context(|| format!("writing {}", config.display()))?;
+    }
+    Ok(Installed {
+        unit_dir,
+        units,
+        config,
+        config_written,
+        bin_dir: bin_dir.to_path_buf(),
+    })
+}
+
+/// `systemctl --user daemon-reload`, so a running user manager sees the new units. Returns why
+/// not when it could not (no user manager: the units load when it starts).
+pub fn reload_user_manager() -> Result<(), String> {
+    match std::process::Command::new("systemctl")
+        .args(["--user", "daemon-reload"])
+        .output()
+    {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        Err(e) => Err(format!("cannot run systemctl: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_bin_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for binary in BINARIES {
+            std::fs::write(dir.path().join(binary), "").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn units_point_at_the_binaries_and_an_existing_config_is_kept() {
+        let bins = fake_bin_dir();
+        let home = tempfile::tempdir().unwrap();
+        let dirs = UserDirs {
+            config_home: home.path().join(".config"),
+        };
+        let installed = install_user(&dirs, bins.path()).unwrap();
+        assert!(installed.config_written);
+        assert_eq!(installed.units.len(), USER_UNITS.len());
+        let service = std::fs::read_to_string(dirs.unit_dir().join("lbproxy.service")).unwrap();
+        let exec_start = service
+            .lines()
+            .find(|l| l.starts_with("ExecStart="))
+            .unwrap();
+        assert_eq!(
+            exec_start,
+            format!(
+                "ExecStart={}/lbproxy serve -c %E/lbproxy/lbproxy.toml",
+                bins.path().display()
+            )
+        );
+        assert!(!service.contains(SHIPPED_BIN_DIR), "{service}");
+
+        std::fs::write(dirs.config_file(), "# mine\n").unwrap();
+        let again = install_user(&dirs, bins.path()).unwrap();
+        assert!(!again.config_written);
+        assert_eq!(
+            std::fs::read_to_string(dirs.config_file()).unwrap(),
+            "# mine\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_demo_api_is_named_with_the_fix() {
+        let bins = tempfile::tempdir().unwrap();
+        std::fs::write(bins.path().join("lbproxy"), "").unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let dirs = UserDirs {
+            config_home: home.path().to_path_buf(),
+        };
+        let err = install_user(&dirs, bins.path()).unwrap_err().to_string();
+        assert!(err.contains("lbproxy-demo-api is missing"), "{err}");
+        assert!(err.contains("cargo install --locked --path ."), "{err}");
+    }
+
+    #[test]
+    fn every_shipped_user_unit_runs_binaries_from_the_cargo_bin_dir() {
+        for (name, text) in USER_UNITS {
+            for line in text.lines().filter(|l| l.starts_with("Exec")) {
+                assert!(
+                    line.contains(&format!("={SHIPPED_BIN_DIR}/")),
+                    "{name}: {line}"
+                );
+            }
+        }
+    }
+}

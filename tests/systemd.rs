@@ -1,0 +1,382 @@
+//! The units under a real systemd: a user manager and journald in a sandbox of their own
+//! (tests/common/systemd.rs), the units installed by `lbproxy systemd install --user`, and every
+//! step done with `systemctl --user` and `journalctl` as a person would — start, stop an instance
+//! under load, reload under load, a broken reload, a stalled worker, a restart with socket
+//! activation, and the system unit's hardening with io_uring.
+
+mod common;
+
+use common::client;
+use common::load::{Connections, Load};
+use common::systemd::{proxy_addr, text, Sandbox};
+use common::wait_until;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const API: [&str; 3] = ["api@1.service", "api@2.service", "api@3.service"];
+const LBPROXY: &str = "lbproxy.service";
+const START: Duration = Duration::from_secs(30);
+
+/// The default configuration (what `install` wrote) with the access log on.
+fn config_with_access_log() -> String {
+    format!(
+        "{}\n[log]\naccess = true\n",
+        lbproxy::config::EMBEDDED_DEFAULT
+    )
+}
+
+/// The default configuration with only instance 1 as backend.
+fn config_with_only_instance_1() -> String {
+    let default = lbproxy::config::EMBEDDED_DEFAULT;
+    let all = "backends = [\"127.0.0.1:8001\", \"127.0.0.1:8002\", \"127.0.0.1:8003\"]";
+    assert!(
+        default.contains(all),
+        "the default config changed: {default}"
+    );
+    default.replace(all, "backends = [\"127.0.0.1:8001\"]")
+}
+
+/// `GET /` through the proxy, from inside the sandbox: the demo API's `instance` number.
+fn instance_behind_proxy(sandbox: &Sandbox) -> u64 {
+    sandbox.in_net(|| {
+        let response = client::get(proxy_addr(), "/");
+        assert_eq!(response.status, 200, "{}", response.text());
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        body["instance"].as_u64().unwrap()
+    })
+}
+
+fn start_all(sandbox: &Sandbox) {
+    let mut units = API.to_vec();
+    units.push(LBPROXY);
+    sandbox.start_units(&units);
+}
+
+#[test]
+fn start_api_instances_and_proxy_then_stop_an_instance_under_load() {
+    let sandbox = Sandbox::start();
+    sandbox.write_config(&config_with_access_log());
+    start_all(&sandbox);
+
+    // Every instance gets requests through the proxy.
+    let mut seen = BTreeSet::new();
+    wait_until(START, "requests to reach instances 1, 2 and 3", || {
+        seen.insert(instance_behind_proxy(&sandbox));
+        seen.len() == 3
+    });
+
+    // READY=1 came after every worker listened, on io_uring under the unit's seccomp filter, and
+    // the status line has figures.
+    sandbox.wait_for_entry(LBPROXY, &["DRIVER=io_uring"]);
+    let status = sandbox.property(LBPROXY, "StatusText");
+    assert!(
+        status.starts_with("ready: 2 workers listening on http 127.0.0.1:8080")
+            || status.starts_with("serving: 2 workers, 3 backends"),
+        "{status}"
+    );
+
+    // The access log is in the journal with structured fields.
+    sandbox.in_net(|| {
+        let response = client::request(
+            proxy_addr(),
+            b"GET /headers HTTP/1.1\r\nHost: t\r\nX-Request-Id: journal-test-1\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(response.status, 200);
+    });
+    let entry = sandbox.wait_for_entry(LBPROXY, &["REQUEST_ID=journal-test-1"]);
+    let field = |name: &str| entry[name].as_str().unwrap_or_default().to_owned();
+    assert_eq!(field("STATUS"), "200", "{entry}");
+    assert_eq!(field("UPSTREAM"), "api", "{entry}");
+    assert_eq!(field("REQUEST"), "GET /headers", "{entry}");
+    assert_eq!(field("RETRIES"), "0", "{entry}");
+    assert_eq!(field("TARGET"), "lbproxy::access", "{entry}");
+    assert!(field("DURATION_US").parse::<u64>().is_ok(), "{entry}");
+    assert!(field("WORKER").parse::<u64>().is_ok(), "{entry}");
+    let backend = field("BACKEND");
+    assert!(
+        ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"].contains(&backend.as_str()),
+        "{entry}"
+    );
+    // What the README shows: every request one backend served, and nothing else.
+    let by_backend = sandbox.journal_entries(LBPROXY, &[&format!("BACKEND={backend}")]);
+    assert!(
+        by_backend.iter().any(|e| e["REQUEST"] == "GET /headers"),
+        "{by_backend:?}"
+    );
+    assert!(
+        by_backend.iter().all(|e| e["BACKEND"] == backend.as_str()),
+        "{by_backend:?}"
+    );
+
+    // Stopping an instance under load fails no request: its in-flight requests finish, and
+    // the proxy moves to the others.
+    let load = Load::start(proxy_addr(), 4, Connections::KeepAlive, sandbox.net_entry());
+    load.wait_for_more(200, START);
+    sandbox.systemctl_ok(&["stop", "api@2.service"]);
+    assert_eq!(sandbox.property("api@2.service", "ActiveState"), "inactive");
+    load.wait_for_more(500, START);
+    let report = load.stop();
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed while api@2 stopped: {:#?}",
+        report.failures.len(),
+        report.ok + report.failures.len() as u64,
+        &report.failures[..report.failures.len().min(20)]
+    );
+    let seen: BTreeSet<u64> = (0..12).map(|_| instance_behind_proxy(&sandbox)).collect();
+    assert!(
+        !seen.contains(&2),
+        "instance 2 is stopped, yet answered: {seen:?}"
+    );
+
+    // SIGTERM: drain, exit 0.
+    sandbox.systemctl_ok(&["stop", LBPROXY]);
+    assert_eq!(sandbox.property(LBPROXY, "Result"), "success");
+    assert_eq!(sandbox.property(LBPROXY, "ExecMainStatus"), "0");
+}
+
+#[test]
+fn reloads_under_load_drop_nothing_and_a_broken_config_fails_the_reload() {
+    let sandbox = Sandbox::start();
+    start_all(&sandbox);
+    let main_pid = sandbox.property(LBPROXY, "MainPID");
+
+    let load = Load::start(proxy_addr(), 2, Connections::Close, sandbox.net_entry());
+    load.wait_for_more(100, START);
+    for round in 1..=20 {
+        let only_one = round % 2 == 1;
+        sandbox.write_config(&if only_one {
+            config_with_only_instance_1()
+        } else {
+            lbproxy::config::EMBEDDED_DEFAULT.to_owned()
+        });
+        sandbox.systemctl_ok(&["reload", LBPROXY]);
+        if only_one {
+            // `systemctl reload` returned: the new configuration already serves.
+            for _ in 0..3 {
+                assert_eq!(instance_behind_proxy(&sandbox), 1, "after reload {round}");
+            }
+        }
+    }
+    load.wait_for_more(100, START);
+    let report = load.stop();
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed during 20 reloads: {:#?}",
+        report.failures.len(),
+        report.ok + report.failures.len() as u64,
+        &report.failures[..report.failures.len().min(20)]
+    );
+    assert_eq!(sandbox.property(LBPROXY, "MainPID"), main_pid);
+    assert!(
+        sandbox.property(LBPROXY, "StatusText").contains("reload"),
+        "the status line tells of the reloads"
+    );
+
+    // A file that does not validate: `lbproxy check` fails the reload, the proxy keeps serving.
+    sandbox.write_config("[runtime]\nwokers = 4\n");
+    let refused = sandbox.systemctl(&["reload", LBPROXY]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert_eq!(sandbox.property(LBPROXY, "ActiveState"), "active");
+    assert_eq!(sandbox.property(LBPROXY, "MainPID"), main_pid);
+    sandbox.in_net(|| assert_eq!(client::get(proxy_addr(), "/").status, 200));
+    sandbox.wait_for_messages(&["unknown key `wokers`"]);
+
+    // A file that validates but that only a restart can apply (the listener moves): the proxy
+    // refuses it, `lbproxy reload` reports why, and the reload fails.
+    sandbox.write_config(
+        &lbproxy::config::EMBEDDED_DEFAULT.replace("127.0.0.1:8080", "127.0.0.1:8081"),
+    );
+    let refused = sandbox.systemctl(&["reload", LBPROXY]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    sandbox.wait_for_messages(&[
+        "refused the new configuration",
+        "listener \"http\" moves from 127.0.0.1:8080 to 127.0.0.1:8081",
+    ]);
+    assert_eq!(sandbox.property(LBPROXY, "ActiveState"), "active");
+    sandbox.in_net(|| assert_eq!(client::get(proxy_addr(), "/").status, 200));
+}
+
+#[test]
+fn a_stalled_worker_gets_the_proxy_killed_and_restarted_by_the_watchdog() {
+    let sandbox = Sandbox::start();
+    sandbox.drop_in(
+        LBPROXY,
+        "watchdog-test.conf",
+        "[Service]\nEnvironment=LBPROXY_ALLOW_FAULTS=1\nWatchdogSec=3s\n",
+    );
+    sandbox.start_units(&["api@1.service", LBPROXY]);
+    let first_pid = sandbox.property(LBPROXY, "MainPID");
+
+    // Healthy: pings keep arriving, several intervals pass without a restart.
+    let mut pings = BTreeSet::new();
+    wait_until(START, "four watchdog pings", || {
+        pings.insert(sandbox.property(LBPROXY, "WatchdogTimestampMonotonic"));
+        pings.len() >= 4
+    });
+    assert_eq!(sandbox.property(LBPROXY, "NRestarts"), "0");
+
+    // Worker 0 stops ticking: no more pings, systemd kills and restarts the proxy.
+    sandbox.systemctl_ok(&["kill", "--kill-who=main", "--signal=SIGUSR2", LBPROXY]);
+    wait_until(START, "a restart", || {
+        sandbox.property(LBPROXY, "NRestarts") == "1"
+    });
+    sandbox.wait_for(LBPROXY, "ActiveState", "active", START);
+    assert_ne!(sandbox.property(LBPROXY, "MainPID"), first_pid);
+    // systemd's verdict, and the proxy naming the stalled worker.
+    sandbox.wait_for_messages(&[
+        "Watchdog timeout",
+        "Failed with result 'watchdog'",
+        "worker 0's event loop has not ticked",
+    ]);
+    sandbox.in_net(|| assert_eq!(client::get(proxy_addr(), "/").status, 200));
+}
+
+#[test]
+fn with_socket_activation_a_restart_under_load_refuses_no_connection() {
+    let sandbox = Sandbox::start();
+    sandbox.start_units(&API);
+    sandbox.start_units(&["lbproxy.socket", LBPROXY]);
+    sandbox.wait_for_entry(LBPROXY, &["MESSAGE=using the socket passed by systemd"]);
+
+    let load = Load::start(proxy_addr(), 3, Connections::Close, sandbox.net_entry());
+    load.wait_for_more(100, START);
+    let mut pids = BTreeSet::from([sandbox.property(LBPROXY, "MainPID")]);
+    for _ in 0..3 {
+        sandbox.systemctl_ok(&["restart", LBPROXY]);
+        pids.insert(sandbox.property(LBPROXY, "MainPID"));
+        load.wait_for_more(100, START);
+    }
+    let report = load.stop();
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed across 3 restarts: {:#?}",
+        report.failures.len(),
+        report.ok + report.failures.len() as u64,
+        &report.failures[..report.failures.len().min(20)]
+    );
+    assert_eq!(
+        pids.len(),
+        4,
+        "each restart started a new process: {pids:?}"
+    );
+}
+
+#[test]
+fn the_system_units_sandbox_keeps_io_uring_working() {
+    let sandbox = Sandbox::start();
+    // The system unit as shipped, run by this (root) user manager: paths to this build and the
+    // sandbox's config; without DynamicUser=, which only a system manager can do; and without
+    // ProtectHome=, which hides /run/user — where a user manager's NOTIFY_SOCKET lives (a system
+    // manager's is in /run/systemd). Everything else — seccomp with the io_uring calls,
+    // PrivateUsers=, ProtectSystem=strict, … — applies as in production.
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let shipped = include_str!("../systemd/system/lbproxy.service");
+    let unit: String = shipped
+        .replace("/usr/bin/", &format!("{bin_dir}/"))
+        .replace(
+            "/etc/lbproxy/lbproxy.toml",
+            &sandbox.config_path().display().to_string(),
+        )
+        .lines()
+        .filter(|l| !["DynamicUser=yes", "ProtectHome=yes"].contains(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        shipped.lines().count() - unit.lines().count(),
+        2,
+        "DynamicUser=yes and ProtectHome=yes are in the unit"
+    );
+    std::fs::write(sandbox.unit_dir().join("lbproxy-hardened.service"), unit).unwrap();
+    sandbox.systemctl_ok(&["daemon-reload"]);
+    sandbox.start_units(&["api@1.service", "api@2.service", "api@3.service"]);
+    sandbox.start_units(&["lbproxy-hardened.service"]);
+    sandbox.wait_for_entry("lbproxy-hardened.service", &["DRIVER=io_uring"]);
+    let seen: BTreeSet<u64> = (0..9).map(|_| instance_behind_proxy(&sandbox)).collect();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    sandbox.systemctl_ok(&["reload", "lbproxy-hardened.service"]);
+}
+
+#[test]
+fn your_own_api_runs_through_the_documented_drop_in() {
+    let sandbox = Sandbox::start();
+    // The example, with the demo API standing in for "my-api" (its --listen takes IP:PORT).
+    let example = include_str!("../systemd/examples/own-api.conf");
+    let my_api = "/usr/local/bin/my-api --port ";
+    assert!(example.contains(my_api), "{example}");
+    let demo = format!(
+        "{}/lbproxy-demo-api --listen 127.0.0.1:",
+        std::path::Path::new(env!("CARGO_BIN_EXE_lbproxy"))
+            .parent()
+            .unwrap()
+            .display()
+    );
+    sandbox.drop_in(
+        "api@.service",
+        "own-api.conf",
+        &example.replace(my_api, &demo),
+    );
+    sandbox.start_units(&["api@2.service"]);
+    let listen = sandbox.in_net(|| {
+        let addr: std::net::SocketAddr = "127.0.0.1:8002".parse().unwrap();
+        let mut body = None;
+        wait_until(START, "the API on 127.0.0.1:8002", || {
+            body = client::try_request(
+                addr,
+                b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            )
+            .ok()
+            .filter(|r| r.status == 200)
+            .map(|r| r.text());
+            body.is_some()
+        });
+        body.unwrap()
+    });
+    assert!(listen.contains("\"listen\":\"127.0.0.1:8002\""), "{listen}");
+}
+
+#[test]
+fn a_drain_that_makes_progress_outlives_timeout_stop_sec() {
+    let sandbox = Sandbox::start();
+    // systemd would kill the proxy 2 s into its stop; the drain may take 20 s; requests in flight
+    // finish one per second for 5 s. EXTEND_TIMEOUT_USEC= keeps the proxy alive while they do.
+    sandbox.write_config(
+        &lbproxy::config::EMBEDDED_DEFAULT
+            .replace("drain_timeout = \"30s\"", "drain_timeout = \"20s\""),
+    );
+    sandbox.drop_in(LBPROXY, "short-stop.conf", "[Service]\nTimeoutStopSec=2s\n");
+    start_all(&sandbox);
+
+    let requests: Vec<_> = (1..=5)
+        .map(|i| {
+            let enter = sandbox.net_entry();
+            std::thread::spawn(move || {
+                enter();
+                let path = format!("/delay?ms={}", 500 + 1000 * i);
+                client::get(proxy_addr(), &path).status
+            })
+        })
+        .collect();
+    // All five are with the backends (five connections from the proxy to them).
+    wait_until(START, "five requests in flight at the backends", || {
+        let out = sandbox.run(
+            "ss",
+            &[
+                "-Htn",
+                "state",
+                "established",
+                "( dport >= :8001 and dport <= :8003 )",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).lines().count() >= 5
+    });
+    sandbox.systemctl_ok(&["stop", LBPROXY]);
+    let statuses: Vec<u16> = requests.into_iter().map(|r| r.join().unwrap()).collect();
+    assert_eq!(statuses, [200; 5]);
+    assert_eq!(sandbox.property(LBPROXY, "Result"), "success");
+    assert_eq!(sandbox.property(LBPROXY, "ExecMainStatus"), "0");
+}

@@ -1,0 +1,164 @@
+//! The shipped unit files, checked by systemd's own tools without a running manager:
+//! `systemd-analyze verify` prints nothing for any of them, and `systemd-analyze security` rates
+//! the system services 2.0 or better.
+//!
+//! `verify` also checks that each `Exec*=` binary exists, so the units are checked as installed:
+//! the system units with `/usr/bin/` pointing at this build, the user units as written by
+//! `lbproxy systemd install --user` into a private HOME.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const SYSTEM_UNITS: [&str; 4] = [
+    "api@.service",
+    "api.target",
+    "lbproxy.service",
+    "lbproxy.socket",
+];
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bin_dir() -> String {
+    Path::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .env("SYSTEMD_COLORS", "0")
+        .env("SYSTEMD_PAGER", "")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e} (tests/run.sh installs systemd)"))
+}
+
+fn all_output(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn system_units_verify_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    for unit in SYSTEM_UNITS {
+        let text = std::fs::read_to_string(repo().join("systemd/system").join(unit)).unwrap();
+        let installed = text.replace("/usr/bin/", &format!("{}/", bin_dir()));
+        std::fs::write(dir.path().join(unit), installed).unwrap();
+    }
+    let out = run(Command::new("systemd-analyze")
+        .arg("verify")
+        .args(SYSTEM_UNITS)
+        .current_dir(dir.path()));
+    assert!(
+        out.status.success() && all_output(&out).is_empty(),
+        "systemd-analyze verify on the system units:\n{}",
+        all_output(&out)
+    );
+}
+
+#[test]
+fn user_units_as_installed_verify_clean() {
+    let home = tempfile::tempdir().unwrap();
+    let runtime = home.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    let install = run(Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .args(["systemd", "install", "--user"])
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env("XDG_RUNTIME_DIR", &runtime));
+    assert!(install.status.success(), "{}", all_output(&install));
+    let unit_dir = home.path().join(".config/systemd/user");
+    assert!(unit_dir.join("lbproxy.service").is_file());
+
+    let out = run(Command::new("systemd-analyze")
+        .args(["--user", "verify"])
+        .args(SYSTEM_UNITS)
+        .arg("api@1.service")
+        .current_dir(&unit_dir)
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env("XDG_RUNTIME_DIR", &runtime));
+    assert!(
+        out.status.success() && all_output(&out).is_empty(),
+        "systemd-analyze --user verify on the installed user units:\n{}",
+        all_output(&out)
+    );
+}
+
+/// "→ Overall exposure level for lbproxy.service: 1.2 OK 🙂" → 1.2
+fn exposure(unit: &str) -> (f64, String) {
+    let out = run(Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(repo().join("systemd/system").join(unit)));
+    let text = all_output(&out);
+    let level = text
+        .lines()
+        .find_map(|l| l.split("Overall exposure level for ").nth(1))
+        .and_then(|rest| rest.split(": ").nth(1))
+        .and_then(|score| score.split_whitespace().next())
+        .and_then(|score| score.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    (level, text)
+}
+
+#[test]
+fn system_services_are_rated_2_or_better_by_systemd_analyze_security() {
+    for unit in ["lbproxy.service", "api@.service"] {
+        let (level, text) = exposure(unit);
+        assert!(level <= 2.0, "{unit}: exposure {level} > 2.0\n{text}");
+    }
+}
+
+#[test]
+fn the_proxy_units_keep_what_the_proxy_needs() {
+    for dir in ["systemd/system", "systemd/user"] {
+        let unit = std::fs::read_to_string(repo().join(dir).join("lbproxy.service")).unwrap();
+        for needed in [
+            "Type=notify",
+            "WatchdogSec=",
+            "Restart=on-failure",
+            "LimitNOFILE=",
+            "RuntimeDirectory=lbproxy",
+            "SystemCallFilter=io_uring_setup io_uring_enter io_uring_register",
+            "ExecReload=",
+        ] {
+            assert!(
+                unit.contains(needed),
+                "{dir}/lbproxy.service lacks {needed}"
+            );
+        }
+        // Pinning needs sched_setaffinity (@resources).
+        assert!(
+            !unit
+                .lines()
+                .any(|l| l.starts_with("SystemCallFilter=") && l.contains("@resources")),
+            "{dir}/lbproxy.service"
+        );
+        // The reload checks the file before it signals.
+        let reloads: Vec<&str> = unit
+            .lines()
+            .filter(|l| l.starts_with("ExecReload="))
+            .collect();
+        assert_eq!(reloads.len(), 2, "{reloads:?}");
+        assert!(reloads[0].contains("lbproxy check -c"), "{reloads:?}");
+        assert!(
+            reloads[1].contains("lbproxy reload --pid $MAINPID"),
+            "{reloads:?}"
+        );
+    }
+}
+
+#[test]
+fn the_socket_unit_is_the_same_for_both_managers() {
+    let read =
+        |dir: &str| std::fs::read_to_string(repo().join(dir).join("lbproxy.socket")).unwrap();
+    assert_eq!(read("systemd/system"), read("systemd/user"));
+    assert!(read("systemd/user").contains("FileDescriptorName=http"));
+}
