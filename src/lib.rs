@@ -17,4 +17,5 @@ pub mod listener;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod up;
