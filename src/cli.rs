@@ -105,8 +105,12 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     let config = Arc::new(load_config(args)?);
     raise_fd_limit();
     let server = Server::start(config).context("starting the proxy")?;
+    let running = server.control().config();
     for (name, address) in server.listen_addrs() {
-        tracing::info!("listener {name}: http://{address}/");
+        let scheme = running
+            .listener(name)
+            .map_or("http", |l| l.protocol.scheme());
+        tracing::info!("listener {name}: {scheme}://{address}/");
     }
     spawn_reload_thread(server.control())?;
     let control = server.control();

@@ -167,10 +167,7 @@ fn array_of_tables<T: DeserializeOwned + Default>(
             issues.fail(
                 path.clone(),
                 render(&other),
-                format!(
-                    "`{}` must be an array of tables",
-                    name.unwrap_or_default()
-                ),
+                format!("`{}` must be an array of tables", name.unwrap_or_default()),
                 fix.replace("{path}", &path.to_string()),
             );
             Vec::new()

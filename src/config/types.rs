@@ -29,6 +29,13 @@ pub struct Config {
     pub up: UpConfig,
 }
 
+impl Config {
+    /// The listener named `name`.
+    pub fn listener(&self, name: &str) -> Option<&ListenerConfig> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {
     File(PathBuf),

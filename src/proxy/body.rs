@@ -10,12 +10,12 @@ use super::client::{ClientConn, PendingRequest};
 use super::error::UpstreamFailure;
 use super::io::{read_append, read_replace, write_all_within};
 use super::record::RequestRecord;
+use super::stream::{StreamReader, StreamWriter};
 use crate::config::Config;
 use crate::http::{
     parse_response, ChunkedDecoder, ChunkedOutput, RequestBody, ResponseBody, ResponseContext,
     Version,
 };
-use super::stream::{StreamReader, StreamWriter};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use std::cell::Cell;
 use std::io;

@@ -20,8 +20,8 @@ use super::error::UpstreamFailure;
 use super::io::write_all_within;
 use super::pool::UpstreamConn;
 use super::record::RequestRecord;
-use super::upstream::{Backend, UpstreamGroup};
 use super::stream;
+use super::upstream::{Backend, UpstreamGroup};
 use crate::config::UpstreamTlsConfig;
 use crate::http::{Method, RequestBody, Version};
 use crate::tls::stream::handshake;
@@ -93,8 +93,12 @@ async fn forward_with_failover(
         };
         let conn = match pooled {
             Some(conn) => conn,
-            None => match connect(address, group.config.tls.as_ref(), timeouts.upstream_connect)
-                .await
+            None => match connect(
+                address,
+                group.config.tls.as_ref(),
+                timeouts.upstream_connect,
+            )
+            .await
             {
                 Ok(conn) => conn,
                 Err(failure) => {

@@ -49,13 +49,11 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
     let mut accept_loops = Vec::new();
     for (index, std_listener) in spec.listeners.into_iter().enumerate() {
         match monoio::net::TcpListener::from_std(std_listener) {
-            Ok(listener) => {
-                accept_loops.push(monoio::spawn(accept::accept_loop(
-                    ctx.clone(),
-                    index,
-                    listener,
-                )))
-            }
+            Ok(listener) => accept_loops.push(monoio::spawn(accept::accept_loop(
+                ctx.clone(),
+                index,
+                listener,
+            ))),
             Err(e) => {
                 let _ = ready.send(Err(format!("listener {index}: {e}")));
                 return;

@@ -70,7 +70,10 @@ pub fn certified_key(
              CERT` with `openssl pkey -pubout -in KEY`)",
         ),
         other => Problem::new(
-            format!("the private key in {} cannot be used ({other})", key_path.display()),
+            format!(
+                "the private key in {} cannot be used ({other})",
+                key_path.display()
+            ),
             "use an RSA (2048 bits or more), ECDSA P-256/P-384 or Ed25519 key, unencrypted",
         ),
     })

@@ -91,7 +91,11 @@ mod tests {
         assert_eq!(pick(Some("api.example.com")), 1);
         assert_eq!(pick(Some("API.Example.COM")), 1, "SNI is case-insensitive");
         assert_eq!(pick(Some("www.example.com")), 2);
-        assert_eq!(pick(Some("a.b.example.com")), 0, "a wildcard covers one label");
+        assert_eq!(
+            pick(Some("a.b.example.com")),
+            0,
+            "a wildcard covers one label"
+        );
         assert_eq!(pick(Some("example.com")), 0);
         assert_eq!(pick(Some("other.test")), 3);
         assert_eq!(pick(Some("unknown.test")), 0);

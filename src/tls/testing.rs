@@ -18,6 +18,15 @@ pub struct TestLeaf {
     pub key_pem: String,
 }
 
+/// basicConstraints CA:FALSE, critical, as DER wants it: an empty SEQUENCE (rcgen's
+/// `IsCa::ExplicitNoCa` writes the default `cA FALSE` out, which strict parsers such as Python's
+/// cryptography, and so sslyze, refuse).
+fn not_a_ca() -> rcgen::CustomExtension {
+    let mut extension = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+    extension.set_criticality(true);
+    extension
+}
+
 fn validity(params: &mut CertificateParams) {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
     let yesterday = now - Duration::from_secs(86_400);
@@ -47,7 +56,9 @@ impl TestCa {
     pub fn leaf(&self, names: &[&str]) -> TestLeaf {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = CertificateParams::new(names).expect("params");
-        params.is_ca = IsCa::ExplicitNoCa;
+        params.is_ca = IsCa::NoCa;
+        params.custom_extensions.push(not_a_ca());
+        params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         validity(&mut params);

@@ -9,6 +9,7 @@ pub mod client;
 pub mod demo;
 pub mod raw;
 pub mod spec;
+pub mod tls;
 
 /// Runs each named `fn(driver: &str)` as two tests, `io_uring::NAME` and `legacy::NAME`.
 macro_rules! on_both_drivers {

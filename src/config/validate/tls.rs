@@ -401,10 +401,17 @@ mod tests {
         let names: Vec<&Vec<String>> = tls.certificates.iter().map(|c| &c.server_names).collect();
         assert_eq!(
             names,
-            [&vec!["a.test".to_owned(), "*.a.test".to_owned()], &vec!["www.b.test".to_owned()]]
+            [
+                &vec!["a.test".to_owned(), "*.a.test".to_owned()],
+                &vec!["www.b.test".to_owned()]
+            ]
         );
         assert_eq!(tls.rustls.alpn_protocols, [b"http/1.1".to_vec()]);
-        assert_eq!(valid(&text).listeners[0].tls, listener.tls, "equal by files and names");
+        assert_eq!(
+            valid(&text).listeners[0].tls,
+            listener.tls,
+            "equal by files and names"
+        );
     }
 
     #[test]
@@ -501,7 +508,9 @@ mod tests {
             "missing: `cert` names a PEM file",
             "cert = \"server.pem\"",
         );
-        let e = one_error(&https("[listener.https.tls.certificate]\ncert = \"a.pem\"\n"));
+        let e = one_error(&https(
+            "[listener.https.tls.certificate]\ncert = \"a.pem\"\n",
+        ));
         assert_error(
             &e,
             "listener.https.tls.certificate",
@@ -519,7 +528,13 @@ mod tests {
             files.write("w.pem", &wild.cert_pem),
             files.write("w.key", &wild.key_pem),
         );
-        let named = |names: &str| https(&certificate(&cert, &key, &format!("server_names = {names}\n")));
+        let named = |names: &str| {
+            https(&certificate(
+                &cert,
+                &key,
+                &format!("server_names = {names}\n"),
+            ))
+        };
         valid(&named("[\"api.a.test\", \"*.a.test\"]"));
         let e = one_error(&named("[\"api.a.test\", \"b.test\"]"));
         assert_error(
@@ -546,7 +561,11 @@ mod tests {
             "\"x.a.test\"",
         );
 
-        let twice = https(&format!("{}{}", certificate(&cert, &key, ""), certificate(&cert, &key, "")));
+        let twice = https(&format!(
+            "{}{}",
+            certificate(&cert, &key, ""),
+            certificate(&cert, &key, "")
+        ));
         let e = one_error(&twice);
         assert_error(
             &e,
@@ -617,7 +636,9 @@ mod tests {
             "TLS to backends needs the CA",
             "ca-certificates.crt",
         );
-        let e = one_error(&upstream(&format!("ca = \"{ca_file}\"\nserver_name = \"not a name\"\n")));
+        let e = one_error(&upstream(&format!(
+            "ca = \"{ca_file}\"\nserver_name = \"not a name\"\n"
+        )));
         assert_error(
             &e,
             "upstream.api.tls.server_name",
@@ -635,7 +656,13 @@ mod tests {
             "PEM form",
         );
         let e = one_error(&upstream(&format!("ca = \"{ca_file}\"\nsni = \"a\"\n")));
-        assert_error(&e, "upstream.api.tls.sni", "\"a\"", "unknown key `sni`", "server_name");
+        assert_error(
+            &e,
+            "upstream.api.tls.sni",
+            "\"a\"",
+            "unknown key `sni`",
+            "server_name",
+        );
     }
 
     #[test]
@@ -648,8 +675,14 @@ mod tests {
             "",
         );
         let config = valid(&https(&tls));
-        assert_eq!(config.timeouts.tls_handshake, std::time::Duration::from_secs(10));
-        let e = one_error(&format!("{}[timeouts]\ntls_handshake = \"0s\"\n", https(&tls)));
+        assert_eq!(
+            config.timeouts.tls_handshake,
+            std::time::Duration::from_secs(10)
+        );
+        let e = one_error(&format!(
+            "{}[timeouts]\ntls_handshake = \"0s\"\n",
+            https(&tls)
+        ));
         assert_error(
             &e,
             "timeouts.tls_handshake",
