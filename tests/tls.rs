@@ -20,6 +20,7 @@ on_both_drivers!(
     sni_picks_the_certificate_and_unknown_names_get_the_default,
     curl_sees_the_right_certificate_and_backends_see_https,
     garbage_and_silent_clients_are_closed_while_others_are_served,
+    a_bad_record_while_a_response_is_written_closes_only_that_connection,
     sessions_resume_on_tls13_and_tls12,
     bodies_stream_both_ways_through_tls,
     websocket_echo_through_https_and_http,
@@ -171,6 +172,72 @@ fn garbage_and_silent_clients_are_closed_while_others_are_served(driver: &str) {
         "{}",
         backend.requests().len()
     );
+}
+
+/// A backend that answers an upgrade with `101` and then sends without pause, until the proxy
+/// closes its side of the tunnel.
+fn flooding_upgrade_backend() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = tcp.try_clone().unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && reader.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let mut writer = tcp;
+                let _ = writer.write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: flood\r\nConnection: Upgrade\r\n\r\n",
+                );
+                let flood = std::thread::spawn(move || {
+                    let chunk = [b'f'; 64 * 1024];
+                    while writer.write_all(&chunk).is_ok() {}
+                });
+                // The proxy closing its side ends the flood.
+                while reader.read(&mut [0u8; 4096]).is_ok_and(|n| n > 0) {}
+                let _ = reader.shutdown(std::net::Shutdown::Both);
+                let _ = flood.join();
+            });
+        }
+    });
+    addr
+}
+
+fn a_bad_record_while_a_response_is_written_closes_only_that_connection(driver: &str) {
+    let pki = Pki::new();
+    let leaf = pki.leaf("a", &["a.test"]);
+    let proxy = Proxy::start(&https_config(
+        driver,
+        &[&leaf],
+        &[flooding_upgrade_backend()],
+        "",
+    ));
+    let client = pki.client(TLS13);
+
+    // In a tunnel the proxy reads from and writes to the client's TLS stream at the same time.
+    let mut conn = client.connect(proxy.addr, "a.test").expect("handshake");
+    conn.send(
+        b"GET /flood HTTP/1.1\r\nHost: test\r\nUpgrade: flood\r\nConnection: Upgrade\r\n\r\n",
+    );
+    // Not reading: the proxy's writes to us stall while its reader still listens. (The pause only
+    // makes that interleaving likely; what is asserted below must hold in any case.)
+    std::thread::sleep(Duration::from_millis(300));
+    let mut stream = conn.into_stream();
+    let mut bad = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+    bad.extend_from_slice(&[0x42; 32]); // application data that cannot decrypt
+    stream.sock.write_all(&bad).unwrap();
+    assert!(
+        read_until_closed(&mut stream.sock),
+        "the bad connection stays open"
+    );
+
+    let mut other = client.connect(proxy.addr, "a.test").expect("handshake");
+    other.send(b"GET / HTTP/1.1\r\nHost: test\r\nUpgrade: flood\r\nConnection: Upgrade\r\n\r\n");
+    let response = other.read_response("GET").expect("the proxy still serves");
+    assert_eq!(response.status, 101);
 }
 
 /// Reads (and discards: an alert may come first) until the peer closes; false on a read timeout.
