@@ -372,3 +372,93 @@ fn copy_into(dst: &mut impl IoBufMut, offset: usize, src: &[u8]) {
         dst.set_init(offset + src.len());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::testing::TestCa;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::io::{Read as _, Write as _};
+    use std::sync::Arc;
+
+    fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let ca = TestCa::new();
+        let leaf = ca.leaf(&["a.test"]);
+        let chain = vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.pem().as_bytes()).unwrap())
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// The client's last handshake message and its first request arrive in one TCP segment: the
+    /// request must not be lost between the handshake and the reader.
+    #[test]
+    fn bytes_sent_right_after_the_handshake_reach_the_reader() {
+        let (server_config, client_config) = configs();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+
+        let client = std::thread::spawn(move || {
+            let name = ServerName::try_from("a.test").unwrap();
+            let mut conn = rustls::ClientConnection::new(client_config, name).unwrap();
+            let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+            // Up to the server's flight, then Finished and the request written together.
+            conn.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            while conn.is_handshaking() {
+                let mut out = Vec::new();
+                while conn.wants_write() {
+                    conn.write_tls(&mut out).unwrap();
+                }
+                tcp.write_all(&out).unwrap();
+                if conn.is_handshaking() && conn.wants_read() {
+                    conn.read_tls(&mut tcp).unwrap();
+                    conn.process_new_packets().unwrap();
+                }
+            }
+            let mut out = Vec::new();
+            while conn.wants_write() {
+                conn.write_tls(&mut out).unwrap();
+            }
+            tcp.write_all(&out).unwrap();
+            // Wait for the server to close, reading (and dropping) its tickets.
+            let mut sink = Vec::new();
+            let _ = tcp.read_to_end(&mut sink);
+        });
+
+        let received = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let listener = monoio::net::TcpListener::from_std(listener).unwrap();
+                let (tcp, _) = listener.accept().await.unwrap();
+                let server = rustls::ServerConnection::new(server_config).unwrap();
+                let (mut reader, mut writer) = handshake(tcp, server.into()).await.unwrap();
+                let mut received = Vec::new();
+                while !received.ends_with(b"\r\n\r\n") {
+                    let (n, buf) = reader.read(Vec::with_capacity(64)).await;
+                    assert!(n.unwrap() > 0, "closed before the request arrived");
+                    received.extend_from_slice(&buf);
+                }
+                writer.shutdown().await.unwrap();
+                received
+            });
+        client.join().unwrap();
+        assert_eq!(received, b"GET / HTTP/1.1\r\n\r\n");
+    }
+}

@@ -54,11 +54,12 @@ impl Validator<'_> {
                 }
                 None
             }
-            (Some(ListenerProtocol::Http), Some(_)) => {
+            // Any other protocol carries no TLS settings of its own.
+            (Some(protocol), Some(_)) => {
                 self.push(
                     tls_path.clone(),
                     "",
-                    "TLS settings on a plain http listener",
+                    format!("TLS settings on a plain {} listener", protocol.scheme()),
                     format!("set protocol = \"https\" in [{path}], or remove [{tls_path}]"),
                 );
                 None
