@@ -157,11 +157,15 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
             return Err(e).context("starting the proxy");
         }
     };
+    let running = server.control().config();
     let listening: Vec<String> = server
         .listen_addrs()
         .iter()
         .map(|(name, address)| {
-            tracing::info!("listener {name}: http://{address}/");
+            let scheme = running
+                .listener(name)
+                .map_or("http", |l| l.protocol.scheme());
+            tracing::info!("listener {name}: {scheme}://{address}/");
             format!("{name} {address}")
         })
         .collect();

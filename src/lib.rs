@@ -20,4 +20,5 @@ pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod systemd;
+pub mod tls;
 pub mod up;

@@ -15,13 +15,17 @@ as_root() {
 
 # Debian packages: a C compiler for mimalloc's build script; systemd (the user manager, journald,
 # systemctl, journalctl, systemd-analyze), util-linux (unshare, nsenter) and iproute2 (ip) for the
-# tests that run the units under a real systemd (tests/systemd/sandbox.sh).
+# tests that run the units under a real systemd (tests/systemd/sandbox.sh); curl (an https client
+# in the TLS tests); Python with pip for sslyze (the TLS profile check).
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 { [ -x /usr/lib/systemd/systemd ] && [ -x /usr/lib/systemd/systemd-journald ] \
     && command -v systemd-analyze >/dev/null && command -v journalctl >/dev/null; } || missing+=(systemd)
 { command -v unshare >/dev/null && command -v nsenter >/dev/null; } || missing+=(util-linux)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v curl >/dev/null || missing+=(curl)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${missing[*]} (apt-get)"
     as_root apt-get update -qq
@@ -39,6 +43,15 @@ fi
 if ! cargo nextest --version >/dev/null 2>&1; then
     echo "tests/run.sh: installing cargo-nextest (cargo install)"
     cargo install cargo-nextest --locked
+fi
+
+# sslyze (PyPI) checks the https listener against Mozilla's "intermediate" TLS profile
+# (tests/sslyze.rs). Debian's own Python refuses pip installs outside a venv unless told.
+SSLYZE_VERSION=6.3.1
+if ! python3 -m sslyze --help >/dev/null 2>&1; then
+    echo "tests/run.sh: installing sslyze $SSLYZE_VERSION (python3 -m pip install)"
+    python3 -m pip install --quiet "sslyze==$SSLYZE_VERSION" 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages "sslyze==$SSLYZE_VERSION"
 fi
 
 if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != "0" ]; then

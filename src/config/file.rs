@@ -72,6 +72,7 @@ pub(crate) struct FileTimeouts {
     pub client_body: Option<FileDuration>,
     pub upstream_connect: Option<FileDuration>,
     pub upstream_response: Option<FileDuration>,
+    pub tls_handshake: Option<FileDuration>,
 }
 
 /// `[log]`
@@ -92,6 +93,29 @@ pub(crate) struct FileListener {
     /// `[[listener.NAME.route]]`, in file order.
     #[serde(default)]
     pub route: Vec<FileRoute>,
+    /// `[listener.NAME.tls]`, for https listeners.
+    pub tls: Option<FileListenerTls>,
+}
+
+/// `[listener.NAME.tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileListenerTls {
+    /// `[[listener.NAME.tls.certificate]]`, in file order: the first is the default.
+    #[serde(default)]
+    pub certificate: Vec<FileCertificate>,
+}
+
+/// `[[listener.NAME.tls.certificate]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileCertificate {
+    /// PEM certificate chain, leaf first.
+    pub cert: Option<String>,
+    /// PEM private key.
+    pub key: Option<String>,
+    /// SNI names served with it; default: the certificate's own DNS names.
+    pub server_names: Option<Vec<String>>,
 }
 
 /// `[[listener.NAME.route]]`
@@ -111,6 +135,18 @@ pub(crate) struct FileUpstream {
     pub backends: Option<Vec<FileBackend>>,
     #[serde(default)]
     pub pool: FilePool,
+    /// `[upstream.NAME.tls]`: TLS to the backends.
+    pub tls: Option<FileUpstreamTls>,
+}
+
+/// `[upstream.NAME.tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileUpstreamTls {
+    /// PEM CA certificate(s) the backends' certificates must chain to.
+    pub ca: Option<String>,
+    /// Name sent as SNI and verified in the backends' certificates; default: the backend's IP.
+    pub server_name: Option<String>,
 }
 
 /// One entry of `backends`: `"IP:PORT"` or `{ address = "IP:PORT", weight = N }`.
@@ -307,7 +343,7 @@ mod tests {
     fn field_names_come_from_the_structs() {
         assert_eq!(
             fields_of::<FileListener>(),
-            ["address", "protocol", "upstream", "route"]
+            ["address", "protocol", "upstream", "route", "tls"]
         );
         assert_eq!(
             fields_of::<FileConfig>(),

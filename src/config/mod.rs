@@ -241,12 +241,14 @@ mod tests {
                 client_body: secs(60),
                 upstream_connect: secs(2),
                 upstream_response: secs(30),
+                tls_handshake: secs(10),
             },
             log: LogConfig { access: false },
             listeners: vec![ListenerConfig {
                 name: "http".into(),
                 address: "127.0.0.1:8080".parse().expect("address"),
                 protocol: ListenerProtocol::Http,
+                tls: None,
                 routes: vec![RouteConfig {
                     host: None,
                     path_prefix: "/".into(),
@@ -265,6 +267,7 @@ mod tests {
                     max_idle_per_backend: 64,
                     idle_timeout: secs(60),
                 },
+                tls: None,
             }],
             up: UpConfig {
                 upstream: Some(0),

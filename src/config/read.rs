@@ -18,8 +18,8 @@ use serde_path_to_error::Segment;
 
 use super::error::{closest, list, render, Issues, KeyPath};
 use super::file::{
-    fields_of, FileBackend, FileBackendTable, FileConfig, FileListener, FilePool, FileRoute,
-    FileUpstream,
+    fields_of, FileBackend, FileBackendTable, FileCertificate, FileConfig, FileListener,
+    FileListenerTls, FilePool, FileUpstream, FileUpstreamTls,
 };
 
 /// Types the whole document. `[env]` must already be gone (see `overlay::apply_env`).
@@ -102,30 +102,77 @@ fn listener(value: toml::Value, path: &KeyPath, issues: &mut Issues) -> FileList
         }
     };
     let routes = table.remove("route");
+    let tls = table.remove("tls");
     let mut listener: FileListener = typed(table, path, issues);
-    let routes_path = path.key("route");
-    match routes {
-        None => {}
-        Some(toml::Value::Array(items)) => {
-            for (i, item) in items.into_iter().enumerate() {
-                let route_path = routes_path.index(i);
-                listener.route.push(match item {
-                    toml::Value::Table(table) => typed::<FileRoute>(table, &route_path, issues),
-                    other => {
-                        not_a_table(&other, &route_path, issues);
-                        FileRoute::default()
-                    }
-                });
-            }
-        }
-        Some(other) => issues.fail(
-            routes_path,
-            render(&other),
-            "`route` must be an array of tables",
-            format!("write each route as [[{path}.route]] (double brackets), first match wins"),
-        ),
-    }
+    listener.route = array_of_tables(
+        routes,
+        &path.key("route"),
+        issues,
+        "write each route as [[{path}]] (double brackets), first match wins",
+    );
+    listener.tls = tls.map(|value| listener_tls(value, &path.key("tls"), issues));
     listener
+}
+
+/// `[listener.NAME.tls]` and its `[[…certificate]]` tables.
+fn listener_tls(value: toml::Value, path: &KeyPath, issues: &mut Issues) -> FileListenerTls {
+    let mut table = match value {
+        toml::Value::Table(table) => table,
+        other => {
+            not_a_table(&other, path, issues);
+            return FileListenerTls::default();
+        }
+    };
+    let certificates = table.remove("certificate");
+    let mut tls: FileListenerTls = typed(table, path, issues);
+    tls.certificate = array_of_tables::<FileCertificate>(
+        certificates,
+        &path.key("certificate"),
+        issues,
+        "write each certificate as [[{path}]] (double brackets), the default first",
+    );
+    tls
+}
+
+/// An array of tables (`[[path]]`), each typed on its own; entries that are not tables are
+/// reported and kept as defaults so later indexes still match the file. `fix` is said when the
+/// key is not an array at all; `{path}` in it becomes the key.
+fn array_of_tables<T: DeserializeOwned + Default>(
+    value: Option<toml::Value>,
+    path: &KeyPath,
+    issues: &mut Issues,
+    fix: &str,
+) -> Vec<T> {
+    match value {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let item_path = path.index(i);
+                match item {
+                    toml::Value::Table(table) => typed::<T>(table, &item_path, issues),
+                    other => {
+                        not_a_table(&other, &item_path, issues);
+                        T::default()
+                    }
+                }
+            })
+            .collect(),
+        Some(other) => {
+            let name = path.0.last().map(|seg| match seg {
+                super::error::Seg::Key(key) => key.clone(),
+                super::error::Seg::Index(i) => i.to_string(),
+            });
+            issues.fail(
+                path.clone(),
+                render(&other),
+                format!("`{}` must be an array of tables", name.unwrap_or_default()),
+                fix.replace("{path}", &path.to_string()),
+            );
+            Vec::new()
+        }
+    }
 }
 
 fn upstream(value: toml::Value, path: &KeyPath, issues: &mut Issues) -> FileUpstream {
@@ -138,8 +185,10 @@ fn upstream(value: toml::Value, path: &KeyPath, issues: &mut Issues) -> FileUpst
     };
     let backends = table.remove("backends");
     let pool = table.remove("pool");
+    let tls = table.remove("tls");
     let mut upstream: FileUpstream = typed(table, path, issues);
     upstream.pool = section::<FilePool>(pool, &path.key("pool"), issues);
+    upstream.tls = tls.map(|tls| section::<FileUpstreamTls>(Some(tls), &path.key("tls"), issues));
     let backends_path = path.key("backends");
     upstream.backends = match backends {
         None => None,

@@ -3,9 +3,11 @@
 //! Nothing here is built by hand outside `config::validate` (and tests): every value has already
 //! been checked, so the data plane never re-validates. Raw serde types live in `config::file`.
 
+use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A fully validated configuration.
@@ -25,6 +27,13 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Settings for `lbproxy up` (the local deployment).
     pub up: UpConfig,
+}
+
+impl Config {
+    /// The listener named `name`.
+    pub fn listener(&self, name: &str) -> Option<&ListenerConfig> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +104,9 @@ pub struct TimeoutsConfig {
     /// From request sent to response head received (→ 504), and between response body reads.
     /// Default 30s.
     pub upstream_response: Duration,
+    /// A TLS client must complete its handshake within this, or the connection is closed.
+    /// Default 10s.
+    pub tls_handshake: Duration,
 }
 
 /// `[log]`
@@ -112,6 +124,8 @@ pub struct ListenerConfig {
     pub name: String,
     pub address: SocketAddr,
     pub protocol: ListenerProtocol,
+    /// The certificates of an https listener (`Some` exactly when `protocol` is `Https`).
+    pub tls: Option<ServerTlsConfig>,
     /// Routes in file order, first match wins. When the listener has `upstream = "..."`, a
     /// catch-all route to it is appended last.
     pub routes: Vec<RouteConfig>,
@@ -120,6 +134,56 @@ pub struct ListenerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerProtocol {
     Http,
+    /// HTTP/1.1 inside TLS, terminated by the proxy.
+    Https,
+}
+
+impl ListenerProtocol {
+    /// The URI scheme clients use, as sent in `X-Forwarded-Proto`.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            ListenerProtocol::Http => "http",
+            ListenerProtocol::Https => "https",
+        }
+    }
+}
+
+/// `[listener.NAME.tls]`: the certificates of an https listener, read and checked by validation.
+///
+/// Two are equal when they name the same files and server names (file contents are not compared).
+#[derive(Clone)]
+pub struct ServerTlsConfig {
+    /// In file order; the first is the default, served when the client's SNI names no
+    /// certificate (or it sends none).
+    pub certificates: Vec<CertificateConfig>,
+    /// The rustls configuration built from them, shared by every worker.
+    pub rustls: Arc<rustls::ServerConfig>,
+}
+
+impl PartialEq for ServerTlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.certificates == other.certificates
+    }
+}
+
+impl std::fmt::Debug for ServerTlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTlsConfig")
+            .field("certificates", &self.certificates)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[[listener.NAME.tls.certificate]]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateConfig {
+    /// PEM chain, leaf first (resolved against the configuration file's directory).
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// SNI names it is served for, lowercase (`*.example.com` for a wildcard): `server_names`, or
+    /// the certificate's own DNS names.
+    pub server_names: Vec<String>,
 }
 
 /// `[[listener.NAME.route]]`
@@ -142,6 +206,37 @@ pub struct UpstreamConfig {
     /// Never empty.
     pub backends: Vec<BackendConfig>,
     pub pool: PoolConfig,
+    /// TLS to the backends; `None`: plain TCP.
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// `[upstream.NAME.tls]`: TLS to the backends, verified against a CA.
+///
+/// Two are equal when they name the same CA file and server name.
+#[derive(Clone)]
+pub struct UpstreamTlsConfig {
+    /// PEM CA certificate(s).
+    pub ca: PathBuf,
+    /// Sent as SNI and verified in the backend's certificate. `None`: each backend's IP address
+    /// (verified against the certificate's IP addresses; no SNI is sent).
+    pub server_name: Option<ServerName<'static>>,
+    /// The rustls configuration (roots from `ca`), shared by every worker.
+    pub rustls: Arc<rustls::ClientConfig>,
+}
+
+impl PartialEq for UpstreamTlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.ca == other.ca && self.server_name == other.server_name
+    }
+}
+
+impl std::fmt::Debug for UpstreamTlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTlsConfig")
+            .field("ca", &self.ca)
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,13 +10,13 @@ use super::client::{ClientConn, PendingRequest};
 use super::error::UpstreamFailure;
 use super::io::{read_append, read_replace, write_all_within};
 use super::record::RequestRecord;
+use super::stream::{StreamReader, StreamWriter};
 use crate::config::Config;
 use crate::http::{
     parse_response, ChunkedDecoder, ChunkedOutput, RequestBody, ResponseBody, ResponseContext,
     Version,
 };
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use std::cell::Cell;
 use std::io;
 use std::time::{Duration, Instant};
@@ -28,10 +28,10 @@ const HEAD_BUFFER: usize = 16 * 1024;
 /// Body relay buffer once a body is known to be larger than what arrived with the head.
 const RELAY_BUFFER: usize = 64 * 1024;
 
-type ClientWriter = OwnedWriteHalf<TcpStream>;
-type ClientReader = OwnedReadHalf<TcpStream>;
-type UpstreamReader = OwnedReadHalf<TcpStream>;
-type UpstreamWriter = OwnedWriteHalf<TcpStream>;
+type ClientWriter = StreamWriter;
+type ClientReader = StreamReader;
+type UpstreamReader = StreamReader;
+type UpstreamWriter = StreamWriter;
 
 /// What the response relay needs to know, shared with the request upload running beside it.
 #[derive(Debug)]

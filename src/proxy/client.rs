@@ -7,10 +7,10 @@ use super::error::write_error_response;
 use super::exchange;
 use super::io::{read_append, write_all_within};
 use super::route::find_upstream;
+use super::stream::{StreamReader, StreamWriter};
 use super::upstream::Generation;
 use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Version};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, OwnedWriteHalf, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -24,12 +24,12 @@ const LINGER_MAX_BYTES: usize = 1 << 20;
 /// How long a drain waits for the first byte of a connection accepted just before it.
 const FIRST_REQUEST_GRACE_ON_DRAIN: Duration = Duration::from_secs(1);
 
-/// The client side of a connection. `buf` holds bytes read but not yet consumed: a partial head,
+/// The client side of a connection (plain or TLS). `buf` holds bytes read but not yet consumed: a partial head,
 /// body bytes that arrived with the head, or the next pipelined request.
 #[derive(Debug)]
 pub struct ClientConn {
-    pub r: OwnedReadHalf<TcpStream>,
-    pub w: OwnedWriteHalf<TcpStream>,
+    pub r: StreamReader,
+    pub w: StreamWriter,
     pub buf: Vec<u8>,
     pub peer: SocketAddr,
 }
@@ -68,9 +68,13 @@ enum Stop {
     },
 }
 
-pub async fn serve(ctx: Rc<WorkerContext>, listener: usize, stream: TcpStream, peer: SocketAddr) {
-    let _open = ctx.track_connection();
-    let (r, w) = stream.into_split();
+/// Serves requests on an accepted connection (for https, after its handshake) until it closes.
+pub async fn serve(
+    ctx: &WorkerContext,
+    listener: usize,
+    (r, w): (StreamReader, StreamWriter),
+    peer: SocketAddr,
+) {
     let mut client = ClientConn {
         r,
         w,
@@ -79,7 +83,7 @@ pub async fn serve(ctx: Rc<WorkerContext>, listener: usize, stream: TcpStream, p
     };
     let mut first = true;
     loop {
-        let mut request = match next_request(&ctx, &mut client, listener, first).await {
+        let mut request = match next_request(ctx, &mut client, listener, first).await {
             Ok(request) => request,
             Err(Stop::Close) => return,
             Err(Stop::Reject {
@@ -108,7 +112,7 @@ pub async fn serve(ctx: Rc<WorkerContext>, listener: usize, stream: TcpStream, p
             }
         };
         first = false;
-        if !exchange::forward(&ctx, &mut client, &mut request).await {
+        if !exchange::forward(ctx, &mut client, &mut request).await {
             return;
         }
         if ctx.drain.is_triggered() {
@@ -219,6 +223,7 @@ fn prepare(
     };
 
     let routes = &config.listeners[listener].routes;
+    let proto = config.listeners[listener].protocol.scheme();
     let Some(upstream) = find_upstream(routes, request.host, request.path()) else {
         let detail = format!(
             "no route for host {:?} and path {:?}",
@@ -238,7 +243,7 @@ fn prepare(
     let mut upstream_head = Vec::with_capacity(request.head_len + 256);
     let forward = ForwardContext {
         client_ip: peer.ip(),
-        proto: "http",
+        proto,
         request_id: &request_id,
         upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
     };

@@ -15,6 +15,11 @@ pub enum UpstreamFailure {
     Connect(io::Error),
     /// TCP connect did not complete in time. Nothing was sent.
     ConnectTimeout(Duration),
+    /// The TLS handshake with the backend failed (certificate not trusted or not for the name,
+    /// nothing in common, not TLS at all). Nothing was sent: another backend may be tried.
+    Tls(String),
+    /// The TLS handshake did not complete in time. Nothing was sent.
+    TlsTimeout(Duration),
     /// Writing the request failed.
     Send(io::Error),
     /// The backend closed the connection before sending any response byte.
@@ -31,7 +36,9 @@ impl UpstreamFailure {
     /// Status the client gets when no response byte has been sent yet.
     pub fn status(&self) -> u16 {
         match self {
-            UpstreamFailure::ConnectTimeout(_) | UpstreamFailure::Timeout(_) => 504,
+            UpstreamFailure::ConnectTimeout(_)
+            | UpstreamFailure::TlsTimeout(_)
+            | UpstreamFailure::Timeout(_) => 504,
             _ => 502,
         }
     }
@@ -45,6 +52,10 @@ impl UpstreamFailure {
             UpstreamFailure::Connect(e) => format!("could not be connected to ({e})"),
             UpstreamFailure::ConnectTimeout(d) => {
                 format!("did not accept the connection within {d:?}")
+            }
+            UpstreamFailure::Tls(e) => format!("failed the TLS handshake ({e})"),
+            UpstreamFailure::TlsTimeout(d) => {
+                format!("did not complete the TLS handshake within {d:?}")
             }
             UpstreamFailure::Send(e) => format!("failed while receiving the request ({e})"),
             UpstreamFailure::ClosedBeforeResponse => {

@@ -20,12 +20,17 @@ use super::error::UpstreamFailure;
 use super::io::write_all_within;
 use super::pool::UpstreamConn;
 use super::record::RequestRecord;
+use super::stream;
 use super::upstream::{Backend, UpstreamGroup};
+use crate::config::UpstreamTlsConfig;
 use crate::http::{Method, RequestBody, Version};
+use crate::tls::stream::handshake;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
+use rustls::pki_types::ServerName;
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// Forwards `request` and relays the response, then logs what happened. Returns whether the client
@@ -89,8 +94,14 @@ async fn forward_with_failover(
         };
         let conn = match pooled {
             Some(conn) => conn,
-            None => match connect(address, timeouts.upstream_connect).await {
-                Ok(stream) => UpstreamConn::new(stream),
+            None => match connect(
+                address,
+                group.config.tls.as_ref(),
+                timeouts.upstream_connect,
+            )
+            .await
+            {
+                Ok(conn) => conn,
                 Err(failure) => {
                     tracing::debug!(request_id = %request.request_id, backend = %address, "backend {}; trying the next one", failure.describe());
                     tried.push(backend);
@@ -200,14 +211,33 @@ async fn fail(
     false
 }
 
-async fn connect(address: SocketAddr, limit: Duration) -> Result<TcpStream, UpstreamFailure> {
-    match monoio::time::timeout(limit, TcpStream::connect_addr(address)).await {
-        Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
-            Ok(stream)
-        }
-        Ok(Err(e)) => Err(UpstreamFailure::Connect(e)),
-        Err(_) => Err(UpstreamFailure::ConnectTimeout(limit)),
+/// Connects to a backend, and for a TLS group completes the handshake (each step within `limit`).
+/// Nothing of the request has been sent when this fails, so another backend may be tried.
+async fn connect(
+    address: SocketAddr,
+    tls: Option<&UpstreamTlsConfig>,
+    limit: Duration,
+) -> Result<UpstreamConn, UpstreamFailure> {
+    let tcp = match monoio::time::timeout(limit, TcpStream::connect_addr(address)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(UpstreamFailure::Connect(e)),
+        Err(_) => return Err(UpstreamFailure::ConnectTimeout(limit)),
+    };
+    let _ = tcp.set_nodelay(true);
+    let fd = tcp.as_raw_fd();
+    let Some(tls) = tls else {
+        return Ok(UpstreamConn::new(fd, stream::plain(tcp)));
+    };
+    let name = tls
+        .server_name
+        .clone()
+        .unwrap_or_else(|| ServerName::IpAddress(address.ip().into()));
+    let client = rustls::ClientConnection::new(tls.rustls.clone(), name)
+        .map_err(|e| UpstreamFailure::Tls(e.to_string()))?;
+    match monoio::time::timeout(limit, handshake(tcp, client.into())).await {
+        Ok(Ok(halves)) => Ok(UpstreamConn::new(fd, stream::tls(halves))),
+        Ok(Err(e)) => Err(UpstreamFailure::Tls(e.to_string())),
+        Err(_) => Err(UpstreamFailure::TlsTimeout(limit)),
     }
 }
 

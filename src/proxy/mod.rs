@@ -1,8 +1,9 @@
 //! The data plane of one worker.
 //!
 //! Flow: [`run_worker`] converts the worker's bound listeners, reports ready, and runs one accept
-//! loop per listener plus a housekeeping tick. Each accepted connection runs
-//! [`client::serve`]: read a request head, route it, and hand it to [`exchange`], which picks a
+//! loop per listener ([`accept`], which also runs the TLS handshake of https listeners) plus a
+//! housekeeping tick. Each accepted connection runs [`client::serve`] over a plain or TLS
+//! [`stream`]: read a request head, route it, and hand it to [`exchange`], which picks a
 //! backend (failing over on connect errors), streams the request body up and the response back,
 //! and returns the upstream connection to the [`pool`] when both sides ended cleanly.
 //!
@@ -11,6 +12,7 @@
 //!
 //! Everything here is worker-local: no lock and no shared atomic on the request path.
 
+mod accept;
 mod body;
 mod client;
 mod commands;
@@ -22,6 +24,7 @@ mod pool;
 mod record;
 mod request_id;
 mod route;
+mod stream;
 mod sys;
 mod upstream;
 
@@ -46,9 +49,11 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
     let mut accept_loops = Vec::new();
     for (index, std_listener) in spec.listeners.into_iter().enumerate() {
         match monoio::net::TcpListener::from_std(std_listener) {
-            Ok(listener) => {
-                accept_loops.push(monoio::spawn(accept_loop(ctx.clone(), index, listener)))
-            }
+            Ok(listener) => accept_loops.push(monoio::spawn(accept::accept_loop(
+                ctx.clone(),
+                index,
+                listener,
+            ))),
             Err(e) => {
                 let _ = ready.send(Err(format!("listener {index}: {e}")));
                 return;
@@ -95,40 +100,5 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
             open = ctx.open_connections(),
             "drain timeout reached; closing the remaining connections"
         );
-    }
-}
-
-async fn accept_loop(
-    ctx: Rc<WorkerContext>,
-    listener_index: usize,
-    listener: monoio::net::TcpListener,
-) {
-    // A drain cancels the pending accept and the loop awaits its outcome, rather than dropping
-    // it: with io_uring, an accept dropped after the kernel completed it would leak that
-    // connection, which the client then sees reset when the process exits — and with socket
-    // activation such a connection was taken from the queue the next process would have served.
-    let canceller = monoio::io::Canceller::new();
-    let cancel = canceller.handle();
-    monoio::spawn({
-        let ctx = ctx.clone();
-        async move {
-            ctx.drain.triggered().await;
-            canceller.cancel();
-        }
-    });
-    loop {
-        match listener.cancelable_accept(cancel.clone()).await {
-            Ok((stream, peer)) => {
-                // Accepted, perhaps as the drain began: the client is waiting, so serve it.
-                let _ = stream.set_nodelay(true);
-                monoio::spawn(client::serve(ctx.clone(), listener_index, stream, peer));
-            }
-            Err(_) if ctx.drain.is_triggered() => break,
-            Err(e) => {
-                // EMFILE/ENFILE/ENOMEM: back off briefly instead of spinning on the error.
-                tracing::warn!(worker = ctx.id, "accept failed: {e}");
-                monoio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        }
     }
 }

@@ -13,20 +13,21 @@
 //! throw warm connections away. The settings ([`PoolConfig`]) come from the group's current
 //! configuration with every call.
 
+use super::stream::{StreamReader, StreamWriter};
 use super::sys::{peek_idle, IdleState};
 use crate::config::PoolConfig;
-use monoio::io::{OwnedReadHalf, OwnedWriteHalf, Splitable};
-use monoio::net::TcpStream;
 use std::cell::RefCell;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-/// An open connection to one backend, split so request upload and response download can run at
-/// the same time.
+/// An open connection to one backend (plain or TLS), split so request upload and response
+/// download can run at the same time.
 #[derive(Debug)]
 pub struct UpstreamConn {
-    pub r: OwnedReadHalf<TcpStream>,
-    pub w: OwnedWriteHalf<TcpStream>,
+    pub r: StreamReader,
+    pub w: StreamWriter,
+    /// The TCP socket underneath, for the liveness peek (for TLS too: a backend that closed, or
+    /// sent anything while idle — an alert, `close_notify` — is not reused).
     fd: RawFd,
     /// Whether it came from the pool (a failure before any response byte may then be a stale
     /// connection rather than a failing backend).
@@ -34,9 +35,8 @@ pub struct UpstreamConn {
 }
 
 impl UpstreamConn {
-    pub fn new(stream: TcpStream) -> Self {
-        let fd = stream.as_raw_fd();
-        let (r, w) = stream.into_split();
+    /// A fresh connection on socket `fd`.
+    pub fn new(fd: RawFd, (r, w): (StreamReader, StreamWriter)) -> Self {
         Self {
             r,
             w,

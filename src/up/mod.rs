@@ -143,9 +143,13 @@ fn stop_all(instances: &mut [Instance]) {
 
 fn print_banner(server: &Server, instances: &[Instance]) {
     say(format_args!(""));
+    let running = server.control().config();
     for (name, address) in server.listen_addrs() {
+        let scheme = running
+            .listener(name)
+            .map_or("http", |l| l.protocol.scheme());
         say(format_args!(
-            "lbproxy up: proxy ({name}) listening on http://{address}/"
+            "lbproxy up: proxy ({name}) listening on {scheme}://{address}/"
         ));
     }
     for instance in instances {

@@ -11,6 +11,7 @@ pub mod load;
 pub mod raw;
 pub mod spec;
 pub mod systemd;
+pub mod tls;
 
 /// Runs each named `fn(driver: &str)` as two tests, `io_uring::NAME` and `legacy::NAME`.
 macro_rules! on_both_drivers {

@@ -9,6 +9,8 @@ use crate::config::error::{did_you_mean, quote, KeyPath};
 use crate::config::file::{FileConfig, FileListener, FileRoute};
 use crate::config::{ListenerConfig, ListenerProtocol, RouteConfig};
 
+const PROTOCOLS: [&str; 2] = ["http", "https"];
+
 impl Validator<'_> {
     pub(super) fn listeners(
         &mut self,
@@ -68,28 +70,31 @@ impl Validator<'_> {
         };
         let protocol = match raw.protocol.as_deref() {
             None | Some("http") => Some(ListenerProtocol::Http),
-            Some(other @ ("https" | "tcp" | "tls")) => {
+            Some("https") => Some(ListenerProtocol::Https),
+            Some(other @ "tcp") => {
                 self.push(
                     path.key("protocol"),
                     quote(other),
                     format!("protocol `{other}` is not supported yet"),
-                    "use protocol = \"http\"; tcp and https listeners come in a later release",
+                    "use protocol = \"http\" or \"https\"; tcp listeners come in a later release",
                 );
                 None
             }
             Some(other) => {
+                let hint = match other {
+                    "tls" | "ssl" => "for HTTP inside TLS, write protocol = \"https\" ".to_owned(),
+                    _ => did_you_mean(other, PROTOCOLS),
+                };
                 self.push(
                     path.key("protocol"),
                     quote(other),
                     format!("unknown protocol `{other}`"),
-                    format!(
-                        "{}use protocol = \"http\" (tcp and https come later)",
-                        did_you_mean(other, ["http"])
-                    ),
+                    format!("{hint}(the protocols are `http` and `https`)"),
                 );
                 None
             }
         };
+        let tls = self.listener_tls(protocol, raw.tls.as_ref(), path);
         let routes: Vec<Option<RouteConfig>> = raw
             .route
             .iter()
@@ -144,6 +149,7 @@ impl Validator<'_> {
             name: name.to_string(),
             address: address?,
             protocol: protocol?,
+            tls: tls?,
             routes,
         })
     }
@@ -508,13 +514,35 @@ mod tests {
 
     #[test]
     fn protocols_and_names() {
-        let e = one_error(&format!("[listener.http]\naddress = \"127.0.0.1:8443\"\nprotocol = \"https\"\nupstream = \"api\"\n{API}"));
+        let listener = |protocol: &str| {
+            format!(
+                "[listener.http]\naddress = \"127.0.0.1:8443\"\nprotocol = \"{protocol}\"\n\
+                 upstream = \"api\"\n{API}"
+            )
+        };
+        let e = one_error(&listener("tcp"));
         assert_error(
             &e,
             "listener.http.protocol",
-            "\"https\"",
+            "\"tcp\"",
             "not supported yet",
-            "tcp and https listeners come in a later release",
+            "tcp listeners come in a later release",
+        );
+        let e = one_error(&listener("tls"));
+        assert_error(
+            &e,
+            "listener.http.protocol",
+            "\"tls\"",
+            "unknown protocol `tls`",
+            "write protocol = \"https\"",
+        );
+        let e = one_error(&listener("htps"));
+        assert_error(
+            &e,
+            "listener.http.protocol",
+            "\"htps\"",
+            "unknown protocol",
+            "did you mean `http",
         );
         let e = one_error(&format!(
             "[listener.\"my site\"]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n{API}"

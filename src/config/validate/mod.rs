@@ -13,10 +13,12 @@
 //! A [`Config`] is returned only when nothing at all was wrong.
 
 mod listeners;
+mod tls;
 mod upstreams;
 mod values;
 
 use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{did_you_mean, is_bare_key, list, quote, Issues, KeyPath};
@@ -49,7 +51,16 @@ const PLACEHOLDERS: [&str; 3] = ["instance", "port", "address"];
 /// Checks everything; `Some` only when `issues` stayed empty.
 pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> Option<Config> {
     let groups: Vec<String> = file.upstream.keys().cloned().collect();
-    let mut v = Validator { issues, groups };
+    // Files the configuration names are relative to its own directory.
+    let base = match &ctx.source {
+        ConfigSource::File(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ConfigSource::Embedded => PathBuf::new(),
+    };
+    let mut v = Validator {
+        issues,
+        groups,
+        base,
+    };
     let root = KeyPath::root();
     let runtime = v.runtime(&file, &root.key("runtime"), ctx.driver_override.as_deref());
     let limits = v.limits(&file, &root.key("limits"));
@@ -76,6 +87,8 @@ struct Validator<'a> {
     issues: &'a mut Issues,
     /// Upstream group names, sorted: a group's index here is its index in `Config::upstreams`.
     groups: Vec<String>,
+    /// Directory that relative file paths (certificates, keys) are resolved against.
+    base: PathBuf,
 }
 
 /// `Some` of every item only if all are `Some`, after looking at all of them.
@@ -271,12 +284,14 @@ impl Validator<'_> {
         let upstream_connect = timeout(self, &raw.upstream_connect, "upstream_connect", secs(2));
         let upstream_response =
             timeout(self, &raw.upstream_response, "upstream_response", secs(30));
+        let tls_handshake = timeout(self, &raw.tls_handshake, "tls_handshake", secs(10));
         Some(TimeoutsConfig {
             client_header: client_header?,
             client_idle: client_idle?,
             client_body: client_body?,
             upstream_connect: upstream_connect?,
             upstream_response: upstream_response?,
+            tls_handshake: tls_handshake?,
         })
     }
 

@@ -71,6 +71,10 @@ impl Validator<'_> {
             secs(60),
             true,
         );
+        let tls = match &raw.tls {
+            None => Some(None),
+            Some(tls) => self.upstream_tls(tls, &path.key("tls")).map(Some),
+        };
         named?;
         Some(UpstreamConfig {
             name: name.to_string(),
@@ -80,6 +84,7 @@ impl Validator<'_> {
                 max_idle_per_backend: usize::try_from(max_idle?).ok()?,
                 idle_timeout: idle_timeout?,
             },
+            tls: tls?,
         })
     }
 

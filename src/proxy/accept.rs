@@ -1,0 +1,110 @@
+//! Accepting connections and handing each to the protocol of its listener — the one place where
+//! listener protocols are told apart.
+//!
+//! Flow: [`accept_loop`] accepts until the worker drains and spawns [`connection`] for each
+//! socket. `http` connections go straight to [`client::serve`]; `https` ones first complete their
+//! TLS handshake ([`accept_tls`]) with the certificates of the configuration generation current at
+//! accept time, within `timeouts.tls_handshake` (a client that connects and sends nothing, or
+//! sends something that is not TLS, is closed without disturbing anyone else).
+
+use super::client;
+use super::context::WorkerContext;
+use super::stream::{self, StreamReader, StreamWriter};
+use crate::config::ListenerProtocol;
+use crate::tls::stream::handshake;
+use monoio::net::{TcpListener, TcpStream};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How long to pause accepting after an accept error (EMFILE, ENFILE, ENOMEM) instead of spinning.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(10);
+
+pub async fn accept_loop(ctx: Rc<WorkerContext>, listener_index: usize, listener: TcpListener) {
+    // A drain cancels the pending accept and the loop awaits its outcome, rather than dropping
+    // it: with io_uring, an accept dropped after the kernel completed it would leak that
+    // connection, which the client then sees reset when the process exits — and with socket
+    // activation such a connection was taken from the queue the next process would have served.
+    let canceller = monoio::io::Canceller::new();
+    let cancel = canceller.handle();
+    monoio::spawn({
+        let ctx = ctx.clone();
+        async move {
+            ctx.drain.triggered().await;
+            canceller.cancel();
+        }
+    });
+    loop {
+        match listener.cancelable_accept(cancel.clone()).await {
+            Ok((tcp, peer)) => {
+                // Accepted, perhaps as the drain began: the client is waiting, so serve it.
+                let _ = tcp.set_nodelay(true);
+                monoio::spawn(connection(ctx.clone(), listener_index, tcp, peer));
+            }
+            Err(_) if ctx.drain.is_triggered() => break,
+            Err(e) => {
+                tracing::warn!(worker = ctx.id, "accept failed: {e}");
+                monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// One accepted connection, from accept to close.
+async fn connection(ctx: Rc<WorkerContext>, listener: usize, tcp: TcpStream, peer: SocketAddr) {
+    let _open = ctx.track_connection();
+    // A listener's protocol never changes on reload (that needs a restart).
+    let protocol = ctx.generation().config.listeners[listener].protocol;
+    match protocol {
+        ListenerProtocol::Http => client::serve(&ctx, listener, stream::plain(tcp), peer).await,
+        ListenerProtocol::Https => {
+            if let Some(halves) = accept_tls(&ctx, listener, tcp, peer).await {
+                client::serve(&ctx, listener, halves, peer).await;
+            }
+        }
+    }
+}
+
+/// The server side of a TLS handshake. `None`: it failed, timed out or the worker is draining
+/// (logged at debug level: scanners and health checkers fail handshakes all day).
+async fn accept_tls(
+    ctx: &WorkerContext,
+    listener: usize,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(StreamReader, StreamWriter)> {
+    let (rustls, limit) = {
+        let generation = ctx.generation();
+        let config = &generation.config;
+        let tls = config.listeners[listener].tls.as_ref()?;
+        (tls.rustls.clone(), config.timeouts.tls_handshake)
+    };
+    let server = match rustls::ServerConnection::new(rustls) {
+        Ok(server) => server,
+        Err(e) => {
+            tracing::error!(worker = ctx.id, client = %peer, "cannot start a TLS session: {e}");
+            return None;
+        }
+    };
+    let handshake = monoio::time::timeout(limit, handshake(tcp, server.into()));
+    let outcome = monoio::select! {
+        outcome = handshake => outcome,
+        // No request has started on this connection: a drain closes it at once.
+        _ = ctx.drain.triggered() => return None,
+    };
+    match outcome {
+        Ok(Ok(halves)) => Some(stream::tls(halves)),
+        Ok(Err(e)) => {
+            tracing::debug!(worker = ctx.id, client = %peer, "TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(
+                worker = ctx.id,
+                client = %peer,
+                "TLS handshake not completed within {limit:?}; closing"
+            );
+            None
+        }
+    }
+}
