@@ -51,7 +51,7 @@ fn a_post_the_backend_read_and_dropped_is_502_and_never_sent_again(driver: &str)
     assert!(
         response
             .text()
-            .contains("closed the connection without responding; not retried: the backend may have received the request"),
+            .contains("upstream \"api\" closed the connection without responding"),
         "{}",
         response.text()
     );

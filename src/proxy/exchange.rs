@@ -86,12 +86,23 @@ async fn forward_with_failover(
             let failure = match &last_failure {
                 Some(failure) => Failure {
                     status: failure.status(),
-                    detail: format!(
-                        "upstream \"{}\": no backend left to try after {} attempts; the last one {}",
-                        group.name,
-                        record.attempts.get(),
-                        failure.describe()
-                    ),
+                    detail: if tried.len() == group.backends.len() {
+                        format!(
+                            "upstream \"{}\": all {} backends failed; the last one {}",
+                            group.name,
+                            tried.len(),
+                            failure.describe()
+                        )
+                    } else {
+                        format!(
+                            "upstream \"{}\": no other backend is usable after {} failed \
+                             attempts ({}); the last one {}",
+                            group.name,
+                            record.attempts.get(),
+                            select::why_none_usable(group),
+                            failure.describe()
+                        )
+                    },
                     backend: record.backend.get(),
                     gave_up: GaveUp::AllTried,
                 },
@@ -204,18 +215,11 @@ async fn forward_with_failover(
                         continue;
                     }
                 }
+                // Not retried (the log line's reason says so): a timeout or an invalid
+                // response, or a request the backend may have received and acted on.
                 let failure = Failure {
                     status: failure.status(),
-                    detail: format!(
-                        "upstream \"{}\" {}{}",
-                        group.name,
-                        failure.describe(),
-                        if lost && !replayable {
-                            "; not retried: the backend may have received the request"
-                        } else {
-                            ""
-                        }
-                    ),
+                    detail: format!("upstream \"{}\" {}", group.name, failure.describe()),
                     backend: Some(address),
                     gave_up: GaveUp::NotRetryable,
                 };
