@@ -4,7 +4,8 @@
 //! [`server::Server::start`] binds every listener, starts one worker thread per core (each its own
 //! monoio runtime, its own `SO_REUSEPORT` listener, pool and balancer state) and returns once all
 //! are listening; each worker runs [`proxy`] on its accepted connections, using the sans-io
-//! [`http`] codec. `lbproxy up` ([`up`]) runs API instances and the proxy together; under systemd,
+//! [`http`] codec and the [`balancer`]s; the [`health`] thread probes backends once for all
+//! workers. `lbproxy up` ([`up`]) runs API instances and the proxy together; under systemd,
 //! [`systemd`] adds socket activation, sd_notify, the honest watchdog, reload confirmation and
 //! native journal logging.
 
@@ -14,6 +15,7 @@
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod listener;
 pub mod proxy;

@@ -217,6 +217,28 @@ fn get(url: &str) -> Reply {
     }
 }
 
+/// `POST url` with a text body, whatever the status.
+fn post(url: &str, body: &str) -> Reply {
+    let response = match ureq::post(url).send_string(body) {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("POST {url} failed: {error}"),
+    };
+    let status = response.status();
+    let instance = response.header("X-Instance").map(str::to_owned);
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .read_to_end(&mut body)
+        .expect("cannot read the body");
+    Reply {
+        status,
+        instance,
+        content_type: None,
+        content_length: None,
+        body,
+    }
+}
+
 /// Issues `GET url` from another thread, for requests that must be in flight during a test step.
 fn get_in_background(url: String) -> JoinHandle<Reply> {
     thread::spawn(move || get(&url))
@@ -401,6 +423,42 @@ fn health_endpoints_report_live_and_ready() {
     let ready = get(&api.url("/health/ready"));
     assert_eq!((ready.status, ready.text()), (200, "ready"));
     assert_eq!(ready.instance.as_deref(), Some("7"));
+}
+
+#[test]
+fn faults_hold_readiness_and_fail_ordinary_requests_until_lifted() {
+    let api = DemoApi::start(&[]);
+    assert_eq!(readiness(&api), (200, "ready".to_owned()));
+
+    let held = post(&api.url("/admin/ready"), "off");
+    assert_eq!(held.status, 200);
+    assert_eq!(held.json()["ready_held"], json!(true));
+    assert_eq!(readiness(&api), (503, "held".to_owned()));
+    assert_eq!(
+        get(&api.url("/")).status,
+        200,
+        "everything else still serves"
+    );
+    post(&api.url("/admin/ready"), "on");
+    assert_eq!(readiness(&api), (200, "ready".to_owned()));
+
+    let failing = post(&api.url("/admin/fail"), "503");
+    assert_eq!(failing.json()["fail"], json!(503));
+    let reply = get(&api.url("/status?code=200"));
+    assert_eq!(
+        (reply.status, reply.text()),
+        (503, "503 injected failure\n")
+    );
+    assert_eq!(reply.instance.as_deref(), Some("7"));
+    assert_eq!(readiness(&api).0, 200, "health endpoints are not failed");
+    post(&api.url("/admin/fail"), "off");
+    assert_eq!(get(&api.url("/status?code=200")).status, 200);
+
+    assert_eq!(post(&api.url("/admin/fail"), "404").status, 400);
+    assert_eq!(post(&api.url("/admin/ready"), "maybe").status, 400);
+    let faults = get(&api.url("/admin/faults")).json();
+    assert_eq!(faults["fail"], Value::Null);
+    assert!(faults["ready_probes"].as_u64().unwrap() >= 4, "{faults}");
 }
 
 #[test]

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 
 on_both_drivers!(
     refused_backends_are_502,
+    none_healthy_is_503,
     backend_closing_without_response_is_retried_only_when_safe,
     silent_backend_is_504_and_its_connection_closed,
     invalid_status_line_or_fields_are_502_and_never_reused,
@@ -57,9 +58,8 @@ fn assert_forwarded(received: &[u8], template: &str, id: &str) {
     );
 }
 
-// HTTP.md: backend refuses → 502 (and the next backend is tried first).
-// "None healthy → 503" needs health checks, which the proxy does not have yet: every backend is
-// tried, so the last failure decides.
+// HTTP.md: backend refuses → 502 (and the next backend is tried first). Without health checks
+// every backend is tried, so the last failure decides.
 fn refused_backends_are_502(driver: &str) {
     let proxy = proxy_for(driver, &[closed_port(), closed_port()], "");
     let mut conn = RawConn::open(proxy.addr);
@@ -89,6 +89,34 @@ fn refused_backends_are_502(driver: &str) {
 // HTTP.md: backend accepts and closes without a response → 502; retry elsewhere only if no byte
 // of the request was sent or the method is idempotent (here: idempotent and without a body, as a
 // streamed body cannot be replayed).
+// HTTP.md: none healthy → 503, naming why; no backend is contacted.
+fn none_healthy_is_503(driver: &str) {
+    let dead = closed_port();
+    let proxy = proxy_for(
+        driver,
+        &[dead],
+        "[upstream.api.health]\ntype = \"tcp\"\ninterval = \"50ms\"\n",
+    );
+    // Its first probe fails, which takes it out (a backend starts on probation).
+    common::wait_until(
+        std::time::Duration::from_secs(10),
+        "the probe to mark the backend down",
+        || {
+            let mut conn = RawConn::open(proxy.addr);
+            conn.send(&get("/h"));
+            conn.read_response("GET").text().starts_with("HTTP/1.1 503")
+        },
+    );
+    let mut conn = RawConn::open(proxy.addr);
+    conn.send(&get("/h"));
+    assert_proxy_error(
+        &conn.read_response("GET"),
+        503,
+        "upstream \"api\" has no usable backend (1 backend: 1 down)",
+    );
+    conn.assert_closed();
+}
+
 fn backend_closing_without_response_is_retried_only_when_safe(driver: &str) {
     // One backend: the retry has nowhere to go.
     let closer = RawBackend::start(Reply::CloseWithoutResponse);

@@ -132,9 +132,18 @@ pub(crate) struct FileRoute {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileUpstream {
     pub balance: Option<String>,
+    /// `"client_ip"`, `"header:NAME"` or `"cookie:NAME"` (maglev only).
+    pub hash_key: Option<String>,
+    pub slow_start: Option<FileDuration>,
     pub backends: Option<Vec<FileBackend>>,
     #[serde(default)]
     pub pool: FilePool,
+    /// Present: active health checks on. Read by `read` (absent stays `None`).
+    pub health: Option<FileHealth>,
+    #[serde(default)]
+    pub outlier: FileOutlier,
+    #[serde(default)]
+    pub retry: FileRetry,
     /// `[upstream.NAME.tls]`: TLS to the backends.
     pub tls: Option<FileUpstreamTls>,
 }
@@ -163,6 +172,8 @@ pub(crate) enum FileBackend {
 pub(crate) struct FileBackendTable {
     pub address: Option<String>,
     pub weight: Option<FileInt>,
+    pub backup: Option<FileBool>,
+    pub drain: Option<FileBool>,
 }
 
 /// `[upstream.NAME.pool]`
@@ -171,6 +182,43 @@ pub(crate) struct FileBackendTable {
 pub(crate) struct FilePool {
     pub max_idle_per_backend: Option<FileInt>,
     pub idle_timeout: Option<FileDuration>,
+}
+
+/// `[upstream.NAME.health]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileHealth {
+    /// `"http"` or `"tcp"`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub path: Option<String>,
+    /// A status set: `"200-399"`, `"200,204"`, `"2xx"`.
+    pub expect: Option<String>,
+    pub host: Option<String>,
+    pub interval: Option<FileDuration>,
+    pub timeout: Option<FileDuration>,
+    pub rise: Option<FileInt>,
+    pub fall: Option<FileInt>,
+}
+
+/// `[upstream.NAME.outlier]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileOutlier {
+    pub consecutive_failures: Option<FileInt>,
+    pub statuses: Option<String>,
+    pub base_ejection_time: Option<FileDuration>,
+    pub max_ejection_time: Option<FileDuration>,
+    pub max_ejection_percent: Option<FileInt>,
+}
+
+/// `[upstream.NAME.retry]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRetry {
+    pub max_retries: Option<FileInt>,
+    pub budget_percent: Option<FileInt>,
+    pub budget_min_per_second: Option<FileInt>,
 }
 
 /// `[up]`
@@ -349,7 +397,14 @@ mod tests {
             fields_of::<FileConfig>(),
             ["runtime", "limits", "timeouts", "log", "listener", "upstream", "up", "env"]
         );
-        assert_eq!(fields_of::<FileBackendTable>(), ["address", "weight"]);
+        assert_eq!(
+            fields_of::<FileBackendTable>(),
+            ["address", "weight", "backup", "drain"]
+        );
+        assert_eq!(
+            fields_of::<FileHealth>(),
+            ["type", "path", "expect", "host", "interval", "timeout", "rise", "fall"]
+        );
     }
 
     #[test]

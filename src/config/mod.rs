@@ -210,6 +210,8 @@ mod tests {
         BackendConfig {
             address: address.parse().expect("address"),
             weight: NonZeroU32::new(weight).expect("weight"),
+            backup: false,
+            drain: false,
         }
     }
 
@@ -268,6 +270,31 @@ mod tests {
                     idle_timeout: secs(60),
                 },
                 tls: None,
+                hash_key: None,
+                slow_start: Duration::ZERO,
+                health: Some(HealthConfig {
+                    check: HealthCheck::Http {
+                        path: "/health/ready".into(),
+                        expect: StatusSet::range(200, 399),
+                        host: None,
+                    },
+                    interval: secs(2),
+                    timeout: secs(1),
+                    rise: 2,
+                    fall: 3,
+                }),
+                outlier: OutlierConfig {
+                    consecutive_failures: 5,
+                    statuses: StatusSet::range(500, 599),
+                    base_ejection_time: secs(30),
+                    max_ejection_time: secs(300),
+                    max_ejection_percent: 10,
+                },
+                retry: RetryConfig {
+                    max_retries: 2,
+                    budget_percent: 20,
+                    budget_min_per_second: 10,
+                },
             }],
             up: UpConfig {
                 upstream: Some(0),
@@ -287,6 +314,13 @@ mod tests {
         assert_eq!(embedded.limits, minimal.limits);
         assert_eq!(embedded.timeouts, minimal.timeouts);
         assert_eq!(embedded.upstreams[0].pool, minimal.upstreams[0].pool);
+        assert_eq!(embedded.upstreams[0].outlier, minimal.upstreams[0].outlier);
+        assert_eq!(embedded.upstreams[0].retry, minimal.upstreams[0].retry);
+        let with_health = valid(&format!("{MINIMAL}[upstream.api.health]\n"));
+        assert_eq!(
+            embedded.upstreams[0].health,
+            with_health.upstreams[0].health
+        );
         assert_eq!(embedded.up, minimal.up);
         assert!(matches!(minimal.source, ConfigSource::File(_)));
     }

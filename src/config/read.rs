@@ -18,8 +18,8 @@ use serde_path_to_error::Segment;
 
 use super::error::{closest, list, render, Issues, KeyPath};
 use super::file::{
-    fields_of, FileBackend, FileBackendTable, FileCertificate, FileConfig, FileListener,
-    FileListenerTls, FilePool, FileUpstream, FileUpstreamTls,
+    fields_of, FileBackend, FileBackendTable, FileCertificate, FileConfig, FileHealth,
+    FileListener, FileListenerTls, FileOutlier, FilePool, FileRetry, FileUpstream, FileUpstreamTls,
 };
 
 /// Types the whole document. `[env]` must already be gone (see `overlay::apply_env`).
@@ -186,9 +186,16 @@ fn upstream(value: toml::Value, path: &KeyPath, issues: &mut Issues) -> FileUpst
     let backends = table.remove("backends");
     let pool = table.remove("pool");
     let tls = table.remove("tls");
+    let health = table.remove("health");
+    let outlier = table.remove("outlier");
+    let retry = table.remove("retry");
     let mut upstream: FileUpstream = typed(table, path, issues);
     upstream.pool = section::<FilePool>(pool, &path.key("pool"), issues);
     upstream.tls = tls.map(|tls| section::<FileUpstreamTls>(Some(tls), &path.key("tls"), issues));
+    upstream.health =
+        health.map(|health| section::<FileHealth>(Some(health), &path.key("health"), issues));
+    upstream.outlier = section::<FileOutlier>(outlier, &path.key("outlier"), issues);
+    upstream.retry = section::<FileRetry>(retry, &path.key("retry"), issues);
     let backends_path = path.key("backends");
     upstream.backends = match backends {
         None => None,

@@ -203,9 +203,21 @@ pub struct RouteConfig {
 pub struct UpstreamConfig {
     pub name: String,
     pub balance: BalanceAlgorithm,
-    /// Never empty.
+    /// What `maglev` hashes. `Some` exactly when `balance` is `Maglev` (default `ClientIp`).
+    pub hash_key: Option<HashKey>,
+    /// Never empty; at least one is not a backup.
     pub backends: Vec<BackendConfig>,
     pub pool: PoolConfig,
+    /// A backend that becomes usable again (health check passes, readmitted after an ejection,
+    /// added by a reload) ramps its weight from 10% to 100% over this long. Zero (the default)
+    /// turns slow start off.
+    pub slow_start: Duration,
+    /// `[upstream.NAME.health]`: active probes; `None` when the section is absent.
+    pub health: Option<HealthConfig>,
+    /// `[upstream.NAME.outlier]`: passive outlier detection (per worker).
+    pub outlier: OutlierConfig,
+    /// `[upstream.NAME.retry]`: retry limits.
+    pub retry: RetryConfig,
     /// TLS to the backends; `None`: plain TCP.
     pub tls: Option<UpstreamTlsConfig>,
 }
@@ -244,6 +256,26 @@ pub enum BalanceAlgorithm {
     RoundRobin,
     /// Smooth weighted round robin.
     Weighted,
+    /// Fewest requests in flight on this worker (weighted).
+    LeastConn,
+    /// Power of two random choices on requests in flight.
+    P2c,
+    /// Weighted random.
+    Random,
+    /// Consistent hashing with a Maglev lookup table.
+    Maglev,
+}
+
+/// What a consistent-hashing balancer hashes to pick a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's IP address (not the port).
+    ClientIp,
+    /// The value of this request header (name stored lowercase). Requests without it are spread
+    /// as by round robin.
+    Header(String),
+    /// The value of this cookie. Requests without it are spread as by round robin.
+    Cookie(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +283,120 @@ pub struct BackendConfig {
     pub address: SocketAddr,
     /// Default 1.
     pub weight: NonZeroU32,
+    /// Receives requests only when no primary (non-backup) backend is usable. Default false.
+    pub backup: bool,
+    /// Draining: no new requests; requests in flight finish; idle connections to it are closed.
+    /// Default false.
+    pub drain: bool,
+}
+
+/// `[upstream.NAME.health]`: active health probes, run once per backend by the control side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub check: HealthCheck,
+    /// Time between the end of one probe and the start of the next. Default 2s.
+    pub interval: Duration,
+    /// A probe that takes longer fails. Default 1s.
+    pub timeout: Duration,
+    /// Consecutive passing probes that bring a down backend up. Default 2.
+    pub rise: u32,
+    /// Consecutive failing probes that take an up backend down. Default 3.
+    pub fall: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheck {
+    /// `GET path` must answer a status in `expect`.
+    Http {
+        /// Default `/health/ready`.
+        path: String,
+        /// Default `200-399`.
+        expect: StatusSet,
+        /// `Host` header; default the backend's `IP:PORT`.
+        host: Option<String>,
+    },
+    /// A TCP connect must succeed.
+    Tcp,
+}
+
+/// `[upstream.NAME.outlier]`: passive outlier detection, per worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierConfig {
+    /// Consecutive failures (connect errors, timeouts, lost connections, invalid responses and
+    /// responses with a status in `statuses`) that eject a backend. 0 turns detection off.
+    /// Default 5.
+    pub consecutive_failures: u32,
+    /// Response statuses that count as failures. Default `500-599`.
+    pub statuses: StatusSet,
+    /// First ejection time; the n-th consecutive ejection lasts n times this. Default 30s.
+    pub base_ejection_time: Duration,
+    /// Ejections never last longer than this. Default 300s.
+    pub max_ejection_time: Duration,
+    /// At most this share of the group's backends is ejected at once (at least one may always
+    /// be). Default 10.
+    pub max_ejection_percent: u32,
+}
+
+/// `[upstream.NAME.retry]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryConfig {
+    /// Retries per request after the first attempt. Default 2.
+    pub max_retries: u32,
+    /// Retry budget, per worker and group: over the last 10 seconds, retries may number at most
+    /// this percentage of the requests received, plus `budget_min_per_second` × 10. Default 20.
+    pub budget_percent: u32,
+    /// The budget's floor, so that a quiet group can still retry. Default 10.
+    pub budget_min_per_second: u32,
+}
+
+/// A set of HTTP status codes (100..=599), written `"200-399"`, `"502,503,504"`, `"5xx"`.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatusSet([u64; 10]);
+
+impl StatusSet {
+    /// Every status from `low` to `high` inclusive (both within 0..640).
+    pub fn range(low: u16, high: u16) -> Self {
+        let mut set = StatusSet::default();
+        set.insert_range(low, high);
+        set
+    }
+
+    pub fn insert_range(&mut self, low: u16, high: u16) {
+        for status in low..=high.min(639) {
+            self.0[usize::from(status / 64)] |= 1 << (status % 64);
+        }
+    }
+
+    pub fn contains(&self, status: u16) -> bool {
+        status < 640 && self.0[usize::from(status / 64)] & (1 << (status % 64)) != 0
+    }
+
+    /// The set as ranges, e.g. `"200-399"` or `"502-504,507"`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let mut status = 0u16;
+        while status < 640 {
+            if self.contains(status) {
+                let start = status;
+                while status + 1 < 640 && self.contains(status + 1) {
+                    status += 1;
+                }
+                parts.push(if start == status {
+                    start.to_string()
+                } else {
+                    format!("{start}-{status}")
+                });
+            }
+            status += 1;
+        }
+        parts.join(",")
+    }
+}
+
+impl std::fmt::Debug for StatusSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StatusSet({})", self.describe())
+    }
 }
 
 /// `[upstream.NAME.pool]`: per worker, per backend keep-alive pool.

@@ -23,6 +23,7 @@ mod chunked;
 mod forward;
 mod framing;
 mod headers;
+mod lookup;
 mod request;
 mod request_fields;
 mod response;

@@ -7,6 +7,7 @@ use super::error::write_error_response;
 use super::exchange;
 use super::io::{read_append, write_all_within};
 use super::route::find_upstream;
+use super::select;
 use super::stream::{StreamReader, StreamWriter};
 use super::upstream::Generation;
 use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Version};
@@ -46,10 +47,15 @@ pub struct PendingRequest {
     /// The client wants the connection kept open afterwards.
     pub keep_alive: bool,
     pub expect_continue: bool,
+    /// Our `100 Continue` went out (a retry must not send a second one).
+    pub continue_sent: bool,
     pub upgrade: bool,
     pub request_id: String,
     /// Index of the upstream group chosen by the routes, in `generation.upstreams`.
     pub upstream: usize,
+    /// What a consistent-hashing group balances on (client IP, header or cookie); `None` for
+    /// other groups and when the header or cookie is absent.
+    pub hash_key: Option<u64>,
     /// The head to send upstream (request line and headers, rebuilt by the codec).
     pub upstream_head: Vec<u8>,
     /// `METHOD target` for log lines.
@@ -249,6 +255,8 @@ fn prepare(
     };
     request.write_upstream_head(&forward, &mut upstream_head);
     let summary = format!("{} {}", request.method_str, request.target);
+    let hash_key =
+        select::request_key(config.upstreams[upstream].hash_key.as_ref(), &request, peer);
     let pending = PendingRequest {
         generation,
         method: request.method,
@@ -256,10 +264,12 @@ fn prepare(
         body: request.body,
         keep_alive: request.keep_alive,
         expect_continue: request.expect_continue,
+        continue_sent: false,
         upgrade: request.upgrade.is_some(),
         summary,
         request_id,
         upstream,
+        hash_key,
         upstream_head,
     };
     Ok(pending)

@@ -3,14 +3,18 @@
 
 use super::context::WorkerContext;
 use super::upstream::Generation;
+use crate::health::HealthTable;
 use crate::runtime::command::{PrepareReply, WorkerCommand};
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Inbox {
     commands: Receiver<WorkerCommand>,
     /// The generation built by the last `Prepare`, waiting for its `Commit` or `Abort`.
     prepared: Option<(u64, Generation)>,
+    /// The latest active-health verdicts, applied again to each committed generation.
+    health: Option<Arc<HealthTable>>,
 }
 
 impl Inbox {
@@ -18,6 +22,7 @@ impl Inbox {
         Self {
             commands,
             prepared: None,
+            health: None,
         }
     }
 
@@ -50,6 +55,9 @@ impl Inbox {
                 Some((prepared, next)) if prepared == reload => {
                     tracing::debug!(worker = ctx.id, reload, "configuration committed");
                     ctx.commit(next);
+                    if let Some(table) = &self.health {
+                        ctx.generation().apply_health(table, ctx.id);
+                    }
                     let _ = done.send(ctx.id);
                 }
                 other => {
@@ -66,6 +74,10 @@ impl Inbox {
                 if self.prepared.as_ref().is_some_and(|(n, _)| *n == reload) {
                     self.prepared = None;
                 }
+            }
+            WorkerCommand::Health(table) => {
+                ctx.generation().apply_health(&table, ctx.id);
+                self.health = Some(table);
             }
             WorkerCommand::FaultStall => {
                 tracing::error!(

@@ -36,11 +36,12 @@ impl WorkerContext {
         self.generation.borrow().clone()
     }
 
-    /// Makes `next` the generation for new requests and retires the backends it dropped.
+    /// Makes `next` the generation for new requests: backends that stay take their new
+    /// settings, and the ones it dropped are retired.
     pub fn commit(&self, next: Generation) {
         let next = Rc::new(next);
         let old = self.generation.replace(next.clone());
-        next.retire_replaced(&old);
+        next.take_over(&old);
     }
 
     pub fn open_connections(&self) -> usize {

@@ -1,27 +1,39 @@
 //! One request/response exchange with an upstream group.
 //!
-//! Flow: pick a backend ([`crate::balancer`]), take a pooled connection or connect (a connect
-//! failure tries the next backend: nothing was sent), send the head, then — when the request has
-//! a body — upload it while the response is read, so a backend that answers before reading the
-//! whole body (or echoes it as it reads) cannot deadlock us. The response is relayed by
+//! Flow: pick a backend ([`select::choose`]: balancer, health, ejection, drain, backups), take
+//! a pooled connection or connect, send the head, then — when the request has a body — upload it
+//! while the response is read, so a backend that answers before reading the whole body (or
+//! echoes it as it reads) cannot deadlock us. The response is relayed by
 //! [`body::relay_response`], and the upstream connection goes back to the pool only if both
-//! messages ended exactly at their framing.
+//! messages ended exactly at their framing. Every try is an [`Attempt`], judged for outlier
+//! detection when it ends.
 //!
-//! Retries: a connect failure → next backend, any method (nothing was sent). A connection lost
-//! before any response byte → again, only for an idempotent request without a body (a streamed
-//! body cannot be replayed): on a fresh connection to the same choice when the lost one came from
-//! the pool (it may just have been stale), else on another backend. Timeouts and invalid
-//! responses are not retried, and nothing is once a response byte has reached the client.
+//! Retries (each within `retry.max_retries` and the worker's retry budget, see [`super::retry`]):
+//! - a connect failure → the next candidate, any method (nothing was sent);
+//! - writing the request head failed → again, any method: the backend cannot have received a
+//!   complete request, and no byte of the body has been read from the client yet;
+//! - the connection was lost before any response byte → again only for an idempotent request
+//!   without a body (RFC 9110 §9.2.2; a streamed body cannot be replayed): on a fresh connection
+//!   to the same backend when the lost one came from the pool (it may just have been stale; this
+//!   one does not count against the limits), else on another backend.
+//!
+//! Timeouts and invalid responses are not retried, a request that may have reached a backend
+//! with a body (a POST it may have acted on) never is, and nothing is once a response byte has
+//! reached the client. When retries run out the client gets the last failure (502/504) and the
+//! log says why no retry was made; with no usable backend at all, 503.
 
 use super::body::{self, Relay, RelayError, Relayed, UploadError};
 use super::client::{respond_and_close, ClientConn, PendingRequest};
 use super::context::WorkerContext;
 use super::error::UpstreamFailure;
 use super::io::write_all_within;
+use super::outlier::{Attempt, Verdict};
 use super::pool::UpstreamConn;
-use super::record::RequestRecord;
+use super::record::{GaveUp, RequestRecord};
+use super::retry::{Refusal, RetryBudget, RetryCount};
+use super::select;
 use super::stream;
-use super::upstream::{Backend, UpstreamGroup};
+use super::upstream::UpstreamGroup;
 use crate::config::UpstreamTlsConfig;
 use crate::http::{Method, RequestBody, Version};
 use crate::tls::stream::handshake;
@@ -47,7 +59,7 @@ pub async fn forward(
     keep_client
 }
 
-/// Picks backends until one answers or none is left (see the module doc for what is retried).
+/// Picks backends until one answers or retrying stops (see the module doc for what is retried).
 async fn forward_with_failover(
     ctx: &WorkerContext,
     client: &mut ClientConn,
@@ -57,40 +69,65 @@ async fn forward_with_failover(
     let generation = request.generation.clone();
     let group = &generation.upstreams[request.upstream];
     let timeouts = &generation.config.timeouts;
+    group.state.retry_budget.record_request();
+    let mut retries = RetryCount::default();
     let mut tried: Vec<usize> = Vec::new();
-    let mut last_failure: Option<(usize, UpstreamFailure)> = None;
-    let mut fresh_only = false;
-    let retryable = request.body == RequestBody::None && request.method.is_idempotent();
+    let mut last_failure: Option<UpstreamFailure> = None;
+    // Set after a pooled connection was lost: the same backend again, on a fresh connection.
+    let mut again_fresh: Option<usize> = None;
+    let replayable = request.body == RequestBody::None && request.method.is_idempotent();
 
     loop {
-        let Some(backend) = group.balancer.select(|i| tried.contains(&i)) else {
+        let fresh_only = again_fresh.is_some();
+        let chosen = again_fresh
+            .take()
+            .or_else(|| select::choose(group, request.hash_key, &tried));
+        let Some(index) = chosen else {
             let failure = match &last_failure {
-                Some((b, failure)) => Failure {
+                Some(failure) => Failure {
                     status: failure.status(),
-                    detail: format!(
-                        "upstream \"{}\": all {} backends failed; the last one {}",
-                        group.name,
-                        group.backends.len(),
-                        failure.describe()
-                    ),
-                    backend: Some(group.backends[*b].address),
+                    detail: if tried.len() == group.backends.len() {
+                        format!(
+                            "upstream \"{}\": all {} backends failed; the last one {}",
+                            group.name,
+                            tried.len(),
+                            failure.describe()
+                        )
+                    } else {
+                        format!(
+                            "upstream \"{}\": no other backend is usable after {} failed \
+                             attempts ({}); the last one {}",
+                            group.name,
+                            record.attempts.get(),
+                            select::why_none_usable(group),
+                            failure.describe()
+                        )
+                    },
+                    backend: record.backend.get(),
+                    gave_up: GaveUp::AllTried,
                 },
                 None => Failure {
                     status: 503,
-                    detail: format!("upstream \"{}\" has no usable backend", group.name),
+                    detail: format!(
+                        "upstream \"{}\" has no usable backend ({})",
+                        group.name,
+                        select::why_none_usable(group)
+                    ),
                     backend: None,
+                    gave_up: GaveUp::NoUsableBackend,
                 },
             };
             return fail(ctx, client, request, group, failure, record).await;
         };
-        let target = &group.backends[backend];
+        let target = &group.backends[index];
         let address = target.address;
         record.backend.set(Some(address));
         record.attempts.set(record.attempts.get() + 1);
+        let attempt = Attempt::begin(group, index);
         let pooled = if fresh_only {
             None
         } else {
-            target.pool.checkout(&group.config.pool, retryable)
+            target.pool.checkout(&group.config.pool, replayable)
         };
         let conn = match pooled {
             Some(conn) => conn,
@@ -103,68 +140,129 @@ async fn forward_with_failover(
             {
                 Ok(conn) => conn,
                 Err(failure) => {
+                    attempt.finish(ctx.id, Verdict::Failed(&failure));
+                    // It refuses new connections: its idle ones are most likely dead too.
+                    target.pool.clear();
+                    tried.push(index);
+                    // Nothing was sent: any method may go to the next backend.
+                    if let Err(refusal) =
+                        retries.permit(&group.config.retry, &group.state.retry_budget)
+                    {
+                        let failure = not_retried(group, address, &failure, refusal, record);
+                        return fail(ctx, client, request, group, failure, record).await;
+                    }
                     tracing::debug!(request_id = %request.request_id, backend = %address, "backend {}; trying the next one", failure.describe());
-                    tried.push(backend);
-                    last_failure = Some((backend, failure));
+                    last_failure = Some(failure);
                     continue;
                 }
             },
         };
         let reused = conn.reused;
-        match exchange(ctx, client, request, group, target, conn, record).await {
-            Outcome::Done { keep_client } => return keep_client,
-            Outcome::Abort => return false,
+        match exchange(ctx, client, request, group, index, conn, record).await {
+            Outcome::Done { keep_client } => {
+                let verdict = attempt.verdict_for_status(record.status.get());
+                attempt.finish(ctx.id, verdict);
+                return keep_client;
+            }
+            Outcome::Abort { upstream_failure } => {
+                if let Some(failure) = &upstream_failure {
+                    attempt.finish(ctx.id, Verdict::Failed(failure));
+                }
+                return false;
+            }
             Outcome::ClientError { status, detail } => {
-                return fail(
-                    ctx,
-                    client,
-                    request,
-                    group,
-                    Failure {
-                        status,
-                        detail,
-                        backend: Some(address),
-                    },
-                    record,
-                )
-                .await
+                drop(attempt);
+                let failure = Failure {
+                    status,
+                    detail,
+                    backend: Some(address),
+                    gave_up: GaveUp::ClientError,
+                };
+                return fail(ctx, client, request, group, failure, record).await;
             }
             Outcome::Failed(failure) => {
-                // Nothing of the response reached the client. An idempotent request without a
-                // body may go again (RFC 9110 §9.2.2): on a fresh connection when a pooled one
-                // turned out stale, else to another backend.
-                let connection_lost = matches!(
-                    failure,
-                    UpstreamFailure::ClosedBeforeResponse
-                        | UpstreamFailure::Read(_)
-                        | UpstreamFailure::Send(_)
-                );
-                if connection_lost && retryable {
-                    if reused {
-                        fresh_only = true;
-                    } else {
-                        tried.push(backend);
+                // Nothing of the response reached the client. Writing the head failed: the
+                // backend has no complete request. Lost after that: it may have one, so only a
+                // request that may be sent twice goes again.
+                let head_unsent = matches!(failure, UpstreamFailure::Send(_));
+                let lost = head_unsent
+                    || matches!(
+                        failure,
+                        UpstreamFailure::ClosedBeforeResponse | UpstreamFailure::Read(_)
+                    );
+                let may_retry = head_unsent || (lost && replayable);
+                if reused && lost {
+                    // A stale pooled connection says nothing about the backend: no verdict.
+                    drop(attempt);
+                    if may_retry {
+                        tracing::debug!(request_id = %request.request_id, backend = %address, "pooled connection {}; again on a fresh one", failure.describe());
+                        again_fresh = Some(index);
+                        last_failure = Some(failure);
+                        continue;
                     }
-                    tracing::debug!(request_id = %request.request_id, backend = %address, "backend {}; retrying", failure.describe());
-                    last_failure = Some((backend, failure));
-                    continue;
+                } else {
+                    attempt.finish(ctx.id, Verdict::Failed(&failure));
+                    if may_retry {
+                        tried.push(index);
+                        if let Err(refusal) =
+                            retries.permit(&group.config.retry, &group.state.retry_budget)
+                        {
+                            let failure = not_retried(group, address, &failure, refusal, record);
+                            return fail(ctx, client, request, group, failure, record).await;
+                        }
+                        tracing::debug!(request_id = %request.request_id, backend = %address, "backend {}; retrying", failure.describe());
+                        last_failure = Some(failure);
+                        continue;
+                    }
                 }
-                let detail = format!("upstream \"{}\" {}", group.name, failure.describe());
-                return fail(
-                    ctx,
-                    client,
-                    request,
-                    group,
-                    Failure {
-                        status: failure.status(),
-                        detail,
-                        backend: Some(address),
-                    },
-                    record,
-                )
-                .await;
+                // Not retried (the log line's reason says so): a timeout or an invalid
+                // response, or a request the backend may have received and acted on.
+                let failure = Failure {
+                    status: failure.status(),
+                    detail: format!("upstream \"{}\" {}", group.name, failure.describe()),
+                    backend: Some(address),
+                    gave_up: GaveUp::NotRetryable,
+                };
+                return fail(ctx, client, request, group, failure, record).await;
             }
         }
+    }
+}
+
+/// The answer when a retry was due but refused.
+fn not_retried(
+    group: &UpstreamGroup,
+    address: SocketAddr,
+    failure: &UpstreamFailure,
+    refusal: Refusal,
+    record: &RequestRecord,
+) -> Failure {
+    let (why, gave_up) = match refusal {
+        Refusal::MaxRetries => (
+            format!(
+                "gave up after {} attempts (retry.max_retries = {})",
+                record.attempts.get(),
+                group.config.retry.max_retries
+            ),
+            GaveUp::MaxRetries,
+        ),
+        Refusal::Budget => (
+            format!(
+                "not retried: the retry budget is exhausted ({})",
+                RetryBudget::describe(&group.config.retry)
+            ),
+            GaveUp::RetryBudget,
+        ),
+    };
+    Failure {
+        status: failure.status(),
+        detail: format!(
+            "upstream \"{}\": backend {address} {}; {why}",
+            group.name,
+            failure.describe()
+        ),
+        backend: Some(address),
+        gave_up,
     }
 }
 
@@ -173,6 +271,7 @@ struct Failure {
     status: u16,
     detail: String,
     backend: Option<SocketAddr>,
+    gave_up: GaveUp,
 }
 
 /// Logs the failure (one line, with the request id) and answers the client; the connection then
@@ -186,6 +285,7 @@ async fn fail(
     record: &RequestRecord,
 ) -> bool {
     record.status.set(failure.status);
+    record.gave_up.set(Some(failure.gave_up));
     tracing::warn!(
         worker = ctx.id,
         request_id = %request.request_id,
@@ -194,6 +294,7 @@ async fn fail(
         upstream = %group.name,
         backend = ?failure.backend,
         status = failure.status,
+        reason = failure.gave_up.as_str(),
         "{}",
         failure.detail
     );
@@ -248,32 +349,46 @@ enum Outcome {
     Failed(UpstreamFailure),
     /// The client's request body was bad: answer `status` and close.
     ClientError { status: u16, detail: String },
-    /// Nothing more can be said to the client: close.
-    Abort,
+    /// Nothing more can be said to the client: close. `upstream_failure`: the backend cut the
+    /// response short (it counts against the backend); `None`: the client is gone.
+    Abort {
+        upstream_failure: Option<UpstreamFailure>,
+    },
 }
+
+const CLIENT_GONE: Outcome = Outcome::Abort {
+    upstream_failure: None,
+};
 
 async fn exchange(
     ctx: &WorkerContext,
     client: &mut ClientConn,
     request: &mut PendingRequest,
     group: &UpstreamGroup,
-    backend: &Backend,
+    index: usize,
     mut conn: UpstreamConn,
     record: &RequestRecord,
 ) -> Outcome {
+    let backend = &group.backends[index];
     let generation = request.generation.clone();
     let timeouts = &generation.config.timeouts;
     let has_body = request.body != RequestBody::None;
-    if request.expect_continue && has_body && request.version == Version::Http11 {
+    if request.expect_continue
+        && has_body
+        && request.version == Version::Http11
+        && !request.continue_sent
+    {
         // We answer `Expect: 100-continue` ourselves (the codec strips Expect upstream): the
-        // backend is connected, so the body has somewhere to go.
+        // backend is connected, so the body has somewhere to go. Once per request, retries
+        // included.
         let interim = b"HTTP/1.1 100 Continue\r\n\r\n".to_vec();
         if write_all_within(&mut client.w, interim, timeouts.client_idle)
             .await
             .is_err()
         {
-            return Outcome::Abort;
+            return CLIENT_GONE;
         }
+        request.continue_sent = true;
     }
 
     let head = std::mem::take(&mut request.upstream_head);
@@ -361,7 +476,11 @@ async fn exchange(
         }
         (Ok(relayed), uploaded) => {
             let body_complete = uploaded.is_ok();
-            if relayed.upstream_reusable && body_complete && !backend.is_retired() {
+            if relayed.upstream_reusable
+                && body_complete
+                && !backend.is_retired()
+                && !backend.is_draining()
+            {
                 backend.pool.checkin(&group.config.pool, conn);
             }
             Outcome::Done {
@@ -385,8 +504,10 @@ async fn exchange(
                 "response cut short after it started: backend {}",
                 failure.describe()
             );
-            Outcome::Abort
+            Outcome::Abort {
+                upstream_failure: Some(failure),
+            }
         }
-        _ => Outcome::Abort,
+        _ => CLIENT_GONE,
     }
 }

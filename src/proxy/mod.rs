@@ -3,16 +3,20 @@
 //! Flow: [`run_worker`] converts the worker's bound listeners, reports ready, and runs one accept
 //! loop per listener ([`accept`], which also runs the TLS handshake of https listeners) plus a
 //! housekeeping tick. Each accepted connection runs [`client::serve`] over a plain or TLS
-//! [`stream`]: read a request head, route it, and hand it to [`exchange`], which picks a
-//! backend (failing over on connect errors), streams the request body up and the response back,
-//! and returns the upstream connection to the [`pool`] when both sides ended cleanly.
+//! [`stream`]: read a request head, route it, and hand it to [`exchange`], which picks a backend
+//! ([`select`]: balancer, health, ejection, drain, backups), streams the request body up and the
+//! response back, retries what is safe to retry within the limits of [`retry`], judges the
+//! backend ([`outlier`]), and returns the upstream connection to the [`pool`] when both sides
+//! ended cleanly.
 //!
 //! The tick also applies the control thread's commands ([`commands`]): a reload swaps the
-//! worker's [`upstream::Generation`] between requests.
+//! worker's [`upstream::Generation`] between requests, a health snapshot marks backends up or
+//! down; and it advances time-driven state (ejections, slow start, retry budgets).
 //!
 //! Everything here is worker-local: no lock and no shared atomic on the request path.
 
 mod accept;
+mod backend;
 mod body;
 mod client;
 mod commands;
@@ -20,10 +24,13 @@ mod context;
 mod error;
 mod exchange;
 mod io;
+mod outlier;
 mod pool;
 mod record;
 mod request_id;
+mod retry;
 mod route;
+mod select;
 mod stream;
 mod sys;
 mod upstream;
@@ -69,10 +76,7 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
         spec.shared.beat();
         spec.shared.publish(ctx.requests(), ctx.open_connections());
         commands.apply(&ctx);
-        let generation = ctx.generation();
-        for (group, backend) in generation.backends() {
-            backend.pool.sweep(&group.config.pool);
-        }
+        ctx.generation().tick(Instant::now(), ctx.id);
         if spec.shared.drain_requested.load(Ordering::Relaxed) {
             break;
         }

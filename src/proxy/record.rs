@@ -22,6 +22,39 @@ pub struct RequestRecord {
     pub bytes_to_client: Cell<u64>,
     /// Request body bytes read from the client.
     pub body_from_client: Cell<u64>,
+    /// Why the proxy answered with its own error instead of (another) backend's response.
+    pub gave_up: Cell<Option<GaveUp>>,
+}
+
+/// Why the proxy made the response itself: the access log's `gave_up` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GaveUp {
+    /// No backend was usable at all (down, draining, none left): 503.
+    NoUsableBackend,
+    /// Every usable backend was tried and failed.
+    AllTried,
+    /// The request reached `retry.max_retries`.
+    MaxRetries,
+    /// The worker's retry budget for the group was spent: a fast failure.
+    RetryBudget,
+    /// The failure was not safe to retry (the backend may have received the request, or a
+    /// timeout or invalid response).
+    NotRetryable,
+    /// The client's request (body) was at fault.
+    ClientError,
+}
+
+impl GaveUp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GaveUp::NoUsableBackend => "no_usable_backend",
+            GaveUp::AllTried => "all_backends_failed",
+            GaveUp::MaxRetries => "max_retries",
+            GaveUp::RetryBudget => "retry_budget_exhausted",
+            GaveUp::NotRetryable => "not_retryable",
+            GaveUp::ClientError => "client_error",
+        }
+    }
 }
 
 impl RequestRecord {
@@ -33,6 +66,7 @@ impl RequestRecord {
             attempts: Cell::new(0),
             bytes_to_client: Cell::new(0),
             body_from_client: Cell::new(0),
+            gave_up: Cell::new(None),
         }
     }
 
@@ -74,6 +108,7 @@ impl RequestRecord {
             bytes_received = self.body_from_client.get(),
             duration_us,
             retries = self.retries(),
+            gave_up = self.gave_up.get().map_or("-", GaveUp::as_str),
             "{} {} {status} {duration_us}us",
             client.ip(),
             request.summary,

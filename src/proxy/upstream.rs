@@ -1,24 +1,32 @@
 //! A worker's view of one configuration (a [`Generation`]): its upstream groups, each with a
-//! balancer and the worker-local state of every backend.
+//! balancer, the worker-local state of every backend ([`Backend`]) and of the group itself
+//! ([`GroupState`]: the retry budget).
 //!
 //! Flow: the worker builds generation 0 at start; a reload builds the next one from the new
 //! configuration ([`Generation::next`]) while the current one keeps serving, and the worker
-//! swaps them on commit. A request holds an `Rc` of the generation it started on, so in-flight
-//! requests finish on the configuration they began with and the old generation is freed when the
-//! last of them ends.
+//! swaps them on commit ([`Generation::take_over`]). A request holds an `Rc` of the generation it
+//! started on, so in-flight requests finish on the configuration they began with and the old
+//! generation is freed when the last of them ends. Balancers (Maglev tables included) are built
+//! here, off the request path.
 //!
-//! Per-backend state ([`Backend`]: the keep-alive pool, later health and counters) is carried from
-//! one generation to the next when the backend stays in its group (same group name, same
-//! address), so a reload keeps warm connections. A backend that leaves is retired: its idle
-//! connections close, and connections still in use by in-flight requests are not pooled again.
+//! Backend and group state is carried from one generation to the next when the backend stays
+//! in its group (same group name, same address), so a reload keeps warm connections, health,
+//! ejections, slow start and budgets. A backend that leaves is retired: its idle connections
+//! close, and connections still in use by in-flight requests are not pooled again. A backend
+//! that a reload adds to an existing group starts its slow start.
+//!
+//! [`Generation::tick`] is the worker's periodic (100 ms) pass: pool sweeps, drained backends'
+//! idle connections, ejections that turn half-open, slow-start ramps, retry-budget buckets.
 
-use super::pool::Pool;
+use super::backend::{Backend, Settings};
+use super::outlier;
+use super::retry::RetryBudget;
 use crate::balancer::Balancer;
 use crate::config::{Config, UpstreamConfig};
-use std::cell::Cell;
-use std::net::SocketAddr;
+use crate::health::HealthTable;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Everything a worker derives from one configuration.
 #[derive(Debug)]
@@ -34,36 +42,20 @@ pub struct Generation {
 #[derive(Debug)]
 pub struct UpstreamGroup {
     pub name: String,
-    /// The group's validated settings (pool, balance, and the per-backend ones).
+    /// The group's validated settings (pool, balance, health, outlier, retry, backends).
     pub config: UpstreamConfig,
     /// Same order as `config.backends`: the balancer's indices.
     pub backends: Vec<Rc<Backend>>,
     pub balancer: Balancer,
+    /// Whether any backend is a backup (selection skips the backup tier otherwise).
+    pub has_backups: bool,
+    pub state: Rc<GroupState>,
 }
 
-/// A backend's worker-local state, shared by every generation in which it stays in its group.
-#[derive(Debug)]
-pub struct Backend {
-    pub address: SocketAddr,
-    /// Idle keep-alive connections to it.
-    pub pool: Pool,
-    /// Set once the backend is no longer in the current configuration.
-    retired: Cell<bool>,
-}
-
-impl Backend {
-    fn new(address: SocketAddr) -> Self {
-        Self {
-            address,
-            pool: Pool::default(),
-            retired: Cell::new(false),
-        }
-    }
-
-    /// Whether the backend left the configuration (its connections are not pooled any more).
-    pub fn is_retired(&self) -> bool {
-        self.retired.get()
-    }
+/// Worker-local state of a group that outlives reloads.
+#[derive(Debug, Default)]
+pub struct GroupState {
+    pub retry_budget: RetryBudget,
 }
 
 impl Generation {
@@ -73,7 +65,7 @@ impl Generation {
     }
 
     /// The generation after `self` for a reloaded `config`, reusing the state of backends that
-    /// stay. `self` keeps serving until the caller swaps them; call [`Generation::retire_replaced`]
+    /// stay. `self` keeps serving until the caller swaps them; call [`Generation::take_over`]
     /// when it does.
     pub fn next(&self, config: Arc<Config>, worker: usize) -> Self {
         Self::build(self.number + 1, config, Some(self), worker)
@@ -85,6 +77,7 @@ impl Generation {
         previous: Option<&Generation>,
         worker: usize,
     ) -> Self {
+        let now = Instant::now();
         let upstreams = config
             .upstreams
             .iter()
@@ -93,19 +86,25 @@ impl Generation {
                 let backends = group
                     .backends
                     .iter()
-                    .map(|b| {
-                        carried
-                            .and_then(|g| g.backend(b.address))
-                            .cloned()
-                            .unwrap_or_else(|| Rc::new(Backend::new(b.address)))
+                    .map(|b| match carried.and_then(|g| g.backend(b.address)) {
+                        Some(backend) => backend.clone(),
+                        None => {
+                            let backend = Backend::new(b);
+                            if previous.is_some() {
+                                // Added by a reload: it takes its share gradually.
+                                backend.start_ramp(now, group.slow_start);
+                            }
+                            Rc::new(backend)
+                        }
                     })
                     .collect();
-                let weights: Vec<u32> = group.backends.iter().map(|b| b.weight.get()).collect();
                 UpstreamGroup {
                     name: group.name.clone(),
                     config: group.clone(),
                     backends,
-                    balancer: Balancer::new(group.balance, &weights, worker),
+                    balancer: Balancer::new(group.balance, &group.backends, worker),
+                    has_backups: group.backends.iter().any(|b| b.backup),
+                    state: carried.map_or_else(Rc::default, |g| g.state.clone()),
                 }
             })
             .collect();
@@ -116,18 +115,60 @@ impl Generation {
         }
     }
 
-    /// Marks every backend of `old` that `self` no longer has as retired and closes its idle
-    /// connections.
-    pub fn retire_replaced(&self, old: &Generation) {
+    /// Makes `self` (just committed) the serving generation after `old`: backends that stay take
+    /// their new settings (weight, backup, drain), and every backend of `old` that `self` no
+    /// longer has is retired and its idle connections closed.
+    pub fn take_over(&self, old: &Generation) {
+        for group in &self.upstreams {
+            for (backend, config) in group.backends.iter().zip(&group.config.backends) {
+                backend.apply_settings(Settings::from(config));
+            }
+        }
         for group in &old.upstreams {
             let current = self.group(&group.name);
             for backend in &group.backends {
                 let stays =
                     current.is_some_and(|g| g.backends.iter().any(|b| Rc::ptr_eq(b, backend)));
                 if !stays {
-                    backend.retired.set(true);
-                    backend.pool.clear();
+                    backend.retire();
                 }
+            }
+        }
+    }
+
+    /// Applies the active health snapshot to every backend of every group. A backend the table
+    /// does not know (no `[health]` section, or not probed yet) counts as healthy.
+    pub fn apply_health(&self, table: &HealthTable, worker: usize) {
+        for group in &self.upstreams {
+            for backend in &group.backends {
+                let (healthy, since) = table
+                    .get(&group.name, backend.address)
+                    .map_or((true, Instant::now()), |h| (h.healthy, h.since));
+                if backend.set_healthy(healthy, since, group.config.slow_start) {
+                    tracing::debug!(
+                        worker,
+                        upstream = %group.name,
+                        backend = %backend.address,
+                        healthy,
+                        "active health applied"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The worker's periodic pass (see the module docs).
+    pub fn tick(&self, now: Instant, worker: usize) {
+        for group in &self.upstreams {
+            group.state.retry_budget.tick(now);
+            outlier::tick(group, now, worker);
+            for backend in &group.backends {
+                if backend.is_draining() {
+                    backend.pool.clear();
+                } else {
+                    backend.pool.sweep(&group.config.pool);
+                }
+                backend.update_ramp(now, group.config.slow_start);
             }
         }
     }
@@ -146,7 +187,7 @@ impl Generation {
 }
 
 impl UpstreamGroup {
-    pub fn backend(&self, address: SocketAddr) -> Option<&Rc<Backend>> {
+    pub fn backend(&self, address: std::net::SocketAddr) -> Option<&Rc<Backend>> {
         self.backends.iter().find(|b| b.address == address)
     }
 }
@@ -181,7 +222,7 @@ mod tests {
             "127.0.0.1:8003".parse().unwrap()
         );
 
-        next.retire_replaced(&first);
+        next.take_over(&first);
         assert!(old_api.backends[0].is_retired());
         assert!(!new_api.backends[0].is_retired());
         assert!(!new_api.backends[1].is_retired());
@@ -200,5 +241,61 @@ mod tests {
         let web = &first.group("web").unwrap().backends[0];
         assert!(!Rc::ptr_eq(api, web));
         assert_eq!(first.backends().count(), 2);
+    }
+
+    #[test]
+    fn a_commit_applies_new_settings_to_backends_that_stay_and_new_ones_ramp() {
+        let first = Generation::first(
+            config("[upstream.api]\nslow_start = \"10s\"\nbackends = [\"127.0.0.1:8001\"]\n"),
+            0,
+        );
+        let backend = first.group("api").unwrap().backends[0].clone();
+        assert_eq!(
+            backend.ramp(),
+            crate::balancer::FULL_RAMP,
+            "no slow start at start"
+        );
+        let next = first.next(
+            config(
+                "[upstream.api]\nslow_start = \"10s\"\nbackends = [\
+                 { address = \"127.0.0.1:8001\", weight = 5, drain = true }, \"127.0.0.1:8002\"]\n",
+            ),
+            0,
+        );
+        assert!(
+            !backend.is_draining(),
+            "prepared, not committed: the old settings serve"
+        );
+        next.take_over(&first);
+        assert!(backend.is_draining());
+        assert_eq!(backend.weight().get(), 5);
+        let added = &next.group("api").unwrap().backends[1];
+        assert_eq!(
+            added.ramp(),
+            super::super::backend::RAMP_FLOOR,
+            "added by a reload"
+        );
+    }
+
+    #[test]
+    fn health_verdicts_apply_by_group_and_address() {
+        use crate::health::{Health, HealthTable};
+        let first = Generation::first(
+            config("[upstream.api]\nbackends = [\"127.0.0.1:8001\", \"127.0.0.1:8002\"]\n"),
+            0,
+        );
+        let mut table = HealthTable::default();
+        let down = Health {
+            healthy: false,
+            since: Instant::now(),
+        };
+        table.insert("api", "127.0.0.1:8002".parse().unwrap(), down);
+        table.insert("web", "127.0.0.1:8001".parse().unwrap(), down);
+        first.apply_health(&table, 0);
+        let api = first.group("api").unwrap();
+        assert!(api.backends[0].admits(false));
+        assert!(!api.backends[1].admits(true));
+        first.apply_health(&HealthTable::default(), 0);
+        assert!(api.backends[1].admits(false), "no verdict: healthy");
     }
 }

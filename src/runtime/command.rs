@@ -7,8 +7,12 @@
 //! A reload is two-phase: `Prepare` on every worker (each builds its new state beside the one
 //! serving and answers), then `Commit` everywhere when all answered yes, or `Abort` everywhere
 //! otherwise, so the workers never run different configurations for longer than a tick.
+//!
+//! Active health verdicts arrive the same way: the health checker publishes a new immutable
+//! table with `Health` whenever a verdict changes.
 
 use crate::config::Config;
+use crate::health::HealthTable;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -30,6 +34,9 @@ pub enum WorkerCommand {
     /// or a runaway loop would. Sent only by [`crate::systemd::fault`], which refuses unless
     /// `LBPROXY_ALLOW_FAULTS=1`.
     FaultStall,
+    /// The latest active-health verdicts: apply them (and keep them for the generations that
+    /// later reloads build).
+    Health(Arc<HealthTable>),
 }
 
 /// A worker's answer to [`WorkerCommand::Prepare`].

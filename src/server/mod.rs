@@ -14,6 +14,7 @@ pub use control::{ControlHandle, Counters};
 pub use reload::{ReloadError, ReloadReport};
 
 use crate::config::Config;
+use crate::health::HealthChecker;
 use crate::listener;
 use crate::runtime::driver::{self, Driver};
 use crate::runtime::worker::{self, WorkerSpec};
@@ -36,6 +37,7 @@ pub struct Server {
     driver: Driver,
     workers: Vec<JoinHandle<()>>,
     control: ControlHandle,
+    health: HealthChecker,
 }
 
 impl Server {
@@ -124,6 +126,17 @@ impl Server {
             return Err(outcome);
         }
 
+        let health = match HealthChecker::spawn(control.clone()) {
+            Ok(health) => health,
+            Err(e) => {
+                control.shutdown();
+                for handle in workers {
+                    let _ = handle.join();
+                }
+                return Err(e).context("spawning the health-check thread");
+            }
+        };
+
         tracing::info!(
             workers = worker_count,
             driver = %driver,
@@ -135,6 +148,7 @@ impl Server {
             driver,
             workers,
             control,
+            health,
         })
     }
 
@@ -153,7 +167,8 @@ impl Server {
         self.control.clone()
     }
 
-    /// Blocks until every worker has exited (after a shutdown and its drain).
+    /// Blocks until every worker has exited (after a shutdown and its drain), then stops the
+    /// health checker.
     pub fn wait(self) -> anyhow::Result<()> {
         let mut panicked = 0;
         for handle in self.workers {
@@ -161,6 +176,7 @@ impl Server {
                 panicked += 1;
             }
         }
+        self.health.stop();
         anyhow::ensure!(panicked == 0, "{panicked} worker thread(s) panicked");
         Ok(())
     }

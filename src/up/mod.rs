@@ -44,6 +44,8 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
             .map(|i| BackendConfig {
                 address: SocketAddr::from((Ipv4Addr::LOCALHOST, INSTANCE_BASE_PORT + i)),
                 weight: NonZeroU32::MIN,
+                backup: false,
+                drain: false,
             })
             .collect();
     }

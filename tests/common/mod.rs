@@ -8,6 +8,8 @@ pub mod backend;
 pub mod client;
 pub mod demo;
 pub mod load;
+pub mod logs;
+pub mod process;
 pub mod raw;
 pub mod spec;
 pub mod systemd;

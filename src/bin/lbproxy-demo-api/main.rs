@@ -3,7 +3,8 @@
 //! Several instances run behind the proxy (systemd `api@N.service` units, or `lbproxy up`). Each
 //! one identifies itself (the `X-Instance` header on every response, `GET /`) so balancing is
 //! visible, and offers endpoints that exercise a proxy: slow responses, arbitrary statuses,
-//! streamed bodies in both directions, and a view of the request headers as received.
+//! streamed bodies in both directions, a view of the request headers as received, and fault
+//! injection at runtime ([`faults`]: readiness held off, every request failing).
 //!
 //! Flow: [`cli::Cli`] parses the flags → a tokio runtime with `--threads` workers starts →
 //! [`server::run`] installs the signal handlers, binds, starts the warm-up ([`readiness`]) and
@@ -16,6 +17,7 @@
 //! a second signal during the drain, 2 on bad command-line arguments.
 
 mod cli;
+mod faults;
 mod params;
 mod readiness;
 mod routes;

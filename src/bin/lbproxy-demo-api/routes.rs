@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tracing::debug;
 
+use crate::faults;
 use crate::params::{integer_in_range, BadRequest, QueryParams};
 use crate::readiness::Readiness;
 use crate::state::SharedState;
@@ -35,6 +36,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/headers", get(request_headers))
         .route("/echo", post(streaming::echo))
         .route("/bytes", get(streaming::bytes))
+        .route("/admin/faults", get(faults::show))
+        .route("/admin/ready", post(faults::set_ready))
+        .route("/admin/fail", post(faults::set_fail))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -43,8 +47,8 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
-/// Counts the request before its handler runs (so `GET /` includes itself) and adds
-/// `X-Instance: N` to whatever the handler answers.
+/// Counts the request before its handler runs (so `GET /` includes itself), answers it with the
+/// injected status when `/admin/fail` says so, and adds `X-Instance: N` to whatever is answered.
 async fn count_and_tag_instance(
     State(state): State<SharedState>,
     request: Request,
@@ -53,7 +57,10 @@ async fn count_and_tag_instance(
     state.count_request();
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let mut response = next.run(request).await;
+    let mut response = match state.faults.injected_status(uri.path()) {
+        Some(status) => (status, format!("{} injected failure\n", status.as_u16())).into_response(),
+        None => next.run(request).await,
+    };
     response
         .headers_mut()
         .insert(INSTANCE_HEADER, HeaderValue::from(state.instance));
@@ -76,14 +83,20 @@ async fn live() -> &'static str {
     "ok"
 }
 
-/// `GET /health/ready`: 200 `ready`, or 503 `starting` / `draining`.
+/// `GET /health/ready`: 200 `ready`, or 503 `starting` / `draining` / `held` (by
+/// `POST /admin/ready off`).
 async fn ready(State(state): State<SharedState>) -> (StatusCode, &'static str) {
+    state.faults.count_ready_probe();
     let readiness = state.readiness.get();
-    let status = match readiness {
-        Readiness::Ready => StatusCode::OK,
-        Readiness::Starting | Readiness::Draining => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    (status, readiness.as_str())
+    match readiness {
+        Readiness::Ready if state.faults.holds_readiness() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "held")
+        }
+        Readiness::Ready => (StatusCode::OK, readiness.as_str()),
+        Readiness::Starting | Readiness::Draining => {
+            (StatusCode::SERVICE_UNAVAILABLE, readiness.as_str())
+        }
+    }
 }
 
 /// `GET /delay?ms=N`: a slow response, N in 0..=60000.

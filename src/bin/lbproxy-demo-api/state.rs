@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::faults::Faults;
 use crate::readiness::ReadinessFlag;
 
 /// Shared by all handlers and the startup/shutdown tasks.
@@ -17,6 +18,8 @@ pub struct AppState {
     /// The address actually bound (the real port when `--listen` asked for port 0).
     pub listen: SocketAddr,
     pub readiness: ReadinessFlag,
+    /// Injected faults (`/admin/ready`, `/admin/fail`).
+    pub faults: Faults,
     requests_served: AtomicU64,
 }
 
@@ -27,6 +30,7 @@ impl AppState {
             pid: std::process::id(),
             listen,
             readiness: ReadinessFlag::starting(),
+            faults: Faults::default(),
             requests_served: AtomicU64::new(0),
         })
     }

@@ -12,6 +12,7 @@
 //!
 //! A [`Config`] is returned only when nothing at all was wrong.
 
+mod health;
 mod listeners;
 mod tls;
 mod upstreams;

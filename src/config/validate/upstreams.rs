@@ -1,17 +1,26 @@
-//! Upstream groups: balance algorithm, backends (at least one, no duplicates, weights of at
-//! least 1) and the keep-alive pool.
+//! Upstream groups: balance algorithm and its hash key, backends (at least one, no duplicates,
+//! weights of at least 1, at least one primary), slow start and the keep-alive pool. The health,
+//! outlier and retry sections are checked in `health`.
 
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use super::{all, secs, Validator};
-use crate::config::error::{quote, KeyPath};
+use crate::config::error::{did_you_mean, quote, KeyPath};
 use crate::config::file::{FileBackend, FileConfig, FileInt, FileScalar, FileUpstream};
-use crate::config::{BackendConfig, BalanceAlgorithm, PoolConfig, UpstreamConfig};
+use crate::config::{BackendConfig, BalanceAlgorithm, HashKey, PoolConfig, UpstreamConfig};
 
-const BALANCES: [(&str, BalanceAlgorithm); 2] = [
+const BALANCES: [(&str, BalanceAlgorithm); 6] = [
     ("round_robin", BalanceAlgorithm::RoundRobin),
     ("weighted", BalanceAlgorithm::Weighted),
+    ("least_conn", BalanceAlgorithm::LeastConn),
+    ("p2c", BalanceAlgorithm::P2c),
+    ("random", BalanceAlgorithm::Random),
+    ("maglev", BalanceAlgorithm::Maglev),
 ];
+
+const HASH_KEY_FIX: &str =
+    "write \"client_ip\", \"header:NAME\" (e.g. \"header:X-User\") or \"cookie:NAME\" (e.g. \"cookie:session\")";
 
 impl Validator<'_> {
     pub(super) fn upstreams(
@@ -41,9 +50,12 @@ impl Validator<'_> {
                 &path.key("balance"),
                 "balance",
                 &BALANCES,
-                " (weighted = smooth weighted round robin)",
+                " (see docs/config.md: weighted = smooth weighted round robin, maglev = \
+                 consistent hashing for session affinity)",
             ),
         };
+        let hash_key = self.hash_key(raw, balance, path);
+        let slow_start = self.slow_start(raw, balance, path);
         let backends_path = path.key("backends");
         let backends = match raw.backends.as_deref() {
             None | Some([]) => {
@@ -75,17 +87,87 @@ impl Validator<'_> {
             None => Some(None),
             Some(tls) => self.upstream_tls(tls, &path.key("tls")).map(Some),
         };
+        let health = match &raw.health {
+            None => Some(None),
+            Some(health) => self.health(health, &path.key("health")).map(Some),
+        };
+        let outlier = self.outlier(&raw.outlier, &path.key("outlier"));
+        let retry = self.retry(&raw.retry, &path.key("retry"));
         named?;
         Some(UpstreamConfig {
             name: name.to_string(),
             balance: balance?,
+            hash_key: hash_key?,
             backends: backends?,
             pool: PoolConfig {
                 max_idle_per_backend: usize::try_from(max_idle?).ok()?,
                 idle_timeout: idle_timeout?,
             },
             tls: tls?,
+            slow_start: slow_start?,
+            health: health?,
+            outlier: outlier?,
+            retry: retry?,
         })
+    }
+
+    /// `hash_key`: only with `maglev`, which defaults it to the client IP.
+    fn hash_key(
+        &mut self,
+        raw: &FileUpstream,
+        balance: Option<BalanceAlgorithm>,
+        path: &KeyPath,
+    ) -> Option<Option<HashKey>> {
+        let key_path = path.key("hash_key");
+        let maglev = balance == Some(BalanceAlgorithm::Maglev);
+        let Some(text) = &raw.hash_key else {
+            return Some(maglev.then_some(HashKey::ClientIp));
+        };
+        if balance.is_some() && !maglev {
+            self.push(
+                key_path,
+                quote(text),
+                "hash_key only applies to balance = \"maglev\"",
+                "set balance = \"maglev\" for session affinity by this key, or remove hash_key",
+            );
+            return None;
+        }
+        let parsed = parse_hash_key(text.trim());
+        match parsed {
+            Ok(key) => Some(maglev.then_some(key)),
+            Err((problem, fix)) => {
+                self.push(key_path, quote(text), problem, fix);
+                None
+            }
+        }
+    }
+
+    /// `slow_start`: a duration, zero (the default) for none; meaningless with `maglev`.
+    fn slow_start(
+        &mut self,
+        raw: &FileUpstream,
+        balance: Option<BalanceAlgorithm>,
+        path: &KeyPath,
+    ) -> Option<Duration> {
+        let slow_path = path.key("slow_start");
+        let slow_start =
+            self.duration(raw.slow_start.as_ref(), &slow_path, Duration::ZERO, false)?;
+        if !slow_start.is_zero() && balance == Some(BalanceAlgorithm::Maglev) {
+            let written = raw
+                .slow_start
+                .as_ref()
+                .map(|d| d.0.as_written())
+                .unwrap_or_default();
+            self.push(
+                slow_path,
+                written,
+                "slow_start has no effect with balance = \"maglev\"",
+                "remove slow_start: consistent hashing keeps each key on its backend, so a \
+                 returning backend gets its keys back at once",
+            );
+            return None;
+        }
+        Some(slow_start)
     }
 
     pub(super) fn backends(
@@ -133,12 +215,34 @@ impl Validator<'_> {
                 }
             }
             let weight = self.weight(weight, &entry.key("weight"));
-            backends.push(match (address, weight) {
-                (Some(address), Some(weight)) => Some(BackendConfig { address, weight }),
+            let (backup, drain) = match backend {
+                FileBackend::Address(_) => (Some(false), Some(false)),
+                FileBackend::Table(table) => (
+                    self.boolean(table.backup.as_ref(), &entry.key("backup"), false),
+                    self.boolean(table.drain.as_ref(), &entry.key("drain"), false),
+                ),
+            };
+            backends.push(match (address, weight, backup, drain) {
+                (Some(address), Some(weight), Some(backup), Some(drain)) => Some(BackendConfig {
+                    address,
+                    weight,
+                    backup,
+                    drain,
+                }),
                 _ => None,
             });
         }
-        all(backends)
+        let backends = all(backends)?;
+        if backends.iter().all(|b| b.backup) {
+            self.push(
+                path.clone(),
+                "",
+                "every backend is a backup: backups only serve when no primary backend is usable",
+                "make at least one backend a primary (remove its backup = true)",
+            );
+            return None;
+        }
+        Some(backends)
     }
 
     pub(super) fn weight(&mut self, raw: Option<&FileInt>, path: &KeyPath) -> Option<NonZeroU32> {
@@ -158,6 +262,50 @@ impl Validator<'_> {
         let weight = self.int(raw, path, 1, 1, i64::from(u32::MAX))?;
         u32::try_from(weight).ok().and_then(NonZeroU32::new)
     }
+}
+
+/// `"client_ip"`, `"header:NAME"` or `"cookie:NAME"`.
+fn parse_hash_key(text: &str) -> Result<HashKey, (String, String)> {
+    const FORMS: [&str; 3] = ["client_ip", "header", "cookie"];
+    let (kind, name) = match text.split_once(':') {
+        Some((kind, name)) => (kind.trim(), Some(name.trim())),
+        None => (text, None),
+    };
+    match (kind, name) {
+        ("client_ip", None) => Ok(HashKey::ClientIp),
+        ("header" | "cookie", Some(name)) if is_token(name) => Ok(if kind == "header" {
+            HashKey::Header(name.to_ascii_lowercase())
+        } else {
+            HashKey::Cookie(name.to_owned())
+        }),
+        ("header" | "cookie", _) => Err((
+            format!("the {kind} name is missing or not a valid name"),
+            format!(
+                "write \"{kind}:NAME\" with a name of letters, digits and -_. (e.g. \"{}\")",
+                if kind == "header" {
+                    "header:X-User"
+                } else {
+                    "cookie:session"
+                }
+            ),
+        )),
+        ("client_ip", Some(_)) => Err((
+            "client_ip takes no name".to_owned(),
+            "write \"client_ip\"".to_owned(),
+        )),
+        _ => Err((
+            "not a hash key".to_owned(),
+            format!("{}{HASH_KEY_FIX}", did_you_mean(kind, FORMS)),
+        )),
+    }
+}
+
+/// An HTTP token (header field names; cookie names use the same grammar).
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 #[cfg(test)]
@@ -285,6 +433,151 @@ mod tests {
             "\"round-robin\"",
             "unknown balance",
             "did you mean `round_robin`?",
+        );
+    }
+
+    #[test]
+    fn every_algorithm_by_name() {
+        for (name, algorithm) in BALANCES {
+            let config = valid(&format!(
+                "{LISTENER}[upstream.api]\nbalance = \"{name}\"\nbackends = [\"127.0.0.1:8001\"]\n"
+            ));
+            assert_eq!(config.upstreams[0].balance, algorithm);
+            let maglev = algorithm == BalanceAlgorithm::Maglev;
+            assert_eq!(
+                config.upstreams[0].hash_key,
+                maglev.then_some(HashKey::ClientIp),
+                "maglev hashes the client IP unless told otherwise"
+            );
+        }
+    }
+
+    #[test]
+    fn hash_keys() {
+        let group = |key: &str| {
+            format!(
+                "{LISTENER}[upstream.api]\nbalance = \"maglev\"\nhash_key = \"{key}\"\n\
+                 backends = [\"127.0.0.1:8001\"]\n"
+            )
+        };
+        assert_eq!(
+            valid(&group("header:X-User")).upstreams[0].hash_key,
+            Some(HashKey::Header("x-user".into()))
+        );
+        assert_eq!(
+            valid(&group("cookie:Session")).upstreams[0].hash_key,
+            Some(HashKey::Cookie("Session".into()))
+        );
+        let e = one_error(&group("heade:X-User"));
+        assert_error(
+            &e,
+            "upstream.api.hash_key",
+            "\"heade:X-User\"",
+            "not a hash key",
+            "did you mean `header`?",
+        );
+        let e = one_error(&group("header:"));
+        assert_error(
+            &e,
+            "upstream.api.hash_key",
+            "\"header:\"",
+            "header name is missing",
+            "\"header:X-User\"",
+        );
+        let e = one_error(&group("cookie:my session"));
+        assert_error(
+            &e,
+            "upstream.api.hash_key",
+            "\"cookie:my session\"",
+            "not a valid name",
+            "\"cookie:session\"",
+        );
+        let e = one_error(&group("client_ip:v4"));
+        assert_error(
+            &e,
+            "upstream.api.hash_key",
+            "\"client_ip:v4\"",
+            "takes no name",
+            "\"client_ip\"",
+        );
+        let e = one_error(&format!(
+            "{LISTENER}[upstream.api]\nhash_key = \"client_ip\"\nbackends = [\"127.0.0.1:8001\"]\n"
+        ));
+        assert_error(
+            &e,
+            "upstream.api.hash_key",
+            "\"client_ip\"",
+            "only applies to balance = \"maglev\"",
+            "set balance = \"maglev\"",
+        );
+    }
+
+    #[test]
+    fn slow_start() {
+        let config = valid(&format!(
+            "{LISTENER}[upstream.api]\nslow_start = \"30s\"\nbackends = [\"127.0.0.1:8001\"]\n"
+        ));
+        assert_eq!(config.upstreams[0].slow_start, Duration::from_secs(30));
+        assert_eq!(valid(&with_api("")).upstreams[0].slow_start, Duration::ZERO);
+        let e = one_error(&format!(
+            "{LISTENER}[upstream.api]\nbalance = \"maglev\"\nslow_start = \"30s\"\n\
+             backends = [\"127.0.0.1:8001\"]\n"
+        ));
+        assert_error(
+            &e,
+            "upstream.api.slow_start",
+            "\"30s\"",
+            "no effect with balance = \"maglev\"",
+            "remove slow_start",
+        );
+        let e = one_error(&format!(
+            "{LISTENER}[upstream.api]\nslow_start = \"soon\"\nbackends = [\"127.0.0.1:8001\"]\n"
+        ));
+        assert_error(
+            &e,
+            "upstream.api.slow_start",
+            "\"soon\"",
+            "not a duration",
+            "e.g. \"30s\"",
+        );
+    }
+
+    fn with_api(extra: &str) -> String {
+        format!("{LISTENER}[upstream.api]\nbackends = [\"127.0.0.1:8001\"]\n{extra}")
+    }
+
+    #[test]
+    fn backups_and_drain() {
+        let config = valid(&format!(
+            "{LISTENER}[upstream.api]\nbackends = [\"127.0.0.1:8001\", \
+             {{ address = \"127.0.0.1:8002\", backup = true }}, \
+             {{ address = \"127.0.0.1:8003\", drain = \"true\" }}]\n"
+        ));
+        let flags: Vec<(bool, bool)> = config.upstreams[0]
+            .backends
+            .iter()
+            .map(|b| (b.backup, b.drain))
+            .collect();
+        assert_eq!(flags, [(false, false), (true, false), (false, true)]);
+        let e = one_error(&format!(
+            "{LISTENER}[upstream.api]\nbackends = [{{ address = \"127.0.0.1:8001\", backup = true }}]\n"
+        ));
+        assert_error(
+            &e,
+            "upstream.api.backends",
+            "",
+            "every backend is a backup",
+            "make at least one backend a primary",
+        );
+        let e = one_error(&format!(
+            "{LISTENER}[upstream.api]\nbackends = [{{ address = \"127.0.0.1:8001\", drain = \"yes\" }}]\n"
+        ));
+        assert_error(
+            &e,
+            "upstream.api.backends[0].drain",
+            "\"yes\"",
+            "not true or false",
+            "the default is false",
         );
     }
 }

@@ -1,0 +1,70 @@
+//! Active health checks: probes run once per (group, backend) on the control side — not once
+//! per worker — and their verdicts reach the workers as an immutable snapshot.
+//!
+//! Flow: [`checker::HealthChecker`] (thread `lbproxy-health`, started by `Server::start`) reads
+//! the running configuration every tick, keeps one probe loop per backend of every group with a
+//! `[upstream.NAME.health]` section ([`probe`]), turns results into up/down verdicts with the
+//! `rise`/`fall` thresholds ([`Thresholds`]), logs each flip once with its reason, and publishes
+//! a new [`HealthTable`] to every worker when a verdict changes
+//! (`WorkerCommand::Health`). Each worker applies it on its next tick
+//! (`Generation::apply_health`).
+
+mod checker;
+mod probe;
+mod thresholds;
+
+pub use checker::HealthChecker;
+pub use probe::probe;
+pub use thresholds::Thresholds;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// One backend's active-health verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub healthy: bool,
+    /// When the verdict last changed (or the backend started being probed). A worker starts a
+    /// backend's slow start from here when it comes back up.
+    pub since: Instant,
+}
+
+/// The verdicts for every probed backend, by group name and address. Immutable once published;
+/// a change publishes a whole new table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthTable {
+    groups: BTreeMap<String, BTreeMap<SocketAddr, Health>>,
+}
+
+impl HealthTable {
+    /// The verdict for `address` in group `group`; `None` when it is not probed.
+    pub fn get(&self, group: &str, address: SocketAddr) -> Option<Health> {
+        self.groups.get(group)?.get(&address).copied()
+    }
+
+    pub(crate) fn insert(&mut self, group: &str, address: SocketAddr, health: Health) {
+        self.groups
+            .entry(group.to_owned())
+            .or_default()
+            .insert(address, health);
+    }
+
+    pub(crate) fn remove(&mut self, group: &str, address: SocketAddr) {
+        if let Some(backends) = self.groups.get_mut(group) {
+            backends.remove(&address);
+            if backends.is_empty() {
+                self.groups.remove(group);
+            }
+        }
+    }
+
+    /// Every (group, address, verdict), for the admin plane.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, SocketAddr, Health)> {
+        self.groups.iter().flat_map(|(group, backends)| {
+            backends
+                .iter()
+                .map(move |(address, health)| (group.as_str(), *address, *health))
+        })
+    }
+}

@@ -1,0 +1,55 @@
+//! Reading a field or a cookie of a parsed request by name: what consistent hashing on a header
+//! or a cookie needs. A second pass over the head's field lines (see [`FieldLines`]), done only
+//! for groups that hash on one; nothing is allocated.
+
+use super::headers::{trim_ows, FieldLines};
+use super::request::Request;
+
+impl<'a> Request<'a> {
+    /// The value of the first field named `name` (case-insensitive), trimmed, as received.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        FieldLines::new(self.fields)
+            .find(|(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
+    }
+
+    /// The value of the first cookie named `name` (case-sensitive, RFC 6265 §5.4) in the
+    /// `Cookie` fields: `Cookie: a=1; session=xyz` gives `xyz` for `session`.
+    pub fn cookie(&self, name: &str) -> Option<&'a [u8]> {
+        FieldLines::new(self.fields)
+            .filter(|(field, _)| field.eq_ignore_ascii_case(b"cookie"))
+            .flat_map(|(_, value)| value.split(|&b| b == b';'))
+            .find_map(|pair| {
+                let pair = trim_ows(pair);
+                let equals = pair.iter().position(|&b| b == b'=')?;
+                (trim_ows(&pair[..equals]) == name.as_bytes())
+                    .then(|| trim_ows(&pair[equals + 1..]))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::request::test_support::complete;
+
+    #[test]
+    fn headers_by_name_any_case_first_one_wins() {
+        let request =
+            complete("GET / HTTP/1.1\r\nHost: a\r\nX-User:  alice \r\nx-user: bob\r\n\r\n");
+        assert_eq!(request.header("x-user"), Some(&b"alice"[..]));
+        assert_eq!(request.header("X-USER"), Some(&b"alice"[..]));
+        assert_eq!(request.header("x-other"), None);
+    }
+
+    #[test]
+    fn cookies_by_exact_name_across_cookie_fields() {
+        let request = complete(
+            "GET / HTTP/1.1\r\nHost: a\r\nCookie: theme=dark; Session=no\r\n\
+             cookie: session=abc123;x=1\r\n\r\n",
+        );
+        assert_eq!(request.cookie("session"), Some(&b"abc123"[..]));
+        assert_eq!(request.cookie("theme"), Some(&b"dark"[..]));
+        assert_eq!(request.cookie("Session"), Some(&b"no"[..]));
+        assert_eq!(request.cookie("missing"), None);
+    }
+}

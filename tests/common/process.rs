@@ -1,0 +1,60 @@
+//! `lbproxy serve` as a separate process: what a test needs when two independent proxies must
+//! agree (consistent hashing) or when the real binary's behaviour is the point.
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct LbproxyProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl LbproxyProcess {
+    /// Runs `lbproxy serve -c FILE` with `toml` as FILE; its first listener must be on `addr`
+    /// (pick one with [`super::closed_port`]). Returns once `addr` accepts connections.
+    pub fn start(toml: &str, addr: SocketAddr) -> LbproxyProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lbproxy.toml");
+        std::fs::write(&path, toml).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+            .arg("serve")
+            .arg("-c")
+            .arg(&path)
+            .env("LBPROXY_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn lbproxy serve");
+        let mut process = LbproxyProcess {
+            child,
+            addr,
+            _dir: dir,
+        };
+        super::wait_until(Duration::from_secs(20), "lbproxy serve to listen", || {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("lbproxy serve exited early: {status}");
+            }
+            TcpStream::connect(addr).is_ok()
+        });
+        process
+    }
+}
+
+impl Drop for LbproxyProcess {
+    fn drop(&mut self) {
+        // SAFETY: SIGTERM to our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
