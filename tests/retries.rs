@@ -85,6 +85,7 @@ fn answer_once_per_connection() -> (SocketAddr, Arc<AtomicUsize>) {
                         answered = stream.write_all(OK).is_ok();
                     }
                     match stream.read(&mut chunk) {
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Ok(0) | Err(_) => return,
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }

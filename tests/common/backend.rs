@@ -175,6 +175,7 @@ fn serve(mut stream: TcpStream, index: usize, state: &State, reply: &Reply) {
             }
         }
         match stream.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Ok(0) | Err(_) => return,
             Ok(n) => {
                 state.bytes.lock().unwrap().extend_from_slice(&chunk[..n]);

@@ -356,6 +356,7 @@ fn serve_tls(tcp: TcpStream, config: Arc<rustls::ServerConfig>, state: &BackendS
     let mut named = false;
     loop {
         match stream.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
