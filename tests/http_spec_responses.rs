@@ -26,6 +26,7 @@ on_both_drivers!(
     close_delimited_body_is_forwarded_until_close,
     chunked_trailers_are_forwarded_only_on_a_chunked_leg,
     invalid_chunked_response_body,
+    stray_bytes_after_a_bodiless_response_are_never_read_as_the_next_response,
 );
 
 fn proxy_for(driver: &str, backends: &[SocketAddr], extra: &str) -> Proxy {
@@ -658,4 +659,68 @@ fn invalid_chunked_response_body(driver: &str) {
         )
     );
     assert_forwarded(&backend.bytes(), &get_upstream("/cut"), &id);
+}
+
+// HTTP.md: responses to HEAD, 204, 304 carry no body and "the connection stays in sync". A broken
+// backend that sends bytes after such a response anyway — here a whole fake response, a moment
+// later — must not have them read as the answer to the next request reusing that connection: the
+// pool checks a connection whose last response was bodiless before reusing it, even right away.
+fn stray_bytes_after_a_bodiless_response_are_never_read_as_the_next_response(driver: &str) {
+    use std::io::{Read, Write};
+    use std::sync::mpsc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stray_sent, stray_was_sent) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, tcp) in listener.incoming().flatten().enumerate() {
+            let stray_sent = stray_sent.clone();
+            std::thread::spawn(move || {
+                let mut tcp = tcp;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut answered = 0;
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        answered += 1;
+                        if head.starts_with(b"HEAD") {
+                            tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+                                .unwrap();
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            let _ =
+                                tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!");
+                            let _ = stray_sent.send(());
+                        } else {
+                            let _ = tcp.write_all(
+                                format!("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ngood-{n}")
+                                    .as_bytes(),
+                            );
+                        }
+                    }
+                    match tcp.read(&mut chunk) {
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => buf.extend_from_slice(&chunk[..read]),
+                    }
+                    let _ = answered;
+                }
+            });
+        }
+    });
+    let proxy = proxy_for(driver, &[addr], "");
+    let mut conn = RawConn::open(proxy.addr);
+    conn.send(b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n");
+    let head = conn.read_response("HEAD");
+    assert_eq!(head.status, 200);
+    stray_was_sent
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    conn.send(&get("/next"));
+    let next = conn.read_response("GET");
+    assert_eq!(next.status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&next.body),
+        "good-1",
+        "the stray bytes were read as the response, or the connection was reused"
+    );
 }

@@ -82,6 +82,9 @@ impl ClientSink<'_> {
 pub struct Relayed {
     /// The backend's message ended exactly at its framing and it allows keep-alive.
     pub upstream_reusable: bool,
+    /// The response had no body: bytes a broken backend might still send after it could pass for
+    /// the next response, so the connection is checked before it is reused.
+    pub bodiless: bool,
     pub client_reusable: bool,
     /// `Some(bytes already read from the backend)` after a `101 Switching Protocols`.
     pub upgraded: Option<Vec<u8>>,
@@ -169,6 +172,7 @@ pub async fn relay_response(
                     client.send(out).await?;
                     return Ok(Relayed {
                         upstream_reusable: false,
+                        bodiless: false,
                         client_reusable: false,
                         upgraded: Some(buf),
                     });
@@ -194,6 +198,7 @@ pub async fn relay_response(
                 .await?;
                 return Ok(Relayed {
                     upstream_reusable: upstream_keep && clean_end,
+                    bodiless: upstream_body == ResponseBody::None,
                     client_reusable: client_keep,
                     upgraded: None,
                 });

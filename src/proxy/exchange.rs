@@ -481,6 +481,7 @@ async fn exchange(
                 && !backend.is_retired()
                 && !backend.is_draining()
             {
+                conn.verify_on_reuse = relayed.bodiless;
                 backend.pool.checkin(&group.config.pool, conn);
             }
             Outcome::Done {

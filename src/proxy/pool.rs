@@ -32,6 +32,10 @@ pub struct UpstreamConn {
     /// Whether it came from the pool (a failure before any response byte may then be a stale
     /// connection rather than a failing backend).
     pub reused: bool,
+    /// Peek before the next reuse even within [`TRUST_IDLE_FOR`]: its last response had no body
+    /// (HEAD, 204, 304, `Content-Length: 0`), so a backend that wrongly sends one anyway would
+    /// have those bytes read as the next request's response.
+    pub verify_on_reuse: bool,
 }
 
 impl UpstreamConn {
@@ -42,6 +46,7 @@ impl UpstreamConn {
             w,
             fd,
             reused: false,
+            verify_on_reuse: false,
         }
     }
 }
@@ -74,7 +79,7 @@ impl Pool {
                 idle.clear();
                 return None;
             }
-            let trusted = retryable && idle_for < TRUST_IDLE_FOR;
+            let trusted = retryable && idle_for < TRUST_IDLE_FOR && !entry.conn.verify_on_reuse;
             if trusted || peek_idle(entry.conn.fd) == IdleState::Open {
                 let mut conn = entry.conn;
                 conn.reused = true;
