@@ -82,12 +82,19 @@ check_boot() {
     echo "--- requests through the proxy (127.0.0.1:8080 in the container)"
     local body instances=""
     for _ in 1 2 3 4 5 6; do
-        body=$(in_container curl -fsS --max-time 10 http://127.0.0.1:8080/) || fail "request through the proxy failed"
+        # This machine's curl, in the container's network namespace (the root has no curl).
+        body=$(nsenter --target "$container_init" --net curl -fsS --max-time 10 http://127.0.0.1:8080/) ||
+            fail "request through the proxy failed"
         echo "$body"
         [[ $body =~ \"instance\":([123]) ]] || fail "not a demo API answer: $body"
         instances+=" ${BASH_REMATCH[1]}"
     done
     echo "answered by instances:$instances"
+
+    echo "--- the sandboxed proxy still runs on io_uring (the unit's seccomp filter allows it)"
+    in_container journalctl --no-pager -u lbproxy.service -o verbose >"$LOGS/boot-journal.txt"
+    grep -E '^\s*DRIVER=' "$LOGS/boot-journal.txt" | tail -1
+    grep -qE '^\s*DRIVER=io_uring$' "$LOGS/boot-journal.txt" || fail "lbproxy did not start on io_uring (journal: $LOGS/boot-journal.txt)"
 
     echo "--- services run as an unprivileged dynamic user"
     local pid uid

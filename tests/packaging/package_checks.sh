@@ -81,6 +81,10 @@ check_rpm_contents() {
     grep -q 'systemctl --no-reload enable lbproxy.service' "$LOGS/rpm-scripts.txt" || fail "%post does not enable lbproxy.service"
     grep -q 'disable --now lbproxy.service' "$LOGS/rpm-scripts.txt" || fail "%preun does not stop lbproxy.service"
     grep -q 'try-restart lbproxy.service' "$LOGS/rpm-scripts.txt" || fail "%postun does not restart on upgrade"
+    for tag in POSTIN PREUN POSTUN; do
+        rpm -qp --queryformat "%{$tag}" "$rpm" >"$LOGS/rpm-$tag.sh"
+        sh -n "$LOGS/rpm-$tag.sh" || fail "%$tag: shell syntax"
+    done
 }
 
 check_rpmlint() {
