@@ -141,8 +141,8 @@ fn proxy_extra_sections(command: &clap::Command) -> String {
              api@.service, one instance of the API behind it per instance number.",
         ),
         (
-            "/usr/share/doc/lbproxy/",
-            "README, the configuration reference and the monitoring files.",
+            "/usr/share/lbproxy/",
+            "Examples (routes.toml, a drop-in that runs your own API as api@N) and monitoring files.",
         ),
     ] {
         roff.control("TP", []);
