@@ -71,6 +71,7 @@ selected=" $* "
 wanted() { [ "$selected" = "  " ] || [[ $selected == *" $1 "* ]]; }
 
 mkdir -p "$LOGS"
+remove_stale_roots
 build_start=$SECONDS
 run_check build packaging/build.sh
 build_seconds=$((SECONDS - build_start))

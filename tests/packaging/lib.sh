@@ -121,6 +121,11 @@ prepare_debian_root() {
     mv "$partial" "$ROOT_TARBALL"
 }
 
+# Roots left by a run that was killed (each check removes its own).
+remove_stale_roots() {
+    rm -rf --one-file-system "$CACHE"/root.* 2>/dev/null || true
+}
+
 # new_root: a fresh copy of the cached root in a new directory under $CACHE (same file system
 # as target/, so nothing lands in a small /tmp); prints its path.
 new_root() {

@@ -43,6 +43,17 @@ check_clean_root() {
     in_root "$root" systemd-analyze verify /usr/lib/systemd/system/lbproxy.service \
         /usr/lib/systemd/system/lbproxy.socket /usr/lib/systemd/system/api@.service
 
+    echo "--- the administrator's choices survive an upgrade (a reinstall runs the same scripts)"
+    echo "# edited by the administrator" >>"$root/etc/lbproxy/lbproxy.toml"
+    in_root "$root" systemctl disable lbproxy.service
+    in_root "$root" sh -c "cd /var/cache/lbproxy-test && ${APT[*]} install --reinstall ./$(basename "$deb")"
+    tail -1 "$root/etc/lbproxy/lbproxy.toml" | grep -qx "# edited by the administrator" ||
+        fail "the upgrade replaced the edited /etc/lbproxy/lbproxy.toml"
+    # -L: the link points into the root (/lib/...), which -e would look for on this machine
+    [ ! -L "$root/etc/systemd/system/multi-user.target.wants/lbproxy.service" ] ||
+        fail "the upgrade enabled lbproxy.service again after the administrator disabled it"
+    echo "edited configuration kept, disabled unit left disabled"
+
     echo "--- apt-get purge lbproxy"
     in_root "$root" "${APT[@]}" purge lbproxy
     root_snapshot "$root" >"$after"
