@@ -222,6 +222,8 @@ fn escape(text: &str, literal: bool) -> String {
             '–' => out.push_str(r"\(en"),
             '→' => out.push_str(r"\(->"),
             'µ' => out.push_str(r"\(mc"),
+            '×' => out.push_str(r"\(mu"),
+            '§' => out.push_str(r"\(sc"),
             '…' => out.push_str("..."),
             c => out.push(c),
         }
