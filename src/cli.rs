@@ -43,6 +43,9 @@ pub enum Command {
     /// systemd helpers: install the user units.
     #[command(subcommand)]
     Systemd(SystemdCommand),
+    /// Write the manual pages or shell completions into a directory (packaging/build.sh).
+    #[command(hide = true)]
+    Generate(crate::generate::GenerateArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -103,6 +106,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Up(args) => crate::up::run(&args),
         Command::Reload(args) => reload(&args),
         Command::Systemd(SystemdCommand::Install(args)) => install(&args),
+        Command::Generate(args) => crate::generate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

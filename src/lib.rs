@@ -15,6 +15,7 @@
 pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod generate;
 pub mod health;
 pub mod http;
 pub mod listener;

@@ -1,10 +1,32 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine: installs what the tests need (Debian
 # packages with apt-get, cargo tools with cargo install), then checks formatting and lints and
-# runs every unit and integration test (both io drivers). This is the README's test command and
-# what CI runs (.ci/run).
+# runs every unit and integration test (both io drivers), then the packaging stage
+# (tests/packaging.sh: builds the .deb and .rpm and installs, boots and removes them). This is the
+# README's test command and what CI runs (.ci/run).
+#
+#   tests/run.sh                     everything
+#   tests/run.sh --stage tests       formatting, lints, unit and integration tests
+#   tests/run.sh --stage packaging   the packaging stage only (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+stage=all
+case "${1:-}" in
+"") ;;
+--stage)
+    stage=${2:-}
+    case "$stage" in tests | packaging) ;; *)
+        echo "tests/run.sh: --stage takes tests or packaging" >&2
+        exit 2
+        ;;
+    esac
+    ;;
+*)
+    echo "usage: tests/run.sh [--stage tests|packaging]" >&2
+    exit 2
+    ;;
+esac
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"
@@ -60,9 +82,15 @@ if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != "0" ];
     exit 1
 fi
 
-echo "== cargo fmt --check"
-cargo fmt --all -- --check
-echo "== cargo clippy -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
-echo "== tests"
-cargo nextest run --all-targets --locked --profile ci
+if [ "$stage" != packaging ]; then
+    echo "== cargo fmt --check"
+    cargo fmt --all -- --check
+    echo "== cargo clippy -D warnings"
+    cargo clippy --all-targets --locked -- -D warnings
+    echo "== tests"
+    cargo nextest run --all-targets --locked --profile ci
+fi
+if [ "$stage" != tests ]; then
+    echo "== packaging stage (tests/packaging.sh)"
+    as_root env "PATH=$PATH" ./tests/packaging.sh
+fi
