@@ -135,6 +135,8 @@ pub(crate) struct FileUpstream {
     /// `"client_ip"`, `"header:NAME"` or `"cookie:NAME"` (maglev only).
     pub hash_key: Option<String>,
     pub slow_start: Option<FileDuration>,
+    pub max_connections: Option<FileInt>,
+    pub queue_timeout: Option<FileDuration>,
     pub backends: Option<Vec<FileBackend>>,
     #[serde(default)]
     pub pool: FilePool,

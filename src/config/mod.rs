@@ -272,6 +272,8 @@ mod tests {
                 tls: None,
                 hash_key: None,
                 slow_start: Duration::ZERO,
+                max_connections: NonZeroU32::new(1024),
+                queue_timeout: secs(5),
                 health: Some(HealthConfig {
                     check: HealthCheck::Http {
                         path: "/health/ready".into(),

@@ -212,6 +212,12 @@ pub struct UpstreamConfig {
     /// added by a reload) ramps its weight from 10% to 100% over this long. Zero (the default)
     /// turns slow start off.
     pub slow_start: Duration,
+    /// Requests (or TCP connections) in flight to one backend at once, for the whole proxy: each
+    /// of the `runtime.workers` workers allows its even share (rounded up). More wait in the
+    /// group's queue. `None` (`max_connections = 0`): no limit. Default 1024.
+    pub max_connections: Option<NonZeroU32>,
+    /// How long a request waits for a connection slot before it is answered 503. Default 5s.
+    pub queue_timeout: Duration,
     /// `[upstream.NAME.health]`: active probes; `None` when the section is absent.
     pub health: Option<HealthConfig>,
     /// `[upstream.NAME.outlier]`: passive outlier detection (per worker).

@@ -76,12 +76,38 @@ async fn forward_with_failover(
     // Set after a pooled connection was lost: the same backend again, on a fresh connection.
     let mut again_fresh: Option<usize> = None;
     let replayable = request.body == RequestBody::None && request.method.is_idempotent();
+    // Set when the request first has to wait for a backend under its `max_connections`.
+    let mut queue_deadline: Option<Instant> = None;
 
     loop {
         let fresh_only = again_fresh.is_some();
         let chosen = again_fresh
             .take()
             .or_else(|| select::choose(group, request.hash_key, &tried));
+        if chosen.is_none() && select::all_full(group, &tried) {
+            let deadline =
+                *queue_deadline.get_or_insert_with(|| Instant::now() + group.config.queue_timeout);
+            let wait = group.state.queue.wait();
+            if monoio::time::timeout_at(deadline.into(), wait)
+                .await
+                .is_ok()
+            {
+                continue;
+            }
+            let failure = Failure {
+                status: 503,
+                detail: format!(
+                    "upstream \"{}\": every usable backend has its max_connections ({}) in \
+                     flight; waited {:?} in the queue",
+                    group.name,
+                    group.config.max_connections.map_or(0, |max| max.get()),
+                    group.config.queue_timeout
+                ),
+                backend: None,
+                gave_up: GaveUp::QueueTimeout,
+            };
+            return fail(ctx, client, request, group, failure, record).await;
+        }
         let Some(index) = chosen else {
             let failure = match &last_failure {
                 Some(failure) => Failure {

@@ -26,6 +26,7 @@ mod exchange;
 mod io;
 mod outlier;
 mod pool;
+mod queue;
 mod record;
 mod request_id;
 mod retry;

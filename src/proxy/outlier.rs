@@ -142,6 +142,10 @@ impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         let backend = &self.group.backends[self.index];
         backend.add_in_flight(-1);
+        if (backend.in_flight() as usize) < self.group.max_in_flight_per_backend {
+            // A slot under `max_connections` is free: the oldest queued request may take it.
+            self.group.state.queue.notify_one();
+        }
         if self.trial
             && !self.judged
             && matches!(

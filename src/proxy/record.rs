@@ -42,6 +42,8 @@ pub enum GaveUp {
     NotRetryable,
     /// The client's request (body) was at fault.
     ClientError,
+    /// Every usable backend stayed at `max_connections` for `queue_timeout`: 503.
+    QueueTimeout,
 }
 
 impl GaveUp {
@@ -53,6 +55,7 @@ impl GaveUp {
             GaveUp::RetryBudget => "retry_budget_exhausted",
             GaveUp::NotRetryable => "not_retryable",
             GaveUp::ClientError => "client_error",
+            GaveUp::QueueTimeout => "queue_timeout",
         }
     }
 }

@@ -10,7 +10,9 @@
 //! 3. primaries and then backups even if ejected: ejection never takes a whole group out, since
 //!    failing every request is worse than trying a backend that failed recently.
 //!
-//! Down and draining backends are never chosen: with none left the caller answers 503.
+//! Down and draining backends are never chosen: with none left the caller answers 503. A backend
+//! with `max_connections` requests in flight on this worker is not chosen either; when that is
+//! all that stands in the way ([`all_full`]), the caller waits in the group's queue.
 //! [`request_key`] computes the hash key `maglev` groups balance on.
 
 use super::backend::{Backend, BackendState};
@@ -28,13 +30,30 @@ pub fn choose(group: &UpstreamGroup, key: Option<u64>, tried: &[usize]) -> Optio
     let pick = |backup: bool, ignore_circuit: bool| {
         group.balancer.select(&view, key, |i| {
             let backend = &group.backends[i];
-            backend.is_backup() == backup && backend.admits(ignore_circuit) && !tried.contains(&i)
+            backend.is_backup() == backup
+                && backend.admits(ignore_circuit)
+                && !tried.contains(&i)
+                && has_room(group, backend)
         })
     };
     pick(false, false)
         .or_else(|| group.has_backups.then(|| pick(true, false)).flatten())
         .or_else(|| pick(false, true))
         .or_else(|| group.has_backups.then(|| pick(true, true)).flatten())
+}
+
+fn has_room(group: &UpstreamGroup, backend: &Backend) -> bool {
+    (backend.in_flight() as usize) < group.max_in_flight_per_backend
+}
+
+/// Whether [`choose`] found nothing only because every backend that could take the request has
+/// `max_connections` in flight: then it is worth waiting for a slot.
+pub fn all_full(group: &UpstreamGroup, tried: &[usize]) -> bool {
+    group
+        .backends
+        .iter()
+        .enumerate()
+        .any(|(i, b)| b.admits(true) && !tried.contains(&i) && !has_room(group, b))
 }
 
 /// Why no backend of `group` is usable, e.g. "3 backends: 2 down, 1 draining".

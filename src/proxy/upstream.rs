@@ -20,6 +20,7 @@
 
 use super::backend::{Backend, Settings};
 use super::outlier;
+use super::queue::SlotQueue;
 use super::retry::RetryBudget;
 use crate::balancer::Balancer;
 use crate::config::{Config, UpstreamConfig};
@@ -49,6 +50,9 @@ pub struct UpstreamGroup {
     pub balancer: Balancer,
     /// Whether any backend is a backup (selection skips the backup tier otherwise).
     pub has_backups: bool,
+    /// Requests in flight to one backend this worker allows: its share of `max_connections`
+    /// (`usize::MAX`: no limit).
+    pub max_in_flight_per_backend: usize,
     pub state: Rc<GroupState>,
 }
 
@@ -56,6 +60,8 @@ pub struct UpstreamGroup {
 #[derive(Debug, Default)]
 pub struct GroupState {
     pub retry_budget: RetryBudget,
+    /// Requests waiting for a backend under its `max_connections`.
+    pub queue: Rc<SlotQueue>,
 }
 
 impl Generation {
@@ -104,6 +110,9 @@ impl Generation {
                     backends,
                     balancer: Balancer::new(group.balance, &group.backends, worker),
                     has_backups: group.backends.iter().any(|b| b.backup),
+                    max_in_flight_per_backend: group.max_connections.map_or(usize::MAX, |max| {
+                        (max.get() as usize).div_ceil(config.runtime.workers.get())
+                    }),
                     state: carried.map_or_else(Rc::default, |g| g.state.clone()),
                 }
             })

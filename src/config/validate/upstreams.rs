@@ -56,6 +56,19 @@ impl Validator<'_> {
         };
         let hash_key = self.hash_key(raw, balance, path);
         let slow_start = self.slow_start(raw, balance, path);
+        let max_connections = self.int(
+            raw.max_connections.as_ref(),
+            &path.key("max_connections"),
+            1024,
+            0,
+            1 << 24,
+        );
+        let queue_timeout = self.duration(
+            raw.queue_timeout.as_ref(),
+            &path.key("queue_timeout"),
+            secs(5),
+            true,
+        );
         let backends_path = path.key("backends");
         let backends = match raw.backends.as_deref() {
             None | Some([]) => {
@@ -105,6 +118,8 @@ impl Validator<'_> {
             },
             tls: tls?,
             slow_start: slow_start?,
+            max_connections: NonZeroU32::new(u32::try_from(max_connections?).ok()?),
+            queue_timeout: queue_timeout?,
             health: health?,
             outlier: outlier?,
             retry: retry?,
@@ -509,6 +524,42 @@ mod tests {
             "\"client_ip\"",
             "only applies to balance = \"maglev\"",
             "set balance = \"maglev\"",
+        );
+    }
+
+    #[test]
+    fn max_connections_and_queue_timeout() {
+        let config = valid(&with_api(""));
+        assert_eq!(config.upstreams[0].max_connections, NonZeroU32::new(1024));
+        assert_eq!(config.upstreams[0].queue_timeout, Duration::from_secs(5));
+        let config = valid(&format!(
+            "{LISTENER}[upstream.api]\nmax_connections = 0\nqueue_timeout = \"250ms\"\n\
+             backends = [\"127.0.0.1:8001\"]\n"
+        ));
+        assert_eq!(config.upstreams[0].max_connections, None);
+        assert_eq!(
+            config.upstreams[0].queue_timeout,
+            Duration::from_millis(250)
+        );
+        let e = one_error(&format!(
+            "{LISTENER}[upstream.api]\nmax_connections = -1\nbackends = [\"127.0.0.1:8001\"]\n"
+        ));
+        assert_error(
+            &e,
+            "upstream.api.max_connections",
+            "-1",
+            "must be between 0 and 16777216",
+            "the default is 1024",
+        );
+        let e = one_error(&format!(
+            "{LISTENER}[upstream.api]\nqueue_timeout = \"0s\"\nbackends = [\"127.0.0.1:8001\"]\n"
+        ));
+        assert_error(
+            &e,
+            "upstream.api.queue_timeout",
+            "\"0s\"",
+            "greater than zero",
+            "default is \"5s\"",
         );
     }
 
