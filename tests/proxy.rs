@@ -28,6 +28,7 @@ on_both_drivers!(
     slowloris_gets_408_while_others_are_served,
     body_over_the_limit_is_413_and_never_forwarded,
     in_flight_requests_finish_during_shutdown,
+    a_burst_of_connections_waiting_to_be_accepted_is_served_whole,
 );
 
 fn instance_of(response: &client::Response) -> String {
@@ -205,6 +206,25 @@ fn large_bodies_stream_through_intact(driver: &str) {
         bytes.body == pattern(8 * 1024 * 1024),
         "8 MiB response differs"
     );
+}
+
+/// 300 clients connect and send their request before the proxy has accepted any of them: the
+/// accept loop takes the waiting connections in batches (non-blocking accepts after each awaited
+/// one), and every one of them is served.
+fn a_burst_of_connections_waiting_to_be_accepted_is_served_whole(driver: &str) {
+    let backend = RawBackend::start(Reply::Fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+    ));
+    let proxy = Proxy::start(&config(driver, &[backend.addr], ""));
+    let mut conns: Vec<Conn> = (0..300).map(|_| Conn::open(proxy.addr)).collect();
+    for conn in &mut conns {
+        conn.send(b"GET / HTTP/1.1\r\nHost: burst\r\n\r\n");
+    }
+    for conn in &mut conns {
+        let response = conn.read_response("GET").expect("every connection is answered");
+        assert_eq!((response.status, response.text().as_str()), (200, "ok"));
+    }
+    assert_eq!(backend.requests().len(), 300);
 }
 
 fn pipelined_requests_are_answered_in_order(driver: &str) {

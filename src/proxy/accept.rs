@@ -10,15 +10,22 @@
 use super::client;
 use super::context::WorkerContext;
 use super::stream::{self, StreamReader, StreamWriter};
+use super::sys;
 use crate::config::ListenerProtocol;
 use crate::tls::stream::handshake;
 use monoio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
 /// How long to pause accepting after an accept error (EMFILE, ENFILE, ENOMEM) instead of spinning.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(10);
+/// After an accept completes, up to this many more connections already waiting in the queue are
+/// taken at once (HAProxy's `tune.maxaccept` default): the accept loop is one task among
+/// thousands, and taking one connection per turn let a burst of new clients wait seconds in the
+/// kernel's queue with their requests already sent.
+const ACCEPT_BATCH: usize = 64;
 
 pub async fn accept_loop(ctx: Rc<WorkerContext>, listener_index: usize, listener: TcpListener) {
     // A drain cancels the pending accept and the loop awaits its outcome, rather than dropping
@@ -38,13 +45,39 @@ pub async fn accept_loop(ctx: Rc<WorkerContext>, listener_index: usize, listener
         match listener.cancelable_accept(cancel.clone()).await {
             Ok((tcp, peer)) => {
                 // Accepted, perhaps as the drain began: the client is waiting, so serve it.
-                let _ = tcp.set_nodelay(true);
-                monoio::spawn(connection(ctx.clone(), listener_index, tcp, peer));
+                start(&ctx, listener_index, tcp, peer);
+                if !ctx.drain.is_triggered() {
+                    take_waiting(&ctx, listener_index, &listener);
+                }
             }
             Err(_) if ctx.drain.is_triggered() => break,
             Err(e) => {
                 tracing::warn!(worker = ctx.id, "accept failed: {e}");
                 monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
+
+fn start(ctx: &Rc<WorkerContext>, listener: usize, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    monoio::spawn(connection(ctx.clone(), listener, tcp, peer));
+}
+
+/// Takes up to [`ACCEPT_BATCH`] connections already waiting in the listener's queue, without
+/// waiting for more.
+fn take_waiting(ctx: &Rc<WorkerContext>, listener_index: usize, listener: &TcpListener) {
+    for _ in 0..ACCEPT_BATCH {
+        match sys::accept_waiting(listener.as_raw_fd()) {
+            Ok(Some((std_tcp, peer))) => match TcpStream::from_std(std_tcp) {
+                Ok(tcp) => start(ctx, listener_index, tcp, peer),
+                Err(e) => tracing::warn!(worker = ctx.id, "cannot register a connection: {e}"),
+            },
+            Ok(None) => return,
+            Err(e) => {
+                // The awaited accept reports it (and backs off) on the next turn.
+                tracing::debug!(worker = ctx.id, "accept failed: {e}");
+                return;
             }
         }
     }

@@ -1,7 +1,9 @@
-//! The one raw syscall the data plane needs beyond monoio: a non-blocking peek that tells whether
-//! a pooled upstream connection is still open before we reuse it.
+//! The raw syscalls the data plane needs beyond monoio: a non-blocking peek that tells whether
+//! a pooled upstream connection is still open before we reuse it, and a non-blocking accept that
+//! takes the connections already waiting in a listener's queue.
 
-use std::os::fd::RawFd;
+use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, RawFd};
 
 /// What a non-blocking peek at an idle connection found.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,10 +40,31 @@ pub fn peek_idle(fd: RawFd) -> IdleState {
     }
 }
 
+/// Takes one connection already waiting on the non-blocking listening socket `fd`, without
+/// waiting for one: `Ok(None)` when the queue is empty. The socket is returned non-blocking and
+/// close-on-exec, ready for monoio.
+pub fn accept_waiting(fd: RawFd) -> std::io::Result<Option<(std::net::TcpStream, SocketAddr)>> {
+    // SAFETY: `fd` is the caller's open listening socket, which outlives this call; the borrow
+    // ends with it.
+    let listener = unsafe { BorrowedFd::borrow_raw(fd) };
+    let accepted = socket2::SockRef::from(&listener).accept();
+    match accepted {
+        Ok((socket, address)) => {
+            socket.set_nonblocking(true)?;
+            let peer = address.as_socket().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "not an IP peer address")
+            })?;
+            Ok(Some((socket.into(), peer)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
 
@@ -71,5 +94,30 @@ mod tests {
             std::thread::yield_now();
         }
         assert_eq!(peek_idle(client2.as_raw_fd()), IdleState::Closed);
+    }
+
+    #[test]
+    fn accept_waiting_takes_what_is_queued_then_says_none() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        assert!(accept_waiting(listener.as_raw_fd()).unwrap().is_none());
+        let clients: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(listener.local_addr().unwrap()).unwrap())
+            .collect();
+        let mut accepted = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while accepted.len() < 3 && std::time::Instant::now() < deadline {
+            if let Some((stream, peer)) = accept_waiting(listener.as_raw_fd()).unwrap() {
+                assert!(clients.iter().any(|c| c.local_addr().unwrap() == peer));
+                accepted.push(stream);
+            }
+        }
+        assert_eq!(accepted.len(), 3);
+        assert!(accepted.iter().all(|s| {
+            // Non-blocking: a read with nothing to read says WouldBlock rather than waiting.
+            let mut byte = [0u8; 1];
+            matches!((&*s).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }));
+        assert!(accept_waiting(listener.as_raw_fd()).unwrap().is_none());
     }
 }
