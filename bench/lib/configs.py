@@ -94,6 +94,9 @@ pin_workers = true
 [limits]
 max_body = "unlimited"
 
+[log]
+access = false
+
 [listener.bench_http]
 address = "127.0.0.1:{ports["http"]}"
 protocol = "http"

@@ -23,7 +23,7 @@ from targets import Direct, Haproxy, Lbproxy, Nginx, start_backend
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FULL = Settings(runs=3, duration_s=6, warmup_s=1, connections=50, large_connections=10,
-                idle_connections=10_000, fixed_rate=20_000, l4_transfers=2)
+                idle_connections=10_000, fixed_rate=10_000, l4_transfers=2)
 QUICK = Settings(runs=1, duration_s=1, warmup_s=0, connections=10, large_connections=4,
                  idle_connections=200, fixed_rate=500, l4_transfers=1)
 FULL_L4_BYTES = 1 << 30

@@ -63,7 +63,8 @@ def _table(scenario):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         if row["unsupported"]:
-            cells = [row["label"], row["unsupported"]] + [""] * (len(header) - 2)
+            # The short reason in the cell; the full one (lbproxy check's message) under the table.
+            cells = [row["label"], row["unsupported"].split(" (")[0]] + [""] * (len(header) - 2)
             lines.append("| " + " | ".join(cells) + " |")
             continue
         m = row.get("median", {})
@@ -92,6 +93,9 @@ def _table(scenario):
                       _fmt(m.get("cpu_us_per_req"), 1), util_text,
                       _fmt(_mib(row.get("rss_peak_kib")), 1), errors, _ratio_text(ratios)]
         lines.append("| " + " | ".join(cells) + " |")
+    reasons = sorted({r["unsupported"] for r in rows if r["unsupported"] and " (" in r["unsupported"]})
+    if reasons:
+        lines += [""] + [f"- {reason}" for reason in reasons]
     return "\n".join(lines)
 
 
