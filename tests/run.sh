@@ -89,7 +89,7 @@ if [ "$stage" != packaging ]; then
     echo "== cargo clippy -D warnings"
     cargo clippy --all-targets --locked -- -D warnings
     echo "== bench smoke: bench/run.sh --quick (the benchmark harness end to end; asserts no speed)"
-    bench/run.sh --quick
+    BENCH_PORT_BASE=27000 bench/run.sh --quick
     echo "== tests"
     cargo nextest run --all-targets --locked --profile ci
 fi

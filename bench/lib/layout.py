@@ -4,7 +4,8 @@ Pinning: the proxy under test gets one core to itself (`proxy_cpu`, core 0); the
 the backends and this harness share the other cores (`other_cpus`). Every peer runs one worker
 (one thread), so CPU per request is directly comparable.
 
-Ports (loopback, below the ephemeral range so no test's port-0 bind can take them):
+Ports (loopback, below the ephemeral range so no test's port-0 bind can take them; shown for the
+default BENCH_PORT_BASE=18000):
   18101, 18102  the two HTTP backends (one static nginx, two listeners)
   18103         the backend's TLS listener (the "direct" row of the TLS scenarios)
   182N1..182N4  target N's HTTP, HTTPS, L4 (splice) and L4 (copy) listeners
@@ -15,8 +16,11 @@ import resource
 import subprocess
 from dataclasses import dataclass, field
 
-BACKEND_PORTS = (18101, 18102)
-BACKEND_TLS_PORT = 18103
+# BENCH_PORT_BASE moves the whole plan (tests/run.sh's smoke stage uses another base, so it never
+# collides with a full run on the same machine).
+PORT_BASE = int(os.environ.get("BENCH_PORT_BASE", "18000"))
+BACKEND_PORTS = (PORT_BASE + 101, PORT_BASE + 102)
+BACKEND_TLS_PORT = PORT_BASE + 103
 SMALL_BODY_BYTES = 128
 LARGE_BODY_BYTES = 1 << 20
 
@@ -64,7 +68,7 @@ class Layout:
     @staticmethod
     def target_port(index, kind):
         offset = {"http": 1, "https": 2, "l4_splice": 3, "l4_copy": 4}[kind]
-        return 18200 + 10 * index + offset
+        return PORT_BASE + 200 + 10 * index + offset
 
     def _write_files(self):
         with open(self.path("www", "small"), "wb") as f:
