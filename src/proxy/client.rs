@@ -118,7 +118,10 @@ pub async fn serve(
             }
         };
         first = false;
-        if !exchange::forward(ctx, &mut client, &mut request).await {
+        // Boxed: the exchange's state machine is the largest part of this task, and a task is
+        // allocated at its largest for as long as the connection lives. Boxed, an idle keep-alive
+        // connection holds only what waiting for the next head needs (bench/: idle-connections).
+        if !Box::pin(exchange::forward(ctx, &mut client, &mut request)).await {
             return;
         }
         if ctx.drain.is_triggered() {
