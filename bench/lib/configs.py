@@ -59,17 +59,17 @@ http {{
 
 
 # ----------------------------------------------------------------------------------------------
-# lbproxy. TLS and L4 listeners are written the way lbproxy's config is expected to spell them;
-# `lbproxy check` on a probe config decides whether this build supports them (see targets.py).
-# If those keys land under other names, adjust the two templates below.
+# lbproxy. The TLS listener is spelled as docs/config.md says; the L4 one the way it is expected
+# to be (`protocol = "tcp"`, `relay`). `lbproxy check` on a probe config decides whether this build
+# supports each (see targets.py), so an older build's rows read "not supported yet".
 
 LBPROXY_TLS_LISTENER = """
 [listener.bench_tls]
 address = "127.0.0.1:{port}"
 protocol = "https"
 upstream = "bench"
-[listener.bench_tls.tls]
-certificate = "{cert}"
+[[listener.bench_tls.tls.certificate]]
+cert = "{cert}"
 key = "{key}"
 """
 
