@@ -15,7 +15,7 @@ import time
 import charts
 import machine
 import report
-from layout import BACKEND_PORTS, BACKEND_TLS_PORT, Layout
+from layout import BACKEND_PORTS, BACKEND_TLS_PORT, PORT_BASE, Layout
 from procs import port_is_free, stop_all
 from scenarios import SCENARIOS, Settings, now, run_scenario
 from targets import Direct, Haproxy, Lbproxy, Nginx, start_backend
@@ -49,7 +49,7 @@ def parse_args():
                         "or epoll=target/release/lbproxy@legacy); repeatable")
     p.add_argument("--rate", type=int, help="offered req/s of the fixed-rate scenario")
     p.add_argument("--idle", type=int, help="idle connections in the memory scenario")
-    p.add_argument("--workdir", default=f"/tmp/lbproxy-bench-{os.getuid()}")
+    p.add_argument("--workdir", default=f"/tmp/lbproxy-bench-{os.getuid()}-{PORT_BASE}")
     return p.parse_args()
 
 

@@ -18,7 +18,7 @@ import time
 import callgrind_top
 import configs
 import loadgen
-from layout import Layout
+from layout import PORT_BASE, Layout
 from procs import Process, stop_all, wait_until_serving
 from targets import start_backend
 
@@ -90,7 +90,7 @@ def main():
     p.add_argument("--tool", choices=["callgrind", "perf", "both"], default="both")
     p.add_argument("--rate", type=int, default=1000, help="req/s offered under callgrind")
     p.add_argument("--seconds", type=int, default=10)
-    p.add_argument("--workdir", default=f"/tmp/lbproxy-bench-{os.getuid()}")
+    p.add_argument("--workdir", default=f"/tmp/lbproxy-bench-{os.getuid()}-{PORT_BASE}")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
     for stale in os.listdir(args.out):
