@@ -61,16 +61,17 @@ def callgrind(layout, binary, out, driver, rate, seconds):
     return {"requests": figures["requests"], "instructions_per_request": per_request}
 
 
-def perf(layout, binary, out, driver, seconds):
+def perf(layout, binary, out, driver, seconds, path):
     process, port = start_lbproxy(layout, binary, [], driver)
-    url = f"http://127.0.0.1:{port}/small"
-    loadgen.wrk(url, 50, 1)
+    url = f"http://127.0.0.1:{port}{path}"
+    connections = 50 if path == "/small" else 10
+    loadgen.wrk(url, connections, 1)
     data = os.path.join(out, "perf.data")
     recorder = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "4999", "-o", data,
                                  "-p", str(process.pid)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    figures = loadgen.wrk(url, 50, seconds)
+    figures = loadgen.wrk(url, connections, seconds)
     recorder.send_signal(signal.SIGINT)
     recorder.wait(timeout=60)
     process.stop()
@@ -90,6 +91,8 @@ def main():
     p.add_argument("--tool", choices=["callgrind", "perf", "both"], default="both")
     p.add_argument("--rate", type=int, default=1000, help="req/s offered under callgrind")
     p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--path", default="/small", choices=["/small", "/1m"],
+                   help="what wrk fetches under perf (the 128-byte or the 1 MiB file)")
     p.add_argument("--workdir", default=f"/tmp/lbproxy-bench-{os.getuid()}-{PORT_BASE}")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -107,7 +110,7 @@ def main():
                   f"{figures['instructions_per_request']:,.0f} instructions per request "
                   f"(user space, lbproxy process); tables in {args.out}/callgrind-*.txt")
         if args.tool in ("perf", "both"):
-            figures = perf(layout, args.lbproxy, args.out, args.driver, args.seconds)
+            figures = perf(layout, args.lbproxy, args.out, args.driver, args.seconds, args.path)
             print(f"perf: {figures['rps']:,.0f} req/s during the recording; flat profile in "
                   f"{args.out}/perf-flat.txt")
     finally:
