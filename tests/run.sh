@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian/Ubuntu machine: installs what the tests need (Debian
-# packages with apt-get, cargo tools with cargo install), then checks formatting and lints and
-# runs every unit and integration test (both io drivers), then the packaging stage
-# (tests/packaging.sh: builds the .deb and .rpm and installs, boots and removes them). This is the
-# README's test command and what CI runs (.ci/run).
+# packages with apt-get, cargo tools with cargo install), then checks formatting and lints, runs
+# the benchmark harness once as a smoke test (bench/run.sh --quick, ~40 s; it installs nginx,
+# haproxy, wrk and oha itself) and every unit and integration test (both io drivers), then the
+# packaging stage (tests/packaging.sh: builds the .deb and .rpm and installs, boots and removes
+# them). This is the README's test command and what CI runs (.ci/run).
 #
 #   tests/run.sh                     everything
-#   tests/run.sh --stage tests       formatting, lints, unit and integration tests
+#   tests/run.sh --stage tests       formatting, lints, bench smoke, unit and integration tests
 #   tests/run.sh --stage packaging   the packaging stage only (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,6 +88,8 @@ if [ "$stage" != packaging ]; then
     cargo fmt --all -- --check
     echo "== cargo clippy -D warnings"
     cargo clippy --all-targets --locked -- -D warnings
+    echo "== bench smoke: bench/run.sh --quick (the benchmark harness end to end; asserts no speed)"
+    BENCH_PORT_BASE=27000 bench/run.sh --quick
     echo "== tests"
     cargo nextest run --all-targets --locked --profile ci
 fi

@@ -18,6 +18,33 @@ use std::thread::JoinHandle;
 /// per worker without `EBUSY`.
 const URING_ENTRIES: u32 = 4096;
 
+type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
+
+/// The worker's io_uring runtime, with cooperative task running where the kernel has it (5.19+).
+///
+/// By default the kernel interrupts the worker (an IPI, then task work on the way back to user
+/// space) every time a socket it waits on becomes ready — on loopback, for every packet the load
+/// generator or a backend sends from another core. `IORING_SETUP_COOP_TASKRUN` lets that work wait
+/// until the worker next enters the kernel, which it does on every loop turn anyway; with
+/// `IORING_SETUP_TASKRUN_FLAG` the ring says when work is pending. Measured with bench/ (L7
+/// keep-alive, one worker): 25 → 18 µs of CPU per request. Older kernels refuse the flags, so
+/// the ring is then built without them.
+fn uring_runtime() -> std::io::Result<UringRuntime> {
+    let mut cooperative = io_uring::IoUring::builder();
+    cooperative.setup_coop_taskrun().setup_taskrun_flag();
+    let build = |ring: io_uring::Builder| {
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .uring_builder(ring)
+            .enable_timer()
+            .build()
+    };
+    build(cooperative).or_else(|e| {
+        tracing::debug!("io_uring without cooperative task running ({e})");
+        build(io_uring::IoUring::builder())
+    })
+}
+
 /// Everything a worker thread starts from.
 #[derive(Debug)]
 pub struct WorkerSpec {
@@ -60,11 +87,7 @@ pub fn spawn(
 
 fn run(spec: WorkerSpec, ready: Sender<Result<(), String>>) -> std::io::Result<()> {
     match spec.driver {
-        Driver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(URING_ENTRIES)
-            .enable_timer()
-            .build()?
-            .block_on(crate::proxy::run_worker(spec, ready)),
+        Driver::IoUring => uring_runtime()?.block_on(crate::proxy::run_worker(spec, ready)),
         Driver::Legacy => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()?
