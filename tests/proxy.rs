@@ -29,6 +29,7 @@ on_both_drivers!(
     body_over_the_limit_is_413_and_never_forwarded,
     in_flight_requests_finish_during_shutdown,
     a_burst_of_connections_waiting_to_be_accepted_is_served_whole,
+    an_early_response_reaches_a_client_still_sending_its_body,
 );
 
 fn instance_of(response: &client::Response) -> String {
@@ -221,10 +222,84 @@ fn a_burst_of_connections_waiting_to_be_accepted_is_served_whole(driver: &str) {
         conn.send(b"GET / HTTP/1.1\r\nHost: burst\r\n\r\n");
     }
     for conn in &mut conns {
-        let response = conn.read_response("GET").expect("every connection is answered");
+        let response = conn
+            .read_response("GET")
+            .expect("every connection is answered");
         assert_eq!((response.status, response.text().as_str()), (200, "ok"));
     }
     assert_eq!(backend.requests().len(), 300);
+}
+
+/// A backend that answers every request as soon as it has the head — an early 200, as an
+/// application refusing an upload does with its own 413 — without reading any body; then it closes
+/// the connection, or keeps it open and reads nothing more.
+fn early_answering_backend(close_after: bool) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut tcp = tcp;
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match std::io::Read::read(&mut tcp, &mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        _ => return,
+                    }
+                }
+                let _ = tcp.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly");
+                if close_after {
+                    let _ = tcp.shutdown(std::net::Shutdown::Both);
+                } else {
+                    std::thread::sleep(Duration::from_secs(30));
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The backend answers a POST early while the client is still sending an 8 MiB body — more than
+/// the socket buffers hold, so the upload is still running when the response is complete. The
+/// proxy relays the response and reads the rest of the body away (it is dropped, not sent): every
+/// write of the client succeeds, it reads the response whole, and its connection stays in sync
+/// for the next request. Closing with the body unread, as the proxy did, reset the connection: the
+/// client's writes failed and its response could be lost.
+fn an_early_response_reaches_a_client_still_sending_its_body(driver: &str) {
+    for close_after in [true, false] {
+        let backend = early_answering_backend(close_after);
+        let proxy = Proxy::start(&config(driver, &[backend], ""));
+        let mut conn = Conn::open(proxy.addr);
+        let body = pattern(8 * 1024 * 1024);
+        let head = format!(
+            "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut writer = conn.stream().try_clone().unwrap();
+        let sender = std::thread::spawn(move || {
+            writer.write_all(head.as_bytes())?;
+            writer.write_all(&body)
+        });
+        let response = conn
+            .read_response("POST")
+            .expect("the early response arrives whole");
+        assert_eq!((response.status, response.text().as_str()), (200, "early"));
+        sender
+            .join()
+            .unwrap()
+            .expect("every byte of the body was taken: the proxy read it away, no reset");
+        conn.send(b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+        let next = conn
+            .read_response("GET")
+            .expect("the connection is still in sync");
+        assert_eq!(
+            (next.status, next.text().as_str()),
+            (200, "early"),
+            "backend closes: {close_after}"
+        );
+    }
 }
 
 fn pipelined_requests_are_answered_in_order(driver: &str) {

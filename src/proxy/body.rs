@@ -16,8 +16,9 @@ use crate::http::{
     parse_response, ChunkedDecoder, ChunkedOutput, RequestBody, ResponseBody, ResponseContext,
     Version,
 };
+use crate::runtime::drain::DrainSignal;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -43,7 +44,7 @@ pub struct Relay<'a> {
     /// error response can be sent, only a close. (A final head followed by a body that turns out
     /// invalid before anything was written still gets the proxy's 502.)
     pub response_started: &'a Cell<bool>,
-    /// Set by the upload once the whole request body was sent: only then does a silent backend
+    /// Set by the upload once the whole request body was read: only then does a silent backend
     /// count as a timeout.
     pub upload_done: &'a Cell<bool>,
     /// Status and bytes sent are recorded here.
@@ -105,10 +106,58 @@ pub enum UploadError {
     Client { status: u16, detail: String },
     /// The client closed or reset mid-body.
     ClientGone,
-    /// Writing to the backend failed (it may have answered early and closed).
-    Upstream(io::Error),
-    /// The response ended before the upload did.
+    /// The response ended before the upload did, and the rest of the body was not read.
     Unfinished,
+}
+
+/// How far the request body got, shared by the upload and the exchange that runs it beside the
+/// response relay.
+///
+/// The body goes to the backend while the backend takes it. Once writing to it fails (it may
+/// have answered early and closed) or the exchange says the response is complete
+/// ([`UploadProgress::stop_sending`]), the upload is *diverted*: the rest of the body is still read
+/// from the client — so its connection stays in sync for the next request, and it is never closed
+/// with body bytes unread, which would reset it — but dropped.
+#[derive(Debug, Default)]
+pub struct UploadProgress {
+    /// Set once the whole body was read from the client (and sent, unless diverted): only then
+    /// does a silent backend count as a timeout.
+    pub done: Cell<bool>,
+    stop: DrainSignal,
+    diverted: Cell<bool>,
+    upstream_error: RefCell<Option<io::Error>>,
+}
+
+impl UploadProgress {
+    /// For a request with a body (`has_body`), or without one (then already done).
+    pub fn new(has_body: bool) -> Self {
+        let progress = Self::default();
+        progress.done.set(!has_body);
+        progress
+    }
+
+    /// The response is complete: whatever of the body is left is read and dropped.
+    pub fn stop_sending(&self) {
+        self.stop.trigger();
+    }
+
+    /// Whether part of the body was dropped rather than sent (the upstream connection then holds
+    /// an unfinished request and cannot be reused).
+    pub fn diverted(&self) -> bool {
+        self.diverted.get()
+    }
+
+    /// Why the backend stopped taking the body, if a write to it failed.
+    pub fn take_upstream_error(&self) -> Option<io::Error> {
+        self.upstream_error.borrow_mut().take()
+    }
+
+    fn divert(&self, error: Option<io::Error>) {
+        self.diverted.set(true);
+        if error.is_some() {
+            *self.upstream_error.borrow_mut() = error;
+        }
+    }
 }
 
 /// Reads the response head (forwarding interim 1xx responses), writes the rewritten head and
@@ -369,7 +418,7 @@ pub async fn upload(
     client_r: &mut ClientReader,
     client_buf: &mut Vec<u8>,
     up_w: &mut UpstreamWriter,
-    upload_done: &Cell<bool>,
+    progress: &UploadProgress,
     record: &RequestRecord,
 ) -> Result<(), UploadError> {
     let timeouts = &config.timeouts;
@@ -393,7 +442,7 @@ pub async fn upload(
             if first > 0 {
                 record.add_from_client(first as u64);
                 let chunk: Vec<u8> = client_buf.drain(..first).collect();
-                to_upstream(up_w, write_limit, chunk).await?;
+                to_upstream(up_w, write_limit, progress, chunk).await;
             }
             let mut relay = Vec::with_capacity(
                 usize::try_from(remaining)
@@ -412,7 +461,7 @@ pub async fn upload(
                 };
                 remaining -= n as u64;
                 record.add_from_client(n as u64);
-                relay = to_upstream(up_w, write_limit, b).await?;
+                relay = to_upstream(up_w, write_limit, progress, b).await;
             }
         }
         RequestBody::Chunked => {
@@ -424,16 +473,16 @@ pub async fn upload(
             let mut total: u64 = 0;
             loop {
                 out.clear();
-                let progress =
+                let step =
                     decoder
                         .decode(client_buf, &mut out)
                         .map_err(|e| UploadError::Client {
                             status: 400,
                             detail: e.to_string(),
                         })?;
-                client_buf.drain(..progress.consumed);
-                total += progress.payload;
-                record.add_from_client(progress.payload);
+                client_buf.drain(..step.consumed);
+                total += step.payload;
+                record.add_from_client(step.payload);
                 if let Some(max) = max.filter(|&max| total > max) {
                     return Err(UploadError::Client {
                         status: 413,
@@ -441,9 +490,9 @@ pub async fn upload(
                     });
                 }
                 if !out.is_empty() {
-                    out = to_upstream(up_w, write_limit, out).await?;
+                    out = to_upstream(up_w, write_limit, progress, out).await;
                 }
-                if progress.done {
+                if step.done {
                     break;
                 }
                 let read = monoio::time::timeout_at(
@@ -459,20 +508,32 @@ pub async fn upload(
             }
         }
     }
-    upload_done.set(true);
+    progress.done.set(true);
     Ok(())
 }
 
+/// Sends `data` to the backend, unless the upload is diverted (see [`UploadProgress`]): then, or
+/// when the write fails or the response completes while it waits, `data` is dropped. Returns a
+/// buffer to read the next part into.
 async fn to_upstream(
     up_w: &mut UpstreamWriter,
     write_limit: Duration,
+    progress: &UploadProgress,
     data: Vec<u8>,
-) -> Result<Vec<u8>, UploadError> {
-    match monoio::time::timeout(write_limit, up_w.write_all(data)).await {
-        Ok((Ok(_), data)) => Ok(data),
-        Ok((Err(e), _)) => Err(UploadError::Upstream(e)),
-        Err(_) => Err(UploadError::Upstream(io::ErrorKind::TimedOut.into())),
+) -> Vec<u8> {
+    if progress.diverted() {
+        return data;
     }
+    let write = monoio::time::timeout(write_limit, up_w.write_all(data));
+    monoio::select! {
+        written = write => match written {
+            Ok((Ok(_), data)) => return data,
+            Ok((Err(e), _)) => progress.divert(Some(e)),
+            Err(_) => progress.divert(Some(io::ErrorKind::TimedOut.into())),
+        },
+        _ = progress.stop.triggered() => progress.divert(None),
+    }
+    Vec::with_capacity(RELAY_BUFFER)
 }
 
 /// After `101 Switching Protocols`: relays bytes both ways until both directions have ended or

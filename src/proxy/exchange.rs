@@ -22,8 +22,8 @@
 //! reached the client. When retries run out the client gets the last failure (502/504) and the
 //! log says why no retry was made; with no usable backend at all, 503.
 
-use super::body::{self, Relay, RelayError, Relayed, UploadError};
-use super::client::{respond_and_close, ClientConn, PendingRequest};
+use super::body::{self, Relay, RelayError, Relayed, UploadError, UploadProgress};
+use super::client::{linger_close, respond_and_close, ClientConn, PendingRequest};
 use super::context::WorkerContext;
 use super::error::UpstreamFailure;
 use super::io::write_all_within;
@@ -428,12 +428,12 @@ async fn exchange(
     }
 
     let response_started = Cell::new(false);
-    let upload_done = Cell::new(!has_body);
+    let progress = UploadProgress::new(has_body);
     let relay = Relay {
         request,
         client_keep_alive: request.keep_alive && !ctx.drain.is_triggered(),
         response_started: &response_started,
-        upload_done: &upload_done,
+        upload_done: &progress.done,
         record,
     };
     let (relayed, uploaded) = {
@@ -456,7 +456,7 @@ async fn exchange(
                 client_r,
                 client_buf,
                 up_w,
-                &upload_done,
+                &progress,
                 record,
             );
             let mut upload = std::pin::pin!(upload);
@@ -470,11 +470,6 @@ async fn exchange(
                     relayed = download.as_mut() => break relayed,
                     result = upload.as_mut() => match result {
                         Ok(()) => uploaded = Some(result),
-                        // The backend stopped reading: its response, if any, still decides.
-                        Err(UploadError::Upstream(ref e)) => {
-                            tracing::debug!(request_id = %request.request_id, "backend stopped reading the request body: {e}");
-                            uploaded = Some(result);
-                        }
                         Err(e) => {
                             uploaded = Some(Err(e));
                             break Err(RelayError::UploadAborted);
@@ -482,6 +477,16 @@ async fn exchange(
                     },
                 }
             };
+            if let Some(e) = progress.take_upstream_error() {
+                // The backend stopped reading; its response, if any, decided.
+                tracing::debug!(request_id = %request.request_id, "backend stopped reading the request body: {e}");
+            }
+            if uploaded.is_none() && matches!(&relayed, Ok(r) if r.client_reusable) {
+                // The response is complete, the body is not (an early answer): read the rest
+                // of it away, so the client's connection stays in sync and usable.
+                progress.stop_sending();
+                uploaded = Some(upload.as_mut().await);
+            }
             (relayed, uploaded.unwrap_or(Err(UploadError::Unfinished)))
         }
     };
@@ -504,11 +509,19 @@ async fn exchange(
             let body_complete = uploaded.is_ok();
             if relayed.upstream_reusable
                 && body_complete
+                && !progress.diverted()
                 && !backend.is_retired()
                 && !backend.is_draining()
             {
                 conn.verify_on_reuse = relayed.bodiless;
                 backend.pool.checkin(&group.config.pool, conn);
+            } else if !body_complete {
+                // The response ended the client connection before the whole body was read (or
+                // the client failed while we read it away): closing now, with its bytes unread,
+                // would reset the connection and could destroy the response before the client
+                // reads it; so half-close, and read and discard for a while first.
+                drop(conn);
+                linger_close(client).await;
             }
             Outcome::Done {
                 keep_client: relayed.client_reusable && body_complete,
