@@ -34,6 +34,7 @@ mod route;
 mod select;
 mod stream;
 mod sys;
+mod tcp;
 mod upstream;
 
 pub use error::{reason_phrase, write_error_response};
