@@ -20,10 +20,17 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::AsRawFd;
 
-/// What each pipe is asked to hold (`F_SETPIPE_SZ`); the kernel may grant less.
+/// What each pipe is asked to hold (`F_SETPIPE_SZ`); the kernel may grant less. 1 MiB cost a
+/// quarter to a third less CPU per byte than 256 KiB or the default 64 KiB
+/// (bench/results/L4-RELAY.md): one splice takes whatever the socket holds. The price is the
+/// pipe's 256 pages counting against the user's `fs.pipe-user-pages-soft` (16384 pages) while
+/// the pipe exists — hence pipes held only while bytes are in them, and few kept idle. Past that
+/// limit Linux gives an unprivileged user's new pipes two pages: the relay still works, in small
+/// chunks, and the log says so once.
 pub const PIPE_SIZE: usize = 1024 * 1024;
-/// Empty pipes a worker keeps for the next chunk (each is two fds).
-const MAX_IDLE_PIPES: usize = 64;
+/// Empty pipes a worker keeps for the next chunk (each is two fds, and its pages count against
+/// the user's pipe limit while kept).
+const MAX_IDLE_PIPES: usize = 2;
 
 /// A worker's empty pipes.
 #[derive(Debug, Default)]
@@ -40,10 +47,11 @@ impl PipePool {
         }
         let pipe = Pipe::new(PIPE_SIZE)?;
         if pipe.capacity() < PIPE_SIZE && !self.warned_small.replace(true) {
-            tracing::info!(
-                "splice pipes hold {} KiB instead of {} KiB (raise /proc/sys/fs/pipe-max-size, \
-                 or fs/pipe-user-pages-soft for this user); relaying still works, in smaller \
-                 chunks",
+            tracing::warn!(
+                "splice pipes hold {} KiB instead of {} KiB: sysctl fs.pipe-max-size is lower, \
+                 or this user's pipes reached fs.pipe-user-pages-soft (many transfers at once); \
+                 relaying still works, in smaller chunks (raise the sysctl, or use \
+                 relay = \"copy\")",
                 pipe.capacity() / 1024,
                 PIPE_SIZE / 1024
             );
@@ -129,4 +137,29 @@ async fn drain(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_hands_back_the_last_pipe_and_keeps_few() {
+        let pool = PipePool::default();
+        let pipes: Vec<Pipe> = (0..MAX_IDLE_PIPES + 2)
+            .map(|_| pool.take().unwrap())
+            .collect();
+        let last = pipes.last().unwrap().write_end();
+        for pipe in pipes {
+            pool.put(pipe);
+        }
+        assert_eq!(
+            pool.idle.borrow().len(),
+            MAX_IDLE_PIPES,
+            "the rest are closed"
+        );
+        let again = pool.take().unwrap();
+        assert_ne!(again.write_end(), last, "the last ones put were closed");
+        assert!(again.capacity() >= crate::l4::sys::DEFAULT_PIPE_SIZE);
+    }
 }
