@@ -1,8 +1,8 @@
 //! tcp listeners end to end on real sockets, on both io drivers and with both relays (splice
 //! and copy): 256 MiB each way at once arriving byte-exact (SHA-256) across a half-close,
 //! half-close in either direction, failover past a refused backend, resets passed on, the idle
-//! timeout, PROXY protocol headers the backends parse, in-flight counting for `least_conn`, and
-//! the idle timeout of WebSocket tunnels.
+//! timeout, PROXY protocol headers the backends parse, open connections counted for `least_conn`
+//! and `max_connections` (with its queue), and the idle timeout of WebSocket tunnels.
 
 mod common;
 
@@ -24,6 +24,7 @@ on_both_drivers!(
     idle_connections_are_closed,
     proxy_protocol_headers_carry_the_client_address,
     least_conn_counts_open_connections,
+    max_connections_queues_connections_until_one_closes,
     websocket_tunnels_have_their_own_idle_timeout,
 );
 
@@ -301,6 +302,48 @@ fn least_conn_counts_open_connections(driver: &str) {
     }
     assert_eq!(held_by.connections(), 1, "only the held connection");
     assert_eq!(other.connections(), 4);
+}
+
+fn max_connections_queues_connections_until_one_closes(driver: &str) {
+    let echo = EchoServer::start(false);
+    let limited = |queue_timeout: &str| {
+        tcp_config(
+            driver,
+            "splice",
+            &[echo.addr],
+            "",
+            &format!("max_connections = 1\nqueue_timeout = \"{queue_timeout}\"\n"),
+        )
+        .replace("workers = 2", "workers = 1")
+    };
+    // The one slot is taken: a second connection waits its queue_timeout, then is closed.
+    let proxy = Proxy::start(&limited("200ms"));
+    let mut first = connect(proxy.addr);
+    first.write_all(b"1").unwrap();
+    first.read_exact(&mut [0u8; 1]).unwrap();
+    // (It sends nothing: unread bytes would make the close a reset.)
+    let mut second = connect(proxy.addr);
+    let mut nothing = Vec::new();
+    second
+        .read_to_end(&mut nothing)
+        .expect("closed after the queue timeout");
+    assert!(nothing.is_empty());
+    assert_eq!(echo.connections(), 1, "the backend never saw the second");
+    drop((first, proxy));
+
+    // With time to wait, it gets the slot as soon as the first closes.
+    let proxy = Proxy::start(&limited("30s"));
+    let mut first = connect(proxy.addr);
+    first.write_all(b"1").unwrap();
+    first.read_exact(&mut [0u8; 1]).unwrap();
+    let mut second = connect(proxy.addr);
+    second.write_all(b"2").unwrap();
+    drop(first);
+    let mut two = [0u8; 1];
+    second
+        .read_exact(&mut two)
+        .expect("served once the slot freed");
+    assert_eq!(&two, b"2");
 }
 
 fn websocket_tunnels_have_their_own_idle_timeout(driver: &str) {
