@@ -18,6 +18,7 @@ pub mod config;
 pub mod generate;
 pub mod health;
 pub mod http;
+pub mod l4;
 pub mod listener;
 pub mod proxy;
 pub mod runtime;

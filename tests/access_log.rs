@@ -1,12 +1,13 @@
 //! The access log: with `[log] access = true` every request the proxy answers — relayed or its
-//! own error — gives one line with the request id, status, backend, bytes and retries; without
-//! it, none. Captured from the process-wide tracing subscriber this test binary installs.
+//! own error — gives one line with the request id, status, backend, bytes and retries, and every
+//! connection of a tcp listener one with its bytes each way and how it ended; without it, none. Captured from the process-wide tracing subscriber this test binary installs.
 
 mod common;
 
 use common::backend::{RawBackend, Reply};
+use common::tcp::{connect, tcp_config, EchoServer};
 use common::{client, closed_port, config, wait_until, Proxy};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -146,4 +147,62 @@ fn wire_len(status_line: &str, response: &client::Response) -> usize {
         .map(|(n, v)| n.len() + 2 + v.len() + 2)
         .sum();
     status_line.len() + fields + 2 + response.body.len()
+}
+
+#[test]
+fn every_tcp_connection_gets_one_line_with_bytes_each_way_and_how_it_ended() {
+    let logs = captured();
+    let echo = EchoServer::start(false);
+    let proxy = Proxy::start(&tcp_config(
+        "legacy",
+        "splice",
+        &[echo.addr],
+        "",
+        "[log]\naccess = true\n",
+    ));
+    // Found by the client's address, which the line names.
+    let mut tcp = connect(proxy.addr);
+    let client_addr = tcp.local_addr().unwrap().to_string();
+    tcp.write_all(b"twelve bytes").unwrap();
+    tcp.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut echoed = Vec::new();
+    tcp.read_to_end(&mut echoed).unwrap();
+    assert_eq!(echoed, b"twelve bytes");
+    let needle = format!("client={client_addr}");
+    wait_until(Duration::from_secs(5), "the tcp access log line", || {
+        !lines_with(logs, &needle).is_empty()
+    });
+    let line = &lines_with(logs, &needle)[0];
+    for (name, value) in [
+        ("listener", "tcp".to_owned()),
+        ("upstream", "api".to_owned()),
+        ("backend", echo.addr.to_string()),
+        ("bytes_received", "12".to_owned()),
+        ("bytes_sent", "12".to_owned()),
+        ("end", "closed".to_owned()),
+        ("retries", "0".to_owned()),
+    ] {
+        assert_eq!(field(line, name), value, "{name} in {line}");
+    }
+
+    // No backend accepts: the line says why the connection went nowhere.
+    let proxy_down = Proxy::start(&tcp_config(
+        "legacy",
+        "copy",
+        &[closed_port()],
+        "",
+        "[log]\naccess = true\n",
+    ));
+    let mut tcp = connect(proxy_down.addr);
+    let client_addr = tcp.local_addr().unwrap().to_string();
+    let _ = tcp.read_to_end(&mut Vec::new());
+    let needle = format!("client={client_addr}");
+    wait_until(
+        Duration::from_secs(5),
+        "the failed connection's line",
+        || !lines_with(logs, &needle).is_empty(),
+    );
+    let line = &lines_with(logs, &needle)[0];
+    assert_eq!(field(line, "end"), "all_backends_failed", "{line}");
+    assert_eq!(field(line, "bytes_sent"), "0", "{line}");
 }

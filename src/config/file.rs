@@ -73,6 +73,8 @@ pub(crate) struct FileTimeouts {
     pub upstream_connect: Option<FileDuration>,
     pub upstream_response: Option<FileDuration>,
     pub tls_handshake: Option<FileDuration>,
+    pub tcp_idle: Option<FileDuration>,
+    pub tunnel_idle: Option<FileDuration>,
 }
 
 /// `[log]`
@@ -95,6 +97,8 @@ pub(crate) struct FileListener {
     pub route: Vec<FileRoute>,
     /// `[listener.NAME.tls]`, for https listeners.
     pub tls: Option<FileListenerTls>,
+    /// `"copy"` or `"splice"`, for tcp listeners.
+    pub relay: Option<String>,
 }
 
 /// `[listener.NAME.tls]`
@@ -124,6 +128,8 @@ pub(crate) struct FileCertificate {
 pub(crate) struct FileRoute {
     pub host: Option<String>,
     pub path_prefix: Option<String>,
+    /// The TLS server name a tcp listener's route matches.
+    pub sni: Option<String>,
     pub upstream: Option<String>,
 }
 
@@ -148,6 +154,8 @@ pub(crate) struct FileUpstream {
     pub retry: FileRetry,
     /// `[upstream.NAME.tls]`: TLS to the backends.
     pub tls: Option<FileUpstreamTls>,
+    /// `"v1"` or `"v2"`: a PROXY protocol header toward the backends.
+    pub proxy_protocol: Option<String>,
 }
 
 /// `[upstream.NAME.tls]`
@@ -393,7 +401,7 @@ mod tests {
     fn field_names_come_from_the_structs() {
         assert_eq!(
             fields_of::<FileListener>(),
-            ["address", "protocol", "upstream", "route", "tls"]
+            ["address", "protocol", "upstream", "route", "tls", "relay"]
         );
         assert_eq!(
             fields_of::<FileConfig>(),

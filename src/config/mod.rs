@@ -244,6 +244,8 @@ mod tests {
                 upstream_connect: secs(2),
                 upstream_response: secs(30),
                 tls_handshake: secs(10),
+                tcp_idle: secs(3600),
+                tunnel_idle: secs(3600),
             },
             log: LogConfig { access: false },
             listeners: vec![ListenerConfig {
@@ -256,6 +258,7 @@ mod tests {
                     path_prefix: "/".into(),
                     upstream: 0,
                 }],
+                relay: RelayMode::DEFAULT,
             }],
             upstreams: vec![UpstreamConfig {
                 name: "api".into(),
@@ -270,6 +273,7 @@ mod tests {
                     idle_timeout: secs(60),
                 },
                 tls: None,
+                proxy_protocol: None,
                 hash_key: None,
                 slow_start: Duration::ZERO,
                 max_connections: NonZeroU32::new(1024),

@@ -104,9 +104,14 @@ pub struct TimeoutsConfig {
     /// From request sent to response head received (→ 504), and between response body reads.
     /// Default 30s.
     pub upstream_response: Duration,
-    /// A TLS client must complete its handshake within this, or the connection is closed.
-    /// Default 10s.
+    /// A TLS client must complete its handshake within this, or the connection is closed; a tcp
+    /// listener that routes by SNI waits this long for the ClientHello. Default 10s.
     pub tls_handshake: Duration,
+    /// A tcp listener's connection with no byte moving either way for this long is closed.
+    /// Default 1h.
+    pub tcp_idle: Duration,
+    /// The same for a connection relayed after `101 Switching Protocols` (WebSocket). Default 1h.
+    pub tunnel_idle: Duration,
 }
 
 /// `[log]`
@@ -127,8 +132,19 @@ pub struct ListenerConfig {
     /// The certificates of an https listener (`Some` exactly when `protocol` is `Https`).
     pub tls: Option<ServerTlsConfig>,
     /// Routes in file order, first match wins. When the listener has `upstream = "..."`, a
-    /// catch-all route to it is appended last.
+    /// catch-all route to it is appended last. On a tcp listener a route's `host` is the SNI
+    /// pattern it matches (`sni` in the file) and its `path_prefix` is always `/`.
     pub routes: Vec<RouteConfig>,
+    /// How a tcp listener moves bytes. Validation refuses `relay` on other listeners; their
+    /// WebSocket tunnels always copy.
+    pub relay: RelayMode,
+}
+
+impl ListenerConfig {
+    /// A tcp listener with at least one `sni` route: it reads the ClientHello before choosing.
+    pub fn routes_by_sni(&self) -> bool {
+        self.protocol == ListenerProtocol::Tcp && self.routes.iter().any(|r| r.host.is_some())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,14 +152,39 @@ pub enum ListenerProtocol {
     Http,
     /// HTTP/1.1 inside TLS, terminated by the proxy.
     Https,
+    /// A TCP byte relay (L4); TLS passes through untouched and may be routed by SNI.
+    Tcp,
 }
 
 impl ListenerProtocol {
-    /// The URI scheme clients use, as sent in `X-Forwarded-Proto`.
+    /// The protocol's name in the configuration (and, for http and https, the URI scheme clients
+    /// use, as sent in `X-Forwarded-Proto`).
     pub fn scheme(self) -> &'static str {
         match self {
             ListenerProtocol::Http => "http",
             ListenerProtocol::Https => "https",
+            ListenerProtocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// `relay` of a tcp listener: how bytes move between client and backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayMode {
+    /// `read` into a buffer, `write` it out (two copies through user space).
+    Copy,
+    /// `splice(2)` socket → pipe → socket, never through user space.
+    Splice,
+}
+
+impl RelayMode {
+    /// The default for tcp listeners (see docs/config.md and bench/results/L4-RELAY.md).
+    pub const DEFAULT: RelayMode = RelayMode::Splice;
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayMode::Copy => "copy",
+            RelayMode::Splice => "splice",
         }
     }
 }
@@ -226,6 +267,18 @@ pub struct UpstreamConfig {
     pub retry: RetryConfig,
     /// TLS to the backends; `None`: plain TCP.
     pub tls: Option<UpstreamTlsConfig>,
+    /// A PROXY protocol header sent first on every connection to a backend (tcp listeners
+    /// only), so the backend sees the real client address. `None` (the default): none.
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// `proxy_protocol` of an upstream group: the header's version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// The text header: `PROXY TCP4 203.0.113.7 10.0.0.1 51234 443\r\n`.
+    V1,
+    /// The binary header.
+    V2,
 }
 
 /// `[upstream.NAME.tls]`: TLS to the backends, verified against a CA.

@@ -13,7 +13,7 @@
 //! stops when the proxy shuts down or [`HealthChecker::stop`] is called.
 
 use super::{probe, Health, HealthTable, Thresholds};
-use crate::config::HealthConfig;
+use crate::config::{HealthConfig, ProxyProtocol};
 use crate::runtime::command::WorkerCommand;
 use crate::runtime::TICK;
 use crate::server::ControlHandle;
@@ -85,6 +85,9 @@ struct Target {
     group: String,
     address: SocketAddr,
     settings: RefCell<HealthConfig>,
+    /// The group's `proxy_protocol`: probes open with a header without addresses, as the
+    /// backend expects one on every connection.
+    proxy_protocol: Cell<Option<ProxyProtocol>>,
     stopped: Cell<bool>,
 }
 
@@ -117,15 +120,17 @@ async fn supervise(control: ControlHandle, stop: Arc<AtomicBool>) {
             monoio::time::sleep(TICK).await;
             continue;
         }
-        let wanted: HashMap<Key, &HealthConfig> = config
+        let wanted: HashMap<Key, (&HealthConfig, Option<ProxyProtocol>)> = config
             .upstreams
             .iter()
             .filter_map(|group| Some((group, group.health.as_ref()?)))
             .flat_map(|(group, health)| {
-                group
-                    .backends
-                    .iter()
-                    .map(move |b| ((group.name.clone(), b.address), health))
+                group.backends.iter().map(move |b| {
+                    (
+                        (group.name.clone(), b.address),
+                        (health, group.proxy_protocol),
+                    )
+                })
             })
             .collect();
 
@@ -139,18 +144,20 @@ async fn supervise(control: ControlHandle, stop: Arc<AtomicBool>) {
             }
             keep
         });
-        for (key, settings) in wanted {
+        for (key, (settings, proxy_protocol)) in wanted {
             match targets.get(&key) {
                 Some(target) => {
                     if *target.settings.borrow() != *settings {
                         target.settings.replace(settings.clone());
                     }
+                    target.proxy_protocol.set(proxy_protocol);
                 }
                 None => {
                     let target = Rc::new(Target {
                         group: key.0.clone(),
                         address: key.1,
                         settings: RefCell::new(settings.clone()),
+                        proxy_protocol: Cell::new(proxy_protocol),
                         stopped: Cell::new(false),
                     });
                     verdicts.table.borrow_mut().insert(
@@ -181,7 +188,13 @@ async fn probe_loop(target: Rc<Target>, verdicts: Rc<Verdicts>) {
     let mut thresholds = Thresholds::default();
     while !target.stopped.get() {
         let settings = target.settings.borrow().clone();
-        let result = probe(target.address, &settings.check, settings.timeout).await;
+        let result = probe(
+            target.address,
+            &settings.check,
+            settings.timeout,
+            target.proxy_protocol.get(),
+        )
+        .await;
         if target.stopped.get() {
             return;
         }

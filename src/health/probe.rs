@@ -1,8 +1,12 @@
 //! One probe of one backend: a TCP connect, or an HTTP/1.1 `GET` whose status must be in the
 //! expected set. The whole probe (connect, send, first line of the answer) must finish within
 //! the timeout. The error says why it failed, for the log line of the flip.
+//!
+//! Backends of a group with `proxy_protocol` expect a PROXY header on every connection: a probe
+//! sends one without addresses first (v1 `UNKNOWN`, v2 `LOCAL`: "this is the proxy itself").
 
-use crate::config::{HealthCheck, StatusSet};
+use crate::config::{HealthCheck, ProxyProtocol, StatusSet};
+use crate::l4::proxy_protocol;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::io;
@@ -18,26 +22,42 @@ pub async fn probe(
     address: SocketAddr,
     check: &HealthCheck,
     timeout: Duration,
+    proxy_protocol: Option<ProxyProtocol>,
 ) -> Result<(), String> {
-    match monoio::time::timeout(timeout, run(address, check)).await {
+    match monoio::time::timeout(timeout, run(address, check, proxy_protocol)).await {
         Ok(result) => result,
         Err(_) => Err(format!("no answer within {timeout:?}")),
     }
 }
 
-async fn run(address: SocketAddr, check: &HealthCheck) -> Result<(), String> {
+async fn run(
+    address: SocketAddr,
+    check: &HealthCheck,
+    proxy_protocol: Option<ProxyProtocol>,
+) -> Result<(), String> {
     let mut stream = TcpStream::connect_addr(address)
         .await
         .map_err(|e| connect_error(&e))?;
+    let mut request = proxy_protocol
+        .map(proxy_protocol::local)
+        .unwrap_or_default();
     let HealthCheck::Http { path, expect, host } = check else {
+        if !request.is_empty() {
+            // A TCP check is the connect; the header just keeps the backend from logging a
+            // connection without one.
+            let _ = stream.write_all(request).await;
+        }
         return Ok(());
     };
     let host = host.clone().unwrap_or_else(|| address.to_string());
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lbproxy-health-check\r\n\
-         Accept: */*\r\nConnection: close\r\n\r\n"
+    request.extend_from_slice(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lbproxy-health-check\r\n\
+             Accept: */*\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     );
-    let (written, _) = stream.write_all(request.into_bytes()).await;
+    let (written, _) = stream.write_all(request).await;
     written.map_err(|e| format!("sending the probe failed ({e})"))?;
     let line = read_status_line(&mut stream).await?;
     let status = parse_status(&line).ok_or_else(|| {
@@ -134,11 +154,24 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         let server = std::thread::spawn(move || {
-            for answer in ["HTTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 503 Nope\r\n\r\n"] {
+            let answers = [
+                ("", "HTTP/1.1 200 OK\r\n\r\n"),
+                ("", "HTTP/1.1 503 Nope\r\n\r\n"),
+                ("PROXY UNKNOWN\r\n", "HTTP/1.1 200 OK\r\n\r\n"),
+            ];
+            for (header, answer) in answers {
                 let (mut conn, _) = listener.accept().unwrap();
-                let mut request = [0u8; 1024];
-                let n = conn.read(&mut request).unwrap();
-                let request = String::from_utf8_lossy(&request[..n]).into_owned();
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    let n = conn.read(&mut chunk).unwrap();
+                    assert!(n > 0, "closed early");
+                    request.extend_from_slice(&chunk[..n]);
+                }
+                let request = String::from_utf8_lossy(&request).into_owned();
+                let request = request.strip_prefix(header).unwrap_or_else(|| {
+                    panic!("expected {header:?} first: {request}");
+                });
                 assert!(request.starts_with("GET /ready HTTP/1.1\r\n"), "{request}");
                 assert!(
                     request.contains(&format!("\r\nHost: {address}\r\n")),
@@ -153,14 +186,16 @@ mod tests {
             host: None,
         };
         let second = Duration::from_secs(5);
-        assert_eq!(block_on(probe(address, &check, second)), Ok(()));
+        assert_eq!(block_on(probe(address, &check, second, None)), Ok(()));
         assert_eq!(
-            block_on(probe(address, &check, second)),
+            block_on(probe(address, &check, second, None)),
             Err("HTTP 503 from /ready (expected 200-399)".into())
         );
+        let v1 = Some(ProxyProtocol::V1);
+        assert_eq!(block_on(probe(address, &check, second, v1)), Ok(()));
         server.join().unwrap();
         assert_eq!(
-            block_on(probe(address, &HealthCheck::Tcp, second)),
+            block_on(probe(address, &HealthCheck::Tcp, second, None)),
             Err("connection refused".into())
         );
     }

@@ -5,12 +5,14 @@
 //! socket. `http` connections go straight to [`client::serve`]; `https` ones first complete their
 //! TLS handshake ([`accept_tls`]) with the certificates of the configuration generation current at
 //! accept time, within `timeouts.tls_handshake` (a client that connects and sends nothing, or
-//! sends something that is not TLS, is closed without disturbing anyone else).
+//! sends something that is not TLS, is closed without disturbing anyone else); `tcp` ones are
+//! relayed to a backend by [`tcp::serve`].
 
 use super::client;
 use super::context::WorkerContext;
 use super::stream::{self, StreamReader, StreamWriter};
 use super::sys;
+use super::tcp;
 use crate::config::ListenerProtocol;
 use crate::tls::stream::handshake;
 use monoio::net::{TcpListener, TcpStream};
@@ -88,13 +90,17 @@ async fn connection(ctx: Rc<WorkerContext>, listener: usize, tcp: TcpStream, pee
     let _open = ctx.track_connection();
     // A listener's protocol never changes on reload (that needs a restart).
     let protocol = ctx.generation().config.listeners[listener].protocol;
+    let fd = tcp.as_raw_fd();
     match protocol {
-        ListenerProtocol::Http => client::serve(&ctx, listener, stream::plain(tcp), peer).await,
+        ListenerProtocol::Http => {
+            client::serve(&ctx, listener, stream::plain(tcp), peer, fd).await;
+        }
         ListenerProtocol::Https => {
             if let Some(halves) = accept_tls(&ctx, listener, tcp, peer).await {
-                client::serve(&ctx, listener, halves, peer).await;
+                client::serve(&ctx, listener, halves, peer, fd).await;
             }
         }
+        ListenerProtocol::Tcp => tcp::serve(&ctx, listener, tcp, peer).await,
     }
 }
 

@@ -16,10 +16,12 @@ use crate::http::{
     parse_response, ChunkedDecoder, ChunkedOutput, RequestBody, ResponseBody, ResponseContext,
     Version,
 };
+use crate::l4::relay::{self, copy, Direction, Progress, Relayed as Tunneled};
 use crate::runtime::drain::DrainSignal;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 /// Upper bound for a backend's response head.
@@ -536,64 +538,22 @@ async fn to_upstream(
     Vec::with_capacity(RELAY_BUFFER)
 }
 
-/// After `101 Switching Protocols`: relays bytes both ways until both directions have ended or
-/// nothing moved in either direction for `idle`.
+/// After `101 Switching Protocols`: the L4 relay ([`crate::l4::relay`], by copy: either side
+/// may be TLS) between the client and the backend, starting with what each side already sent
+/// past the heads, until both have closed, one fails (both are then reset) or nothing moved
+/// either way for `idle` (`timeouts.tunnel_idle`).
 pub async fn tunnel(
     client: &mut ClientConn,
     up_r: &mut UpstreamReader,
     up_w: &mut UpstreamWriter,
+    up_fd: RawFd,
     from_upstream: Vec<u8>,
     idle: Duration,
-) {
-    let last_activity = Cell::new(Instant::now());
-    if !client.buf.is_empty() {
-        let pending = std::mem::take(&mut client.buf);
-        if up_w.write_all(pending).await.0.is_err() {
-            return;
-        }
-    }
-    if !from_upstream.is_empty() && client.w.write_all(from_upstream).await.0.is_err() {
-        return;
-    }
-    let upstream_to_client = copy_until_idle(up_r, &mut client.w, &last_activity, idle);
-    let client_to_upstream = copy_until_idle(&mut client.r, up_w, &last_activity, idle);
-    monoio::join!(upstream_to_client, client_to_upstream);
-}
-
-/// Copies `from` → `to` until EOF (then half-closes `to`), an error, or `idle` without traffic
-/// in either direction.
-async fn copy_until_idle<R: AsyncReadRent, W: AsyncWriteRent>(
-    from: &mut R,
-    to: &mut W,
-    last_activity: &Cell<Instant>,
-    idle: Duration,
-) {
-    let mut buf = Vec::with_capacity(RELAY_BUFFER);
-    loop {
-        let read = read_replace(from, buf, RELAY_BUFFER);
-        let mut read = std::pin::pin!(read);
-        let (result, b) = loop {
-            monoio::select! {
-                done = read.as_mut() => break done,
-                _ = monoio::time::sleep(idle) => {
-                    if last_activity.get().elapsed() >= idle {
-                        return;
-                    }
-                }
-            }
-        };
-        match result {
-            Ok(n) if n > 0 => {
-                last_activity.set(Instant::now());
-                match to.write_all(b).await {
-                    (Ok(_), b) => buf = b,
-                    (Err(_), _) => return,
-                }
-            }
-            _ => {
-                let _ = to.shutdown().await;
-                return;
-            }
-        }
-    }
+) -> Tunneled {
+    let progress = Progress::new();
+    let ClientConn { r, w, buf, fd, .. } = client;
+    let from_client = std::mem::take(buf);
+    let up = copy::direction(r, up_w, Direction::ToBackend, from_client, &progress);
+    let down = copy::direction(up_r, w, Direction::ToClient, from_upstream, &progress);
+    relay::run(up, down, &progress, idle, (*fd, up_fd)).await
 }

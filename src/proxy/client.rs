@@ -13,6 +13,7 @@ use super::upstream::Generation;
 use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Version};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ pub struct ClientConn {
     pub w: StreamWriter,
     pub buf: Vec<u8>,
     pub peer: SocketAddr,
+    /// The TCP socket underneath (TLS or not), to reset it when a tunnel's backend fails.
+    pub fd: RawFd,
 }
 
 /// A request that passed parsing, routing and limits, with the head for the backend built.
@@ -80,12 +83,14 @@ pub async fn serve(
     listener: usize,
     (r, w): (StreamReader, StreamWriter),
     peer: SocketAddr,
+    fd: RawFd,
 ) {
     let mut client = ClientConn {
         r,
         w,
         buf: Vec::with_capacity(INITIAL_CLIENT_BUFFER),
         peer,
+        fd,
     };
     let mut first = true;
     loop {

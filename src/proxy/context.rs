@@ -1,8 +1,10 @@
-//! A worker's own state: the configuration generation it serves, request ids, the drain signal and
-//! the counts of open client connections and answered requests. `!Send` by design: it never leaves the worker thread.
+//! A worker's own state: the configuration generation it serves, request ids, the drain signal,
+//! the pipes its splice relays borrow, and the counts of open client connections and answered
+//! requests. `!Send` by design: it never leaves the worker thread.
 
 use super::request_id::RequestIds;
 use super::upstream::Generation;
+use crate::l4::relay::splice::PipePool;
 use crate::runtime::drain::DrainSignal;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -14,6 +16,8 @@ pub struct WorkerContext {
     generation: RefCell<Rc<Generation>>,
     pub drain: DrainSignal,
     pub request_ids: RequestIds,
+    /// Empty pipes for splice relays (tcp listeners with `relay = "splice"`).
+    pub pipes: PipePool,
     open_connections: Cell<usize>,
     /// Requests answered since the worker started (published on the tick).
     requests: Cell<u64>,
@@ -26,6 +30,7 @@ impl WorkerContext {
             generation: RefCell::new(Rc::new(generation)),
             drain: DrainSignal::new(),
             request_ids: RequestIds::new(id),
+            pipes: PipePool::default(),
             open_connections: Cell::new(0),
             requests: Cell::new(0),
         }

@@ -345,12 +345,7 @@ async fn connect(
     tls: Option<&UpstreamTlsConfig>,
     limit: Duration,
 ) -> Result<UpstreamConn, UpstreamFailure> {
-    let tcp = match monoio::time::timeout(limit, TcpStream::connect_addr(address)).await {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return Err(UpstreamFailure::Connect(e)),
-        Err(_) => return Err(UpstreamFailure::ConnectTimeout(limit)),
-    };
-    let _ = tcp.set_nodelay(true);
+    let tcp = connect_tcp(address, limit).await?;
     let fd = tcp.as_raw_fd();
     let Some(tls) = tls else {
         return Ok(UpstreamConn::new(fd, stream::plain(tcp)));
@@ -366,6 +361,20 @@ async fn connect(
         Ok(Err(e)) => Err(UpstreamFailure::Tls(e.to_string())),
         Err(_) => Err(UpstreamFailure::TlsTimeout(limit)),
     }
+}
+
+/// A TCP connection to a backend (`TCP_NODELAY` set), within `limit`.
+pub(super) async fn connect_tcp(
+    address: SocketAddr,
+    limit: Duration,
+) -> Result<TcpStream, UpstreamFailure> {
+    let tcp = match monoio::time::timeout(limit, TcpStream::connect_addr(address)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(UpstreamFailure::Connect(e)),
+        Err(_) => return Err(UpstreamFailure::ConnectTimeout(limit)),
+    };
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
 }
 
 enum Outcome {
@@ -499,10 +508,21 @@ async fn exchange(
             }),
             _,
         ) => {
+            let up_fd = conn.fd();
             let UpstreamConn {
                 r: up_r, w: up_w, ..
             } = &mut conn;
-            body::tunnel(client, up_r, up_w, from_upstream, timeouts.client_idle).await;
+            let tunneled = body::tunnel(
+                client,
+                up_r,
+                up_w,
+                up_fd,
+                from_upstream,
+                timeouts.tunnel_idle,
+            )
+            .await;
+            record.add_to_client(tunneled.to_client as usize);
+            record.add_from_client(tunneled.to_backend);
             Outcome::Done { keep_client: false }
         }
         (Ok(relayed), uploaded) => {

@@ -7,7 +7,10 @@
 //! ([`select`]: balancer, health, ejection, drain, backups), streams the request body up and the
 //! response back, retries what is safe to retry within the limits of [`retry`], judges the
 //! backend ([`outlier`]), and returns the upstream connection to the [`pool`] when both sides
-//! ended cleanly.
+//! ended cleanly; a `101 Switching Protocols` turns the connection into the L4 relay
+//! ([`body::tunnel`]). Connections of tcp listeners run [`tcp::serve`] instead: route by SNI if
+//! asked, pick and connect a backend with the same selection, outlier judgement and retry
+//! limits, then relay bytes both ways ([`crate::l4::relay`]).
 //!
 //! The tick also applies the control thread's commands ([`commands`]): a reload swaps the
 //! worker's [`upstream::Generation`] between requests, a health snapshot marks backends up or
@@ -34,6 +37,7 @@ mod route;
 mod select;
 mod stream;
 mod sys;
+mod tcp;
 mod upstream;
 
 pub use error::{reason_phrase, write_error_response};

@@ -80,9 +80,19 @@ impl<'a> Attempt<'a> {
         }
     }
 
-    /// Judges the attempt (see the module docs) on worker `worker`.
+    /// Judges the attempt (see the module docs) on worker `worker`; it stops counting as in
+    /// flight as it ends.
     pub fn finish(mut self, worker: usize, verdict: Verdict<'_>) {
-        self.judged = true;
+        self.judge(worker, verdict);
+    }
+
+    /// Judges the attempt now, while it goes on counting as in flight until dropped: a TCP
+    /// connection is judged when its connect succeeds, and is in flight until it closes. Only
+    /// the first verdict counts.
+    pub fn judge(&mut self, worker: usize, verdict: Verdict<'_>) {
+        if std::mem::replace(&mut self.judged, true) {
+            return;
+        }
         let settings = &self.group.config.outlier;
         if settings.consecutive_failures == 0 {
             return;

@@ -39,6 +39,11 @@ pub struct UpstreamConn {
 }
 
 impl UpstreamConn {
+    /// The TCP socket underneath.
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
     /// A fresh connection on socket `fd`.
     pub fn new(fd: RawFd, (r, w): (StreamReader, StreamWriter)) -> Self {
         Self {

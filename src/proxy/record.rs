@@ -118,3 +118,80 @@ impl RequestRecord {
         );
     }
 }
+
+/// What happened to one connection of a tcp listener: its access log line.
+#[derive(Debug)]
+pub struct ConnectionRecord {
+    /// When the connection was accepted.
+    pub started: Instant,
+    /// The name the ClientHello asked for (listeners that route by SNI).
+    pub sni: Option<String>,
+    /// Index of the upstream group in the generation, once routed.
+    pub upstream: Option<usize>,
+    /// The backend of the last attempt, if one was chosen.
+    pub backend: Option<SocketAddr>,
+    /// Backends tried (connect failures included).
+    pub attempts: u32,
+    /// Bytes from the client to the backend (the ClientHello read for routing included).
+    pub bytes_received: u64,
+    /// Bytes from the backend to the client.
+    pub bytes_sent: u64,
+    /// How it ended, one word: `closed`, `client_reset`, `backend_reset`, `idle_timeout`, or why
+    /// it never reached a backend (`no_route`, `no_usable_backend`, `all_backends_failed`,
+    /// `queue_timeout`, …).
+    pub end: &'static str,
+}
+
+impl ConnectionRecord {
+    pub fn new(started: Instant) -> Self {
+        Self {
+            started,
+            sni: None,
+            upstream: None,
+            backend: None,
+            attempts: 0,
+            bytes_received: 0,
+            bytes_sent: 0,
+            end: "-",
+        }
+    }
+
+    /// Writes the access log line (when `[log] access` is on) for a connection from `client`
+    /// to listener `listener` of `generation`.
+    pub fn finish(
+        &self,
+        worker: usize,
+        client: SocketAddr,
+        generation: &crate::proxy::upstream::Generation,
+        listener: usize,
+    ) {
+        if !generation.config.log.access {
+            return;
+        }
+        let duration_us = self.started.elapsed().as_micros() as u64;
+        let listener = &generation.config.listeners[listener].name;
+        let upstream = self
+            .upstream
+            .map_or("-", |index| generation.upstreams[index].name.as_str());
+        let backend = self
+            .backend
+            .map_or_else(|| "-".to_owned(), |b| b.to_string());
+        tracing::info!(
+            target: "lbproxy::access",
+            worker,
+            client = %client,
+            listener = %listener,
+            sni = %self.sni.as_deref().unwrap_or("-"),
+            upstream = %upstream,
+            backend = %backend,
+            bytes_sent = self.bytes_sent,
+            bytes_received = self.bytes_received,
+            duration_us,
+            retries = self.attempts.saturating_sub(1),
+            end = %self.end,
+            "{} tcp {listener} {backend} {} {duration_us}us",
+            client.ip(),
+            self.end,
+        );
+    }
+}

@@ -13,6 +13,7 @@ pub mod process;
 pub mod raw;
 pub mod spec;
 pub mod systemd;
+pub mod tcp;
 pub mod tls;
 
 /// Runs each named `fn(driver: &str)` as two tests, `io_uring::NAME` and `legacy::NAME`.

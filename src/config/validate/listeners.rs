@@ -1,6 +1,8 @@
 //! Listeners and their routes: addresses (no two listeners on one), protocol, host and path
-//! patterns, the upstream each route names, and routes that can never match because an earlier
-//! one always matches first. The listener's own `upstream` becomes a catch-all route, last.
+//! patterns (SNI patterns on tcp listeners), the upstream each route names, and routes that can
+//! never match because an earlier one always matches first. The listener's own `upstream`
+//! becomes a catch-all route, last.
+//! What is particular to tcp listeners (`relay`, and what their groups may have) is in `tcp`.
 
 use std::net::SocketAddr;
 
@@ -9,7 +11,7 @@ use crate::config::error::{did_you_mean, quote, KeyPath};
 use crate::config::file::{FileConfig, FileListener, FileRoute};
 use crate::config::{ListenerConfig, ListenerProtocol, RouteConfig};
 
-const PROTOCOLS: [&str; 2] = ["http", "https"];
+const PROTOCOLS: [&str; 3] = ["http", "https", "tcp"];
 
 impl Validator<'_> {
     pub(super) fn listeners(
@@ -71,35 +73,30 @@ impl Validator<'_> {
         let protocol = match raw.protocol.as_deref() {
             None | Some("http") => Some(ListenerProtocol::Http),
             Some("https") => Some(ListenerProtocol::Https),
-            Some(other @ "tcp") => {
-                self.push(
-                    path.key("protocol"),
-                    quote(other),
-                    format!("protocol `{other}` is not supported yet"),
-                    "use protocol = \"http\" or \"https\"; tcp listeners come in a later release",
-                );
-                None
-            }
+            Some("tcp") => Some(ListenerProtocol::Tcp),
             Some(other) => {
                 let hint = match other {
-                    "tls" | "ssl" => "for HTTP inside TLS, write protocol = \"https\" ".to_owned(),
+                    "tls" | "ssl" => "for HTTP inside TLS, write protocol = \"https\"; to pass \
+                                      TLS through untouched, protocol = \"tcp\" "
+                        .to_owned(),
                     _ => did_you_mean(other, PROTOCOLS),
                 };
                 self.push(
                     path.key("protocol"),
                     quote(other),
                     format!("unknown protocol `{other}`"),
-                    format!("{hint}(the protocols are `http` and `https`)"),
+                    format!("{hint}(the protocols are `http`, `https` and `tcp`)"),
                 );
                 None
             }
         };
         let tls = self.listener_tls(protocol, raw.tls.as_ref(), path);
+        let relay = self.relay(protocol, raw.relay.as_deref(), path);
         let routes: Vec<Option<RouteConfig>> = raw
             .route
             .iter()
             .enumerate()
-            .map(|(i, route)| self.route(route, &path.key("route").index(i)))
+            .map(|(i, route)| self.route(route, protocol, &path.key("route").index(i)))
             .collect();
         self.shadowed_routes(&routes, path);
         let catch_all = raw.upstream.as_deref().map(|group| {
@@ -151,17 +148,57 @@ impl Validator<'_> {
             protocol: protocol?,
             tls: tls?,
             routes,
+            relay: relay?,
         })
     }
 
-    pub(super) fn route(&mut self, raw: &FileRoute, path: &KeyPath) -> Option<RouteConfig> {
-        let host = match &raw.host {
-            None => Some(None),
-            Some(text) => self.host(text, &path.key("host")).map(Some),
+    pub(super) fn route(
+        &mut self,
+        raw: &FileRoute,
+        protocol: Option<ListenerProtocol>,
+        path: &KeyPath,
+    ) -> Option<RouteConfig> {
+        let tcp = protocol == Some(ListenerProtocol::Tcp);
+        let mut ok = true;
+        if tcp {
+            for (key, value) in [("host", &raw.host), ("path_prefix", &raw.path_prefix)] {
+                if let Some(value) = value {
+                    ok = false;
+                    self.push(
+                        path.key(key),
+                        quote(value),
+                        format!(
+                            "a tcp listener sees no HTTP requests, so it cannot route by {key}"
+                        ),
+                        "route TLS connections by the name in their ClientHello with \
+                         sni = \"api.example.com\", or set protocol = \"http\" to route requests",
+                    );
+                }
+            }
+        } else if let (Some(protocol), Some(sni)) = (protocol, &raw.sni) {
+            ok = false;
+            self.push(
+                path.key("sni"),
+                quote(sni),
+                format!(
+                    "sni routes are for tcp listeners (TLS passed through); this is an {} listener",
+                    protocol.scheme()
+                ),
+                format!(
+                    "write host = {} to route requests by their host, or set protocol = \"tcp\" \
+                     to pass TLS through to the backends",
+                    quote(sni)
+                ),
+            );
+        }
+        let host = match (&raw.host, &raw.sni) {
+            (_, Some(text)) if tcp => self.host(text, &path.key("sni")).map(Some),
+            (Some(text), _) if !tcp => self.host(text, &path.key("host")).map(Some),
+            _ => Some(None),
         };
         let prefix = match &raw.path_prefix {
-            None => Some("/".to_string()),
-            Some(text) => self.path(text, &path.key("path_prefix"), "/v1/"),
+            Some(text) if !tcp => self.path(text, &path.key("path_prefix"), "/v1/"),
+            _ => Some("/".to_string()),
         };
         let upstream = match &raw.upstream {
             Some(group) => self.group(group, &path.key("upstream")),
@@ -178,6 +215,7 @@ impl Validator<'_> {
                 None
             }
         };
+        ok.then_some(())?;
         Some(RouteConfig {
             host: host?,
             path_prefix: prefix?,
@@ -520,13 +558,9 @@ mod tests {
                  upstream = \"api\"\n{API}"
             )
         };
-        let e = one_error(&listener("tcp"));
-        assert_error(
-            &e,
-            "listener.http.protocol",
-            "\"tcp\"",
-            "not supported yet",
-            "tcp listeners come in a later release",
+        assert_eq!(
+            valid(&listener("tcp")).listeners[0].protocol,
+            ListenerProtocol::Tcp
         );
         let e = one_error(&listener("tls"));
         assert_error(
@@ -534,7 +568,15 @@ mod tests {
             "listener.http.protocol",
             "\"tls\"",
             "unknown protocol `tls`",
-            "write protocol = \"https\"",
+            "write protocol = \"https\"; to pass TLS through untouched, protocol = \"tcp\"",
+        );
+        let e = one_error(&listener("udp"));
+        assert_error(
+            &e,
+            "listener.http.protocol",
+            "\"udp\"",
+            "unknown protocol",
+            "the protocols are `http`, `https` and `tcp`",
         );
         let e = one_error(&listener("htps"));
         assert_error(

@@ -14,6 +14,7 @@
 
 mod health;
 mod listeners;
+mod tcp;
 mod tls;
 mod upstreams;
 mod values;
@@ -69,6 +70,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
     let log = v.log(&file, &root.key("log"));
     let upstreams = v.upstreams(&file, &root.key("upstream"));
     let listeners = v.listeners(&file, &root.key("listener"));
+    v.listener_groups(&file, &root.key("upstream"));
     let up = v.up(&file.up, &root.key("up"));
     let config = Config {
         source: ctx.source,
@@ -286,6 +288,8 @@ impl Validator<'_> {
         let upstream_response =
             timeout(self, &raw.upstream_response, "upstream_response", secs(30));
         let tls_handshake = timeout(self, &raw.tls_handshake, "tls_handshake", secs(10));
+        let tcp_idle = timeout(self, &raw.tcp_idle, "tcp_idle", secs(3600));
+        let tunnel_idle = timeout(self, &raw.tunnel_idle, "tunnel_idle", secs(3600));
         Some(TimeoutsConfig {
             client_header: client_header?,
             client_idle: client_idle?,
@@ -293,6 +297,8 @@ impl Validator<'_> {
             upstream_connect: upstream_connect?,
             upstream_response: upstream_response?,
             tls_handshake: tls_handshake?,
+            tcp_idle: tcp_idle?,
+            tunnel_idle: tunnel_idle?,
         })
     }
 

@@ -54,6 +54,19 @@ impl Validator<'_> {
                 }
                 None
             }
+            (Some(ListenerProtocol::Tcp), Some(_)) => {
+                self.push(
+                    tls_path.clone(),
+                    "",
+                    "TLS settings on a tcp listener, which passes TLS through untouched",
+                    format!(
+                        "remove [{tls_path}] (the backends terminate TLS; route by the name the \
+                         client asks for with sni routes), or set protocol = \"https\" in \
+                         [{path}] to terminate TLS here"
+                    ),
+                );
+                None
+            }
             // Any other protocol carries no TLS settings of its own.
             (Some(protocol), Some(_)) => {
                 self.push(

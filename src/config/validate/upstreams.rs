@@ -8,7 +8,9 @@ use std::time::Duration;
 use super::{all, secs, Validator};
 use crate::config::error::{did_you_mean, quote, KeyPath};
 use crate::config::file::{FileBackend, FileConfig, FileInt, FileScalar, FileUpstream};
-use crate::config::{BackendConfig, BalanceAlgorithm, HashKey, PoolConfig, UpstreamConfig};
+use crate::config::{
+    BackendConfig, BalanceAlgorithm, HashKey, PoolConfig, ProxyProtocol, UpstreamConfig,
+};
 
 const BALANCES: [(&str, BalanceAlgorithm); 6] = [
     ("round_robin", BalanceAlgorithm::RoundRobin),
@@ -18,6 +20,9 @@ const BALANCES: [(&str, BalanceAlgorithm); 6] = [
     ("random", BalanceAlgorithm::Random),
     ("maglev", BalanceAlgorithm::Maglev),
 ];
+
+const PROXY_PROTOCOLS: [(&str, ProxyProtocol); 2] =
+    [("v1", ProxyProtocol::V1), ("v2", ProxyProtocol::V2)];
 
 const HASH_KEY_FIX: &str =
     "write \"client_ip\", \"header:NAME\" (e.g. \"header:X-User\") or \"cookie:NAME\" (e.g. \"cookie:session\")";
@@ -106,6 +111,18 @@ impl Validator<'_> {
         };
         let outlier = self.outlier(&raw.outlier, &path.key("outlier"));
         let retry = self.retry(&raw.retry, &path.key("retry"));
+        let proxy_protocol = match &raw.proxy_protocol {
+            None => Some(None),
+            Some(text) => self
+                .choice(
+                    text,
+                    &path.key("proxy_protocol"),
+                    "PROXY protocol version",
+                    &PROXY_PROTOCOLS,
+                    " (whichever the backends accept: v2 is binary, v1 text)",
+                )
+                .map(Some),
+        };
         named?;
         Some(UpstreamConfig {
             name: name.to_string(),
@@ -117,6 +134,7 @@ impl Validator<'_> {
                 idle_timeout: idle_timeout?,
             },
             tls: tls?,
+            proxy_protocol: proxy_protocol?,
             slow_start: slow_start?,
             max_connections: NonZeroU32::new(u32::try_from(max_connections?).ok()?),
             queue_timeout: queue_timeout?,
