@@ -59,8 +59,8 @@ http {{
 
 
 # ----------------------------------------------------------------------------------------------
-# lbproxy. The TLS listener is spelled as docs/config.md says; the L4 one the way it is expected
-# to be (`protocol = "tcp"`, `relay`). `lbproxy check` on a probe config decides whether this build
+# lbproxy. The TLS and L4 listeners are spelled as docs/config.md says (`protocol = "https"`,
+# `protocol = "tcp"` with `relay`). `lbproxy check` on a probe config decides whether this build
 # supports each (see targets.py), so an older build's rows read "not supported yet".
 
 LBPROXY_TLS_LISTENER = """
