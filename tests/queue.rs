@@ -116,3 +116,67 @@ fn a_request_that_waits_past_the_queue_timeout_gets_503(driver: &str) {
     assert_eq!(first.join().unwrap(), 200);
     assert_eq!(backend.answered.load(Ordering::SeqCst), 1);
 }
+
+/// The proxy runs out of descriptors (its open-files limit is 64): the client whose request
+/// finds no descriptor left for the upstream connection gets 503 naming the proxy's own limit —
+/// not a 502 blaming the backends — and no backend is held responsible: with outlier detection
+/// ejecting after a single failure, both backends still get requests afterwards.
+#[test]
+fn running_out_of_descriptors_is_503_and_not_held_against_the_backend() {
+    let backends = [
+        counting_backend(Duration::ZERO),
+        counting_backend(Duration::ZERO),
+    ];
+    let addr = common::closed_port();
+    let toml = format!(
+        "[runtime]\nworkers = 1\n\
+         [listener.http]\naddress = \"{addr}\"\nupstream = \"api\"\n\
+         [upstream.api]\nbackends = [\"{}\", \"{}\"]\n\
+         [upstream.api.pool]\nmax_idle_per_backend = 0\n\
+         [upstream.api.outlier]\nconsecutive_failures = 1\nmax_ejection_percent = 100\n",
+        backends[0].addr, backends[1].addr
+    );
+    let proxy = common::process::LbproxyProcess::start_with_fd_limit(&toml, addr, Some(64));
+    // Each kept-alive client holds one descriptor of the proxy (upstream connections are not
+    // pooled); the one that takes the last descriptor cannot get an upstream connection.
+    let mut kept = Vec::new();
+    let refused = loop {
+        assert!(kept.len() < 64, "64 clients and no 503");
+        let mut conn = client::Conn::open(addr);
+        conn.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        let response = conn.read_response("GET").expect("an answer");
+        if response.status != 200 {
+            break response;
+        }
+        kept.push(conn);
+    };
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(
+        refused
+            .text()
+            .contains("the proxy is out of local resources")
+            && refused.text().contains("LimitNOFILE"),
+        "{}",
+        refused.text()
+    );
+    drop(kept);
+    let before: Vec<usize> = backends
+        .iter()
+        .map(|b| b.answered.load(Ordering::SeqCst))
+        .collect();
+    for _ in 0..10 {
+        // Waits in the listen queue if the proxy has not seen the closes yet.
+        let response = client::request(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    for (backend, before) in backends.iter().zip(before) {
+        assert!(
+            backend.answered.load(Ordering::SeqCst) > before,
+            "a backend got no request after the shortage: it was ejected for the proxy's fault"
+        );
+    }
+    drop(proxy);
+}

@@ -12,7 +12,7 @@
 //! loop sleeps `interval` between the end of one probe and the start of the next. The thread
 //! stops when the proxy shuts down or [`HealthChecker::stop`] is called.
 
-use super::{probe, Health, HealthTable, Thresholds};
+use super::{probe, Health, HealthTable, ProbeError, Thresholds};
 use crate::config::{HealthConfig, ProxyProtocol};
 use crate::runtime::command::WorkerCommand;
 use crate::runtime::TICK;
@@ -198,9 +198,22 @@ async fn probe_loop(target: Rc<Target>, verdicts: Rc<Verdicts>) {
         if target.stopped.get() {
             return;
         }
+        if let Err(error @ ProbeError { local: true, .. }) = &result {
+            // The proxy could not open the probe's connection itself: nothing was learnt about
+            // the backend, whose health stays as it was.
+            tracing::warn!(
+                upstream = %target.group,
+                backend = %target.address,
+                "health probe of {} not made: {}; its health stays as it was",
+                target.address,
+                error.reason
+            );
+            monoio::time::sleep(settings.interval).await;
+            continue;
+        }
         let flip = thresholds.record(result.is_ok(), settings.rise, settings.fall);
         if let Some((healthy, streak)) = flip {
-            log_flip(&target, healthy, streak, result.err());
+            log_flip(&target, healthy, streak, result.err().map(|e| e.reason));
             verdicts.table.borrow_mut().insert(
                 &target.group,
                 target.address,

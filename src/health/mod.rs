@@ -14,7 +14,7 @@ mod probe;
 mod thresholds;
 
 pub use checker::HealthChecker;
-pub use probe::probe;
+pub use probe::{probe, ProbeError};
 pub use thresholds::Thresholds;
 
 use std::collections::BTreeMap;

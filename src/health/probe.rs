@@ -16,17 +16,41 @@ use std::time::Duration;
 /// The longest status line we wait for.
 const MAX_STATUS_LINE: usize = 1024;
 
-/// Probes `address` once. `Err` carries the reason, e.g. "HTTP 503 from /health/ready",
-/// "connection refused", "no answer within 1s".
+/// Why a probe did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeError {
+    /// E.g. "HTTP 503 from /health/ready", "connection refused", "no answer within 1s".
+    pub reason: String,
+    /// The proxy could not even open the connection (out of descriptors, memory or local
+    /// ports): the probe says nothing about the backend and must not count against it.
+    pub local: bool,
+}
+
+impl From<String> for ProbeError {
+    fn from(reason: String) -> Self {
+        Self {
+            reason,
+            local: false,
+        }
+    }
+}
+
+impl From<&str> for ProbeError {
+    fn from(reason: &str) -> Self {
+        reason.to_owned().into()
+    }
+}
+
+/// Probes `address` once.
 pub async fn probe(
     address: SocketAddr,
     check: &HealthCheck,
     timeout: Duration,
     proxy_protocol: Option<ProxyProtocol>,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     match monoio::time::timeout(timeout, run(address, check, proxy_protocol)).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {timeout:?}")),
+        Err(_) => Err(format!("no answer within {timeout:?}").into()),
     }
 }
 
@@ -34,7 +58,7 @@ async fn run(
     address: SocketAddr,
     check: &HealthCheck,
     proxy_protocol: Option<ProxyProtocol>,
-) -> Result<(), String> {
+) -> Result<(), ProbeError> {
     let mut stream = TcpStream::connect_addr(address)
         .await
         .map_err(|e| connect_error(&e))?;
@@ -66,7 +90,7 @@ async fn run(
             String::from_utf8_lossy(&line[..line.len().min(64)])
         )
     })?;
-    check_status(status, expect, path)
+    Ok(check_status(status, expect, path)?)
 }
 
 async fn read_status_line(stream: &mut TcpStream) -> Result<Vec<u8>, String> {
@@ -112,11 +136,16 @@ fn check_status(status: u16, expect: &StatusSet, path: &str) -> Result<(), Strin
     }
 }
 
-fn connect_error(e: &io::Error) -> String {
-    match e.kind() {
+fn connect_error(e: &io::Error) -> ProbeError {
+    let local = matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    );
+    let reason = match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
         _ => format!("connect failed ({e})"),
-    }
+    };
+    ProbeError { reason, local }
 }
 
 #[cfg(test)]

@@ -13,6 +13,11 @@ use std::time::Duration;
 pub enum UpstreamFailure {
     /// TCP connect failed (refused, unreachable). Nothing was sent: always safe to try another.
     Connect(io::Error),
+    /// The proxy itself could not open a connection: out of descriptors (`EMFILE`, `ENFILE`),
+    /// memory or buffers, or local ports toward that address (`EADDRNOTAVAIL`). Says nothing
+    /// about the backend — it is not held against it, and another backend would fail the same way:
+    /// the client gets 503 at once.
+    LocalResources(io::Error),
     /// TCP connect did not complete in time. Nothing was sent.
     ConnectTimeout(Duration),
     /// The TLS handshake with the backend failed (certificate not trusted or not for the name,
@@ -33,12 +38,29 @@ pub enum UpstreamFailure {
 }
 
 impl UpstreamFailure {
+    /// A failed TCP connect, told apart by whose fault it is: the proxy's own resources, or the
+    /// backend (refused, unreachable).
+    pub fn from_connect_error(e: io::Error) -> Self {
+        match e.raw_os_error() {
+            Some(
+                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL,
+            ) => UpstreamFailure::LocalResources(e),
+            _ => UpstreamFailure::Connect(e),
+        }
+    }
+
+    /// Whether the failure is the proxy's own (see [`UpstreamFailure::LocalResources`]).
+    pub fn is_local(&self) -> bool {
+        matches!(self, UpstreamFailure::LocalResources(_))
+    }
+
     /// Status the client gets when no response byte has been sent yet.
     pub fn status(&self) -> u16 {
         match self {
             UpstreamFailure::ConnectTimeout(_)
             | UpstreamFailure::TlsTimeout(_)
             | UpstreamFailure::Timeout(_) => 504,
+            UpstreamFailure::LocalResources(_) => 503,
             _ => 502,
         }
     }
@@ -50,6 +72,10 @@ impl UpstreamFailure {
                 "refused the connection".to_owned()
             }
             UpstreamFailure::Connect(e) => format!("could not be connected to ({e})"),
+            UpstreamFailure::LocalResources(e) => format!(
+                "could not be connected to: the proxy is out of local resources ({e}); raise \
+                 its open-files limit (LimitNOFILE=) or lower max_connections"
+            ),
             UpstreamFailure::ConnectTimeout(d) => {
                 format!("did not accept the connection within {d:?}")
             }
@@ -136,6 +162,23 @@ mod tests {
             body,
             "502 Bad Gateway: upstream \"api\" refused the connection (request id abc)\n"
         );
+    }
+
+    #[test]
+    fn running_out_of_descriptors_is_the_proxys_fault_and_503() {
+        let emfile =
+            UpstreamFailure::from_connect_error(io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(emfile.is_local());
+        assert_eq!(emfile.status(), 503);
+        assert!(
+            emfile.describe().contains("LimitNOFILE"),
+            "{}",
+            emfile.describe()
+        );
+        let refused =
+            UpstreamFailure::from_connect_error(io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        assert!(!refused.is_local());
+        assert_eq!(refused.describe(), "refused the connection");
     }
 
     #[test]

@@ -165,6 +165,21 @@ async fn forward_with_failover(
             .await
             {
                 Ok(conn) => conn,
+                Err(failure) if failure.is_local() => {
+                    // The proxy's own limit, not the backend's fault: no verdict, no retry.
+                    drop(attempt);
+                    let failure = Failure {
+                        status: failure.status(),
+                        detail: format!(
+                            "upstream \"{}\": backend {address} {}",
+                            group.name,
+                            failure.describe()
+                        ),
+                        backend: Some(address),
+                        gave_up: GaveUp::LocalResources,
+                    };
+                    return fail(ctx, client, request, group, failure, record).await;
+                }
                 Err(failure) => {
                     attempt.finish(ctx.id, Verdict::Failed(&failure));
                     // It refuses new connections: its idle ones are most likely dead too.
@@ -370,7 +385,7 @@ pub(super) async fn connect_tcp(
 ) -> Result<TcpStream, UpstreamFailure> {
     let tcp = match monoio::time::timeout(limit, TcpStream::connect_addr(address)).await {
         Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return Err(UpstreamFailure::Connect(e)),
+        Ok(Err(e)) => return Err(UpstreamFailure::from_connect_error(e)),
         Err(_) => return Err(UpstreamFailure::ConnectTimeout(limit)),
     };
     let _ = tcp.set_nodelay(true);

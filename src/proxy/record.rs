@@ -44,6 +44,8 @@ pub enum GaveUp {
     ClientError,
     /// Every usable backend stayed at `max_connections` for `queue_timeout`: 503.
     QueueTimeout,
+    /// The proxy could not open a connection (out of descriptors, memory, local ports): 503.
+    LocalResources,
 }
 
 impl GaveUp {
@@ -56,6 +58,7 @@ impl GaveUp {
             GaveUp::NotRetryable => "not_retryable",
             GaveUp::ClientError => "client_error",
             GaveUp::QueueTimeout => "queue_timeout",
+            GaveUp::LocalResources => "proxy_out_of_resources",
         }
     }
 }

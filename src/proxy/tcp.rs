@@ -243,6 +243,17 @@ async fn connect_with_failover<'g>(
         let attempt = Attempt::begin(group, index);
         match connect_tcp(address, limit).await {
             Ok(tcp) => return Some((index, attempt, tcp)),
+            Err(failure) if failure.is_local() => {
+                // The proxy's own limit, not the backend's fault: no verdict, no retry.
+                drop(attempt);
+                let detail = format!(
+                    "upstream \"{}\": backend {address} {}",
+                    group.name,
+                    failure.describe()
+                );
+                give_up(ctx, group, peer, record, "proxy_out_of_resources", &detail);
+                return None;
+            }
             Err(failure) => {
                 attempt.finish(ctx.id, Verdict::Failed(&failure));
                 tried.push(index);

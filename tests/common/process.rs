@@ -15,19 +15,46 @@ impl LbproxyProcess {
     /// Runs `lbproxy serve -c FILE` with `toml` as FILE; its first listener must be on `addr`
     /// (pick one with [`super::closed_port`]). Returns once `addr` accepts connections.
     pub fn start(toml: &str, addr: SocketAddr) -> LbproxyProcess {
+        Self::start_with_fd_limit(toml, addr, None)
+    }
+
+    /// [`start`](Self::start) with its open-files limit (soft and hard) set to `nofile`.
+    pub fn start_with_fd_limit(
+        toml: &str,
+        addr: SocketAddr,
+        nofile: Option<u64>,
+    ) -> LbproxyProcess {
+        use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lbproxy.toml");
         std::fs::write(&path, toml).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lbproxy"));
+        command
             .arg("serve")
             .arg("-c")
             .arg(&path)
             .env("LBPROXY_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn lbproxy serve");
+            .stderr(Stdio::inherit());
+        if let Some(nofile) = nofile {
+            let limit = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe and
+            // only reads `limit`, a plain copy.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command.spawn().expect("spawn lbproxy serve");
         let mut process = LbproxyProcess {
             child,
             addr,
