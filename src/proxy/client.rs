@@ -6,11 +6,13 @@ use super::context::WorkerContext;
 use super::error::write_error_response;
 use super::exchange;
 use super::io::{read_append, write_all_within};
-use super::route::find_upstream;
+use super::route::find_route;
 use super::select;
 use super::stream::{StreamReader, StreamWriter};
 use super::upstream::Generation;
-use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Version};
+use crate::http::{
+    parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent, Version,
+};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -54,8 +56,16 @@ pub struct PendingRequest {
     pub continue_sent: bool,
     pub upgrade: bool,
     pub request_id: String,
+    /// The W3C trace context sent upstream (the client's, or one the proxy started).
+    pub traceparent: Traceparent,
+    /// The listener it arrived on and the route that matched it (index into that listener's
+    /// routes), for the counters and the access log.
+    pub listener: usize,
+    pub route: usize,
     /// Index of the upstream group chosen by the routes, in `generation.upstreams`.
     pub upstream: usize,
+    /// Bytes of the request head as the client sent it.
+    pub client_head_len: usize,
     /// What a consistent-hashing group balances on (client IP, header or cookie); `None` for
     /// other groups and when the header or cookie is absent.
     pub hash_key: Option<u64>,
@@ -110,7 +120,7 @@ pub async fn serve(
                     "refused request: {detail}"
                 );
                 let write_limit = ctx.generation().config.timeouts.client_idle;
-                respond_and_close(
+                let written = respond_and_close(
                     &mut client,
                     write_limit,
                     status,
@@ -119,6 +129,9 @@ pub async fn serve(
                     false,
                 )
                 .await;
+                let stats = &ctx.listeners[listener];
+                stats.count_response(status);
+                stats.add_sent(written as u64);
                 return;
             }
         };
@@ -238,7 +251,7 @@ fn prepare(
 
     let routes = &config.listeners[listener].routes;
     let proto = config.listeners[listener].protocol.scheme();
-    let Some(upstream) = find_upstream(routes, request.host, request.path()) else {
+    let Some(route) = find_route(routes, request.host, request.path()) else {
         let detail = format!(
             "no route for host {:?} and path {:?}",
             request.host.unwrap_or(""),
@@ -246,6 +259,7 @@ fn prepare(
         );
         return Err(reject(404, detail, &request_id));
     };
+    let upstream = routes[route].upstream;
     if let (RequestBody::Length(length), Some(max)) = (request.body, config.limits.max_body_bytes) {
         if length > max {
             let detail =
@@ -254,11 +268,13 @@ fn prepare(
         }
     }
 
+    let traceparent = request.traceparent.unwrap_or_else(|| ctx.trace_ids.start());
     let mut upstream_head = Vec::with_capacity(request.head_len + 256);
     let forward = ForwardContext {
         client_ip: peer.ip(),
         proto,
         request_id: &request_id,
+        traceparent: &traceparent,
         upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
     };
     request.write_upstream_head(&forward, &mut upstream_head);
@@ -280,7 +296,11 @@ fn prepare(
         upgrade: request.upgrade.is_some(),
         summary,
         request_id,
+        traceparent,
+        listener,
+        route,
         upstream,
+        client_head_len: request.head_len,
         hash_key,
         upstream_head,
     };

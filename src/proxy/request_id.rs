@@ -1,6 +1,10 @@
 //! Request ids: 20 hex digits, unique per process without coordination between workers —
-//! a per-process random prefix, the worker id, and the worker's own sequence number.
+//! a per-process random prefix, the worker id, and the worker's own sequence number. And the
+//! W3C trace ids of the traces the proxy starts ([`TraceIds`]): random, from a per-worker
+//! generator seeded by the OS.
 
+use crate::balancer::Rng;
+use crate::http::Traceparent;
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 
@@ -43,9 +47,39 @@ fn write_hex(out: &mut [u8], mut n: u64) {
     }
 }
 
+/// New W3C traces for requests that arrive without a `traceparent`.
+#[derive(Debug)]
+pub struct TraceIds {
+    rng: Rng,
+}
+
+impl TraceIds {
+    pub fn new(worker: usize) -> Self {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_usize(worker);
+        Self {
+            rng: Rng::seeded(hasher.finish()),
+        }
+    }
+
+    /// A new trace: random 128-bit trace id and 64-bit parent id.
+    pub fn start(&self) -> Traceparent {
+        let trace_id = (u128::from(self.rng.next_u64()) << 64) | u128::from(self.rng.next_u64());
+        Traceparent::start(trace_id, self.rng.next_u64())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn started_traces_differ() {
+        let ids = TraceIds::new(0);
+        let (a, b) = (ids.start(), ids.start());
+        assert_ne!(a.trace_id(), b.trace_id());
+        assert_ne!(TraceIds::new(0).start(), TraceIds::new(0).start());
+    }
 
     #[test]
     fn ids_are_distinct_fixed_width_hex_and_differ_between_workers() {
