@@ -40,7 +40,8 @@ as_root() {
 # systemctl, journalctl, systemd-analyze), util-linux (unshare, nsenter) and iproute2 (ip) for the
 # tests that run the units under a real systemd (tests/systemd/sandbox.sh); curl (an https client
 # in the TLS tests); Python with pip for sslyze (the TLS profile check) and prometheus_client (the
-# /metrics parser); chromium (headless, the dashboard's browser test).
+# /metrics parser); chromium (headless, the dashboard's browser test); prometheus (Prometheus and
+# promtool: packaging/monitoring/ checked against the real thing, tests/monitoring.rs).
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 { [ -x /usr/lib/systemd/systemd ] && [ -x /usr/lib/systemd/systemd-journald ] \
@@ -51,6 +52,7 @@ command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 command -v chromium >/dev/null || missing+=(chromium)
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${missing[*]} (apt-get)"
     as_root apt-get update -qq

@@ -19,10 +19,12 @@ const START: Duration = Duration::from_secs(30);
 
 /// The default configuration (what `install` wrote) with the access log on.
 fn config_with_access_log() -> String {
-    format!(
-        "{}\n[log]\naccess = true\n",
-        lbproxy::config::EMBEDDED_DEFAULT
-    )
+    let default = lbproxy::config::EMBEDDED_DEFAULT;
+    assert!(
+        default.contains("\naccess = false\n"),
+        "the default config changed: {default}"
+    );
+    default.replace("\naccess = false\n", "\naccess = true\n")
 }
 
 /// The default configuration with only instance 1 as backend.

@@ -337,6 +337,8 @@ mod tests {
             with_health.upstreams[0].health
         );
         assert_eq!(embedded.up, minimal.up);
+        assert_eq!(embedded.log, minimal.log);
+        assert_eq!(embedded.admin, minimal.admin);
         assert!(matches!(minimal.source, ConfigSource::File(_)));
     }
 

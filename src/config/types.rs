@@ -118,9 +118,10 @@ pub struct TimeoutsConfig {
 /// `[log]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    /// One `info` line per request (target `lbproxy::access`): client, request, upstream,
-    /// backend, status, bytes, duration, retries, request id. Default false: at full load a line
-    /// per request costs more than proxying it; errors the proxy makes are logged regardless.
+    /// One `info` line per request (target `lbproxy::access`): client, request, listener, route,
+    /// upstream, backend, status, bytes, duration, retries, request id, trace id. Default false:
+    /// at full load a line per request costs more than proxying it; errors the proxy makes are
+    /// logged regardless.
     pub access: bool,
     /// How log lines look on stderr. Default `Text`. Under the journal every event's fields are
     /// journal fields whatever this says.

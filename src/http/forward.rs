@@ -164,7 +164,7 @@ mod tests {
     /// The trace the proxy "starts" in these tests.
     fn started_trace() -> &'static Traceparent {
         static STARTED: std::sync::OnceLock<Traceparent> = std::sync::OnceLock::new();
-        STARTED.get_or_init(|| Traceparent::start(1, 2))
+        STARTED.get_or_init(|| Traceparent::start((0, 1), 2))
     }
 
     fn forward_with(raw: &str, ctx: &ForwardContext<'_>) -> String {
@@ -260,7 +260,7 @@ mod tests {
              Traceparent: 00-11111111111111111111111111111111-2222222222222222-00\r\n\r\n"
         );
         let request = parse_request(raw.as_bytes(), &LIMITS).unwrap().unwrap();
-        let kept = request.traceparent.expect("the first valid one");
+        let kept = Traceparent::from_valid(request.traceparent.expect("the first valid one"));
         assert_eq!(kept.as_str(), incoming);
         let ctx = ForwardContext {
             traceparent: &kept,

@@ -110,8 +110,9 @@ pub struct Request<'a> {
     pub upgrade: Option<&'a str>,
     /// An incoming `X-Request-Id` when it is 1..=128 visible ASCII characters.
     pub request_id: Option<&'a str>,
-    /// The first valid incoming W3C `traceparent`.
-    pub traceparent: Option<Traceparent>,
+    /// The first valid incoming W3C `traceparent` (its 55 characters; see
+    /// [`Traceparent::from_valid`]).
+    pub traceparent: Option<&'a [u8]>,
     /// Bytes of the head, including the final empty line. The body starts at `buf[head_len..]`.
     pub head_len: usize,
     /// How the target is written upstream (origin-form for absolute-form targets).
@@ -605,7 +606,7 @@ mod tests {
             client_ip: IpAddr::from([192, 0, 2, 1]),
             proto: "http",
             request_id: "id",
-            traceparent: &Traceparent::start(1, 2),
+            traceparent: &Traceparent::start((0, 1), 2),
             upstream_keep_alive: true,
         };
         let mut out = Vec::new();

@@ -36,7 +36,7 @@ struct FieldScan<'a> {
     upgrade: Option<&'a str>,
     expect_continue: bool,
     request_id: Option<&'a str>,
-    traceparent: Option<Traceparent>,
+    traceparent: Option<&'a [u8]>,
     dropped: FieldMask,
     forwarded_for: FieldMask,
 }
@@ -158,7 +158,7 @@ fn scan_fields<'a>(fields: &[httparse::Header<'a>]) -> Result<FieldScan<'a>, Req
             // without one the proxy starts a trace.
             KnownField::Traceparent => {
                 if scan.traceparent.is_none() {
-                    scan.traceparent = Traceparent::parse(value);
+                    scan.traceparent = Traceparent::valid_prefix(value);
                 }
             }
             KnownField::KeepAlive

@@ -123,6 +123,18 @@ pub struct UpstreamStats {
     retries: Counter,
     budget_rejections: Counter,
     no_usable_backend: Counter,
+    queue_timeouts: Counter,
+}
+
+/// Why the proxy answered a request of the group itself, for the counters that say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GaveUpCount {
+    /// A retry was due but the retry budget was spent.
+    RetryBudget,
+    /// No backend was usable at all (503).
+    NoUsableBackend,
+    /// Every usable backend stayed at `max_connections` for `queue_timeout` (503).
+    QueueTimeout,
 }
 
 /// A published [`UpstreamStats`].
@@ -137,6 +149,9 @@ pub struct UpstreamCounts {
     pub budget_rejections: u64,
     /// Requests answered 503 because no backend was usable at all.
     pub no_usable_backend: u64,
+    /// Requests answered 503 after waiting `queue_timeout` for a backend under its
+    /// `max_connections`.
+    pub queue_timeouts: u64,
 }
 
 impl UpstreamCounts {
@@ -147,6 +162,7 @@ impl UpstreamCounts {
         self.retries += other.retries;
         self.budget_rejections += other.budget_rejections;
         self.no_usable_backend += other.no_usable_backend;
+        self.queue_timeouts += other.queue_timeouts;
     }
 }
 
@@ -156,26 +172,22 @@ impl UpstreamStats {
         self.in_flight.inc();
     }
 
-    /// A request routed here ended: its final status (0: none), duration, retries, and whether
-    /// the retry budget or the lack of a usable backend ended it.
+    /// A request routed here ended: its final status (0: none), duration and retries.
     #[inline]
-    pub fn request_finished(
-        &self,
-        status: u16,
-        micros: u64,
-        retries: u32,
-        budget_rejected: bool,
-        no_usable_backend: bool,
-    ) {
+    pub fn request_finished(&self, status: u16, micros: u64, retries: u32) {
         self.in_flight.dec();
         self.responses.count(status);
         self.latency.observe(micros);
         self.retries.add(u64::from(retries));
-        if budget_rejected {
-            self.budget_rejections.inc();
-        }
-        if no_usable_backend {
-            self.no_usable_backend.inc();
+    }
+
+    /// The proxy answered a request of the group itself, for `why`.
+    #[inline]
+    pub fn gave_up(&self, why: GaveUpCount) {
+        match why {
+            GaveUpCount::RetryBudget => self.budget_rejections.inc(),
+            GaveUpCount::NoUsableBackend => self.no_usable_backend.inc(),
+            GaveUpCount::QueueTimeout => self.queue_timeouts.inc(),
         }
     }
 
@@ -187,6 +199,7 @@ impl UpstreamStats {
             retries: self.retries.get(),
             budget_rejections: self.budget_rejections.get(),
             no_usable_backend: self.no_usable_backend.get(),
+            queue_timeouts: self.queue_timeouts.get(),
         }
     }
 }
@@ -402,10 +415,12 @@ mod tests {
         let stats = UpstreamStats::default();
         stats.request_started();
         stats.request_started();
-        stats.request_finished(200, 100, 1, false, false);
+        stats.request_finished(200, 100, 1);
+        stats.gave_up(GaveUpCount::QueueTimeout);
         let counts = stats.snapshot();
         assert_eq!(counts.in_flight, 1);
         assert_eq!(counts.retries, 1);
         assert_eq!(counts.responses.total(), 1);
+        assert_eq!((counts.queue_timeouts, counts.no_usable_backend), (1, 0));
     }
 }

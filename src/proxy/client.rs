@@ -268,7 +268,10 @@ fn prepare(
         }
     }
 
-    let traceparent = request.traceparent.unwrap_or_else(|| ctx.trace_ids.start());
+    let traceparent = match request.traceparent {
+        Some(incoming) => Traceparent::from_valid(incoming),
+        None => ctx.trace_ids.start(),
+    };
     let mut upstream_head = Vec::with_capacity(request.head_len + 256);
     let forward = ForwardContext {
         client_ip: peer.ip(),

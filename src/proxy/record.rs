@@ -8,6 +8,7 @@
 use super::client::PendingRequest;
 use super::context::WorkerContext;
 use super::route::route_label;
+use crate::metrics::stats::GaveUpCount;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -116,14 +117,14 @@ impl RequestRecord {
         listener.add_received(request.client_head_len as u64 + body);
         listener.add_sent(to_client);
         generation.routes[request.listener][request.route].count_response(status);
-        let gave_up = self.gave_up.get();
-        group.state.stats.request_finished(
-            status,
-            micros,
-            self.retries(),
-            gave_up == Some(GaveUp::RetryBudget),
-            gave_up == Some(GaveUp::NoUsableBackend),
-        );
+        let stats = &group.state.stats;
+        stats.request_finished(status, micros, self.retries());
+        match self.gave_up.get() {
+            Some(GaveUp::RetryBudget) => stats.gave_up(GaveUpCount::RetryBudget),
+            Some(GaveUp::NoUsableBackend) => stats.gave_up(GaveUpCount::NoUsableBackend),
+            Some(GaveUp::QueueTimeout) => stats.gave_up(GaveUpCount::QueueTimeout),
+            _ => {}
+        }
         if let Some(index) = self.backend_index.get() {
             if self.answered_by_backend.get() {
                 let stats = &group.backends[index].stats;

@@ -64,7 +64,7 @@ impl TraceIds {
 
     /// A new trace: random 128-bit trace id and 64-bit parent id.
     pub fn start(&self) -> Traceparent {
-        let trace_id = (u128::from(self.rng.next_u64()) << 64) | u128::from(self.rng.next_u64());
+        let trace_id = (self.rng.next_u64(), self.rng.next_u64());
         Traceparent::start(trace_id, self.rng.next_u64())
     }
 }
