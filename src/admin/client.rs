@@ -136,17 +136,33 @@ impl AdminClient {
     }
 }
 
+/// The status and body of a whole `Connection: close` response (read to its end). Deliberately
+/// simple — the status line, then everything after the empty line — rather than a second user
+/// of httparse: the proxy's response parser is then still inlined into its relay loop.
 fn parse_reply(raw: &[u8]) -> Result<Reply, String> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut response = httparse::Response::new(&mut headers);
-    match response.parse(raw) {
-        Ok(httparse::Status::Complete(head_len)) => Ok(Reply {
-            status: response.code.unwrap_or(0),
-            body: raw[head_len..].to_vec(),
-        }),
-        Ok(httparse::Status::Partial) => Err("the response ended before its head did".into()),
-        Err(e) => Err(format!("not an HTTP response ({e})")),
-    }
+    let head_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("the response ended before its head did")?;
+    let status_line = raw[..head_end]
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    let status = std::str::from_utf8(status_line)
+        .ok()
+        .filter(|line| line.starts_with("HTTP/1."))
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP response: {:?}",
+                String::from_utf8_lossy(status_line)
+            )
+        })?;
+    Ok(Reply {
+        status,
+        body: raw[head_end + 4..].to_vec(),
+    })
 }
 
 /// The `error` of a JSON error body, else the body as text.
@@ -171,6 +187,7 @@ mod tests {
         assert_eq!(error_message(&reply.body), "nope");
         assert_eq!(error_message(b"plain words\n"), "plain words");
         assert!(parse_reply(b"HTTP/1.1 200 OK\r\n").is_err());
+        assert!(parse_reply(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
     }
 
     #[test]

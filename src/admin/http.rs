@@ -21,7 +21,6 @@ pub struct AdminRequest {
     pub method: Method,
     /// The path, percent-decoded, without the query.
     pub path: String,
-    pub query: String,
     /// `Host` without its port, when sent.
     pub host: Option<String>,
     pub authorization: Option<Vec<u8>>,
@@ -112,11 +111,9 @@ pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, ReadError> {
                         return Err(refuse(411, "send the body with a Content-Length"))
                     }
                 };
-                let (path, query) = split_target(request.path(), request.target);
                 let parsed = AdminRequest {
                     method: request.method,
-                    path,
-                    query,
+                    path: percent_decode(request.path()),
                     host: request.host.map(str::to_owned),
                     authorization: request.header("authorization").map(<[u8]>::to_vec),
                     origin: request
@@ -180,12 +177,6 @@ pub fn write_response(stream: &mut TcpStream, response: &AdminResponse) {
     let _ = stream.write_all(&response.to_bytes());
     let _ = stream.flush();
     let _ = stream.shutdown(std::net::Shutdown::Write);
-}
-
-/// The percent-decoded path, and the query (without `?`).
-fn split_target(path: &str, target: &str) -> (String, String) {
-    let query = target.split_once('?').map_or("", |(_, q)| q).to_owned();
-    (percent_decode(path), query)
 }
 
 /// `%XX` → the byte; anything malformed is kept as written.

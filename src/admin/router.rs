@@ -151,7 +151,6 @@ mod tests {
         AdminRequest {
             method,
             path: path.into(),
-            query: String::new(),
             host: Some(host.into()),
             authorization: None,
             origin: None,

@@ -142,7 +142,7 @@ impl Request<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::request::{parse_request, HeadLimits};
-    use super::super::trace_context::Traceparent;
+    use super::super::trace_context::{TracePrefix, Traceparent};
     use super::*;
 
     const LIMITS: HeadLimits = HeadLimits {
@@ -164,7 +164,7 @@ mod tests {
     /// The trace the proxy "starts" in these tests.
     fn started_trace() -> &'static Traceparent {
         static STARTED: std::sync::OnceLock<Traceparent> = std::sync::OnceLock::new();
-        STARTED.get_or_init(|| Traceparent::start((0, 1), 2))
+        STARTED.get_or_init(|| Traceparent::start(&TracePrefix::new(0), 1, 2))
     }
 
     fn forward_with(raw: &str, ctx: &ForwardContext<'_>) -> String {

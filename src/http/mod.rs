@@ -34,7 +34,7 @@ mod trace_context;
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedOutput, DecodeProgress};
 pub use request::{parse_request, ForwardContext, HeadLimits, Request, RequestError};
 pub use response::{parse_response, Response, ResponseContext, ResponseError};
-pub use trace_context::{Traceparent, TRACEPARENT_LEN};
+pub use trace_context::{TracePrefix, Traceparent, TRACEPARENT_LEN};
 
 /// HTTP version of a message. Anything other than 1.0 or 1.1 is rejected by the parsers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -141,6 +141,10 @@ pub struct Request<'a> {
 /// an answer once full. A target over `max_uri_bytes` is `UriTooLong` even before the request line
 /// is complete, and takes precedence over `HeadTooLarge`. Only the first `max_head_bytes` bytes
 /// are ever parsed.
+///
+/// Always inlined: the proxy's request loop and the admin server both call it, and as a call the
+/// proxy's path costs measurably more (callgrind: about 80 instructions per request).
+#[inline(always)]
 pub fn parse_request<'a>(
     buf: &'a [u8],
     limits: &HeadLimits,
@@ -280,6 +284,7 @@ pub(super) mod test_support {
 
 #[cfg(test)]
 mod tests {
+    use super::super::trace_context::TracePrefix;
     use super::*;
     use proptest::prelude::*;
 
@@ -606,7 +611,7 @@ mod tests {
             client_ip: IpAddr::from([192, 0, 2, 1]),
             proto: "http",
             request_id: "id",
-            traceparent: &Traceparent::start((0, 1), 2),
+            traceparent: &Traceparent::start(&TracePrefix::new(0), 1, 2),
             upstream_keep_alive: true,
         };
         let mut out = Vec::new();

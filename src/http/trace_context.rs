@@ -59,14 +59,20 @@ impl Traceparent {
         Self(bytes)
     }
 
-    /// A new trace, sampled, from a 128-bit trace id (two halves) and a 64-bit parent id. Zero
-    /// ids (invalid) are replaced by 1.
-    pub fn start(trace_id: (u64, u64), parent_id: u64) -> Self {
-        let trace_id = if trace_id == (0, 0) { (0, 1) } else { trace_id };
-        let mut bytes = *b"00-00000000000000000000000000000000-0000000000000000-01";
-        write_hex(&mut bytes[3..19], trace_id.0);
-        write_hex(&mut bytes[19..35], trace_id.1);
-        write_hex(&mut bytes[36..52], parent_id.max(1));
+    /// A new trace, sampled: trace id `prefix` then `low`, parent id `parent_id`. Zero ids
+    /// (invalid) are replaced by 1.
+    pub fn start(prefix: &TracePrefix, low: u64, parent_id: u64) -> Self {
+        let low = if low == 0 && prefix.0 == *b"0000000000000000" {
+            1
+        } else {
+            low
+        };
+        let mut bytes = [b'-'; TRACEPARENT_LEN];
+        bytes[..2].copy_from_slice(b"00");
+        bytes[3..19].copy_from_slice(&prefix.0);
+        bytes[19..35].copy_from_slice(&hex16(low));
+        bytes[36..52].copy_from_slice(&hex16(parent_id.max(1)));
+        bytes[53..].copy_from_slice(b"01");
         Self(bytes)
     }
 
@@ -90,28 +96,38 @@ impl fmt::Debug for Traceparent {
     }
 }
 
+/// The high half of the trace ids one worker starts, as hex: random once per worker, so that a
+/// trace costs two random numbers (the low half and the parent id) rather than three. W3C Trace
+/// Context level 2 asks for the right-most seven bytes of a trace id to be random; all eight are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TracePrefix([u8; 16]);
+
+impl TracePrefix {
+    pub fn new(random: u64) -> Self {
+        Self(hex16(random))
+    }
+}
+
 fn is_lower_hex(bytes: &[u8]) -> bool {
     bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Two lowercase hex digits for every byte value (a table: a started trace costs 24 lookups
-/// rather than 48 divisions of a nibble).
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut pairs = [[0; 2]; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0xf]];
-        byte += 1;
+/// `value` as 16 lowercase hex digits, most significant first, without a loop: each half is
+/// spread to one nibble per byte, then every byte becomes its digit at once (`'0' + n`, plus
+/// `'a' - '0' - 10` where `n >= 10`, which `n + 6` overflowing into bit 4 tells).
+fn hex16(value: u64) -> [u8; 16] {
+    fn digits(half: u32) -> [u8; 8] {
+        let x = u64::from(half);
+        let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+        let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+        let nibbles = (x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+        let letters = ((nibbles + 0x0606_0606_0606_0606) & 0x1010_1010_1010_1010) >> 4;
+        (nibbles + 0x3030_3030_3030_3030 + letters * u64::from(b'a' - b'0' - 10)).to_be_bytes()
     }
-    pairs
-};
-
-/// Writes `value` as 16 lowercase hex digits into `out` (16 bytes), most significant first.
-fn write_hex(out: &mut [u8], value: u64) {
-    for (digits, byte) in out.chunks_exact_mut(2).zip(value.to_be_bytes()) {
-        digits.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
-    }
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&digits((value >> 32) as u32));
+    out[8..].copy_from_slice(&digits(value as u32));
+    out
 }
 
 #[cfg(test)]
@@ -155,15 +171,41 @@ mod tests {
     }
 
     #[test]
+    fn hex_digits_match_the_formatter() {
+        for value in [
+            0,
+            1,
+            9,
+            10,
+            15,
+            0xabcdef,
+            u64::MAX,
+            0x0123_4567_89ab_cdef,
+            0xf0f0_0f0f_a5a5_5a5a,
+        ] {
+            assert_eq!(
+                hex16(value),
+                format!("{value:016x}").as_bytes(),
+                "{value:#x}"
+            );
+        }
+    }
+
+    #[test]
     fn a_started_trace_is_valid_and_sampled() {
-        let started = Traceparent::start((0x1f, 0xabc), 0x12);
+        let started = Traceparent::start(&TracePrefix::new(0x1f), 0xabc, 0x12);
         assert_eq!(
             started.as_str(),
             "00-000000000000001f0000000000000abc-0000000000000012-01"
         );
         assert_eq!(Traceparent::parse(started.as_bytes()), Some(started));
-        assert!(Traceparent::parse(Traceparent::start((0, 0), 0).as_bytes()).is_some());
-        let random = Traceparent::start((u64::MAX - 5, 0x0123_4567_89ab_cdef), u64::MAX);
+        let zero = Traceparent::start(&TracePrefix::new(0), 0, 0);
+        assert!(Traceparent::parse(zero.as_bytes()).is_some(), "{zero:?}");
+        let random = Traceparent::start(
+            &TracePrefix::new(u64::MAX - 5),
+            0x0123_4567_89ab_cdef,
+            u64::MAX,
+        );
         assert_eq!(
             random.as_str(),
             format!(

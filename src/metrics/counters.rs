@@ -59,6 +59,33 @@ pub fn status_class(status: u16) -> usize {
     }
 }
 
+/// How one request ended, worked out once and counted at every level (listener, route, group,
+/// backend): its status class and latency bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// [`STATUS_CLASSES`] index.
+    pub class: usize,
+    /// Bucket of [`LATENCY_BOUNDS_US`] (the last: `+Inf`).
+    pub bucket: usize,
+    pub micros: u64,
+}
+
+impl Outcome {
+    #[inline]
+    pub fn of(status: u16, micros: u64) -> Self {
+        // Linear from the fastest bucket: most requests stop after one or two comparisons.
+        let bucket = LATENCY_BOUNDS_US
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(BUCKETS - 1);
+        Self {
+            class: status_class(status),
+            bucket,
+            micros,
+        }
+    }
+}
+
 /// Responses by status class.
 #[derive(Debug, Default)]
 pub struct ClassCounters([Counter; 6]);
@@ -66,7 +93,12 @@ pub struct ClassCounters([Counter; 6]);
 impl ClassCounters {
     #[inline]
     pub fn count(&self, status: u16) {
-        self.0[status_class(status)].inc();
+        self.count_class(status_class(status));
+    }
+
+    #[inline]
+    pub fn count_class(&self, class: usize) {
+        self.0[class].inc();
     }
 
     pub fn snapshot(&self) -> ClassCounts {
@@ -114,13 +146,13 @@ pub struct LatencyCounters {
 impl LatencyCounters {
     #[inline]
     pub fn observe(&self, micros: u64) {
-        // Linear from the fastest bucket: most requests stop after one or two comparisons.
-        let bucket = LATENCY_BOUNDS_US
-            .iter()
-            .position(|&bound| micros <= bound)
-            .unwrap_or(BUCKETS - 1);
-        self.buckets[bucket].inc();
-        self.sum_us.add(micros);
+        self.observe_outcome(&Outcome::of(0, micros));
+    }
+
+    #[inline]
+    pub fn observe_outcome(&self, outcome: &Outcome) {
+        self.buckets[outcome.bucket].inc();
+        self.sum_us.add(outcome.micros);
     }
 
     pub fn snapshot(&self) -> Latency {

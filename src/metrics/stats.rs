@@ -9,7 +9,9 @@
 //! [`BackendStats::connection_opened`] / [`BackendStats::connection_closed`],
 //! [`BackendStats::connect_error`] and the byte counters of its backend.
 
-use super::counters::{ClassCounters, ClassCounts, Counter, Gauge, Latency, LatencyCounters};
+use super::counters::{
+    ClassCounters, ClassCounts, Counter, Gauge, Latency, LatencyCounters, Outcome,
+};
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -76,6 +78,12 @@ impl ListenerStats {
         self.responses.count(status);
     }
 
+    /// A request that ended with `outcome`.
+    #[inline]
+    pub fn count(&self, outcome: &Outcome) {
+        self.responses.count_class(outcome.class);
+    }
+
     #[inline]
     pub fn add_received(&self, bytes: u64) {
         self.bytes_received.add(bytes);
@@ -105,8 +113,8 @@ pub struct RouteStats {
 
 impl RouteStats {
     #[inline]
-    pub fn count_response(&self, status: u16) {
-        self.responses.count(status);
+    pub fn count(&self, outcome: &Outcome) {
+        self.responses.count_class(outcome.class);
     }
 
     pub fn snapshot(&self) -> ClassCounts {
@@ -172,12 +180,12 @@ impl UpstreamStats {
         self.in_flight.inc();
     }
 
-    /// A request routed here ended: its final status (0: none), duration and retries.
+    /// A request routed here ended with `outcome`, after `retries` retries.
     #[inline]
-    pub fn request_finished(&self, status: u16, micros: u64, retries: u32) {
+    pub fn request_finished(&self, outcome: &Outcome, retries: u32) {
         self.in_flight.dec();
-        self.responses.count(status);
-        self.latency.observe(micros);
+        self.responses.count_class(outcome.class);
+        self.latency.observe_outcome(outcome);
         self.retries.add(u64::from(retries));
     }
 
@@ -285,13 +293,15 @@ impl BackendCounts {
 }
 
 impl BackendStats {
-    /// A response from it with `status`, `micros` after the request started.
+    /// A response from it: the request ended with `outcome`.
     #[inline]
-    pub fn count_response(&self, status: u16, micros: u64) {
-        self.responses.count(status);
-        self.observe_latency(micros);
+    pub fn count_response(&self, outcome: &Outcome) {
+        self.responses.count_class(outcome.class);
+        self.latency.observe_outcome(outcome);
+        self.recent.borrow_mut().saturating_record(outcome.micros);
     }
 
+    /// A latency without a response status (a TCP connection's duration, for L4).
     #[inline]
     pub fn observe_latency(&self, micros: u64) {
         self.latency.observe(micros);
@@ -392,8 +402,8 @@ mod tests {
         let stats = BackendStats::default();
         stats.roll_second();
         assert!(stats.last_second().is_none());
-        stats.count_response(200, 1_000);
-        stats.count_response(502, 3_000);
+        stats.count_response(&Outcome::of(200, 1_000));
+        stats.count_response(&Outcome::of(502, 3_000));
         assert!(stats.last_second().is_none(), "the second is not over");
         stats.roll_second();
         let second = stats.last_second().expect("two latencies");
@@ -415,7 +425,7 @@ mod tests {
         let stats = UpstreamStats::default();
         stats.request_started();
         stats.request_started();
-        stats.request_finished(200, 100, 1);
+        stats.request_finished(&Outcome::of(200, 100), 1);
         stats.gave_up(GaveUpCount::QueueTimeout);
         let counts = stats.snapshot();
         assert_eq!(counts.in_flight, 1);

@@ -56,8 +56,6 @@ pub struct PendingRequest {
     pub continue_sent: bool,
     pub upgrade: bool,
     pub request_id: String,
-    /// The W3C trace context sent upstream (the client's, or one the proxy started).
-    pub traceparent: Traceparent,
     /// The listener it arrived on and the route that matched it (index into that listener's
     /// routes), for the counters and the access log.
     pub listener: usize,
@@ -69,10 +67,25 @@ pub struct PendingRequest {
     /// What a consistent-hashing group balances on (client IP, header or cookie); `None` for
     /// other groups and when the header or cookie is absent.
     pub hash_key: Option<u64>,
-    /// The head to send upstream (request line and headers, rebuilt by the codec).
+    /// The head to send upstream (request line and headers, rebuilt by the codec), with the W3C
+    /// `traceparent` (the client's, or one the proxy started): see [`PendingRequest::trace_id`].
     pub upstream_head: Vec<u8>,
     /// `METHOD target` for log lines.
     pub summary: String,
+}
+
+impl PendingRequest {
+    /// The trace id of the `traceparent` sent upstream, read back from the head (for the access
+    /// log: keeping a copy would cost every request, logged or not).
+    pub fn trace_id(&self) -> &str {
+        const FIELD: &[u8] = b"\r\ntraceparent: 00-";
+        let head = &self.upstream_head;
+        head.windows(FIELD.len())
+            .position(|w| w == FIELD)
+            .and_then(|at| head.get(at + FIELD.len()..at + FIELD.len() + 32))
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .unwrap_or("-")
+    }
 }
 
 /// Why reading the next request ended the connection instead.
@@ -299,7 +312,6 @@ fn prepare(
         upgrade: request.upgrade.is_some(),
         summary,
         request_id,
-        traceparent,
         listener,
         route,
         upstream,

@@ -8,6 +8,7 @@
 use super::client::PendingRequest;
 use super::context::WorkerContext;
 use super::route::route_label;
+use crate::metrics::counters::Outcome;
 use crate::metrics::stats::GaveUpCount;
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -112,13 +113,14 @@ impl RequestRecord {
         let generation = &request.generation;
         let group = &generation.upstreams[request.upstream];
 
+        let outcome = Outcome::of(status, micros);
         let listener = &ctx.listeners[request.listener];
-        listener.count_response(status);
+        listener.count(&outcome);
         listener.add_received(request.client_head_len as u64 + body);
         listener.add_sent(to_client);
-        generation.routes[request.listener][request.route].count_response(status);
+        generation.routes[request.listener][request.route].count(&outcome);
         let stats = &group.state.stats;
-        stats.request_finished(status, micros, self.retries());
+        stats.request_finished(&outcome, self.retries());
         match self.gave_up.get() {
             Some(GaveUp::RetryBudget) => stats.gave_up(GaveUpCount::RetryBudget),
             Some(GaveUp::NoUsableBackend) => stats.gave_up(GaveUpCount::NoUsableBackend),
@@ -128,7 +130,7 @@ impl RequestRecord {
         if let Some(index) = self.backend_index.get() {
             if self.answered_by_backend.get() {
                 let stats = &group.backends[index].stats;
-                stats.count_response(status, micros);
+                stats.count_response(&outcome);
                 stats.add_sent(request.upstream_head.len() as u64 + body);
                 stats.add_received(to_client);
             }
@@ -150,7 +152,7 @@ impl RequestRecord {
             target: "lbproxy::access",
             worker,
             request_id = %request.request_id,
-            trace_id = %request.traceparent.trace_id(),
+            trace_id = %request.trace_id(),
             client = %client,
             request = %request.summary,
             listener = %listener.name,

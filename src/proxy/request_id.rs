@@ -4,7 +4,7 @@
 //! generator seeded by the OS.
 
 use crate::balancer::Rng;
-use crate::http::Traceparent;
+use crate::http::{TracePrefix, Traceparent};
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 
@@ -51,21 +51,23 @@ fn write_hex(out: &mut [u8], mut n: u64) {
 #[derive(Debug)]
 pub struct TraceIds {
     rng: Rng,
+    /// The high half of every trace id this worker starts (random once).
+    prefix: TracePrefix,
 }
 
 impl TraceIds {
     pub fn new(worker: usize) -> Self {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_usize(worker);
-        Self {
-            rng: Rng::seeded(hasher.finish()),
-        }
+        let rng = Rng::seeded(hasher.finish());
+        let prefix = TracePrefix::new(rng.next_u64());
+        Self { rng, prefix }
     }
 
-    /// A new trace: random 128-bit trace id and 64-bit parent id.
+    /// A new trace: this worker's random prefix and 64 random bits make the trace id, 64 more
+    /// the parent id.
     pub fn start(&self) -> Traceparent {
-        let trace_id = (self.rng.next_u64(), self.rng.next_u64());
-        Traceparent::start(trace_id, self.rng.next_u64())
+        Traceparent::start(&self.prefix, self.rng.next_u64(), self.rng.next_u64())
     }
 }
 

@@ -292,7 +292,7 @@ mod tests {
             ))
         };
         let first = Generation::first(routes(""), 0);
-        first.routes[0][0].count_response(200);
+        first.routes[0][0].count(&crate::metrics::counters::Outcome::of(200, 0));
         let next = first.next(
             routes("[[listener.http.route]]\npath_prefix = \"/v3/\"\nupstream = \"api\"\n"),
             0,
