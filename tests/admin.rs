@@ -10,6 +10,7 @@ use common::admin::{self, backend, ctl, parse_metrics, said, sum};
 use common::backend::{RawBackend, Reply};
 use common::client::{self, Conn};
 use common::demo::DemoApi;
+use common::tcp::{round_trip, tcp_config, EchoServer};
 use common::{closed_port, config, on_both_drivers, wait_until, Proxy};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 on_both_drivers!(
     metrics_parse_and_count_exactly_the_traffic_sent,
+    tcp_connections_are_counted_by_listener_group_and_backend,
     drain_through_ctl_lets_in_flight_requests_finish_and_enable_brings_it_back,
     weight_through_ctl_shifts_the_distribution_until_the_next_reload,
 );
@@ -199,6 +201,70 @@ fn metrics_parse_and_count_exactly_the_traffic_sent(driver: &str) {
     assert_eq!(listed["requests_total"], served_ok);
     assert_eq!(listed["state"], "up");
     assert_eq!(status["workers"].as_array().unwrap().len(), 2);
+}
+
+fn tcp_connections_are_counted_by_listener_group_and_backend(driver: &str) {
+    let echo = EchoServer::start(false);
+    let refused = closed_port();
+    let proxy = Proxy::start(&tcp_config(
+        driver,
+        "copy",
+        &[refused, echo.addr],
+        "",
+        "[upstream.api.outlier]\nconsecutive_failures = 0\n",
+    ));
+    let data = b"twelve bytes".repeat(100);
+    let connections = 6;
+    for _ in 0..connections {
+        assert_eq!(round_trip(proxy.addr, &data).unwrap(), data);
+    }
+    let mut samples = Vec::new();
+    wait_until(WAIT, "the workers to publish every connection", || {
+        samples = metrics(proxy.admin_addr(), None);
+        sum(&samples, "lbproxy_backend_connections_total", &[]) == connections as f64
+            && sum(&samples, "lbproxy_listener_open_connections", &[]) == 0.0
+    });
+    let count = |name: &str, labels: &[(&str, &str)]| sum(&samples, name, labels);
+    let (echo_addr, refused_addr) = (echo.addr.to_string(), refused.to_string());
+    let bytes = (connections * data.len()) as f64;
+    let tcp = [("listener", "tcp")];
+    assert_eq!(
+        count("lbproxy_listener_connections_total", &tcp),
+        connections as f64
+    );
+    assert_eq!(count("lbproxy_listener_received_bytes_total", &tcp), bytes);
+    assert_eq!(count("lbproxy_listener_sent_bytes_total", &tcp), bytes);
+    let echoing = [("backend", echo_addr.as_str())];
+    assert_eq!(
+        count("lbproxy_backend_connections_total", &echoing),
+        connections as f64
+    );
+    assert_eq!(count("lbproxy_backend_open_connections", &echoing), 0.0);
+    assert_eq!(count("lbproxy_backend_sent_bytes_total", &echoing), bytes);
+    assert_eq!(
+        count("lbproxy_backend_received_bytes_total", &echoing),
+        bytes
+    );
+    let connect_errors = count(
+        "lbproxy_backend_connect_errors_total",
+        &[("backend", refused_addr.as_str())],
+    );
+    assert!(
+        connect_errors >= 1.0,
+        "round robin tried the refusing backend"
+    );
+    assert_eq!(
+        count("lbproxy_upstream_retries_total", &[("upstream", "api")]),
+        connect_errors,
+        "every refused connect was retried on the other backend"
+    );
+    assert_eq!(
+        count(
+            "lbproxy_backend_failed_attempts_total",
+            &[("backend", refused_addr.as_str())]
+        ),
+        connect_errors
+    );
 }
 
 /// The instance (`X-Instance`) that answered `GET path` on a new connection.

@@ -274,7 +274,10 @@ fn backends_table(v: &Value) -> String {
                 percent(&b["error_rate"]),
                 ms(&b["p50_ms"]),
                 ms(&b["p99_ms"]),
-                b["requests_total"].to_string(),
+                match b["connections_total"].as_u64() {
+                    Some(connections) if connections > 0 => format!("{connections} conns"),
+                    _ => b["requests_total"].to_string(),
+                },
             ]);
         }
     }

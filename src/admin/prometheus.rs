@@ -131,6 +131,10 @@ pub const UPSTREAM_QUEUE_TIMEOUTS: Family = counter(
     "lbproxy_upstream_queue_timeouts_total",
     "Requests answered 503 after waiting queue_timeout for a backend under its max_connections.",
 );
+pub const UPSTREAM_OUT_OF_RESOURCES: Family = counter(
+    "lbproxy_upstream_out_of_resources_total",
+    "Requests answered 503 (connections closed) because the proxy ran out of file descriptors connecting to a backend.",
+);
 pub const UPSTREAM_DURATION: Family = histogram(
     "lbproxy_upstream_request_duration_seconds",
     "Time from the complete request head to the end of the response, for every request of the group.",
@@ -310,12 +314,13 @@ fn render_upstreams(out: &mut Exposition, upstreams: &[UpstreamRow]) {
         );
     }
     type Value = fn(&UpstreamRow) -> u64;
-    let simple: [(Family, Value); 5] = [
+    let simple: [(Family, Value); 6] = [
         (UPSTREAM_IN_FLIGHT, |u| u.counts.in_flight),
         (UPSTREAM_RETRIES, |u| u.counts.retries),
         (UPSTREAM_BUDGET_REJECTIONS, |u| u.counts.budget_rejections),
         (UPSTREAM_NO_BACKEND, |u| u.counts.no_usable_backend),
         (UPSTREAM_QUEUE_TIMEOUTS, |u| u.counts.queue_timeouts),
+        (UPSTREAM_OUT_OF_RESOURCES, |u| u.counts.out_of_resources),
     ];
     for (family, value) in simple {
         out.family(family);

@@ -37,7 +37,8 @@ pub struct Point {
 /// Rates and latency of a group or a backend at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct RatePoint {
-    /// Responses per second (for a backend: responses it gave plus tries that failed).
+    /// Responses per second (for a backend: responses it gave, TCP connections it took, and
+    /// tries that failed).
     pub rps: f64,
     /// Share of those that were 5xx or failed tries, 0..=1.
     pub error_rate: f64,
@@ -225,7 +226,7 @@ fn totals_of(aggregate: &Aggregate) -> Totals {
             totals.backends.insert(
                 (upstream.name.clone(), backend.address),
                 (
-                    counts.responses.total() + failed,
+                    counts.responses.total() + counts.connections + failed,
                     counts.responses.server_errors() + failed,
                 ),
             );

@@ -132,6 +132,7 @@ pub struct UpstreamStats {
     budget_rejections: Counter,
     no_usable_backend: Counter,
     queue_timeouts: Counter,
+    out_of_resources: Counter,
 }
 
 /// Why the proxy answered a request of the group itself, for the counters that say so.
@@ -143,6 +144,8 @@ pub enum GaveUpCount {
     NoUsableBackend,
     /// Every usable backend stayed at `max_connections` for `queue_timeout` (503).
     QueueTimeout,
+    /// The proxy itself ran out of resources (file descriptors) connecting to a backend (503).
+    OutOfResources,
 }
 
 /// A published [`UpstreamStats`].
@@ -160,6 +163,8 @@ pub struct UpstreamCounts {
     /// Requests answered 503 after waiting `queue_timeout` for a backend under its
     /// `max_connections`.
     pub queue_timeouts: u64,
+    /// Requests answered 503 because the proxy ran out of file descriptors connecting.
+    pub out_of_resources: u64,
 }
 
 impl UpstreamCounts {
@@ -171,6 +176,7 @@ impl UpstreamCounts {
         self.budget_rejections += other.budget_rejections;
         self.no_usable_backend += other.no_usable_backend;
         self.queue_timeouts += other.queue_timeouts;
+        self.out_of_resources += other.out_of_resources;
     }
 }
 
@@ -189,13 +195,20 @@ impl UpstreamStats {
         self.retries.add(u64::from(retries));
     }
 
-    /// The proxy answered a request of the group itself, for `why`.
+    /// Retries of a TCP (L4) connection's connect.
+    #[inline]
+    pub fn add_retries(&self, retries: u32) {
+        self.retries.add(u64::from(retries));
+    }
+
+    /// The proxy answered a request of the group itself (or closed a TCP connection), for `why`.
     #[inline]
     pub fn gave_up(&self, why: GaveUpCount) {
         match why {
             GaveUpCount::RetryBudget => self.budget_rejections.inc(),
             GaveUpCount::NoUsableBackend => self.no_usable_backend.inc(),
             GaveUpCount::QueueTimeout => self.queue_timeouts.inc(),
+            GaveUpCount::OutOfResources => self.out_of_resources.inc(),
         }
     }
 
@@ -208,6 +221,7 @@ impl UpstreamStats {
             budget_rejections: self.budget_rejections.get(),
             no_usable_backend: self.no_usable_backend.get(),
             queue_timeouts: self.queue_timeouts.get(),
+            out_of_resources: self.out_of_resources.get(),
         }
     }
 }

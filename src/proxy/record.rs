@@ -125,6 +125,7 @@ impl RequestRecord {
             Some(GaveUp::RetryBudget) => stats.gave_up(GaveUpCount::RetryBudget),
             Some(GaveUp::NoUsableBackend) => stats.gave_up(GaveUpCount::NoUsableBackend),
             Some(GaveUp::QueueTimeout) => stats.gave_up(GaveUpCount::QueueTimeout),
+            Some(GaveUp::LocalResources) => stats.gave_up(GaveUpCount::OutOfResources),
             _ => {}
         }
         if let Some(index) = self.backend_index.get() {
@@ -226,6 +227,15 @@ impl ConnectionRecord {
         stats.add_received(self.bytes_received);
         stats.add_sent(self.bytes_sent);
         if let Some(group) = self.upstream.map(|index| &generation.upstreams[index]) {
+            let group_stats = &group.state.stats;
+            group_stats.add_retries(self.attempts.saturating_sub(1));
+            match self.end {
+                "retry_budget_exhausted" => group_stats.gave_up(GaveUpCount::RetryBudget),
+                "no_usable_backend" => group_stats.gave_up(GaveUpCount::NoUsableBackend),
+                "queue_timeout" => group_stats.gave_up(GaveUpCount::QueueTimeout),
+                "proxy_out_of_resources" => group_stats.gave_up(GaveUpCount::OutOfResources),
+                _ => {}
+            }
             if let Some(backend) = self.connected.map(|index| &group.backends[index]) {
                 backend.stats.connection_closed();
                 backend.stats.add_sent(self.bytes_received);

@@ -150,7 +150,8 @@ function backendRow(group, b, workerCount) {
     el("td", { class: "num errors" + (b.error_rate >= 0.05 ? " bad" : b.error_rate > 0 ? " warn" : "") }, fmtPercent(b.error_rate)),
     el("td", { class: "num p50" }, fmtMs(b.p50_ms)),
     el("td", { class: "num p99" }, fmtMs(b.p99_ms)),
-    el("td", { class: "num requests" }, fmtCount(b.requests_total)),
+    el("td", { class: "num requests" },
+      b.connections_total ? `${fmtCount(b.connections_total)} conns` : fmtCount(b.requests_total)),
     el("td", { class: "spark" }, rpsSpark),
     el("td", { class: "spark" }, p99Spark));
   return { row, draw: () => {
