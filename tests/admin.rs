@@ -102,10 +102,11 @@ fn metrics_parse_and_count_exactly_the_traffic_sent(driver: &str) {
         count("lbproxy_listener_connections_total", &listener),
         (connections + unrouted) as f64
     );
+    let unrouted_head = "GET /elsewhere HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
     assert_eq!(
         count("lbproxy_listener_received_bytes_total", &listener),
-        (forwarded * request.len()) as f64,
-        "the heads of the forwarded requests"
+        (forwarded * request.len() + unrouted * unrouted_head.len()) as f64,
+        "every request head, refused ones included"
     );
     assert!(count("lbproxy_listener_sent_bytes_total", &listener) > 0.0);
     assert_eq!(count("lbproxy_listener_open_connections", &listener), 0.0);

@@ -56,14 +56,14 @@ pub struct PendingRequest {
     pub continue_sent: bool,
     pub upgrade: bool,
     pub request_id: String,
-    /// The listener it arrived on and the route that matched it (index into that listener's
-    /// routes), for the counters and the access log.
-    pub listener: usize,
-    pub route: usize,
-    /// Index of the upstream group chosen by the routes, in `generation.upstreams`.
-    pub upstream: usize,
-    /// Bytes of the request head as the client sent it.
-    pub client_head_len: usize,
+    /// The listener it arrived on, the route that matched it (index into that listener's
+    /// routes) and the upstream group the route chose (index into `generation.upstreams`): see
+    /// [`PendingRequest::listener`], [`PendingRequest::route`], [`PendingRequest::upstream`].
+    /// Packed small: the request is moved a few times on its way, and at 128 bytes the compiler
+    /// moves it inline rather than through `memcpy` (callgrind: two calls per request).
+    listener: u16,
+    route: u32,
+    upstream: u32,
     /// What a consistent-hashing group balances on (client IP, header or cookie); `None` for
     /// other groups and when the header or cookie is absent.
     pub hash_key: Option<u64>,
@@ -75,6 +75,18 @@ pub struct PendingRequest {
 }
 
 impl PendingRequest {
+    pub fn listener(&self) -> usize {
+        usize::from(self.listener)
+    }
+
+    pub fn route(&self) -> usize {
+        self.route as usize
+    }
+
+    pub fn upstream(&self) -> usize {
+        self.upstream as usize
+    }
+
     /// The trace id of the `traceparent` sent upstream, read back from the head (for the access
     /// log: keeping a copy would cost every request, logged or not).
     pub fn trace_id(&self) -> &str {
@@ -197,6 +209,7 @@ async fn next_request(
             match parse_request(&client.buf, &limits) {
                 Ok(Some(request)) => {
                     let head_len = request.head_len;
+                    ctx.listeners[listener].add_received(head_len as u64);
                     let pending = prepare(ctx, ctx.generation(), client.peer, listener, request);
                     client.buf.drain(..head_len);
                     return pending;
@@ -312,10 +325,10 @@ fn prepare(
         upgrade: request.upgrade.is_some(),
         summary,
         request_id,
-        listener,
-        route,
-        upstream,
-        client_head_len: request.head_len,
+        // Lossless: a configuration cannot hold 65536 listeners (one port each) or 2^32 routes.
+        listener: listener as u16,
+        route: route as u32,
+        upstream: upstream as u32,
         hash_key,
         upstream_head,
     };
@@ -377,5 +390,20 @@ async fn closed_by_drain(ctx: &WorkerContext, first: bool) {
     ctx.drain.triggered().await;
     if first {
         monoio::time::sleep(FIRST_REQUEST_GRACE_ON_DRAIN).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_request_stays_small_enough_to_move_inline() {
+        // Moved a few times per request; past 128 bytes the compiler calls memcpy for each move.
+        assert!(
+            std::mem::size_of::<PendingRequest>() <= 128,
+            "PendingRequest is {} bytes",
+            std::mem::size_of::<PendingRequest>()
+        );
     }
 }

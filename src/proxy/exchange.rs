@@ -53,7 +53,7 @@ pub async fn forward(
     request: &mut PendingRequest,
 ) -> bool {
     let record = RequestRecord::new(Instant::now());
-    request.generation.upstreams[request.upstream]
+    request.generation.upstreams[request.upstream()]
         .state
         .stats
         .request_started();
@@ -71,7 +71,7 @@ async fn forward_with_failover(
     record: &RequestRecord,
 ) -> bool {
     let generation = request.generation.clone();
-    let group = &generation.upstreams[request.upstream];
+    let group = &generation.upstreams[request.upstream()];
     let timeouts = &generation.config.timeouts;
     group.state.retry_budget.record_request();
     let mut retries = RetryCount::default();

@@ -111,14 +111,15 @@ impl RequestRecord {
         let status = self.status.get();
         let (to_client, body) = (self.bytes_to_client.get(), self.body_from_client.get());
         let generation = &request.generation;
-        let group = &generation.upstreams[request.upstream];
+        let group = &generation.upstreams[request.upstream()];
 
         let outcome = Outcome::of(status, micros);
-        let listener = &ctx.listeners[request.listener];
+        let listener = &ctx.listeners[request.listener()];
         listener.count(&outcome);
-        listener.add_received(request.client_head_len as u64 + body);
+        // Its head was counted as it arrived (it counts for refused requests too).
+        listener.add_received(body);
         listener.add_sent(to_client);
-        generation.routes[request.listener][request.route].count(&outcome);
+        generation.routes[request.listener()][request.route()].count(&outcome);
         let stats = &group.state.stats;
         stats.request_finished(&outcome, self.retries());
         match self.gave_up.get() {
@@ -146,7 +147,7 @@ impl RequestRecord {
     /// (`REQUEST_ID`, `BACKEND`, …) under systemd and JSON keys with `[log] format = "json"`.
     fn log(&self, worker: usize, client: SocketAddr, request: &PendingRequest, duration_us: u64) {
         let generation = &request.generation;
-        let listener = &generation.config.listeners[request.listener];
+        let listener = &generation.config.listeners[request.listener()];
         let status = self.status.get();
         let backend = self.backend.get();
         tracing::info!(
@@ -157,8 +158,8 @@ impl RequestRecord {
             client = %client,
             request = %request.summary,
             listener = %listener.name,
-            route = %route_label(&listener.routes[request.route]),
-            upstream = %generation.upstreams[request.upstream].name,
+            route = %route_label(&listener.routes[request.route()]),
+            upstream = %generation.upstreams[request.upstream()].name,
             backend = %backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             status,
             bytes_sent = self.bytes_to_client.get(),
