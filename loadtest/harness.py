@@ -122,6 +122,8 @@ class Deployment:
         listed = ", ".join(f'"{b}"' for b in backends)
         return (
             f'[runtime]\nworkers = {self.workers}\npin_workers = false\ndrain_timeout = "10s"\n\n'
+            # Any free port: 9901 may belong to an lbproxy already running on this machine.
+            f'[admin]\naddress = "127.0.0.1:0"\n\n'
             f'[listener.http]\naddress = "127.0.0.1:{self.port}"\nupstream = "api"\n\n'
             f"[upstream.api]\nbackends = [{listed}]\n\n"
             f"{self.extra_config if extra is None else extra}\n"

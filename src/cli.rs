@@ -1,4 +1,4 @@
-//! Command-line interface: `lbproxy serve`, `check`, `reload`, `up`, `systemd install`.
+//! Command-line interface: `lbproxy serve`, `check`, `reload`, `up`, `ctl`, `systemd install`.
 //!
 //! The binary only parses arguments and calls into the library; every subcommand that reads a
 //! configuration goes through [`crate::config::load`], so `check` validates exactly what `serve`
@@ -40,6 +40,8 @@ pub enum Command {
     /// Ask a running proxy to reload its configuration (SIGHUP) and wait until it serves it;
     /// exit 1 with the reasons when it refused. The units' `ExecReload=`.
     Reload(ReloadArgs),
+    /// Talk to a running proxy's admin API: status, backends, drain, enable, weight, reload.
+    Ctl(crate::admin::ctl::CtlArgs),
     /// systemd helpers: install the user units.
     #[command(subcommand)]
     Systemd(SystemdCommand),
@@ -105,6 +107,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Up(args) => crate::up::run(&args),
         Command::Reload(args) => reload(&args),
+        Command::Ctl(args) => crate::admin::ctl::run(&args),
         Command::Systemd(SystemdCommand::Install(args)) => install(&args),
         Command::Generate(args) => crate::generate::run(&args),
     };
@@ -152,6 +155,7 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     // First, while no other thread exists: taking the activation sockets unsets LISTEN_*.
     let inherited = InheritedSockets::from_env()?;
     let config = Arc::new(load_config(args)?);
+    crate::logging::set_format(config.log.format);
     raise_fd_limit();
     let notifier = Notifier::from_env();
     let server = match Server::start_with(config, inherited) {
@@ -173,6 +177,9 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
             format!("{name} {address}")
         })
         .collect();
+    if let Some(admin) = server.admin_addr() {
+        tracing::info!("admin: http://{admin}/ (dashboard, /metrics, /api; `lbproxy ctl`)");
+    }
 
     let control = server.control();
     sd::fault::install_if_allowed(&control)?;
@@ -291,32 +298,4 @@ pub fn spawn_reload_thread(mut reloader: Reloader) -> anyhow::Result<()> {
             }
         })?;
     Ok(())
-}
-
-/// Logs to the journal natively when stderr is the journal (systemd units), else to stderr;
-/// `LBPROXY_LOG` (or `RUST_LOG`) sets the filter, default `info`.
-pub fn init_logging() {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-
-    let filter = std::env::var("LBPROXY_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_owned());
-    if sd::journal::stderr_is_journal() {
-        match sd::journal::layer() {
-            Ok(journal) => {
-                let _ = tracing_subscriber::registry()
-                    .with(tracing_subscriber::EnvFilter::new(&filter))
-                    .with(journal)
-                    .try_init();
-                return;
-            }
-            Err(e) => eprintln!("lbproxy: cannot log to the journal natively ({e}); using stderr"),
-        }
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_thread_names(true)
-        .try_init();
 }

@@ -7,11 +7,13 @@
 //! [`http`] codec and the [`balancer`]s; the [`health`] thread probes backends once for all
 //! workers. `lbproxy up` ([`up`]) runs API instances and the proxy together; under systemd,
 //! [`systemd`] adds socket activation, sd_notify, the honest watchdog, reload confirmation and
-//! native journal logging.
+//! native journal logging. Workers count what they do ([`metrics`]); the [`admin`] server on the
+//! control side shows it (dashboard, Prometheus, JSON API) and changes backends at runtime.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+pub mod admin;
 pub mod balancer;
 pub mod cli;
 pub mod config;
@@ -20,6 +22,8 @@ pub mod health;
 pub mod http;
 pub mod l4;
 pub mod listener;
+pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod runtime;
 pub mod server;

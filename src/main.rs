@@ -7,6 +7,6 @@ use mimalloc::MiMalloc;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    lbproxy::cli::init_logging();
+    lbproxy::logging::init();
     lbproxy::cli::run(lbproxy::cli::Cli::parse())
 }

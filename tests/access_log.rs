@@ -1,15 +1,19 @@
 //! The access log: with `[log] access = true` every request the proxy answers — relayed or its
-//! own error — gives one line with the request id, status, backend, bytes and retries, and every
-//! connection of a tcp listener one with its bytes each way and how it ended; without it, none. Captured from the process-wide tracing subscriber this test binary installs.
+//! own error — gives one line with the request id, trace id, route, status, backend, bytes and
+//! retries, and every connection of a tcp listener one with its bytes each way and how it ended;
+//! without it, none. Captured from the process-wide tracing subscriber this test binary
+//! installs; the JSON format (`[log] format = "json"`) from a real `lbproxy serve`'s stderr,
+//! together with the W3C `traceparent` the backend received.
 
 mod common;
 
 use common::backend::{RawBackend, Reply};
 use common::tcp::{connect, tcp_config, EchoServer};
 use common::{client, closed_port, config, wait_until, Proxy};
-use std::io::{Read, Write};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -77,6 +81,8 @@ fn every_answered_request_gets_one_line_with_its_outcome() {
         &format!("backend={}", backend.addr),
         "bytes_received=3",
         "request=POST /submit",
+        "listener=http",
+        "route=/",
         "upstream=api",
     ] {
         assert!(line.contains(field), "missing {field} in: {line}");
@@ -88,6 +94,11 @@ fn every_answered_request_gets_one_line_with_its_outcome() {
     );
     let retries: u32 = field(line, "retries").parse().unwrap();
     assert!(retries <= 1, "{line}");
+    let trace_id = field(line, "trace_id");
+    assert!(
+        trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{line}"
+    );
 
     // The proxy's own error: every backend refused.
     drop(backend);
@@ -126,6 +137,126 @@ fn no_line_when_the_access_log_is_off() {
     // The response is complete, so the line would have been written before it was sent.
     drop(proxy);
     assert!(lines_with(logs, "req-quiet-1").is_empty());
+}
+
+#[test]
+fn json_lines_carry_the_request_and_trace_ids_the_backend_got() {
+    let backend = RawBackend::start(Reply::Fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+    ));
+    let listen = closed_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lbproxy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[runtime]\nworkers = 1\n[log]\naccess = true\nformat = \"json\"\n\
+             [admin]\naddress = \"127.0.0.1:0\"\n\
+             [listener.http]\naddress = \"{listen}\"\nupstream = \"api\"\n\
+             [upstream.api]\nbackends = [\"{}\"]\n",
+            backend.addr
+        ),
+    )
+    .unwrap();
+    let mut proxy = Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .args(["serve", "-c"])
+        .arg(&path)
+        .env("LBPROXY_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    let stderr = proxy.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    wait_until(Duration::from_secs(20), "lbproxy serve to listen", || {
+        std::net::TcpStream::connect(listen).is_ok()
+    });
+
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = client::request(
+        listen,
+        format!(
+            "GET /traced HTTP/1.1\r\nHost: t\r\nX-Request-Id: json-1\r\ntraceparent: {incoming}\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(traced.status, 200);
+    let fresh = client::request(
+        listen,
+        b"GET /fresh HTTP/1.1\r\nHost: t\r\nX-Request-Id: json-2\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(fresh.status, 200);
+    let received = backend.unmasked_requests();
+    let sent_trace = |request: &[u8]| {
+        let text = String::from_utf8_lossy(request).into_owned();
+        let value = text
+            .split("\r\ntraceparent: ")
+            .nth(1)
+            .and_then(|rest| rest.split("\r\n").next())
+            .unwrap_or_else(|| panic!("no traceparent forwarded: {text}"))
+            .to_owned();
+        assert_eq!(
+            text.matches("traceparent").count(),
+            1,
+            "exactly one: {text}"
+        );
+        value
+    };
+    assert_eq!(
+        sent_trace(&received[0]),
+        incoming,
+        "a client's trace goes on unchanged"
+    );
+    let started = sent_trace(&received[1]);
+    let started = lbproxy::http::Traceparent::parse(started.as_bytes())
+        .unwrap_or_else(|| panic!("the proxy started an invalid trace: {started}"));
+
+    let mut found = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while found.len() < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.recv_timeout(left).expect("the two access log lines");
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            panic!("not a JSON line: {line}");
+        };
+        if entry["target"] == "lbproxy::access" {
+            found.insert(entry["request_id"].as_str().unwrap().to_owned(), entry);
+        }
+    }
+    let first = &found["json-1"];
+    assert_eq!(
+        first["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "{first}"
+    );
+    assert_eq!(first["status"], 200, "{first}");
+    assert_eq!(first["backend"], backend.addr.to_string(), "{first}");
+    assert_eq!(first["listener"], "http", "{first}");
+    assert_eq!(first["route"], "/", "{first}");
+    assert_eq!(first["upstream"], "api", "{first}");
+    assert_eq!(first["request"], "GET /traced", "{first}");
+    assert_eq!(first["retries"], 0, "{first}");
+    assert!(first["duration_us"].is_u64(), "{first}");
+    assert!(first["bytes_sent"].as_u64().unwrap() > 0, "{first}");
+    assert!(
+        first["client"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{first}"
+    );
+    assert_eq!(
+        found["json-2"]["trace_id"],
+        started.trace_id(),
+        "the trace the proxy started"
+    );
+
+    // SAFETY: SIGTERM to the child we spawned.
+    unsafe { libc::kill(proxy.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(proxy.wait().unwrap().success());
 }
 
 /// `name=value` from a log line.

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::backend::{RawBackend, Reply};
+use common::backend::{RawBackend, Reply, TRACEPARENT_MASK};
 use common::on_both_drivers;
 use common::raw::RawConn;
 use common::spec::{
@@ -592,7 +592,10 @@ fn connection_named_fields_are_removed_and_framing_is_recomputed(driver: &str) {
 // The proxy's own forwarding fields replace the client's.
 fn client_x_forwarded_for_is_appended_to(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
-    let tail = "X-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\nX-Request-Id: {id}\r\n\r\n";
+    let tail = format!(
+        "X-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\nX-Request-Id: {{id}}\r\n\
+         traceparent: {TRACEPARENT_MASK}\r\n\r\n"
+    );
     let cases = [
         forwarded(
             "one field",

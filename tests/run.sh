@@ -39,7 +39,9 @@ as_root() {
 # Debian packages: a C compiler for mimalloc's build script; systemd (the user manager, journald,
 # systemctl, journalctl, systemd-analyze), util-linux (unshare, nsenter) and iproute2 (ip) for the
 # tests that run the units under a real systemd (tests/systemd/sandbox.sh); curl (an https client
-# in the TLS tests); Python with pip for sslyze (the TLS profile check).
+# in the TLS tests); Python with pip for sslyze (the TLS profile check) and prometheus_client (the
+# /metrics parser); chromium (headless, the dashboard's browser test); prometheus (Prometheus and
+# promtool: packaging/monitoring/ checked against the real thing, tests/monitoring.rs).
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 { [ -x /usr/lib/systemd/systemd ] && [ -x /usr/lib/systemd/systemd-journald ] \
@@ -49,6 +51,8 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+command -v chromium >/dev/null || missing+=(chromium)
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${missing[*]} (apt-get)"
     as_root apt-get update -qq
@@ -75,6 +79,15 @@ if ! python3 -m sslyze --help >/dev/null 2>&1; then
     echo "tests/run.sh: installing sslyze $SSLYZE_VERSION (python3 -m pip install)"
     python3 -m pip install --quiet "sslyze==$SSLYZE_VERSION" 2>/dev/null \
         || python3 -m pip install --quiet --break-system-packages "sslyze==$SSLYZE_VERSION"
+fi
+
+# prometheus_client (PyPI): its text-format parser reads /metrics in tests/admin.rs, as
+# Prometheus would.
+PROMETHEUS_CLIENT_VERSION=0.21.1
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+    echo "tests/run.sh: installing prometheus_client $PROMETHEUS_CLIENT_VERSION (python3 -m pip install)"
+    python3 -m pip install --quiet "prometheus_client==$PROMETHEUS_CLIENT_VERSION" 2>/dev/null \
+        || python3 -m pip install --quiet --break-system-packages "prometheus_client==$PROMETHEUS_CLIENT_VERSION"
 fi
 
 if [ "$(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0)" != "0" ]; then

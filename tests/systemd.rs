@@ -19,10 +19,12 @@ const START: Duration = Duration::from_secs(30);
 
 /// The default configuration (what `install` wrote) with the access log on.
 fn config_with_access_log() -> String {
-    format!(
-        "{}\n[log]\naccess = true\n",
-        lbproxy::config::EMBEDDED_DEFAULT
-    )
+    let default = lbproxy::config::EMBEDDED_DEFAULT;
+    assert!(
+        default.contains("\naccess = false\n"),
+        "the default config changed: {default}"
+    );
+    default.replace("\naccess = false\n", "\naccess = true\n")
 }
 
 /// The default configuration with only instance 1 as backend.
@@ -71,9 +73,18 @@ fn start_api_instances_and_proxy_then_stop_an_instance_under_load() {
     let status = sandbox.property(LBPROXY, "StatusText");
     assert!(
         status.starts_with("ready: 2 workers listening on http 127.0.0.1:8080")
-            || status.starts_with("serving: 2 workers, 3 backends"),
+            || status.starts_with("serving: 2 workers, 3/3 backends up"),
         "{status}"
     );
+
+    // The admin server answers inside the unit's sandbox, on the default address.
+    sandbox.in_net(|| {
+        let admin = "127.0.0.1:9901".parse().unwrap();
+        let metrics = common::admin::get(admin, "/metrics", None);
+        assert_eq!(metrics.status, 200, "{}", metrics.text());
+        let samples = common::admin::parse_metrics(&metrics.text());
+        assert_eq!(common::admin::sum(&samples, "lbproxy_backend_up", &[]), 3.0);
+    });
 
     // The access log is in the journal with structured fields.
     sandbox.in_net(|| {
@@ -92,6 +103,9 @@ fn start_api_instances_and_proxy_then_stop_an_instance_under_load() {
     assert_eq!(field("TARGET"), "lbproxy::access", "{entry}");
     assert!(field("DURATION_US").parse::<u64>().is_ok(), "{entry}");
     assert!(field("WORKER").parse::<u64>().is_ok(), "{entry}");
+    assert_eq!(field("LISTENER"), "http", "{entry}");
+    assert_eq!(field("ROUTE"), "/", "{entry}");
+    assert_eq!(field("TRACE_ID").len(), 32, "{entry}");
     let backend = field("BACKEND");
     assert!(
         ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"].contains(&backend.as_str()),

@@ -60,7 +60,8 @@ fn start_up(dir: &tempfile::TempDir) -> (Up, SocketAddr, SocketAddr, SocketAddr)
     std::fs::write(
         &path,
         format!(
-            "[runtime]\nworkers = 1\n[listener.http]\naddress = \"{proxy}\"\nupstream = \"api\"\n\
+            "[runtime]\nworkers = 1\n[admin]\naddress = \"127.0.0.1:0\"\n\
+             [listener.http]\naddress = \"{proxy}\"\nupstream = \"api\"\n\
              [upstream.api]\nbackends = [\"{api1}\", \"{api2}\"]\n"
         ),
     )

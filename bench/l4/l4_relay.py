@@ -90,6 +90,9 @@ workers = 1
 driver = "{driver}"
 pin_workers = false
 
+[admin]
+address = "127.0.0.1:0"
+
 [listener.tcp]
 address = "127.0.0.1:{port}"
 protocol = "tcp"

@@ -97,6 +97,10 @@ max_body = "unlimited"
 [log]
 access = false
 
+# On, as in production, but on any free port: 9901 may belong to an lbproxy already running.
+[admin]
+address = "127.0.0.1:0"
+
 [listener.bench_http]
 address = "127.0.0.1:{ports["http"]}"
 protocol = "http"

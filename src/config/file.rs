@@ -28,6 +28,8 @@ pub(crate) struct FileConfig {
     pub timeouts: FileTimeouts,
     #[serde(default)]
     pub log: FileLog,
+    #[serde(default)]
+    pub admin: FileAdmin,
     /// `[listener.NAME]`
     #[serde(default)]
     pub listener: BTreeMap<String, FileListener>,
@@ -82,6 +84,18 @@ pub(crate) struct FileTimeouts {
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileLog {
     pub access: Option<FileBool>,
+    /// `"text"` or `"json"` (stderr only; the journal always gets fields).
+    pub format: Option<String>,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileAdmin {
+    pub enabled: Option<FileBool>,
+    pub address: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
 }
 
 /// `[listener.NAME]`
@@ -405,7 +419,10 @@ mod tests {
         );
         assert_eq!(
             fields_of::<FileConfig>(),
-            ["runtime", "limits", "timeouts", "log", "listener", "upstream", "up", "env"]
+            [
+                "runtime", "limits", "timeouts", "log", "admin", "listener", "upstream", "up",
+                "env"
+            ]
         );
         assert_eq!(
             fields_of::<FileBackendTable>(),

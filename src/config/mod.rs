@@ -27,6 +27,7 @@ mod units;
 mod validate;
 
 pub use types::*;
+pub use validate::{is_loopback, DEFAULT_ADMIN_ADDRESS};
 
 use std::path::Path;
 
@@ -247,7 +248,15 @@ mod tests {
                 tcp_idle: secs(3600),
                 tunnel_idle: secs(3600),
             },
-            log: LogConfig { access: false },
+            log: LogConfig {
+                access: false,
+                format: LogFormat::Text,
+            },
+            admin: AdminConfig {
+                enabled: true,
+                address: "127.0.0.1:9901".parse().expect("address"),
+                token: None,
+            },
             listeners: vec![ListenerConfig {
                 name: "http".into(),
                 address: "127.0.0.1:8080".parse().expect("address"),
@@ -328,6 +337,8 @@ mod tests {
             with_health.upstreams[0].health
         );
         assert_eq!(embedded.up, minimal.up);
+        assert_eq!(embedded.log, minimal.log);
+        assert_eq!(embedded.admin, minimal.admin);
         assert!(matches!(minimal.source, ConfigSource::File(_)));
     }
 

@@ -31,6 +31,7 @@ pub(crate) fn read(mut root: toml::Table, issues: &mut Issues) -> FileConfig {
         limits: section(root.remove("limits"), &root_path.key("limits"), issues),
         timeouts: section(root.remove("timeouts"), &root_path.key("timeouts"), issues),
         log: section(root.remove("log"), &root_path.key("log"), issues),
+        admin: section(root.remove("admin"), &root_path.key("admin"), issues),
         up: section(root.remove("up"), &root_path.key("up"), issues),
         ..FileConfig::default()
     };

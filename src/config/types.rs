@@ -21,6 +21,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub timeouts: TimeoutsConfig,
     pub log: LogConfig,
+    pub admin: AdminConfig,
     /// Listeners in file order (sorted by name: TOML tables have no order we can rely on).
     pub listeners: Vec<ListenerConfig>,
     /// Upstream groups, sorted by name. Routes refer to them by index.
@@ -117,10 +118,68 @@ pub struct TimeoutsConfig {
 /// `[log]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    /// One `info` line per request (target `lbproxy::access`): client, request, upstream,
-    /// backend, status, bytes, duration, retries, request id. Default false: at full load a line
-    /// per request costs more than proxying it; errors the proxy makes are logged regardless.
+    /// One `info` line per request (target `lbproxy::access`): client, request, listener, route,
+    /// upstream, backend, status, bytes, duration, retries, request id, trace id. Default false:
+    /// at full load a line per request costs more than proxying it; errors the proxy makes are
+    /// logged regardless.
     pub access: bool,
+    /// How log lines look on stderr. Default `Text`. Under the journal every event's fields are
+    /// journal fields whatever this says.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event, `key=value` fields.
+    Text,
+    /// One JSON object per line, the event's fields at the top level.
+    Json,
+}
+
+/// `[admin]`: the admin HTTP server (metrics, dashboard, runtime API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Default true.
+    pub enabled: bool,
+    /// Default `127.0.0.1:9901`. Validation refuses an address other machines can reach unless a
+    /// token is set.
+    pub address: SocketAddr,
+    /// Bearer token every API request must carry (`token` or the contents of `token_file`).
+    pub token: Option<AdminToken>,
+}
+
+/// The admin API's bearer token. Its `Debug` does not show it, so it never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// At least [`AdminToken::MIN_LEN`] visible ASCII characters (checked by validation).
+    pub const MIN_LEN: usize = 16;
+
+    pub(crate) fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `offered` is the token, compared in time that does not depend on where they
+    /// differ.
+    pub fn matches(&self, offered: &[u8]) -> bool {
+        let expected = self.0.as_bytes();
+        let mut difference = u8::from(expected.len() != offered.len());
+        for (i, &byte) in expected.iter().enumerate() {
+            difference |= byte ^ offered.get(i).copied().unwrap_or(0);
+        }
+        difference == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
 }
 
 /// `[listener.NAME]`
@@ -323,6 +382,20 @@ pub enum BalanceAlgorithm {
     Random,
     /// Consistent hashing with a Maglev lookup table.
     Maglev,
+}
+
+impl BalanceAlgorithm {
+    /// The configuration's name for it (`balance = "…"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalanceAlgorithm::RoundRobin => "round_robin",
+            BalanceAlgorithm::Weighted => "weighted",
+            BalanceAlgorithm::LeastConn => "least_conn",
+            BalanceAlgorithm::P2c => "p2c",
+            BalanceAlgorithm::Random => "random",
+            BalanceAlgorithm::Maglev => "maglev",
+        }
+    }
 }
 
 /// What a consistent-hashing balancer hashes to pick a backend.

@@ -199,7 +199,8 @@ impl ChunkedDecoder {
                             keep_trailers: true
                         }
                     );
-                    if keep && classify(name) == KnownField::Other {
+                    if keep && matches!(classify(name), KnownField::Other | KnownField::Traceparent)
+                    {
                         push_field(out, name, value);
                     }
                     self.state = State::Trailers { section };

@@ -3,7 +3,8 @@
 //!
 //! Layout: request line (origin-form target, always `HTTP/1.1`), `Host`, the client's fields in
 //! their order minus the dropped ones, then the fields the proxy owns: `X-Forwarded-For`,
-//! `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Request-Id`, framing, `Connection`/`Upgrade`.
+//! `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Request-Id`, `traceparent`, framing,
+//! `Connection`/`Upgrade`.
 //! Every line ends in CRLF whatever the client used.
 
 use super::headers::{push_decimal, push_field, FieldLines};
@@ -33,7 +34,7 @@ impl Request<'_> {
     /// Appends the head to send upstream to `out`: request line (origin-form target, HTTP/1.1),
     /// headers minus hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
     /// Transfer-Encoding, Upgrade unless upgrading, Expect) and minus those named in `Connection`,
-    /// minus incoming X-Request-Id/X-Forwarded-Proto/X-Forwarded-Host (replaced), with
+    /// minus incoming X-Request-Id/X-Forwarded-Proto/X-Forwarded-Host/traceparent (replaced), with
     /// `X-Forwarded-For` appended to, framing written by us (`Content-Length: n` or
     /// `Transfer-Encoding: chunked`), `Connection: close` when `!ctx.upstream_keep_alive`, and
     /// `Connection: upgrade` + `Upgrade` when upgrading. CRLF line endings.
@@ -62,6 +63,7 @@ impl Request<'_> {
             push_field(out, b"X-Forwarded-Host", authority.as_bytes());
         }
         push_field(out, b"X-Request-Id", ctx.request_id.as_bytes());
+        push_field(out, b"traceparent", ctx.traceparent.as_bytes());
         match self.body {
             RequestBody::Length(length) => {
                 out.extend_from_slice(b"Content-Length: ");
@@ -140,6 +142,7 @@ impl Request<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::request::{parse_request, HeadLimits};
+    use super::super::trace_context::{TracePrefix, Traceparent};
     use super::*;
 
     const LIMITS: HeadLimits = HeadLimits {
@@ -153,8 +156,15 @@ mod tests {
             client_ip: "192.0.2.7".parse().unwrap(),
             proto: "http",
             request_id: "rid-1",
+            traceparent: started_trace(),
             upstream_keep_alive: keep_alive,
         }
+    }
+
+    /// The trace the proxy "starts" in these tests.
+    fn started_trace() -> &'static Traceparent {
+        static STARTED: std::sync::OnceLock<Traceparent> = std::sync::OnceLock::new();
+        STARTED.get_or_init(|| Traceparent::start(&TracePrefix::new(0), 1, 2))
     }
 
     fn forward_with(raw: &str, ctx: &ForwardContext<'_>) -> String {
@@ -175,7 +185,7 @@ mod tests {
 
     /// The fields every forwarded head ends with, for a request with `Host: example.com`.
     const PROXY_FIELDS: &str = "X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
-                                X-Forwarded-Host: example.com\r\nX-Request-Id: rid-1\r\n";
+                                X-Forwarded-Host: example.com\r\nX-Request-Id: rid-1\r\ntraceparent: 00-00000000000000000000000000000001-0000000000000002-01\r\n";
 
     #[test]
     fn plain_get_is_rebuilt_with_host_first_and_proxy_fields_last() {
@@ -243,6 +253,39 @@ mod tests {
     }
 
     #[test]
+    fn a_valid_traceparent_goes_on_in_the_proxy_s_place_and_an_invalid_one_is_replaced() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let raw = format!(
+            "GET / HTTP/1.1\r\nHost: example.com\r\ntraceparent: {incoming}\r\nX-A: 1\r\n\
+             Traceparent: 00-11111111111111111111111111111111-2222222222222222-00\r\n\r\n"
+        );
+        let request = parse_request(raw.as_bytes(), &LIMITS).unwrap().unwrap();
+        let kept = Traceparent::from_valid(request.traceparent.expect("the first valid one"));
+        assert_eq!(kept.as_str(), incoming);
+        let ctx = ForwardContext {
+            traceparent: &kept,
+            ..context(true)
+        };
+        let fields = PROXY_FIELDS.replace(started_trace().as_str(), incoming);
+        assert_eq!(
+            forward_with(&raw, &ctx),
+            format!("GET / HTTP/1.1\r\nHost: example.com\r\nX-A: 1\r\n{fields}\r\n"),
+            "exactly one traceparent, after X-Request-Id"
+        );
+
+        let invalid = "GET / HTTP/1.1\r\nHost: example.com\r\ntraceparent: 00-zz-1-01\r\n\r\n";
+        let request = parse_request(invalid.as_bytes(), &LIMITS).unwrap().unwrap();
+        assert_eq!(
+            request.traceparent, None,
+            "the proxy starts a trace instead"
+        );
+        assert_eq!(
+            forward(invalid),
+            format!("GET / HTTP/1.1\r\nHost: example.com\r\n{PROXY_FIELDS}\r\n")
+        );
+    }
+
+    #[test]
     fn client_ip_is_written_canonically() {
         let mut ctx = context(true);
         ctx.client_ip = "::ffff:192.0.2.9".parse().unwrap();
@@ -275,7 +318,7 @@ mod tests {
     fn absolute_form_is_forwarded_in_origin_form_with_the_target_authority_as_host() {
         let raw = "GET http://Example.com:8080/x?y HTTP/1.1\r\nHost: other.example\r\n\r\n";
         let expected = "GET /x?y HTTP/1.1\r\nHost: Example.com:8080\r\nX-Forwarded-For: 192.0.2.7\r\n\
-                        X-Forwarded-Proto: http\r\nX-Forwarded-Host: Example.com:8080\r\nX-Request-Id: rid-1\r\n\r\n";
+                        X-Forwarded-Proto: http\r\nX-Forwarded-Host: Example.com:8080\r\nX-Request-Id: rid-1\r\ntraceparent: 00-00000000000000000000000000000001-0000000000000002-01\r\n\r\n";
         assert_eq!(forward(raw), expected);
         assert!(
             forward("GET http://a HTTP/1.1\r\nHost: a\r\n\r\n").starts_with("GET / HTTP/1.1\r\n")
@@ -325,7 +368,7 @@ mod tests {
     fn http10_request_is_forwarded_as_http11_without_invented_host() {
         let raw = "GET /old HTTP/1.0\r\nAccept: */*\r\n\r\n";
         let expected = "GET /old HTTP/1.1\r\nAccept: */*\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
-                        X-Request-Id: rid-1\r\nConnection: close\r\n\r\n";
+                        X-Request-Id: rid-1\r\ntraceparent: 00-00000000000000000000000000000001-0000000000000002-01\r\nConnection: close\r\n\r\n";
         assert_eq!(forward_with(raw, &context(false)), expected);
     }
 

@@ -24,6 +24,7 @@ pub(crate) enum KnownField {
     XForwardedProto,
     XForwardedHost,
     XRequestId,
+    Traceparent,
     Other,
 }
 
@@ -58,6 +59,7 @@ pub(crate) fn classify(name: &[u8]) -> KnownField {
         (7, b't') => (Trailer, b"trailer"),
         (10, b'c') => (Connection, b"connection"),
         (10, b'k') => (KeepAlive, b"keep-alive"),
+        (11, _) => (Traceparent, b"traceparent"),
         (12, _) => (XRequestId, b"x-request-id"),
         (14, _) => (ContentLength, b"content-length"),
         (15, _) => (XForwardedFor, b"x-forwarded-for"),
@@ -251,6 +253,7 @@ mod tests {
         assert_eq!(classify(b"Proxy-Connection"), KnownField::ProxyConnection);
         assert_eq!(classify(b"keep-alive"), KnownField::KeepAlive);
         assert_eq!(classify(b"TE"), KnownField::Te);
+        assert_eq!(classify(b"Traceparent"), KnownField::Traceparent);
         // Same length as a known name but different bytes.
         assert_eq!(classify(b"Content-Lengtx"), KnownField::Other);
         assert_eq!(classify(b"Hostx"), KnownField::Other);

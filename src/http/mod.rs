@@ -16,7 +16,8 @@
 //! mean, which are dropped) → `forward.rs` (the upstream head); `response.rs` (parse and client
 //! head); `chunked.rs` (decoder) over `chunk_lines.rs` (chunk header and trailer grammar);
 //! shared by all: `framing.rs` (Content-Length, Transfer-Encoding), `target.rs` (request targets,
-//! Host), `headers.rs` (field names, lists, the per-field mask, head writers).
+//! Host), `headers.rs` (field names, lists, the per-field mask, head writers);
+//! `trace_context.rs` (W3C `traceparent`).
 
 mod chunk_lines;
 mod chunked;
@@ -28,10 +29,12 @@ mod request;
 mod request_fields;
 mod response;
 mod target;
+mod trace_context;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedOutput, DecodeProgress};
 pub use request::{parse_request, ForwardContext, HeadLimits, Request, RequestError};
 pub use response::{parse_response, Response, ResponseContext, ResponseError};
+pub use trace_context::{TracePrefix, Traceparent, TRACEPARENT_LEN};
 
 /// HTTP version of a message. Anything other than 1.0 or 1.1 is rejected by the parsers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use super::headers::{
 };
 use super::request::{Request, RequestError};
 use super::target::{authority_host, classify_target, PortRule, TargetForm};
+use super::trace_context::Traceparent;
 use super::{Method, RequestBody, Version};
 
 /// The request line as httparse read it.
@@ -35,6 +36,7 @@ struct FieldScan<'a> {
     upgrade: Option<&'a str>,
     expect_continue: bool,
     request_id: Option<&'a str>,
+    traceparent: Option<&'a [u8]>,
     dropped: FieldMask,
     forwarded_for: FieldMask,
 }
@@ -94,6 +96,7 @@ pub(super) fn validate<'a>(
         expect_continue: scan.expect_continue && is_http11,
         upgrade,
         request_id: scan.request_id,
+        traceparent: scan.traceparent,
         head_len,
         target_form,
         authority,
@@ -149,6 +152,13 @@ fn scan_fields<'a>(fields: &[httparse::Header<'a>]) -> Result<FieldScan<'a>, Req
                     (1..=128).contains(&value.len()) && value.iter().all(|b| b.is_ascii_graphic());
                 if acceptable && scan.request_id.is_none() {
                     scan.request_id = std::str::from_utf8(value).ok();
+                }
+            }
+            // The first valid one goes upstream (in the proxy's place for it, see `forward`);
+            // without one the proxy starts a trace.
+            KnownField::Traceparent => {
+                if scan.traceparent.is_none() {
+                    scan.traceparent = Traceparent::valid_prefix(value);
                 }
             }
             KnownField::KeepAlive

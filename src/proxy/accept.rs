@@ -87,7 +87,7 @@ fn take_waiting(ctx: &Rc<WorkerContext>, listener_index: usize, listener: &TcpLi
 
 /// One accepted connection, from accept to close.
 async fn connection(ctx: Rc<WorkerContext>, listener: usize, tcp: TcpStream, peer: SocketAddr) {
-    let _open = ctx.track_connection();
+    let _open = ctx.track_connection(listener);
     // A listener's protocol never changes on reload (that needs a restart).
     let protocol = ctx.generation().config.listeners[listener].protocol;
     let fd = tcp.as_raw_fd();

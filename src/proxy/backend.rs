@@ -12,12 +12,16 @@
 //! - [`Backend::effective_weight`] / [`Backend::ramp`]: its share, slow start included;
 //! - [`Backend::state`]: one word for logs, metrics and the dashboard.
 //!
-//! The admin plane reads `state()`, `in_flight()` and `ejections()`, and overrides the configured
-//! drain flag and weight with [`Backend::override_drain`] / [`Backend::override_weight`].
+//! The admin plane reads `state()`, `in_flight()` and `ejections()` (published on the tick, see
+//! `publish.rs`), and overrides the configured drain flag and weight with
+//! [`Backend::override_drain`] / [`Backend::override_weight`] until the next reload commits
+//! ([`Backend::apply_settings`] clears them). Its counters are in [`Backend::stats`].
 
 use super::pool::Pool;
 use crate::balancer::FULL_RAMP;
 use crate::config::BackendConfig;
+pub use crate::metrics::BackendState;
+use crate::metrics::{stats::BackendStats, CircuitState};
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -54,44 +58,13 @@ pub enum Circuit {
     HalfOpen { trial_in_flight: bool },
 }
 
-/// A backend's condition in one word, most important first: a draining backend that is also
-/// down reads `Draining`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendState {
-    /// No longer in the configuration (kept only while requests that started on it finish).
-    Retired,
-    /// Configured (or set at runtime) to drain: no new requests.
-    Draining,
-    /// Failing its active health checks.
-    Down,
-    /// Ejected by outlier detection on this worker.
-    Ejected,
-    /// Ejection over; the next request is a trial.
-    HalfOpen,
-    /// Usable, weight still ramping up.
-    SlowStart,
-    Up,
-}
-
-impl BackendState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendState::Retired => "retired",
-            BackendState::Draining => "draining",
-            BackendState::Down => "down",
-            BackendState::Ejected => "ejected",
-            BackendState::HalfOpen => "half-open",
-            BackendState::SlowStart => "slow-start",
-            BackendState::Up => "up",
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct Backend {
     pub address: SocketAddr,
     /// Idle keep-alive connections to it.
     pub pool: Pool,
+    /// What it did for this worker's requests (see [`crate::metrics`]).
+    pub stats: BackendStats,
     /// Set once the backend is no longer in the current configuration.
     retired: Cell<bool>,
     settings: Cell<Settings>,
@@ -119,6 +92,7 @@ impl Backend {
         Self {
             address: config.address,
             pool: Pool::default(),
+            stats: BackendStats::default(),
             retired: Cell::new(false),
             settings: Cell::new(Settings::from(config)),
             drain_override: Cell::new(None),
@@ -145,9 +119,26 @@ impl Backend {
         self.pool.clear();
     }
 
+    /// Takes the settings of a newly committed configuration. Runtime overrides end here: a
+    /// reload restores what the configuration says.
     pub(super) fn apply_settings(&self, settings: Settings) {
         self.settings.set(settings);
+        self.drain_override.set(None);
+        self.weight_override.set(None);
         self.update_excluded();
+        if self.is_draining() {
+            self.pool.clear();
+        }
+    }
+
+    /// The configuration's settings (without runtime overrides).
+    pub fn settings(&self) -> Settings {
+        self.settings.get()
+    }
+
+    /// The runtime overrides in force: (drain, weight).
+    pub fn overrides(&self) -> (Option<bool>, Option<NonZeroU32>) {
+        (self.drain_override.get(), self.weight_override.get())
     }
 
     fn update_excluded(&self) {
@@ -166,8 +157,7 @@ impl Backend {
     }
 
     /// Drain (`Some(true)`), undrain (`Some(false)`) or follow the configuration (`None`), at
-    /// runtime. For the admin plane.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// runtime, until the next reload. For the admin plane. Requests in flight finish.
     pub fn override_drain(&self, drain: Option<bool>) {
         self.drain_override.set(drain);
         self.update_excluded();
@@ -176,9 +166,8 @@ impl Backend {
         }
     }
 
-    /// Replace the configured weight at runtime (`None`: back to the configuration). For the
-    /// admin plane.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Replace the configured weight at runtime (`None`: back to the configuration), until the
+    /// next reload. For the admin plane.
     pub fn override_weight(&self, weight: Option<NonZeroU32>) {
         self.weight_override.set(weight);
     }
@@ -212,6 +201,20 @@ impl Backend {
 
     pub fn circuit(&self) -> Circuit {
         self.circuit.get()
+    }
+
+    /// The circuit's state without its details, for metrics.
+    pub fn circuit_state(&self) -> CircuitState {
+        match self.circuit.get() {
+            Circuit::Closed { .. } => CircuitState::Closed,
+            Circuit::Open { .. } => CircuitState::Open,
+            Circuit::HalfOpen { .. } => CircuitState::HalfOpen,
+        }
+    }
+
+    /// The active health checks' verdict.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.get()
     }
 
     pub(super) fn set_circuit(&self, circuit: Circuit) {
@@ -364,6 +367,20 @@ mod tests {
         assert!(!b.admits(true));
         b.override_drain(None);
         assert!(b.admits(false));
+    }
+
+    #[test]
+    fn new_settings_end_the_overrides() {
+        let b = backend();
+        b.override_drain(Some(true));
+        b.override_weight(NonZeroU32::new(9));
+        b.apply_settings(Settings {
+            weight: NonZeroU32::new(2).unwrap(),
+            backup: false,
+            drain: false,
+        });
+        assert_eq!(b.overrides(), (None, None));
+        assert_eq!((b.weight().get(), b.state()), (2, BackendState::Up));
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! The worker's side of [`crate::runtime::command`]: drains the command channel on each tick and
 //! applies what it says to the worker's [`WorkerContext`].
+//!
+//! Confirmations (a committed reload, an applied backend change) are held until the worker has
+//! published its metrics for the tick ([`Inbox::confirm`]), so that whoever waited for them —
+//! `systemctl reload`, `lbproxy ctl drain` — reads the change in the next `/api/status` too.
 
 use super::context::WorkerContext;
 use super::upstream::Generation;
 use crate::health::HealthTable;
-use crate::runtime::command::{PrepareReply, WorkerCommand};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use crate::runtime::command::{
+    BackendChange, BackendCommand, BackendReply, PrepareReply, WorkerCommand,
+};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -15,6 +21,14 @@ pub struct Inbox {
     prepared: Option<(u64, Generation)>,
     /// The latest active-health verdicts, applied again to each committed generation.
     health: Option<Arc<HealthTable>>,
+    /// Confirmations to send once the tick's metrics are published.
+    held: Vec<Confirmation>,
+}
+
+#[derive(Debug)]
+enum Confirmation {
+    Commit(Sender<usize>, usize),
+    Backend(Sender<BackendReply>, BackendReply),
 }
 
 impl Inbox {
@@ -23,6 +37,21 @@ impl Inbox {
             commands,
             prepared: None,
             health: None,
+            held: Vec::new(),
+        }
+    }
+
+    /// Sends the confirmations held since the last call.
+    pub fn confirm(&mut self) {
+        for confirmation in self.held.drain(..) {
+            match confirmation {
+                Confirmation::Commit(done, worker) => {
+                    let _ = done.send(worker);
+                }
+                Confirmation::Backend(done, reply) => {
+                    let _ = done.send(reply);
+                }
+            }
         }
     }
 
@@ -58,7 +87,7 @@ impl Inbox {
                     if let Some(table) = &self.health {
                         ctx.generation().apply_health(table, ctx.id);
                     }
-                    let _ = done.send(ctx.id);
+                    self.held.push(Confirmation::Commit(done, ctx.id));
                 }
                 other => {
                     tracing::error!(
@@ -79,6 +108,14 @@ impl Inbox {
                 ctx.generation().apply_health(&table, ctx.id);
                 self.health = Some(table);
             }
+            WorkerCommand::Backend(command) => {
+                let result = change_backend(ctx, &command);
+                let reply = BackendReply {
+                    worker: ctx.id,
+                    result,
+                };
+                self.held.push(Confirmation::Backend(command.done, reply));
+            }
             WorkerCommand::FaultStall => {
                 tracing::error!(
                     worker = ctx.id,
@@ -90,4 +127,32 @@ impl Inbox {
             }
         }
     }
+}
+
+/// Applies an admin change to the serving generation's backend (the override lasts until the
+/// next commit).
+fn change_backend(ctx: &WorkerContext, command: &BackendCommand) -> Result<(), String> {
+    let generation = ctx.generation();
+    let group = generation
+        .group(&command.group)
+        .ok_or_else(|| format!("no upstream group \"{}\"", command.group))?;
+    let backend = group.backend(command.address).ok_or_else(|| {
+        format!(
+            "upstream \"{}\" has no backend {}",
+            command.group, command.address
+        )
+    })?;
+    match command.change {
+        BackendChange::Drain => backend.override_drain(Some(true)),
+        BackendChange::Enable => backend.override_drain(Some(false)),
+        BackendChange::Weight(weight) => backend.override_weight(Some(weight)),
+    }
+    tracing::debug!(
+        worker = ctx.id,
+        upstream = %command.group,
+        backend = %command.address,
+        change = ?command.change,
+        "admin change applied"
+    );
+    Ok(())
 }

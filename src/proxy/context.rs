@@ -1,10 +1,12 @@
-//! A worker's own state: the configuration generation it serves, request ids, the drain signal,
-//! the pipes its splice relays borrow, and the counts of open client connections and answered
-//! requests. `!Send` by design: it never leaves the worker thread.
+//! A worker's own state: the configuration generation it serves, request and trace ids, the
+//! drain signal, the pipes its splice relays borrow, the counts of open client connections and
+//! answered requests, and each listener's counters. `!Send` by design: it never leaves the worker
+//! thread.
 
-use super::request_id::RequestIds;
+use super::request_id::{RequestIds, TraceIds};
 use super::upstream::Generation;
 use crate::l4::relay::splice::PipePool;
+use crate::metrics::stats::ListenerStats;
 use crate::runtime::drain::DrainSignal;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -18,6 +20,9 @@ pub struct WorkerContext {
     pub request_ids: RequestIds,
     /// Empty pipes for splice relays (tcp listeners with `relay = "splice"`).
     pub pipes: PipePool,
+    pub trace_ids: TraceIds,
+    /// Same order as the configuration's listeners (which a reload cannot change).
+    pub listeners: Vec<ListenerStats>,
     open_connections: Cell<usize>,
     /// Requests answered since the worker started (published on the tick).
     requests: Cell<u64>,
@@ -25,12 +30,20 @@ pub struct WorkerContext {
 
 impl WorkerContext {
     pub fn new(id: usize, generation: Generation) -> Self {
+        let listeners = generation
+            .config
+            .listeners
+            .iter()
+            .map(|_| ListenerStats::default())
+            .collect();
         Self {
             id,
             generation: RefCell::new(Rc::new(generation)),
             drain: DrainSignal::new(),
             request_ids: RequestIds::new(id),
             pipes: PipePool::default(),
+            trace_ids: TraceIds::new(id),
+            listeners,
             open_connections: Cell::new(0),
             requests: Cell::new(0),
         }
@@ -62,21 +75,27 @@ impl WorkerContext {
         self.requests.get()
     }
 
-    /// Counts a client connection as open until the guard drops.
-    pub fn track_connection(self: &Rc<Self>) -> ConnectionGuard {
+    /// Counts a client connection of listener `listener` as open until the guard drops.
+    pub fn track_connection(self: &Rc<Self>, listener: usize) -> ConnectionGuard {
         self.open_connections.set(self.open_connections.get() + 1);
-        ConnectionGuard { ctx: self.clone() }
+        self.listeners[listener].connection_opened();
+        ConnectionGuard {
+            ctx: self.clone(),
+            listener,
+        }
     }
 }
 
 #[derive(Debug)]
 pub struct ConnectionGuard {
     ctx: Rc<WorkerContext>,
+    listener: usize,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         let open = &self.ctx.open_connections;
         open.set(open.get() - 1);
+        self.ctx.listeners[self.listener].connection_closed();
     }
 }

@@ -53,8 +53,12 @@ pub async fn forward(
     request: &mut PendingRequest,
 ) -> bool {
     let record = RequestRecord::new(Instant::now());
+    request.generation.upstreams[request.upstream()]
+        .state
+        .stats
+        .request_started();
     let keep_client = forward_with_failover(ctx, client, request, &record).await;
-    record.finish(ctx.id, client.peer, request);
+    record.finish(ctx, client.peer, request);
     ctx.count_request();
     keep_client
 }
@@ -67,7 +71,7 @@ async fn forward_with_failover(
     record: &RequestRecord,
 ) -> bool {
     let generation = request.generation.clone();
-    let group = &generation.upstreams[request.upstream];
+    let group = &generation.upstreams[request.upstream()];
     let timeouts = &generation.config.timeouts;
     group.state.retry_budget.record_request();
     let mut retries = RetryCount::default();
@@ -148,12 +152,15 @@ async fn forward_with_failover(
         let target = &group.backends[index];
         let address = target.address;
         record.backend.set(Some(address));
+        record.backend_index.set(Some(index));
         record.attempts.set(record.attempts.get() + 1);
         let attempt = Attempt::begin(group, index);
         let pooled = if fresh_only {
             None
         } else {
-            target.pool.checkout(&group.config.pool, replayable)
+            let pooled = target.pool.checkout(&group.config.pool, replayable);
+            target.stats.pool_checkout(pooled.is_some());
+            pooled
         };
         let conn = match pooled {
             Some(conn) => conn,
@@ -181,6 +188,7 @@ async fn forward_with_failover(
                     return fail(ctx, client, request, group, failure, record).await;
                 }
                 Err(failure) => {
+                    target.stats.connect_error();
                     attempt.finish(ctx.id, Verdict::Failed(&failure));
                     // It refuses new connections: its idle ones are most likely dead too.
                     target.pool.clear();
@@ -201,12 +209,16 @@ async fn forward_with_failover(
         let reused = conn.reused;
         match exchange(ctx, client, request, group, index, conn, record).await {
             Outcome::Done { keep_client } => {
+                record.answered_by_backend.set(true);
                 let verdict = attempt.verdict_for_status(record.status.get());
                 attempt.finish(ctx.id, verdict);
                 return keep_client;
             }
             Outcome::Abort { upstream_failure } => {
+                // The response had started (its status is the backend's), or the client left.
+                record.answered_by_backend.set(record.status.get() != 0);
                 if let Some(failure) = &upstream_failure {
+                    target.stats.failed_attempt();
                     attempt.finish(ctx.id, Verdict::Failed(failure));
                 }
                 return false;
@@ -242,6 +254,7 @@ async fn forward_with_failover(
                         continue;
                     }
                 } else {
+                    target.stats.failed_attempt();
                     attempt.finish(ctx.id, Verdict::Failed(&failure));
                     if may_retry {
                         tried.push(index);

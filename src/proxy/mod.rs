@@ -14,7 +14,9 @@
 //!
 //! The tick also applies the control thread's commands ([`commands`]): a reload swaps the
 //! worker's [`upstream::Generation`] between requests, a health snapshot marks backends up or
-//! down; and it advances time-driven state (ejections, slow start, retry budgets).
+//! down, the admin API drains, enables or reweighs a backend; it advances time-driven state
+//! (ejections, slow start, retry budgets), and publishes the worker's metrics ([`publish`]).
+//! Each request is counted once when it ends ([`record`]).
 //!
 //! Everything here is worker-local: no lock and no shared atomic on the request path.
 
@@ -29,6 +31,7 @@ mod exchange;
 mod io;
 mod outlier;
 mod pool;
+mod publish;
 mod queue;
 mod record;
 mod request_id;
@@ -48,7 +51,7 @@ use context::WorkerContext;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use upstream::Generation;
 
 /// Runs one worker until it has drained. Called inside the worker's monoio runtime.
@@ -73,15 +76,18 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
         }
     }
     spec.shared.beat();
+    let mut publisher = publish::Publisher::new(spec.driver);
+    publisher.tick(&ctx, &spec.shared, Duration::ZERO);
     let _ = ready.send(Ok(()));
 
     // Housekeeping until a drain is requested.
     loop {
-        monoio::time::sleep(TICK).await;
+        let lag = sleep_tick().await;
         spec.shared.beat();
-        spec.shared.publish(ctx.requests(), ctx.open_connections());
         commands.apply(&ctx);
         ctx.generation().tick(Instant::now(), ctx.id);
+        publisher.tick(&ctx, &spec.shared, lag);
+        commands.confirm();
         if spec.shared.drain_requested.load(Ordering::Relaxed) {
             break;
         }
@@ -98,11 +104,11 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
     }
     let deadline = Instant::now() + generation.config.runtime.drain_timeout;
     while ctx.open_connections() > 0 && Instant::now() < deadline {
-        monoio::time::sleep(TICK).await;
+        let lag = sleep_tick().await;
         spec.shared.beat();
-        spec.shared.publish(ctx.requests(), ctx.open_connections());
+        publisher.tick(&ctx, &spec.shared, lag);
     }
-    spec.shared.publish(ctx.requests(), ctx.open_connections());
+    publisher.tick(&ctx, &spec.shared, Duration::ZERO);
     if ctx.open_connections() > 0 {
         tracing::warn!(
             worker = ctx.id,
@@ -110,4 +116,11 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
             "drain timeout reached; closing the remaining connections"
         );
     }
+}
+
+/// Sleeps one [`TICK`]; returns how much later than asked the event loop woke up.
+async fn sleep_tick() -> Duration {
+    let asleep = Instant::now();
+    monoio::time::sleep(TICK).await;
+    asleep.elapsed().saturating_sub(TICK)
 }

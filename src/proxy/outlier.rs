@@ -199,6 +199,7 @@ fn eject(group: &UpstreamGroup, backend: &Backend, worker: usize, cause: &Verdic
         until: now + duration,
     });
     backend.set_ejections(ejections, None);
+    backend.stats.ejected();
     backend.pool.clear();
     let cause = match cause {
         Verdict::Failed(failure) => failure.describe(),

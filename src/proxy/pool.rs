@@ -116,6 +116,11 @@ impl Pool {
         idle.drain(..excess);
     }
 
+    /// Idle connections held now.
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().len()
+    }
+
     /// Closes every idle connection (drain, or the backend left the configuration).
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();

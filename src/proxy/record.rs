@@ -1,8 +1,15 @@
-//! What happened to one request, filled in as it goes and read once when it ends: the access log
-//! line (and, with the admin plane, the per-worker counters) come from here, so they cannot
-//! disagree with each other or with the response the client got.
+//! What happened to one request, filled in as it goes and read once when it ends: the worker's
+//! counters (listener, route, group, backend: see [`crate::metrics`]) and the access log line
+//! come from here, so they cannot disagree with each other or with the response the client got.
+//!
+//! Counting costs a handful of `Cell` increments and one clock read per request; the access log
+//! (off by default) formats only when it is on.
 
 use super::client::PendingRequest;
+use super::context::WorkerContext;
+use super::route::route_label;
+use crate::metrics::counters::Outcome;
+use crate::metrics::stats::GaveUpCount;
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -16,6 +23,10 @@ pub struct RequestRecord {
     pub status: Cell<u16>,
     /// The backend of the last attempt, if one was chosen.
     pub backend: Cell<Option<SocketAddr>>,
+    /// Its index in the request's group.
+    pub backend_index: Cell<Option<usize>>,
+    /// The response (its status in `status`) came from that backend, not from the proxy.
+    pub answered_by_backend: Cell<bool>,
     /// Backends tried (connect attempts and retries included).
     pub attempts: Cell<u32>,
     /// Response bytes written to the client, head included.
@@ -69,6 +80,8 @@ impl RequestRecord {
             started,
             status: Cell::new(0),
             backend: Cell::new(None),
+            backend_index: Cell::new(None),
+            answered_by_backend: Cell::new(false),
             attempts: Cell::new(0),
             bytes_to_client: Cell::new(0),
             body_from_client: Cell::new(0),
@@ -91,23 +104,62 @@ impl RequestRecord {
         self.attempts.get().saturating_sub(1)
     }
 
-    /// Writes the access log line (when `[log] access` is on) for `request`, answered to `client`
-    /// by `worker`.
-    pub fn finish(&self, worker: usize, client: SocketAddr, request: &PendingRequest) {
+    /// The request ended: counts it on `ctx`'s listener, route, group and backend, then writes
+    /// the access log line when `[log] access` is on.
+    pub fn finish(&self, ctx: &WorkerContext, client: SocketAddr, request: &PendingRequest) {
+        let micros = self.started.elapsed().as_micros() as u64;
+        let status = self.status.get();
+        let (to_client, body) = (self.bytes_to_client.get(), self.body_from_client.get());
         let generation = &request.generation;
-        if !generation.config.log.access {
-            return;
+        let group = &generation.upstreams[request.upstream()];
+
+        let outcome = Outcome::of(status, micros);
+        let listener = &ctx.listeners[request.listener()];
+        listener.count(&outcome);
+        // Its head was counted as it arrived (it counts for refused requests too).
+        listener.add_received(body);
+        listener.add_sent(to_client);
+        generation.routes[request.listener()][request.route()].count(&outcome);
+        let stats = &group.state.stats;
+        stats.request_finished(&outcome, self.retries());
+        match self.gave_up.get() {
+            Some(GaveUp::RetryBudget) => stats.gave_up(GaveUpCount::RetryBudget),
+            Some(GaveUp::NoUsableBackend) => stats.gave_up(GaveUpCount::NoUsableBackend),
+            Some(GaveUp::QueueTimeout) => stats.gave_up(GaveUpCount::QueueTimeout),
+            Some(GaveUp::LocalResources) => stats.gave_up(GaveUpCount::OutOfResources),
+            _ => {}
         }
-        let duration_us = self.started.elapsed().as_micros() as u64;
+        if let Some(index) = self.backend_index.get() {
+            if self.answered_by_backend.get() {
+                let stats = &group.backends[index].stats;
+                stats.count_response(&outcome);
+                stats.add_sent(request.upstream_head.len() as u64 + body);
+                stats.add_received(to_client);
+            }
+        }
+
+        if generation.config.log.access {
+            self.log(ctx.id, client, request, micros);
+        }
+    }
+
+    /// The access log line: one `lbproxy::access` event, whose fields become journal fields
+    /// (`REQUEST_ID`, `BACKEND`, …) under systemd and JSON keys with `[log] format = "json"`.
+    fn log(&self, worker: usize, client: SocketAddr, request: &PendingRequest, duration_us: u64) {
+        let generation = &request.generation;
+        let listener = &generation.config.listeners[request.listener()];
         let status = self.status.get();
         let backend = self.backend.get();
         tracing::info!(
             target: "lbproxy::access",
             worker,
             request_id = %request.request_id,
+            trace_id = %request.trace_id(),
             client = %client,
             request = %request.summary,
-            upstream = %generation.upstreams[request.upstream].name,
+            listener = %listener.name,
+            route = %route_label(&listener.routes[request.route()]),
+            upstream = %generation.upstreams[request.upstream()].name,
             backend = %backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
             status,
             bytes_sent = self.bytes_to_client.get(),
@@ -122,7 +174,7 @@ impl RequestRecord {
     }
 }
 
-/// What happened to one connection of a tcp listener: its access log line.
+/// What happened to one connection of a tcp listener: its counters and its access log line.
 #[derive(Debug)]
 pub struct ConnectionRecord {
     /// When the connection was accepted.
@@ -135,6 +187,8 @@ pub struct ConnectionRecord {
     pub backend: Option<SocketAddr>,
     /// Backends tried (connect failures included).
     pub attempts: u32,
+    /// The index (in the group) of the backend the connection was relayed to.
+    pub connected: Option<usize>,
     /// Bytes from the client to the backend (the ClientHello read for routing included).
     pub bytes_received: u64,
     /// Bytes from the backend to the client.
@@ -153,24 +207,46 @@ impl ConnectionRecord {
             upstream: None,
             backend: None,
             attempts: 0,
+            connected: None,
             bytes_received: 0,
             bytes_sent: 0,
             end: "-",
         }
     }
 
-    /// Writes the access log line (when `[log] access` is on) for a connection from `client`
-    /// to listener `listener` of `generation`.
+    /// The connection from `client` to listener `listener` of `generation` ended: counts it on
+    /// `ctx`'s listener, the group and the backend, then writes the access log line when
+    /// `[log] access` is on.
     pub fn finish(
         &self,
-        worker: usize,
+        ctx: &WorkerContext,
         client: SocketAddr,
         generation: &crate::proxy::upstream::Generation,
         listener: usize,
     ) {
+        let stats = &ctx.listeners[listener];
+        stats.add_received(self.bytes_received);
+        stats.add_sent(self.bytes_sent);
+        if let Some(group) = self.upstream.map(|index| &generation.upstreams[index]) {
+            let group_stats = &group.state.stats;
+            group_stats.add_retries(self.attempts.saturating_sub(1));
+            match self.end {
+                "retry_budget_exhausted" => group_stats.gave_up(GaveUpCount::RetryBudget),
+                "no_usable_backend" => group_stats.gave_up(GaveUpCount::NoUsableBackend),
+                "queue_timeout" => group_stats.gave_up(GaveUpCount::QueueTimeout),
+                "proxy_out_of_resources" => group_stats.gave_up(GaveUpCount::OutOfResources),
+                _ => {}
+            }
+            if let Some(backend) = self.connected.map(|index| &group.backends[index]) {
+                backend.stats.connection_closed();
+                backend.stats.add_sent(self.bytes_received);
+                backend.stats.add_received(self.bytes_sent);
+            }
+        }
         if !generation.config.log.access {
             return;
         }
+        let worker = ctx.id;
         let duration_us = self.started.elapsed().as_micros() as u64;
         let listener = &generation.config.listeners[listener].name;
         let upstream = self

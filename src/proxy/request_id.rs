@@ -1,6 +1,10 @@
 //! Request ids: 20 hex digits, unique per process without coordination between workers —
-//! a per-process random prefix, the worker id, and the worker's own sequence number.
+//! a per-process random prefix, the worker id, and the worker's own sequence number. And the
+//! W3C trace ids of the traces the proxy starts ([`TraceIds`]): random, from a per-worker
+//! generator seeded by the OS.
 
+use crate::balancer::Rng;
+use crate::http::{TracePrefix, Traceparent};
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher};
 
@@ -43,9 +47,41 @@ fn write_hex(out: &mut [u8], mut n: u64) {
     }
 }
 
+/// New W3C traces for requests that arrive without a `traceparent`.
+#[derive(Debug)]
+pub struct TraceIds {
+    rng: Rng,
+    /// The high half of every trace id this worker starts (random once).
+    prefix: TracePrefix,
+}
+
+impl TraceIds {
+    pub fn new(worker: usize) -> Self {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_usize(worker);
+        let rng = Rng::seeded(hasher.finish());
+        let prefix = TracePrefix::new(rng.next_u64());
+        Self { rng, prefix }
+    }
+
+    /// A new trace: this worker's random prefix and 64 random bits make the trace id, 64 more
+    /// the parent id.
+    pub fn start(&self) -> Traceparent {
+        Traceparent::start(&self.prefix, self.rng.next_u64(), self.rng.next_u64())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn started_traces_differ() {
+        let ids = TraceIds::new(0);
+        let (a, b) = (ids.start(), ids.start());
+        assert_ne!(a.trace_id(), b.trace_id());
+        assert_ne!(TraceIds::new(0).start(), TraceIds::new(0).start());
+    }
 
     #[test]
     fn ids_are_distinct_fixed_width_hex_and_differ_between_workers() {

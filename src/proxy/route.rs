@@ -2,16 +2,22 @@
 
 use crate::config::RouteConfig;
 
-/// The upstream index of the first route matching `host` (as sent: may carry a port, any case) and
-/// `path`. `None`: no route matches (the client gets 404).
-pub fn find_upstream(routes: &[RouteConfig], host: Option<&str>, path: &str) -> Option<usize> {
+/// The index (in `routes`) of the first route matching `host` (as sent: may carry a port, any
+/// case) and `path`. `None`: no route matches (the client gets 404).
+pub fn find_route(routes: &[RouteConfig], host: Option<&str>, path: &str) -> Option<usize> {
     let host = host.map(strip_port);
-    routes
-        .iter()
-        .find(|route| {
-            host_matches(route.host.as_deref(), host) && path.starts_with(&route.path_prefix)
-        })
-        .map(|route| route.upstream)
+    routes.iter().position(|route| {
+        host_matches(route.host.as_deref(), host) && path.starts_with(&route.path_prefix)
+    })
+}
+
+/// What a route matches, for logs and metrics: `*.example.com/v2/`, or `/v2/` for any host.
+pub fn route_label(route: &RouteConfig) -> String {
+    format!(
+        "{}{}",
+        route.host.as_deref().unwrap_or(""),
+        route.path_prefix
+    )
 }
 
 fn strip_port(host: &str) -> &str {
@@ -39,6 +45,19 @@ fn host_matches(pattern: Option<&str>, host: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn find_upstream(routes: &[RouteConfig], host: Option<&str>, path: &str) -> Option<usize> {
+        find_route(routes, host, path).map(|i| routes[i].upstream)
+    }
+
+    #[test]
+    fn labels_say_host_and_prefix() {
+        assert_eq!(
+            route_label(&route(Some("*.example.com"), "/v2/", 0)),
+            "*.example.com/v2/"
+        );
+        assert_eq!(route_label(&route(None, "/", 0)), "/");
+    }
 
     fn route(host: Option<&str>, prefix: &str, upstream: usize) -> RouteConfig {
         RouteConfig {

@@ -16,7 +16,9 @@
 //! 4. The listener's relay ([`relay`]: `splice` or `copy`) moves bytes both ways until both
 //!    sides have closed, one fails (both are then reset), or nothing moved for
 //!    `timeouts.tcp_idle`.
-//! 5. One access log line says who, where, how many bytes each way, how long and how it ended.
+//! 5. The connection is counted (listener, group and backend: connections, bytes each way,
+//!    connect errors, retries; see [`crate::metrics`]) and one access log line says who, where,
+//!    how many bytes each way, how long and how it ended.
 //!
 //! The attempt is judged a success once the connect succeeds and counts as in flight (for
 //! `least_conn` and `p2c`) until the connection closes; what happens inside the relay is the
@@ -29,7 +31,7 @@ use super::io::{read_append, write_all_within};
 use super::outlier::{Attempt, Verdict};
 use super::record::ConnectionRecord;
 use super::retry::{Refusal, RetryBudget, RetryCount};
-use super::route::find_upstream;
+use super::route::find_route;
 use super::select;
 use super::stream;
 use super::upstream::{Generation, UpstreamGroup};
@@ -48,7 +50,7 @@ pub async fn serve(ctx: &WorkerContext, listener: usize, client: TcpStream, peer
     let generation = ctx.generation();
     let mut record = ConnectionRecord::new(Instant::now());
     relay_connection(ctx, &generation, listener, client, peer, &mut record).await;
-    record.finish(ctx.id, peer, &generation, listener);
+    record.finish(ctx, peer, &generation, listener);
 }
 
 async fn relay_connection(
@@ -73,7 +75,8 @@ async fn relay_connection(
         }
         record.sni = server_name.clone();
     }
-    let Some(upstream) = find_upstream(&listener_config.routes, server_name.as_deref(), "/") else {
+    let route = find_route(&listener_config.routes, server_name.as_deref(), "/");
+    let Some(upstream) = route.map(|route| listener_config.routes[route].upstream) else {
         tracing::debug!(
             worker = ctx.id,
             client = %peer,
@@ -94,6 +97,8 @@ async fn relay_connection(
     };
     // Connected: the backend took the connection.
     attempt.judge(ctx.id, Verdict::Success);
+    record.connected = Some(index);
+    group.backends[index].stats.connection_opened();
 
     let mut first = match group.config.proxy_protocol {
         Some(version) => match client.local_addr() {
@@ -255,6 +260,7 @@ async fn connect_with_failover<'g>(
                 return None;
             }
             Err(failure) => {
+                group.backends[index].stats.connect_error();
                 attempt.finish(ctx.id, Verdict::Failed(&failure));
                 tried.push(index);
                 if let Err(refusal) = retries.permit(&group.config.retry, &group.state.retry_budget)

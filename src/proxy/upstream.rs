@@ -11,9 +11,11 @@
 //!
 //! Backend and group state is carried from one generation to the next when the backend stays
 //! in its group (same group name, same address), so a reload keeps warm connections, health,
-//! ejections, slow start and budgets. A backend that leaves is retired: its idle connections
-//! close, and connections still in use by in-flight requests are not pooled again. A backend
-//! that a reload adds to an existing group starts its slow start.
+//! ejections, slow start, budgets and counters. A backend that leaves is retired: its idle
+//! connections close, and connections still in use by in-flight requests are not pooled again.
+//! A backend that a reload adds to an existing group starts its slow start. Runtime overrides
+//! (admin drain and weight) end at the commit. Route counters carry over when a route stays the
+//! same (listener, host, path prefix and group).
 //!
 //! [`Generation::tick`] is the worker's periodic (100 ms) pass: pool sweeps, drained backends'
 //! idle connections, ejections that turn half-open, slow-start ramps, retry-budget buckets.
@@ -23,8 +25,9 @@ use super::outlier;
 use super::queue::SlotQueue;
 use super::retry::RetryBudget;
 use crate::balancer::Balancer;
-use crate::config::{Config, UpstreamConfig};
+use crate::config::{Config, RouteConfig, UpstreamConfig};
 use crate::health::HealthTable;
+use crate::metrics::stats::{RouteStats, UpstreamStats};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +40,8 @@ pub struct Generation {
     pub config: Arc<Config>,
     /// Same order as `config.upstreams` (routes refer to groups by that index).
     pub upstreams: Vec<UpstreamGroup>,
+    /// Each listener's route counters, same order as `config.listeners[i].routes`.
+    pub routes: Vec<Vec<Rc<RouteStats>>>,
 }
 
 /// One upstream group as this worker sees it.
@@ -62,6 +67,7 @@ pub struct GroupState {
     pub retry_budget: RetryBudget,
     /// Requests waiting for a backend under its `max_connections`.
     pub queue: Rc<SlotQueue>,
+    pub stats: UpstreamStats,
 }
 
 impl Generation {
@@ -117,11 +123,51 @@ impl Generation {
                 }
             })
             .collect();
+        let routes = config
+            .listeners
+            .iter()
+            .map(|listener| {
+                listener
+                    .routes
+                    .iter()
+                    .map(|route| {
+                        let same = |p: &Generation| p.route_stats(&config, &listener.name, route);
+                        previous.and_then(same).unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             number,
             config,
             upstreams,
+            routes,
         }
+    }
+
+    /// The counters of the route of listener `listener` that matches what `route` (of `config`)
+    /// matches and goes to the same group, if this generation has one.
+    fn route_stats(
+        &self,
+        config: &Config,
+        listener: &str,
+        route: &RouteConfig,
+    ) -> Option<Rc<RouteStats>> {
+        let index = self
+            .config
+            .listeners
+            .iter()
+            .position(|l| l.name == listener)?;
+        let group = &config.upstreams[route.upstream].name;
+        self.config.listeners[index]
+            .routes
+            .iter()
+            .position(|r| {
+                r.host == route.host
+                    && r.path_prefix == route.path_prefix
+                    && self.config.upstreams[r.upstream].name == *group
+            })
+            .map(|i| self.routes[index][i].clone())
     }
 
     /// Makes `self` (just committed) the serving generation after `old`: backends that stay take
@@ -235,6 +281,33 @@ mod tests {
         assert!(old_api.backends[0].is_retired());
         assert!(!new_api.backends[0].is_retired());
         assert!(!new_api.backends[1].is_retired());
+    }
+
+    #[test]
+    fn route_counters_stay_with_routes_that_stay() {
+        let routes = |extra: &str| {
+            config(&format!(
+                "[[listener.http.route]]\npath_prefix = \"/v2/\"\nupstream = \"api\"\n{extra}\
+                 [upstream.api]\nbackends = [\"127.0.0.1:8001\"]\n"
+            ))
+        };
+        let first = Generation::first(routes(""), 0);
+        first.routes[0][0].count(&crate::metrics::counters::Outcome::of(200, 0));
+        let next = first.next(
+            routes("[[listener.http.route]]\npath_prefix = \"/v3/\"\nupstream = \"api\"\n"),
+            0,
+        );
+        assert_eq!(next.routes[0].len(), 3, "/v2/, /v3/ and the catch-all");
+        assert!(Rc::ptr_eq(&first.routes[0][0], &next.routes[0][0]));
+        assert_eq!(
+            next.routes[0][1].snapshot().total(),
+            0,
+            "a new route starts at 0"
+        );
+        assert!(
+            Rc::ptr_eq(&first.routes[0][1], &next.routes[0][2]),
+            "the catch-all"
+        );
     }
 
     #[test]

@@ -9,10 +9,13 @@
 //! otherwise, so the workers never run different configurations for longer than a tick.
 //!
 //! Active health verdicts arrive the same way: the health checker publishes a new immutable
-//! table with `Health` whenever a verdict changes.
+//! table with `Health` whenever a verdict changes. So do the admin API's runtime changes to a
+//! backend (`Backend`: drain, enable, weight), which last until the next reload commits.
 
 use crate::config::Config;
 use crate::health::HealthTable;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
@@ -37,6 +40,36 @@ pub enum WorkerCommand {
     /// The latest active-health verdicts: apply them (and keep them for the generations that
     /// later reloads build).
     Health(Arc<HealthTable>),
+    /// A runtime change to one backend, from the admin API.
+    Backend(BackendCommand),
+}
+
+/// Change backend `address` of group `group` on the worker's serving generation, then answer
+/// on `done`.
+#[derive(Debug)]
+pub struct BackendCommand {
+    pub group: String,
+    pub address: SocketAddr,
+    pub change: BackendChange,
+    pub done: Sender<BackendReply>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendChange {
+    /// No new requests; those in flight finish; idle connections close.
+    Drain,
+    /// Take new requests again (also one the configuration drains).
+    Enable,
+    /// Use this weight instead of the configured one.
+    Weight(NonZeroU32),
+}
+
+/// A worker's answer to a [`BackendCommand`]: `Err` when it has no such backend (a reload
+/// committed in between).
+#[derive(Debug)]
+pub struct BackendReply {
+    pub worker: usize,
+    pub result: Result<(), String>,
 }
 
 /// A worker's answer to [`WorkerCommand::Prepare`].

@@ -3,8 +3,9 @@
 //! Flow: [`driver::resolve`] decides once per process between io_uring and the legacy (epoll)
 //! driver; [`worker::spawn`] starts a named, pinned thread that builds its runtime and runs the
 //! worker's accept loops until drained. Cross-thread state is limited to what [`WorkerShared`]
-//! holds: a drain flag set by the control thread and a heartbeat written by the worker alone, plus
-//! the [`command`] channel each worker drains on its tick.
+//! holds: a drain flag set by the control thread, and a heartbeat, counters and the metrics
+//! snapshot written by the worker alone, plus the [`command`] channel each worker drains on its
+//! tick.
 
 pub mod command;
 pub mod cpus;
@@ -13,6 +14,7 @@ pub mod driver;
 pub mod fd_limit;
 pub mod worker;
 
+use crate::metrics::Published;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -32,6 +34,8 @@ pub struct WorkerShared {
     pub requests: AtomicU64,
     /// Open client connections, as of the last tick.
     pub open_connections: AtomicU64,
+    /// The worker's metrics as of its last tick (see [`crate::metrics`]).
+    pub metrics: Published,
 }
 
 impl WorkerShared {

@@ -1,11 +1,14 @@
-//! [`ControlHandle`]: what the control thread, the signal handlers and (later) the admin API use
-//! to drive a running proxy from outside its workers — reload, drain, watch.
+//! [`ControlHandle`]: what the control thread, the signal handlers and the admin API use to drive
+//! a running proxy from outside its workers — reload, drain, watch, read metrics.
 //!
-//! It holds one link per worker: the [`WorkerShared`] flags (drain request, heartbeat) and the
-//! sender of the worker's command channel. Reloads are serialized: one at a time, each numbered.
+//! It holds one link per worker: the [`WorkerShared`] flags (drain request, heartbeat), the
+//! worker's published metrics, and the sender of the worker's command channel. Reloads are
+//! serialized: one at a time, each numbered. The running configuration is readable at any time,
+//! also while a reload is under way (a scrape never waits for one).
 
 use super::reload::{self, ReloadError, ReloadReport};
 use crate::config::{self, Config};
+use crate::metrics::{Aggregate, WorkerSnapshot};
 use crate::runtime::command::{PrepareReply, WorkerCommand};
 use crate::runtime::{WorkerShared, TICK};
 use std::sync::atomic::Ordering;
@@ -33,8 +36,10 @@ pub struct ControlHandle {
 #[derive(Debug)]
 struct Inner {
     workers: Vec<WorkerLink>,
-    /// The configuration the workers run now, and the number of the last reload (0 = none yet).
     /// Held for the whole of a reload, so reloads never interleave.
+    reloading: Mutex<()>,
+    /// The configuration the workers run now, and the number of the last reload (0 = none yet).
+    /// Locked only to read or replace them.
     running: Mutex<Running>,
 }
 
@@ -56,6 +61,7 @@ impl ControlHandle {
         Self {
             inner: Arc::new(Inner {
                 workers,
+                reloading: Mutex::new(()),
                 running: Mutex::new(Running { config, reloads: 0 }),
             }),
         }
@@ -109,6 +115,21 @@ impl ControlHandle {
         counters
     }
 
+    /// Each worker's latest metrics snapshot, by worker id (workers that have not ticked yet are
+    /// left out).
+    pub fn snapshots(&self) -> Vec<Arc<WorkerSnapshot>> {
+        self.inner
+            .workers
+            .iter()
+            .filter_map(|w| w.shared.metrics.load())
+            .collect()
+    }
+
+    /// The workers' metrics, summed.
+    pub fn aggregate(&self) -> Aggregate {
+        Aggregate::of(&self.snapshots())
+    }
+
     /// Successful reloads since start.
     pub fn reloads(&self) -> u64 {
         self.running().reloads
@@ -154,13 +175,20 @@ impl ControlHandle {
     /// configuration they started with; connections are not touched. Blocks for about two worker
     /// ticks.
     pub fn reload(&self, config: Config) -> Result<ReloadReport, ReloadError> {
-        let mut running = self.running();
+        let _one_at_a_time = self
+            .inner
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if self.is_shutting_down() {
             return Err(ReloadError::ShuttingDown);
         }
-        let (config, warnings) = reload::reconcile(&running.config, config)?;
+        let (current, number) = {
+            let running = self.running();
+            (running.config.clone(), running.reloads + 1)
+        };
+        let (config, warnings) = reload::reconcile(&current, config)?;
         let config = Arc::new(config);
-        let number = running.reloads + 1;
 
         let (reply_tx, reply_rx) = mpsc::channel();
         for worker in &self.inner.workers {
@@ -203,8 +231,12 @@ impl ControlHandle {
             }
             committed += 1;
         }
-        running.config = config;
-        running.reloads = number;
+        crate::logging::set_format(config.log.format);
+        {
+            let mut running = self.running();
+            running.config = config;
+            running.reloads = number;
+        }
         for warning in &warnings {
             tracing::warn!(reload = number, "{warning}");
         }

@@ -2,10 +2,12 @@
 //!
 //! Library entry point used by `lbproxy serve`, `lbproxy up` and the tests:
 //! `Server::start(config)` returns once every worker is listening (so port-0 binds are known via
-//! [`Server::listen_addrs`]); its [`ControlHandle`] (cloneable, `Send`) is what the control thread
-//! and the signal handlers drive: [`ControlHandle::reload`] swaps the configuration on every
-//! worker, [`ControlHandle::shutdown`] stops accepting and drains; [`Server::wait`] joins the
-//! workers.
+//! [`Server::listen_addrs`]) and the admin server ([`crate::admin`], `[admin]`) answers on
+//! [`Server::admin_addr`]; its [`ControlHandle`] (cloneable, `Send`) is what the control thread,
+//! the signal handlers and the admin API drive: [`ControlHandle::reload`] swaps the configuration
+//! on every worker, [`ControlHandle::shutdown`] stops accepting and drains; [`Server::wait`]
+//! joins the workers, then stops the health checker and the admin server (which keeps answering
+//! during the drain).
 
 mod control;
 mod reload;
@@ -13,6 +15,7 @@ mod reload;
 pub use control::{ControlHandle, Counters};
 pub use reload::{ReloadError, ReloadReport};
 
+use crate::admin::{self, AdminServer, ServerInfo};
 use crate::config::Config;
 use crate::health::HealthChecker;
 use crate::listener;
@@ -38,6 +41,7 @@ pub struct Server {
     workers: Vec<JoinHandle<()>>,
     control: ControlHandle,
     health: HealthChecker,
+    admin: Option<AdminServer>,
 }
 
 impl Server {
@@ -56,6 +60,12 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let driver = driver::resolve(config.runtime.driver)?;
         let worker_count = config.runtime.workers.get();
+        let started_ms = crate::runtime::now_ms();
+        // Before any worker starts: a taken admin port fails the start with the reason.
+        let admin_listener = match config.admin.enabled {
+            true => Some(admin::bind(config.admin.address)?),
+            false => None,
+        };
 
         let mut listeners_per_worker: Vec<Vec<std::net::TcpListener>> =
             (0..worker_count).map(|_| Vec::new()).collect();
@@ -137,10 +147,31 @@ impl Server {
             }
         };
 
+        let info = ServerInfo {
+            driver,
+            started_ms,
+            listeners: listen_addrs.clone(),
+        };
+        let admin = match admin_listener
+            .map(|listener| AdminServer::spawn(listener, control.clone(), info))
+            .transpose()
+        {
+            Ok(admin) => admin,
+            Err(e) => {
+                control.shutdown();
+                for handle in workers {
+                    let _ = handle.join();
+                }
+                health.stop();
+                return Err(e).context("spawning the admin server's threads");
+            }
+        };
+
         tracing::info!(
             workers = worker_count,
             driver = %driver,
             listeners = ?listen_addrs,
+            admin = ?admin.as_ref().map(AdminServer::local_addr),
             "lbproxy is accepting connections"
         );
         Ok(Server {
@@ -149,12 +180,18 @@ impl Server {
             workers,
             control,
             health,
+            admin,
         })
     }
 
     /// `(listener name, bound address)` for every listener, ports resolved.
     pub fn listen_addrs(&self) -> &[(String, SocketAddr)] {
         &self.listen_addrs
+    }
+
+    /// Where the admin server listens (port 0 resolved); `None` with `[admin] enabled = false`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addr)
     }
 
     /// The io driver the workers run on.
@@ -168,7 +205,7 @@ impl Server {
     }
 
     /// Blocks until every worker has exited (after a shutdown and its drain), then stops the
-    /// health checker.
+    /// health checker and the admin server.
     pub fn wait(self) -> anyhow::Result<()> {
         let mut panicked = 0;
         for handle in self.workers {
@@ -177,6 +214,9 @@ impl Server {
             }
         }
         self.health.stop();
+        if let Some(admin) = self.admin {
+            admin.stop();
+        }
         anyhow::ensure!(panicked == 0, "{panicked} worker thread(s) panicked");
         Ok(())
     }

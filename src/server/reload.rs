@@ -4,8 +4,12 @@
 //! change on reload. Listeners (their set, addresses and protocols) are sockets bound at start:
 //! changing them needs a restart, and a reload that tries is refused with the reason, so the
 //! running configuration stays whole. `runtime.workers`, `driver` and `pin_workers` shape the
-//! threads themselves: a change is reported as a warning and takes effect at the next restart.
+//! threads themselves, and `admin.address` / `admin.enabled` the admin server's socket: a change
+//! is reported as a warning and takes effect at the next restart. `admin.token` changes at once;
+//! a reload that would leave an admin server reachable from other machines without a token is
+//! refused.
 
+use crate::config::is_loopback;
 use crate::config::{Config, ConfigErrors};
 use std::time::Duration;
 
@@ -94,6 +98,27 @@ pub(super) fn reconcile(
         ));
         now.pin_workers = was.pin_workers;
     }
+    let (was, now) = (&running.admin, &mut new.admin);
+    if (was.enabled, was.address) != (now.enabled, now.address) {
+        let describe = |enabled: bool, address| match enabled {
+            true => format!("on {address}"),
+            false => "off".to_owned(),
+        };
+        warnings.push(format!(
+            "the admin server changes from {} to {}: takes effect at the next restart",
+            describe(was.enabled, was.address),
+            describe(now.enabled, now.address)
+        ));
+        now.enabled = was.enabled;
+        now.address = was.address;
+    }
+    if now.enabled && now.token.is_none() && !is_loopback(now.address) {
+        return Err(ReloadError::NeedsRestart(vec![format!(
+            "the admin server listens on {} (until a restart), which other machines can reach: \
+             it keeps needing a token; keep admin.token or admin.token_file until then",
+            now.address
+        )]));
+    }
     Ok((new, warnings))
 }
 
@@ -119,6 +144,33 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("restart the proxy"), "{text}");
+    }
+
+    #[test]
+    fn admin_address_waits_for_a_restart_and_its_token_stays_needed() {
+        let with_admin = |admin: &str| {
+            valid(&format!(
+                "[admin]\n{admin}\n[listener.http]\naddress = \"127.0.0.1:8080\"\n\
+                 upstream = \"api\"\n[upstream.api]\nbackends = [\"127.0.0.1:8001\"]\n"
+            ))
+        };
+        let token = "token = \"0123456789abcdef0123\"";
+        let running = with_admin(&format!("address = \"0.0.0.0:9901\"\n{token}"));
+        let (applied, warnings) = reconcile(
+            &running,
+            with_admin(&format!("address = \"0.0.0.0:9902\"\n{token}")),
+        )
+        .unwrap();
+        assert_eq!(applied.admin.address.port(), 9901);
+        assert_eq!(
+            warnings,
+            [
+                "the admin server changes from on 0.0.0.0:9901 to on 0.0.0.0:9902: takes effect \
+              at the next restart"
+            ]
+        );
+        let err = reconcile(&running, with_admin("address = \"127.0.0.1:9901\"")).unwrap_err();
+        assert!(err.to_string().contains("keeps needing a token"), "{err}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Logging to the journal natively when the proxy runs under it, with every event field as a
 //! journal field: `journalctl -u lbproxy BACKEND=127.0.0.1:8002` or `REQUEST_ID=…` finds the
 //! access-log entries ([`crate::proxy`]'s `lbproxy::access` events: `WORKER`, `REQUEST_ID`,
-//! `CLIENT`, `REQUEST`, `UPSTREAM`, `BACKEND`, `STATUS`, `BYTES_SENT`, `BYTES_RECEIVED`,
-//! `DURATION_US`, `RETRIES`), and every other event keeps its fields too (`TARGET`, `WORKER`,
+//! `TRACE_ID`, `CLIENT`, `REQUEST`, `LISTENER`, `ROUTE`, `UPSTREAM`, `BACKEND`, `STATUS`,
+//! `BYTES_SENT`, `BYTES_RECEIVED`, `DURATION_US`, `RETRIES`), and every other event keeps its
+//! fields too (`TARGET`, `WORKER`,
 //! `RELOAD`, …), with its level as `PRIORITY`.
 //!
 //! "Under the journal" means what sd_journal_stream_fd(3) promises: `JOURNAL_STREAM` names the

@@ -1,8 +1,10 @@
 //! The one-line `STATUS=` that `systemctl status lbproxy` shows, refreshed with live figures:
-//! workers, backends, requests per second, open connections, reloads.
+//! workers, backends up, requests per second, open connections, reloads.
 //!
-//! The figures come from the counters each worker publishes on its tick
-//! ([`ControlHandle::counters`]); this thread only reads and subtracts, every [`EVERY`].
+//! The figures come from the counters and metrics each worker publishes on its tick
+//! ([`ControlHandle::counters`], [`ControlHandle::aggregate`]); this thread only reads and
+//! subtracts, every [`EVERY`]. A backend counts as up when every worker would send it requests
+//! (up or in slow start: not down, draining or ejected).
 
 use super::notify::Notifier;
 use crate::server::{ControlHandle, Counters};
@@ -15,6 +17,7 @@ pub const EVERY: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Figures {
     pub workers: usize,
+    pub backends_up: usize,
     pub backends: usize,
     pub requests_per_s: f64,
     pub open_connections: u64,
@@ -25,8 +28,13 @@ impl std::fmt::Display for Figures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "serving: {} workers, {} backends, {:.0} req/s, {} open connections, {} reloads",
-            self.workers, self.backends, self.requests_per_s, self.open_connections, self.reloads
+            "serving: {} workers, {}/{} backends up, {:.0} req/s, {} open connections, {} reloads",
+            self.workers,
+            self.backends_up,
+            self.backends,
+            self.requests_per_s,
+            self.open_connections,
+            self.reloads
         )
     }
 }
@@ -40,10 +48,11 @@ pub fn figures(control: &ControlHandle, previous: (Counters, Instant)) -> (Figur
     } else {
         0.0
     };
-    let config = control.config();
+    let (backends_up, backends) = control.aggregate().backends_up();
     let figures = Figures {
         workers: control.worker_count(),
-        backends: config.upstreams.iter().map(|u| u.backends.len()).sum(),
+        backends_up,
+        backends,
         requests_per_s,
         open_connections: now.open_connections,
         reloads: control.reloads(),
@@ -85,6 +94,7 @@ mod tests {
     fn the_line_reads_as_a_sentence() {
         let figures = Figures {
             workers: 2,
+            backends_up: 2,
             backends: 3,
             requests_per_s: 1520.4,
             open_connections: 12,
@@ -92,7 +102,7 @@ mod tests {
         };
         assert_eq!(
             figures.to_string(),
-            "serving: 2 workers, 3 backends, 1520 req/s, 12 open connections, 1 reloads"
+            "serving: 2 workers, 2/3 backends up, 1520 req/s, 12 open connections, 1 reloads"
         );
     }
 }

@@ -154,6 +154,11 @@ fn print_banner(server: &Server, instances: &[Instance]) {
             "lbproxy up: proxy ({name}) listening on {scheme}://{address}/"
         ));
     }
+    if let Some(admin) = server.admin_addr() {
+        say(format_args!(
+            "lbproxy up: dashboard on http://{admin}/ (metrics: /metrics; `lbproxy ctl status`)"
+        ));
+    }
     for instance in instances {
         say(format_args!(
             "lbproxy up: instance {} on http://{}/ (pid {})",

@@ -2,6 +2,11 @@
 //! complete requests (Content-Length or chunked framing), records every byte (in all and per
 //! connection), and answers as told, including with exact bad bytes. Tests assert on exactly what
 //! the proxy forwarded, and on how many connections it opened and closed.
+//!
+//! The W3C `traceparent` the proxy adds carries random ids: what the accessors (and `Echo`)
+//! return has each valid `traceparent` value replaced by [`TRACEPARENT_MASK`] (same length, so
+//! framing is untouched); an invalid value stays as received, so the exact-bytes comparisons
+//! still catch it. [`RawBackend::unmasked_requests`] gives the bytes as they came.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -74,19 +79,30 @@ impl RawBackend {
         RawBackend { addr, state }
     }
 
-    /// Every complete request received, in order, as raw bytes.
+    /// Every complete request received, in order, as raw bytes (trace ids masked).
     pub fn requests(&self) -> Vec<Vec<u8>> {
+        let requests = self.state.requests.lock().unwrap();
+        requests.iter().map(|r| mask_traceparents(r)).collect()
+    }
+
+    /// Every complete request received, in order, exactly as received.
+    pub fn unmasked_requests(&self) -> Vec<Vec<u8>> {
         self.state.requests.lock().unwrap().clone()
     }
 
-    /// Every byte received on any connection (including incomplete requests).
+    /// Every byte received on any connection (including incomplete requests; trace ids masked).
     pub fn bytes(&self) -> Vec<u8> {
-        self.state.bytes.lock().unwrap().clone()
+        mask_traceparents(&self.state.bytes.lock().unwrap())
     }
 
-    /// Bytes received on each connection, in the order the connections were accepted.
+    /// Bytes received on each connection, in the order the connections were accepted (trace
+    /// ids masked).
     pub fn bytes_per_connection(&self) -> Vec<Vec<u8>> {
-        self.state.per_connection.lock().unwrap().clone()
+        let per_connection = self.state.per_connection.lock().unwrap();
+        per_connection
+            .iter()
+            .map(|c| mask_traceparents(c))
+            .collect()
     }
 
     /// Connections accepted so far.
@@ -145,7 +161,7 @@ fn serve(mut stream: TcpStream, index: usize, state: &State, reply: &Reply) {
                         request.len()
                     )
                     .into_bytes();
-                    answer.extend_from_slice(&request);
+                    answer.extend_from_slice(&mask_traceparents(&request));
                     if stream.write_all(&answer).is_err() {
                         return;
                     }
@@ -187,6 +203,27 @@ fn serve(mut stream: TcpStream, index: usize, state: &State, reply: &Reply) {
             return;
         }
     }
+}
+
+/// What a valid `traceparent` value reads as in recorded bytes: 55 characters, like the real one.
+pub const TRACEPARENT_MASK: &str = "00-tttttttttttttttttttttttttttttttt-pppppppppppppppp-01";
+
+/// `bytes` with the value of every `traceparent: ` field line that holds a valid traceparent
+/// replaced by [`TRACEPARENT_MASK`].
+pub fn mask_traceparents(bytes: &[u8]) -> Vec<u8> {
+    const NAME: &[u8] = b"\r\ntraceparent: ";
+    let mut out = bytes.to_vec();
+    let mut from = 0;
+    while let Some(at) = out[from..].windows(NAME.len()).position(|w| w == NAME) {
+        let start = from + at + NAME.len();
+        let end = start + TRACEPARENT_MASK.len();
+        let line_ends = out.get(end..end + 2) == Some(b"\r\n");
+        if line_ends && lbproxy::http::Traceparent::parse(&out[start..end]).is_some() {
+            out[start..end].copy_from_slice(TRACEPARENT_MASK.as_bytes());
+        }
+        from = start;
+    }
+    out
 }
 
 /// Length of the first complete request in `buf`, if there is one. Trusts the framing the proxy

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unused_macros, unused_imports)]
 
+pub mod admin;
 pub mod backend;
 pub mod client;
 pub mod demo;
@@ -68,7 +69,7 @@ impl Proxy {
         init_logging();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lbproxy.toml");
-        std::fs::write(&path, toml).unwrap();
+        std::fs::write(&path, with_admin_on_any_port(toml)).unwrap();
         let config = lbproxy::config::load(Some(&path), None)
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
         let server = Server::start(Arc::new(config)).expect("proxy starts");
@@ -85,12 +86,20 @@ impl Proxy {
 
     /// Writes `toml` over the proxy's configuration file and reloads it, as SIGHUP would.
     pub fn reload(&self, toml: &str) -> Result<ReloadReport, ReloadError> {
-        std::fs::write(&self.config_path, toml).unwrap();
+        std::fs::write(&self.config_path, with_admin_on_any_port(toml)).unwrap();
         self.control.reload_from_source()
     }
 
     pub fn control(&self) -> &ControlHandle {
         &self.control
+    }
+
+    /// Where its admin server listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.server
+            .as_ref()
+            .and_then(Server::admin_addr)
+            .expect("the admin server is on")
     }
 
     /// Asks the proxy to drain and waits until its workers have exited.
@@ -122,6 +131,16 @@ pub fn config(driver: &str, backends: &[SocketAddr], extra: &str) -> String {
          [upstream.api]\nbackends = [{}]\n\n{extra}\n",
         list.join(", ")
     )
+}
+
+/// `toml` with the admin server on a port the kernel picks, unless `toml` has its own `[admin]`:
+/// tests run side by side, and the default admin port (9901) can only be bound once.
+pub fn with_admin_on_any_port(toml: &str) -> String {
+    if toml.contains("[admin]") {
+        toml.to_owned()
+    } else {
+        format!("{toml}\n[admin]\naddress = \"127.0.0.1:0\"\n")
+    }
 }
 
 /// An address nothing listens on (bound once, then released).

@@ -27,7 +27,7 @@ impl LbproxyProcess {
         use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lbproxy.toml");
-        std::fs::write(&path, toml).unwrap();
+        std::fs::write(&path, super::with_admin_on_any_port(toml)).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_lbproxy"));
         command
             .arg("serve")

@@ -2,7 +2,7 @@
 //! connection counts are exact: one pool, one balancer), the exact bytes the proxy is expected to
 //! forward and to answer, and table runners for requests that must be refused or forwarded.
 
-use super::backend::RawBackend;
+use super::backend::{RawBackend, TRACEPARENT_MASK};
 use super::raw::{RawConn, RawResponse};
 use std::net::SocketAddr;
 
@@ -19,11 +19,13 @@ pub fn spec_config(driver: &str, backends: &[SocketAddr], extra: &str) -> String
 }
 
 /// The fields the proxy appends to every forwarded head, for a client on 127.0.0.1 without
-/// `X-Forwarded-For`, a request with `Host: host` (none for `None`), and request id `id`.
+/// `X-Forwarded-For`, a request with `Host: host` (none for `None`), and request id `id`; the
+/// trace the proxy starts shows as [`TRACEPARENT_MASK`] (see [`super::backend`]).
 pub fn proxy_fields(host: Option<&str>, id: &str) -> String {
     let forwarded_host = host.map_or(String::new(), |h| format!("X-Forwarded-Host: {h}\r\n"));
     format!(
-        "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n{forwarded_host}X-Request-Id: {id}\r\n"
+        "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n{forwarded_host}X-Request-Id: {id}\r\n\
+         traceparent: {TRACEPARENT_MASK}\r\n"
     )
 }
 

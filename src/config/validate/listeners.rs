@@ -309,7 +309,7 @@ impl Validator<'_> {
 
 /// Two listen addresses that cannot both be bound: same port, and the same IP or a wildcard
 /// covering the other (`0.0.0.0` covers IPv4, `[::]` covers both). Port 0 never conflicts.
-fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+pub(super) fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
     if a.port() != b.port() || a.port() == 0 {
         return false;
     }

@@ -12,6 +12,8 @@
 //!
 //! A [`Config`] is returned only when nothing at all was wrong.
 
+mod admin;
+pub use admin::{is_loopback, DEFAULT_ADMIN_ADDRESS};
 mod health;
 mod listeners;
 mod tcp;
@@ -27,8 +29,7 @@ use super::error::{did_you_mean, is_bare_key, list, quote, Issues, KeyPath};
 use super::file::{FileConfig, FileDuration, FileScalar, FileSize, FileUp};
 use super::units::format_size;
 use super::{
-    Config, ConfigSource, DriverChoice, LimitsConfig, LogConfig, RuntimeConfig, TimeoutsConfig,
-    UpConfig,
+    Config, ConfigSource, DriverChoice, LimitsConfig, RuntimeConfig, TimeoutsConfig, UpConfig,
 };
 
 /// Environment variable that overrides `runtime.driver`.
@@ -68,10 +69,14 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
     let limits = v.limits(&file, &root.key("limits"));
     let timeouts = v.timeouts(&file, &root.key("timeouts"));
     let log = v.log(&file, &root.key("log"));
+    let admin = v.admin(&file, &root.key("admin"));
     let upstreams = v.upstreams(&file, &root.key("upstream"));
     let listeners = v.listeners(&file, &root.key("listener"));
     v.listener_groups(&file, &root.key("upstream"));
     let up = v.up(&file.up, &root.key("up"));
+    if let (Some(admin), Some(listeners)) = (&admin, &listeners) {
+        v.admin_beside_listeners(&file, admin, listeners);
+    }
     let config = Config {
         source: ctx.source,
         env: ctx.env,
@@ -79,6 +84,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
         limits: limits?,
         timeouts: timeouts?,
         log: log?,
+        admin: admin?,
         listeners: listeners?,
         upstreams: upstreams?,
         up: up?,
@@ -192,11 +198,6 @@ impl Validator<'_> {
                 None
             }
         }
-    }
-
-    fn log(&mut self, file: &FileConfig, path: &KeyPath) -> Option<LogConfig> {
-        let access = self.boolean(file.log.access.as_ref(), &path.key("access"), false)?;
-        Some(LogConfig { access })
     }
 
     fn limits(&mut self, file: &FileConfig, path: &KeyPath) -> Option<LimitsConfig> {

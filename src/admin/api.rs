@@ -1,0 +1,547 @@
+//! The JSON API: `GET /api/status` (everything the dashboard shows), `GET /api/backends`, and
+//! the runtime changes — `POST /api/backends/{group}/{backend}/drain | enable | weight` and
+//! `POST /api/reload`.
+//!
+//! A backend change is a command to every worker (`WorkerCommand::Backend`); the answer comes
+//! once every worker has applied it (each does on its next tick, within 100 ms), so when
+//! `lbproxy ctl drain` returns, no worker sends that backend a new request. Changes last until
+//! the next reload, which restores what the configuration says.
+
+use super::http::AdminResponse;
+use super::sampler::{Percentiles, Point, RatePoint};
+use super::AdminState;
+use crate::config::BalanceAlgorithm;
+use crate::metrics::aggregate::{BackendRow, UpstreamRow};
+use crate::metrics::counters::{ClassCounts, STATUS_CLASSES};
+use crate::metrics::{BackendState, CircuitState};
+use crate::runtime::command::{BackendChange, BackendCommand, WorkerCommand};
+use crate::runtime::now_ms;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long every worker together may take to apply a backend change (each applies it on its
+/// next 100 ms tick).
+const APPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub version: &'static str,
+    pub pid: u32,
+    pub started_ms: u64,
+    pub uptime_s: u64,
+    pub driver: String,
+    /// Where the configuration came from.
+    pub config: String,
+    pub reloads: u64,
+    pub shutting_down: bool,
+    pub totals: TotalsView,
+    pub workers: Vec<WorkerView>,
+    pub listeners: Vec<ListenerView>,
+    pub upstreams: Vec<UpstreamView>,
+    pub history: HistoryView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TotalsView {
+    pub requests: u64,
+    pub rps: f64,
+    pub errors_per_s: f64,
+    /// 5xx share of the last second's responses.
+    pub error_rate: f64,
+    pub open_connections: u64,
+    pub in_flight: u64,
+    pub backends_up: usize,
+    pub backends: usize,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkerView {
+    pub worker: usize,
+    pub driver: String,
+    pub loop_lag_ms: f64,
+    pub loop_lag_max_ms: f64,
+    pub heartbeat_age_ms: u64,
+    pub requests: u64,
+    pub open_connections: u64,
+    pub generation: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListenerView {
+    pub name: String,
+    pub address: Option<SocketAddr>,
+    pub protocol: &'static str,
+    pub connections_total: u64,
+    pub open_connections: u64,
+    pub requests_total: u64,
+    pub responses: BTreeMap<&'static str, u64>,
+    pub received_bytes: u64,
+    pub sent_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UpstreamView {
+    pub name: String,
+    pub balance: &'static str,
+    pub requests_total: u64,
+    pub responses: BTreeMap<&'static str, u64>,
+    pub in_flight: u64,
+    pub retries_total: u64,
+    pub retry_budget_rejections_total: u64,
+    pub no_usable_backend_total: u64,
+    pub queue_timeouts_total: u64,
+    pub out_of_resources_total: u64,
+    pub rps: f64,
+    pub error_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub backends: Vec<BackendView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BackendView {
+    pub address: SocketAddr,
+    /// The most important state of any worker: up, slow-start, half-open, ejected, down,
+    /// draining, retired.
+    pub state: &'static str,
+    /// Workers in each state (only the states some worker is in).
+    pub state_workers: BTreeMap<&'static str, u32>,
+    /// open on any worker → open; else half-open on any → half-open; else closed.
+    pub circuit: &'static str,
+    pub circuit_workers: BTreeMap<&'static str, u32>,
+    /// The active health checks' verdict.
+    pub health: &'static str,
+    pub backup: bool,
+    pub weight: u32,
+    pub configured_weight: u32,
+    /// Runtime changes in force (until the next reload).
+    pub drain_override: Option<bool>,
+    pub weight_override: Option<u32>,
+    pub in_flight: u64,
+    pub idle_connections: u64,
+    /// Slow-start progress: 100 when not ramping.
+    pub ramp_percent: f64,
+    pub requests_total: u64,
+    pub responses: BTreeMap<&'static str, u64>,
+    /// TCP (L4) connections relayed to it, and those open now.
+    pub connections_total: u64,
+    pub open_connections: u64,
+    pub failed_attempts_total: u64,
+    pub connect_errors_total: u64,
+    pub ejections_total: u64,
+    pub pool_hits_total: u64,
+    pub pool_misses_total: u64,
+    pub rps: f64,
+    pub error_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Responses behind the percentiles (the last `latency_window_s` seconds).
+    pub latency_samples: u64,
+    pub latency_window_s: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<BackendHistory>,
+}
+
+/// The last two minutes, one value a second, oldest first.
+#[derive(Debug, Default, Serialize)]
+pub struct HistoryView {
+    pub t_ms: Vec<u64>,
+    pub rps: Vec<f64>,
+    pub errors_per_s: Vec<f64>,
+    pub p99_ms: Vec<Option<f64>>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BackendHistory {
+    pub rps: Vec<f64>,
+    pub error_rate: Vec<f64>,
+    pub p99_ms: Vec<Option<f64>>,
+}
+
+/// `GET /api/status`.
+pub fn status(state: &AdminState) -> AdminResponse {
+    let aggregate = state.control.aggregate();
+    let config = state.control.config();
+    let history = state.sampler.history();
+    let latest = history.last().cloned().unwrap_or_default();
+    let now = now_ms();
+    let (backends_up, backends) = aggregate.backends_up();
+    let workers = aggregate
+        .workers
+        .iter()
+        .map(|w| WorkerView {
+            worker: w.worker,
+            driver: w.driver.to_string(),
+            loop_lag_ms: w.loop_lag.last_us as f64 / 1000.0,
+            loop_lag_max_ms: w.loop_lag.max_us as f64 / 1000.0,
+            heartbeat_age_ms: now.saturating_sub(w.taken_ms),
+            requests: w.requests,
+            open_connections: w.open_connections,
+            generation: w.generation,
+        })
+        .collect();
+    let listeners = aggregate
+        .listeners
+        .iter()
+        .map(|l| ListenerView {
+            name: l.name.clone(),
+            address: state.info.listener_address(&l.name),
+            protocol: l.protocol,
+            connections_total: l.counts.accepted,
+            open_connections: l.counts.open,
+            requests_total: l.counts.responses.total(),
+            responses: classes(&l.counts.responses),
+            received_bytes: l.counts.bytes_received,
+            sent_bytes: l.counts.bytes_sent,
+        })
+        .collect();
+    let requests: u64 = aggregate
+        .listeners
+        .iter()
+        .map(|l| l.counts.responses.total())
+        .sum();
+    let totals = TotalsView {
+        requests,
+        rps: latest.rps,
+        errors_per_s: latest.errors_per_s,
+        error_rate: if latest.rps > 0.0 {
+            latest.errors_per_s / latest.rps
+        } else {
+            0.0
+        },
+        open_connections: aggregate.open_connections(),
+        in_flight: aggregate.upstreams.iter().map(|u| u.counts.in_flight).sum(),
+        backends_up,
+        backends,
+        p50_ms: latest.latency.p50_ms,
+        p99_ms: latest.latency.p99_ms,
+    };
+    let view = StatusView {
+        version: env!("CARGO_PKG_VERSION"),
+        pid: std::process::id(),
+        started_ms: state.info.started_ms,
+        uptime_s: now.saturating_sub(state.info.started_ms) / 1000,
+        driver: state.info.driver.to_string(),
+        config: config.source.to_string(),
+        reloads: state.control.reloads(),
+        shutting_down: state.control.is_shutting_down(),
+        totals,
+        workers,
+        listeners,
+        upstreams: upstreams(&aggregate.upstreams, &latest, Some(&history)),
+        history: HistoryView {
+            t_ms: history.iter().map(|p| p.t_ms).collect(),
+            rps: history.iter().map(|p| p.rps).collect(),
+            errors_per_s: history.iter().map(|p| p.errors_per_s).collect(),
+            p99_ms: history.iter().map(|p| p.latency.p99_ms).collect(),
+        },
+    };
+    AdminResponse::json(200, &view)
+}
+
+/// `GET /api/backends`.
+pub fn backends(state: &AdminState) -> AdminResponse {
+    let aggregate = state.control.aggregate();
+    let latest = state.sampler.latest().unwrap_or_default();
+    let upstreams = upstreams(&aggregate.upstreams, &latest, None);
+    AdminResponse::json(200, &serde_json::json!({ "upstreams": upstreams }))
+}
+
+fn upstreams(rows: &[UpstreamRow], latest: &Point, history: Option<&[Point]>) -> Vec<UpstreamView> {
+    rows.iter()
+        .map(|u| {
+            let rates = latest.upstreams.get(&u.name).copied().unwrap_or_default();
+            UpstreamView {
+                name: u.name.clone(),
+                balance: u.balance,
+                requests_total: u.counts.responses.total(),
+                responses: classes(&u.counts.responses),
+                in_flight: u.counts.in_flight,
+                retries_total: u.counts.retries,
+                retry_budget_rejections_total: u.counts.budget_rejections,
+                no_usable_backend_total: u.counts.no_usable_backend,
+                queue_timeouts_total: u.counts.queue_timeouts,
+                out_of_resources_total: u.counts.out_of_resources,
+                rps: rates.rps,
+                error_rate: rates.error_rate,
+                p50_ms: rates.latency.p50_ms,
+                p99_ms: rates.latency.p99_ms,
+                backends: u
+                    .backends
+                    .iter()
+                    .map(|b| backend_view(&u.name, b, latest, history))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn backend_view(
+    group: &str,
+    b: &BackendRow,
+    latest: &Point,
+    history: Option<&[Point]>,
+) -> BackendView {
+    let key = (group.to_owned(), b.address);
+    let rates: RatePoint = latest.backends.get(&key).copied().unwrap_or_default();
+    let Percentiles {
+        p50_ms,
+        p90_ms,
+        p99_ms,
+        samples,
+    } = rates.latency;
+    let state_workers = BackendState::ALL
+        .iter()
+        .map(|s| (s.as_str(), b.workers_in(*s)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let circuit_workers: BTreeMap<&'static str, u32> = CircuitState::ALL
+        .iter()
+        .zip(b.circuits)
+        .map(|(c, n)| (c.as_str(), n))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let circuit = [CircuitState::Open, CircuitState::HalfOpen]
+        .into_iter()
+        .find(|c| circuit_workers.contains_key(c.as_str()))
+        .unwrap_or(CircuitState::Closed)
+        .as_str();
+    let history = history.map(|points| {
+        let mut series = BackendHistory::default();
+        for point in points {
+            let p = point.backends.get(&key).copied().unwrap_or_default();
+            series.rps.push(p.rps);
+            series.error_rate.push(p.error_rate);
+            series.p99_ms.push(p.latency.p99_ms);
+        }
+        series
+    });
+    BackendView {
+        address: b.address,
+        state: b.state.as_str(),
+        state_workers,
+        circuit,
+        circuit_workers,
+        health: if b.healthy { "up" } else { "down" },
+        backup: b.backup,
+        weight: b.weight,
+        configured_weight: b.configured_weight,
+        drain_override: b.drain_override,
+        weight_override: b.weight_override,
+        in_flight: b.in_flight,
+        idle_connections: b.idle_connections,
+        ramp_percent: f64::from(b.ramp) / 10.0,
+        requests_total: b.counts.responses.total(),
+        responses: classes(&b.counts.responses),
+        connections_total: b.counts.connections,
+        open_connections: b.counts.open_connections,
+        failed_attempts_total: b.counts.failed_attempts,
+        connect_errors_total: b.counts.connect_errors,
+        ejections_total: b.counts.ejections,
+        pool_hits_total: b.counts.pool_hits,
+        pool_misses_total: b.counts.pool_misses,
+        rps: rates.rps,
+        error_rate: rates.error_rate,
+        p50_ms,
+        p90_ms,
+        p99_ms,
+        latency_samples: samples,
+        latency_window_s: super::sampler::PERCENTILE_WINDOW,
+        history,
+    }
+}
+
+fn classes(counts: &ClassCounts) -> BTreeMap<&'static str, u64> {
+    STATUS_CLASSES.iter().copied().zip(counts.0).collect()
+}
+
+/// `POST /api/backends/{group}/{backend}/{action}`, `action` = `drain`, `enable` or `weight`
+/// (the new weight in the body: `5` or `{"weight": 5}`).
+pub fn change_backend(
+    state: &AdminState,
+    group: &str,
+    backend: &str,
+    action: &str,
+    body: &[u8],
+) -> AdminResponse {
+    let change = match action {
+        "drain" => BackendChange::Drain,
+        "enable" => BackendChange::Enable,
+        "weight" => match parse_weight(body) {
+            Ok(weight) => BackendChange::Weight(weight),
+            Err(message) => return AdminResponse::error(400, message),
+        },
+        other => {
+            return AdminResponse::error(
+                404,
+                format!("no action \"{other}\" for a backend: use drain, enable or weight"),
+            )
+        }
+    };
+    let config = state.control.config();
+    let Some(upstream) = config.upstreams.iter().find(|u| u.name == group) else {
+        let groups: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+        return AdminResponse::error(
+            404,
+            format!(
+                "no upstream group \"{group}\"; the groups are: {}",
+                groups.join(", ")
+            ),
+        );
+    };
+    let address = backend.parse::<SocketAddr>().ok();
+    let Some(address) = address.filter(|a| upstream.backends.iter().any(|b| b.address == *a))
+    else {
+        let list: Vec<String> = upstream
+            .backends
+            .iter()
+            .map(|b| b.address.to_string())
+            .collect();
+        return AdminResponse::error(
+            404,
+            format!(
+                "upstream \"{group}\" has no backend \"{backend}\"; its backends are: {}",
+                list.join(", ")
+            ),
+        );
+    };
+
+    let workers = state.control.worker_count();
+    let (done, replies) = mpsc::channel();
+    state.control.broadcast(|| {
+        WorkerCommand::Backend(BackendCommand {
+            group: group.to_owned(),
+            address,
+            change,
+            done: done.clone(),
+        })
+    });
+    drop(done);
+    let deadline = Instant::now() + APPLY_TIMEOUT;
+    let mut applied = 0;
+    let mut refusals = Vec::new();
+    while applied + refusals.len() < workers {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match replies.recv_timeout(left) {
+            Ok(reply) => match reply.result {
+                Ok(()) => applied += 1,
+                Err(why) => refusals.push(format!("worker {}: {why}", reply.worker)),
+            },
+            Err(_) => break,
+        }
+    }
+    let (verb, detail) = match change {
+        BackendChange::Drain => (
+            "drained",
+            "no new requests; those in flight finish".to_owned(),
+        ),
+        BackendChange::Enable => ("enabled", "takes new requests".to_owned()),
+        BackendChange::Weight(w) => ("reweighted", format!("weight {w}")),
+    };
+    if applied < workers {
+        let mut message = format!(
+            "backend {address} of upstream \"{group}\" was {verb} on {applied} of {workers} workers"
+        );
+        if !refusals.is_empty() {
+            message.push_str(&format!(" ({})", refusals.join("; ")));
+        }
+        message.push_str("; the others did not confirm in time (try again)");
+        tracing::warn!("admin: {message}");
+        return AdminResponse::error(if refusals.is_empty() { 504 } else { 409 }, message);
+    }
+    tracing::info!(
+        upstream = group,
+        backend = %address,
+        "admin: backend {address} of upstream \"{group}\" {verb} ({detail}) until the next reload"
+    );
+    let ignores_weights = matches!(
+        upstream.balance,
+        BalanceAlgorithm::RoundRobin | BalanceAlgorithm::Maglev
+    );
+    let note = match change {
+        BackendChange::Weight(_) if ignores_weights => Some(format!(
+            "upstream \"{group}\" balances with {}, which does not use runtime weights",
+            upstream.balance.as_str()
+        )),
+        _ => None,
+    };
+    AdminResponse::json(
+        200,
+        &serde_json::json!({
+            "upstream": group,
+            "backend": address,
+            "change": verb,
+            "detail": detail,
+            "workers": applied,
+            "until": "the next reload",
+            "note": note,
+        }),
+    )
+}
+
+/// A weight: `5`, or `{"weight": 5}`.
+fn parse_weight(body: &[u8]) -> Result<NonZeroU32, String> {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let number = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Number(n)) => n.as_u64(),
+        Ok(serde_json::Value::Object(map)) => map.get("weight").and_then(|w| w.as_u64()),
+        _ => None,
+    };
+    match number {
+        Some(0) => Err("weight 0 would never receive requests: drain the backend instead".into()),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .ok_or_else(|| format!("weight {n} is too large (at most {})", u32::MAX)),
+        None => Err(format!(
+            "the body must be the new weight, e.g. `3` or `{{\"weight\": 3}}`, not {text:?}"
+        )),
+    }
+}
+
+/// `POST /api/reload`: the same as SIGHUP (same file, same `--env`).
+pub fn reload(state: &AdminState) -> AdminResponse {
+    match state.control.reload_from_source() {
+        Ok(report) => AdminResponse::json(
+            200,
+            &serde_json::json!({
+                "reload": report.reload,
+                "applied": true,
+                "warnings": report.warnings,
+            }),
+        ),
+        Err(e) => {
+            tracing::error!("reload requested on the admin API failed: {e}");
+            AdminResponse::json(
+                422,
+                &serde_json::json!({ "applied": false, "error": e.to_string() }),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_are_a_number_or_an_object() {
+        assert_eq!(parse_weight(b"3\n").unwrap().get(), 3);
+        assert_eq!(parse_weight(b"{\"weight\": 7}").unwrap().get(), 7);
+        assert!(parse_weight(b"0").unwrap_err().contains("drain"));
+        assert!(parse_weight(b"heavy")
+            .unwrap_err()
+            .contains("the body must be"));
+        assert!(parse_weight(b"99999999999")
+            .unwrap_err()
+            .contains("too large"));
+    }
+}

@@ -1,0 +1,249 @@
+// lbproxy dashboard: polls /api/status once a second and renders it. No dependencies; every
+// value reaches the page through textContent (never as HTML).
+"use strict";
+
+const POLL_MS = 1000;
+const TOKEN_KEY = "lbproxy-admin-token";
+const COLORS = { ok: "#3fb950", bad: "#f85149", info: "#58a6ff", grid: "#263240", muted: "#8b98a5" };
+
+let token = sessionStorage.getItem(TOKEN_KEY);
+let lastUpdate = 0;
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+function fmtRate(value) {
+  if (value === null || value === undefined) return "–";
+  if (value >= 100) return value.toFixed(0);
+  if (value >= 10) return value.toFixed(1);
+  return value.toFixed(2);
+}
+
+function fmtPercent(share) {
+  if (!share) return "0%";
+  const pct = share * 100;
+  return (pct >= 10 ? pct.toFixed(0) : pct.toFixed(1)) + "%";
+}
+
+function fmtMs(ms) {
+  if (ms === null || ms === undefined) return "–";
+  if (ms >= 1000) return (ms / 1000).toFixed(2) + " s";
+  if (ms >= 10) return ms.toFixed(0) + " ms";
+  return ms.toFixed(2) + " ms";
+}
+
+function fmtCount(n) {
+  return Number(n).toLocaleString("en-US");
+}
+
+function fmtUptime(s) {
+  const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  if (d) return `${d}d ${h}h`;
+  if (h) return `${h}h ${m}m`;
+  return `${m}m ${s % 60}s`;
+}
+
+// A line chart of one or more series (null values are gaps) on a canvas.
+function drawChart(canvas, series, opts = {}) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || canvas.width;
+  const height = canvas.clientHeight || canvas.height;
+  canvas.width = Math.round(width * ratio);
+  canvas.height = Math.round(height * ratio);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  const values = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
+  const max = Math.max(opts.min || 0, ...values, 0) * 1.15 || 1;
+  const pad = opts.axis ? 4 : 1;
+  if (opts.axis) {
+    ctx.strokeStyle = COLORS.grid;
+    ctx.lineWidth = 1;
+    for (const f of [0.25, 0.5, 0.75]) {
+      const y = Math.round(height - pad - f * (height - 2 * pad)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(width, y); ctx.stroke();
+    }
+    ctx.fillStyle = COLORS.muted;
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.fillText(fmtRate(max), 4, 12);
+  }
+  for (const s of series) {
+    const n = s.values.length;
+    if (n < 2) continue;
+    ctx.strokeStyle = s.color;
+    ctx.lineWidth = opts.axis ? 1.6 : 1.2;
+    ctx.beginPath();
+    let drawing = false;
+    s.values.forEach((v, i) => {
+      if (v === null || v === undefined) { drawing = false; return; }
+      const x = (i / (n - 1)) * (width - 2) + 1;
+      const y = height - pad - (v / max) * (height - 2 * pad);
+      if (drawing) ctx.lineTo(x, y); else ctx.moveTo(x, y);
+      drawing = true;
+    });
+    ctx.stroke();
+  }
+}
+
+function renderTotals(s) {
+  const t = s.totals;
+  $("kpi-rps").textContent = fmtRate(t.rps);
+  const errors = $("kpi-errors");
+  errors.textContent = fmtPercent(t.error_rate);
+  errors.className = t.error_rate >= 0.05 ? "bad" : t.error_rate > 0 ? "warn" : "";
+  $("kpi-p50").textContent = fmtMs(t.p50_ms);
+  $("kpi-p99").textContent = fmtMs(t.p99_ms);
+  $("kpi-connections").textContent = fmtCount(t.open_connections);
+  $("kpi-in-flight").textContent = fmtCount(t.in_flight);
+  const up = $("kpi-backends");
+  up.textContent = `${t.backends_up} / ${t.backends}`;
+  up.className = t.backends_up < t.backends ? (t.backends_up === 0 ? "bad" : "warn") : "";
+  $("total-requests").textContent = fmtCount(t.requests);
+  $("meta").textContent =
+    `v${s.version} · pid ${s.pid} · up ${fmtUptime(s.uptime_s)} · ${s.workers.length} workers on ${s.driver}` +
+    ` · ${s.reloads} reloads · ${s.config}` + (s.shutting_down ? " · SHUTTING DOWN" : "");
+  drawChart($("chart-rps"), [
+    { values: s.history.rps, color: COLORS.ok },
+    { values: s.history.errors_per_s, color: COLORS.bad },
+  ], { axis: true });
+  drawChart($("chart-p99"), [{ values: s.history.p99_ms, color: COLORS.info }], { axis: true });
+}
+
+function workersNote(counts, total) {
+  const entries = Object.entries(counts);
+  if (entries.length <= 1) return null;
+  return el("span", { class: "workers-note" },
+    "(" + entries.map(([state, n]) => `${state} ${n}/${total}`).join(", ") + ")");
+}
+
+function backendRow(group, b, workerCount) {
+  const overrides = [];
+  if (b.drain_override === true) overrides.push("drained by admin");
+  if (b.drain_override === false) overrides.push("enabled by admin");
+  if (b.weight_override !== null && b.weight_override !== undefined) overrides.push(`weight set to ${b.weight_override}`);
+  const rpsSpark = el("canvas", { width: 120, height: 26 });
+  const p99Spark = el("canvas", { width: 120, height: 26 });
+  const row = el("tr", { "data-backend": b.address, "data-upstream": group, "data-state": b.state },
+    el("td", {}, b.address, b.backup ? el("span", { class: "workers-note" }, "backup") : null),
+    el("td", { class: "state" },
+      el("span", { class: `badge state-${b.state}` }, b.state),
+      workersNote(b.state_workers, workerCount),
+      overrides.length ? el("span", { class: "override" }, overrides.join(", ")) : null),
+    el("td", { class: `health-${b.health}` }, b.health),
+    el("td", { class: `circuit-${b.circuit}` }, b.circuit, workersNote(b.circuit_workers, workerCount)),
+    el("td", { class: "num" }, b.weight + (b.ramp_percent < 100 ? ` (${b.ramp_percent.toFixed(0)}%)` : "")),
+    el("td", { class: "num in-flight" }, fmtCount(b.in_flight)),
+    el("td", { class: "num rps" }, fmtRate(b.rps)),
+    el("td", { class: "num errors" + (b.error_rate >= 0.05 ? " bad" : b.error_rate > 0 ? " warn" : "") }, fmtPercent(b.error_rate)),
+    el("td", { class: "num p50" }, fmtMs(b.p50_ms)),
+    el("td", { class: "num p99" }, fmtMs(b.p99_ms)),
+    el("td", { class: "num requests" },
+      b.connections_total ? `${fmtCount(b.connections_total)} conns` : fmtCount(b.requests_total)),
+    el("td", { class: "spark" }, rpsSpark),
+    el("td", { class: "spark" }, p99Spark));
+  return { row, draw: () => {
+    if (!b.history) return;
+    drawChart(rpsSpark, [{ values: b.history.rps, color: COLORS.ok }]);
+    drawChart(p99Spark, [{ values: b.history.p99_ms, color: COLORS.info }]);
+  } };
+}
+
+function renderUpstreams(s) {
+  const container = $("upstreams");
+  const drawings = [];
+  const sections = s.upstreams.map((u) => {
+    const head = el("tr", {},
+      ...["backend", "state", "health", "circuit", "weight", "in flight", "req/s", "errors", "p50", "p99", "requests", "req/s (2 min)", "p99 (2 min)"]
+        .map((h, i) => el("th", { class: i >= 4 && i <= 10 ? "num" : "" }, h)));
+    const rows = u.backends.map((b) => {
+      const { row, draw } = backendRow(u.name, b, s.workers.length);
+      drawings.push(draw);
+      return row;
+    });
+    const detail = `${u.balance} · ${fmtRate(u.rps)} req/s · ${fmtPercent(u.error_rate)} 5xx · p99 ${fmtMs(u.p99_ms)}` +
+      ` · ${fmtCount(u.retries_total)} retries · ${fmtCount(u.retry_budget_rejections_total)} over retry budget` +
+      ` · ${fmtCount(u.no_usable_backend_total)} with no usable backend`;
+    return el("div", { class: "upstream", "data-upstream": u.name },
+      el("h2", {}, `upstream ${u.name}`, el("span", { class: "detail" }, detail)),
+      el("table", { class: "backends" }, el("thead", {}, head), el("tbody", {}, ...rows)));
+  });
+  container.replaceChildren(...sections);
+  drawings.forEach((draw) => draw());
+}
+
+function renderWorkers(s) {
+  const rows = s.workers.map((w) => el("tr", { "data-worker": w.worker },
+    el("td", {}, w.worker),
+    el("td", {}, w.driver),
+    el("td", { class: "num" + (w.loop_lag_ms >= 50 ? " bad" : w.loop_lag_ms >= 10 ? " warn" : "") }, fmtMs(w.loop_lag_ms)),
+    el("td", { class: "num" + (w.loop_lag_max_ms >= 50 ? " bad" : w.loop_lag_max_ms >= 10 ? " warn" : "") }, fmtMs(w.loop_lag_max_ms)),
+    el("td", { class: "num" + (w.heartbeat_age_ms >= 1000 ? " bad" : "") }, fmtMs(w.heartbeat_age_ms)),
+    el("td", { class: "num" }, fmtCount(w.open_connections)),
+    el("td", { class: "num" }, fmtCount(w.requests))));
+  $("workers").tBodies[0].replaceChildren(...rows);
+  const listeners = s.listeners.map((l) => el("tr", { "data-listener": l.name },
+    el("td", {}, l.name),
+    el("td", {}, `${l.protocol}://${l.address || "?"}`),
+    el("td", { class: "num" }, fmtCount(l.open_connections)),
+    el("td", { class: "num" }, fmtCount(l.connections_total)),
+    el("td", { class: "num" }, fmtCount(l.requests_total)),
+    el("td", { class: "num" }, fmtCount(l.responses["5xx"] || 0))));
+  $("listeners").tBodies[0].replaceChildren(...listeners);
+}
+
+function setLive(ok, why) {
+  const live = $("live");
+  live.className = "live " + (ok ? "ok" : "stale");
+  live.textContent = ok ? "live" : `no data: ${why}`;
+}
+
+async function refresh() {
+  try {
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const response = await fetch("/api/status", { headers, cache: "no-store" });
+    if (response.status === 401) {
+      $("auth").hidden = false;
+      $("auth-error").textContent = token ? "that token was refused" : "";
+      setLive(false, "the admin token is needed");
+      return;
+    }
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const status = await response.json();
+    $("auth").hidden = true;
+    renderTotals(status);
+    renderUpstreams(status);
+    renderWorkers(status);
+    lastUpdate = Date.now();
+    setLive(true);
+  } catch (error) {
+    setLive(false, error.message || String(error));
+  } finally {
+    setTimeout(refresh, POLL_MS);
+  }
+}
+
+$("auth").addEventListener("submit", (event) => {
+  event.preventDefault();
+  token = $("token").value.trim();
+  sessionStorage.setItem(TOKEN_KEY, token);
+});
+
+// A page left open against a proxy that stopped says so.
+setInterval(() => {
+  if (lastUpdate && Date.now() - lastUpdate > 3 * POLL_MS) setLive(false, "the proxy stopped answering");
+}, POLL_MS);
+
+refresh();

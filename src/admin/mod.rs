@@ -1,0 +1,217 @@
+//! The admin plane: an HTTP server on the control side (never on a worker) with the live
+//! dashboard (`/`), Prometheus metrics (`/metrics`), the JSON API (`/api/…`: status, backends,
+//! drain / enable / weight, reload), and `lbproxy ctl`, its command-line client.
+//!
+//! Flow: [`crate::server::Server::start`] binds the admin address before the workers start (a
+//! busy port fails the start, with the reason) and spawns [`AdminServer`] once they listen. Its
+//! accept thread hands each connection to a short-lived thread ([`http`]: one request,
+//! `Connection: close`), which checks access and dispatches ([`router`]). Everything it shows
+//! comes from the workers' published snapshots ([`crate::metrics`]), summed per request;
+//! [`sampler`] turns them into rates, percentiles and a two-minute history once a second.
+//! Changes go to the workers as commands ([`api`]).
+//!
+//! Files: `http.rs` (request/response), `router.rs` (routes, access), `prometheus.rs` (the
+//! exposition and every metric name), `api.rs` (JSON, changes), `sampler.rs` (history),
+//! `dashboard.rs` + `assets/` (the page), `client.rs` + `ctl.rs` (`lbproxy ctl`).
+
+pub mod api;
+pub mod client;
+pub mod ctl;
+pub mod dashboard;
+pub mod http;
+pub mod prometheus;
+pub mod router;
+pub mod sampler;
+
+use crate::runtime::driver::Driver;
+use crate::runtime::now_ms;
+use crate::server::ControlHandle;
+use anyhow::Context;
+use sampler::Sampler;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Connections served at once; more are answered 503 at once.
+const MAX_CONNECTIONS: usize = 32;
+/// Each read and write of a connection.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the sampler takes a point.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// What the admin server knows about the proxy besides its control handle.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    pub driver: Driver,
+    /// Milliseconds since the Unix epoch.
+    pub started_ms: u64,
+    /// `(listener name, bound address)`.
+    pub listeners: Vec<(String, SocketAddr)>,
+}
+
+impl ServerInfo {
+    pub fn listener_address(&self, name: &str) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, address)| *address)
+    }
+}
+
+/// What every request handler reads.
+#[derive(Debug)]
+pub struct AdminState {
+    pub control: ControlHandle,
+    pub info: ServerInfo,
+    pub sampler: Sampler,
+}
+
+/// Binds the admin address (with a message that says what to do when it is taken).
+pub fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).with_context(|| {
+        format!(
+            "the admin server cannot listen on {address} (is another lbproxy running?); set \
+             [admin] address to a free port, or enabled = false"
+        )
+    })
+}
+
+/// The running admin server: its accept thread and its sampler.
+#[derive(Debug)]
+pub struct AdminServer {
+    local_addr: SocketAddr,
+    stopping: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+    sampler: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+}
+
+impl AdminServer {
+    /// Serves `listener` until [`AdminServer::stop`].
+    pub fn spawn(
+        listener: TcpListener,
+        control: ControlHandle,
+        info: ServerInfo,
+    ) -> std::io::Result<AdminServer> {
+        let local_addr = listener.local_addr()?;
+        let state = Arc::new(AdminState {
+            control,
+            info,
+            sampler: Sampler::default(),
+        });
+        let (stop_sampler, stopped) = mpsc::channel::<()>();
+        let sampler = std::thread::Builder::new()
+            .name("lbproxy-sampler".into())
+            .spawn({
+                let state = state.clone();
+                move || loop {
+                    let started = Instant::now();
+                    state
+                        .sampler
+                        .sample(&state.control.aggregate(), started, now_ms());
+                    let left = SAMPLE_EVERY.saturating_sub(started.elapsed());
+                    if stopped.recv_timeout(left) != Err(mpsc::RecvTimeoutError::Timeout) {
+                        return;
+                    }
+                }
+            })?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let accept = std::thread::Builder::new()
+            .name("lbproxy-admin".into())
+            .spawn({
+                let stopping = stopping.clone();
+                move || accept_loop(listener, state, &stopping)
+            })?;
+        Ok(AdminServer {
+            local_addr,
+            stopping,
+            accept: Some(accept),
+            sampler: Some((stop_sampler, sampler)),
+        })
+    }
+
+    /// The address it listens on (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting and sampling, and waits for both threads.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wake the blocking accept with a connection of our own.
+        let mut wake = self.local_addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+        if let Some((stop, sampler)) = self.sampler.take() {
+            drop(stop);
+            let _ = sampler.join();
+        }
+    }
+}
+
+impl Drop for AdminServer {
+    fn drop(&mut self) {
+        if self.accept.is_some() {
+            self.stop_inner();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, state: Arc<AdminState>, stopping: &AtomicBool) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!("admin server: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            let busy = http::AdminResponse::error(503, "the admin server is busy; try again");
+            http::write_response(&mut stream, &busy);
+            continue;
+        }
+        let (state, finished) = (state.clone(), active.clone());
+        let spawned = std::thread::Builder::new()
+            .name("lbproxy-admin-conn".into())
+            .spawn(move || {
+                serve(&mut stream, &state);
+                finished.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            active.fetch_sub(1, Ordering::SeqCst);
+            tracing::warn!("admin server: cannot start a connection thread: {e}");
+        }
+    }
+}
+
+/// One connection: one request, one response.
+fn serve(stream: &mut TcpStream, state: &AdminState) {
+    let response = match http::read_request(stream) {
+        Ok(request) => router::route(&request, state),
+        Err(http::ReadError::Respond(response)) => response,
+        Err(http::ReadError::Closed) => return,
+    };
+    http::write_response(stream, &response);
+}

@@ -1,0 +1,22 @@
+//! Metrics: what the workers count, and how it reaches the control side.
+//!
+//! Flow: every worker owns its statistics ([`stats`]: per listener, route, upstream group and
+//! backend, made of the `Cell` primitives in [`counters`]) and updates them on the request path
+//! with plain increments — one writer, no lock, no atomic. On its 100 ms tick the worker copies
+//! them into a [`WorkerSnapshot`] ([`snapshot`]) and swaps it into its slot in `WorkerShared`;
+//! once a second it also hands over each backend's latency histogram (hdrhistogram) for that
+//! second. The control side ([`crate::admin`], the systemd status line) reads the latest
+//! snapshot of every worker and sums them ([`aggregate`]) when it needs figures: at scrape time,
+//! never on the data path.
+//!
+//! [`state`] names backend and circuit states for everything that shows them.
+
+pub mod aggregate;
+pub mod counters;
+pub mod snapshot;
+pub mod state;
+pub mod stats;
+
+pub use aggregate::Aggregate;
+pub use snapshot::{Published, WorkerSnapshot};
+pub use state::{BackendState, CircuitState};

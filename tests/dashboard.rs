@@ -1,0 +1,172 @@
+//! The live dashboard in a real browser: headless Chromium (Debian's `chromium`, installed by
+//! tests/run.sh) loads `/` from a proxy under live traffic, runs its script, and the test reads
+//! the rendered DOM: a row per backend, the totals changing between two loads, and a backend
+//! drained through `lbproxy ctl` shown as draining. A screenshot is saved to
+//! `target/tmp/admin-dashboard.png` for people to look at.
+
+mod common;
+
+use common::admin::{ctl, said};
+use common::demo::DemoApi;
+use common::load::{Connections, Load};
+use common::{config, Proxy};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What the page may take to load and render (the script's timers run on virtual time).
+const VIRTUAL_TIME_MS: &str = "3000";
+const BROWSER_DEADLINE: Duration = Duration::from_secs(90);
+
+fn chromium() -> &'static str {
+    let found = Command::new("chromium")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "chromium is missing: tests/run.sh installs it (apt-get install chromium)"
+    );
+    "chromium"
+}
+
+/// Runs headless Chromium on `url` with `extra` arguments (`--dump-dom`, `--screenshot=…`);
+/// returns its stdout.
+fn browse(url: &str, profile: &Path, extra: &[&str]) -> String {
+    let mut child = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1280,900",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--virtual-time-budget={VIRTUAL_TIME_MS}"))
+        .args(extra)
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "chromium failed: {status}");
+            break;
+        }
+        if started.elapsed() > BROWSER_DEADLINE {
+            let _ = child.kill();
+            panic!("chromium did not finish within {BROWSER_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    out
+}
+
+/// The opening tag of the backend row for `address`.
+fn row(dom: &str, address: SocketAddr) -> &str {
+    let needle = format!("<tr data-backend=\"{address}\"");
+    let start = dom
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no row for backend {address} in:\n{dom}"));
+    let end = dom[start..].find('>').unwrap() + start;
+    &dom[start..=end]
+}
+
+fn attribute<'a>(tag: &'a str, name: &str) -> &'a str {
+    let needle = format!("{name}=\"");
+    let start = tag
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {name} in {tag}"))
+        + needle.len();
+    &tag[start..start + tag[start..].find('"').unwrap()]
+}
+
+/// The text of the element with `id`.
+fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
+    let needle = format!("id=\"{id}\"");
+    let start = dom
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no #{id} in:\n{dom}"));
+    let text = start + dom[start..].find('>').unwrap() + 1;
+    &dom[text..text + dom[text..].find('<').unwrap()]
+}
+
+fn total_requests(dom: &str) -> u64 {
+    let text = text_of(dom, "total-requests");
+    text.replace(',', "")
+        .parse()
+        .unwrap_or_else(|_| panic!("requests total {text:?} is not a number"))
+}
+
+#[test]
+fn the_dashboard_shows_live_backends_in_a_real_browser() {
+    let apis = [DemoApi::start(1), DemoApi::start(2)];
+    let addrs: Vec<SocketAddr> = apis.iter().map(|a| a.addr).collect();
+    let proxy = Proxy::start(&config("io_uring", &addrs, ""));
+    let url = format!("http://{}/", proxy.admin_addr());
+    let load = Load::start(proxy.addr, 2, Connections::KeepAlive, || {});
+    load.wait_for_more(50, Duration::from_secs(10));
+
+    let drained = ctl(
+        &[
+            "--admin",
+            &proxy.admin_addr().to_string(),
+            "drain",
+            "api",
+            &addrs[1].to_string(),
+        ],
+        &[],
+    );
+    assert!(drained.status.success(), "{:?}", said(&drained));
+
+    let profile = tempfile::tempdir().unwrap();
+    let first = browse(&url, profile.path(), &["--dump-dom"]);
+    assert_eq!(
+        text_of(&first, "live").trim(),
+        "live",
+        "the page got its data"
+    );
+    for address in &addrs {
+        let tag = row(&first, *address);
+        assert_eq!(attribute(tag, "data-upstream"), "api");
+    }
+    assert_eq!(attribute(row(&first, addrs[0]), "data-state"), "up");
+    assert_eq!(attribute(row(&first, addrs[1]), "data-state"), "draining");
+    assert!(first.contains("drained by admin"), "the override is shown");
+    assert_eq!(text_of(&first, "kpi-backends"), "1 / 2");
+    let before = total_requests(&first);
+    assert!(before > 0, "requests total {before}");
+
+    load.wait_for_more(50, Duration::from_secs(10));
+    let second = browse(&url, profile.path(), &["--dump-dom"]);
+    let after = total_requests(&second);
+    assert!(
+        after > before,
+        "the totals move with the traffic: {before} then {after}"
+    );
+    assert_ne!(text_of(&second, "kpi-rps"), "–", "a request rate is shown");
+
+    let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin-dashboard.png");
+    let _ = std::fs::remove_file(&screenshot);
+    browse(
+        &url,
+        profile.path(),
+        &[&format!("--screenshot={}", screenshot.display())],
+    );
+    let png = std::fs::read(&screenshot).expect("chromium wrote the screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
+
+    let report = load.stop();
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+}
