@@ -43,10 +43,11 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Talk to a running proxy's admin API: status, backends, drain, enable, weight, reload.
     Ctl(crate::admin::ctl::CtlArgs),
-    /// Rolling restart of the API instances behind an upstream group, through systemd, with no
-    /// failed request: for each backend in turn, drain it, wait until nothing is in flight,
+    /// Restart the API instances one at a time through systemd, with no failed request.
+    ///
+    /// For each backend of an upstream group in turn: drain it, wait until nothing is in flight,
     /// `systemctl restart` its unit (api@N), wait until the proxy's health checks pass again,
-    /// enable it, let it settle. Stops at the first failure with that instance drained.
+    /// enable it, let it settle. Stops at the first failure, with that instance drained.
     Rollout(crate::rollout::RolloutArgs),
     /// systemd helpers: install the user units.
     #[command(subcommand)]

@@ -45,21 +45,23 @@ fn map_entry(text: &str) -> Result<MapEntry, String> {
 
 #[derive(Debug, Clone, Args)]
 #[command(after_long_help = "\
-Each backend of the group in turn: drain it (admin API) → wait until it has nothing in flight → \
-`systemctl [--user] restart UNIT` (returns once the new instance sent READY=1) → wait until the \
-proxy's active health checks pass again (`rise` passing probes made after the restart) → enable \
-it → let it settle (or finish its slow start) → next. A backend is never restarted while no \
-other backend of the group is up. On a failure the rollout stops, leaves that instance drained, \
-prints what happened and the `lbproxy ctl enable` command that brings it back, and exits 1.
+A backend is never restarted while no other backend of the group is up. Ready again means \
+`rise` passing probes of the proxy's active health checks, all made after the restart, so the \
+group needs an [upstream.NAME.health] section (without one the rollout refuses: a fixed wait \
+would be a guess). With `slow_start` set, an enabled backend ramps up and the rollout waits for \
+the ramp to end instead of --settle.
 
-The group needs an [upstream.NAME.health] section: without active health checks nothing can \
-tell when a restarted instance is ready again.
+On a failure the rollout stops, leaves that instance drained, prints what happened and the \
+`lbproxy ctl enable` command that brings it back, and exits 1. Backends the configuration drains \
+(drain = true) are left alone; those drained at runtime (by a stopped rollout, say) are \
+restarted and enabled like the others.
 
 Examples:
-  lbproxy rollout --user                          api@1..3 behind group \"api\" (user units)
-  lbproxy rollout --user --dry-run                print the plan, change nothing
-  sudo lbproxy rollout                            the system units (.deb/.rpm)
-  lbproxy rollout --user --unit 'api@{port-8000}' the instance number from the backend's port
+  lbproxy rollout --user --dry-run        the plan for api@1..3, changing nothing
+  lbproxy rollout --user                  the user units (lbproxy systemd install --user)
+  sudo lbproxy rollout                    the system units (.deb/.rpm)
+  lbproxy rollout --unit 'api@{port-8000}'
+                                          instance N listens on port 8000+N
   lbproxy rollout --map 10.0.0.5:8001=blue@1,10.0.0.5:8002=blue@2")]
 pub struct RolloutArgs {
     /// Restart the instances through the user's service manager (`systemctl --user`), as
