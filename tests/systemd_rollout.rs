@@ -3,7 +3,7 @@
 //! the rollout run inside the sandbox as an operator would run it — under continuous load
 //! (keep-alive and `Connection: close` clients, and slow requests in flight at each drain) with
 //! every failed request counted; then its refusals, its dry run, and a failure that stops it with
-//! the instance drained.
+//! the instance drained (with slow start, which the rollout waits out).
 
 mod common;
 
@@ -333,7 +333,7 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
     }
     assert!(
         said.contains(
-            "each: drain → nothing in flight (at most 1m) → systemctl --user restart UNIT"
+            "each: drain → nothing in flight (at most 60s) → systemctl --user restart UNIT"
         ),
         "{said}"
     );
@@ -354,7 +354,12 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
 #[test]
 fn an_instance_that_does_not_come_back_stops_the_rollout_drained_with_the_undo_command() {
     let sandbox = Sandbox::start();
-    sandbox.write_config(&config_with_fast_probes());
+    // With slow start: an enabled backend ramps up, and the rollout waits for the ramp to end.
+    sandbox.write_config(&replace_once(
+        &config_with_fast_probes(),
+        "slow_start = \"0s\"",
+        "slow_start = \"1s\"",
+    ));
     start_all(&sandbox);
     wait_until_all_probed_up(&sandbox);
     // From its next start on, instance 2 listens on the wrong port: systemd sees it start, the
@@ -372,10 +377,7 @@ fn an_instance_that_does_not_come_back_stops_the_rollout_drained_with_the_undo_c
 
     let load = Load::start(proxy_addr(), 2, Connections::KeepAlive, sandbox.net_entry());
     load.wait_for_more(100, START);
-    let out = rollout(
-        &sandbox,
-        &["--user", "--settle", "0s", "--wait-ready", "3s"],
-    );
+    let out = rollout(&sandbox, &["--user", "--wait-ready", "3s"]);
     load.wait_for_more(100, START);
     let report = load.stop();
     assert_no_failures("keep-alive clients", report.ok, &report.failures);
@@ -392,11 +394,14 @@ fn an_instance_that_does_not_come_back_stops_the_rollout_drained_with_the_undo_c
     ] {
         assert!(err.contains(needle), "{needle:?} in:\n{}", text(&out));
     }
-    assert!(
-        stdout(&out).contains("[1/3] api@1 127.0.0.1:8001: done"),
-        "{}",
-        text(&out)
-    );
+    let said = stdout(&out);
+    for line in [
+        "→ enable → slow start (1s)",
+        "[1/3] api@1 127.0.0.1:8001: slow start over: at full weight",
+        "[1/3] api@1 127.0.0.1:8001: done",
+    ] {
+        assert!(said.contains(line), "{line:?} in:\n{}", text(&out));
+    }
     assert_eq!(sandbox.property("api@3.service", "MainPID"), pid_3);
     let api = backends(&sandbox);
     assert_eq!(

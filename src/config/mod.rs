@@ -68,11 +68,6 @@ pub fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
     units::parse_duration(text).map_err(|e| format!("{}; {}", e.problem, e.fix))
 }
 
-/// A duration as the configuration would write it: 90s → `"90s"`, 120s → `"2m"`.
-pub fn format_duration(duration: std::time::Duration) -> String {
-    units::format_duration(duration)
-}
-
 /// [`load`] with environment variables read through `lookup` (tests must not share the process
 /// environment).
 pub(crate) fn load_with_env(

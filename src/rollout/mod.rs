@@ -306,8 +306,9 @@ fn unit_pattern(unit: &str) -> String {
     }
 }
 
+/// `60s`, `500ms`, `1.5s` (as the options are written).
 fn fmt(duration: Duration) -> String {
-    crate::config::format_duration(duration)
+    format!("{duration:?}")
 }
 
 #[cfg(test)]

@@ -98,8 +98,9 @@ impl Runner<'_> {
 
         // Drain: no new requests; those in flight finish.
         let t = Instant::now();
+        // A drain that failed may have reached some workers: report it as drained.
         let workers = group::change(self.client, self.group, step.address, "drain")
-            .map_err(|e| StepError::Refused(format!("{e:#}")))?;
+            .map_err(|e| StepError::failed(format!("{e:#}")))?;
         println!(
             "{label}: drained on {workers} workers, was {was} {}",
             took(t)
@@ -213,8 +214,8 @@ impl Runner<'_> {
             match self.wait(self.timing.settle, step, |b| usable(b).map(|()| false)) {
                 Ok(_) | Err(Waited::Out(_)) => {
                     println!(
-                        "{label}: settled: up for {} {}",
-                        crate::config::format_duration(self.timing.settle),
+                        "{label}: settled: up for {:?} {}",
+                        self.timing.settle,
                         took(t)
                     );
                     return Ok(());
