@@ -1,4 +1,5 @@
-//! Command-line interface: `lbproxy serve`, `check`, `reload`, `up`, `ctl`, `systemd install`.
+//! Command-line interface: `lbproxy serve`, `check`, `reload`, `up`, `ctl`, `rollout`,
+//! `systemd install`.
 //!
 //! The binary only parses arguments and calls into the library; every subcommand that reads a
 //! configuration goes through [`crate::config::load`], so `check` validates exactly what `serve`
@@ -42,6 +43,12 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Talk to a running proxy's admin API: status, backends, drain, enable, weight, reload.
     Ctl(crate::admin::ctl::CtlArgs),
+    /// Restart the API instances one at a time through systemd, with no failed request.
+    ///
+    /// For each backend of an upstream group in turn: drain it, wait until nothing is in flight,
+    /// `systemctl restart` its unit (api@N), wait until the proxy's health checks pass again,
+    /// enable it, let it settle. Stops at the first failure, with that instance drained.
+    Rollout(crate::rollout::RolloutArgs),
     /// systemd helpers: install the user units.
     #[command(subcommand)]
     Systemd(SystemdCommand),
@@ -108,6 +115,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Up(args) => crate::up::run(&args),
         Command::Reload(args) => reload(&args),
         Command::Ctl(args) => crate::admin::ctl::run(&args),
+        Command::Rollout(args) => crate::rollout::run(&args),
         Command::Systemd(SystemdCommand::Install(args)) => install(&args),
         Command::Generate(args) => crate::generate::run(&args),
     };

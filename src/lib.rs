@@ -8,7 +8,8 @@
 //! workers. `lbproxy up` ([`up`]) runs API instances and the proxy together; under systemd,
 //! [`systemd`] adds socket activation, sd_notify, the honest watchdog, reload confirmation and
 //! native journal logging. Workers count what they do ([`metrics`]); the [`admin`] server on the
-//! control side shows it (dashboard, Prometheus, JSON API) and changes backends at runtime.
+//! control side shows it (dashboard, Prometheus, JSON API) and changes backends at runtime;
+//! [`rollout`] restarts the API instances one at a time through systemd and that API.
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
@@ -25,6 +26,7 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod rollout;
 pub mod runtime;
 pub mod server;
 pub mod systemd;

@@ -1,8 +1,8 @@
 //! The admin plane end to end: `/metrics` parsed by a real Prometheus parser and counting exactly
 //! the traffic sent; drain, enable and weight through the real `lbproxy ctl` while traffic flows
-//! (in-flight requests finish, the distribution shifts); reload through the API; token
-//! enforcement on a non-loopback bind; clear `ctl` errors. Data-plane scenarios run on both io
-//! drivers. The dashboard's browser test is in tests/dashboard.rs.
+//! (in-flight requests finish, the distribution shifts); health probes and slow start after an
+//! enable in `/api/backends`; reload through the API; token enforcement on a non-loopback bind;
+//! clear `ctl` errors. Data-plane scenarios run on both io drivers. The dashboard's browser test is in tests/dashboard.rs.
 
 mod common;
 
@@ -21,6 +21,7 @@ on_both_drivers!(
     tcp_connections_are_counted_by_listener_group_and_backend,
     drain_through_ctl_lets_in_flight_requests_finish_and_enable_brings_it_back,
     weight_through_ctl_shifts_the_distribution_until_the_next_reload,
+    probes_show_in_the_api_and_a_backend_enabled_after_a_drain_ramps_up,
 );
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -351,6 +352,80 @@ fn drain_through_ctl_lets_in_flight_requests_finish_and_enable_brings_it_back(dr
     assert_eq!(seen.len(), 2, "both take requests again: {seen:?}");
     let api = admin::json(admin, "/api/backends", None);
     assert_eq!(backend(&api, "api", busy)["state"], "up");
+}
+
+fn probes_show_in_the_api_and_a_backend_enabled_after_a_drain_ramps_up(driver: &str) {
+    let apis = [DemoApi::start(1), DemoApi::start(2)];
+    let toml = format!(
+        "[runtime]\nworkers = 2\ndriver = \"{driver}\"\n\
+         [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
+         [upstream.api]\nbalance = \"weighted\"\nslow_start = \"30s\"\n\
+         backends = [\"{}\", \"{}\"]\n\
+         [upstream.api.health]\npath = \"/health/ready\"\ninterval = \"100ms\"\n",
+        apis[0].addr, apis[1].addr
+    );
+    let proxy = Proxy::start(&toml);
+    let admin = proxy.admin_addr();
+    let (one, two) = (apis[0].addr, apis[1].addr);
+
+    // The group's settings, and each backend's probes as they happen.
+    let api = admin::json(admin, "/api/backends", None);
+    let group = &api["upstreams"][0];
+    assert_eq!(group["slow_start_ms"], 30_000);
+    let check = &group["health_check"];
+    assert_eq!(
+        (&check["type"], &check["path"], &check["interval_ms"]),
+        (&"http".into(), &"/health/ready".into(), &100.into()),
+        "{group:#}"
+    );
+    assert_eq!((&check["rise"], &check["fall"]), (&2.into(), &3.into()));
+    wait_until(WAIT, "two passing probes of each backend", || {
+        let api = admin::json(admin, "/api/backends", None);
+        [one, two].iter().all(|b| {
+            let probes = &backend(&api, "api", *b)["probes"];
+            probes["passes_in_a_row"].as_u64() >= Some(2) && probes["last_error"].is_null()
+        })
+    });
+    apis[1].set_ready(false);
+    wait_until(
+        WAIT,
+        "a failing probe of instance 2, with its reason",
+        || {
+            let api = admin::json(admin, "/api/backends", None);
+            let probes = &backend(&api, "api", two)["probes"];
+            probes["failures_in_a_row"].as_u64() >= Some(1)
+                && probes["passes_in_a_row"] == 0
+                && probes["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("503"))
+        },
+    );
+    let before = backend(&admin::json(admin, "/api/backends", None), "api", one)["probes"]["total"]
+        .as_u64()
+        .unwrap();
+    wait_until(WAIT, "more probes of instance 1", || {
+        backend(&admin::json(admin, "/api/backends", None), "api", one)["probes"]["total"].as_u64()
+            > Some(before)
+    });
+
+    // Enabled after a drain (a rolling restart's last step), a backend takes its share gradually.
+    let path = |action: &str| format!("/api/backends/api/{one}/{action}");
+    assert_eq!(
+        admin::request(admin, "POST", &path("drain"), None, "").status,
+        200
+    );
+    assert_eq!(
+        backend(&admin::json(admin, "/api/backends", None), "api", one)["state"],
+        "draining"
+    );
+    assert_eq!(
+        admin::request(admin, "POST", &path("enable"), None, "").status,
+        200
+    );
+    let api = admin::json(admin, "/api/backends", None);
+    let enabled = backend(&api, "api", one);
+    assert_eq!(enabled["state"], "slow-start", "{api:#}");
+    assert!(enabled["ramp_percent"].as_f64() < Some(100.0), "{api:#}");
 }
 
 /// How many of `n` requests on one keep-alive connection each instance answered.

@@ -10,7 +10,8 @@
 use super::http::AdminResponse;
 use super::sampler::{Percentiles, Point, RatePoint};
 use super::AdminState;
-use crate::config::BalanceAlgorithm;
+use crate::config::{BalanceAlgorithm, Config, HealthCheck, UpstreamConfig};
+use crate::health::ProbeLog;
 use crate::metrics::aggregate::{BackendRow, UpstreamRow};
 use crate::metrics::counters::{ClassCounts, STATUS_CLASSES};
 use crate::metrics::{BackendState, CircuitState};
@@ -101,7 +102,60 @@ pub struct UpstreamView {
     pub error_rate: f64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
+    /// `[upstream.NAME.health]`; `None`: no active health checks run for this group.
+    pub health_check: Option<HealthCheckView>,
+    /// `slow_start` in milliseconds (0: off).
+    pub slow_start_ms: u64,
     pub backends: Vec<BackendView>,
+}
+
+/// The group's active health checks, as configured.
+#[derive(Debug, Serialize)]
+pub struct HealthCheckView {
+    /// `http` or `tcp`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The probed path (`http` only).
+    pub path: Option<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+impl HealthCheckView {
+    fn of(group: &UpstreamConfig) -> Option<HealthCheckView> {
+        let health = group.health.as_ref()?;
+        let (kind, path) = match &health.check {
+            HealthCheck::Http { path, .. } => ("http", Some(path.clone())),
+            HealthCheck::Tcp => ("tcp", None),
+        };
+        Some(HealthCheckView {
+            kind,
+            path,
+            interval_ms: millis(health.interval),
+            timeout_ms: millis(health.timeout),
+            rise: health.rise,
+            fall: health.fall,
+        })
+    }
+}
+
+/// One backend's recent active probes (see [`crate::health::ProbeLog`]).
+#[derive(Debug, Serialize)]
+pub struct ProbesView {
+    /// Probes that reached a result since the backend is probed.
+    pub total: u64,
+    pub passes_in_a_row: u32,
+    pub failures_in_a_row: u32,
+    /// Why the last probe failed; `null` when it passed.
+    pub last_error: Option<String>,
+    /// How long ago the last probe ended.
+    pub last_ms_ago: u64,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Debug, Serialize)]
@@ -125,6 +179,9 @@ pub struct BackendView {
     pub weight_override: Option<u32>,
     pub in_flight: u64,
     pub idle_connections: u64,
+    /// The active probes' recent results; `None` when the group has no health checks (or
+    /// before the first probe ended).
+    pub probes: Option<ProbesView>,
     /// Slow-start progress: 100 when not ramping.
     pub ramp_percent: f64,
     pub requests_total: u64,
@@ -235,7 +292,13 @@ pub fn status(state: &AdminState) -> AdminResponse {
         totals,
         workers,
         listeners,
-        upstreams: upstreams(&aggregate.upstreams, &latest, Some(&history)),
+        upstreams: upstreams(
+            state,
+            &config,
+            &aggregate.upstreams,
+            &latest,
+            Some(&history),
+        ),
         history: HistoryView {
             t_ms: history.iter().map(|p| p.t_ms).collect(),
             rps: history.iter().map(|p| p.rps).collect(),
@@ -250,14 +313,23 @@ pub fn status(state: &AdminState) -> AdminResponse {
 pub fn backends(state: &AdminState) -> AdminResponse {
     let aggregate = state.control.aggregate();
     let latest = state.sampler.latest().unwrap_or_default();
-    let upstreams = upstreams(&aggregate.upstreams, &latest, None);
+    let config = state.control.config();
+    let upstreams = upstreams(state, &config, &aggregate.upstreams, &latest, None);
     AdminResponse::json(200, &serde_json::json!({ "upstreams": upstreams }))
 }
 
-fn upstreams(rows: &[UpstreamRow], latest: &Point, history: Option<&[Point]>) -> Vec<UpstreamView> {
+fn upstreams(
+    state: &AdminState,
+    config: &Config,
+    rows: &[UpstreamRow],
+    latest: &Point,
+    history: Option<&[Point]>,
+) -> Vec<UpstreamView> {
+    let probe_log = state.control.probe_log();
     rows.iter()
         .map(|u| {
             let rates = latest.upstreams.get(&u.name).copied().unwrap_or_default();
+            let group = config.upstreams.iter().find(|g| g.name == u.name);
             UpstreamView {
                 name: u.name.clone(),
                 balance: u.balance,
@@ -273,10 +345,12 @@ fn upstreams(rows: &[UpstreamRow], latest: &Point, history: Option<&[Point]>) ->
                 error_rate: rates.error_rate,
                 p50_ms: rates.latency.p50_ms,
                 p99_ms: rates.latency.p99_ms,
+                health_check: group.and_then(HealthCheckView::of),
+                slow_start_ms: group.map_or(0, |g| millis(g.slow_start)),
                 backends: u
                     .backends
                     .iter()
-                    .map(|b| backend_view(&u.name, b, latest, history))
+                    .map(|b| backend_view(&u.name, b, latest, history, probe_log))
                     .collect(),
             }
         })
@@ -288,8 +362,16 @@ fn backend_view(
     b: &BackendRow,
     latest: &Point,
     history: Option<&[Point]>,
+    probe_log: &ProbeLog,
 ) -> BackendView {
     let key = (group.to_owned(), b.address);
+    let probes = probe_log.get(group, b.address).map(|r| ProbesView {
+        total: r.total,
+        passes_in_a_row: r.passes_in_a_row,
+        failures_in_a_row: r.failures_in_a_row,
+        last_error: r.last_error,
+        last_ms_ago: millis(r.last_at.elapsed()),
+    });
     let rates: RatePoint = latest.backends.get(&key).copied().unwrap_or_default();
     let Percentiles {
         p50_ms,
@@ -337,6 +419,7 @@ fn backend_view(
         weight_override: b.weight_override,
         in_flight: b.in_flight,
         idle_connections: b.idle_connections,
+        probes,
         ramp_percent: f64::from(b.ramp) / 10.0,
         requests_total: b.counts.responses.total(),
         responses: classes(&b.counts.responses),

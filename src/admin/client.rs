@@ -1,4 +1,4 @@
-//! The admin API's client, for `lbproxy ctl`: one blocking HTTP/1.1 request per call on a std
+//! The admin API's client, for `lbproxy ctl` and `lbproxy rollout`: one blocking HTTP/1.1 request per call on a std
 //! socket, `Connection: close`, the body read to the end. Failures say what to do: the proxy is
 //! not running (or listens elsewhere), the token is wrong, or what the server answered.
 
@@ -136,6 +136,28 @@ impl AdminClient {
     }
 }
 
+/// `/api/backends/{group}/{backend}/{action}`, each segment percent-encoded.
+pub fn backend_path(group: &str, backend: &str, action: &str) -> String {
+    format!(
+        "/api/backends/{}/{}/{action}",
+        encode(group),
+        encode(backend)
+    )
+}
+
+/// Percent-encodes what a path segment may not carry as is.
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The status and body of a whole `Connection: close` response (read to its end). Deliberately
 /// simple — the status line, then everything after the empty line — rather than a second user
 /// of httparse: the proxy's response parser is then still inlined into its relay loop.
@@ -188,6 +210,17 @@ mod tests {
         assert_eq!(error_message(b"plain words\n"), "plain words");
         assert!(parse_reply(b"HTTP/1.1 200 OK\r\n").is_err());
         assert!(parse_reply(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(encode("127.0.0.1:8001"), "127.0.0.1:8001");
+        assert_eq!(encode("[::1]:8001"), "%5B::1%5D:8001");
+        assert_eq!(encode("a/b"), "a%2Fb");
+        assert_eq!(
+            backend_path("api", "127.0.0.1:8001", "drain"),
+            "/api/backends/api/127.0.0.1:8001/drain"
+        );
     }
 
     #[test]

@@ -5,11 +5,11 @@
 //! token from `--token-file`, else `LBPROXY_ADMIN_TOKEN` (the token itself), else
 //! `LBPROXY_ADMIN_TOKEN_FILE`. Exit status 0 on success, 1 with the reason otherwise.
 
-use super::client::{AdminClient, Reply};
+use super::client::{backend_path, AdminClient, Reply};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The admin address when neither `--admin` nor `LBPROXY_ADMIN` says otherwise.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
@@ -65,16 +65,8 @@ pub struct WeightArgs {
 
 /// Runs `lbproxy ctl`, printing to stdout.
 pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
-    let address = args
-        .admin
-        .clone()
-        .or_else(|| {
-            std::env::var("LBPROXY_ADMIN")
-                .ok()
-                .filter(|a| !a.is_empty())
-        })
-        .unwrap_or_else(|| DEFAULT_ADMIN.to_owned());
-    let client = AdminClient::new(&address, token(args)?);
+    let address = admin_address(args.admin.as_deref());
+    let client = AdminClient::new(&address, admin_token(args.token_file.as_deref())?);
     let output = match &args.command {
         CtlCommand::Status => {
             let reply = client.get("/api/status")?;
@@ -105,13 +97,26 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn token(args: &CtlArgs) -> anyhow::Result<Option<String>> {
-    let from_file = |path: &PathBuf| {
+/// The admin address: `flag` (`--admin`), else `$LBPROXY_ADMIN`, else [`DEFAULT_ADMIN`].
+pub fn admin_address(flag: Option<&str>) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| {
+            std::env::var("LBPROXY_ADMIN")
+                .ok()
+                .filter(|a| !a.is_empty())
+        })
+        .unwrap_or_else(|| DEFAULT_ADMIN.to_owned())
+}
+
+/// The admin token: read from `token_file` (`--token-file`), else `$LBPROXY_ADMIN_TOKEN`, else
+/// read from `$LBPROXY_ADMIN_TOKEN_FILE`; `None` without any.
+pub fn admin_token(token_file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    let from_file = |path: &Path| {
         std::fs::read_to_string(path)
             .map(|t| t.trim().to_owned())
             .with_context(|| format!("reading the admin token from {}", path.display()))
     };
-    if let Some(path) = &args.token_file {
+    if let Some(path) = token_file {
         return from_file(path).map(Some);
     }
     if let Some(token) = std::env::var("LBPROXY_ADMIN_TOKEN")
@@ -121,7 +126,7 @@ fn token(args: &CtlArgs) -> anyhow::Result<Option<String>> {
         return Ok(Some(token));
     }
     match std::env::var_os("LBPROXY_ADMIN_TOKEN_FILE").filter(|f| !f.is_empty()) {
-        Some(path) => from_file(&PathBuf::from(path)).map(Some),
+        Some(path) => from_file(Path::new(&path)).map(Some),
         None => Ok(None),
     }
 }
@@ -133,12 +138,10 @@ fn change(
     action: &str,
     body: &[u8],
 ) -> anyhow::Result<String> {
-    let path = format!(
-        "/api/backends/{}/{}/{action}",
-        encode(&backend.upstream),
-        encode(&backend.backend)
-    );
-    let reply = client.post(&path, body)?;
+    let reply = client.post(
+        &backend_path(&backend.upstream, &backend.backend, action),
+        body,
+    )?;
     render(json, &reply, |v| {
         let mut text = format!(
             "{}/{}: {} on {} workers ({}) until the next reload",
@@ -153,19 +156,6 @@ fn change(
         }
         text
     })
-}
-
-/// Percent-encodes what a path segment may not carry as is.
-fn encode(segment: &str) -> String {
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn render(json: bool, reply: &Reply, text: impl Fn(&Value) -> String) -> anyhow::Result<String> {
@@ -379,12 +369,5 @@ mod tests {
         table.row(vec!["a".into(), "1".into()]);
         table.row(vec!["longer".into(), "100".into()]);
         assert_eq!(table.render(), "NAME      N\na         1\nlonger  100\n");
-    }
-
-    #[test]
-    fn path_segments_are_encoded() {
-        assert_eq!(encode("127.0.0.1:8001"), "127.0.0.1:8001");
-        assert_eq!(encode("[::1]:8001"), "%5B::1%5D:8001");
-        assert_eq!(encode("a/b"), "a%2Fb");
     }
 }

@@ -62,6 +62,12 @@ pub fn load(path: Option<&Path>, env: Option<&str>) -> Result<Config, ConfigErro
     load_with_env(path, env, &|name| std::env::var(name).ok())
 }
 
+/// A duration written as in the configuration (`"500ms"`, `"2s"`, `"1m"`), for command-line
+/// options (clap's `value_parser`); the error says what to write instead.
+pub fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    units::parse_duration(text).map_err(|e| format!("{}; {}", e.problem, e.fix))
+}
+
 /// [`load`] with environment variables read through `lookup` (tests must not share the process
 /// environment).
 pub(crate) fn load_with_env(

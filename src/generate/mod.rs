@@ -117,6 +117,7 @@ mod tests {
             "lbproxy-serve.8",
             "lbproxy-check.8",
             "lbproxy-up.8",
+            "lbproxy-rollout.8",
             "lbproxy-demo-api.1",
             "lbproxy.toml.5",
         ] {
@@ -129,6 +130,10 @@ mod tests {
             !names.iter().any(|n| n.contains("generate")),
             "the hidden generate command gets no page: {names:?}"
         );
+        let rollout = std::fs::read_to_string(dir.path().join("lbproxy-rollout.8")).unwrap();
+        for documented in ["\\-\\-wait\\-ready", "{port\\-N}", "lbproxy ctl enable"] {
+            assert!(rollout.contains(documented), "{documented} in {rollout}");
+        }
         let demo = std::fs::read_to_string(dir.path().join("lbproxy-demo-api.1")).unwrap();
         assert!(demo.contains("instance"), "{demo}");
     }

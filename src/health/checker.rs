@@ -140,6 +140,7 @@ async fn supervise(control: ControlHandle, stop: Arc<AtomicBool>) {
             if !keep {
                 target.stopped.set(true);
                 verdicts.table.borrow_mut().remove(&key.0, key.1);
+                control.probe_log().remove(&key.0, key.1);
                 changed = true;
             }
             keep
@@ -211,6 +212,11 @@ async fn probe_loop(target: Rc<Target>, verdicts: Rc<Verdicts>) {
             monoio::time::sleep(settings.interval).await;
             continue;
         }
+        verdicts.control.probe_log().record(
+            &target.group,
+            target.address,
+            result.as_ref().map(|_| ()).map_err(|e| e.reason.clone()),
+        );
         let flip = thresholds.record(result.is_ok(), settings.rise, settings.fall);
         if let Some((healthy, streak)) = flip {
             log_flip(&target, healthy, streak, result.err().map(|e| e.reason));

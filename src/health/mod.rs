@@ -7,14 +7,17 @@
 //! `rise`/`fall` thresholds ([`Thresholds`]), logs each flip once with its reason, and publishes
 //! a new [`HealthTable`] to every worker when a verdict changes
 //! (`WorkerCommand::Health`). Each worker applies it on its next tick
-//! (`Generation::apply_health`).
+//! (`Generation::apply_health`). Every probe result also goes to the [`ProbeLog`] (held by the
+//! `ControlHandle`), which the admin API shows per backend.
 
 mod checker;
 mod probe;
+mod probe_log;
 mod thresholds;
 
 pub use checker::HealthChecker;
 pub use probe::{probe, ProbeError};
+pub use probe_log::{ProbeLog, ProbeRecord};
 pub use thresholds::Thresholds;
 
 use std::collections::BTreeMap;

@@ -13,6 +13,7 @@ use crate::runtime::command::{
 };
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(Debug)]
 pub struct Inbox {
@@ -144,7 +145,15 @@ fn change_backend(ctx: &WorkerContext, command: &BackendCommand) -> Result<(), S
     })?;
     match command.change {
         BackendChange::Drain => backend.override_drain(Some(true)),
-        BackendChange::Enable => backend.override_drain(Some(false)),
+        BackendChange::Enable => {
+            // Back from a drain (a rolling restart, maintenance): it takes its share gradually,
+            // as a backend coming back up does, when `slow_start` is set.
+            let was_draining = backend.is_draining();
+            backend.override_drain(Some(false));
+            if was_draining && backend.is_healthy() {
+                backend.start_ramp(Instant::now(), group.config.slow_start);
+            }
+        }
         BackendChange::Weight(weight) => backend.override_weight(Some(weight)),
     }
     tracing::debug!(

@@ -4,10 +4,12 @@
 //! It holds one link per worker: the [`WorkerShared`] flags (drain request, heartbeat), the
 //! worker's published metrics, and the sender of the worker's command channel. Reloads are
 //! serialized: one at a time, each numbered. The running configuration is readable at any time,
-//! also while a reload is under way (a scrape never waits for one).
+//! also while a reload is under way (a scrape never waits for one). It also holds the health
+//! probes' [`ProbeLog`], which the admin API shows.
 
 use super::reload::{self, ReloadError, ReloadReport};
 use crate::config::{self, Config};
+use crate::health::ProbeLog;
 use crate::metrics::{Aggregate, WorkerSnapshot};
 use crate::runtime::command::{PrepareReply, WorkerCommand};
 use crate::runtime::{WorkerShared, TICK};
@@ -41,6 +43,8 @@ struct Inner {
     /// The configuration the workers run now, and the number of the last reload (0 = none yet).
     /// Locked only to read or replace them.
     running: Mutex<Running>,
+    /// What the active health probes found lately (written by the health thread).
+    probe_log: ProbeLog,
 }
 
 #[derive(Debug)]
@@ -63,6 +67,7 @@ impl ControlHandle {
                 workers,
                 reloading: Mutex::new(()),
                 running: Mutex::new(Running { config, reloads: 0 }),
+                probe_log: ProbeLog::default(),
             }),
         }
     }
@@ -128,6 +133,11 @@ impl ControlHandle {
     /// The workers' metrics, summed.
     pub fn aggregate(&self) -> Aggregate {
         Aggregate::of(&self.snapshots())
+    }
+
+    /// The active health probes' recent results, per backend.
+    pub fn probe_log(&self) -> &ProbeLog {
+        &self.inner.probe_log
     }
 
     /// Successful reloads since start.
