@@ -308,7 +308,12 @@ fn the_system_units_sandbox_keeps_io_uring_working() {
     // With PrivateTmp=, a checkout under /tmp (CI's clean clone may be one) is hidden from the
     // unit: its binaries and the sandbox's config are bound into the unit's namespace as they
     // are, read-only, as a package's /usr/bin and /etc would be.
-    let config_dir = sandbox.config_path().parent().unwrap().display().to_string();
+    let config_dir = sandbox
+        .config_path()
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
     let unit = unit.replace(
         "[Service]\n",
         &format!("[Service]\nBindReadOnlyPaths={bin_dir} {config_dir}\n"),
