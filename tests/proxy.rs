@@ -30,6 +30,7 @@ on_both_drivers!(
     in_flight_requests_finish_during_shutdown,
     a_burst_of_connections_waiting_to_be_accepted_is_served_whole,
     an_early_response_reaches_a_client_still_sending_its_body,
+    a_keep_alive_connection_parked_while_idle_is_served_and_still_times_out,
 );
 
 fn instance_of(response: &client::Response) -> String {
@@ -523,5 +524,65 @@ fn in_flight_requests_finish_during_shutdown(driver: &str) {
     assert!(
         std::net::TcpStream::connect(addr).is_err(),
         "still accepting after shutdown"
+    );
+}
+
+// A kept-alive connection quiet for longer than the proxy's parking delay (500 ms) gives up its
+// read buffer and waits for readability without one (src/proxy/client.rs, `between_requests`).
+// What must not change: the next request is served whole (sent in pieces, or pipelined), the
+// `client_idle` timeout still closes it, and a drain still closes it at once.
+fn a_keep_alive_connection_parked_while_idle_is_served_and_still_times_out(driver: &str) {
+    const PARKED: Duration = Duration::from_millis(800);
+    let api = DemoApi::start(1);
+    let proxy = Proxy::start(&config(
+        driver,
+        &[api.addr],
+        "[timeouts]\nclient_idle = \"3s\"\n",
+    ));
+    let mut conn = Conn::open(proxy.addr);
+    let get = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+    conn.send(get);
+    assert_eq!(conn.read_response("GET").unwrap().status, 200);
+
+    // Parked, then a head in two pieces with a pause between them.
+    std::thread::sleep(PARKED);
+    conn.send(&get[..10]);
+    std::thread::sleep(Duration::from_millis(50));
+    conn.send(&get[10..]);
+    let response = conn.read_response("GET").unwrap();
+    assert_eq!((response.status, instance_of(&response)), (200, "1".into()));
+
+    // Parked again, then two pipelined requests in one write: both answered, in order.
+    std::thread::sleep(PARKED);
+    let mut two = get.to_vec();
+    two.extend_from_slice(b"GET /status?code=204 HTTP/1.1\r\nHost: test\r\n\r\n");
+    conn.send(&two);
+    assert_eq!(conn.read_response("GET").unwrap().status, 200);
+    assert_eq!(conn.read_response("GET").unwrap().status, 204);
+
+    // Left idle: closed by `client_idle` (3 s after the last response), not before.
+    let idle_since = Instant::now();
+    assert!(conn.is_closed(), "the idle connection was closed");
+    let idle_for = idle_since.elapsed();
+    assert!(
+        idle_for >= Duration::from_millis(2500),
+        "closed after {idle_for:?} of idleness, before client_idle (3s)"
+    );
+
+    // A parked connection is closed by a drain at once.
+    let mut parked = Conn::open(proxy.addr);
+    parked.send(get);
+    assert_eq!(parked.read_response("GET").unwrap().status, 200);
+    std::thread::sleep(PARKED);
+    let stopping = Instant::now();
+    proxy.stop();
+    assert!(
+        parked.is_closed(),
+        "the parked connection closed by the drain"
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "the drain waited {:?} for a parked connection",
+        stopping.elapsed()
     );
 }

@@ -17,7 +17,7 @@ use crate::config::ListenerProtocol;
 use crate::tls::stream::handshake;
 use monoio::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -91,16 +91,29 @@ async fn connection(ctx: Rc<WorkerContext>, listener: usize, tcp: TcpStream, pee
     // A listener's protocol never changes on reload (that needs a restart).
     let protocol = ctx.generation().config.listeners[listener].protocol;
     let fd = tcp.as_raw_fd();
+    // A task is allocated at the size of its future, the largest of these branches. The TLS
+    // handshake and the L4 relay are about twice the size of a plain HTTP connection's future,
+    // so they are boxed: an idle keep-alive HTTP connection does not carry their size
+    // (one allocation per TLS or tcp connection instead).
     match protocol {
         ListenerProtocol::Http => {
             client::serve(&ctx, listener, stream::plain(tcp), peer, fd).await;
         }
-        ListenerProtocol::Https => {
-            if let Some(halves) = accept_tls(&ctx, listener, tcp, peer).await {
-                client::serve(&ctx, listener, halves, peer, fd).await;
-            }
-        }
-        ListenerProtocol::Tcp => tcp::serve(&ctx, listener, tcp, peer).await,
+        ListenerProtocol::Https => Box::pin(serve_tls(&ctx, listener, tcp, peer, fd)).await,
+        ListenerProtocol::Tcp => Box::pin(tcp::serve(&ctx, listener, tcp, peer)).await,
+    }
+}
+
+/// An https connection: the TLS handshake, then HTTP over it.
+async fn serve_tls(
+    ctx: &Rc<WorkerContext>,
+    listener: usize,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    fd: RawFd,
+) {
+    if let Some(halves) = accept_tls(ctx, listener, tcp, peer).await {
+        client::serve(ctx, listener, halves, peer, fd).await;
     }
 }
 

@@ -5,7 +5,9 @@
 use super::context::WorkerContext;
 use super::error::write_error_response;
 use super::exchange;
-use super::io::{read_append, write_all_within};
+use super::io::{
+    read_append, read_unless_quiet, wait_readable, write_all_within, QuietReadCanceller,
+};
 use super::route::find_route;
 use super::select;
 use super::stream::{StreamReader, StreamWriter};
@@ -13,7 +15,8 @@ use super::upstream::Generation;
 use crate::http::{
     parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent, Version,
 };
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf};
+use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::rc::Rc;
@@ -25,6 +28,11 @@ const INITIAL_CLIENT_BUFFER: usize = 4096;
 /// so that closing does not reset the connection before the client has read our response.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 1 << 20;
+/// How long a kept-alive connection waits for its next request holding a read buffer; after
+/// that it is parked without one ([`between_requests`]). Clients that send their next request
+/// sooner (every busy one) never pay for parking; an idle one costs a cancelled read and a
+/// readiness wait, once.
+const PARK_AFTER: Duration = Duration::from_millis(500);
 /// How long a drain waits for the first byte of a connection accepted just before it.
 const FIRST_REQUEST_GRACE_ON_DRAIN: Duration = Duration::from_secs(1);
 
@@ -38,6 +46,8 @@ pub struct ClientConn {
     pub peer: SocketAddr,
     /// The TCP socket underneath (TLS or not), to reset it when a tunnel's backend fails.
     pub fd: RawFd,
+    /// For the reads between requests that may park the connection ([`between_requests`]).
+    pub quiet_read: QuietReadCanceller,
 }
 
 /// A request that passed parsing, routing and limits, with the head for the backend built.
@@ -126,6 +136,7 @@ pub async fn serve(
         buf: Vec::with_capacity(INITIAL_CLIENT_BUFFER),
         peer,
         fd,
+        quiet_read: QuietReadCanceller::default(),
     };
     let mut first = true;
     loop {
@@ -227,8 +238,21 @@ async fn next_request(
         }
 
         let waiting_for_first_byte = client.buf.is_empty();
-        let buf = std::mem::take(&mut client.buf);
         let deadline = head_deadline.unwrap_or(idle_deadline);
+        let park_at = Instant::now() + PARK_AFTER;
+        if waiting_for_first_byte && !first && park_at < deadline {
+            if let StreamReader::Plain(r) = &mut client.r {
+                let buf = std::mem::take(&mut client.buf);
+                let cancel = &mut client.quiet_read;
+                match between_requests(ctx, r, buf, park_at, idle_deadline, cancel).await {
+                    Between::Read(buf) => client.buf = buf,
+                    Between::Woken => {}
+                    Between::Closed => return Err(Stop::Close),
+                }
+                continue;
+            }
+        }
+        let buf = std::mem::take(&mut client.buf);
         let read = read_append(&mut client.r, buf, INITIAL_CLIENT_BUFFER);
         let outcome = if waiting_for_first_byte {
             // No byte of a head yet: a drain closes the connection (a new one after a grace).
@@ -254,6 +278,49 @@ async fn next_request(
             Ok((Ok(0), _)) | Ok((Err(_), _)) => return Err(Stop::Close),
             Ok((Ok(_), buf)) => client.buf = buf,
         }
+    }
+}
+
+/// What waiting between two requests gave.
+enum Between {
+    /// Bytes of the next request, in the buffer.
+    Read(Vec<u8>),
+    /// The connection was parked (its buffer freed) and has something to read now.
+    Woken,
+    /// The client closed, failed, stayed idle for `client_idle`, or the worker drains.
+    Closed,
+}
+
+/// Waits for the next request on a kept-alive plain connection with nothing buffered. A client
+/// quiet for [`PARK_AFTER`] has its connection parked: the read is cancelled, the read buffer
+/// freed, and the socket watched for readability without one until `idle_deadline` (an idle
+/// keep-alive connection then costs its task and socket only; bench/: idle-connections). TLS
+/// connections are not parked: their reader keeps rustls' buffers anyway.
+async fn between_requests(
+    ctx: &WorkerContext,
+    r: &mut OwnedReadHalf<TcpStream>,
+    buf: Vec<u8>,
+    park_at: Instant,
+    idle_deadline: Instant,
+    cancel: &mut QuietReadCanceller,
+) -> Between {
+    let read = read_unless_quiet(r, buf, INITIAL_CLIENT_BUFFER, park_at, cancel);
+    let (result, buf) = monoio::select! {
+        outcome = read => outcome,
+        _ = closed_by_drain(ctx, false) => return Between::Closed,
+    };
+    match result {
+        Some(Ok(n)) if n > 0 => return Between::Read(buf),
+        Some(_) => return Between::Closed,
+        None => drop(buf),
+    }
+    let readable = monoio::time::timeout_at(idle_deadline.into(), wait_readable(r));
+    monoio::select! {
+        outcome = readable => match outcome {
+            Ok(Ok(())) => Between::Woken,
+            Ok(Err(_)) | Err(_) => Between::Closed,
+        },
+        _ = closed_by_drain(ctx, false) => Between::Closed,
     }
 }
 
