@@ -108,11 +108,11 @@ def _attack_report(process: subprocess.Popen, seconds: int) -> dict:
 
 
 def slow_clients(seconds: int) -> Result:
-    """slowloris (slow heads) and slow bodies while normal clients keep being served: the attacks'
-    connections are cut by the header timeout and the body deadline, the normal load sees no
-    error."""
-    result = Result("slow-clients", "slowloris and slow-body attacks beside normal load")
-    config = '[timeouts]\nclient_header = "2s"\nclient_body = "3s"\n'
+    """slowloris (slow heads), slow bodies and slow reads while normal clients keep being served:
+    the attacks' connections are cut by the header timeout, the body deadline and the write
+    limit (`client_idle`), the normal load sees no error."""
+    result = Result("slow-clients", "slowloris, slow-body and slow-read attacks beside normal load")
+    config = '[timeouts]\nclient_header = "2s"\nclient_body = "3s"\nclient_idle = "3s"\n'
     with Deployment("slow", extra_config=config) as d, Load(d.url, seconds) as load:
         attack_seconds = seconds - 2
         running = {
@@ -120,6 +120,11 @@ def slow_clients(seconds: int) -> Result:
                                        attack_seconds),
             "slow-body": _slowhttptest(["-B", "-c", "500", "-r", "100", "-i", "1", "-s", "100000",
                                         "-u", d.url + "echo"], attack_seconds),
+            # Slow read: a 512..1024-byte receive window, 32 bytes read every 5 s, three
+            # pipelined requests for a 1 MiB body each (more than the socket buffers hold).
+            "slow-read": _slowhttptest(["-X", "-c", "500", "-r", "100", "-w", "512", "-y", "1024",
+                                        "-n", "5", "-z", "32", "-k", "3",
+                                        "-u", d.url + "bytes?n=1048576"], attack_seconds),
         }
         attacks = {name: _attack_report(p, attack_seconds) for name, p in running.items()}
         report = load.report()
@@ -129,6 +134,7 @@ def slow_clients(seconds: int) -> Result:
             report,
             (attacks["slowloris"]["closed"] > 0, "the proxy closed slowloris connections (header timeout)"),
             (attacks["slow-body"]["closed"] > 0, "the proxy closed slow-body connections (body deadline)"),
+            (attacks["slow-read"]["closed"] > 0, "the proxy closed slow-read connections (client_idle write limit)"),
         )
 
 
