@@ -152,6 +152,17 @@ class Deployment:
     def proxy_log(self) -> str:
         return self.proxy_log_path.read_text(errors="replace")
 
+    def metric(self, name: str) -> float:
+        """The sum of every sample of `name` in the proxy's /metrics (the admin server's port,
+        picked by the kernel, is read from the proxy's log)."""
+        found = re.search(r"admin: http://([0-9.]+:[0-9]+)/", self.proxy_log())
+        if not found:
+            raise RuntimeError(f"the proxy logged no admin address:\n{self.proxy_log()}")
+        with urllib.request.urlopen(f"http://{found.group(1)}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name + "{") or line.startswith(name + " "))
+
     def stop(self):
         if self.proxy and self.proxy.poll() is None:
             self.proxy.send_signal(signal.SIGTERM)

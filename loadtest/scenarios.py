@@ -120,13 +120,17 @@ def slow_clients(seconds: int) -> Result:
                                        attack_seconds),
             "slow-body": _slowhttptest(["-B", "-c", "500", "-r", "100", "-i", "1", "-s", "100000",
                                         "-u", d.url + "echo"], attack_seconds),
-            # Slow read: a 512..1024-byte receive window, 32 bytes read every 5 s, three
-            # pipelined requests for a 1 MiB body each (more than the socket buffers hold).
+            # Slow read: a 512..1024-byte receive window, 32 bytes read every 5 s, of a 64 MiB
+            # body (far more than the kernel's socket buffers hold, so the proxy's writes stall).
             "slow-read": _slowhttptest(["-X", "-c", "500", "-r", "100", "-w", "512", "-y", "1024",
-                                        "-n", "5", "-z", "32", "-k", "3",
-                                        "-u", d.url + "bytes?n=1048576"], attack_seconds),
+                                        "-n", "5", "-z", "32", "-k", "1",
+                                        "-u", d.url + "bytes?n=67108864"], attack_seconds),
         }
         attacks = {name: _attack_report(p, attack_seconds) for name, p in running.items()}
+        # slowhttptest counts a reset slow reader only once it has read out what its tiny
+        # window already holds (minutes at 32 bytes per 5 s): the proxy's own count says it.
+        slow_readers_reset = int(d.metric("lbproxy_listener_slow_readers_reset_total"))
+        attacks["slow-read"]["reset_by_proxy"] = slow_readers_reset
         report = load.report()
         result.command = " ".join(load.args)
         result.notes.append(f"attacks: {attacks}")
@@ -134,7 +138,9 @@ def slow_clients(seconds: int) -> Result:
             report,
             (attacks["slowloris"]["closed"] > 0, "the proxy closed slowloris connections (header timeout)"),
             (attacks["slow-body"]["closed"] > 0, "the proxy closed slow-body connections (body deadline)"),
-            (attacks["slow-read"]["closed"] > 0, "the proxy closed slow-read connections (client_idle write limit)"),
+            (slow_readers_reset > 0,
+             f"the proxy reset {slow_readers_reset} slow-read connections (client_idle write limit; "
+             "lbproxy_listener_slow_readers_reset_total)"),
         )
 
 

@@ -84,6 +84,8 @@ pub struct ListenerView {
     pub responses: BTreeMap<&'static str, u64>,
     pub received_bytes: u64,
     pub sent_bytes: u64,
+    /// Connections reset because the client stopped reading its response.
+    pub slow_readers_reset: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -257,6 +259,7 @@ pub fn status(state: &AdminState) -> AdminResponse {
             responses: classes(&l.counts.responses),
             received_bytes: l.counts.bytes_received,
             sent_bytes: l.counts.bytes_sent,
+            slow_readers_reset: l.counts.slow_readers_reset,
         })
         .collect();
     let requests: u64 = aggregate

@@ -103,6 +103,10 @@ pub const LISTENER_SENT: Family = counter(
     "lbproxy_listener_sent_bytes_total",
     "Bytes sent to clients.",
 );
+pub const LISTENER_SLOW_READERS_RESET: Family = counter(
+    "lbproxy_listener_slow_readers_reset_total",
+    "Client connections reset because the client did not take a response buffer (64 KiB) within timeouts.client_idle: it stopped reading, or reads too slowly.",
+);
 pub const ROUTE_REQUESTS: Family = counter(
     "lbproxy_route_requests_total",
     "Requests a route matched, by status class; route is what it matches (host and path prefix).",
@@ -287,6 +291,14 @@ pub fn render(aggregate: &Aggregate, info: &ServerInfo, reloads: u64, now_ms: u6
             LISTENER_SENT.name,
             &[("listener", &l.name)],
             l.counts.bytes_sent,
+        );
+    }
+    out.family(LISTENER_SLOW_READERS_RESET);
+    for l in listeners {
+        out.sample(
+            LISTENER_SLOW_READERS_RESET.name,
+            &[("listener", &l.name)],
+            l.counts.slow_readers_reset,
         );
     }
     out.family(ROUTE_REQUESTS);

@@ -36,6 +36,7 @@ pub struct ListenerStats {
     responses: ClassCounters,
     bytes_received: Counter,
     bytes_sent: Counter,
+    slow_readers_reset: Counter,
 }
 
 /// A published [`ListenerStats`].
@@ -48,6 +49,8 @@ pub struct ListenerCounts {
     pub bytes_received: u64,
     /// To clients.
     pub bytes_sent: u64,
+    /// Connections reset because the client stopped reading its response.
+    pub slow_readers_reset: u64,
 }
 
 impl ListenerCounts {
@@ -57,6 +60,7 @@ impl ListenerCounts {
         self.responses.merge(&other.responses);
         self.bytes_received += other.bytes_received;
         self.bytes_sent += other.bytes_sent;
+        self.slow_readers_reset += other.slow_readers_reset;
     }
 }
 
@@ -94,6 +98,12 @@ impl ListenerStats {
         self.bytes_sent.add(bytes);
     }
 
+    /// A client's connection was reset because it did not take a response buffer in time.
+    #[inline]
+    pub fn slow_reader_reset(&self) {
+        self.slow_readers_reset.inc();
+    }
+
     pub fn snapshot(&self) -> ListenerCounts {
         ListenerCounts {
             accepted: self.accepted.get(),
@@ -101,6 +111,7 @@ impl ListenerStats {
             responses: self.responses.snapshot(),
             bytes_received: self.bytes_received.get(),
             bytes_sent: self.bytes_sent.get(),
+            slow_readers_reset: self.slow_readers_reset.get(),
         }
     }
 }

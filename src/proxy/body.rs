@@ -51,11 +51,19 @@ pub struct Relay<'a> {
     pub upload_done: &'a Cell<bool>,
     /// Status and bytes sent are recorded here.
     pub record: &'a RequestRecord,
+    /// The client's TCP socket, reset when the client stops reading ([`ClientSink`]).
+    pub client_fd: RawFd,
 }
 
 /// The client's write half with its write deadline, counting what reaches the client.
+///
+/// A client that cannot take one buffer's worth within the deadline (`timeouts.client_idle`) has
+/// stopped reading, or reads too slowly to be served: its connection is reset, not just closed.
+/// A close would leave the unsent bytes queued in the kernel behind a window that hardly opens,
+/// for minutes, and the client would never see the end (nginx's `reset_timedout_connection`).
 struct ClientSink<'a> {
     w: &'a mut ClientWriter,
+    fd: RawFd,
     limit: Duration,
     record: &'a RequestRecord,
     /// [`Relay::response_started`].
@@ -72,9 +80,16 @@ impl ClientSink<'_> {
     /// Writes an interim (1xx) response: a final response, or the proxy's own error, may follow.
     async fn send_interim(&mut self, data: Vec<u8>) -> Result<Vec<u8>, RelayError> {
         let len = data.len();
-        let data = write_all_within(self.w, data, self.limit)
-            .await
-            .map_err(|_| RelayError::Client)?;
+        let data = match write_all_within(self.w, data, self.limit).await {
+            Ok(data) => data,
+            Err(e) => {
+                if e.kind() == io::ErrorKind::TimedOut {
+                    let _ = crate::l4::sys::reset(self.fd);
+                    self.record.slow_reader_reset.set(true);
+                }
+                return Err(RelayError::Client);
+            }
+        };
         self.record.add_to_client(len);
         Ok(data)
     }
@@ -173,6 +188,7 @@ pub async fn relay_response(
     let timeouts = &request.generation.config.timeouts;
     let mut client = ClientSink {
         w: client_w,
+        fd: relay.client_fd,
         limit: timeouts.client_idle,
         record: relay.record,
         started: relay.response_started,

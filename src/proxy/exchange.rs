@@ -472,6 +472,7 @@ async fn exchange(
         response_started: &response_started,
         upload_done: &progress.done,
         record,
+        client_fd: client.fd,
     };
     let (relayed, uploaded) = {
         let ClientConn {

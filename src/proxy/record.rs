@@ -35,6 +35,8 @@ pub struct RequestRecord {
     pub body_from_client: Cell<u64>,
     /// Why the proxy answered with its own error instead of (another) backend's response.
     pub gave_up: Cell<Option<GaveUp>>,
+    /// The client stopped reading the response and its connection was reset.
+    pub slow_reader_reset: Cell<bool>,
 }
 
 /// Why the proxy made the response itself: the access log's `gave_up` field.
@@ -86,6 +88,7 @@ impl RequestRecord {
             bytes_to_client: Cell::new(0),
             body_from_client: Cell::new(0),
             gave_up: Cell::new(None),
+            slow_reader_reset: Cell::new(false),
         }
     }
 
@@ -119,6 +122,9 @@ impl RequestRecord {
         // Its head was counted as it arrived (it counts for refused requests too).
         listener.add_received(body);
         listener.add_sent(to_client);
+        if self.slow_reader_reset.get() {
+            listener.slow_reader_reset();
+        }
         generation.routes[request.listener()][request.route()].count(&outcome);
         let stats = &group.state.stats;
         stats.request_finished(&outcome, self.retries());
