@@ -454,15 +454,38 @@ async fn exchange(
         request.continue_sent = true;
     }
 
-    let head = std::mem::take(&mut request.upstream_head);
+    // Body bytes that arrived with the head go out in the same write (one write instead of
+    // two: what a 16 KiB POST costs). They leave the client's buffer only once written: if the
+    // write fails, a retry finds them where they were.
+    let with_head = match request.body {
+        RequestBody::Length(length) => client
+            .buf
+            .len()
+            .min(usize::try_from(length).unwrap_or(usize::MAX)),
+        _ => 0,
+    };
+    let mut head = std::mem::take(&mut request.upstream_head);
+    let head_len = head.len();
+    head.extend_from_slice(&client.buf[..with_head]);
     match monoio::time::timeout(timeouts.upstream_response, conn.w.write_all(head)).await {
-        Ok((Ok(_), head)) => request.upstream_head = head,
-        Ok((Err(e), head)) => {
+        Ok((Ok(_), mut head)) => {
+            head.truncate(head_len);
+            request.upstream_head = head;
+        }
+        Ok((Err(e), mut head)) => {
+            head.truncate(head_len);
             request.upstream_head = head;
             return Outcome::Failed(UpstreamFailure::Send(e));
         }
         Err(_) => return Outcome::Failed(UpstreamFailure::Timeout(timeouts.upstream_response)),
     }
+    let mut body_left = request.body;
+    if let RequestBody::Length(length) = request.body {
+        client.buf.drain(..with_head);
+        record.add_from_client(with_head as u64);
+        body_left = RequestBody::Length(length - with_head as u64);
+    }
+    let has_body = body_left != RequestBody::None && body_left != RequestBody::Length(0);
 
     let response_started = Cell::new(false);
     let progress = UploadProgress::new(has_body);
@@ -490,7 +513,7 @@ async fn exchange(
         } else {
             let upload = body::upload(
                 &generation.config,
-                request.body,
+                body_left,
                 client_r,
                 client_buf,
                 up_w,
