@@ -303,32 +303,25 @@ enum Waited {
     Error(String),
 }
 
-/// `3 requests in flight and 1 tcp connection`.
+/// `3 requests in flight and 1 open tcp connection`.
 fn running(b: &BackendStatus) -> String {
     let mut parts = Vec::new();
     if b.in_flight > 0 {
-        parts.push(format!(
-            "{} {} in flight",
-            b.in_flight,
-            if b.in_flight == 1 {
-                "request"
-            } else {
-                "requests"
-            }
-        ));
+        parts.push(format!("{} in flight", counted(b.in_flight, "request")));
     }
     if b.open_connections > 0 {
-        parts.push(format!(
-            "{} open tcp {}",
-            b.open_connections,
-            if b.open_connections == 1 {
-                "connection"
-            } else {
-                "connections"
-            }
-        ));
+        parts.push(counted(b.open_connections, "open tcp connection"));
     }
     parts.join(" and ")
+}
+
+/// `1 request`, `2 requests`.
+fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn journal_for_backend(systemctl: &Systemctl, address: std::net::SocketAddr) -> String {
