@@ -10,8 +10,9 @@
 //!
 //! Retries (each within `retry.max_retries` and the worker's retry budget, see [`super::retry`]):
 //! - a connect failure → the next candidate, any method (nothing was sent);
-//! - writing the request head failed → again, any method: the backend cannot have received a
-//!   complete request, and no byte of the body has been read from the client yet;
+//! - writing the request head (with the body bytes that arrived with it) failed → again, any
+//!   method: the backend cannot have received a complete request, and no byte of the body has
+//!   left the client's buffer yet;
 //! - the connection was lost before any response byte → again only for an idempotent request
 //!   without a body (RFC 9110 §9.2.2; a streamed body cannot be replayed): on a fresh connection
 //!   to the same backend when the lost one came from the pool (it may just have been stale; this
