@@ -580,8 +580,9 @@ fn a_keep_alive_connection_parked_while_idle_is_served_and_still_times_out(drive
         parked.is_closed(),
         "the parked connection closed by the drain"
     );
+    // `drain_timeout` is 5s: a drain that waited for the parked connection would take that.
     assert!(
-        stopping.elapsed() < Duration::from_secs(2),
+        stopping.elapsed() < Duration::from_secs(4),
         "the drain waited {:?} for a parked connection",
         stopping.elapsed()
     );
