@@ -9,7 +9,7 @@ mod common;
 
 use common::backend::{RawBackend, Reply};
 use common::tcp::{connect, tcp_config, EchoServer};
-use common::{client, closed_port, config, wait_until, Proxy};
+use common::{client, config, free_port, refusing_port, wait_until, Proxy};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
@@ -58,7 +58,7 @@ fn every_answered_request_gets_one_line_with_its_outcome() {
     let backend = RawBackend::start(Reply::Fixed(
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
     ));
-    let refused = closed_port();
+    let refused = refusing_port();
     let proxy = Proxy::start(&config(
         "legacy",
         &[refused, backend.addr],
@@ -104,7 +104,7 @@ fn every_answered_request_gets_one_line_with_its_outcome() {
     drop(backend);
     let proxy_down = Proxy::start(&config(
         "legacy",
-        &[closed_port()],
+        &[refusing_port()],
         "[log]\naccess = true\n",
     ));
     let failed = client::request(
@@ -144,7 +144,7 @@ fn json_lines_carry_the_request_and_trace_ids_the_backend_got() {
     let backend = RawBackend::start(Reply::Fixed(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
     ));
-    let listen = closed_port();
+    let listen = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lbproxy.toml");
     std::fs::write(
@@ -320,7 +320,7 @@ fn every_tcp_connection_gets_one_line_with_bytes_each_way_and_how_it_ended() {
     let proxy_down = Proxy::start(&tcp_config(
         "legacy",
         "copy",
-        &[closed_port()],
+        &[refusing_port()],
         "",
         "[log]\naccess = true\n",
     ));

@@ -11,7 +11,7 @@ use common::backend::{RawBackend, Reply};
 use common::client::{self, Conn};
 use common::demo::DemoApi;
 use common::tcp::{round_trip, tcp_config, EchoServer};
-use common::{closed_port, config, on_both_drivers, wait_until, Proxy};
+use common::{config, free_port, on_both_drivers, refusing_port, wait_until, Proxy};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -207,7 +207,7 @@ fn metrics_parse_and_count_exactly_the_traffic_sent(driver: &str) {
 
 fn tcp_connections_are_counted_by_listener_group_and_backend(driver: &str) {
     let echo = EchoServer::start(false);
-    let refused = closed_port();
+    let refused = refusing_port();
     let proxy = Proxy::start(&tcp_config(
         driver,
         "copy",
@@ -536,8 +536,8 @@ fn a_non_loopback_admin_address_needs_a_token_and_enforces_it() {
     let open = format!(
         "[admin]\naddress = \"0.0.0.0:{}\"\n[listener.http]\naddress = \"{}\"\nupstream = \"api\"\n\
          [upstream.api]\nbackends = [\"127.0.0.1:9\"]\n",
-        closed_port().port(),
-        closed_port()
+        free_port().port(),
+        free_port()
     );
     std::fs::write(&file, &open).unwrap();
     // The proxy refuses to start, saying why (and `check` says the same).
@@ -631,7 +631,7 @@ fn a_non_loopback_admin_address_needs_a_token_and_enforces_it() {
 
 #[test]
 fn ctl_says_when_no_proxy_answers() {
-    let nobody = closed_port().to_string();
+    let nobody = refusing_port().to_string();
     let output = ctl(&["--admin", &nobody, "status"], &[]);
     let (out, err) = said(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");

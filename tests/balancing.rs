@@ -13,7 +13,7 @@ use common::backend::{RawBackend, Reply};
 use common::client::{self, Conn};
 use common::demo::DemoApi;
 use common::process::LbproxyProcess;
-use common::{closed_port, on_both_drivers, wait_until, Proxy};
+use common::{free_port, on_both_drivers, wait_until, Proxy};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -228,7 +228,7 @@ fn maglev_routes_each_key_alike_from_two_proxy_processes(driver: &str) {
     let mut reversed = addrs.clone();
     reversed.reverse();
     let start = |backends: &[SocketAddr]| {
-        let addr = closed_port();
+        let addr = free_port();
         let toml = proxy_config(driver, 2, &quoted(backends), &maglev_group("header:X-User"))
             .replace("127.0.0.1:0", &addr.to_string());
         LbproxyProcess::start(&toml, addr)

@@ -9,7 +9,7 @@ mod common;
 use common::backend::{RawBackend, Reply};
 use common::raw::{RawConn, RawResponse};
 use common::spec::{assert_proxy_error, spec_config, upstream, with_id};
-use common::{closed_port, on_both_drivers, Proxy};
+use common::{on_both_drivers, refusing_port, Proxy};
 use std::net::SocketAddr;
 
 on_both_drivers!(
@@ -62,7 +62,7 @@ fn assert_forwarded(received: &[u8], template: &str, id: &str) {
 // HTTP.md: backend refuses → 502 (and the next backend is tried first). Without health checks
 // every backend is tried, so the last failure decides.
 fn refused_backends_are_502(driver: &str) {
-    let proxy = proxy_for(driver, &[closed_port(), closed_port()], "");
+    let proxy = proxy_for(driver, &[refusing_port(), refusing_port()], "");
     let mut conn = RawConn::open(proxy.addr);
     conn.send(&get("/r"));
     assert_proxy_error(
@@ -75,7 +75,7 @@ fn refused_backends_are_502(driver: &str) {
     let good = RawBackend::start(Reply::Fixed(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
     ));
-    let proxy = proxy_for(driver, &[closed_port(), good.addr], "");
+    let proxy = proxy_for(driver, &[refusing_port(), good.addr], "");
     let mut conn = RawConn::open(proxy.addr);
     conn.send(&get("/r"));
     let response = conn.read_response("GET");
@@ -92,7 +92,7 @@ fn refused_backends_are_502(driver: &str) {
 // streamed body cannot be replayed).
 // HTTP.md: none healthy → 503, naming why; no backend is contacted.
 fn none_healthy_is_503(driver: &str) {
-    let dead = closed_port();
+    let dead = refusing_port();
     let proxy = proxy_for(
         driver,
         &[dead],

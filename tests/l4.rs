@@ -10,7 +10,7 @@ use common::backend::{RawBackend, Reply};
 use common::tcp::{
     connect, hash_server, read_and_hash, round_trip, tcp_config, Blocks, EchoServer, ProxyHeader,
 };
-use common::{closed_port, on_both_drivers, wait_until, Proxy};
+use common::{on_both_drivers, refusing_port, wait_until, Proxy};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
@@ -122,7 +122,7 @@ fn a_refused_backend_makes_the_proxy_try_the_next(driver: &str) {
         let proxy = Proxy::start(&tcp_config(
             driver,
             relay,
-            &[closed_port(), echo.addr],
+            &[refusing_port(), echo.addr],
             "",
             "[upstream.api.outlier]\nconsecutive_failures = 0\n",
         ));
@@ -141,7 +141,7 @@ fn a_refused_backend_makes_the_proxy_try_the_next(driver: &str) {
         let proxy = Proxy::start(&tcp_config(
             driver,
             relay,
-            &[closed_port(), closed_port()],
+            &[refusing_port(), refusing_port()],
             "",
             "",
         ));

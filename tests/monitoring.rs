@@ -9,7 +9,7 @@ mod common;
 use common::admin;
 use common::backend::{RawBackend, Reply};
 use common::client::{self, Conn};
-use common::{closed_port, config, wait_until, Proxy};
+use common::{config, free_port, wait_until, Proxy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -104,7 +104,7 @@ impl Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("prometheus.yml");
         std::fs::write(&path, config).unwrap();
-        let addr = closed_port();
+        let addr = free_port();
         let child = Command::new(tool("prometheus"))
             .arg(format!("--config.file={}", path.display()))
             .arg(format!(

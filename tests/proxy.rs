@@ -387,7 +387,7 @@ fn forwarded_head_is_rebuilt_with_forwarding_headers(driver: &str) {
 
 fn refused_backends_are_skipped_and_all_refused_is_502(driver: &str) {
     let api = DemoApi::start(7);
-    let (dead1, dead2) = (common::closed_port(), common::closed_port());
+    let (dead1, dead2) = (common::refusing_port(), common::refusing_port());
     let proxy = Proxy::start(&config(driver, &[dead1, api.addr, dead2], ""));
     for _ in 0..12 {
         let response = client::get(proxy.addr, "/");

@@ -127,7 +127,7 @@ fn running_out_of_descriptors_is_503_and_not_held_against_the_backend() {
         counting_backend(Duration::ZERO),
         counting_backend(Duration::ZERO),
     ];
-    let addr = common::closed_port();
+    let addr = common::free_port();
     let toml = format!(
         "[runtime]\nworkers = 1\n\
          [listener.http]\naddress = \"{addr}\"\nupstream = \"api\"\n\

@@ -6,7 +6,7 @@ mod common;
 
 use common::backend::{RawBackend, Reply};
 use common::client::{self, Conn};
-use common::{closed_port, logs, on_both_drivers, Proxy};
+use common::{logs, on_both_drivers, refusing_port, Proxy};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -121,7 +121,7 @@ fn a_refused_connection_sends_any_method_to_the_next_backend(driver: &str) {
     let echo = RawBackend::start(Reply::Echo);
     let proxy = Proxy::start(&proxy_config(
         driver,
-        &[closed_port(), echo.addr],
+        &[refusing_port(), echo.addr],
         "[upstream.api.outlier]\nconsecutive_failures = 0\n",
     ));
     for _ in 0..4 {
@@ -157,7 +157,7 @@ fn an_idempotent_request_lost_before_the_response_goes_to_another_backend(driver
 }
 
 fn max_retries_bounds_the_attempts_and_names_the_last_failure(driver: &str) {
-    let refusing: Vec<SocketAddr> = (0..4).map(|_| closed_port()).collect();
+    let refusing: Vec<SocketAddr> = (0..4).map(|_| refusing_port()).collect();
     let proxy = Proxy::start(&proxy_config(
         driver,
         &refusing,

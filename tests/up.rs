@@ -52,9 +52,9 @@ impl Drop for Up {
 /// says the proxy listens.
 fn start_up(dir: &tempfile::TempDir) -> (Up, SocketAddr, SocketAddr, SocketAddr) {
     let (proxy, api1, api2) = (
-        common::closed_port(),
-        common::closed_port(),
-        common::closed_port(),
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
     );
     let path = dir.path().join("up.toml");
     std::fs::write(

@@ -143,8 +143,23 @@ pub fn with_admin_on_any_port(toml: &str) -> String {
     }
 }
 
-/// An address nothing listens on (bound once, then released).
-pub fn closed_port() -> SocketAddr {
+/// An address that refuses connections: a socket is bound there and never listens, and it stays
+/// bound until the test process ends, so the port cannot be handed to another test's server in
+/// the meantime (a port merely released can be the next one the kernel gives to a bind to port
+/// 0, and a "dead backend" would then answer).
+pub fn refusing_port() -> SocketAddr {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    std::mem::forget(socket);
+    addr
+}
+
+/// A port free right now, for a process under test to bind (bound once, then released; another
+/// bind to port 0 could take it first, a race the kernel makes rare by cycling through ports).
+pub fn free_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }

@@ -13,7 +13,7 @@ pub struct LbproxyProcess {
 
 impl LbproxyProcess {
     /// Runs `lbproxy serve -c FILE` with `toml` as FILE; its first listener must be on `addr`
-    /// (pick one with [`super::closed_port`]). Returns once `addr` accepts connections.
+    /// (pick one with [`super::free_port`]). Returns once `addr` accepts connections.
     pub fn start(toml: &str, addr: SocketAddr) -> LbproxyProcess {
         Self::start_with_fd_limit(toml, addr, None)
     }
