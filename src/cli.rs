@@ -16,7 +16,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -191,11 +191,17 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
 
     let control = server.control();
     sd::fault::install_if_allowed(&control)?;
-    spawn_reload_thread(Reloader::new(
+    // SIGHUP and the admin API's `POST /api/reload` reload the same way, one at a time.
+    let reloader = Arc::new(Mutex::new(Reloader::new(
         control.clone(),
         notifier.clone(),
         StateFile::from_env(),
-    ))?;
+    )));
+    control.set_requested_reload({
+        let reloader = reloader.clone();
+        move || lock(&reloader).reload().1
+    });
+    spawn_reload_thread(reloader)?;
     spawn_signal_thread({
         let (control, notifier) = (control.clone(), notifier.clone());
         move |signal| {
@@ -294,7 +300,13 @@ pub fn spawn_signal_thread(
 
 /// Reloads the configuration from its source on every SIGHUP ([`Reloader::on_sighup`]). A failed
 /// reload is logged with every reason and the running configuration keeps serving.
-pub fn spawn_reload_thread(mut reloader: Reloader) -> anyhow::Result<()> {
+fn lock(reloader: &Mutex<Reloader>) -> std::sync::MutexGuard<'_, Reloader> {
+    reloader
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub fn spawn_reload_thread(reloader: Arc<Mutex<Reloader>>) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
         .context("installing the SIGHUP handler")?;
     std::thread::Builder::new()
@@ -302,7 +314,7 @@ pub fn spawn_reload_thread(mut reloader: Reloader) -> anyhow::Result<()> {
         .spawn(move || {
             for _ in signals.forever() {
                 tracing::info!("received SIGHUP; reloading the configuration");
-                reloader.on_sighup();
+                lock(&reloader).on_sighup();
             }
         })?;
     Ok(())

@@ -721,3 +721,95 @@ fn pages_from_other_sites_cannot_drive_a_tokenless_admin_server() {
         "same origin"
     );
 }
+
+// `POST /api/reload` under systemd: the same `RELOADING=1` … `READY=1` as SIGHUP, and the outcome
+// recorded where `lbproxy reload` (the unit's `ExecReload=`) looks. The service manager's end is a
+// datagram socket named by NOTIFY_SOCKET, as systemd passes it.
+#[test]
+fn a_reload_through_the_api_tells_systemd_as_sighup_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    // The next message that `wanted` accepts, within 20s; every message on the way goes to `seen`.
+    let next_message = |what: &str, wanted: &dyn Fn(&str) -> bool, seen: &dyn Fn(&str)| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "no {what} notification within 20s");
+            notify.set_read_timeout(Some(left)).unwrap();
+            let mut buffer = [0; 4096];
+            let len = notify
+                .recv(&mut buffer)
+                .unwrap_or_else(|e| panic!("no {what} notification: {e}"));
+            let message = String::from_utf8_lossy(&buffer[..len]).into_owned();
+            seen(&message);
+            if wanted(&message) {
+                return message;
+            }
+        }
+    };
+    let backend = RawBackend::start(Reply::Fixed(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+    ));
+    let (listen, admin_addr) = (free_port(), free_port());
+    let file = dir.path().join("lbproxy.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[runtime]\nworkers = 1\n[admin]\naddress = \"{admin_addr}\"\n\
+             [listener.http]\naddress = \"{listen}\"\nupstream = \"api\"\n\
+             [upstream.api]\nbackends = [\"{}\"]\n",
+            backend.addr
+        ),
+    )
+    .unwrap();
+    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .args(["serve", "-c"])
+        .arg(&file)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("RUNTIME_DIRECTORY", dir.path())
+        .env("LBPROXY_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stop = scopeguard(|| {
+        let _ = proxy.kill();
+        let _ = proxy.wait();
+    });
+    let is_ready = |message: &str| message.lines().any(|line| line == "READY=1");
+    next_message("startup READY=1", &is_ready, &|_| {});
+
+    let response = admin::request(admin_addr, "POST", "/api/reload", None, "");
+    assert_eq!(response.status, 200, "{}", response.text());
+    // STATUS= updates may come in between; RELOADING=1 comes first, then READY=1.
+    let reloading = next_message(
+        "RELOADING=1",
+        &|message| message.contains("RELOADING=1"),
+        &|message| assert!(!is_ready(message), "READY before RELOADING: {message:?}"),
+    );
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading:?}");
+    let ready = next_message("READY=1 after the reload", &is_ready, &|_| {});
+    assert!(
+        ready.contains("STATUS=serving; reload 1 applied"),
+        "{ready:?}"
+    );
+    let state = std::fs::read_to_string(dir.path().join("reload-state")).unwrap();
+    assert!(
+        state.contains("attempt=1\n") && state.contains("result=applied\n"),
+        "{state}"
+    );
+    drop(stop);
+}
+
+/// Runs `f` when dropped (also when the test panics), so a failed test leaves no process behind.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

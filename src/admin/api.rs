@@ -593,9 +593,10 @@ fn parse_weight(body: &[u8]) -> Result<NonZeroU32, String> {
     }
 }
 
-/// `POST /api/reload`: the same as SIGHUP (same file, same `--env`).
+/// `POST /api/reload`: the same as SIGHUP (same file, same `--env`; under systemd the same
+/// `RELOADING=1`/`READY=1` and the same record for `lbproxy reload`).
 pub fn reload(state: &AdminState) -> AdminResponse {
-    match state.control.reload_from_source() {
+    match state.control.requested_reload() {
         Ok(report) => AdminResponse::json(
             200,
             &serde_json::json!({

@@ -15,7 +15,7 @@ use crate::runtime::command::{PrepareReply, WorkerCommand};
 use crate::runtime::{WorkerShared, TICK};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long every worker together may take to prepare a reload. A worker answers on its next
@@ -35,7 +35,6 @@ pub struct ControlHandle {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     workers: Vec<WorkerLink>,
     /// Held for the whole of a reload, so reloads never interleave.
@@ -45,7 +44,23 @@ struct Inner {
     running: Mutex<Running>,
     /// What the active health probes found lately (written by the health thread).
     probe_log: ProbeLog,
+    /// How a reload asked for from outside (the admin API) is made, when the process has its own
+    /// way ([`ControlHandle::set_requested_reload`]); else [`ControlHandle::reload_from_source`].
+    requested_reload: OnceLock<RequestedReload>,
 }
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("workers", &self.workers)
+            .field("running", &self.running)
+            .field("requested_reload", &self.requested_reload.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// See [`ControlHandle::set_requested_reload`].
+type RequestedReload = Box<dyn Fn() -> Result<ReloadReport, ReloadError> + Send + Sync>;
 
 #[derive(Debug)]
 struct Running {
@@ -68,6 +83,7 @@ impl ControlHandle {
                 reloading: Mutex::new(()),
                 running: Mutex::new(Running { config, reloads: 0 }),
                 probe_log: ProbeLog::default(),
+                requested_reload: OnceLock::new(),
             }),
         }
     }
@@ -178,6 +194,25 @@ impl ControlHandle {
         };
         let config = config::load(path.as_deref(), env.as_deref()).map_err(ReloadError::Invalid)?;
         self.reload(config)
+    }
+
+    /// How [`requested_reload`](Self::requested_reload) reloads from now on: `lbproxy serve` routes
+    /// it through its SIGHUP handling, so that systemd hears `RELOADING=1`/`READY=1` and the
+    /// outcome is recorded for `lbproxy reload` whoever asked. Set once; later calls do nothing.
+    pub fn set_requested_reload(
+        &self,
+        reload: impl Fn() -> Result<ReloadReport, ReloadError> + Send + Sync + 'static,
+    ) {
+        let _ = self.inner.requested_reload.set(Box::new(reload));
+    }
+
+    /// A reload asked for from outside the process's signal handling (`POST /api/reload`): as
+    /// SIGHUP would make it.
+    pub fn requested_reload(&self) -> Result<ReloadReport, ReloadError> {
+        match self.inner.requested_reload.get() {
+            Some(reload) => reload(),
+            None => self.reload_from_source(),
+        }
     }
 
     /// Switches every worker to `config`: prepare on all, then commit on all (or abort on all when

@@ -19,7 +19,7 @@
 //! have read the old file, so it does not count.
 
 use super::notify::Notifier;
-use crate::server::ControlHandle;
+use crate::server::{ControlHandle, ReloadError, ReloadReport};
 use anyhow::Context;
 use sd_notify::NotifyState;
 use std::path::{Path, PathBuf};
@@ -148,6 +148,13 @@ impl Reloader {
     /// running configuration keeps serving and every reason is logged. Either way the outcome is
     /// recorded and systemd hears `READY=1` again.
     pub fn on_sighup(&mut self) -> ReloadOutcome {
+        self.reload().0
+    }
+
+    /// [`on_sighup`](Self::on_sighup), also returning the reload's own result (the admin API's
+    /// `POST /api/reload` answers with its number and warnings): every reload the process makes on
+    /// request goes through here, so systemd hears of each and `lbproxy reload` can wait for any.
+    pub fn reload(&mut self) -> (ReloadOutcome, Result<ReloadReport, ReloadError>) {
         self.attempts += 1;
         let started_us = monotonic_us();
         // During a drain systemd is stopping the unit: no RELOADING=1/READY=1 to confuse it.
@@ -155,7 +162,8 @@ impl Reloader {
         if notify {
             self.notifier.reloading();
         }
-        let outcome = match self.control.reload_from_source() {
+        let result = self.control.reload_from_source();
+        let outcome = match &result {
             Ok(report) => {
                 let mut message = format!("reload {} applied", report.reload);
                 for warning in &report.warnings {
@@ -189,18 +197,17 @@ impl Reloader {
                 );
             }
         }
-        if !notify {
-            return outcome;
+        if notify {
+            self.notifier.ready(&if outcome.applied {
+                format!("serving; {}", outcome.message.lines().next().unwrap_or(""))
+            } else {
+                format!(
+                    "serving the previous configuration; reload attempt {} refused (see the log)",
+                    outcome.attempt
+                )
+            });
         }
-        self.notifier.ready(&if outcome.applied {
-            format!("serving; {}", outcome.message.lines().next().unwrap_or(""))
-        } else {
-            format!(
-                "serving the previous configuration; reload attempt {} refused (see the log)",
-                outcome.attempt
-            )
-        });
-        outcome
+        (outcome, result)
     }
 }
 
