@@ -13,7 +13,7 @@ use common::backend::{RawBackend, Reply};
 use common::client::{self, Conn};
 use common::demo::DemoApi;
 use common::process::LbproxyProcess;
-use common::{free_port, on_both_drivers, wait_until, Proxy};
+use common::{on_both_drivers, wait_until, Proxy};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,15 +27,8 @@ on_both_drivers!(
     maglev_moves_only_the_removed_backends_keys_on_reload,
 );
 
-/// One listener, group `api` over `backends` (TOML entries, as written), `workers` workers,
-/// with `group` appended to `[upstream.api]` and `extra` sections after it.
 fn proxy_config(driver: &str, workers: usize, backends: &[String], group: &str) -> String {
-    format!(
-        "[runtime]\nworkers = {workers}\ndriver = \"{driver}\"\ndrain_timeout = \"5s\"\n\
-         [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
-         [upstream.api]\nbackends = [{}]\n{group}\n",
-        backends.join(", ")
-    )
+    common::group_config(driver, workers, backends, group)
 }
 
 fn quoted(addrs: &[SocketAddr]) -> Vec<String> {
@@ -228,10 +221,8 @@ fn maglev_routes_each_key_alike_from_two_proxy_processes(driver: &str) {
     let mut reversed = addrs.clone();
     reversed.reverse();
     let start = |backends: &[SocketAddr]| {
-        let addr = free_port();
-        let toml = proxy_config(driver, 2, &quoted(backends), &maglev_group("header:X-User"))
-            .replace("127.0.0.1:0", &addr.to_string());
-        LbproxyProcess::start(&toml, addr)
+        let toml = proxy_config(driver, 2, &quoted(backends), &maglev_group("header:X-User"));
+        LbproxyProcess::start(&toml)
     };
     let (first, second) = (start(&addrs), start(&reversed));
     let mut spread = HashMap::new();

@@ -20,17 +20,7 @@ const VIRTUAL_TIME_MS: &str = "3000";
 const BROWSER_DEADLINE: Duration = Duration::from_secs(90);
 
 fn chromium() -> &'static str {
-    let found = Command::new("chromium")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "chromium is missing: tests/run.sh installs it (apt-get install chromium)"
-    );
-    "chromium"
+    common::require_tool("chromium", "apt-get install chromium")
 }
 
 /// Runs headless Chromium on `url` with `extra` arguments (`--dump-dom`, `--screenshot=…`);

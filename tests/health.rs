@@ -28,14 +28,8 @@ on_both_drivers!(
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Group `api` over `backends` (TOML entries) with `group` keys and sections appended.
 fn proxy_config(driver: &str, workers: usize, backends: &[String], group: &str) -> String {
-    format!(
-        "[runtime]\nworkers = {workers}\ndriver = \"{driver}\"\ndrain_timeout = \"5s\"\n\
-         [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
-         [upstream.api]\nbackends = [{}]\n{group}\n",
-        backends.join(", ")
-    )
+    common::group_config(driver, workers, backends, group)
 }
 
 fn quoted(apis: &[&DemoApi]) -> Vec<String> {
@@ -178,16 +172,7 @@ fn killing_one_of_three_under_load_fails_nothing_and_the_restarted_one_returns(d
         served_by("2") >= before_return + 20
     });
     stop.store(true, Ordering::SeqCst);
-    let failures: Vec<String> = clients
-        .into_iter()
-        .flat_map(|c| c.join().unwrap())
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} failed requests: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    common::assert_no_failed_requests(clients);
     assert_eq!(
         logs.lines_with(&[&victim.to_string(), "is UP after 2 passing probes"])
             .len(),

@@ -22,17 +22,7 @@ fn monitoring_dir() -> PathBuf {
 }
 
 fn tool(name: &str) -> &str {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{name} is missing: tests/run.sh installs it (apt-get install prometheus)"
-    );
-    name
+    common::require_tool(name, "apt-get install prometheus")
 }
 
 /// `lbproxy_…` names in `text`.

@@ -120,16 +120,7 @@ fn killing_an_instance_under_load_fails_no_request(driver: &str) {
         || done.load(Ordering::SeqCst) >= killed_at + 300,
     );
     stop.store(true, Ordering::SeqCst);
-    let failures: Vec<String> = clients
-        .into_iter()
-        .flat_map(|c| c.join().unwrap())
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} failed requests: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
+    common::assert_no_failed_requests(clients);
 }
 
 fn keep_alive_reuses_upstream_connections(driver: &str) {

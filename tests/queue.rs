@@ -127,16 +127,16 @@ fn running_out_of_descriptors_is_503_and_not_held_against_the_backend() {
         counting_backend(Duration::ZERO),
         counting_backend(Duration::ZERO),
     ];
-    let addr = common::free_port();
     let toml = format!(
         "[runtime]\nworkers = 1\n\
-         [listener.http]\naddress = \"{addr}\"\nupstream = \"api\"\n\
+         [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
          [upstream.api]\nbackends = [\"{}\", \"{}\"]\n\
          [upstream.api.pool]\nmax_idle_per_backend = 0\n\
          [upstream.api.outlier]\nconsecutive_failures = 1\nmax_ejection_percent = 100\n",
         backends[0].addr, backends[1].addr
     );
-    let proxy = common::process::LbproxyProcess::start_with_fd_limit(&toml, addr, Some(64));
+    let proxy = common::process::LbproxyProcess::start_with_fd_limit(&toml, Some(64));
+    let addr = proxy.addr;
     // Each kept-alive client holds one descriptor of the proxy (upstream connections are not
     // pooled); the one that takes the last descriptor cannot get an upstream connection.
     let mut kept = Vec::new();

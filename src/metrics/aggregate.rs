@@ -6,10 +6,9 @@
 //! (backends), in the order the first worker lists them, so that a worker that has not yet
 //! committed a reload (for at most a tick) does not mix rows up.
 
-use super::counters::ClassCounts;
-use super::snapshot::{LoopLag, WorkerSnapshot};
+use super::snapshot::{ListenerSnapshot, LoopLag, RouteSnapshot, WorkerSnapshot};
 use super::state::{BackendState, CircuitState};
-use super::stats::{BackendCounts, ListenerCounts, UpstreamCounts};
+use super::stats::{BackendCounts, UpstreamCounts};
 use crate::runtime::driver::Driver;
 use hdrhistogram::Histogram;
 use std::net::SocketAddr;
@@ -35,21 +34,11 @@ pub struct WorkerRow {
     pub open_connections: u64,
 }
 
-#[derive(Debug, Clone)]
-pub struct ListenerRow {
-    pub name: String,
-    pub protocol: &'static str,
-    pub counts: ListenerCounts,
-}
+/// A listener's counts summed over the workers: the same shape as one worker's.
+pub type ListenerRow = ListenerSnapshot;
 
-#[derive(Debug, Clone)]
-pub struct RouteRow {
-    pub listener: String,
-    pub index: usize,
-    pub matches: String,
-    pub upstream: String,
-    pub responses: ClassCounts,
-}
+/// A route's counts summed over the workers: the same shape as one worker's.
+pub type RouteRow = RouteSnapshot;
 
 #[derive(Debug, Clone)]
 pub struct UpstreamRow {
@@ -119,11 +108,7 @@ impl Aggregate {
         for listener in &snapshot.listeners {
             match self.listeners.iter_mut().find(|l| l.name == listener.name) {
                 Some(row) => row.counts.merge(&listener.counts),
-                None => self.listeners.push(ListenerRow {
-                    name: listener.name.clone(),
-                    protocol: listener.protocol,
-                    counts: listener.counts,
-                }),
+                None => self.listeners.push(listener.clone()),
             }
         }
         for route in &snapshot.routes {
@@ -132,13 +117,7 @@ impl Aggregate {
             };
             match self.routes.iter_mut().find(same) {
                 Some(row) => row.responses.merge(&route.responses),
-                None => self.routes.push(RouteRow {
-                    listener: route.listener.clone(),
-                    index: route.index,
-                    matches: route.matches.clone(),
-                    upstream: route.upstream.clone(),
-                    responses: route.responses,
-                }),
+                None => self.routes.push(route.clone()),
             }
         }
         for upstream in &snapshot.upstreams {

@@ -90,13 +90,7 @@ async fn forward_with_failover(
             .take()
             .or_else(|| select::choose(group, request.hash_key, &tried));
         if chosen.is_none() && select::all_full(group, &tried) {
-            let deadline =
-                *queue_deadline.get_or_insert_with(|| Instant::now() + group.config.queue_timeout);
-            let wait = group.state.queue.wait();
-            if monoio::time::timeout_at(deadline.into(), wait)
-                .await
-                .is_ok()
-            {
+            if select::wait_for_slot(group, &mut queue_deadline).await {
                 continue;
             }
             let failure = Failure {

@@ -22,6 +22,7 @@ use crate::config::HashKey;
 use crate::http::Request;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Instant;
 
 /// The next backend (index into `group.backends`) for a request whose earlier attempts went to
 /// `tried`; `None` when no backend may take it.
@@ -54,6 +55,18 @@ pub fn all_full(group: &UpstreamGroup, tried: &[usize]) -> bool {
         .iter()
         .enumerate()
         .any(|(i, b)| b.admits(true) && !tried.contains(&i) && !has_room(group, b))
+}
+
+/// Waits in `group`'s queue for a connection slot, until the deadline set at the first wait of
+/// this request or connection (`group.queue_timeout` from then; kept in `queue_deadline`).
+/// `true`: a slot was freed, choose again; `false`: the queue timed out.
+pub async fn wait_for_slot(group: &UpstreamGroup, queue_deadline: &mut Option<Instant>) -> bool {
+    let deadline =
+        *queue_deadline.get_or_insert_with(|| Instant::now() + group.config.queue_timeout);
+    let wait = group.state.queue.wait();
+    monoio::time::timeout_at(deadline.into(), wait)
+        .await
+        .is_ok()
 }
 
 /// Why no backend of `group` is usable, e.g. "3 backends: 2 down, 1 draining".

@@ -198,13 +198,7 @@ async fn connect_with_failover<'g>(
     loop {
         let chosen = select::choose(group, key, &tried);
         if chosen.is_none() && select::all_full(group, &tried) {
-            let deadline =
-                *queue_deadline.get_or_insert_with(|| Instant::now() + group.config.queue_timeout);
-            let wait = group.state.queue.wait();
-            if monoio::time::timeout_at(deadline.into(), wait)
-                .await
-                .is_ok()
-            {
+            if select::wait_for_slot(group, &mut queue_deadline).await {
                 continue;
             }
             let detail = format!(

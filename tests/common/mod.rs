@@ -35,6 +35,48 @@ use std::time::{Duration, Instant};
 pub const DRIVERS: [&str; 2] = ["io_uring", "legacy"];
 
 /// Polls `condition` every 10 ms until it holds or `within` passes.
+/// `command`, after checking that it runs (`command --version`): a test that needs a tool fails
+/// naming the install step when it is missing, never skips.
+pub fn require_tool<'a>(command: &'a str, install: &str) -> &'a str {
+    let found = std::process::Command::new(command)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{command} is missing: tests/run.sh installs it ({install})"
+    );
+    command
+}
+
+/// One listener, group `api` over `backends` (TOML entries, as written), `workers` workers,
+/// with `group` (keys and sections) appended to `[upstream.api]`.
+pub fn group_config(driver: &str, workers: usize, backends: &[String], group: &str) -> String {
+    format!(
+        "[runtime]\nworkers = {workers}\ndriver = \"{driver}\"\ndrain_timeout = \"5s\"\n\
+         [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
+         [upstream.api]\nbackends = [{}]\n{group}\n",
+        backends.join(", ")
+    )
+}
+
+/// Joins client threads that each return the requests they saw fail, and asserts there were none
+/// (showing the first few).
+pub fn assert_no_failed_requests(clients: Vec<std::thread::JoinHandle<Vec<String>>>) {
+    let failures: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
 pub fn wait_until(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !condition() {

@@ -1,8 +1,10 @@
 //! `lbproxy serve` as a separate process: what a test needs when two independent proxies must
 //! agree (consistent hashing) or when the real binary's behaviour is the point.
 
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 pub struct LbproxyProcess {
@@ -12,18 +14,16 @@ pub struct LbproxyProcess {
 }
 
 impl LbproxyProcess {
-    /// Runs `lbproxy serve -c FILE` with `toml` as FILE; its first listener must be on `addr`
-    /// (pick one with [`super::free_port`]). Returns once `addr` accepts connections.
-    pub fn start(toml: &str, addr: SocketAddr) -> LbproxyProcess {
-        Self::start_with_fd_limit(toml, addr, None)
+    /// Runs `lbproxy serve -c FILE` with `toml` as FILE. Its first listener should be on port 0:
+    /// the address the kernel gives it is read from the proxy's log (`listener NAME: URL`), so
+    /// no port has to be picked beforehand and taken by another test meanwhile. Returns once it
+    /// accepts connections. The proxy's log goes to the test's stderr.
+    pub fn start(toml: &str) -> LbproxyProcess {
+        Self::start_with_fd_limit(toml, None)
     }
 
     /// [`start`](Self::start) with its open-files limit (soft and hard) set to `nofile`.
-    pub fn start_with_fd_limit(
-        toml: &str,
-        addr: SocketAddr,
-        nofile: Option<u64>,
-    ) -> LbproxyProcess {
+    pub fn start_with_fd_limit(toml: &str, nofile: Option<u64>) -> LbproxyProcess {
         use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lbproxy.toml");
@@ -33,10 +33,10 @@ impl LbproxyProcess {
             .arg("serve")
             .arg("-c")
             .arg(&path)
-            .env("LBPROXY_LOG", "warn")
+            .env("LBPROXY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         if let Some(nofile) = nofile {
             let limit = libc::rlimit {
                 rlim_cur: nofile,
@@ -54,7 +54,16 @@ impl LbproxyProcess {
                 });
             }
         }
-        let child = command.spawn().expect("spawn lbproxy serve");
+        let mut child = command.spawn().expect("spawn lbproxy serve");
+        let listening = first_listener(child.stderr.take().expect("stderr is piped"));
+        let addr = match listening.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("lbproxy serve logged no listener within 20s (exit: {status:?})");
+            }
+        };
         let mut process = LbproxyProcess {
             child,
             addr,
@@ -68,6 +77,27 @@ impl LbproxyProcess {
         });
         process
     }
+}
+
+/// Copies the proxy's log to the test's stderr and sends the address of the first
+/// `listener NAME: SCHEME://ADDRESS/` line it logs.
+fn first_listener(log: std::process::ChildStderr) -> mpsc::Receiver<SocketAddr> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(log).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let address = line
+                .contains(" listener ")
+                .then(|| line.split_once("://"))
+                .flatten()
+                .and_then(|(_, rest)| rest.split('/').next())
+                .and_then(|address| address.parse().ok());
+            if let Some(address) = address {
+                let _ = tx.send(address);
+            }
+        }
+    });
+    rx
 }
 
 impl Drop for LbproxyProcess {
