@@ -9,7 +9,7 @@ mod common;
 
 use common::backend::{RawBackend, Reply};
 use common::tcp::{connect, tcp_config, EchoServer};
-use common::{client, config, free_port, refusing_port, wait_until, Proxy};
+use common::{client, config, refusing_port, wait_until, Proxy};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
@@ -144,7 +144,6 @@ fn json_lines_carry_the_request_and_trace_ids_the_backend_got() {
     let backend = RawBackend::start(Reply::Fixed(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
     ));
-    let listen = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lbproxy.toml");
     std::fs::write(
@@ -152,7 +151,7 @@ fn json_lines_carry_the_request_and_trace_ids_the_backend_got() {
         format!(
             "[runtime]\nworkers = 1\n[log]\naccess = true\nformat = \"json\"\n\
              [admin]\naddress = \"127.0.0.1:0\"\n\
-             [listener.http]\naddress = \"{listen}\"\nupstream = \"api\"\n\
+             [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
              [upstream.api]\nbackends = [\"{}\"]\n",
             backend.addr
         ),
@@ -174,6 +173,19 @@ fn json_lines_carry_the_request_and_trace_ids_the_backend_got() {
             let _ = lines_tx.send(line);
         }
     });
+    // The address the kernel gave the listener, from the proxy's own log (no port picked
+    // beforehand that another test could take first).
+    let listen: std::net::SocketAddr = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the proxy logs its listener");
+        let entry: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not a JSON line: {line}"));
+        let message = entry["message"].as_str().unwrap_or_default();
+        if let Some(url) = message.strip_prefix("listener http: http://") {
+            break url.trim_end_matches('/').parse().unwrap();
+        }
+    };
     wait_until(Duration::from_secs(20), "lbproxy serve to listen", || {
         std::net::TcpStream::connect(listen).is_ok()
     });
@@ -256,7 +268,9 @@ fn json_lines_carry_the_request_and_trace_ids_the_backend_got() {
 
     // SAFETY: SIGTERM to the child we spawned.
     unsafe { libc::kill(proxy.id() as libc::pid_t, libc::SIGTERM) };
-    assert!(proxy.wait().unwrap().success());
+    let status = proxy.wait().unwrap();
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert!(status.success(), "{status}; its last log lines: {rest:#?}");
 }
 
 /// `name=value` from a log line.
