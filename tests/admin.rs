@@ -751,13 +751,13 @@ fn a_reload_through_the_api_tells_systemd_as_sighup_does() {
     let backend = RawBackend::start(Reply::Fixed(
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
     ));
-    let (listen, admin_addr) = (free_port(), free_port());
+    let admin_addr = free_port();
     let file = dir.path().join("lbproxy.toml");
     std::fs::write(
         &file,
         format!(
             "[runtime]\nworkers = 1\n[admin]\naddress = \"{admin_addr}\"\n\
-             [listener.http]\naddress = \"{listen}\"\nupstream = \"api\"\n\
+             [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
              [upstream.api]\nbackends = [\"{}\"]\n",
             backend.addr
         ),
