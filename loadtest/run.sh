@@ -2,7 +2,7 @@
 # Faults under load, one command: installs the load tools (wrk, slowhttptest from Debian), builds
 # lbproxy and the demo API in release mode, and runs every scenario (or those named):
 #
-#   loadtest/run.sh [--seconds N] [kill-instance|rolling-restart|reload-storm|bad-reload|slow-clients|10k-connections ...]
+#   loadtest/run.sh [--seconds N] [kill-instance|rolling-restart|reload-storm|bad-reload|slow-clients|10k-connections|dead-backends ...]
 #
 # Exit status 1 if any scenario FAILs. Results: loadtest/results/RESULTS.md and one JSON per
 # scenario.

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from harness import Deployment, Load, Result, http_status, wait_until
+from harness import Deployment, Load, LoadReport, Result, http_status, wait_until
 
 SECONDS = 12  # load duration per scenario (``--seconds`` overrides)
 
@@ -153,6 +153,43 @@ def ten_thousand_connections(seconds: int) -> Result:
         return result.judge(report)
 
 
+def _merged(reports: list[LoadReport]) -> LoadReport:
+    """Several wrk runs as one: requests and errors summed, the worst latency percentiles."""
+    merged = LoadReport()
+    for report in reports:
+        merged.requests += report.requests
+        merged.duration_s += report.duration_s
+        for kind, count in report.errors.items():
+            merged.errors[kind] = merged.errors.get(kind, 0) + count
+        for pct, ms in report.latency_ms.items():
+            merged.latency_ms[pct] = max(merged.latency_ms.get(pct, 0.0), ms)
+    merged.rps = merged.requests / merged.duration_s if merged.duration_s else 0.0
+    return merged
+
+
+def dead_backends(seconds: int) -> Result:
+    """N−1 of N instances dead (2 of 3, 3 of 4), with the default configuration and with
+    `[health]`: the one left answers everything (refused connections fail over for free)."""
+    result = Result("dead-backends", "2 of 3 and 3 of 4 instances killed, with and without [health]")
+    phase_seconds = max(3, seconds // 4)
+    health = '[upstream.api.health]\ninterval = "500ms"\n'
+    reports, commands, checks = [], [], []
+    for instances, extra in [(3, ""), (4, ""), (3, health), (4, health)]:
+        with Deployment(f"dead{instances}", instances=instances, extra_config=extra) as d:
+            for instance in d.instances[1:]:
+                instance.kill(signal.SIGKILL)
+                instance.process.wait(10)
+            dead = all(i.process.poll() is not None for i in d.instances[1:])
+            with Load(d.url + "delay?ms=50", phase_seconds) as load:
+                reports.append(load.report())
+                commands.append(" ".join(load.args))
+            label = f"{instances - 1} of {instances} dead" + (" with [health]" if extra else "")
+            checks.append((dead, f"{label}: the instances are dead"))
+            print(f"    {label}: {reports[-1].requests} requests, errors {reports[-1].errors}", flush=True)
+    result.command = " ; ".join(commands)
+    return result.judge(_merged(reports), *checks)
+
+
 SCENARIOS = {
     "kill-instance": kill_instance,
     "rolling-restart": rolling_restart,
@@ -160,4 +197,5 @@ SCENARIOS = {
     "bad-reload": bad_reload,
     "slow-clients": slow_clients,
     "10k-connections": ten_thousand_connections,
+    "dead-backends": dead_backends,
 }

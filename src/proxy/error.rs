@@ -49,6 +49,23 @@ impl UpstreamFailure {
         }
     }
 
+    /// Whether the backend refused the connection outright: the kernel answered at once that
+    /// nothing listens there (`ECONNREFUSED`), or that the address cannot be reached
+    /// (`EHOSTUNREACH`, `ENETUNREACH`). Unambiguous and free: nothing was sent, no backend did any
+    /// work, and it cost the proxy a round trip on its own network. Such a failure goes to the
+    /// next backend without counting against `retry.max_retries` or the retry budget (each
+    /// backend is still tried at most once per request), and may eject past
+    /// `outlier.max_ejection_percent` (see [`super::retry`] and [`super::outlier`]).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            UpstreamFailure::Connect(e) => matches!(
+                e.raw_os_error(),
+                Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH)
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the failure is the proxy's own (see [`UpstreamFailure::LocalResources`]).
     pub fn is_local(&self) -> bool {
         matches!(self, UpstreamFailure::LocalResources(_))
@@ -188,6 +205,25 @@ mod tests {
             UpstreamFailure::from_connect_error(io::Error::from_raw_os_error(libc::ECONNREFUSED));
         assert!(!refused.is_local());
         assert_eq!(refused.describe(), "refused the connection");
+    }
+
+    #[test]
+    fn only_an_immediate_refusal_is_a_refusal() {
+        for errno in [libc::ECONNREFUSED, libc::EHOSTUNREACH, libc::ENETUNREACH] {
+            let failure = UpstreamFailure::from_connect_error(io::Error::from_raw_os_error(errno));
+            assert!(failure.is_refusal(), "{errno}");
+        }
+        let not_refusals = [
+            UpstreamFailure::ConnectTimeout(Duration::from_secs(1)),
+            UpstreamFailure::from_connect_error(io::Error::from_raw_os_error(libc::EMFILE)),
+            UpstreamFailure::Connect(io::Error::from_raw_os_error(libc::ECONNRESET)),
+            UpstreamFailure::Send(io::ErrorKind::ConnectionRefused.into()),
+            UpstreamFailure::ClosedBeforeResponse,
+            UpstreamFailure::Tls("bad certificate".to_owned()),
+        ];
+        for failure in not_refusals {
+            assert!(!failure.is_refusal(), "{failure:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! detection when it ends.
 //!
 //! Retries (each within `retry.max_retries` and the worker's retry budget, see [`super::retry`]):
-//! - a connect failure → the next candidate, any method (nothing was sent);
+//! - a connect failure → the next candidate, any method (nothing was sent); a refused one
+//!   without counting against the limits (each backend once per request, see [`super::retry`]);
 //! - writing the request head (with the body bytes that arrived with it) failed → again, any
 //!   method: the backend cannot have received a complete request, and no byte of the body has
 //!   left the client's buffer yet;
@@ -188,10 +189,13 @@ async fn forward_with_failover(
                     // It refuses new connections: its idle ones are most likely dead too.
                     target.pool.clear();
                     tried.push(index);
-                    // Nothing was sent: any method may go to the next backend.
-                    if let Err(refusal) =
-                        retries.permit(&group.config.retry, &group.state.retry_budget)
-                    {
+                    // Nothing was sent: any method may go to the next backend (a refusal
+                    // without counting against the limits).
+                    if let Err(refusal) = retries.permit_after(
+                        &failure,
+                        &group.config.retry,
+                        &group.state.retry_budget,
+                    ) {
                         let failure = not_retried(group, address, &failure, refusal, record);
                         return fail(ctx, client, request, group, failure, record).await;
                     }

@@ -10,7 +10,10 @@
 //! - `consecutive_failures` failures in a row **eject** the backend (circuit open) for
 //!   `base_ejection_time` × the number of ejections in a row, at most `max_ejection_time` —
 //!   unless `max_ejection_percent` of the group is already ejected on this worker (at least one
-//!   backend always may be).
+//!   backend always may be). The cap guards against ejecting on ambiguous evidence (5xx, timeouts
+//!   that may be the proxy's own trouble); a backend whose last failure was a refused connection
+//!   is ejected past it, since nothing listens there. Ejection never denies service anyway:
+//!   [`super::select`] falls back to ejected backends when nothing else is left.
 //! - When the time is up ([`tick`]), the circuit is **half-open**: the next request to it is a
 //!   trial, and no other goes to it meanwhile. Success closes the circuit (with slow start, if
 //!   configured); failure ejects it again, for longer.
@@ -44,6 +47,15 @@ pub struct Attempt<'a> {
     /// This attempt is the half-open trial.
     trial: bool,
     judged: bool,
+}
+
+impl Verdict<'_> {
+    /// The backend refused the connection ([`UpstreamFailure::is_refusal`]): it is certainly not
+    /// serving, so ejecting it is never a guess, and `max_ejection_percent` does not hold it
+    /// back.
+    fn is_refusal(&self) -> bool {
+        matches!(self, Verdict::Failed(failure) if failure.is_refusal())
+    }
 }
 
 impl<'a> Attempt<'a> {
@@ -120,7 +132,7 @@ impl<'a> Attempt<'a> {
                 let failures = failures + 1;
                 if failures < settings.consecutive_failures {
                     backend.set_circuit(Circuit::Closed { failures });
-                } else if ejected_share_allows(self.group) {
+                } else if ejected_share_allows(self.group) || failed.is_refusal() {
                     let why = format!("{failures} consecutive failures");
                     eject(self.group, backend, worker, &failed, &why);
                 } else {
@@ -370,6 +382,28 @@ mod tests {
             .filter(|b| matches!(b.circuit(), Circuit::Open { .. }))
             .count();
         assert_eq!(ejected, 2);
+    }
+
+    #[test]
+    fn refused_connections_eject_past_the_cap() {
+        // The default cap lets one of three be ejected; two refuse connections: both go.
+        let generation = generation("consecutive_failures = 2", 3);
+        let group = &generation.upstreams[0];
+        let refused =
+            UpstreamFailure::Connect(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        for index in [0, 1] {
+            for _ in 0..2 {
+                Attempt::begin(group, index).finish(0, Verdict::Failed(&refused));
+            }
+        }
+        assert!(matches!(group.backends[0].circuit(), Circuit::Open { .. }));
+        assert!(matches!(group.backends[1].circuit(), Circuit::Open { .. }));
+        assert_eq!(group.backends[2].circuit(), Circuit::Closed { failures: 0 });
+        // An ambiguous failure still respects it.
+        for _ in 0..2 {
+            fail(group, 2);
+        }
+        assert_eq!(group.backends[2].circuit(), Circuit::Closed { failures: 2 });
     }
 
     fn generation_with_percent(percent: u32, backends: usize) -> Generation {

@@ -1,6 +1,14 @@
 //! Retry limits: at most `retry.max_retries` per request, and a retry budget per worker and
 //! group, so that a failing group is not hammered by retries on top of its normal load.
 //!
+//! Both limits are there for failures that cost the backends something or may mean the whole
+//! group is sick: timeouts, lost connections, 5xx-like failures. A refused connection
+//! ([`UpstreamFailure::is_refusal`]) is neither: the backend is simply not listening, nothing was
+//! sent, and trying the next one costs the group nothing. [`RetryCount::permit_after`] lets it go
+//! to the next backend without counting against either limit; the request's list of tried
+//! backends still bounds it to one try per backend. That is what makes N−1 dead backends of N
+//! cost no failed request (nginx's default behaves the same).
+//!
 //! The budget (after Finagle's and Envoy's): over the last [`WINDOW`], retries may number at
 //! most `budget_percent`% of the requests the group received, plus `budget_min_per_second` ×
 //! the window's seconds (so a quiet group can still retry). Counted in ten one-second buckets
@@ -8,6 +16,7 @@
 //! buckets, and nothing reads the clock on the request path. Over budget, the request fails
 //! fast with the failure it had, and the log says so.
 
+use super::error::UpstreamFailure;
 use crate::config::RetryConfig;
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -106,6 +115,20 @@ impl RetryBudget {
 pub struct RetryCount(u32);
 
 impl RetryCount {
+    /// Permission to try another backend after `failure`: free after a refusal (see the module
+    /// doc), else [`RetryCount::permit`].
+    pub fn permit_after(
+        &mut self,
+        failure: &UpstreamFailure,
+        config: &RetryConfig,
+        budget: &RetryBudget,
+    ) -> Result<(), Refusal> {
+        if failure.is_refusal() {
+            return Ok(());
+        }
+        self.permit(config, budget)
+    }
+
     /// Permission for one more retry under `config` and `budget`.
     pub fn permit(&mut self, config: &RetryConfig, budget: &RetryBudget) -> Result<(), Refusal> {
         if self.0 >= config.max_retries {
@@ -172,5 +195,33 @@ mod tests {
             count.permit(&super::tests::config(0, 0), &budget),
             Err(Refusal::Budget)
         );
+    }
+
+    #[test]
+    fn a_refused_connection_goes_on_without_counting_against_either_limit() {
+        let budget = RetryBudget::default();
+        let none_allowed = RetryConfig {
+            max_retries: 0,
+            ..config(0, 0)
+        };
+        let refused =
+            UpstreamFailure::Connect(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        let mut count = RetryCount::default();
+        for _ in 0..5 {
+            assert_eq!(count.permit_after(&refused, &none_allowed, &budget), Ok(()));
+        }
+        let timeout = UpstreamFailure::ConnectTimeout(Duration::from_secs(1));
+        assert_eq!(
+            count.permit_after(&timeout, &none_allowed, &budget),
+            Err(Refusal::MaxRetries),
+            "a timeout is budgeted, and the refusals took nothing from the count"
+        );
+        let mut count = RetryCount::default();
+        let spent = config(0, 0);
+        assert_eq!(
+            count.permit_after(&timeout, &spent, &budget),
+            Err(Refusal::Budget)
+        );
+        assert_eq!(count.permit_after(&refused, &spent, &budget), Ok(()));
     }
 }

@@ -10,7 +10,8 @@
 //!    backups, `max_connections` with its queue; `maglev` hashes the client IP) and connected
 //!    within `timeouts.upstream_connect`. A failed connect counts against the backend
 //!    ([`Attempt`]) and the next one is tried, within the group's `retry.max_retries` and retry
-//!    budget: nothing was sent yet.
+//!    budget (a refused connect without counting against either, see [`super::retry`]): nothing
+//!    was sent yet.
 //! 3. The PROXY protocol header (if the group has `proxy_protocol`) and the bytes read for
 //!    routing go to the backend first, untouched.
 //! 4. The listener's relay ([`relay`]: `splice` or `copy`) moves bytes both ways until both
@@ -257,7 +258,8 @@ async fn connect_with_failover<'g>(
                 group.backends[index].stats.connect_error();
                 attempt.finish(ctx.id, Verdict::Failed(&failure));
                 tried.push(index);
-                if let Err(refusal) = retries.permit(&group.config.retry, &group.state.retry_budget)
+                if let Err(refusal) =
+                    retries.permit_after(&failure, &group.config.retry, &group.state.retry_budget)
                 {
                     let (end, why) = match refusal {
                         Refusal::MaxRetries => (
