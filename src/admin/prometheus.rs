@@ -155,6 +155,10 @@ pub const BACKEND_CONNECT_ERRORS: Family = counter(
     "lbproxy_backend_connect_errors_total",
     "Connections to the backend that failed (refused, timed out, TLS handshake failed).",
 );
+pub const BACKEND_PROTOCOL_ERRORS: Family = counter(
+    "lbproxy_backend_protocol_errors_total",
+    "Times the backend broke HTTP/1.1 framing: an invalid response, bytes past the end of a response, or bytes sent on an idle keep-alive connection (each closed the connection, and no client saw those bytes).",
+);
 pub const BACKEND_EJECTIONS: Family = counter(
     "lbproxy_backend_ejections_total",
     "Times outlier detection ejected the backend (summed over workers).",
@@ -373,9 +377,10 @@ fn render_backends(out: &mut Exposition, upstreams: &[UpstreamRow]) {
         );
     }
     type Value = fn(&BackendRow) -> u64;
-    let simple: [(Family, Value); 14] = [
+    let simple: [(Family, Value); 15] = [
         (BACKEND_FAILED, |b| b.counts.failed_attempts),
         (BACKEND_CONNECT_ERRORS, |b| b.counts.connect_errors),
+        (BACKEND_PROTOCOL_ERRORS, |b| b.counts.protocol_errors),
         (BACKEND_EJECTIONS, |b| b.counts.ejections),
         (BACKEND_POOL_HITS, |b| b.counts.pool_hits),
         (BACKEND_POOL_MISSES, |b| b.counts.pool_misses),

@@ -243,6 +243,7 @@ pub struct BackendStats {
     responses: ClassCounters,
     failed_attempts: Counter,
     connect_errors: Counter,
+    protocol_errors: Counter,
     ejections: Counter,
     pool_hits: Counter,
     pool_misses: Counter,
@@ -263,6 +264,7 @@ impl Default for BackendStats {
             responses: ClassCounters::default(),
             failed_attempts: Counter::default(),
             connect_errors: Counter::default(),
+            protocol_errors: Counter::default(),
             ejections: Counter::default(),
             pool_hits: Counter::default(),
             pool_misses: Counter::default(),
@@ -286,6 +288,9 @@ pub struct BackendCounts {
     /// responses.
     pub failed_attempts: u64,
     pub connect_errors: u64,
+    /// Times it broke HTTP/1.1 framing: an invalid response, bytes past the end of a response,
+    /// or bytes sent on an idle keep-alive connection. The connection was closed each time.
+    pub protocol_errors: u64,
     /// Times outlier detection ejected it.
     pub ejections: u64,
     /// Requests that found an idle keep-alive connection in the pool, and those that connected.
@@ -306,6 +311,7 @@ impl BackendCounts {
         self.responses.merge(&other.responses);
         self.failed_attempts += other.failed_attempts;
         self.connect_errors += other.connect_errors;
+        self.protocol_errors += other.protocol_errors;
         self.ejections += other.ejections;
         self.pool_hits += other.pool_hits;
         self.pool_misses += other.pool_misses;
@@ -344,6 +350,12 @@ impl BackendStats {
     pub fn connect_error(&self) {
         self.connect_errors.inc();
         self.failed_attempts.inc();
+    }
+
+    /// It broke HTTP/1.1 framing (see [`BackendCounts::protocol_errors`]).
+    #[inline]
+    pub fn protocol_error(&self) {
+        self.protocol_errors.inc();
     }
 
     #[inline]
@@ -387,6 +399,7 @@ impl BackendStats {
             responses: self.responses.snapshot(),
             failed_attempts: self.failed_attempts.get(),
             connect_errors: self.connect_errors.get(),
+            protocol_errors: self.protocol_errors.get(),
             ejections: self.ejections.get(),
             pool_hits: self.pool_hits.get(),
             pool_misses: self.pool_misses.get(),

@@ -17,7 +17,7 @@
 //! [`Backend::override_drain`] / [`Backend::override_weight`] until the next reload commits
 //! ([`Backend::apply_settings`] clears them). Its counters are in [`Backend::stats`].
 
-use super::pool::Pool;
+use super::pool::{Pool, Unsolicited};
 use crate::balancer::FULL_RAMP;
 use crate::config::BackendConfig;
 pub use crate::metrics::BackendState;
@@ -88,6 +88,27 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Counts and logs idle pooled connections that were closed because this backend had sent
+    /// bytes on them while idle (see [`super::pool`]): a backend that sends more than its
+    /// responses, whose extra bytes would otherwise be read as the next request's response.
+    pub fn report_unsolicited(&self, worker: usize, upstream: &str, found: Unsolicited) {
+        if found.0 == 0 {
+            return;
+        }
+        for _ in 0..found.0 {
+            self.stats.protocol_error();
+        }
+        tracing::warn!(
+            worker,
+            upstream,
+            backend = %self.address,
+            "backend {} sent bytes on {} idle keep-alive connection(s), past the end of the \
+             last response: closed, not reused",
+            self.address,
+            found.0
+        );
+    }
+
     pub fn new(config: &BackendConfig) -> Self {
         Self {
             address: config.address,

@@ -98,14 +98,30 @@ impl ClientSink<'_> {
 /// A response relayed to its end.
 #[derive(Debug)]
 pub struct Relayed {
-    /// The backend's message ended exactly at its framing and it allows keep-alive.
+    /// The backend's message ended exactly at its framing, nothing past it was read, and the
+    /// backend allows keep-alive.
     pub upstream_reusable: bool,
-    /// The response had no body: bytes a broken backend might still send after it could pass for
-    /// the next response, so the connection is checked before it is reused.
-    pub bodiless: bool,
+    /// How the backend's message ended.
+    pub end: BodyEnd,
     pub client_reusable: bool,
-    /// `Some(bytes already read from the backend)` after a `101 Switching Protocols`.
+    /// `Some(bytes already read from the backend)` after a `101 Switching Protocols` or a 2xx
+    /// answer to `CONNECT`: the connection is now a tunnel.
     pub upgraded: Option<Vec<u8>>,
+}
+
+/// How a response's body ended, as far as the upstream connection is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// Exactly at its framing, with nothing more read.
+    Exact,
+    /// At its framing, but at least this many more bytes came with it: the backend sent more
+    /// than its response (a longer body than its `Content-Length`, bytes after the last chunk or
+    /// after a bodiless response). Those bytes were not forwarded, and the connection must
+    /// close: read as the next response, they would reach another client.
+    Overrun(usize),
+    /// The backend closed the connection (a close-delimited body), or it now carries another
+    /// protocol (after `101`).
+    NotReusable,
 }
 
 #[derive(Debug)]
@@ -239,7 +255,7 @@ pub async fn relay_response(
                     client.send(out).await?;
                     return Ok(Relayed {
                         upstream_reusable: false,
-                        bodiless: false,
+                        end: BodyEnd::NotReusable,
                         client_reusable: false,
                         upgraded: Some(buf),
                     });
@@ -253,7 +269,7 @@ pub async fn relay_response(
                 response.write_client_head(&response_context(request, client_keep), &mut out);
                 buf.drain(..head_len);
                 relay.record.status.set(status);
-                let clean_end = relay_body(
+                let end = relay_body(
                     up_r,
                     &mut client,
                     upstream_body,
@@ -264,8 +280,8 @@ pub async fn relay_response(
                 )
                 .await?;
                 return Ok(Relayed {
-                    upstream_reusable: upstream_keep && clean_end,
-                    bodiless: upstream_body == ResponseBody::None,
+                    upstream_reusable: upstream_keep && end == BodyEnd::Exact,
+                    end,
                     client_reusable: client_keep,
                     upgraded: None,
                 });
@@ -313,7 +329,9 @@ fn response_context(request: &PendingRequest, client_keep_alive: bool) -> Respon
 
 /// Relays a response body. `buf` holds body bytes that arrived with the head, `out` the client
 /// head not yet written (sent together with the first body bytes: one write for small responses).
-/// Returns whether the backend's message ended exactly at its framing.
+/// Returns how the backend's message ended: bytes read past its framing are never forwarded and
+/// make it [`BodyEnd::Overrun`] (reads are never limited to what the framing still expects, so
+/// that extra bytes arriving with the last ones are seen here rather than left in the socket).
 ///
 /// The head goes out before the first read from the backend, so a slow body never delays it; the
 /// one exception is a chunked body whose bytes that came with the head are already invalid: then
@@ -326,24 +344,28 @@ async fn relay_body(
     mut buf: Vec<u8>,
     mut out: Vec<u8>,
     read_limit: Duration,
-) -> Result<bool, RelayError> {
+) -> Result<BodyEnd, RelayError> {
     match upstream_body {
         ResponseBody::None => {
             client.send(out).await?;
-            Ok(buf.is_empty())
+            Ok(end_after(&buf))
         }
         ResponseBody::Length(length) => {
             let first = buf.len().min(usize::try_from(length).unwrap_or(usize::MAX));
             out.extend_from_slice(&buf[..first]);
-            let extra = buf.len() > first;
+            let past_first = buf.len() - first;
             client.send(out).await?;
+            if past_first > 0 {
+                return Ok(BodyEnd::Overrun(past_first));
+            }
             let mut remaining = length - first as u64;
             if remaining > 0 && buf.capacity() < RELAY_BUFFER {
                 buf = Vec::with_capacity(RELAY_BUFFER);
             }
             while remaining > 0 {
-                let limit = usize::try_from(remaining).unwrap_or(usize::MAX);
-                let (n, b) = read_within(up_r, buf, limit, read_limit).await?;
+                // A whole buffer, not just `remaining`: bytes past the body that arrive with its
+                // last ones must be seen, not left in the socket for the next request to read.
+                let (n, mut b) = read_within(up_r, buf, RELAY_BUFFER, read_limit).await?;
                 if n == 0 {
                     // Forward exactly what came, then the caller closes the client connection: the
                     // client sees a short body, never a padded or completed one.
@@ -351,10 +373,15 @@ async fn relay_body(
                         "connection closed with {remaining} of {length} body bytes missing"
                     ))));
                 }
-                remaining -= n as u64;
+                let body_bytes = usize::try_from(remaining).map_or(n, |r| r.min(n));
+                b.truncate(body_bytes);
+                remaining -= body_bytes as u64;
                 buf = client.send(b).await?;
+                if n > body_bytes {
+                    return Ok(BodyEnd::Overrun(n - body_bytes));
+                }
             }
-            Ok(!extra)
+            Ok(BodyEnd::Exact)
         }
         ResponseBody::Chunked => {
             let output = match client_framing {
@@ -374,7 +401,7 @@ async fn relay_body(
                     out.clear();
                 }
                 if progress.done {
-                    return Ok(buf.is_empty());
+                    return Ok(end_after(&buf));
                 }
                 let (result, b) = match monoio::time::timeout(
                     read_limit,
@@ -406,11 +433,20 @@ async fn relay_body(
             loop {
                 let (n, b) = read_within(up_r, buf, RELAY_BUFFER, read_limit).await?;
                 if n == 0 {
-                    return Ok(false);
+                    return Ok(BodyEnd::NotReusable);
                 }
                 buf = client.send(b).await?;
             }
         }
+    }
+}
+
+/// How a message ended whose framing is complete, with `left` read past it.
+fn end_after(left: &[u8]) -> BodyEnd {
+    if left.is_empty() {
+        BodyEnd::Exact
+    } else {
+        BodyEnd::Overrun(left.len())
     }
 }
 

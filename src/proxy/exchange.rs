@@ -24,7 +24,7 @@
 //! reached the client. When retries run out the client gets the last failure (502/504) and the
 //! log says why no retry was made; with no usable backend at all, 503.
 
-use super::body::{self, Relay, RelayError, Relayed, UploadError, UploadProgress};
+use super::body::{self, BodyEnd, Relay, RelayError, Relayed, UploadError, UploadProgress};
 use super::client::{linger_close, respond_and_close, ClientConn, PendingRequest};
 use super::context::WorkerContext;
 use super::error::UpstreamFailure;
@@ -154,7 +154,8 @@ async fn forward_with_failover(
         let pooled = if fresh_only {
             None
         } else {
-            let pooled = target.pool.checkout(&group.config.pool, replayable);
+            let (pooled, unsolicited) = target.pool.checkout(&group.config.pool);
+            target.report_unsolicited(ctx.id, &group.name, unsolicited);
             target.stats.pool_checkout(pooled.is_some());
             pooled
         };
@@ -551,6 +552,26 @@ async fn exchange(
         }
     };
 
+    match &relayed {
+        Ok(Relayed {
+            end: BodyEnd::Overrun(past),
+            ..
+        }) => {
+            // Never pooled (`upstream_reusable` is false): counted and logged with the backend.
+            backend.stats.protocol_error();
+            tracing::warn!(
+                worker = ctx.id,
+                request_id = %request.request_id,
+                upstream = %group.name,
+                backend = %backend.address,
+                "backend {} sent at least {past} bytes past the end of its response (not \
+                 forwarded); its connection is closed, not reused",
+                backend.address
+            );
+        }
+        Err(RelayError::Upstream(UpstreamFailure::Invalid(_))) => backend.stats.protocol_error(),
+        _ => {}
+    }
     match (relayed, uploaded) {
         (
             Ok(Relayed {
@@ -584,7 +605,6 @@ async fn exchange(
                 && !backend.is_retired()
                 && !backend.is_draining()
             {
-                conn.verify_on_reuse = relayed.bodiless;
                 backend.pool.checkin(&group.config.pool, conn);
             } else if !body_complete {
                 // The response ended the client connection before the whole body was read (or

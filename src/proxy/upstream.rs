@@ -221,7 +221,8 @@ impl Generation {
                 if backend.is_draining() {
                     backend.pool.clear();
                 } else {
-                    backend.pool.sweep(&group.config.pool);
+                    let unsolicited = backend.pool.sweep(&group.config.pool, now);
+                    backend.report_unsolicited(worker, &group.name, unsolicited);
                 }
                 backend.update_ramp(now, group.config.slow_start);
             }
