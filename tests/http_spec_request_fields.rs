@@ -23,7 +23,7 @@ use std::time::Duration;
 
 on_both_drivers!(
     missing_duplicate_or_invalid_host_is_400,
-    http10_without_host_is_forwarded_without_one,
+    http10_without_host_is_forwarded_with_an_empty_host,
     asterisk_connect_and_relative_targets,
     heads_over_the_limits_are_431_or_414_and_never_forwarded,
     slowloris_head_is_408_while_others_are_served,
@@ -34,6 +34,9 @@ on_both_drivers!(
     expect_in_http10_gets_no_interim_response,
     connection_named_fields_are_removed_and_framing_is_recomputed,
     client_x_forwarded_for_is_appended_to,
+    underscore_spellings_of_the_proxys_fields_are_dropped,
+    connect_is_refused_unless_a_route_allows_tunnels,
+    connect_on_a_route_that_allows_it_becomes_a_tunnel_on_2xx_only,
 );
 
 fn echo_proxy(driver: &str, extra: &str) -> (RawBackend, Proxy) {
@@ -140,16 +143,17 @@ fn missing_duplicate_or_invalid_host_is_400(driver: &str) {
     assert_all_refused(proxy.addr, &backend, &cases);
 }
 
-// HTTP/1.0 may omit Host: forwarded as HTTP/1.1 without inventing one; without keep-alive the
-// client connection closes after the response.
-fn http10_without_host_is_forwarded_without_one(driver: &str) {
+// HTTP.md: HTTP/1.0 may omit Host; it is forwarded as HTTP/1.1, which must carry one: an empty
+// Host (the target has no authority; RFC 9112 §3.2), never an invented one. Without keep-alive
+// the client connection closes after the response.
+fn http10_without_host_is_forwarded_with_an_empty_host(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
     let mut conn = RawConn::open(proxy.addr);
     conn.send(b"GET /old HTTP/1.0\r\nAccept: */*\r\n\r\n");
     let response = conn.read_response("GET");
     let id = response.request_id();
     let expected = format!(
-        "GET /old HTTP/1.1\r\nAccept: */*\r\n{}\r\n",
+        "GET /old HTTP/1.1\r\nHost: \r\nAccept: */*\r\n{}\r\n",
         proxy_fields(None, &id)
     );
     assert_eq!(
@@ -649,4 +653,139 @@ fn client_x_forwarded_for_is_appended_to(driver: &str) {
         ),
     ];
     assert_all_forwarded(proxy.addr, &backend, &cases);
+}
+
+// HTTP.md: `Transfer_Encoding`, `Content_Length` (underscore spellings of framing fields) are never
+// forwarded: a CGI/WSGI backend maps `_` and `-` to the same variable and could see a second
+// framing. The same holds for every field the proxy owns (`X_Forwarded_For` would forge the
+// client address); other names with `_` are the application's and pass.
+fn underscore_spellings_of_the_proxys_fields_are_dropped(driver: &str) {
+    let (backend, proxy) = echo_proxy(driver, "");
+    let cases = [
+        forwarded(
+            "Transfer_Encoding beside Content-Length",
+            b"POST /p HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello",
+            upstream("POST /p HTTP/1.1\r\nHost: a\r\n", "Content-Length: 5\r\n\r\nhello"),
+        ),
+        forwarded(
+            "Content_Length on a chunked request",
+            b"POST /p HTTP/1.1\r\nHost: a\r\ncontent_length: 100\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n0\r\n\r\n",
+            upstream(
+                "POST /p HTTP/1.1\r\nHost: a\r\n",
+                "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            ),
+        ),
+        forwarded(
+            "forged forwarding fields, and an application's own field with _",
+            b"GET /f HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nX_Request_Id: forged\r\n\
+              X-Forwarded_Proto: https\r\nKeep_Alive: 5\r\nX_Tenant: blue\r\n\r\n",
+            upstream("GET /f HTTP/1.1\r\nHost: a\r\nX_Tenant: blue\r\n", "\r\n"),
+        ),
+    ];
+    assert_all_forwarded(proxy.addr, &backend, &cases);
+}
+
+// HTTP.md: `CONNECT` → 501 unless a route allows tunnels; never a `200` followed by more HTTP
+// parsing. The backend is never contacted.
+fn connect_is_refused_unless_a_route_allows_tunnels(driver: &str) {
+    let (backend, proxy) = echo_proxy(driver, TUNNEL_ROUTE);
+    let cases = [
+        refused(
+            "CONNECT on a route without allow_connect",
+            b"CONNECT api.internal:443 HTTP/1.1\r\nHost: api.internal:443\r\n\r\n",
+            501,
+            "tunnels (CONNECT api.internal:443) are not enabled on this route",
+        ),
+        refused(
+            "CONNECT with content, where tunnels are allowed",
+            b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\nContent-Length: 2\r\n\r\nhi",
+            400,
+            "a CONNECT request has no content (RFC 9110 §9.3.6)",
+        ),
+    ];
+    assert_all_refused(proxy.addr, &backend, &cases);
+}
+
+/// A route that allows tunnels to `db.internal`; everything else goes to the catch-all.
+const TUNNEL_ROUTE: &str =
+    "[[listener.http.route]]\nhost = \"db.internal\"\nallow_connect = true\nupstream = \"api\"\n";
+
+// A CONNECT that a route allows goes to the backend; its 2xx turns the connection into a tunnel
+// (bytes the client sent right after its head included), and HTTP-looking bytes inside it are
+// relayed, not parsed. A refusal (403) is relayed and ends the client connection.
+fn connect_on_a_route_that_allows_it_becomes_a_tunnel_on_2xx_only(driver: &str) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut tcp in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let head = read_head(&mut tcp);
+                let answer: &[u8] = if head.starts_with("CONNECT db.internal:5432 HTTP/1.1\r\n") {
+                    b"HTTP/1.1 200 Connection Established\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\ndenied"
+                };
+                tcp.write_all(answer).unwrap();
+                // Echo whatever comes through the tunnel.
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = tcp.read(&mut chunk) {
+                    if tcp.write_all(&chunk[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let proxy = Proxy::start(&spec_config(driver, &[addr], TUNNEL_ROUTE));
+
+    let mut client = TcpStream::connect(proxy.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .write_all(b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\nearly")
+        .unwrap();
+    let head = read_head(&mut client);
+    let id = head
+        .split("X-Request-Id: ")
+        .nth(1)
+        .and_then(|rest| rest.split("\r\n").next())
+        .unwrap_or_else(|| panic!("no request id in {head:?}"))
+        .to_owned();
+    assert_eq!(
+        head,
+        format!("HTTP/1.1 200 Connection Established\r\nX-Request-Id: {id}\r\n\r\n")
+    );
+    let http_inside = b"GET /not-for-the-proxy HTTP/1.1\r\nHost: x\r\n\r\n";
+    client.write_all(http_inside).unwrap();
+    let expected = [&b"early"[..], http_inside].concat();
+    let mut echoed = vec![0u8; expected.len()];
+    client.read_exact(&mut echoed).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&echoed),
+        String::from_utf8_lossy(&expected),
+        "the tunnel carries the bytes both ways, untouched"
+    );
+
+    let mut refused_conn = RawConn::open(proxy.addr);
+    refused_conn.send(b"CONNECT other.internal:22 HTTP/1.1\r\nHost: db.internal\r\n\r\n");
+    let response = refused_conn.read_response("GET");
+    assert_eq!(response.status, 403);
+    assert_eq!(response.body, b"denied");
+    assert_eq!(response.header("connection"), Some("close"));
+    refused_conn.assert_closed();
+}
+
+/// Reads up to the end of a head (`\r\n\r\n`), one byte at a time so nothing after it is taken.
+fn read_head(tcp: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tcp.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }

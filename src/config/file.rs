@@ -145,6 +145,8 @@ pub(crate) struct FileRoute {
     /// The TLS server name a tcp listener's route matches.
     pub sni: Option<String>,
     pub upstream: Option<String>,
+    /// `CONNECT host:port` requests may open a tunnel through this route (http/https only).
+    pub allow_connect: Option<bool>,
 }
 
 /// `[upstream.NAME]`

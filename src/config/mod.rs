@@ -272,6 +272,7 @@ mod tests {
                     host: None,
                     path_prefix: "/".into(),
                     upstream: 0,
+                    allow_connect: false,
                 }],
                 relay: RelayMode::DEFAULT,
             }],

@@ -296,6 +296,10 @@ pub struct RouteConfig {
     pub path_prefix: String,
     /// Index into `Config::upstreams`.
     pub upstream: usize,
+    /// `CONNECT host:port` requests that match are sent to the upstream and, on a 2xx answer,
+    /// become a two-way tunnel (as after `101 Switching Protocols`). Off by default: a CONNECT
+    /// anywhere else is answered 501.
+    pub allow_connect: bool,
 }
 
 /// `[upstream.NAME]`

@@ -40,8 +40,10 @@ impl Request<'_> {
     /// `Connection: upgrade` + `Upgrade` when upgrading. CRLF line endings.
     ///
     /// `Host` comes first, with the value received (for an absolute-form target: the target's
-    /// authority). An HTTP/1.0 request without Host is forwarded without one. An upgrade on a
-    /// connection not to be kept writes `Connection: upgrade, close`.
+    /// authority). An HTTP/1.0 request without Host gets an empty one: an HTTP/1.1 request
+    /// must carry Host, empty when the target has no authority (RFC 9112 §3.2), and strict
+    /// backends answer 400 without it. An upgrade on a connection not to be kept writes
+    /// `Connection: upgrade, close`.
     pub fn write_upstream_head(&self, ctx: &ForwardContext<'_>, out: &mut Vec<u8>) {
         // One reservation: the new head is the old one give or take the fields the proxy adds.
         out.reserve(self.head_len + 192 + ctx.request_id.len());
@@ -49,9 +51,7 @@ impl Request<'_> {
         out.push(b' ');
         self.write_origin_form(out);
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        if let Some(authority) = self.authority {
-            push_field(out, b"Host", authority.as_bytes());
-        }
+        push_field(out, b"Host", self.authority.unwrap_or("").as_bytes());
         for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
             if !self.dropped.contains(index) {
                 push_field(out, name, value);
@@ -365,9 +365,9 @@ mod tests {
     }
 
     #[test]
-    fn http10_request_is_forwarded_as_http11_without_invented_host() {
+    fn http10_request_without_host_is_forwarded_as_http11_with_an_empty_host() {
         let raw = "GET /old HTTP/1.0\r\nAccept: */*\r\n\r\n";
-        let expected = "GET /old HTTP/1.1\r\nAccept: */*\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
+        let expected = "GET /old HTTP/1.1\r\nHost: \r\nAccept: */*\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
                         X-Request-Id: rid-1\r\ntraceparent: 00-00000000000000000000000000000001-0000000000000002-01\r\nConnection: close\r\n\r\n";
         assert_eq!(forward_with(raw, &context(false)), expected);
     }

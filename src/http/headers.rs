@@ -25,6 +25,13 @@ pub(crate) enum KnownField {
     XForwardedHost,
     XRequestId,
     Traceparent,
+    /// One of the fields above whose name has a `-`, spelled with `_` instead (`Content_Length`,
+    /// `Transfer_Encoding`, `X_Forwarded_For`, …). Never forwarded: a backend behind CGI, WSGI or
+    /// PHP maps both spellings to the same variable (`HTTP_CONTENT_LENGTH`), so it could read a
+    /// second framing or a forged forwarding field the proxy never validated (nginx drops every
+    /// name with `_` by default; this drops only those that could pass for a field the proxy
+    /// owns).
+    Underscored,
     Other,
 }
 
@@ -71,9 +78,20 @@ pub(crate) fn classify(name: &[u8]) -> KnownField {
     };
     if name.eq_ignore_ascii_case(lowercase) {
         kind
+    } else if is_underscore_spelling(name, lowercase) {
+        Underscored
     } else {
         Other
     }
+}
+
+/// `name` is `lowercase` (a known name of the same length) with `_` for at least one `-`.
+fn is_underscore_spelling(name: &[u8], lowercase: &[u8]) -> bool {
+    // Most mismatches end at the first byte; `contains` runs only for a real look-alike.
+    name.iter()
+        .zip(lowercase)
+        .all(|(&n, &l)| n.to_ascii_lowercase() == l || (n == b'_' && l == b'-'))
+        && name.contains(&b'_')
 }
 
 /// `tchar` of RFC 9110 §5.6.2: the bytes of a token (field names, codings, methods).
@@ -256,6 +274,27 @@ mod tests {
         assert_eq!(classify(b"Traceparent"), KnownField::Traceparent);
         // Same length as a known name but different bytes.
         assert_eq!(classify(b"Content-Lengtx"), KnownField::Other);
+        for underscored in [
+            "Content_Length",
+            "TRANSFER_ENCODING",
+            "transfer_encoding",
+            "X_Forwarded_For",
+            "x-forwarded_proto",
+            "X_Forwarded_Host",
+            "X_Request_Id",
+            "Keep_Alive",
+            "Proxy_Connection",
+        ] {
+            assert_eq!(
+                classify(underscored.as_bytes()),
+                KnownField::Underscored,
+                "{underscored}"
+            );
+        }
+        // Only look-alikes of fields the proxy owns; other names with `_` are forwarded.
+        assert_eq!(classify(b"X_Custom_Field"), KnownField::Other);
+        assert_eq!(classify(b"Content_Lengtx"), KnownField::Other);
+        assert_eq!(classify(b"Content-Type"), KnownField::Other);
         assert_eq!(classify(b"Hostx"), KnownField::Other);
         assert_eq!(classify(b""), KnownField::Other);
     }

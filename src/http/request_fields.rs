@@ -166,10 +166,11 @@ fn scan_fields<'a>(fields: &[httparse::Header<'a>]) -> Result<FieldScan<'a>, Req
             | KnownField::Te
             | KnownField::Trailer
             | KnownField::XForwardedProto
-            | KnownField::XForwardedHost => {}
+            | KnownField::XForwardedHost
+            | KnownField::Underscored => {}
         }
-        // Every known field is either hop-by-hop, framing we write ourselves, or replaced by the
-        // proxy's own value.
+        // Every known field is either hop-by-hop, framing we write ourselves, replaced by the
+        // proxy's own value, or a look-alike of one of those (`Content_Length`).
         scan.dropped.insert(index);
     }
     Ok(scan)

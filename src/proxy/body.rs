@@ -13,8 +13,8 @@ use super::record::RequestRecord;
 use super::stream::{StreamReader, StreamWriter};
 use crate::config::Config;
 use crate::http::{
-    parse_response, ChunkedDecoder, ChunkedOutput, RequestBody, ResponseBody, ResponseContext,
-    Version,
+    parse_response, ChunkedDecoder, ChunkedOutput, Method, RequestBody, ResponseBody,
+    ResponseContext, Version,
 };
 use crate::l4::relay::{self, copy, Direction, Progress, Relayed as Tunneled};
 use crate::runtime::drain::DrainSignal;
@@ -241,8 +241,11 @@ pub async fn relay_response(
                     }
                     continue;
                 }
-                if status == 101 {
-                    if !request.upgrade {
+                // A CONNECT that a route allowed (see `client`) and the backend accepted: after
+                // the head, both sides carry the tunnel (RFC 9110 §9.3.6).
+                let tunnel = request.method == Method::Connect && (200..300).contains(&status);
+                if status == 101 || tunnel {
+                    if status == 101 && !request.upgrade {
                         return Err(RelayError::Upstream(UpstreamFailure::Invalid(
                             "101 Switching Protocols to a request that asked for no upgrade"
                                 .to_owned(),

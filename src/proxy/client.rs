@@ -353,6 +353,22 @@ fn prepare(
         return Err(reject(404, detail, &request_id));
     };
     let upstream = routes[route].upstream;
+    if request.method == Method::Connect {
+        // A tunnel the proxy cannot see into: only where a route asks for it. Relayed as a plain
+        // request, a backend's 2xx would make the client believe a tunnel is open while the
+        // proxy goes on reading its bytes as HTTP.
+        if !routes[route].allow_connect {
+            let detail = format!(
+                "tunnels (CONNECT {}) are not enabled on this route",
+                request.target
+            );
+            return Err(reject(501, detail, &request_id));
+        }
+        if request.body != RequestBody::None {
+            let detail = "a CONNECT request has no content (RFC 9110 §9.3.6)".to_owned();
+            return Err(reject(400, detail, &request_id));
+        }
+    }
     if let (RequestBody::Length(length), Some(max)) = (request.body, config.limits.max_body_bytes) {
         if length > max {
             let detail =

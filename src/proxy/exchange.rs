@@ -491,7 +491,11 @@ async fn exchange(
     let progress = UploadProgress::new(has_body);
     let relay = Relay {
         request,
-        client_keep_alive: request.keep_alive && !ctx.drain.is_triggered(),
+        // A CONNECT that is refused by the backend ends the connection: the client may already
+        // have sent tunnel bytes after its head, which must not be read as a request.
+        client_keep_alive: request.keep_alive
+            && !ctx.drain.is_triggered()
+            && request.method != Method::Connect,
         response_started: &response_started,
         upload_done: &progress.done,
         record,

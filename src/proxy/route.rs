@@ -64,6 +64,7 @@ mod tests {
             host: host.map(str::to_owned),
             path_prefix: prefix.to_owned(),
             upstream,
+            allow_connect: false,
         }
     }
 

@@ -139,6 +139,7 @@ impl Validator<'_> {
                 host: None,
                 path_prefix: "/".into(),
                 upstream: index?,
+                allow_connect: false,
             });
         }
         named?;
@@ -215,11 +216,32 @@ impl Validator<'_> {
                 None
             }
         };
+        let allow_connect = raw.allow_connect == Some(true);
+        if allow_connect && tcp {
+            ok = false;
+            self.push(
+                path.key("allow_connect"),
+                "true",
+                "a tcp listener sees no HTTP requests, so there is no CONNECT to allow",
+                "remove allow_connect, or set protocol = \"http\" on the listener",
+            );
+        } else if let (true, Some(prefix)) = (allow_connect, &raw.path_prefix) {
+            ok = false;
+            self.push(
+                path.key("path_prefix"),
+                quote(prefix),
+                "a CONNECT request has no path (its target is host:port), so a route that allows \
+                 it never matches one by path",
+                "remove path_prefix from this route and match tunnels by host (the CONNECT \
+                 target's host), e.g. host = \"db.internal\"",
+            );
+        }
         ok.then_some(())?;
         Some(RouteConfig {
             host: host?,
             path_prefix: prefix?,
             upstream: upstream?,
+            allow_connect,
         })
     }
 
@@ -604,6 +626,7 @@ mod tests {
             host: host.map(str::to_string),
             path_prefix: prefix.to_string(),
             upstream: 0,
+            allow_connect: false,
         };
         let wild = route(Some("*.example.com"), "/");
         assert!(covers(&wild, &route(Some("a.example.com"), "/x")));
@@ -630,5 +653,41 @@ mod tests {
         assert!(!overlaps(a("0.0.0.0:80"), a("[::1]:80")));
         assert!(!overlaps(a("127.0.0.1:80"), a("127.0.0.2:80")));
         assert!(!overlaps(a("127.0.0.1:0"), a("127.0.0.1:0")));
+    }
+
+    #[test]
+    fn allow_connect_is_for_http_routes_matched_by_host() {
+        let http = valid(&format!(
+            "{LISTENER}{API}[[listener.http.route]]\nhost = \"db.internal\"\nallow_connect = true\n\
+             upstream = \"api\"\n"
+        ));
+        let routes = &http.listeners[0].routes;
+        assert!(routes[0].allow_connect);
+        assert!(
+            !routes[1].allow_connect,
+            "the catch-all never allows CONNECT"
+        );
+        let e = one_error(&format!(
+            "{LISTENER}{API}[[listener.http.route]]\nhost = \"db.internal\"\npath_prefix = \"/x/\"\n\
+             allow_connect = true\nupstream = \"api\"\n"
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[0].path_prefix",
+            "\"/x/\"",
+            "a CONNECT request has no path",
+            "match tunnels by host",
+        );
+        let e = one_error(&format!(
+            "[listener.db]\naddress = \"127.0.0.1:9000\"\nprotocol = \"tcp\"\n\
+             [[listener.db.route]]\nallow_connect = true\nupstream = \"api\"\n{API}"
+        ));
+        assert_error(
+            &e,
+            "listener.db.route[0].allow_connect",
+            "true",
+            "no CONNECT to allow",
+            "protocol = \"http\"",
+        );
     }
 }
