@@ -67,6 +67,16 @@ impl UpstreamConn {
 /// peek at checkout is what guarantees no stale byte is read, this only closes them sooner).
 const SWEEP_PEEK_EVERY: Duration = Duration::from_secs(1);
 
+/// What an idle connection holds: the socket peeked at, and for TLS also what the reader
+/// already took from it (a record larger than the last read leaves plaintext in rustls, where no
+/// peek sees it).
+fn idle_state(conn: &UpstreamConn) -> IdleState {
+    if conn.r.has_buffered() {
+        return IdleState::UnexpectedData;
+    }
+    peek_idle(conn.fd)
+}
+
 /// Idle connections that were closed because the backend had sent bytes on them while they were
 /// idle: bytes past the end of their last response, which must never be read as the next one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,7 +110,7 @@ impl Pool {
                 idle.clear();
                 break;
             }
-            match peek_idle(entry.conn.fd) {
+            match idle_state(&entry.conn) {
                 IdleState::Open => {
                     let mut conn = entry.conn;
                     conn.reused = true;
@@ -142,7 +152,7 @@ impl Pool {
             .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_PEEK_EVERY);
         if due && !idle.is_empty() {
             self.peeked_at.set(Some(now));
-            idle.retain(|entry| match peek_idle(entry.conn.fd) {
+            idle.retain(|entry| match idle_state(&entry.conn) {
                 IdleState::Open => true,
                 IdleState::UnexpectedData => {
                     unsolicited.0 += 1;

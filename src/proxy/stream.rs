@@ -37,6 +37,17 @@ pub fn tls((r, w): (TlsReader, TlsWriter)) -> (StreamReader, StreamWriter) {
     (StreamReader::Tls(r), StreamWriter::Tls(w))
 }
 
+impl StreamReader {
+    /// Whether bytes already read from the socket wait in this reader unread (TLS only: a plain
+    /// reader keeps nothing between reads). See [`TlsReader::has_buffered`].
+    pub fn has_buffered(&self) -> bool {
+        match self {
+            StreamReader::Plain(_) => false,
+            StreamReader::Tls(r) => r.has_buffered(),
+        }
+    }
+}
+
 impl AsyncReadRent for StreamReader {
     async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
         match self {

@@ -166,6 +166,19 @@ impl TlsReader {
         self.conn.borrow()
     }
 
+    /// Whether anything already read from the socket waits here unread: ciphertext not yet
+    /// given to rustls, plaintext it decrypted that nobody took, or the end of the stream. An
+    /// idle pooled connection with any of it holds bytes past its last response, which a peek at
+    /// the socket cannot see (see `proxy::pool`).
+    pub fn has_buffered(&self) -> bool {
+        if self.fed < self.incoming.len() || self.eof || self.broken {
+            return true;
+        }
+        let mut conn = self.conn.borrow_mut();
+        let mut reader = conn.reader();
+        !matches!(reader.fill_buf(), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
     /// Copies buffered plaintext into `dst` (as much as fits, across records).
     fn take_plaintext(&self, dst: &mut impl IoBufMut) -> io::Result<Plaintext> {
         let mut conn = self.conn.borrow_mut();
@@ -460,5 +473,47 @@ mod tests {
             });
         client.join().unwrap();
         assert_eq!(received, b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    /// A record larger than the reader's buffer leaves plaintext behind in rustls, where no peek
+    /// at the socket sees it: `has_buffered` does.
+    #[test]
+    fn plaintext_left_in_rustls_counts_as_buffered() {
+        let (server_config, client_config) = configs();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let client = std::thread::spawn(move || {
+            let name = ServerName::try_from("a.test").unwrap();
+            let conn = rustls::ClientConnection::new(client_config, name).unwrap();
+            let tcp = std::net::TcpStream::connect(addr).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            tls.write_all(b"0123456789").unwrap();
+            tls.flush().unwrap();
+            let mut sink = Vec::new();
+            let _ = tls.read_to_end(&mut sink);
+        });
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let listener = monoio::net::TcpListener::from_std(listener).unwrap();
+                let (tcp, _) = listener.accept().await.unwrap();
+                let server = rustls::ServerConnection::new(server_config).unwrap();
+                let (mut reader, mut writer) = handshake(tcp, server.into()).await.unwrap();
+                let (n, _) = reader.read(Vec::with_capacity(4)).await;
+                assert_eq!(n.unwrap(), 4);
+                assert!(reader.has_buffered(), "six bytes are still in rustls");
+                let mut rest = Vec::new();
+                while rest.len() < 6 {
+                    let (n, buf) = reader.read(Vec::with_capacity(64)).await;
+                    assert!(n.unwrap() > 0);
+                    rest.extend_from_slice(&buf);
+                }
+                assert_eq!(rest, b"456789");
+                assert!(!reader.has_buffered(), "everything was read");
+                writer.shutdown().await.unwrap();
+            });
+        client.join().unwrap();
     }
 }
