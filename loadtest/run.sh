@@ -22,7 +22,7 @@ command -v slowhttptest >/dev/null || missing+=(slowhttptest)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "loadtest/run.sh: installing ${missing[*]} (apt-get)"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 cargo build --release --locked --bin lbproxy --bin lbproxy-demo-api

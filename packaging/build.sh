@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# Builds the .deb and the .rpm into target/packages/ (see packaging/README.md):
+# Builds the .deb and .rpm packages into target/packages/ (see packaging/README.md):
 #
-#   packaging/build.sh        →  target/packages/lbproxy_<version>-1_<arch>.deb
-#                                target/packages/lbproxy-<version>-1.<arch>.rpm
+#   packaging/build.sh   →  target/packages/lbproxy_<version>-1_<arch>.deb       the proxy
+#                           target/packages/lbproxy-demo_<version>-1_<arch>.deb  the demo API
+#                           target/packages/lbproxy-<version>-1.<arch>.rpm
+#                           target/packages/lbproxy-demo-<version>-1.<arch>.rpm
+#
+# lbproxy is the proxy alone (binary, lbproxy.service/.socket, /etc/lbproxy/lbproxy.toml, manual
+# pages, completions). lbproxy-demo is the demo API and the units that run it (api@.service,
+# api.target) with its manual page and completions: what the default configuration's backends
+# are, kept out of the production package.
 #
 # 1. `cargo build --release` (lto = fat), then every file the packages hold is staged under
-#    target/packages/stage/: stripped binaries, the units of systemd/ (user units with /usr/bin
-#    in place of ~/.cargo/bin), manual pages and completions (`lbproxy generate`), docs, examples
-#    and packaging/monitoring/ when present.
-# 2. cargo-deb packages that stage as [package.metadata.deb] in Cargo.toml lists it, with the
-#    maintainer scripts of packaging/debian/; rpmbuild packages it as packaging/rpm/lbproxy.spec
-#    says (binary package only: nothing is compiled by rpmbuild).
+#    target/packages/stage/lbproxy/ and target/packages/stage/lbproxy-demo/: stripped binaries,
+#    the units of systemd/ (user units with /usr/bin in place of ~/.cargo/bin), manual pages and
+#    completions (`lbproxy generate`), docs, examples and packaging/monitoring/ when present.
+# 2. cargo-deb packages each stage as [package.metadata.deb] (lbproxy) and its `demo` variant
+#    (lbproxy-demo) in Cargo.toml list it, with the maintainer scripts of packaging/debian/ and
+#    packaging/debian/demo/; rpmbuild packages both as packaging/rpm/lbproxy.spec says (binary
+#    packages only: nothing is compiled by rpmbuild).
 #
 # Needs cargo-deb (`cargo install --locked cargo-deb`), rpmbuild (apt-get install rpm), strip
 # and gzip; tests/packaging.sh installs them.
@@ -39,81 +47,96 @@ export SOURCE_DATE_EPOCH
 
 out=target/packages
 stage=$out/stage
+proxy=$stage/lbproxy
+demo=$stage/lbproxy-demo
 rm -rf "$stage"
-mkdir -p "$stage"/{bin,man,completions/bash,completions/zsh,completions/fish} \
-    "$stage"/{units/system,units/user,share/examples,doc}
+for dir in "$proxy" "$demo"; do
+    mkdir -p "$dir"/{bin,man,completions/bash,completions/zsh,completions/fish,units/system,units/user,share}
+done
+mkdir -p "$proxy/share/examples" "$proxy/doc"
+
+# The demo API's units; every other unit of systemd/ belongs to the proxy's package.
+DEMO_UNITS=" api@.service api.target "
 
 echo "== staging in $stage"
-for bin in lbproxy lbproxy-demo-api; do
-    install -m 755 "target/release/$bin" "$stage/bin/$bin"
-    strip --strip-all --remove-section=.comment "$stage/bin/$bin"
-done
+install -m 755 target/release/lbproxy "$proxy/bin/lbproxy"
+install -m 755 target/release/lbproxy-demo-api "$demo/bin/lbproxy-demo-api"
+strip --strip-all --remove-section=.comment "$proxy/bin/lbproxy" "$demo/bin/lbproxy-demo-api"
 
 # Manual pages and completions, from the CLI definitions and docs/config.md.
-"$stage/bin/lbproxy" generate man "$stage/man" >/dev/null
-gzip -9n "$stage"/man/*
 generated=$(mktemp -d)
 trap 'rm -rf "$generated"' EXIT
-"$stage/bin/lbproxy" generate completions "$generated" >/dev/null
-for name in lbproxy lbproxy-demo-api; do
+"$proxy/bin/lbproxy" generate man "$generated" >/dev/null
+gzip -9n "$generated"/*
+mv "$generated"/lbproxy-demo-api.* "$demo/man/"
+mv "$generated"/* "$proxy/man/"
+"$proxy/bin/lbproxy" generate completions "$generated" >/dev/null
+stage_completions() { # NAME DIR
     # bash-completion loads completions/NAME for the command NAME.
-    install -m 644 "$generated/$name.bash" "$stage/completions/bash/$name"
-    install -m 644 "$generated/_$name" "$stage/completions/zsh/_$name"
-    install -m 644 "$generated/$name.fish" "$stage/completions/fish/$name.fish"
-done
+    install -m 644 "$generated/$1.bash" "$2/completions/bash/$1"
+    install -m 644 "$generated/_$1" "$2/completions/zsh/_$1"
+    install -m 644 "$generated/$1.fish" "$2/completions/fish/$1.fish"
+}
+stage_completions lbproxy "$proxy"
+stage_completions lbproxy-demo-api "$demo"
 
 # Units: everything under systemd/system and systemd/user but their READMEs. The user units say
 # %h/.cargo/bin (where `cargo install` puts the binaries); packaged, the binaries are in /usr/bin.
-stage_units() {
-    local from=$1 to=$2 unit count=0
-    for unit in "$from"/*; do
+stage_units() { # system|user
+    local kind=$1 unit name to count=0
+    for unit in "systemd/$kind"/*; do
         [ -f "$unit" ] || continue
         case "$unit" in *.md) continue ;; esac
-        sed 's|%h/\.cargo/bin/|/usr/bin/|g' "$unit" >"$to/$(basename "$unit")"
+        name=$(basename "$unit")
+        to=$proxy
+        [[ $DEMO_UNITS == *" $name "* ]] && to=$demo
+        sed 's|%h/\.cargo/bin/|/usr/bin/|g' "$unit" >"$to/units/$kind/$name"
         count=$((count + 1))
     done
-    [ "$count" -gt 0 ] || fail "no unit files in $from (the systemd units are part of the package)"
+    [ "$count" -gt 0 ] || fail "no unit files in systemd/$kind (the systemd units are part of the packages)"
 }
-stage_units systemd/system "$stage/units/system"
-stage_units systemd/user "$stage/units/user"
-for unit in lbproxy.service api@.service; do
-    [ -f "$stage/units/system/$unit" ] || fail "systemd/system/$unit is missing"
+stage_units system
+stage_units user
+for unit in "$proxy/units/system/lbproxy.service" "$demo/units/system/api@.service"; do
+    [ -f "$unit" ] || fail "systemd/system/$(basename "$unit") is missing"
 done
-if grep -n '^[^#]*\.cargo' "$stage"/units/*/*; then
+if grep -n '^[^#]*\.cargo' "$proxy"/units/*/* "$demo"/units/*/*; then
     fail "the unit lines above still name ~/.cargo; packaged binaries are in /usr/bin"
 fi
 
 # /usr/share/lbproxy: examples and monitoring files (data for other tools, so not under
-# /usr/share/doc, which minimal installs drop).
-install -m 644 examples/*.toml "$stage/share/examples/"
+# /usr/share/doc, which minimal installs drop). The own-API drop-in is for the demo's
+# api@.service: /usr/share/lbproxy-demo/.
+install -m 644 examples/*.toml "$proxy/share/examples/"
 if [ -d systemd/examples ]; then
-    mkdir -p "$stage/share/examples/systemd"
-    install -m 644 systemd/examples/* "$stage/share/examples/systemd/"
+    install -m 644 systemd/examples/* "$demo/share/"
 fi
 if [ -d packaging/monitoring ]; then
-    mkdir -p "$stage/share/monitoring"
-    cp -r packaging/monitoring/. "$stage/share/monitoring/"
-    find "$stage/share/monitoring" -type f -exec chmod 644 {} +
+    mkdir -p "$proxy/share/monitoring"
+    cp -r packaging/monitoring/. "$proxy/share/monitoring/"
+    find "$proxy/share/monitoring" -type f -exec chmod 644 {} +
 fi
 
-install -m 644 README.md "$stage/doc/README.md"
-install -m 644 docs/config.md "$stage/doc/config.md"
-install -m 644 packaging/README.md "$stage/doc/packaging.md"
+install -m 644 README.md "$proxy/doc/README.md"
+install -m 644 docs/*.md "$proxy/doc/"
+install -m 644 packaging/README.md "$proxy/doc/packaging.md"
 if [ -f systemd/README.md ]; then
-    install -m 644 systemd/README.md "$stage/doc/systemd.md"
+    install -m 644 systemd/README.md "$proxy/doc/systemd.md"
 fi
 
 echo "== cargo deb"
 rm -f "$out"/*.deb "$out"/*.rpm
 cargo deb --no-build --locked --output "$out/"
+cargo deb --no-build --locked --variant demo --output "$out/"
 echo "== rpmbuild"
-version=$("$stage/bin/lbproxy" --version | awk '{print $2}')
+version=$("$proxy/bin/lbproxy" --version | awk '{print $2}')
 topdir=$(realpath "$out")/rpmbuild
 rm -rf "$topdir"
 rpmbuild -bb --quiet \
     --define "_topdir $topdir" \
     --define "version $version" \
-    --define "stage $(realpath "$stage")" \
+    --define "stage $(realpath "$proxy")" \
+    --define "demo_stage $(realpath "$demo")" \
     --define "config_file $(realpath packaging/lbproxy.toml)" \
     --define "license_file $(realpath packaging/debian/copyright)" \
     --define "use_source_date_epoch_as_buildtime 1" \

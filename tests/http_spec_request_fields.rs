@@ -1,4 +1,4 @@
-//! shared/HTTP.md, "Requests (client → proxy)", the rows about what fields and targets mean,
+//! docs/http.md, "Requests (client → proxy)", the rows about what fields and targets mean,
 //! limits and timeouts, end to end on real sockets: Host, request targets, head limits, slow
 //! heads, slow bodies and slow readers, `Expect: 100-continue`, `Connection`-named fields and
 //! `X-Forwarded-For`. Each case asserts the exact response, whether the connection closes or stays
@@ -76,7 +76,7 @@ impl Trickle {
     }
 }
 
-// HTTP.md: missing, duplicated or invalid `Host` in HTTP/1.1 → 400.
+// http.md: missing, duplicated or invalid `Host` in HTTP/1.1 → 400.
 fn missing_duplicate_or_invalid_host_is_400(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
     let invalid = "invalid Host";
@@ -170,7 +170,7 @@ fn http10_without_host_is_forwarded_with_an_empty_host(driver: &str) {
     conn.assert_closed();
 }
 
-// HTTP.md: `GET *`, `CONNECT` without a port, a relative target without `/` → 400
+// http.md: `GET *`, `CONNECT` without a port, a relative target without `/` → 400
 // (`OPTIONS *` is valid).
 fn asterisk_connect_and_relative_targets(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
@@ -223,7 +223,7 @@ fn asterisk_connect_and_relative_targets(driver: &str) {
     assert_all_forwarded(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: request line or header section over the limit; too many headers → 431 (414 for an
+// http.md: request line or header section over the limit; too many headers → 431 (414 for an
 // over-long URI) and close; the backend is never contacted. A head that cannot complete within
 // the limit is refused without waiting for the rest; a head of exactly the limit goes through.
 fn heads_over_the_limits_are_431_or_414_and_never_forwarded(driver: &str) {
@@ -291,7 +291,7 @@ fn heads_over_the_limits_are_431_or_414_and_never_forwarded(driver: &str) {
     assert_all_forwarded(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: headers that trickle in (slowloris) → 408 and close after the header timeout; other
+// http.md: headers that trickle in (slowloris) → 408 and close after the header timeout; other
 // clients unaffected.
 fn slowloris_head_is_408_while_others_are_served(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "[timeouts]\nclient_header = \"300ms\"\n");
@@ -320,7 +320,7 @@ fn slowloris_head_is_408_while_others_are_served(driver: &str) {
     assert_eq!(backend.connections(), 1);
 }
 
-// HTTP.md: body that trickles in → cut by a total body deadline, not only per-read timeouts:
+// http.md: body that trickles in → cut by a total body deadline, not only per-read timeouts:
 // a byte every 20 ms keeps every read short, yet the body is cut after `client_body` (300ms).
 fn trickling_body_is_cut_by_the_total_body_deadline(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "[timeouts]\nclient_body = \"300ms\"\n");
@@ -355,7 +355,7 @@ fn trickling_body_is_cut_by_the_total_body_deadline(driver: &str) {
     assert!(backend.requests().is_empty());
 }
 
-// HTTP.md: a client that reads too slowly is cut (here: after `client_idle` without being able to
+// http.md: a client that reads too slowly is cut (here: after `client_idle` without being able to
 // write a buffer's worth), not kept forever by a trickle of reads. The connection is reset (the
 // unsent rest dropped), the backend connection is closed with it, and the client never gets the
 // whole body.
@@ -430,7 +430,7 @@ fn client_that_reads_too_slowly_is_cut(driver: &str) {
     );
 }
 
-// HTTP.md: `Expect: 100-continue` → relayed or answered without desynchronising the connection.
+// http.md: `Expect: 100-continue` → relayed or answered without desynchronising the connection.
 // The proxy answers `100 Continue` itself once a backend is connected, strips `Expect` upstream,
 // and the connection carries the next request afterwards.
 fn expect_100_continue_is_answered_and_stays_in_sync(driver: &str) {
@@ -576,7 +576,7 @@ fn expect_in_http10_gets_no_interim_response(driver: &str) {
     );
 }
 
-// HTTP.md: `Connection: <field>` naming other headers → remove the named headers (hop-by-hop),
+// http.md: `Connection: <field>` naming other headers → remove the named headers (hop-by-hop),
 // then compute framing yourself: `Connection: content-length` must never leave a body unframed,
 // `Connection: host` never a request without Host.
 fn connection_named_fields_are_removed_and_framing_is_recomputed(driver: &str) {
@@ -617,7 +617,7 @@ fn connection_named_fields_are_removed_and_framing_is_recomputed(driver: &str) {
     assert_all_forwarded(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: client-supplied `X-Forwarded-For` → append the peer address; never trust it unchecked.
+// http.md: client-supplied `X-Forwarded-For` → append the peer address; never trust it unchecked.
 // The proxy's own forwarding fields replace the client's.
 fn client_x_forwarded_for_is_appended_to(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");

@@ -1,4 +1,4 @@
-//! shared/HTTP.md, "Requests (client → proxy)", framing rows, end to end: a raw client sends exact
+//! docs/http.md, "Requests (client → proxy)", framing rows, end to end: a raw client sends exact
 //! bytes to an in-process proxy, and a raw recording backend shows exactly what was forwarded.
 //! Every refused case asserts the proxy's exact error response, that the client connection closes,
 //! and that the backend was never contacted (or, for a body refused after its head went out, that
@@ -41,7 +41,7 @@ fn echo_proxy(driver: &str, extra: &str) -> (RawBackend, Proxy) {
     (backend, proxy)
 }
 
-// HTTP.md: `Content-Length` and `Transfer-Encoding` both present → 400 and close; never forward
+// http.md: `Content-Length` and `Transfer-Encoding` both present → 400 and close; never forward
 // both, never forward the bytes after the first message as a second request.
 fn content_length_with_transfer_encoding_is_400_and_nothing_is_forwarded(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
@@ -83,7 +83,7 @@ fn content_length_with_transfer_encoding_is_400_and_nothing_is_forwarded(driver:
     assert_all_refused(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: two different `Content-Length` values, or `5, 6`, `+5`, `-1`, `0x5`, empty, overflow
+// http.md: two different `Content-Length` values, or `5, 6`, `+5`, `-1`, `0x5`, empty, overflow
 // → 400 and close.
 fn invalid_or_conflicting_content_length_is_400(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
@@ -148,7 +148,7 @@ fn invalid_or_conflicting_content_length_is_400(driver: &str) {
     assert_all_refused(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: identical repeats like `5, 5` may be collapsed: forwarded with one Content-Length
+// http.md: identical repeats like `5, 5` may be collapsed: forwarded with one Content-Length
 // written by the proxy.
 fn identical_content_length_repeats_are_collapsed(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
@@ -176,7 +176,7 @@ fn identical_content_length_repeats_are_collapsed(driver: &str) {
     assert_all_forwarded(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: `Transfer-Encoding` with an unknown coding, `chunked` not last, `chunked, chunked` →
+// http.md: `Transfer-Encoding` with an unknown coding, `chunked` not last, `chunked, chunked` →
 // 400 (or 501 for an unknown coding) and close.
 fn bad_transfer_encoding_is_400_or_501(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
@@ -242,7 +242,7 @@ fn bad_transfer_encoding_is_400_or_501(driver: &str) {
     assert_all_refused(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: `Transfer-Encoding` in an HTTP/1.0 request → 400 and close.
+// http.md: `Transfer-Encoding` in an HTTP/1.0 request → 400 and close.
 fn transfer_encoding_in_http10_is_400(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
     let cases = [
@@ -262,7 +262,7 @@ fn transfer_encoding_in_http10_is_400(driver: &str) {
     assert_all_refused(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: obfuscated names: space before the colon, `" Transfer-Encoding"`, control bytes around
+// http.md: obfuscated names: space before the colon, `" Transfer-Encoding"`, control bytes around
 // the value → 400.
 fn obfuscated_field_names_and_values_are_400(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
@@ -327,7 +327,7 @@ fn obfuscated_field_names_and_values_are_400(driver: &str) {
     assert_all_refused(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: obs-fold → 400 (the proxy never unfolds), never forward CR/LF inside a value.
+// http.md: obs-fold → 400 (the proxy never unfolds), never forward CR/LF inside a value.
 fn obs_fold_is_400(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
     let name = "invalid header field name or obs-fold line";
@@ -354,7 +354,7 @@ fn obs_fold_is_400(driver: &str) {
     assert_all_refused(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: CR, LF or NUL inside a field value; bare CR anywhere → 400.
+// http.md: CR, LF or NUL inside a field value; bare CR anywhere → 400.
 fn cr_lf_nul_in_values_and_bare_cr_are_400(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
     let value = "invalid byte in header field value";
@@ -406,7 +406,7 @@ fn cr_lf_nul_in_values_and_bare_cr_are_400(driver: &str) {
     assert_all_refused(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: bare LF line endings → accept and normalise to CRLF when forwarding.
+// http.md: bare LF line endings → accept and normalise to CRLF when forwarding.
 fn bare_lf_line_endings_are_forwarded_as_crlf(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
     let cases = [
@@ -447,7 +447,7 @@ fn bad_chunked(name: &'static str, body: &[u8], why: &'static str) -> BodyRefuse
     }
 }
 
-// HTTP.md: chunk size overflow, `0x`/`+`/`-` prefixes, whitespace, bad chunk-ext, data
+// http.md: chunk size overflow, `0x`/`+`/`-` prefixes, whitespace, bad chunk-ext, data
 // longer/shorter than declared → 400 and close; never forward a "valid prefix". Bare LF inside
 // chunked framing → 400. The head went upstream before the body was read; the backend gets
 // nothing more, not even the valid chunk that came before the bad one, and its connection closes.
@@ -576,7 +576,7 @@ fn valid_chunked_body_is_forwarded_canonically(driver: &str) {
     assert_all_forwarded(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: body larger than the configured maximum → 413. A Content-Length over the limit is
+// http.md: body larger than the configured maximum → 413. A Content-Length over the limit is
 // refused before any backend is contacted; a chunked body is counted as it streams, so its head
 // went out and the backend sees its connection closed before the body is complete. A body of
 // exactly the limit goes through.

@@ -1,4 +1,4 @@
-//! shared/HTTP.md, "Responses (backend → proxy)", end to end: a raw backend sends exact (often
+//! docs/http.md, "Responses (backend → proxy)", end to end: a raw backend sends exact (often
 //! bad) bytes, a raw client shows exactly what the proxy made of them. Each case asserts the exact
 //! bytes the client receives, whether its connection closes or stays in sync, the exact bytes the
 //! backend received, and whether the upstream connection was reused (backend connection counts):
@@ -59,7 +59,7 @@ fn assert_forwarded(received: &[u8], template: &str, id: &str) {
     );
 }
 
-// HTTP.md: backend refuses → 502 (and the next backend is tried first). Without health checks
+// http.md: backend refuses → 502 (and the next backend is tried first). Without health checks
 // every backend is tried, so the last failure decides.
 fn refused_backends_are_502(driver: &str) {
     let proxy = proxy_for(driver, &[refusing_port(), refusing_port()], "");
@@ -87,10 +87,10 @@ fn refused_backends_are_502(driver: &str) {
     assert_forwarded(&good.requests()[0], &get_upstream("/r"), &id);
 }
 
-// HTTP.md: backend accepts and closes without a response → 502; retry elsewhere only if no byte
+// http.md: backend accepts and closes without a response → 502; retry elsewhere only if no byte
 // of the request was sent or the method is idempotent (here: idempotent and without a body, as a
 // streamed body cannot be replayed).
-// HTTP.md: none healthy → 503, naming why; no backend is contacted.
+// http.md: none healthy → 503, naming why; no backend is contacted.
 fn none_healthy_is_503(driver: &str) {
     let dead = refusing_port();
     let proxy = proxy_for(
@@ -187,7 +187,7 @@ fn backend_closing_without_response_is_retried_only_when_safe(driver: &str) {
     }
 }
 
-// HTTP.md: no response within the upstream timeout → 504; the upstream connection is closed.
+// http.md: no response within the upstream timeout → 504; the upstream connection is closed.
 fn silent_backend_is_504_and_its_connection_closed(driver: &str) {
     let backend = RawBackend::start(Reply::Silent);
     let proxy = proxy_for(
@@ -234,7 +234,7 @@ fn assert_bad_responses_are_502(driver: &str, cases: &[(&str, &[u8], &str)]) {
     }
 }
 
-// HTTP.md: invalid status line or headers → 502; that upstream connection is not reused.
+// http.md: invalid status line or headers → 502; that upstream connection is not reused.
 fn invalid_status_line_or_fields_are_502_and_never_reused(driver: &str) {
     assert_bad_responses_are_502(
         driver,
@@ -298,7 +298,7 @@ fn invalid_status_line_or_fields_are_502_and_never_reused(driver: &str) {
     );
 }
 
-// HTTP.md: two different `Content-Length` values, or CL with TE, or a bad TE → 502.
+// http.md: two different `Content-Length` values, or CL with TE, or a bad TE → 502.
 fn ambiguous_response_framing_is_502_and_never_reused(driver: &str) {
     assert_bad_responses_are_502(
         driver,
@@ -365,7 +365,7 @@ fn head_closed_midway_is_502(driver: &str) {
     assert_eq!(other.connections(), 0);
 }
 
-// HTTP.md: CL announced N, connection closes after M < N bytes → forward exactly M bytes, then
+// http.md: CL announced N, connection closes after M < N bytes → forward exactly M bytes, then
 // close the client connection; never pad, never mark complete, never reuse. The request
 // pipelined behind it is never forwarded.
 fn short_body_is_forwarded_as_is_then_the_client_is_closed(driver: &str) {
@@ -448,7 +448,7 @@ fn assert_in_sync_exchanges(driver: &str, answers: &[&[u8]], exchanges: &[Exchan
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 const OK_TO_CLIENT: &str = "HTTP/1.1 200 OK\r\nX-Request-Id: {id}\r\nContent-Length: 2\r\n\r\nok";
 
-// HTTP.md: response to HEAD, 1xx, 204, 304 → no body bytes consumed or forwarded; the connection
+// http.md: response to HEAD, 1xx, 204, 304 → no body bytes consumed or forwarded; the connection
 // stays in sync: the response after it, on the same client and upstream connections, is intact.
 fn bodiless_responses_consume_no_body_and_stay_in_sync(driver: &str) {
     let head = b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n";
@@ -539,7 +539,7 @@ fn http10_client_gets_no_interim_responses(driver: &str) {
     );
 }
 
-// HTTP.md: close-delimited body → forward until close, then close the client connection (even
+// http.md: close-delimited body → forward until close, then close the client connection (even
 // one that asked to be kept alive; the request pipelined behind is never forwarded).
 fn close_delimited_body_is_forwarded_until_close(driver: &str) {
     let cases = [
@@ -578,7 +578,7 @@ const CHUNKED_WITH_TRAILERS: &[u8] =
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n\
       5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: abc\r\nContent-Length: 99\r\n\r\n";
 
-// HTTP.md: chunked trailers → forward only on a chunked client leg; otherwise drop. An HTTP/1.1
+// http.md: chunked trailers → forward only on a chunked client leg; otherwise drop. An HTTP/1.1
 // client gets the body re-chunked canonically with the trailer fields (minus those the proxy gives
 // a meaning to); an HTTP/1.0 client gets the decoded payload, close-delimited, without them. The
 // upstream message ended at its framing either way, so its connection is reused.
@@ -661,7 +661,7 @@ fn invalid_chunked_response_body(driver: &str) {
     assert_forwarded(&backend.bytes(), &get_upstream("/cut"), &id);
 }
 
-// HTTP.md: responses to HEAD, 204, 304 carry no body and "the connection stays in sync". A broken
+// http.md: responses to HEAD, 204, 304 carry no body and "the connection stays in sync". A broken
 // backend that sends bytes after such a response anyway — here a whole fake response, a moment
 // later — must not have them read as the answer to the next request reusing that connection: the
 // pool checks a connection whose last response was bodiless before reusing it, even right away.

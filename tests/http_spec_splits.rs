@@ -1,4 +1,4 @@
-//! shared/HTTP.md, "Tests that check this": feeding the same bytes in any split must give the same
+//! docs/http.md, "How this is tested": feeding the same bytes in any split must give the same
 //! result, because many desync bugs live at buffer boundaries. The codec has property tests for
 //! parsing; this checks the proxy's own buffering end to end: the same pipelined requests,
 //! delivered whole, one byte at a time, cut once at every position, and cut at random places, must

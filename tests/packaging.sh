@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The packaging stage of the suite: tests/run.sh runs it after the unit and integration tests
-# (alone: `tests/packaging.sh`, as root). It installs its tools, builds both packages with
-# packaging/build.sh, then checks them the way an operator would meet them:
+# (alone: `tests/packaging.sh`, as root). It installs its tools, builds the packages with
+# packaging/build.sh (lbproxy, the proxy, and lbproxy-demo, the demo API and its units, each as
+# .deb and .rpm), then checks them the way an operator would meet them:
 #
-#   deb-contents, rpm-contents   files, conffile/noreplace, maintainer scripts, stripped binaries
-#   lintian                      lintian --fail-on error,warning
+#   deb-contents, rpm-contents   each package's files and none of the other's, conffile/noreplace,
+#                                maintainer scripts (nothing enabled or started), stripped binaries
+#   lintian                      lintian --fail-on error,warning, both .debs
 #   rpmlint                      rpmlint with packaging/rpm/lbproxy.rpmlintrc; rpm -qp --requires
 #                                shown, its glibc floor the one packaging/README.md documents
 #   clean-root                   a minimal Debian root (mmdebstrap, cached under target/): apt-get
-#                                install ./lbproxy_*.deb, files and unit symlinks where they belong,
-#                                `lbproxy check`, purge leaves nothing behind
-#   piuparts                     install / remove / purge in piuparts' own chroot of that root
-#   boot                         that root booted with systemd (systemd-nspawn): start api@1..3 and
-#                                lbproxy, a request through the proxy, systemd-analyze security
-#                                ≤ 2.0, removal stops everything
+#                                install ./lbproxy_*.deb alone, then ./lbproxy-demo_*.deb; files
+#                                where they belong, no unit enabled, `lbproxy check`, the
+#                                administrator's choices kept by an upgrade, purge leaves nothing
+#   piuparts                     install / remove / purge of both in piuparts' own chroot of that root
+#   boot                         that root with both installed, booted with systemd (systemd-nspawn):
+#                                nothing runs or listens after the boot; `systemctl start api.target`
+#                                and `systemctl enable --now lbproxy`, requests through the proxy,
+#                                systemd-analyze security ≤ 2.0, removal stops everything
 #
 # Each check's output goes to target/packages/logs/CHECK.log and is printed when it fails. The
 # last line is `packaging: N passed, M failed`; the exit status is 1 if any failed.

@@ -162,3 +162,40 @@ fn the_socket_unit_is_the_same_for_both_managers() {
     assert_eq!(read("systemd/system"), read("systemd/user"));
     assert!(read("systemd/user").contains("FileDescriptorName=http"));
 }
+
+/// `api@N` runs `lbproxy-demo-api --instance N`, which listens on port 8000+N (the demo's
+/// `default_port_is_8000_plus_instance`). systemd pastes specifiers into text and cannot add, so
+/// a description that glues `%i` to digits is wrong from some instance on ("800%i" reads 80010
+/// for api@10): the units state the rule instead, which is right for every instance, and the
+/// own-API drop-in computes the same port in its shell.
+#[test]
+fn the_api_units_state_the_port_rule_their_command_follows() {
+    for dir in ["systemd/system", "systemd/user"] {
+        let unit = std::fs::read_to_string(repo().join(dir).join("api@.service")).unwrap();
+        let value = |key: &str| {
+            unit.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("{dir}/api@.service has no {key}"))
+        };
+        assert!(
+            value("Description=").contains("port 8000+%i"),
+            "{dir}/api@.service: {}",
+            value("Description=")
+        );
+        assert!(
+            value("ExecStart=").ends_with("/lbproxy-demo-api --instance %i"),
+            "{dir}/api@.service: {}",
+            value("ExecStart=")
+        );
+        for line in unit.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                !line
+                    .match_indices("%i")
+                    .any(|(at, _)| line[..at].ends_with(|c: char| c.is_ascii_digit())),
+                "{dir}/api@.service: a digit glued to %i computes nothing: {line}"
+            );
+        }
+    }
+    let own = std::fs::read_to_string(repo().join("systemd/examples/own-api.conf")).unwrap();
+    assert!(own.contains("$$((8000 + %i))"), "{own}");
+}

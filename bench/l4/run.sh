@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 
 if ! command -v haproxy >/dev/null; then
     echo "bench/l4/run.sh: installing haproxy (apt-get)"
-    if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq haproxy; else sudo apt-get install -y -qq haproxy; fi
+    if [ "$(id -u)" -eq 0 ]; then apt-get install -y -qq --no-install-recommends haproxy; else sudo apt-get install -y -qq --no-install-recommends haproxy; fi
 fi
 cargo build --release --locked --bin lbproxy
 mkdir -p bench/results

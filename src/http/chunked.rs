@@ -12,7 +12,7 @@
 //! What an error leaves behind: `out` may already hold complete earlier chunks and, for the
 //! "data longer or shorter than declared" case, the declared bytes of the current chunk without
 //! its closing CRLF. Either way the message is unfinished on the wire, so the caller must close
-//! the connection it was writing to (and never reuse it), which is what shared/HTTP.md asks.
+//! the connection it was writing to (and never reuse it), which is what docs/http.md asks.
 
 use super::chunk_lines::{scan_chunk_header, scan_trailer_line, TrailerLine};
 use super::headers::{classify, push_field, push_hex, KnownField};
@@ -398,7 +398,7 @@ mod tests {
         );
     }
 
-    /// HTTP.md: chunk size overflow, `0x`/`+`/`-` prefixes, whitespace, bad chunk-ext, data
+    /// http.md: chunk size overflow, `0x`/`+`/`-` prefixes, whitespace, bad chunk-ext, data
     /// longer/shorter than declared, bare LF in chunked framing: 400, never a valid prefix.
     #[test]
     fn malformed_chunked_bodies_are_refused() {

@@ -7,7 +7,7 @@
 //!    [`Response::write_client_head`]);
 //! 3. how do chunked bodies decode and re-encode ([`ChunkedDecoder`]).
 //!
-//! Nothing here does I/O. Every rule of `shared/HTTP.md` that concerns parsing lives here, so that
+//! Nothing here does I/O. Every rule of `docs/http.md` that concerns parsing lives here, so that
 //! nothing ambiguous ever reaches a backend: the head forwarded is rebuilt from the parsed fields
 //! (bare LF normalised to CRLF, hop-by-hop headers and those named in `Connection` removed,
 //! framing headers written by us from the framing we decided).

@@ -1,4 +1,4 @@
-//! Request heads: strict parsing, httparse plus every request rule of shared/HTTP.md.
+//! Request heads: strict parsing, httparse plus every request rule of docs/http.md.
 //!
 //! Flow: [`parse_request`] applies the limits (431/414, decided even on an incomplete head), then
 //! httparse checks the syntax of the request line and of each field line (token names, no space
@@ -134,7 +134,7 @@ pub struct Request<'a> {
 /// Parses a request head at the start of `buf`.
 ///
 /// `Ok(None)`: incomplete, read more (unless `buf.len()` already exceeds the limits, which is an
-/// error, not `None`). `Ok(Some)`: a complete head that passed every check of shared/HTTP.md.
+/// error, not `None`). `Ok(Some)`: a complete head that passed every check of docs/http.md.
 ///
 /// Limits: an incomplete head is `HeadTooLarge` as soon as `buf.len() >= max_head_bytes` (it
 /// cannot complete within the limit any more), so a read buffer of `max_head_bytes` always gets
@@ -340,7 +340,7 @@ mod tests {
         assert_eq!((other.method, other.method_str), (Method::Other, "get"));
     }
 
-    // HTTP.md: obfuscated names: space before the colon, " Transfer-Encoding", control bytes
+    // http.md: obfuscated names: space before the colon, " Transfer-Encoding", control bytes
     // around the value → 400.
     #[test]
     fn obfuscated_field_names_and_values() {
@@ -368,7 +368,7 @@ mod tests {
         );
     }
 
-    // HTTP.md: obs-fold → 400 (we never unfold).
+    // http.md: obs-fold → 400 (we never unfold).
     #[test]
     fn obs_fold() {
         let error = bad("invalid header field name or obs-fold line");
@@ -382,7 +382,7 @@ mod tests {
         );
     }
 
-    // HTTP.md: CR, LF or NUL inside a field value; bare CR anywhere → 400.
+    // http.md: CR, LF or NUL inside a field value; bare CR anywhere → 400.
     #[test]
     fn cr_lf_nul_in_values_and_bare_cr() {
         let value = bad("invalid byte in header field value");
@@ -417,7 +417,7 @@ mod tests {
         );
     }
 
-    // HTTP.md: bare LF line endings → accepted (forwarded with CRLF, see forward.rs).
+    // http.md: bare LF line endings → accepted (forwarded with CRLF, see forward.rs).
     #[test]
     fn bare_lf_line_endings_are_accepted() {
         let raw = "POST /x HTTP/1.1\nHost: a\nContent-Length: 3\n\nabc";
@@ -426,7 +426,7 @@ mod tests {
         assert_eq!(request.head_len, raw.len() - 3);
     }
 
-    // HTTP.md: `GET *`, `CONNECT` without a port, a relative target without `/` → 400;
+    // http.md: `GET *`, `CONNECT` without a port, a relative target without `/` → 400;
     // `OPTIONS *` is valid.
     #[test]
     fn target_forms() {
@@ -469,7 +469,7 @@ mod tests {
         );
     }
 
-    // HTTP.md: request line or header section over the limit; too many headers → 431 (414 for
+    // http.md: request line or header section over the limit; too many headers → 431 (414 for
     // an over-long URI), decided without waiting for the rest.
     #[test]
     fn limits() {

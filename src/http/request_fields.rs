@@ -42,7 +42,7 @@ struct FieldScan<'a> {
 }
 
 /// Checks a complete head (`buf[..head_len]`, whose fields httparse parsed into `fields`)
-/// against every request rule of shared/HTTP.md.
+/// against every request rule of docs/http.md.
 pub(super) fn validate<'a>(
     buf: &'a [u8],
     head_len: usize,
@@ -234,7 +234,7 @@ mod tests {
     use super::super::request::test_support::*;
     use super::*;
 
-    // HTTP.md: `Content-Length` and `Transfer-Encoding` both present → 400.
+    // http.md: `Content-Length` and `Transfer-Encoding` both present → 400.
     #[test]
     fn content_length_with_transfer_encoding() {
         let why = bad("both Content-Length and Transfer-Encoding");
@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(refused("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n"), why);
     }
 
-    // HTTP.md: two different Content-Length values, `5, 6`, `+5`, `-1`, `0x5`, empty, overflow.
+    // http.md: two different Content-Length values, `5, 6`, `+5`, `-1`, `0x5`, empty, overflow.
     #[test]
     fn invalid_or_conflicting_content_length() {
         let post = |fields: &str| format!("POST / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
@@ -272,7 +272,7 @@ mod tests {
         );
     }
 
-    // HTTP.md: unknown coding, `chunked` not last, `chunked, chunked` → 400 (501 when unknown).
+    // http.md: unknown coding, `chunked` not last, `chunked, chunked` → 400 (501 when unknown).
     #[test]
     fn transfer_codings() {
         let post = |fields: &str| format!("POST / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
@@ -337,7 +337,7 @@ mod tests {
         );
     }
 
-    // HTTP.md: `Transfer-Encoding` in an HTTP/1.0 request → 400.
+    // http.md: `Transfer-Encoding` in an HTTP/1.0 request → 400.
     #[test]
     fn transfer_encoding_in_http10() {
         let raw = "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -347,7 +347,7 @@ mod tests {
         );
     }
 
-    // HTTP.md: missing, duplicated or invalid `Host` in HTTP/1.1 → 400.
+    // http.md: missing, duplicated or invalid `Host` in HTTP/1.1 → 400.
     #[test]
     fn host_rules() {
         assert_eq!(refused("GET / HTTP/1.1\r\n\r\n"), bad("missing Host"));
@@ -429,7 +429,7 @@ mod tests {
         assert_eq!(refused(twice), bad("duplicate Upgrade"));
     }
 
-    // HTTP.md: `Expect: 100-continue` is reported, and removed from the forwarded head.
+    // http.md: `Expect: 100-continue` is reported, and removed from the forwarded head.
     #[test]
     fn expect_continue() {
         let raw = "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n";

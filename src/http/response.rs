@@ -415,7 +415,7 @@ mod tests {
         ));
     }
 
-    // HTTP.md: invalid status line or headers → 502; that upstream connection is not reused.
+    // http.md: invalid status line or headers → 502; that upstream connection is not reused.
     #[test]
     fn invalid_status_lines_and_fields() {
         let cases = [
@@ -449,7 +449,7 @@ mod tests {
         }
     }
 
-    // HTTP.md: two different Content-Length values, or CL with TE, or a bad TE → 502.
+    // http.md: two different Content-Length values, or CL with TE, or a bad TE → 502.
     #[test]
     fn ambiguous_framing() {
         let cases = [
@@ -497,7 +497,7 @@ mod tests {
         assert_eq!(complete(raw, Method::Get).body, ResponseBody::Length(7));
     }
 
-    // HTTP.md: response to HEAD, 1xx, 204, 304 → no body bytes; the connection stays in sync.
+    // http.md: response to HEAD, 1xx, 204, 304 → no body bytes; the connection stays in sync.
     #[test]
     fn bodiless_responses() {
         let with_length = "HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n";
@@ -553,7 +553,7 @@ mod tests {
         );
     }
 
-    // HTTP.md: close-delimited body: forward until close, then close the client connection.
+    // http.md: close-delimited body: forward until close, then close the client connection.
     #[test]
     fn close_delimited_body() {
         let raw = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n";

@@ -1,8 +1,8 @@
 //! Commands from the control thread to the workers.
 //!
-//! Cross-thread data is either an immutable snapshot or a command (see DESIGN.md). Each worker
-//! has its own channel and drains it on its housekeeping tick ([`super::TICK`]), so a command
-//! takes effect within one tick and nothing on the request path ever looks at the channel.
+//! Cross-thread data is either an immutable snapshot or a command (see docs/architecture.md).
+//! Each worker has its own channel and drains it on its housekeeping tick ([`super::TICK`]), so a
+//! command takes effect within one tick and nothing on the request path ever looks at the channel.
 //!
 //! A reload is two-phase: `Prepare` on every worker (each builds its new state beside the one
 //! serving and answers), then `Commit` everywhere when all answered yes, or `Abort` everywhere

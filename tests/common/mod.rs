@@ -1,5 +1,5 @@
 //! Shared test harness: an in-process proxy on port 0, raw recording backends, demo-API
-//! processes, a parsing HTTP client and a raw byte-exact one, and the shared/HTTP.md helpers.
+//! processes, a parsing HTTP client and a raw byte-exact one, and the docs/http.md helpers.
 //! Everything binds 127.0.0.1:0; waits poll with a deadline.
 
 #![allow(dead_code, unused_macros, unused_imports)]

@@ -1,4 +1,4 @@
-//! Helpers for the shared/HTTP.md tests (`tests/http_spec_*.rs`): a one-worker proxy (so backend
+//! Helpers for the docs/http.md tests (`tests/http_spec_*.rs`): a one-worker proxy (so backend
 //! connection counts are exact: one pool, one balancer), the exact bytes the proxy is expected to
 //! forward and to answer, and table runners for requests that must be refused or forwarded.
 
@@ -73,7 +73,7 @@ fn phrase(status: u16) -> &'static str {
 }
 
 /// Asserts that `response` is exactly the proxy's own error response with `status` and `detail`
-/// (shared/HTTP.md "Errors the proxy makes itself": a short plain body naming the reason and the
+/// (docs/http.md "Errors the proxy makes itself": a short plain body naming the reason and the
 /// request id, the same id in `X-Request-Id`, `Connection: close`). Returns the request id.
 pub fn assert_proxy_error(response: &RawResponse, status: u16, detail: &str) -> String {
     let id = response.request_id();

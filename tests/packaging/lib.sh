@@ -41,50 +41,81 @@ expect_line() {
     grep -qxF -- "$line" "$listing" || fail "$what: no line '$line' in $listing"
 }
 
-deb_file() {
-    local debs=("$PACKAGES"/lbproxy_*.deb)
-    [ ${#debs[@]} -eq 1 ] && [ -f "${debs[0]}" ] || fail "expected one lbproxy_*.deb in $PACKAGES, found: ${debs[*]}"
-    echo "${debs[0]}"
+# one_file GLOB WHAT: the one file GLOB matches (a package of this build); fails otherwise.
+one_file() {
+    local files
+    # shellcheck disable=SC2206 # the glob is the point
+    files=($1)
+    [ ${#files[@]} -eq 1 ] && [ -f "${files[0]}" ] || fail "expected one $2 in $PACKAGES, found: ${files[*]}"
+    echo "${files[0]}"
 }
+# The proxy's package and the demo's: lbproxy_1.2.3-1_amd64.deb, lbproxy-demo_1.2.3-1_amd64.deb,
+# lbproxy-1.2.3-1.x86_64.rpm, lbproxy-demo-1.2.3-1.x86_64.rpm.
+deb_file() { one_file "$PACKAGES/lbproxy_*.deb" "lbproxy_*.deb"; }
+demo_deb_file() { one_file "$PACKAGES/lbproxy-demo_*.deb" "lbproxy-demo_*.deb"; }
+rpm_file() { one_file "$PACKAGES/lbproxy-[0-9]*.rpm" "lbproxy-VERSION.rpm"; }
+demo_rpm_file() { one_file "$PACKAGES/lbproxy-demo-[0-9]*.rpm" "lbproxy-demo-VERSION.rpm"; }
 
-rpm_file() {
-    local rpms=("$PACKAGES"/lbproxy-*.rpm)
-    [ ${#rpms[@]} -eq 1 ] && [ -f "${rpms[0]}" ] || fail "expected one lbproxy-*.rpm in $PACKAGES, found: ${rpms[*]}"
-    echo "${rpms[0]}"
-}
+# The units of the demo package; every other unit of systemd/ is the proxy's (as in
+# packaging/build.sh).
+DEMO_UNITS=" api@.service api.target "
 
-# The files both packages must hold (the system and user units are checked against systemd/).
+# The files each package must hold, in both formats (the system and user units are checked
+# against systemd/).
 EXPECTED_FILES=(
     /usr/bin/lbproxy
-    /usr/bin/lbproxy-demo-api
     /etc/lbproxy/lbproxy.toml
     /usr/lib/systemd/system/lbproxy.service
     /usr/lib/systemd/system/lbproxy.socket
-    /usr/lib/systemd/system/api@.service
     /usr/lib/systemd/user/lbproxy.service
-    /usr/lib/systemd/user/api@.service
     /usr/share/man/man8/lbproxy.8.gz
     /usr/share/man/man8/lbproxy-serve.8.gz
     /usr/share/man/man8/lbproxy-check.8.gz
     /usr/share/man/man5/lbproxy.toml.5.gz
-    /usr/share/man/man1/lbproxy-demo-api.1.gz
     /usr/share/bash-completion/completions/lbproxy
     /usr/share/fish/vendor_completions.d/lbproxy.fish
     /usr/share/lbproxy/examples/routes.toml
     /usr/share/doc/lbproxy/README.md
     /usr/share/doc/lbproxy/config.md
+    /usr/share/doc/lbproxy/http.md
+    /usr/share/doc/lbproxy/architecture.md
+)
+DEMO_EXPECTED_FILES=(
+    /usr/bin/lbproxy-demo-api
+    /usr/lib/systemd/system/api@.service
+    /usr/lib/systemd/system/api.target
+    /usr/lib/systemd/user/api@.service
+    /usr/share/man/man1/lbproxy-demo-api.1.gz
+    /usr/share/bash-completion/completions/lbproxy-demo-api
+    /usr/share/fish/vendor_completions.d/lbproxy-demo-api.fish
+    /usr/share/lbproxy-demo/own-api.conf
 )
 
-# Every unit file of systemd/system and systemd/user, as installed paths.
+# expected_units proxy|demo: every unit file of systemd/system and systemd/user that belongs to
+# that package, as installed paths.
 expected_units() {
-    local unit
-    for unit in systemd/system/*; do
-        case "$unit" in *.md) continue ;; esac
-        echo "/usr/lib/systemd/system/$(basename "$unit")"
+    local which=$1 unit kind name
+    for kind in system user; do
+        for unit in "systemd/$kind"/*; do
+            name=$(basename "$unit")
+            case "$name" in *.md) continue ;; esac
+            if [[ $DEMO_UNITS == *" $name "* ]]; then
+                [ "$which" = demo ] || continue
+            else
+                [ "$which" = proxy ] || continue
+            fi
+            echo "/usr/lib/systemd/$kind/$name"
+        done
     done
-    for unit in systemd/user/*; do
-        case "$unit" in *.md) continue ;; esac
-        echo "/usr/lib/systemd/user/$(basename "$unit")"
+}
+
+# expect_absent LISTING WHAT PATH...: none of PATH is a line of LISTING (a file of the other
+# package, or one no package should hold).
+expect_absent() {
+    local listing=$1 what=$2 path
+    shift 2
+    for path in "$@"; do
+        if grep -qxF -- "$path" "$listing"; then fail "$what holds $path"; fi
     done
 }
 
@@ -158,7 +189,11 @@ place_deb() {
     cp "$1" "$2/var/cache/lbproxy-test/"
 }
 
-# install_deb ROOT DEB: `apt-get install ./lbproxy_*.deb` inside the root, as an operator would.
+# install_deb ROOT DEB...: `apt-get install ./lbproxy_*.deb ...` inside the root, as an operator
+# would (each DEB placed there first with place_deb).
 install_deb() {
-    in_root "$1" sh -c "cd /var/cache/lbproxy-test && ${APT[*]} install ./$(basename "$2")"
+    local root=$1 deb files=""
+    shift
+    for deb in "$@"; do files+=" ./$(basename "$deb")"; done
+    in_root "$root" sh -c "cd /var/cache/lbproxy-test && ${APT[*]} install$files"
 }
