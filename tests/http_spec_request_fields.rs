@@ -143,7 +143,7 @@ fn missing_duplicate_or_invalid_host_is_400(driver: &str) {
     assert_all_refused(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: HTTP/1.0 may omit Host; it is forwarded as HTTP/1.1, which must carry one: an empty
+// http.md: HTTP/1.0 may omit Host; it is forwarded as HTTP/1.1, which must carry one: an empty
 // Host (the target has no authority; RFC 9112 §3.2), never an invented one. Without keep-alive
 // the client connection closes after the response.
 fn http10_without_host_is_forwarded_with_an_empty_host(driver: &str) {
@@ -655,7 +655,7 @@ fn client_x_forwarded_for_is_appended_to(driver: &str) {
     assert_all_forwarded(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: `Transfer_Encoding`, `Content_Length` (underscore spellings of framing fields) are never
+// http.md: `Transfer_Encoding`, `Content_Length` (underscore spellings of framing fields) are never
 // forwarded: a CGI/WSGI backend maps `_` and `-` to the same variable and could see a second
 // framing. The same holds for every field the proxy owns (`X_Forwarded_For` would forge the
 // client address); other names with `_` are the application's and pass.
@@ -686,7 +686,7 @@ fn underscore_spellings_of_the_proxys_fields_are_dropped(driver: &str) {
     assert_all_forwarded(proxy.addr, &backend, &cases);
 }
 
-// HTTP.md: `CONNECT` → 501 unless a route allows tunnels; never a `200` followed by more HTTP
+// http.md: `CONNECT` → 501 unless a route allows tunnels; never a `200` followed by more HTTP
 // parsing. The backend is never contacted.
 fn connect_is_refused_unless_a_route_allows_tunnels(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, TUNNEL_ROUTE);

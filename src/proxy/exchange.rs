@@ -346,7 +346,8 @@ async fn fail(
         client = %client.peer,
         request = %request.summary,
         upstream = %group.name,
-        backend = ?failure.backend,
+        // `-` when no backend was tried: `journalctl BACKEND=127.0.0.1:8002` finds the rest.
+        backend = %failure.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
         status = failure.status,
         reason = failure.gave_up.as_str(),
         "{}",

@@ -313,7 +313,7 @@ fn give_up(
         worker = ctx.id,
         client = %peer,
         upstream = %group.name,
-        backend = ?record.backend,
+        backend = %record.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
         reason = end,
         "tcp connection closed: {detail}"
     );
