@@ -170,8 +170,8 @@ impl Server {
         tracing::info!(
             workers = worker_count,
             driver = %driver,
-            listeners = ?listen_addrs,
-            admin = ?admin.as_ref().map(AdminServer::local_addr),
+            listeners = %listener_urls(&config, &listen_addrs),
+            admin = %admin.as_ref().map_or("off".to_owned(), |a| a.local_addr().to_string()),
             "lbproxy is accepting connections"
         );
         Ok(Server {
@@ -220,4 +220,19 @@ impl Server {
         anyhow::ensure!(panicked == 0, "{panicked} worker thread(s) panicked");
         Ok(())
     }
+}
+
+/// `http://127.0.0.1:8080,tcp://127.0.0.1:5432`: each listener as its scheme and bound address,
+/// for the startup log line.
+fn listener_urls(config: &Config, listen_addrs: &[(String, SocketAddr)]) -> String {
+    let urls: Vec<String> = listen_addrs
+        .iter()
+        .map(|(name, address)| {
+            let scheme = config
+                .listener(name)
+                .map_or("http", |l| l.protocol.scheme());
+            format!("{scheme}://{address}")
+        })
+        .collect();
+    urls.join(",")
 }

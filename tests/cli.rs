@@ -1,0 +1,108 @@
+//! The `lbproxy` binary as a new user meets it: logs written to a file or a pipe are plain text
+//! with addresses written as addresses.
+
+mod common;
+
+use common::wait_until;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+const STARTED: &str = "lbproxy is accepting connections";
+
+/// A minimal configuration: listener and admin server on port 0, one backend.
+fn config_file(dir: &Path, backend: SocketAddr) -> std::path::PathBuf {
+    let path = dir.join("lbproxy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[runtime]\nworkers = 1\n[admin]\naddress = \"127.0.0.1:0\"\n\
+             [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
+             [upstream.api]\nbackends = [\"{backend}\"]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn lbproxy() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lbproxy"));
+    command
+        .env("LBPROXY_LOG", "info")
+        .env_remove("NO_COLOR")
+        .env_remove("RUNTIME_DIRECTORY")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null());
+    command
+}
+
+/// SIGTERM, then waits for the exit.
+fn stop(child: &mut Child) {
+    // SAFETY: SIGTERM to our own child, not yet reaped.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let mut exited = false;
+    wait_until(WAIT, "lbproxy to exit after SIGTERM", || {
+        exited = child.try_wait().unwrap().is_some();
+        exited
+    });
+}
+
+/// Kills the child if a test fails before stopping it.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The `NAME=VALUE` field of a log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    line[start..].split(' ').next()
+}
+
+#[test]
+fn a_log_written_to_a_file_has_no_colour_and_human_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), "127.0.0.1:9".parse().unwrap());
+    let log_path = dir.path().join("log.txt");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut proxy = Running(
+        lbproxy()
+            .args(["serve", "-c"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let mut text = String::new();
+    wait_until(WAIT, "the startup line in the log file", || {
+        text = std::fs::read_to_string(&log_path).unwrap();
+        text.contains(STARTED)
+    });
+    stop(&mut proxy.0);
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!text.contains('\x1b'), "colour escapes in a file: {text:?}");
+
+    let started = text.lines().find(|l| l.contains(STARTED)).unwrap();
+    let listeners = field(started, "listeners").expect("a listeners field");
+    let address: SocketAddr = listeners
+        .strip_prefix("http://")
+        .unwrap_or_else(|| panic!("listeners={listeners} is not a URL: {started}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("listeners={listeners}: {e}: {started}"));
+    assert_eq!(address.ip().to_string(), "127.0.0.1");
+    let admin = field(started, "admin").expect("an admin field");
+    assert!(
+        admin.parse::<SocketAddr>().is_ok(),
+        "admin={admin}: {started}"
+    );
+    assert!(!started.contains("Some("), "{started}");
+}
