@@ -1,8 +1,9 @@
 //! The `lbproxy` binary as a new user meets it: logs written to a file or a pipe are plain text
-//! with addresses written as addresses.
+//! with addresses written as addresses; `--help` shows what it means.
 
 mod common;
 
+use common::admin::said;
 use common::wait_until;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -105,4 +106,17 @@ fn a_log_written_to_a_file_has_no_colour_and_human_addresses() {
         "admin={admin}: {started}"
     );
     assert!(!started.contains("Some("), "{started}");
+}
+
+#[test]
+fn rollout_help_shows_the_unit_placeholders_as_written() {
+    let output = lbproxy().args(["rollout", "--help"]).output().unwrap();
+    let (out, err) = said(&output);
+    assert!(output.status.success(), "{err}");
+    assert!(!out.contains('\x1b'), "{out:?}");
+    assert!(
+        out.contains("The unit of each backend. `{n}` is the backend's position in the group"),
+        "{out}"
+    );
+    assert!(out.contains("[default: api@{n}]"), "{out}");
 }
