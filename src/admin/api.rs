@@ -547,10 +547,7 @@ pub fn change_backend(
         backend = %address,
         "admin: backend {address} of upstream \"{group}\" {verb} ({detail}) until the next reload"
     );
-    let ignores_weights = matches!(
-        upstream.balance,
-        BalanceAlgorithm::RoundRobin | BalanceAlgorithm::Maglev
-    );
+    let ignores_weights = upstream.balance == BalanceAlgorithm::Maglev;
     let note = match change {
         BackendChange::Weight(_) if ignores_weights => Some(format!(
             "upstream \"{group}\" balances with {}, which does not use runtime weights",
