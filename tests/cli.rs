@@ -1,10 +1,13 @@
 //! The `lbproxy` binary as a new user meets it: logs written to a file or a pipe are plain text
-//! with addresses written as addresses; `--help` shows what it means.
+//! with addresses written as addresses; `--help` shows what it means; a reload refused through
+//! the admin API is logged once, with its fix.
 
 mod common;
 
-use common::admin::said;
+use common::admin::{self, said};
+use common::backend::{RawBackend, Reply};
 use common::wait_until;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -106,6 +109,68 @@ fn a_log_written_to_a_file_has_no_colour_and_human_addresses() {
         "admin={admin}: {started}"
     );
     assert!(!started.contains("Some("), "{started}");
+}
+
+#[test]
+fn a_reload_refused_through_the_api_is_logged_once_with_its_fix() {
+    let backend = RawBackend::start(Reply::Fixed(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), backend.addr);
+    // stderr is a pipe, as in `lbproxy serve 2>&1 | tee`.
+    let mut proxy = Running(
+        lbproxy()
+            .args(["serve", "-c"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = proxy.0.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut chunk = [0; 4096];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&chunk[..n]);
+            let _ = lines_tx.send(String::from_utf8_lossy(&all).into_owned());
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    let admin = loop {
+        let text = lines.recv_timeout(WAIT).expect("the proxy logs its start");
+        if let Some(line) = text.lines().find(|l| l.contains(STARTED)) {
+            break field(line, "admin").unwrap().parse::<SocketAddr>().unwrap();
+        }
+    };
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("[runtime]", "[runtime]\nwokers = 2")).unwrap();
+    let response = admin::request(admin, "POST", "/api/reload", None, "");
+    assert_eq!(response.status, 422, "{}", response.text());
+    // The proxy logged before it answered; stopping it closes its stderr.
+    stop(&mut proxy.0);
+    let log = reader.join().unwrap();
+
+    assert!(!log.contains('\x1b'), "colour escapes in a pipe: {log:?}");
+    let failures: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reload failed"))
+        .collect();
+    assert_eq!(failures.len(), 1, "logged once: {log}");
+    assert!(!log.contains("admin API failed"), "{log}");
+    let lines: Vec<&str> = log.lines().collect();
+    let error = lines
+        .iter()
+        .position(|l| l.contains("runtime.wokers = 2: unknown key `wokers`"))
+        .unwrap_or_else(|| panic!("the reason is logged: {log}"));
+    assert!(
+        lines[error + 1].starts_with("  fix: did you mean `workers`?"),
+        "the fix follows its error: {log}"
+    );
 }
 
 #[test]

@@ -602,13 +602,11 @@ pub fn reload(state: &AdminState) -> AdminResponse {
                 "warnings": report.warnings,
             }),
         ),
-        Err(e) => {
-            tracing::error!("reload requested on the admin API failed: {e}");
-            AdminResponse::json(
-                422,
-                &serde_json::json!({ "applied": false, "error": e.to_string() }),
-            )
-        }
+        // The control handle has logged it (once, whoever asked).
+        Err(e) => AdminResponse::json(
+            422,
+            &serde_json::json!({ "applied": false, "error": e.to_string() }),
+        ),
     }
 }
 

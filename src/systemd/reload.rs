@@ -178,16 +178,14 @@ impl Reloader {
                     message,
                 }
             }
-            Err(e) => {
-                tracing::error!("reload failed: {e}");
-                ReloadOutcome {
-                    pid: std::process::id(),
-                    attempt: self.attempts,
-                    started_us,
-                    applied: false,
-                    message: e.to_string(),
-                }
-            }
+            // Logged by the control handle, as every failed reload is.
+            Err(e) => ReloadOutcome {
+                pid: std::process::id(),
+                attempt: self.attempts,
+                started_us,
+                applied: false,
+                message: e.to_string(),
+            },
         };
         if let Some(state) = &self.state {
             if let Err(e) = state.write(&outcome) {
