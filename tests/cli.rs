@@ -1,6 +1,7 @@
 //! The `lbproxy` binary as a new user meets it: logs written to a file or a pipe are plain text
-//! with addresses written as addresses; `--help` shows what it means; a reload refused through
-//! the admin API is logged once, with its fix.
+//! with addresses written as addresses; `--help` shows what it means; `lbproxy reload --pid`
+//! signals only a proxy and says when it cannot tell how the reload went; a reload refused
+//! through the admin API is logged once, with its fix.
 
 mod common;
 
@@ -10,7 +11,7 @@ use common::wait_until;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -184,4 +185,81 @@ fn rollout_help_shows_the_unit_placeholders_as_written() {
         "{out}"
     );
     assert!(out.contains("[default: api@{n}]"), "{out}");
+}
+
+fn reload_pid(pid: u32, extra: &[&str]) -> Output {
+    lbproxy()
+        .args(["reload", "--pid", &pid.to_string()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+/// Whether process `pid` has a SIGHUP handler (`SigCgt` in /proc/PID/status, a hex mask with
+/// bit N-1 for signal N): before it does, SIGHUP would stop it.
+fn catches_sighup(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (libc::SIGHUP - 1)) != 0)
+}
+
+#[test]
+fn reload_refuses_a_process_that_is_not_a_proxy() {
+    let mut sleep = Running(Command::new("sleep").arg("60").spawn().unwrap());
+    let pid = sleep.0.id();
+    let refused = reload_pid(pid, &[]);
+    let (out, err) = said(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains(&format!("pid {pid} is not lbproxy: it runs `sleep 60`")),
+        "{err}"
+    );
+    assert!(alive(pid), "sleep was not signalled");
+    assert!(sleep.0.try_wait().unwrap().is_none());
+}
+
+#[test]
+fn reload_says_when_it_cannot_tell_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config_file(dir.path(), "127.0.0.1:9".parse().unwrap());
+    let log_path = dir.path().join("log.txt");
+    let mut proxy = Running(
+        lbproxy()
+            .args(["serve", "-c"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = proxy.0.id();
+    wait_until(WAIT, "the proxy to handle SIGHUP", || catches_sighup(pid));
+
+    // No RUNTIME_DIRECTORY: the signal goes out, the outcome is unknown, and it says so.
+    let unknown = reload_pid(pid, &[]);
+    let (out, err) = said(&unknown);
+    assert_eq!(unknown.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("cannot tell whether it serves the new configuration"),
+        "{err}"
+    );
+    assert!(err.contains("lbproxy ctl reload"), "{err}");
+    wait_until(WAIT, "the proxy to log the reload", || {
+        std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains("configuration reloaded")
+    });
+    let sent = reload_pid(pid, &["--no-wait"]);
+    let (out, err) = said(&sent);
+    assert!(sent.status.success(), "{out}{err}");
+    assert!(out.contains(&format!("sent SIGHUP to pid {pid}")), "{out}");
+    assert!(alive(pid));
+    stop(&mut proxy.0);
 }
