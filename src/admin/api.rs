@@ -449,13 +449,15 @@ fn classes(counts: &ClassCounts) -> BTreeMap<&'static str, u64> {
 }
 
 /// `POST /api/backends/{group}/{backend}/{action}`, `action` = `drain`, `enable` or `weight`
-/// (the new weight in the body: `5` or `{"weight": 5}`).
+/// (the new weight in the body: `5` or `{"weight": 5}`). A drain that would leave the group no
+/// backend to serve is refused (409) unless `force` ([`super::drain_guard`]).
 pub fn change_backend(
     state: &AdminState,
     group: &str,
     backend: &str,
     action: &str,
     body: &[u8],
+    force: bool,
 ) -> AdminResponse {
     let change = match action {
         "drain" => BackendChange::Drain,
@@ -498,6 +500,15 @@ pub fn change_backend(
             ),
         );
     };
+
+    if matches!(change, BackendChange::Drain) && !force {
+        let aggregate = state.control.aggregate();
+        let row = aggregate.upstreams.iter().find(|u| u.name == group);
+        if let Some(refusal) = row.and_then(|row| super::drain_guard::refusal(row, address)) {
+            tracing::warn!("admin: {refusal}");
+            return AdminResponse::error(409, refusal);
+        }
+    }
 
     let workers = state.control.worker_count();
     let (done, replies) = mpsc::channel();

@@ -49,7 +49,8 @@ pub enum CtlCommand {
     /// Every backend of every upstream group: state, health, circuit, weight, rates, latency.
     Backends,
     /// Send a backend no new requests (those in flight finish), until `enable` or the next reload.
-    Drain(BackendArgs),
+    /// Refused for the last backend of its group that serves, unless --force.
+    Drain(DrainArgs),
     /// Let a backend take requests again (also one the configuration drains), until the next
     /// reload.
     Enable(BackendArgs),
@@ -65,6 +66,15 @@ pub struct BackendArgs {
     pub upstream: String,
     /// The backend's IP:PORT, e.g. `127.0.0.1:8001`.
     pub backend: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Drain it even if no other backend of the group serves (every request then gets 503).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -87,7 +97,10 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
             let reply = client.get("/api/backends")?;
             render(args.json, &reply, backends_table)?
         }
-        CtlCommand::Drain(b) => change(&client, args.json, b, "drain", b"")?,
+        CtlCommand::Drain(d) => {
+            let action = if d.force { "drain?force=true" } else { "drain" };
+            change(&client, args.json, &d.backend, action, b"")?
+        }
         CtlCommand::Enable(b) => change(&client, args.json, b, "enable", b"")?,
         CtlCommand::Weight(w) => {
             let body = w.weight.to_string();
