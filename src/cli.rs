@@ -113,8 +113,10 @@ pub struct ConfigArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Number of API instances (listening on 127.0.0.1:8001, :8002, …). Default: one per
-    /// backend of the upstream group in the config (3 with the embedded default).
+    /// Number of API instances, on consecutive ports from the group's first backend
+    /// (127.0.0.1:8001, :8002, … with the embedded default); they are the group's backends, also
+    /// after a reload. Default: one per backend of the upstream group in the config (3 with the
+    /// embedded default).
     #[arg(short = 'n', long, value_name = "N")]
     pub instances: Option<u16>,
 }

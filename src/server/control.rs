@@ -185,6 +185,16 @@ impl ControlHandle {
     /// error the running configuration stays, and the error is logged (once, with every reason
     /// and its fix, as `lbproxy check` prints them).
     pub fn reload_from_source(&self) -> Result<ReloadReport, ReloadError> {
+        self.reload_from_source_with(|_| Ok(()))
+    }
+
+    /// [`reload_from_source`](Self::reload_from_source), passing the configuration read through
+    /// `adjust` first: `lbproxy up` puts back the instances it runs. An `Err` from `adjust`
+    /// refuses the reload (logged like any other).
+    pub fn reload_from_source_with(
+        &self,
+        adjust: impl FnOnce(&mut Config) -> Result<(), ReloadError>,
+    ) -> Result<ReloadReport, ReloadError> {
         let (path, env) = {
             let running = self.running();
             let path = match &running.config.source {
@@ -193,10 +203,10 @@ impl ControlHandle {
             };
             (path, running.config.env.clone())
         };
-        match config::load(path.as_deref(), env.as_deref()) {
-            Ok(config) => self.reload(config),
-            Err(errors) => Err(logged(ReloadError::Invalid(errors))),
-        }
+        let mut config =
+            config::load(path.as_deref(), env.as_deref()).map_err(|e| logged(e.into()))?;
+        adjust(&mut config).map_err(logged)?;
+        self.reload(config)
     }
 
     /// How [`requested_reload`](Self::requested_reload) reloads from now on: `lbproxy serve` routes
