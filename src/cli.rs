@@ -40,6 +40,12 @@ pub enum Command {
     Up(UpArgs),
     /// Ask a running proxy to reload its configuration (SIGHUP) and wait until it serves it;
     /// exit 1 with the reasons when it refused. The units' `ExecReload=`.
+    ///
+    /// The pid must be `lbproxy serve` or `lbproxy up` (anything else is refused, unsignalled).
+    /// The outcome is read from `$RUNTIME_DIRECTORY/reload-state`, which a unit with
+    /// `RuntimeDirectory=` provides to both the proxy and this command. Without
+    /// `RUNTIME_DIRECTORY` it sends the signal and exits 2: outcome unknown (0 with `--no-wait`).
+    /// From a shell, `lbproxy ctl reload` waits for the outcome through the admin API instead.
     Reload(ReloadArgs),
     /// Talk to a running proxy's admin API: status, backends, drain, enable, weight, reload.
     Ctl(crate::admin::ctl::CtlArgs),
@@ -65,7 +71,13 @@ pub struct ReloadArgs {
     /// Seconds to wait for the outcome.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
+    /// Send the signal and exit 0 without waiting for the outcome.
+    #[arg(long)]
+    pub no_wait: bool,
 }
+
+/// `lbproxy reload`'s exit status when the signal was sent but the outcome is unknown.
+pub const RELOAD_OUTCOME_UNKNOWN: u8 = 2;
 
 #[derive(Debug, Subcommand)]
 pub enum SystemdCommand {
@@ -101,8 +113,10 @@ pub struct ConfigArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Number of API instances (listening on 127.0.0.1:8001, :8002, …). Default: one per
-    /// backend of the upstream group in the config (3 with the embedded default).
+    /// Number of API instances, on consecutive ports from the group's first backend
+    /// (127.0.0.1:8001, :8002, … with the embedded default); they are the group's backends, also
+    /// after a reload. Default: one per backend of the upstream group in the config (3 with the
+    /// embedded default).
     #[arg(short = 'n', long, value_name = "N")]
     pub instances: Option<u16>,
 }
@@ -113,7 +127,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => return check(&args),
         Command::Serve(args) => serve(&args),
         Command::Up(args) => crate::up::run(&args),
-        Command::Reload(args) => reload(&args),
+        Command::Reload(args) => return reload(&args),
         Command::Ctl(args) => crate::admin::ctl::run(&args),
         Command::Rollout(args) => crate::rollout::run(&args),
         Command::Systemd(SystemdCommand::Install(args)) => install(&args),
@@ -238,11 +252,31 @@ fn ready_status(control: &ControlHandle, listening: &[String]) -> String {
     )
 }
 
-fn reload(args: &ReloadArgs) -> anyhow::Result<()> {
-    let state = StateFile::from_env();
-    let message = sd::reload::request(args.pid, state.as_ref(), Duration::from_secs(args.timeout))?;
-    println!("lbproxy reload: {message}");
-    Ok(())
+/// `lbproxy reload`: 0 applied (or sent, with `--no-wait`), 1 refused or not a proxy, 2 sent
+/// but the outcome unknown (no `RUNTIME_DIRECTORY`).
+fn reload(args: &ReloadArgs) -> ExitCode {
+    let state = StateFile::from_env().filter(|_| !args.no_wait);
+    let timeout = Duration::from_secs(args.timeout);
+    let requested = sd::reload::ensure_proxy(args.pid)
+        .and_then(|()| sd::reload::request(args.pid, state.as_ref(), timeout));
+    match requested {
+        Ok(sd::reload::Requested::Applied(message)) => {
+            println!("lbproxy reload: {message}");
+            ExitCode::SUCCESS
+        }
+        Ok(sd::reload::Requested::Sent(_)) if args.no_wait => {
+            println!("lbproxy reload: sent SIGHUP to pid {}", args.pid);
+            ExitCode::SUCCESS
+        }
+        Ok(sd::reload::Requested::Sent(message)) => {
+            eprintln!("lbproxy reload: {message}");
+            ExitCode::from(RELOAD_OUTCOME_UNKNOWN)
+        }
+        Err(e) => {
+            eprintln!("lbproxy reload: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn install(args: &InstallArgs) -> anyhow::Result<()> {

@@ -6,6 +6,9 @@
 //! it once the configuration is loaded and a reload changes it; the subscriber itself is
 //! installed once ([`init`]) before anything else runs. `LBPROXY_LOG` (or `RUST_LOG`) sets the
 //! filter, default `info`.
+//!
+//! Text lines are coloured only when stderr is a terminal and `NO_COLOR` is unset or empty
+//! (<https://no-color.org>): `lbproxy serve 2>log.txt` or `lbproxy up | tee` get plain text.
 
 use crate::config::LogFormat;
 use crate::systemd as sd;
@@ -43,11 +46,22 @@ pub fn init() {
             Err(e) => eprintln!("lbproxy: cannot log to the journal natively ({e}); using stderr"),
         }
     }
+    let colour = use_colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .event_format(Switch::default())
         .try_init();
+}
+
+/// Colour escapes only for a person at a terminal: never into a file or a pipe, and never when
+/// `NO_COLOR` is set to anything but the empty string.
+fn use_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(std::ffi::OsStr::is_empty)
 }
 
 /// Text or JSON, as [`JSON`] says at the time of each event.
@@ -86,5 +100,19 @@ where
         } else {
             self.text.format_event(ctx, writer, event)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(!use_colour(false, None));
     }
 }

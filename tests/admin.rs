@@ -409,9 +409,10 @@ fn probes_show_in_the_api_and_a_backend_enabled_after_a_drain_ramps_up(driver: &
     });
 
     // Enabled after a drain (a rolling restart's last step), a backend takes its share gradually.
+    // (Instance 2 may be down by now, so the drain may take the last one: forced.)
     let path = |action: &str| format!("/api/backends/api/{one}/{action}");
     assert_eq!(
-        admin::request(admin, "POST", &path("drain"), None, "").status,
+        admin::request(admin, "POST", &path("drain?force=true"), None, "").status,
         200
     );
     assert_eq!(
@@ -502,6 +503,48 @@ fn weight_through_ctl_shifts_the_distribution_until_the_next_reload(driver: &str
     assert!(backend(&api, "api", apis[0].addr)["weight_override"].is_null());
     let even = spread(proxy.addr, 100);
     assert!(near(&even, "1", 50) && near(&even, "2", 50), "{even:?}");
+}
+
+#[test]
+fn draining_the_last_serving_backend_needs_force() {
+    let apis = [DemoApi::start(1), DemoApi::start(2)];
+    let (one, two) = (apis[0].addr, apis[1].addr);
+    let proxy = Proxy::start(&config("legacy", &[one, two], ""));
+    let admin = proxy.admin_addr().to_string();
+    let drain = |backend: SocketAddr, force: bool| {
+        let mut args = vec!["--admin", &admin, "drain"];
+        if force {
+            args.push("--force");
+        }
+        let backend = backend.to_string();
+        ctl(&[&args[..], &["api", &backend]].concat(), &[])
+    };
+
+    let first = drain(one, false);
+    assert!(first.status.success(), "{:?}", said(&first));
+    // Back to back: the second sees the first (the API answers once the workers published it).
+    let last = drain(two, false);
+    let (out, err) = said(&last);
+    assert_eq!(last.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "not draining {two}: no other backend of upstream \"api\" serves ({one} draining)"
+        )) && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(client::get(proxy.addr, "/").status, 200, "still serving");
+    let api = admin::json(proxy.admin_addr(), "/api/backends", None);
+    assert_eq!(backend(&api, "api", two)["state"], "up");
+
+    let forced = drain(two, true);
+    assert!(forced.status.success(), "{:?}", said(&forced));
+    let api = admin::json(proxy.admin_addr(), "/api/backends", None);
+    assert_eq!(backend(&api, "api", two)["state"], "draining");
+    assert_eq!(
+        client::get(proxy.addr, "/").status,
+        503,
+        "nothing serves now"
+    );
 }
 
 #[test]
@@ -614,6 +657,7 @@ fn a_non_loopback_admin_address_needs_a_token_and_enforces_it() {
             "--token-file",
             token_file.to_str().unwrap(),
             "drain",
+            "--force",
             "api",
             &api.addr.to_string(),
         ],
@@ -697,7 +741,7 @@ fn pages_from_other_sites_cannot_drive_a_tokenless_admin_server() {
     let admin = proxy.admin_addr();
     let post = |host: &str, origin: &str| {
         let raw = format!(
-            "POST /api/backends/api/{}/drain HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
+            "POST /api/backends/api/{}/drain?force=true HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
              Content-Length: 0\r\nConnection: close\r\n\r\n",
             api.addr
         );

@@ -1,8 +1,11 @@
 //! `lbproxy up` as a user runs it: real `lbproxy` and `lbproxy-demo-api` processes. It serves
-//! through every instance, restarts one that is killed, and on SIGTERM stops everything.
+//! through every instance, restarts one that is killed, and on SIGTERM stops everything; a
+//! reload keeps the instances `-n` asked for; the `lbproxy ctl` command it prints works; a busy
+//! proxy port fails it before any instance starts.
 
 mod common;
 
+use common::admin::{self, said};
 use common::client;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -157,4 +160,165 @@ fn instances_do_not_outlive_a_killed_up() {
 /// An exited child not yet reaped by its (now gone) parent counts as gone.
 fn zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.contains(") Z "))
+}
+
+/// Runs `lbproxy up -c path ARGS` and returns it with its banner, once printed (up to the
+/// `try curl` line, the last).
+fn launch(path: &std::path::Path, args: &[&str]) -> (Up, Vec<String>) {
+    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .args(["up", "-c"])
+        .arg(path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let stdout = up.0.stdout.take().unwrap();
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut banner = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("lbproxy up prints its banner; so far: {banner:?}"));
+        let last = line.contains("try `curl");
+        banner.push(line);
+        if last {
+            return (up, banner);
+        }
+    }
+}
+
+/// The text between `before` and `after` in the banner line that has `before`.
+fn from_banner<'a>(banner: &'a [String], before: &str, after: &str) -> &'a str {
+    let line = banner
+        .iter()
+        .find(|l| l.contains(before))
+        .unwrap_or_else(|| panic!("no {before:?} in {banner:?}"));
+    let start = line.find(before).unwrap() + before.len();
+    let end = line[start..].find(after).map_or(line.len(), |i| start + i);
+    &line[start..end]
+}
+
+/// The first of `n` consecutive ports free right now (each bound once, then released).
+fn free_ports(n: u16) -> SocketAddr {
+    loop {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = first.local_addr().unwrap().port();
+        let rest: Result<Vec<_>, _> = (1..n)
+            .map(|i| std::net::TcpListener::bind(("127.0.0.1", port.saturating_add(i))))
+            .collect();
+        if port <= u16::MAX - n && rest.is_ok() {
+            return first.local_addr().unwrap();
+        }
+    }
+}
+
+fn backend_addresses(admin: SocketAddr) -> Vec<String> {
+    let api = admin::json(admin, "/api/backends", None);
+    api["upstreams"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["address"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_reload_keeps_the_instances_asked_for_and_the_printed_ctl_command_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = free_ports(3);
+    let path = dir.path().join("up.toml");
+    // The file lists one backend; `-n 3` makes three, from its port on.
+    std::fs::write(
+        &path,
+        format!(
+            "[runtime]\nworkers = 1\n[admin]\naddress = \"127.0.0.1:0\"\n\
+             [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
+             [upstream.api]\nbackends = [\"{first}\"]\n"
+        ),
+    )
+    .unwrap();
+    let (up, banner) = launch(&path, &["-n", "3"]);
+    let proxy: SocketAddr = from_banner(&banner, "listening on http://", "/")
+        .parse()
+        .unwrap();
+    let admin: SocketAddr = from_banner(&banner, "dashboard on http://", "/")
+        .parse()
+        .unwrap();
+    let instances: Vec<String> = (0..3)
+        .map(|i| SocketAddr::new(first.ip(), first.port() + i).to_string())
+        .collect();
+    assert_eq!(backend_addresses(admin), instances);
+
+    // The command `up` printed reaches this proxy (its admin server is on a port of its own).
+    let ctl = from_banner(&banner, "; `", " status`");
+    assert_eq!(
+        ctl,
+        format!("lbproxy ctl -c {} --admin {admin}", path.display())
+    );
+    let args: Vec<&str> = ctl.split(' ').skip(2).collect();
+    let status = admin::ctl(&[&args[..], &["reload"]].concat(), &[]);
+    let (out, err) = said(&status);
+    assert!(status.status.success(), "{out}{err}");
+    assert!(out.contains("reload 1 applied"), "{out}");
+    assert_eq!(backend_addresses(admin), instances, "after ctl reload");
+
+    // SIGHUP reloads too, and keeps them as well.
+    // SAFETY: SIGHUP to our own child, not yet reaped.
+    unsafe { libc::kill(up.0.id() as libc::pid_t, libc::SIGHUP) };
+    common::wait_until(Duration::from_secs(20), "the second reload", || {
+        admin::json(admin, "/api/status", None)["reloads"] == 2
+    });
+    assert_eq!(backend_addresses(admin), instances, "after SIGHUP");
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..9 {
+        let response = client::get(proxy, "/");
+        assert_eq!(response.status, 200);
+        seen.insert(response.header("x-instance").unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 3, "every instance serves: {seen:?}");
+}
+
+#[test]
+fn a_busy_proxy_port_fails_up_before_any_instance_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap();
+    let instance = common::free_port();
+    let path = dir.path().join("up.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[admin]\naddress = \"127.0.0.1:0\"\n\
+             [listener.http]\naddress = \"{busy}\"\nupstream = \"api\"\n\
+             [upstream.api]\nbackends = [\"{instance}\"]\n"
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .args(["up", "-c"])
+        .arg(&path)
+        .env("LBPROXY_LOG", "info")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (out, err) = said(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("the proxy cannot listen, so no instance was started")
+            && err.contains(&format!("binding {busy}")),
+        "{err}"
+    );
+    assert!(!err.contains("started API instance"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "failed at once, not after starting instances"
+    );
+    assert!(std::net::TcpStream::connect(instance).is_err());
 }

@@ -451,13 +451,15 @@ fn classes(counts: &ClassCounts) -> BTreeMap<&'static str, u64> {
 }
 
 /// `POST /api/backends/{group}/{backend}/{action}`, `action` = `drain`, `enable` or `weight`
-/// (the new weight in the body: `5` or `{"weight": 5}`).
+/// (the new weight in the body: `5` or `{"weight": 5}`). A drain that would leave the group no
+/// backend to serve is refused (409) unless `force` ([`super::drain_guard`]).
 pub fn change_backend(
     state: &AdminState,
     group: &str,
     backend: &str,
     action: &str,
     body: &[u8],
+    force: bool,
 ) -> AdminResponse {
     let change = match action {
         "drain" => BackendChange::Drain,
@@ -500,6 +502,15 @@ pub fn change_backend(
             ),
         );
     };
+
+    if matches!(change, BackendChange::Drain) && !force {
+        let aggregate = state.control.aggregate();
+        let row = aggregate.upstreams.iter().find(|u| u.name == group);
+        if let Some(refusal) = row.and_then(|row| super::drain_guard::refusal(row, address)) {
+            tracing::warn!("admin: {refusal}");
+            return AdminResponse::error(409, refusal);
+        }
+    }
 
     let workers = state.control.worker_count();
     let (done, replies) = mpsc::channel();
@@ -549,10 +560,7 @@ pub fn change_backend(
         backend = %address,
         "admin: backend {address} of upstream \"{group}\" {verb} ({detail}) until the next reload"
     );
-    let ignores_weights = matches!(
-        upstream.balance,
-        BalanceAlgorithm::RoundRobin | BalanceAlgorithm::Maglev
-    );
+    let ignores_weights = upstream.balance == BalanceAlgorithm::Maglev;
     let note = match change {
         BackendChange::Weight(_) if ignores_weights => Some(format!(
             "upstream \"{group}\" balances with {}, which does not use runtime weights",
@@ -607,13 +615,11 @@ pub fn reload(state: &AdminState) -> AdminResponse {
                 "warnings": report.warnings,
             }),
         ),
-        Err(e) => {
-            tracing::error!("reload requested on the admin API failed: {e}");
-            AdminResponse::json(
-                422,
-                &serde_json::json!({ "applied": false, "error": e.to_string() }),
-            )
-        }
+        // The control handle has logged it (once, whoever asked).
+        Err(e) => AdminResponse::json(
+            422,
+            &serde_json::json!({ "applied": false, "error": e.to_string() }),
+        ),
     }
 }
 

@@ -15,7 +15,8 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum ClientError {
     #[error(
         "cannot reach the lbproxy admin server at {address}: {error}. Is the proxy running, and \
-         is {address} its [admin] address? (set it with --admin ADDR or LBPROXY_ADMIN)"
+         is {address} its [admin] address? (set it with --admin ADDR or LBPROXY_ADMIN; \
+         `lbproxy ctl -c FILE` reads it from the proxy's configuration)"
     )]
     NotRunning {
         address: String,

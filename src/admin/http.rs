@@ -21,11 +21,23 @@ pub struct AdminRequest {
     pub method: Method,
     /// The path, percent-decoded, without the query.
     pub path: String,
+    /// The query (after `?`), as sent; empty without one. See [`AdminRequest::flag`].
+    pub query: String,
     /// `Host` without its port, when sent.
     pub host: Option<String>,
     pub authorization: Option<Vec<u8>>,
     pub origin: Option<String>,
     pub body: Vec<u8>,
+}
+
+impl AdminRequest {
+    /// Whether the query sets `name`: `?name`, `?name=true`, `?name=1` or `?name=yes`.
+    pub fn flag(&self, name: &str) -> bool {
+        self.query.split('&').any(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, "true"));
+            key == name && matches!(value, "true" | "1" | "yes")
+        })
+    }
 }
 
 /// A response: status, content type and body, plus extra header lines.
@@ -114,6 +126,10 @@ pub fn read_request(stream: &mut TcpStream) -> Result<AdminRequest, ReadError> {
                 let parsed = AdminRequest {
                     method: request.method,
                     path: percent_decode(request.path()),
+                    query: request
+                        .target
+                        .split_once('?')
+                        .map_or_else(String::new, |(_, query)| query.to_owned()),
                     host: request.host.map(str::to_owned),
                     authorization: request.header("authorization").map(<[u8]>::to_vec),
                     origin: request

@@ -11,13 +11,15 @@
 //! Changes go to the workers as commands ([`api`]).
 //!
 //! Files: `http.rs` (request/response), `router.rs` (routes, access), `prometheus.rs` (the
-//! exposition and every metric name), `api.rs` (JSON, changes), `sampler.rs` (history),
-//! `dashboard.rs` + `assets/` (the page), `client.rs` + `ctl.rs` (`lbproxy ctl`).
+//! exposition and every metric name), `api.rs` (JSON, changes), `drain_guard.rs` (no drain of a
+//! group's last serving backend without `force`), `sampler.rs` (history), `dashboard.rs` +
+//! `assets/` (the page), `client.rs` + `ctl.rs` (`lbproxy ctl`).
 
 pub mod api;
 pub mod client;
 pub mod ctl;
 pub mod dashboard;
+pub mod drain_guard;
 pub mod http;
 pub mod prometheus;
 pub mod router;

@@ -36,7 +36,15 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
         (Method::Get, "/api/backends") => api::backends(state),
         (Method::Post, "/api/reload") => api::reload(state),
         (Method::Post, _) if segments.len() == 5 && segments[..2] == ["api", "backends"] => {
-            api::change_backend(state, segments[2], segments[3], segments[4], &request.body)
+            let force = request.flag("force");
+            api::change_backend(
+                state,
+                segments[2],
+                segments[3],
+                segments[4],
+                &request.body,
+                force,
+            )
         }
         (_, "/" | "/index.html" | "/metrics" | "/api/status" | "/api/backends") => {
             not_allowed("GET")
@@ -151,6 +159,7 @@ mod tests {
         AdminRequest {
             method,
             path: path.into(),
+            query: String::new(),
             host: Some(host.into()),
             authorization: None,
             origin: None,
@@ -160,6 +169,24 @@ mod tests {
 
     fn token() -> AdminToken {
         AdminToken::new("0123456789abcdef-secret".into())
+    }
+
+    #[test]
+    fn query_flags() {
+        let mut drain = request(
+            Method::Post,
+            "/api/backends/api/127.0.0.1:1/drain",
+            "127.0.0.1",
+        );
+        assert!(!drain.flag("force"));
+        for query in ["force", "force=true", "x=1&force=1", "force=yes"] {
+            drain.query = query.into();
+            assert!(drain.flag("force"), "{query}");
+        }
+        for query in ["force=false", "forced=1", "force=0"] {
+            drain.query = query.into();
+            assert!(!drain.flag("force"), "{query}");
+        }
     }
 
     #[test]

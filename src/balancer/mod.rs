@@ -73,9 +73,11 @@ impl Balancer {
         );
         let len = backends.len();
         match algorithm {
-            BalanceAlgorithm::RoundRobin => {
-                Balancer::RoundRobin(RoundRobin::new(len, worker, Rng::for_worker(worker)))
-            }
+            BalanceAlgorithm::RoundRobin => Balancer::RoundRobin(RoundRobin::new(
+                backends.iter().map(|b| b.weight.get()),
+                worker,
+                Rng::for_worker(worker),
+            )),
             BalanceAlgorithm::Weighted => Balancer::Weighted(SmoothWeighted::new(len)),
             BalanceAlgorithm::LeastConn => Balancer::LeastConn(LeastConn::new(len, worker)),
             BalanceAlgorithm::P2c => Balancer::P2c(PowerOfTwo::new(len, Rng::for_worker(worker))),
@@ -83,6 +85,15 @@ impl Balancer {
                 Balancer::Random(WeightedRandom::new(len, Rng::for_worker(worker)))
             }
             BalanceAlgorithm::Maglev => Balancer::Maglev(Maglev::new(backends)),
+        }
+    }
+
+    /// The backends' weights (in force, without slow start) changed at runtime. The algorithms
+    /// read weights through the view on every pick; round robin decides here instead whether it
+    /// still rotates plainly (equal weights) or by weight.
+    pub fn set_weights(&self, weights: impl IntoIterator<Item = u32>) {
+        if let Balancer::RoundRobin(b) = self {
+            b.set_weights(weights);
         }
     }
 

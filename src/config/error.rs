@@ -239,7 +239,9 @@ impl Issues {
 }
 
 /// The candidate closest to `word` when it is plausibly a typo of it: small edit distance
-/// (ignoring case, `-` versus `_`), or one contains the other.
+/// (ignoring case, `-` versus `_`), or `word` is part of the candidate (`uring` for `io_uring`).
+/// A word that merely contains a candidate is another name, not a typo of it: `proxy_protocol`
+/// is not `protocol`.
 pub(crate) fn closest<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
@@ -252,8 +254,7 @@ pub(crate) fn closest<'a>(
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
         let cand = norm(candidate);
-        let substring =
-            word.len().min(cand.len()) >= 3 && (cand.contains(&word) || word.contains(&cand));
+        let substring = word.len() >= 3 && cand.contains(&word);
         let distance = if substring {
             cand.len().abs_diff(word.len()).min(1)
         } else {
@@ -398,6 +399,8 @@ mod tests {
         assert_eq!(closest("routes", keys), Some("route"));
         assert_eq!(closest("Upstream", keys), Some("upstream"));
         assert_eq!(closest("weight", keys), None);
+        assert_eq!(closest("proxy_protocol", keys), None);
+        assert_eq!(closest("upstream_group", keys), None);
         assert_eq!(
             closest("uring", ["auto", "io_uring", "legacy"]),
             Some("io_uring")

@@ -104,6 +104,17 @@ fn listener(value: toml::Value, path: &KeyPath, issues: &mut Issues) -> FileList
     };
     let routes = table.remove("route");
     let tls = table.remove("tls");
+    let group = match table.get("upstream") {
+        Some(toml::Value::String(name)) => format!("[upstream.{name}]"),
+        _ => "the [upstream.NAME] it sends to".to_owned(),
+    };
+    drop_misplaced_keys::<FileListener, FileUpstream>(
+        &mut table,
+        path,
+        issues,
+        ("listeners", "upstream groups"),
+        &group,
+    );
     let mut listener: FileListener = typed(table, path, issues);
     listener.route = array_of_tables(
         routes,
@@ -331,6 +342,41 @@ fn type_problem(message: &str) -> (String, String) {
     )
 }
 
+/// Reports and removes the keys `Here` does not have but `There` does: a setting of another
+/// kind of section (`there_name`, e.g. "upstream groups") written in one of `here_name` (e.g.
+/// "listeners"), with where it goes (`there`, e.g. `[upstream.api]`). What is left unknown goes
+/// to [`drop_unknown_keys`].
+fn drop_misplaced_keys<Here: DeserializeOwned, There: DeserializeOwned>(
+    table: &mut toml::Table,
+    path: &KeyPath,
+    issues: &mut Issues,
+    (here_name, there_name): (&str, &str),
+    there: &str,
+) {
+    let (here, elsewhere) = (fields_of::<Here>(), fields_of::<There>());
+    let misplaced: Vec<String> = table
+        .keys()
+        .filter(|key| !here.contains(&key.as_str()) && elsewhere.contains(&key.as_str()))
+        .cloned()
+        .collect();
+    for key in misplaced {
+        let Some(value) = table.remove(&key) else {
+            continue;
+        };
+        let shown = if value.is_table() {
+            String::new()
+        } else {
+            render(&value)
+        };
+        issues.fail(
+            path.key(&key),
+            shown,
+            format!("`{key}` is a setting of {there_name}, not of {here_name}"),
+            format!("move it to {there}"),
+        );
+    }
+}
+
 /// Reports and removes the keys `T` does not have.
 fn drop_unknown_keys<T: DeserializeOwned>(
     table: &mut toml::Table,
@@ -424,6 +470,23 @@ mod tests {
             Some("api"),
             "rest still read"
         );
+    }
+
+    #[test]
+    fn a_group_setting_on_a_listener_is_sent_to_the_group() {
+        let (_, issues) = read_text(
+            "[listener.db]\naddress = \"127.0.0.1:5432\"\nprotocol = \"tcp\"\n\
+             upstream = \"pg\"\nproxy_protocol = \"v2\"\n",
+        );
+        let list = issues.list();
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0].path.to_string(), "listener.db.proxy_protocol");
+        assert_eq!(
+            list[0].problem,
+            "`proxy_protocol` is a setting of upstream groups, not of listeners"
+        );
+        assert_eq!(list[0].fix, "move it to [upstream.pg]");
+        assert!(!list[0].fix.contains("protocol`"), "{}", list[0].fix);
     }
 
     #[test]

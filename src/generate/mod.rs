@@ -131,9 +131,15 @@ mod tests {
             "the hidden generate command gets no page: {names:?}"
         );
         let rollout = std::fs::read_to_string(dir.path().join("lbproxy-rollout.8")).unwrap();
-        for documented in ["\\-\\-wait\\-ready", "{port\\-N}", "lbproxy ctl enable"] {
+        for documented in [
+            "\\-\\-wait\\-ready",
+            "{port\\-N}",
+            "lbproxy ctl enable",
+            "`{n}` is",
+        ] {
             assert!(rollout.contains(documented), "{documented} in {rollout}");
         }
+        assert!(!rollout.contains('\x1b'), "no terminal escapes: {rollout}");
         let demo = std::fs::read_to_string(dir.path().join("lbproxy-demo-api.1")).unwrap();
         assert!(demo.contains("instance"), "{demo}");
     }

@@ -154,7 +154,12 @@ fn change_backend(ctx: &WorkerContext, command: &BackendCommand) -> Result<(), S
                 backend.start_ramp(Instant::now(), group.config.slow_start);
             }
         }
-        BackendChange::Weight(weight) => backend.override_weight(Some(weight)),
+        BackendChange::Weight(weight) => {
+            backend.override_weight(Some(weight));
+            group
+                .balancer
+                .set_weights(group.backends.iter().map(|b| b.weight().get()));
+        }
     }
     tracing::debug!(
         worker = ctx.id,

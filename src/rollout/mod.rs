@@ -43,6 +43,21 @@ fn map_entry(text: &str) -> Result<MapEntry, String> {
     plan::parse_map_entry(text).map(|(address, unit)| MapEntry { address, unit })
 }
 
+/// `--unit`'s help (the man page shows the same text).
+const UNIT_HELP: &str = "The unit of each backend. `{n}` is the backend's position in the group, \
+    from 1 (the default group 127.0.0.1:8001..8003 → api@1..api@3, as the shipped api@.service \
+    maps instance N to port 8000+N); `{port}` is its port and `{port-N}` its port minus N \
+    (`api@{port-8000}`: 127.0.0.1:8003 → api@3, whatever its position).";
+
+/// `help` with each `{n}` shown as written. clap renders `{n}` in help text as a line break and
+/// has no escape for it, so an empty style reset (`ESC[0m`) goes between `{` and `n`: clap no
+/// longer sees `{n}`, a terminal shows `{n}` unchanged, and clap strips the escape where the
+/// help goes to a file or a pipe, as do the man page and markdown generators (which print the
+/// help's text without styles).
+fn literal_braces(help: &str) -> clap::builder::StyledStr {
+    help.replace("{n}", "{\x1b[0mn}").into()
+}
+
 #[derive(Debug, Clone, Args)]
 #[command(after_long_help = "\
 A backend is never restarted while no other backend of the group is up. Ready again means \
@@ -79,11 +94,9 @@ pub struct RolloutArgs {
     /// them.
     #[arg(long, value_name = "NAME", default_value = "api")]
     pub group: String,
-    /// The unit of each backend. `{n}` is the backend's position in the group, from 1 (the
-    /// default group 127.0.0.1:8001..8003 → api@1..api@3, as the shipped api@.service maps
-    /// instance N to port 8000+N); `{port}` is its port and `{port-N}` its port minus N
-    /// (`api@{port-8000}`: 127.0.0.1:8003 → api@3, whatever its position).
-    #[arg(long, value_name = "TEMPLATE", default_value = "api@{n}", value_parser = clap::value_parser!(UnitTemplate))]
+    // The help is `UNIT_HELP`, through `literal_braces`: clap turns a `{n}` in help text into a
+    // line break.
+    #[arg(long, value_name = "TEMPLATE", default_value = "api@{n}", help = literal_braces(UNIT_HELP), value_parser = clap::value_parser!(UnitTemplate))]
     pub unit: UnitTemplate,
     /// Name each backend's unit instead of --unit: `ADDR=UNIT`, comma-separated or repeated.
     /// Backends left out are not restarted.

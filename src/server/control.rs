@@ -182,8 +182,19 @@ impl ControlHandle {
 
     /// Reads the configuration again from where the running one came from (same file, same
     /// `--env` overlay, the process environment for `${VAR}`), validates it and reloads it. On any
-    /// error the running configuration stays.
+    /// error the running configuration stays, and the error is logged (once, with every reason
+    /// and its fix, as `lbproxy check` prints them).
     pub fn reload_from_source(&self) -> Result<ReloadReport, ReloadError> {
+        self.reload_from_source_with(|_| Ok(()))
+    }
+
+    /// [`reload_from_source`](Self::reload_from_source), passing the configuration read through
+    /// `adjust` first: `lbproxy up` puts back the instances it runs. An `Err` from `adjust`
+    /// refuses the reload (logged like any other).
+    pub fn reload_from_source_with(
+        &self,
+        adjust: impl FnOnce(&mut Config) -> Result<(), ReloadError>,
+    ) -> Result<ReloadReport, ReloadError> {
         let (path, env) = {
             let running = self.running();
             let path = match &running.config.source {
@@ -192,7 +203,9 @@ impl ControlHandle {
             };
             (path, running.config.env.clone())
         };
-        let config = config::load(path.as_deref(), env.as_deref()).map_err(ReloadError::Invalid)?;
+        let mut config =
+            config::load(path.as_deref(), env.as_deref()).map_err(|e| logged(e.into()))?;
+        adjust(&mut config).map_err(logged)?;
         self.reload(config)
     }
 
@@ -218,8 +231,13 @@ impl ControlHandle {
     /// Switches every worker to `config`: prepare on all, then commit on all (or abort on all when
     /// any cannot), and returns once every worker serves it. Requests in flight finish on the
     /// configuration they started with; connections are not touched. Blocks for about two worker
-    /// ticks.
+    /// ticks. The outcome is logged here, whoever asked (SIGHUP, the admin API, `lbproxy up`),
+    /// so callers do not log it again.
     pub fn reload(&self, config: Config) -> Result<ReloadReport, ReloadError> {
+        self.switch_to(config).map_err(logged)
+    }
+
+    fn switch_to(&self, config: Config) -> Result<ReloadReport, ReloadError> {
         let _one_at_a_time = self
             .inner
             .reloading
@@ -342,4 +360,10 @@ impl ControlHandle {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Logs a failed reload: every reason, each with its fix; the running configuration stays.
+fn logged(error: ReloadError) -> ReloadError {
+    tracing::error!("reload failed: {error}");
+    error
 }

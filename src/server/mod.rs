@@ -3,11 +3,12 @@
 //! Library entry point used by `lbproxy serve`, `lbproxy up` and the tests:
 //! `Server::start(config)` returns once every worker is listening (so port-0 binds are known via
 //! [`Server::listen_addrs`]) and the admin server ([`crate::admin`], `[admin]`) answers on
-//! [`Server::admin_addr`]; its [`ControlHandle`] (cloneable, `Send`) is what the control thread,
-//! the signal handlers and the admin API drive: [`ControlHandle::reload`] swaps the configuration
-//! on every worker, [`ControlHandle::shutdown`] stops accepting and drains; [`Server::wait`]
-//! joins the workers, then stops the health checker and the admin server (which keeps answering
-//! during the drain).
+//! [`Server::admin_addr`]. It is [`Server::bind`] (every socket bound, nothing started: a busy
+//! port fails there) followed by [`Bound::start`]. The server's [`ControlHandle`] (cloneable,
+//! `Send`) is what the control thread, the signal handlers and the admin API drive:
+//! [`ControlHandle::reload`] swaps the configuration on every worker,
+//! [`ControlHandle::shutdown`] stops accepting and drains; [`Server::wait`] joins the workers,
+//! then stops the health checker and the admin server (which keeps answering during the drain).
 
 mod control;
 mod reload;
@@ -48,21 +49,24 @@ impl Server {
     /// Binds every listener (once, on this thread, with `SO_REUSEPORT`; port 0 resolved by the
     /// first bind), starts `config.runtime.workers` workers, and returns when all are accepting.
     pub fn start(config: Arc<Config>) -> anyhow::Result<Server> {
-        Self::start_with(config, InheritedSockets::none())
+        Self::bind(config, InheritedSockets::none())?.start()
     }
 
     /// [`start`](Self::start), taking each listener's socket from `inherited` (systemd socket
     /// activation, matched by name) where there is one. Inherited sockets no listener takes are
     /// reported and closed.
-    pub fn start_with(
-        config: Arc<Config>,
-        mut inherited: InheritedSockets,
-    ) -> anyhow::Result<Server> {
+    pub fn start_with(config: Arc<Config>, inherited: InheritedSockets) -> anyhow::Result<Server> {
+        Self::bind(config, inherited)?.start()
+    }
+
+    /// The first half of [`start_with`](Self::start_with): binds the admin server's socket and
+    /// every listener's, and starts nothing. `lbproxy up` binds before it starts its instances,
+    /// so a busy port fails at once instead of after every instance is up.
+    pub fn bind(config: Arc<Config>, mut inherited: InheritedSockets) -> anyhow::Result<Bound> {
         let driver = driver::resolve(config.runtime.driver)?;
         let worker_count = config.runtime.workers.get();
-        let started_ms = crate::runtime::now_ms();
         // Before any worker starts: a taken admin port fails the start with the reason.
-        let admin_listener = match config.admin.enabled {
+        let admin = match config.admin.enabled {
             true => Some(admin::bind(config.admin.address)?),
             false => None,
         };
@@ -87,8 +91,81 @@ impl Server {
                  it (FileDescriptorName= in lbproxy.socket must equal a listener's name)"
             );
         }
-        drop(inherited);
+        Ok(Bound {
+            config,
+            driver,
+            admin,
+            listeners_per_worker,
+            listen_addrs,
+        })
+    }
 
+    /// `(listener name, bound address)` for every listener, ports resolved.
+    pub fn listen_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.listen_addrs
+    }
+
+    /// Where the admin server listens (port 0 resolved); `None` with `[admin] enabled = false`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addr)
+    }
+
+    /// The io driver the workers run on.
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    /// The handle that reloads, drains and watches the workers from any thread.
+    pub fn control(&self) -> ControlHandle {
+        self.control.clone()
+    }
+
+    /// Blocks until every worker has exited (after a shutdown and its drain), then stops the
+    /// health checker and the admin server.
+    pub fn wait(self) -> anyhow::Result<()> {
+        let mut panicked = 0;
+        for handle in self.workers {
+            if handle.join().is_err() {
+                panicked += 1;
+            }
+        }
+        self.health.stop();
+        if let Some(admin) = self.admin {
+            admin.stop();
+        }
+        anyhow::ensure!(panicked == 0, "{panicked} worker thread(s) panicked");
+        Ok(())
+    }
+}
+
+/// A proxy's sockets, bound by [`Server::bind`] and not yet served: [`Bound::start`] starts the
+/// workers, the health checker and the admin server on them. Dropping it closes them.
+#[derive(Debug)]
+pub struct Bound {
+    config: Arc<Config>,
+    driver: Driver,
+    admin: Option<std::net::TcpListener>,
+    listeners_per_worker: Vec<Vec<std::net::TcpListener>>,
+    listen_addrs: Vec<(String, SocketAddr)>,
+}
+
+impl Bound {
+    /// `(listener name, bound address)` for every listener, ports resolved.
+    pub fn listen_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.listen_addrs
+    }
+
+    /// Starts the workers on the bound sockets and returns when all are accepting.
+    pub fn start(self) -> anyhow::Result<Server> {
+        let Bound {
+            config,
+            driver,
+            admin: admin_listener,
+            listeners_per_worker,
+            listen_addrs,
+        } = self;
+        let worker_count = config.runtime.workers.get();
+        let started_ms = crate::runtime::now_ms();
         let cpus = cpus::allowed_cpus();
         let mut links = Vec::with_capacity(worker_count);
         let mut specs = Vec::with_capacity(worker_count);
@@ -170,8 +247,8 @@ impl Server {
         tracing::info!(
             workers = worker_count,
             driver = %driver,
-            listeners = ?listen_addrs,
-            admin = ?admin.as_ref().map(AdminServer::local_addr),
+            listeners = %listener_urls(&config, &listen_addrs),
+            admin = %admin.as_ref().map_or("off".to_owned(), |a| a.local_addr().to_string()),
             "lbproxy is accepting connections"
         );
         Ok(Server {
@@ -183,41 +260,19 @@ impl Server {
             admin,
         })
     }
+}
 
-    /// `(listener name, bound address)` for every listener, ports resolved.
-    pub fn listen_addrs(&self) -> &[(String, SocketAddr)] {
-        &self.listen_addrs
-    }
-
-    /// Where the admin server listens (port 0 resolved); `None` with `[admin] enabled = false`.
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(AdminServer::local_addr)
-    }
-
-    /// The io driver the workers run on.
-    pub fn driver(&self) -> Driver {
-        self.driver
-    }
-
-    /// The handle that reloads, drains and watches the workers from any thread.
-    pub fn control(&self) -> ControlHandle {
-        self.control.clone()
-    }
-
-    /// Blocks until every worker has exited (after a shutdown and its drain), then stops the
-    /// health checker and the admin server.
-    pub fn wait(self) -> anyhow::Result<()> {
-        let mut panicked = 0;
-        for handle in self.workers {
-            if handle.join().is_err() {
-                panicked += 1;
-            }
-        }
-        self.health.stop();
-        if let Some(admin) = self.admin {
-            admin.stop();
-        }
-        anyhow::ensure!(panicked == 0, "{panicked} worker thread(s) panicked");
-        Ok(())
-    }
+/// `http://127.0.0.1:8080,tcp://127.0.0.1:5432`: each listener as its scheme and bound address,
+/// for the startup log line.
+fn listener_urls(config: &Config, listen_addrs: &[(String, SocketAddr)]) -> String {
+    let urls: Vec<String> = listen_addrs
+        .iter()
+        .map(|(name, address)| {
+            let scheme = config
+                .listener(name)
+                .map_or("http", |l| l.protocol.scheme());
+            format!("{scheme}://{address}")
+        })
+        .collect();
+    urls.join(",")
 }

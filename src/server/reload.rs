@@ -27,7 +27,7 @@ pub struct ReloadReport {
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("the new configuration is invalid; the running one stays\n{0}")]
-    Invalid(ConfigErrors),
+    Invalid(#[from] ConfigErrors),
     #[error("the new configuration changes what only a restart can change; the running one stays:\n  {}", .0.join("\n  "))]
     NeedsRestart(Vec<String>),
     #[error("worker {worker} cannot run the new configuration ({reason}); the running one stays")]

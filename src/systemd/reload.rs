@@ -7,9 +7,11 @@
 //!
 //! 1. `lbproxy check -c FILE` — a file that does not validate fails the reload before the proxy
 //!    hears of it (every error is printed to the journal);
-//! 2. `lbproxy reload --pid $MAINPID` — [`request`]: reads the clock, sends SIGHUP, and waits
-//!    until the proxy has recorded the outcome of a reload it *started after* that signal, then
-//!    exits 0 (applied) or 1 (refused, with the reasons; the running configuration stays).
+//! 2. `lbproxy reload --pid $MAINPID` — [`ensure_proxy`] checks that the pid is an lbproxy proxy,
+//!    then [`request`] reads the clock, sends SIGHUP, and waits until the proxy has recorded the
+//!    outcome of a reload it *started after* that signal, then exits 0 (applied) or 1 (refused,
+//!    with the reasons; the running configuration stays). Without `RUNTIME_DIRECTORY` there is
+//!    nothing to wait on: it exits 2 (signal sent, outcome unknown), or 0 with `--no-wait`.
 //!
 //! The proxy side is [`Reloader::on_sighup`]: `RELOADING=1` + `MONOTONIC_USEC=`, the two-phase
 //! reload on every worker ([`ControlHandle::reload_from_source`]), the outcome written to
@@ -178,16 +180,14 @@ impl Reloader {
                     message,
                 }
             }
-            Err(e) => {
-                tracing::error!("reload failed: {e}");
-                ReloadOutcome {
-                    pid: std::process::id(),
-                    attempt: self.attempts,
-                    started_us,
-                    applied: false,
-                    message: e.to_string(),
-                }
-            }
+            // Logged by the control handle, as every failed reload is.
+            Err(e) => ReloadOutcome {
+                pid: std::process::id(),
+                attempt: self.attempts,
+                started_us,
+                applied: false,
+                message: e.to_string(),
+            },
         };
         if let Some(state) = &self.state {
             if let Err(e) = state.write(&outcome) {
@@ -211,27 +211,44 @@ impl Reloader {
     }
 }
 
+/// What [`request`] learnt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requested {
+    /// The proxy serves the new configuration (the message says which reload, and warnings).
+    Applied(String),
+    /// The signal went out, and nothing says how the reload went (no state file to wait on).
+    Sent(String),
+}
+
 /// The `ExecReload=` helper: asks process `pid` to reload and waits for the outcome recorded in
-/// `state`. `Ok` when the new configuration serves, `Err` with the proxy's reasons otherwise.
-/// Without a state file it can only send the signal, and says so.
-pub fn request(pid: u32, state: Option<&StateFile>, timeout: Duration) -> anyhow::Result<String> {
+/// `state`. `Applied` when the new configuration serves, `Err` with the proxy's reasons
+/// otherwise. Without a state file it can only send the signal: `Sent`, saying why it cannot
+/// wait. Check first that `pid` is a proxy ([`ensure_proxy`]).
+pub fn request(
+    pid: u32,
+    state: Option<&StateFile>,
+    timeout: Duration,
+) -> anyhow::Result<Requested> {
     let sent_at = monotonic_us();
     send_sighup(pid)?;
     let Some(state) = state else {
-        return Ok(format!(
-            "sent SIGHUP to pid {pid}; not waiting for the outcome: RUNTIME_DIRECTORY is not set \
-             (the unit's RuntimeDirectory=); the proxy's log says how the reload went"
-        ));
+        return Ok(Requested::Sent(format!(
+            "sent SIGHUP to pid {pid}, but cannot tell whether it serves the new configuration: \
+             RUNTIME_DIRECTORY is not set, so there is no reload-state file to wait on (a unit \
+             with RuntimeDirectory= sets it for both the proxy and ExecReload=). The proxy's log \
+             says how the reload went; `lbproxy ctl reload` reloads through the admin API and \
+             waits for the outcome"
+        )));
     };
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(outcome) = state.read() {
             if outcome.pid == pid && outcome.started_us >= sent_at {
                 return if outcome.applied {
-                    Ok(format!(
+                    Ok(Requested::Applied(format!(
                         "pid {pid} serves the new configuration ({})",
                         outcome.message
-                    ))
+                    )))
                 } else {
                     Err(anyhow::anyhow!(
                         "pid {pid} refused the new configuration and keeps serving the running \
@@ -253,6 +270,58 @@ pub fn request(pid: u32, state: Option<&StateFile>, timeout: Duration) -> anyhow
         );
         std::thread::sleep(POLL_EVERY);
     }
+}
+
+/// Checks that `pid` is an lbproxy that reloads on SIGHUP (`lbproxy serve` or `lbproxy up`)
+/// before [`request`] signals it: SIGHUP stops most other programs (its default action), so a
+/// mistyped pid must not reach one. Reads `/proc/PID/exe` (the program's file, even after it was
+/// replaced on disk by an upgrade), else, for another user's process, `/proc/PID/cmdline`.
+pub fn ensure_proxy(pid: u32) -> anyhow::Result<()> {
+    let dir = PathBuf::from(format!("/proc/{pid}"));
+    let cmdline = match std::fs::read(dir.join("cmdline")) {
+        Ok(cmdline) => cmdline,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("no process has pid {pid}")
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading /proc/{pid}/cmdline")),
+    };
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect();
+    let exe = std::fs::read_link(dir.join("exe")).ok();
+    check_proxy(pid, exe.as_deref(), &args)
+}
+
+/// [`ensure_proxy`]'s decision, on what `/proc` said: the executable's path (when readable) and
+/// the arguments.
+fn check_proxy(pid: u32, exe: Option<&Path>, args: &[String]) -> anyhow::Result<()> {
+    let file_name = |path: &Path| {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        // What the kernel shows for a binary replaced since the process started.
+        name.trim_end_matches(" (deleted)").to_owned()
+    };
+    let program = exe
+        .map(file_name)
+        .or_else(|| args.first().map(|arg0| file_name(Path::new(arg0))));
+    let shown = if args.is_empty() {
+        "no command line (a kernel thread, or a process that is exiting)".to_owned()
+    } else {
+        format!("`{}`", args.join(" "))
+    };
+    anyhow::ensure!(
+        program.as_deref() == Some("lbproxy"),
+        "pid {pid} is not lbproxy: it runs {shown}; not sending it SIGHUP (which stops most \
+         programs). Pass the pid of `lbproxy serve` ($MAINPID in a unit, or `pidof lbproxy`)"
+    );
+    let subcommand = args.iter().skip(1).find(|arg| !arg.starts_with('-'));
+    anyhow::ensure!(
+        matches!(subcommand.map(String::as_str), Some("serve" | "up")),
+        "pid {pid} is lbproxy but not a proxy: it runs {shown}; only `lbproxy serve` and \
+         `lbproxy up` reload on SIGHUP"
+    );
+    Ok(())
 }
 
 fn send_sighup(pid: u32) -> anyhow::Result<()> {
@@ -321,6 +390,35 @@ mod tests {
             request(std::process::id(), Some(&state), Duration::from_millis(200)).unwrap_err();
         assert!(err.to_string().contains("did not record"), "{err}");
         drop(signals);
+    }
+
+    #[test]
+    fn only_a_proxy_is_sent_sighup() {
+        let args = |line: &str| -> Vec<String> { line.split(' ').map(str::to_owned).collect() };
+        let serve = args("/usr/bin/lbproxy serve -c /etc/lbproxy/lbproxy.toml");
+        assert!(check_proxy(7, Some(Path::new("/usr/bin/lbproxy")), &serve).is_ok());
+        // Upgraded on disk since it started; or another user's process (no exe link).
+        let upgraded = Path::new("/usr/bin/lbproxy (deleted)");
+        assert!(check_proxy(7, Some(upgraded), &serve).is_ok());
+        assert!(check_proxy(7, None, &serve).is_ok());
+        assert!(check_proxy(7, None, &args("lbproxy up -n 5")).is_ok());
+
+        let sleep = check_proxy(9, Some(Path::new("/usr/bin/sleep")), &args("sleep 60"));
+        let message = sleep.unwrap_err().to_string();
+        assert!(
+            message.starts_with("pid 9 is not lbproxy: it runs `sleep 60`"),
+            "{message}"
+        );
+        // Named lbproxy on the command line only: the executable decides.
+        let renamed = check_proxy(9, Some(Path::new("/usr/bin/sleep")), &serve);
+        assert!(renamed.is_err());
+        let ctl = check_proxy(9, None, &args("lbproxy ctl status")).unwrap_err();
+        assert!(
+            ctl.to_string().contains("is lbproxy but not a proxy"),
+            "{ctl}"
+        );
+        let kernel = check_proxy(2, None, &[]).unwrap_err();
+        assert!(kernel.to_string().contains("kernel thread"), "{kernel}");
     }
 
     #[test]

@@ -1,11 +1,18 @@
 //! `lbproxy up`: the local deployment in one foreground command.
 //!
 //! Flow: load the config; decide the instances (one per backend of the `[up]` group, or
-//! `--instances N` on 127.0.0.1:8001..); start each instance process and wait until its
-//! `ready_path` answers 2xx; start the proxy in this process; print the URLs; then supervise:
-//! an instance that dies is restarted with exponential backoff. On SIGINT/SIGTERM: the proxy
-//! stops accepting and drains, then the instances get SIGTERM one by one (in order) and are
-//! waited for, so nothing is left behind.
+//! `--instances N` on consecutive ports from the group's first backend: 127.0.0.1:8001.. with
+//! the embedded default); bind the proxy's listeners and admin port, so a busy port fails before
+//! anything starts; start each instance process and wait until its `ready_path` answers 2xx;
+//! start the proxy on the bound sockets; print the URLs and the `lbproxy ctl` command that
+//! reaches it; then supervise: an instance that dies is restarted with exponential backoff. On
+//! SIGINT/SIGTERM: the proxy stops accepting and drains, then the instances get SIGTERM one by
+//! one (in order) and are waited for, so nothing is left behind.
+//!
+//! A reload (SIGHUP, `lbproxy ctl reload`) reads the file again and keeps what `up` set up
+//! ([`keep_instances`]): with `--instances`, the group's backends are the instances `up` runs,
+//! not the file's list. Instances are only started and stopped by `up` itself, so changing
+//! which group they form, or how many there are, takes a restart of `up`.
 //!
 //! Instances run in their own process group, so a Ctrl-C in the terminal reaches only us and
 //! the shutdown order stays ours.
@@ -15,10 +22,11 @@ mod locate;
 
 use crate::cli::{spawn_signal_thread, UpArgs};
 use crate::config::{BackendConfig, Config};
-use crate::server::Server;
+use crate::server::{ControlHandle, ReloadError, Server};
+use crate::systemd::activation::InheritedSockets;
 use anyhow::Context;
 use instance::{Instance, InstanceSpec};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,8 +34,6 @@ use std::time::Duration;
 
 /// How often the supervisor looks at its children.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
-/// First port of `--instances N`: instance i listens on 127.0.0.1:(8000 + i).
-const INSTANCE_BASE_PORT: u16 = 8000;
 
 pub fn run(args: &UpArgs) -> anyhow::Result<()> {
     let mut config = crate::cli::load_config(&args.config)?;
@@ -35,21 +41,22 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         "`lbproxy up` needs to know which upstream group its instances form: set `[up] upstream = \"NAME\"` \
          (or name a group `api`)",
     )?;
-    if let Some(count) = args.instances {
-        anyhow::ensure!(
-            (1..=999).contains(&count),
-            "--instances must be between 1 and 999 (got {count})"
-        );
-        config.upstreams[group_index].backends = (1..=count)
-            .map(|i| BackendConfig {
-                address: SocketAddr::from((Ipv4Addr::LOCALHOST, INSTANCE_BASE_PORT + i)),
-                weight: NonZeroU32::MIN,
-                backup: false,
-                drain: false,
-            })
-            .collect();
-    }
+    let group_name = config.upstreams[group_index].name.clone();
+    // With --instances, the group's backends are the instances, at start and at every reload.
+    let instances_override = match args.instances {
+        Some(count) => {
+            let backends = numbered_backends(&config.upstreams[group_index].backends, count)?;
+            config.upstreams[group_index].backends = backends.clone();
+            Some(backends)
+        }
+        None => None,
+    };
     let specs = instance_specs(&config, group_index)?;
+
+    // Every socket first: a busy port fails now, before any instance is started.
+    crate::cli::raise_fd_limit();
+    let bound = Server::bind(Arc::new(config.clone()), InheritedSockets::none())
+        .context("lbproxy up: the proxy cannot listen, so no instance was started")?;
 
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread({
@@ -71,15 +78,20 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    crate::cli::raise_fd_limit();
-    let server = match Server::start(Arc::new(config.clone())) {
+    let server = match bound.start() {
         Ok(server) => server,
         Err(e) => {
             stop_all(&mut instances);
             return Err(e.context("starting the proxy"));
         }
     };
-    print_banner(&server, &instances);
+    let keep = Keep {
+        group: group_name,
+        instances: instances_override,
+        running: specs.iter().map(|s| s.address).collect(),
+    };
+    install_reload(&server.control(), keep)?;
+    print_banner(&server, &instances, args);
 
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(SUPERVISE_EVERY);
@@ -93,6 +105,100 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
     stop_all(&mut instances);
     say(format_args!("lbproxy up: stopped"));
     drained
+}
+
+/// `count` backends on consecutive ports from the address of `configured[0]` (the group is never
+/// empty): 127.0.0.1:8001, :8002, … for the embedded default.
+fn numbered_backends(
+    configured: &[BackendConfig],
+    count: u16,
+) -> anyhow::Result<Vec<BackendConfig>> {
+    anyhow::ensure!(
+        (1..=999).contains(&count),
+        "--instances must be between 1 and 999 (got {count})"
+    );
+    let first = configured[0].address;
+    anyhow::ensure!(
+        u32::from(first.port()) + u32::from(count) - 1 <= u32::from(u16::MAX),
+        "--instances {count} from {first} would pass port {}",
+        u16::MAX
+    );
+    Ok((0..count)
+        .map(|i| BackendConfig {
+            address: SocketAddr::new(first.ip(), first.port() + i),
+            weight: NonZeroU32::MIN,
+            backup: false,
+            drain: false,
+        })
+        .collect())
+}
+
+/// What `lbproxy up` set up, put back into every configuration it reloads.
+#[derive(Debug, Clone)]
+struct Keep {
+    /// The `[up]` group, whose instances `up` runs.
+    group: String,
+    /// With `--instances`: the group's backends.
+    instances: Option<Vec<BackendConfig>>,
+    /// The addresses the instances listen on.
+    running: Vec<SocketAddr>,
+}
+
+/// Applies `keep` to a configuration read for a reload: the `[up]` group must be the same; with
+/// `--instances` its backends are the instances again. Without it the file's list stands (its
+/// weights, backups, drains), and a list that no longer matches the instances is warned about.
+fn keep_instances(config: &mut Config, keep: &Keep) -> Result<(), ReloadError> {
+    let group = config.up.upstream.map(|i| &mut config.upstreams[i]);
+    let Some(group) = group.filter(|g| g.name == keep.group) else {
+        return Err(ReloadError::NeedsRestart(vec![format!(
+            "lbproxy up runs the instances of upstream \"{}\", which is no longer the [up] group; \
+             restart lbproxy up to change it",
+            keep.group
+        )]));
+    };
+    match &keep.instances {
+        Some(backends) => group.backends = backends.clone(),
+        None => {
+            let listed: Vec<SocketAddr> = group.backends.iter().map(|b| b.address).collect();
+            if listed != keep.running {
+                tracing::warn!(
+                    upstream = %keep.group,
+                    "the reloaded configuration lists other backends than the instances lbproxy \
+                     up runs ({}); restart lbproxy up to start or stop instances",
+                    addresses(&keep.running)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn addresses(list: &[SocketAddr]) -> String {
+    let list: Vec<String> = list.iter().map(SocketAddr::to_string).collect();
+    list.join(", ")
+}
+
+/// SIGHUP and `POST /api/reload` (`lbproxy ctl reload`) reload the file through
+/// [`keep_instances`], one at a time (the control handle serializes reloads).
+fn install_reload(control: &ControlHandle, keep: Keep) -> anyhow::Result<()> {
+    let reload = {
+        let control = control.clone();
+        move || control.reload_from_source_with(|config| keep_instances(config, &keep))
+    };
+    control.set_requested_reload(reload);
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
+        .context("installing the SIGHUP handler")?;
+    let control = control.clone();
+    std::thread::Builder::new()
+        .name("lbproxy-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                tracing::info!("received SIGHUP; reloading the configuration");
+                // Logged by the control handle, either way.
+                let _ = control.requested_reload();
+            }
+        })?;
+    Ok(())
 }
 
 fn instance_specs(config: &Config, group_index: usize) -> anyhow::Result<Vec<InstanceSpec>> {
@@ -143,7 +249,7 @@ fn stop_all(instances: &mut [Instance]) {
     }
 }
 
-fn print_banner(server: &Server, instances: &[Instance]) {
+fn print_banner(server: &Server, instances: &[Instance], args: &UpArgs) {
     say(format_args!(""));
     let running = server.control().config();
     for (name, address) in server.listen_addrs() {
@@ -155,8 +261,15 @@ fn print_banner(server: &Server, instances: &[Instance]) {
         ));
     }
     if let Some(admin) = server.admin_addr() {
+        let ctl = crate::admin::ctl::command_for(
+            args.config.config.as_deref(),
+            args.config.env.as_deref(),
+            running.admin.address,
+            admin,
+            running.admin.token.is_some(),
+        );
         say(format_args!(
-            "lbproxy up: dashboard on http://{admin}/ (metrics: /metrics; `lbproxy ctl status`)"
+            "lbproxy up: dashboard on http://{admin}/ (metrics: /metrics; `{ctl} status`)"
         ));
     }
     for instance in instances {
@@ -181,4 +294,71 @@ fn say(line: std::fmt::Arguments<'_>) {
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{line}");
     let _ = stdout.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backends(list: &[&str]) -> Vec<BackendConfig> {
+        list.iter()
+            .map(|a| BackendConfig {
+                address: a.parse().unwrap(),
+                weight: NonZeroU32::MIN,
+                backup: false,
+                drain: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn instances_count_up_from_the_first_backend() {
+        let numbered = numbered_backends(&backends(&["127.0.0.1:8001", "127.0.0.1:8002"]), 5);
+        let ports: Vec<u16> = numbered.unwrap().iter().map(|b| b.address.port()).collect();
+        assert_eq!(ports, [8001, 8002, 8003, 8004, 8005]);
+        assert!(numbered_backends(&backends(&["127.0.0.1:65534"]), 3).is_err());
+        assert!(numbered_backends(&backends(&["127.0.0.1:8001"]), 0).is_err());
+    }
+
+    #[test]
+    fn a_reload_keeps_the_instances_and_the_group() {
+        let config = |backends_toml: &str| {
+            crate::config::testing::valid(&format!(
+                "[listener.http]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n\
+                 [upstream.api]\nbackends = [{backends_toml}]\n"
+            ))
+        };
+        let five = backends(&[
+            "127.0.0.1:8001",
+            "127.0.0.1:8002",
+            "127.0.0.1:8003",
+            "127.0.0.1:8004",
+            "127.0.0.1:8005",
+        ]);
+        let keep = Keep {
+            group: "api".into(),
+            instances: Some(five.clone()),
+            running: five.iter().map(|b| b.address).collect(),
+        };
+        let mut reread = config("\"127.0.0.1:8001\", \"127.0.0.1:8002\", \"127.0.0.1:8003\"");
+        keep_instances(&mut reread, &keep).unwrap();
+        assert_eq!(reread.upstreams[0].backends, five);
+
+        // Without --instances the file's list stands.
+        let keep = Keep {
+            instances: None,
+            ..keep
+        };
+        let mut reread = config("{ address = \"127.0.0.1:8001\", weight = 3 }");
+        keep_instances(&mut reread, &keep).unwrap();
+        assert_eq!(reread.upstreams[0].backends.len(), 1);
+        assert_eq!(reread.upstreams[0].backends[0].weight.get(), 3);
+
+        let keep = Keep {
+            group: "web".into(),
+            ..keep
+        };
+        let refused = keep_instances(&mut reread, &keep).unwrap_err().to_string();
+        assert!(refused.contains("restart lbproxy up"), "{refused}");
+    }
 }

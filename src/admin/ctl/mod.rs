@@ -1,0 +1,181 @@
+//! `lbproxy ctl`: the admin API from the command line — `status`, `backends`, `drain`, `enable`,
+//! `weight`, `reload` — with readable tables ([`tables`]), or the API's JSON with `--json` for
+//! scripts.
+//!
+//! Which proxy: `--admin ADDR`, or `-c FILE` (the proxy's configuration: its `[admin]` address
+//! and token), or the environment, or `127.0.0.1:9901` ([`target`] has the order). Exit status
+//! 0 on success, 1 with the reason otherwise.
+
+mod tables;
+mod target;
+
+pub use target::{admin_address, admin_token, command_for, DEFAULT_ADMIN};
+
+use super::client::{backend_path, AdminClient, Reply};
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use std::path::PathBuf;
+use tables::{backends_table, status_text};
+
+#[derive(Debug, Clone, Args)]
+pub struct CtlArgs {
+    /// The admin server, HOST:PORT. Default: the --config file's [admin] address, else
+    /// $LBPROXY_ADMIN, else 127.0.0.1:9901.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// The proxy's configuration file (its `-c FILE`): the admin address and token are read from
+    /// its [admin] section.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// With --config: the environment overlay the proxy runs with (its `--env NAME`).
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub env: Option<String>,
+    /// A file holding the admin token. Default: the --config file's token, else
+    /// $LBPROXY_ADMIN_TOKEN (the token itself), else the file named by $LBPROXY_ADMIN_TOKEN_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlCommand {
+    /// The proxy at a glance: totals, every backend, every worker.
+    Status,
+    /// Every backend of every upstream group: state, health, circuit, weight, rates, latency.
+    Backends,
+    /// Send a backend no new requests (those in flight finish), until `enable` or the next reload.
+    /// Refused for the last backend of its group that serves, unless --force.
+    Drain(DrainArgs),
+    /// Let a backend take requests again (also one the configuration drains), until the next
+    /// reload.
+    Enable(BackendArgs),
+    /// Give a backend another weight, until the next reload.
+    Weight(WeightArgs),
+    /// Reload the configuration (as SIGHUP would) and wait until every worker serves it.
+    Reload,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackendArgs {
+    /// The upstream group, e.g. `api`.
+    pub upstream: String,
+    /// The backend's IP:PORT, e.g. `127.0.0.1:8001`.
+    pub backend: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Drain it even if no other backend of the group serves (every request then gets 503).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WeightArgs {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// The new weight (1 or more).
+    pub weight: u32,
+}
+
+/// Runs `lbproxy ctl`, printing to stdout.
+pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
+    let client = client(args)?;
+    let output = match &args.command {
+        CtlCommand::Status => {
+            let reply = client.get("/api/status")?;
+            render(args.json, &reply, status_text)?
+        }
+        CtlCommand::Backends => {
+            let reply = client.get("/api/backends")?;
+            render(args.json, &reply, backends_table)?
+        }
+        CtlCommand::Drain(d) => {
+            let action = if d.force { "drain?force=true" } else { "drain" };
+            change(&client, args.json, &d.backend, action, b"")?
+        }
+        CtlCommand::Enable(b) => change(&client, args.json, b, "enable", b"")?,
+        CtlCommand::Weight(w) => {
+            let body = w.weight.to_string();
+            change(&client, args.json, &w.backend, "weight", body.as_bytes())?
+        }
+        CtlCommand::Reload => {
+            let reply = client.post("/api/reload", b"")?;
+            render(args.json, &reply, |v| {
+                let mut text = format!("reload {} applied", v["reload"]);
+                for warning in v["warnings"].as_array().into_iter().flatten() {
+                    text.push_str(&format!("\nwarning: {}", warning.as_str().unwrap_or("")));
+                }
+                text
+            })?
+        }
+    };
+    println!("{}", output.trim_end());
+    Ok(())
+}
+
+/// The client for the admin server and token `args` lead to ([`target`]).
+fn client(args: &CtlArgs) -> anyhow::Result<AdminClient> {
+    let from_config = args
+        .config
+        .as_deref()
+        .map(|path| target::from_config(path, args.env.as_deref()))
+        .transpose()?;
+    let address = match (&args.admin, &from_config) {
+        (Some(address), _) => address.clone(),
+        (None, Some(config)) => config
+            .address
+            .clone()
+            .map_err(anyhow::Error::msg)?
+            .to_string(),
+        (None, None) => admin_address(None),
+    };
+    let token = match from_config.and_then(|c| c.token) {
+        Some(token) if args.token_file.is_none() => Some(token),
+        _ => admin_token(args.token_file.as_deref())?,
+    };
+    Ok(AdminClient::new(&address, token))
+}
+
+fn change(
+    client: &AdminClient,
+    json: bool,
+    backend: &BackendArgs,
+    action: &str,
+    body: &[u8],
+) -> anyhow::Result<String> {
+    let reply = client.post(
+        &backend_path(&backend.upstream, &backend.backend, action),
+        body,
+    )?;
+    render(json, &reply, |v| {
+        let mut text = format!(
+            "{}/{}: {} on {} workers ({}) until the next reload",
+            v["upstream"].as_str().unwrap_or(""),
+            v["backend"].as_str().unwrap_or(""),
+            v["change"].as_str().unwrap_or(""),
+            v["workers"],
+            v["detail"].as_str().unwrap_or("")
+        );
+        if let Some(note) = v["note"].as_str() {
+            text.push_str(&format!("\nnote: {note}"));
+        }
+        text
+    })
+}
+
+fn render(json: bool, reply: &Reply, text: impl Fn(&Value) -> String) -> anyhow::Result<String> {
+    if json {
+        return Ok(String::from_utf8_lossy(&reply.body).into_owned());
+    }
+    let value: Value = serde_json::from_slice(&reply.body)
+        .context("the admin server's answer is not JSON (is ADDR an lbproxy admin server?)")?;
+    Ok(text(&value))
+}

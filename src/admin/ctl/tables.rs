@@ -1,0 +1,228 @@
+//! `lbproxy ctl`'s tables: the admin API's JSON (`/api/status`, `/api/backends`) as plain text
+//! for a terminal, numbers right-aligned.
+
+use serde_json::Value;
+
+pub(super) fn status_text(v: &Value) -> String {
+    let t = &v["totals"];
+    let mut out = format!(
+        "lbproxy {}, pid {}, up {}, {} workers ({}), {} reloads, config {}{}\n",
+        v["version"].as_str().unwrap_or("?"),
+        v["pid"],
+        uptime(v["uptime_s"].as_u64().unwrap_or(0)),
+        v["workers"].as_array().map_or(0, Vec::len),
+        v["driver"].as_str().unwrap_or("?"),
+        v["reloads"],
+        v["config"].as_str().unwrap_or("?"),
+        if v["shutting_down"].as_bool() == Some(true) {
+            ", SHUTTING DOWN"
+        } else {
+            ""
+        }
+    );
+    out.push_str(&format!(
+        "requests: {} total, {}/s, 5xx {}, p50 {}, p99 {}; {} open connections, {} in flight; \
+         backends up {}/{}\n\n",
+        t["requests"],
+        rate(&t["rps"]),
+        percent(&t["error_rate"]),
+        ms(&t["p50_ms"]),
+        ms(&t["p99_ms"]),
+        t["open_connections"],
+        t["in_flight"],
+        t["backends_up"],
+        t["backends"]
+    ));
+    out.push_str(&backends_table(v));
+    out.push('\n');
+    let mut workers = Table::new(&[
+        "WORKER",
+        "DRIVER",
+        ">LOOP LAG",
+        ">MAX (1s)",
+        ">CONNECTIONS",
+        ">REQUESTS",
+    ]);
+    for w in v["workers"].as_array().into_iter().flatten() {
+        workers.row(vec![
+            w["worker"].to_string(),
+            w["driver"].as_str().unwrap_or("").to_owned(),
+            ms(&w["loop_lag_ms"]),
+            ms(&w["loop_lag_max_ms"]),
+            w["open_connections"].to_string(),
+            w["requests"].to_string(),
+        ]);
+    }
+    out.push_str(&workers.render());
+    out
+}
+
+pub(super) fn backends_table(v: &Value) -> String {
+    let mut table = Table::new(&[
+        "UPSTREAM",
+        "BACKEND",
+        "STATE",
+        "HEALTH",
+        "CIRCUIT",
+        ">WEIGHT",
+        ">IN-FLIGHT",
+        ">REQ/S",
+        ">ERRORS",
+        ">P50",
+        ">P99",
+        ">REQUESTS",
+    ]);
+    let mut runtime_weights = false;
+    for u in v["upstreams"].as_array().into_iter().flatten() {
+        for b in u["backends"].as_array().into_iter().flatten() {
+            let mut state = b["state"].as_str().unwrap_or("?").to_owned();
+            let workers = b["state_workers"].as_object();
+            if workers.is_some_and(|w| w.len() > 1) {
+                let detail: Vec<String> = workers
+                    .into_iter()
+                    .flatten()
+                    .map(|(s, n)| format!("{s} {n}"))
+                    .collect();
+                state = format!("{state} ({})", detail.join(", "));
+            }
+            let mut weight = b["weight"].to_string();
+            if b["weight_override"].is_number() {
+                weight.push('*');
+                runtime_weights = true;
+            }
+            table.row(vec![
+                u["name"].as_str().unwrap_or("").to_owned(),
+                b["address"].as_str().unwrap_or("").to_owned(),
+                state,
+                b["health"].as_str().unwrap_or("").to_owned(),
+                b["circuit"].as_str().unwrap_or("").to_owned(),
+                weight,
+                b["in_flight"].to_string(),
+                rate(&b["rps"]),
+                percent(&b["error_rate"]),
+                ms(&b["p50_ms"]),
+                ms(&b["p99_ms"]),
+                match b["connections_total"].as_u64() {
+                    Some(connections) if connections > 0 => format!("{connections} conns"),
+                    _ => b["requests_total"].to_string(),
+                },
+            ]);
+        }
+    }
+    let mut text = table.render();
+    if runtime_weights {
+        text.push_str("(weight*: set at runtime; runtime changes last until the next reload)\n");
+    }
+    text
+}
+
+fn rate(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |r| format!("{r:.1}"))
+}
+
+fn percent(v: &Value) -> String {
+    v.as_f64()
+        .map_or("-".into(), |r| format!("{:.1}%", r * 100.0))
+}
+
+fn ms(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |m| format!("{m:.2} ms"))
+}
+
+fn uptime(seconds: u64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    if h > 0 {
+        format!("{h}h {m}m")
+    } else {
+        format!("{m}m {s}s")
+    }
+}
+
+/// A plain-text table: headers starting with `>` are right-aligned (numbers).
+struct Table {
+    headers: Vec<(String, bool)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(headers: &[&str]) -> Self {
+        Self {
+            headers: headers
+                .iter()
+                .map(|h| match h.strip_prefix('>') {
+                    Some(h) => (h.to_owned(), true),
+                    None => ((*h).to_owned(), false),
+                })
+                .collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let widths: Vec<usize> = self
+            .headers
+            .iter()
+            .enumerate()
+            .map(|(i, (h, _))| {
+                self.rows
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([h.len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: Vec<&str>| {
+            let parts: Vec<String> = cells
+                .iter()
+                .zip(&self.headers)
+                .zip(&widths)
+                .map(|((cell, (_, right)), width)| {
+                    if *right {
+                        format!("{cell:>width$}")
+                    } else {
+                        format!("{cell:<width$}")
+                    }
+                })
+                .collect();
+            format!("{}\n", parts.join("  ").trim_end())
+        };
+        let mut out = line(self.headers.iter().map(|(h, _)| h.as_str()).collect());
+        for row in &self.rows {
+            out.push_str(&line(row.iter().map(String::as_str).collect()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_text_left_and_numbers_right() {
+        let mut table = Table::new(&["NAME", ">N"]);
+        table.row(vec!["a".into(), "1".into()]);
+        table.row(vec!["longer".into(), "100".into()]);
+        assert_eq!(table.render(), "NAME      N\na         1\nlonger  100\n");
+    }
+
+    #[test]
+    fn the_runtime_weight_note_shows_only_with_a_runtime_weight() {
+        let backends = |override_: Value| {
+            serde_json::json!({"upstreams": [{"name": "api", "backends": [
+                {"address": "127.0.0.1:8001", "weight": 1, "weight_override": Value::Null},
+                {"address": "127.0.0.1:8002", "weight": 3, "weight_override": override_},
+            ]}]})
+        };
+        let plain = backends_table(&backends(Value::Null));
+        assert!(!plain.contains("weight*"), "{plain}");
+        let changed = backends_table(&backends(serde_json::json!(3)));
+        assert!(changed.contains("  3*"), "{changed}");
+        assert!(changed.contains("(weight*: set at runtime"), "{changed}");
+    }
+}
