@@ -41,7 +41,9 @@ as_root() {
 # tests that run the units under a real systemd (tests/systemd/sandbox.sh); curl (an https client
 # in the TLS tests); Python with pip for sslyze (the TLS profile check) and prometheus_client (the
 # /metrics parser); chromium (headless, the dashboard's browser test); prometheus (Prometheus and
-# promtool: packaging/monitoring/ checked against the real thing, tests/monitoring.rs).
+# promtool: packaging/monitoring/ checked against the real thing, tests/monitoring.rs); varnish
+# for varnishtest (HAProxy's HTTP reg-tests ported to lbproxy, tests/conformance.rs; varnishd
+# itself is not used).
 missing=()
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 { [ -x /usr/lib/systemd/systemd ] && [ -x /usr/lib/systemd/systemd-journald ] \
@@ -59,6 +61,7 @@ python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 lean=()
 command -v chromium >/dev/null || lean+=(chromium)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || lean+=(prometheus)
+command -v varnishtest >/dev/null || lean+=(varnish)
 if [ ${#missing[@]} -gt 0 ] || [ ${#lean[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${missing[*]} ${lean[*]} (apt-get)"
     as_root apt-get update -qq

@@ -10,6 +10,7 @@ pub mod client;
 pub mod demo;
 pub mod load;
 pub mod logs;
+pub mod origin;
 pub mod process;
 pub mod raw;
 pub mod spec;
