@@ -12,6 +12,7 @@
 mod common;
 
 use common::admin;
+use common::origin::own_answer;
 use common::raw::RawConn;
 use common::spec::spec_config;
 use common::{on_both_drivers, wait_until, Proxy};
@@ -127,12 +128,7 @@ fn serve(
                     }
                 }
             } else {
-                let own = path.trim_start_matches("/own/");
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{own}",
-                    own.len()
-                );
-                let _ = tcp.write_all(answer.as_bytes());
+                let _ = tcp.write_all(&own_answer(&path));
             }
         }
         match tcp.read(&mut chunk) {

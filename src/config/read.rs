@@ -363,17 +363,22 @@ fn drop_misplaced_keys<Here: DeserializeOwned, There: DeserializeOwned>(
         let Some(value) = table.remove(&key) else {
             continue;
         };
-        let shown = if value.is_table() {
-            String::new()
-        } else {
-            render(&value)
-        };
+        let shown = shown(&value);
         issues.fail(
             path.key(&key),
             shown,
             format!("`{key}` is a setting of {there_name}, not of {here_name}"),
             format!("move it to {there}"),
         );
+    }
+}
+
+/// A value as an error shows it: a table is not repeated (the key names it).
+fn shown(value: &toml::Value) -> String {
+    if value.is_table() {
+        String::new()
+    } else {
+        render(value)
     }
 }
 
@@ -394,11 +399,7 @@ fn drop_unknown_keys<T: DeserializeOwned>(
         let Some(value) = table.remove(&key) else {
             continue;
         };
-        let shown = if value.is_table() {
-            String::new()
-        } else {
-            render(&value)
-        };
+        let shown = shown(&value);
         let fix = match closest(&key, fields.iter().copied()) {
             Some(candidate) => format!("did you mean `{candidate}`? (valid keys here: {valid})"),
             None => format!("remove it (valid keys here: {valid})"),

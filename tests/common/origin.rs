@@ -108,6 +108,17 @@ impl Origin {
     }
 }
 
+/// The answer to `GET /own/X`: `200` with the body `X`, framed exactly. Tests that check that
+/// a client got its own response (and not another's) ask for one.
+pub fn own_answer(path: &str) -> Vec<u8> {
+    let own = path.trim_start_matches("/own/");
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{own}",
+        own.len()
+    )
+    .into_bytes()
+}
+
 fn serve(mut tcp: TcpStream, index: usize, log: &Mutex<Vec<Connection>>, script: &Mutex<Script>) {
     tcp.set_nodelay(true).unwrap();
     let mut buf = Vec::new();
@@ -135,12 +146,7 @@ fn serve(mut tcp: TcpStream, index: usize, log: &Mutex<Vec<Connection>>, script:
                     Then::KeepServing => {}
                 }
             } else {
-                let own = path.trim_start_matches("/own/");
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{own}",
-                    own.len()
-                );
-                let _ = tcp.write_all(answer.as_bytes());
+                let _ = tcp.write_all(&own_answer(&path));
             }
         }
         match tcp.read(&mut chunk) {
