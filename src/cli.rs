@@ -307,7 +307,20 @@ fn install(args: &InstallArgs) -> anyhow::Result<()> {
             "could not run systemctl --user daemon-reload ({why}); run it once your user manager runs"
         ),
     }
-    println!("next: systemctl --user start api@{{1..3}} lbproxy");
+    if installed.demo {
+        println!("next: systemctl --user start api@{{1..3}} lbproxy");
+    } else {
+        println!(
+            "lbproxy-demo-api is not in {}: its units (api@.service, api.target) were not \
+             installed (install the lbproxy-demo package, or `cargo install --locked --path .` \
+             from a clone, to have them)",
+            installed.bin_dir.display()
+        );
+        println!(
+            "next: point [upstream] in {} at your API, then systemctl --user start lbproxy",
+            installed.config.display()
+        );
+    }
     Ok(())
 }
 

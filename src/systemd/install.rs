@@ -1,13 +1,15 @@
 //! `lbproxy systemd install --user`: puts the user units and a configuration where the user's
 //! systemd finds them, pointing at the binaries that are actually installed.
 //!
-//! Flow: find the binaries (the directory of the running `lbproxy`, or `--bin-dir`), check that
-//! `lbproxy-demo-api` is there too; write `systemd/user/*` (embedded in the binary) into
+//! Flow: find the binaries (the directory of the running `lbproxy`, or `--bin-dir`); write
+//! `systemd/user/*` (embedded in the binary) into
 //! `$XDG_CONFIG_HOME/systemd/user` (`~/.config/systemd/user`), with `%h/.cargo/bin` — where the
 //! shipped files expect `cargo install` to have put the binaries — replaced by that directory;
 //! write the default configuration to `$XDG_CONFIG_HOME/lbproxy/lbproxy.toml` unless a file is
 //! there already (it is the user's; units are ours and are replaced); then ask the user manager
-//! to `daemon-reload`, if one runs.
+//! to `daemon-reload`, if one runs. The demo API's units (`api@.service`, `api.target`) are
+//! written only when `lbproxy-demo-api` is there too: the packages ship it apart
+//! (`lbproxy-demo`), and a proxy in front of the user's own API needs only its own units.
 //!
 //! Everything goes under `$XDG_CONFIG_HOME` or `$HOME`, so a test with a private `HOME` touches
 //! nothing real.
@@ -35,8 +37,11 @@ pub const USER_UNITS: [(&str, &str); 4] = [
 /// Where the shipped user units expect the binaries (`cargo install`'s default).
 pub const SHIPPED_BIN_DIR: &str = "%h/.cargo/bin";
 
-/// The binaries the units run.
-const BINARIES: [&str; 2] = ["lbproxy", "lbproxy-demo-api"];
+/// The binary the proxy's units run, and the demo API's (whose units are [`DEMO_UNITS`]).
+const PROXY_BINARY: &str = "lbproxy";
+const DEMO_BINARY: &str = "lbproxy-demo-api";
+/// The units that run [`DEMO_BINARY`].
+const DEMO_UNITS: [&str; 2] = ["api@.service", "api.target"];
 
 /// What [`install_user`] did, for the message to the user.
 #[derive(Debug)]
@@ -47,6 +52,8 @@ pub struct Installed {
     /// False when a configuration file was already there (and kept).
     pub config_written: bool,
     pub bin_dir: PathBuf,
+    /// Whether the demo API's units were written (its binary was found).
+    pub demo: bool,
 }
 
 /// Where the user manager reads units and lbproxy its configuration, from the environment.
@@ -91,15 +98,14 @@ pub fn own_bin_dir() -> anyhow::Result<PathBuf> {
 
 /// Writes the user units and (if absent) the configuration.
 pub fn install_user(dirs: &UserDirs, bin_dir: &Path) -> anyhow::Result<Installed> {
-    for binary in BINARIES {
-        let path = bin_dir.join(binary);
-        anyhow::ensure!(
-            path.is_file(),
-            "{} is missing; the units run it from there. Install both binaries first \
-             (`cargo install --locked --path .` puts them in ~/.cargo/bin), or pass --bin-dir",
-            path.display()
-        );
-    }
+    let proxy = bin_dir.join(PROXY_BINARY);
+    anyhow::ensure!(
+        proxy.is_file(),
+        "{} is missing; the units run it from there. Install it first (`cargo install --locked \
+         --path .` puts lbproxy and lbproxy-demo-api in ~/.cargo/bin), or pass --bin-dir",
+        proxy.display()
+    );
+    let demo = bin_dir.join(DEMO_BINARY).is_file();
     let bin_dir_text = bin_dir
         .to_str()
         .filter(|p| !p.contains(char::is_whitespace) && !p.contains('%'))
@@ -116,6 +122,9 @@ pub fn install_user(dirs: &UserDirs, bin_dir: &Path) -> anyhow::Result<Installed
         .with_context(|| format!("creating {}", unit_dir.display()))?;
     let mut units = Vec::new();
     for (name, text) in USER_UNITS {
+        if !demo && DEMO_UNITS.contains(&name) {
+            continue;
+        }
         let path = unit_dir.join(name);
         std::fs::write(&path, text.replace(SHIPPED_BIN_DIR, bin_dir_text))
             .with_context(|| format!("writing {}", path.display()))?;
@@ -138,6 +147,7 @@ pub fn install_user(dirs: &UserDirs, bin_dir: &Path) -> anyhow::Result<Installed
         config,
         config_written,
         bin_dir: bin_dir.to_path_buf(),
+        demo,
     })
 }
 
@@ -160,7 +170,7 @@ mod tests {
 
     fn fake_bin_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        for binary in BINARIES {
+        for binary in [PROXY_BINARY, DEMO_BINARY] {
             std::fs::write(dir.path().join(binary), "").unwrap();
         }
         dir
@@ -200,15 +210,33 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_demo_api_is_named_with_the_fix() {
+    fn without_the_demo_api_only_the_proxys_units_are_written() {
         let bins = tempfile::tempdir().unwrap();
         std::fs::write(bins.path().join("lbproxy"), "").unwrap();
         let home = tempfile::tempdir().unwrap();
         let dirs = UserDirs {
             config_home: home.path().to_path_buf(),
         };
+        let installed = install_user(&dirs, bins.path()).unwrap();
+        assert!(!installed.demo);
+        let names: Vec<_> = installed
+            .units
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["lbproxy.service", "lbproxy.socket"]);
+        assert!(!dirs.unit_dir().join("api@.service").exists());
+    }
+
+    #[test]
+    fn a_missing_proxy_binary_is_named_with_the_fix() {
+        let bins = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let dirs = UserDirs {
+            config_home: home.path().to_path_buf(),
+        };
         let err = install_user(&dirs, bins.path()).unwrap_err().to_string();
-        assert!(err.contains("lbproxy-demo-api is missing"), "{err}");
+        assert!(err.contains("lbproxy is missing"), "{err}");
         assert!(err.contains("cargo install --locked --path ."), "{err}");
     }
 
