@@ -1,9 +1,10 @@
 """Runs the fault-under-load scenarios and prints one verdict each; exit status 1 if any FAILs.
 
-    python3 loadtest/run.py [--seconds N] [--bin-dir DIR] [SCENARIO|soak|soak-2min ...]
+    python3 loadtest/run.py [--seconds N] [--bin-dir DIR] [SCENARIO|soak|soak-2min|chaos ...]
 
 Without names it runs the fault scenarios (scenarios.py). The soak (`soak`: an hour;
-`soak-2min`: the test suite's two minutes) runs only when named. `--seconds` overrides each one's own duration.
+`soak-2min`: the test suite's two minutes) and the chaos scenarios (`chaos-*`, or `chaos` for all
+of them; root) run only when named. `--seconds` overrides each one's own duration.
 """
 
 import argparse
@@ -13,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from chaos import CHAOS  # noqa: E402
 import harness  # noqa: E402
 from harness import Result, set_bin_dir, set_results_dir  # noqa: E402
 from scenarios import SCENARIOS, SECONDS  # noqa: E402
@@ -20,14 +22,14 @@ from soak import soak_hour, soak_two_minutes  # noqa: E402
 
 # Every scenario takes its duration in seconds, or None for its own default.
 ALL = {name: (lambda seconds, run=run: run(seconds or SECONDS)) for name, run in SCENARIOS.items()}
-ALL |= {"soak": soak_hour, "soak-2min": soak_two_minutes}
-GROUPS: dict = {}
+ALL |= {"soak": soak_hour, "soak-2min": soak_two_minutes} | CHAOS
+GROUPS = {"chaos": list(CHAOS)}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                        help=f"one of {', '.join(ALL)} (default: {', '.join(SCENARIOS)})")
+                        help=f"one of {', '.join(ALL)}, or chaos (default: {', '.join(SCENARIOS)})")
     parser.add_argument("--seconds", type=int, default=None,
                         help=f"load duration per scenario (default {SECONDS}; soak 3600, soak-2min 120)")
     parser.add_argument("--bin-dir", type=Path, default=None,
@@ -42,7 +44,7 @@ def main() -> int:
     names = [n for name in (args.scenarios or list(SCENARIOS)) for n in GROUPS.get(name, [name])]
     unknown = [n for n in names if n not in ALL]
     if unknown:
-        parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(ALL)}")
+        parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(ALL)}, chaos")
     results = []
     for name in names:
         print(f"== {name}", flush=True)
