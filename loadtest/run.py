@@ -83,7 +83,9 @@ def write_summary(latest):
                      f"{load.get('rps', 0):.0f} | {failed} | {lat.get('p50', '-')} ms | "
                      f"{lat.get('p99', '-')} ms | {r.description} |")
     lines += ["", "Each row's details (errors by kind, checks, the exact wrk command) are in",
-              "`results/<scenario>.json`."]
+              "`results/<scenario>.json`. A chaos row's failed requests are the proxy's documented",
+              "answers to the fault (504 after `upstream_response`), which the scenario's checks bound;",
+              "a soak's are those outside the injected faults (see README.md). Plots: `results/soak*.png`."]
     harness.RESULTS.mkdir(parents=True, exist_ok=True)
     (harness.RESULTS / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
