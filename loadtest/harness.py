@@ -25,7 +25,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
+# Where lbproxy and lbproxy-demo-api are: the release build (loadtest/run.sh builds it);
+# `run.py --bin-dir target/debug` points elsewhere (the test suite's soak uses its debug build).
 BIN = ROOT / "target" / "release"
+
+
+def set_results_dir(path: Path):
+    """Where results go instead of loadtest/results (the test suite writes under target/)."""
+    global RESULTS
+    RESULTS = path.resolve()
+
+
+def set_bin_dir(path: Path):
+    global BIN
+    BIN = path.resolve()
+    for name in ("lbproxy", "lbproxy-demo-api"):
+        if not (BIN / name).is_file():
+            raise FileNotFoundError(f"{BIN / name} is missing: build it first "
+                                    "(cargo build --release --bin lbproxy --bin lbproxy-demo-api)")
 
 
 def free_port() -> int:
@@ -66,23 +83,27 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
 
 
 class Instance:
-    """One demo-API process."""
+    """One demo-API process: on loopback, or inside network namespace `netns` (chaos scenarios:
+    `ip netns exec` execs it, so the process is the demo API itself)."""
 
-    def __init__(self, number: int, port: int, log_dir: Path):
+    def __init__(self, number: int, port: int, log_dir: Path, host: str = "127.0.0.1",
+                 netns: str | None = None):
         self.number = number
         self.port = port
+        self.host = host
+        self.netns = netns
         self.log = open(log_dir / f"api-{number}.log", "ab")
         self.process: subprocess.Popen | None = None
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self):
-        self.process = subprocess.Popen(
-            [str(BIN / "lbproxy-demo-api"), "--instance", str(self.number), "--listen", self.address],
-            stdout=self.log, stderr=self.log,
-        )
+        command = [str(BIN / "lbproxy-demo-api"), "--instance", str(self.number), "--listen", self.address]
+        if self.netns:
+            command = ["ip", "netns", "exec", self.netns, *command]
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=self.log)
         wait_until(f"api {self.number} ready", lambda: http_status(f"http://{self.address}/health/ready") == 200)
 
     def kill(self, sig=signal.SIGKILL):
@@ -103,10 +124,19 @@ class Instance:
 class Deployment:
     """N demo-API instances behind `lbproxy serve`, all on free loopback ports."""
 
-    def __init__(self, name: str, instances: int = 3, extra_config: str = "", workers: int = 2):
+    def __init__(self, name: str, instances: int = 3, extra_config: str = "", workers: int = 2,
+                 placed: list[tuple[str, str | None]] | None = None):
+        """`placed`: one (host, netns) per instance instead of `instances` on loopback."""
         self.dir = Path(tempfile.mkdtemp(prefix=f"lbproxy-loadtest-{name}-"))
-        self.instances = [Instance(n, free_port(), self.dir) for n in range(1, instances + 1)]
+        if placed is None:
+            self.instances = [Instance(n, free_port(), self.dir) for n in range(1, instances + 1)]
+        else:
+            self.instances = [Instance(n, 8080, self.dir, host=host, netns=netns)
+                              for n, (host, netns) in enumerate(placed, start=1)]
         self.port = free_port()
+        # The group's backends, when not the instances' own addresses (chaos-delay puts a relay
+        # in front of one).
+        self.backends: list[str] | None = None
         self.workers = workers
         self.extra_config = extra_config
         self.config_path = self.dir / "lbproxy.toml"
@@ -118,7 +148,7 @@ class Deployment:
         return f"http://127.0.0.1:{self.port}/"
 
     def config_text(self, extra: str | None = None, backends=None) -> str:
-        backends = backends if backends is not None else [i.address for i in self.instances]
+        backends = backends or self.backends or [i.address for i in self.instances]
         listed = ", ".join(f'"{b}"' for b in backends)
         return (
             f'[runtime]\nworkers = {self.workers}\npin_workers = false\ndrain_timeout = "10s"\n\n'
@@ -152,16 +182,21 @@ class Deployment:
     def proxy_log(self) -> str:
         return self.proxy_log_path.read_text(errors="replace")
 
-    def metric(self, name: str) -> float:
-        """The sum of every sample of `name` in the proxy's /metrics (the admin server's port,
-        picked by the kernel, is read from the proxy's log)."""
+    def metrics_text(self) -> str:
+        """The proxy's /metrics (the admin server's port, picked by the kernel, is read from the
+        proxy's log)."""
         found = re.search(r"admin: http://([0-9.]+:[0-9]+)/", self.proxy_log())
         if not found:
             raise RuntimeError(f"the proxy logged no admin address:\n{self.proxy_log()}")
         with urllib.request.urlopen(f"http://{found.group(1)}/metrics", timeout=10) as response:
-            text = response.read().decode()
+            return response.read().decode()
+
+    def metric(self, name: str, where: str = "", text: str | None = None) -> float:
+        """The sum of every sample of `name` in /metrics whose labels contain `where` (e.g.
+        `backend="10.0.0.2:8080"`)."""
+        text = self.metrics_text() if text is None else text
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name + "{") or line.startswith(name + " "))
+                   if (line.startswith(name + "{") or line.startswith(name + " ")) and where in line)
 
     def stop(self):
         if self.proxy and self.proxy.poll() is None:
@@ -227,11 +262,13 @@ class Load:
     """wrk against `url` in the background for `seconds`."""
 
     def __init__(self, url: str, seconds: int, connections: int = 50, threads: int = 2,
-                 headers: list[str] = (), timeout_s: int = 5):
+                 headers: list[str] = (), timeout_s: int = 5, script: Path | None = None):
         self.args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
                      f"--timeout={timeout_s}s", "--latency"]
         for header in headers:
             self.args += ["-H", header]
+        if script is not None:
+            self.args += ["-s", str(script)]
         self.args.append(url)
         self.seconds = seconds
         self.process: subprocess.Popen | None = None
@@ -262,6 +299,7 @@ class Result:
     load: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     command: str = ""
+    details: dict = field(default_factory=dict)  # scenario-specific numbers (soak, chaos)
 
     def judge(self, report: LoadReport, *extra_checks: tuple[bool, str]):
         """PASS only with zero failed requests and every extra check true."""
@@ -280,7 +318,7 @@ class Result:
         return self
 
     def write(self):
-        RESULTS.mkdir(exist_ok=True)
+        RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{self.scenario}.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     def summary(self) -> str:

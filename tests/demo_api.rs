@@ -562,6 +562,37 @@ fn unknown_path_is_404_with_instance_header() {
 }
 
 #[test]
+fn ws_echoes_websocket_messages_until_closed() {
+    use tungstenite::Message;
+    let api = DemoApi::start(&[]);
+    wait_until("ready", || readiness(&api).0 == 200);
+    let tcp = TcpStream::connect(api.addr).expect("connect");
+    let (mut ws, response) =
+        tungstenite::client::client(format!("ws://{}/ws", api.addr), tcp).expect("upgrade");
+    assert_eq!(response.status(), 101);
+    assert_eq!(
+        response.headers()["x-instance"].to_str().unwrap(),
+        INSTANCE.to_string()
+    );
+    for text in ["hello", &"x".repeat(70_000)] {
+        ws.send(Message::text(text)).expect("send");
+        assert_eq!(ws.read().expect("echo"), Message::text(text));
+    }
+    ws.send(Message::binary(vec![1, 2, 3])).expect("send");
+    assert_eq!(ws.read().expect("echo"), Message::binary(vec![1, 2, 3]));
+    ws.close(None).expect("close");
+    while ws.read().is_ok() {}
+
+    let refused = get(&api.url("/ws"));
+    assert_eq!(
+        refused.status,
+        400,
+        "a GET without the handshake: {}",
+        refused.text()
+    );
+}
+
+#[test]
 fn echo_round_trips_a_large_content_length_body() {
     let api = DemoApi::start(&[]);
     let body = test_body(ECHO_BODY_LEN);

@@ -2,12 +2,13 @@
 # The whole test suite, on a fresh Debian/Ubuntu machine: installs what the tests need (Debian
 # packages with apt-get, cargo tools with cargo install), then checks formatting and lints, runs
 # the benchmark harness once as a smoke test (bench/run.sh --quick, ~40 s; it installs nginx,
-# haproxy, wrk and oha itself) and every unit and integration test (both io drivers), then the
+# haproxy, wrk and oha itself), every unit and integration test (both io drivers) and the
+# two-minute soak (loadtest/run.py soak-2min, on the debug build), then the
 # packaging stage (tests/packaging.sh: builds the .deb and .rpm and installs, boots and removes
 # them). This is the README's test command and what CI runs (.ci/run).
 #
 #   tests/run.sh                     everything
-#   tests/run.sh --stage tests       formatting, lints, bench smoke, unit and integration tests
+#   tests/run.sh --stage tests       formatting, lints, bench smoke, unit and integration tests, soak
 #   tests/run.sh --stage packaging   the packaging stage only (root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,13 @@ command -v cc >/dev/null || missing+=(gcc libc6-dev)
 { command -v unshare >/dev/null && command -v nsenter >/dev/null; } || missing+=(util-linux)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v curl >/dev/null || missing+=(curl)
+# The two-minute soak (loadtest/soak.py): wrk, slowhttptest, openssl (its https certificate) and
+# matplotlib for its plot (Debian's python3-matplotlib, which goes to /usr/bin/python3).
+command -v wrk >/dev/null || missing+=(wrk)
+command -v slowhttptest >/dev/null || missing+=(slowhttptest)
+command -v openssl >/dev/null || missing+=(openssl)
+{ python3 -c 'import matplotlib' 2>/dev/null || /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; } \
+    || missing+=(python3-matplotlib)
 command -v python3 >/dev/null || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 # Without their recommends: chromium's (udev, upower, mesa's drivers, a notification daemon,
@@ -119,6 +127,12 @@ if [ "$stage" != packaging ]; then
     BENCH_PORT_BASE=27000 bench/run.sh --quick
     echo "== tests"
     cargo nextest run --all-targets --locked --profile ci
+    # Two minutes of mixed traffic through reloads, kill -9, rolling restarts and slow clients,
+    # on the debug binaries the tests just built (a release build would add minutes); PASS needs
+    # no failure outside the injected faults and flat RSS, descriptors and pooled connections.
+    echo "== soak: loadtest/run.py soak-2min (results and plot in target/loadtest/)"
+    (ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+        python3 loadtest/run.py --bin-dir target/debug --results-dir target/loadtest soak-2min)
 fi
 if [ "$stage" != tests ]; then
     echo "== packaging stage (tests/packaging.sh)"

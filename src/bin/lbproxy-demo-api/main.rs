@@ -3,7 +3,7 @@
 //! Several instances run behind the proxy (systemd `api@N.service` units, or `lbproxy up`). Each
 //! one identifies itself (the `X-Instance` header on every response, `GET /`) so balancing is
 //! visible, and offers endpoints that exercise a proxy: slow responses, arbitrary statuses,
-//! streamed bodies in both directions, a view of the request headers as received, and fault
+//! streamed bodies in both directions, a WebSocket echo (`GET /ws`), a view of the request headers as received, and fault
 //! injection at runtime ([`faults`]: readiness held off, every request failing).
 //!
 //! Flow: [`cli::Cli`] parses the flags → a tokio runtime with `--threads` workers starts →
@@ -26,6 +26,7 @@ mod shutdown;
 mod state;
 mod streaming;
 mod systemd;
+mod websocket;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

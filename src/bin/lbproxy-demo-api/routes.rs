@@ -19,6 +19,7 @@ use crate::params::{integer_in_range, BadRequest, QueryParams};
 use crate::readiness::Readiness;
 use crate::state::SharedState;
 use crate::streaming;
+use crate::websocket;
 
 /// Names this instance on every response, 404s included.
 const INSTANCE_HEADER: HeaderName = HeaderName::from_static("x-instance");
@@ -36,6 +37,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/headers", get(request_headers))
         .route("/echo", post(streaming::echo))
         .route("/bytes", get(streaming::bytes))
+        .route("/ws", get(websocket::upgrade))
         .route("/admin/faults", get(faults::show))
         .route("/admin/ready", post(faults::set_ready))
         .route("/admin/fail", post(faults::set_fail))
