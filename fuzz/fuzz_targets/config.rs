@@ -6,7 +6,7 @@
 //!
 //! Beyond "never panics", it asserts that a refusal is useful: at least one error, each naming
 //! the file, a problem and a fix, and each naming a key, except a TOML syntax error, which names
-//! its line and column instead (docs/configuration.md).
+//! its line and column instead (docs/config.md).
 
 #![no_main]
 

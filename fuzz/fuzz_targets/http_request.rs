@@ -22,7 +22,7 @@ use lbproxy::http::{
 use libfuzzer_sys::fuzz_target;
 use std::net::IpAddr;
 
-/// The defaults of `[limits]` (docs/configuration.md).
+/// The defaults of `[limits]` (docs/config.md).
 const DEFAULT: HeadLimits = HeadLimits {
     max_head_bytes: 16 * 1024,
     max_uri_bytes: 8 * 1024,
