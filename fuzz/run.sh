@@ -6,7 +6,9 @@
 #
 #   fuzz/run.sh                       every target, 5 minutes each
 #   fuzz/run.sh --minutes 1 chunked   one target, 1 minute
-#   fuzz/run.sh --seconds 5           the smoke tests/run.sh runs: every target, 5 seconds each
+#   fuzz/run.sh --seconds 5 --seeds-only
+#                                     the smoke tests/run.sh runs: every target, 5 seconds each,
+#                                     from the committed seeds only (what it finds is discarded)
 #
 # Needs a nightly toolchain (rustup toolchain install nightly); installs cargo-fuzz with cargo
 # install when it is missing. Each run starts from the seeds in fuzz/corpus/TARGET (committed)
@@ -18,11 +20,13 @@ cd "$(dirname "$0")"
 CARGO_FUZZ_VERSION=0.13.2
 seconds=300
 targets=()
+work=work
 while [ $# -gt 0 ]; do
     case "$1" in
     --minutes) seconds=$(( ${2:?--minutes takes a number} * 60 )); shift 2 ;;
     --seconds) seconds=${2:?--seconds takes a number}; shift 2 ;;
-    -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --seeds-only) work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; shift ;;
+    -h | --help) sed -n '2,16p' run.sh | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "fuzz/run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) targets+=("$1"); shift ;;
     esac
@@ -60,12 +64,12 @@ bin=target/x86_64-unknown-linux-gnu/release
 failed=0
 summary=()
 for target in "${targets[@]}"; do
-    mkdir -p "work/$target" "artifacts/$target"
+    mkdir -p work "$work/$target" "artifacts/$target"
     log="work/$target.log"
     echo "== $target: ${seconds} s (log: fuzz/$log)"
     status=0
     # New inputs go to work/ (the first directory); the seeds are read, never written.
-    "$bin/$target" "work/$target" "corpus/$target" \
+    "$bin/$target" "$work/$target" "corpus/$target" \
         -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
         -artifact_prefix="artifacts/$target/" >"$log" 2>&1 || status=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

@@ -114,8 +114,8 @@ if [ "$stage" != packaging ]; then
     cargo fmt --all -- --check
     echo "== cargo clippy -D warnings"
     cargo clippy --all-targets --locked -- -D warnings
-    echo "== fuzz smoke: fuzz/run.sh --seconds 5 (every fuzz target, from its seeds)"
-    fuzz/run.sh --seconds 5
+    echo "== fuzz smoke: fuzz/run.sh --seconds 5 --seeds-only (every fuzz target, from its seeds)"
+    fuzz/run.sh --seconds 5 --seeds-only
     echo "== bench smoke: bench/run.sh --quick (the benchmark harness end to end; asserts no speed)"
     BENCH_PORT_BASE=27000 bench/run.sh --quick
     echo "== tests"
