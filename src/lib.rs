@@ -18,6 +18,8 @@ pub mod admin;
 pub mod balancer;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate;
 pub mod health;
 pub mod http;

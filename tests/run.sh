@@ -2,8 +2,10 @@
 # The whole test suite, on a fresh Debian/Ubuntu machine: installs what the tests need (Debian
 # packages with apt-get, cargo tools with cargo install), then checks formatting and lints, runs
 # the benchmark harness once as a smoke test (bench/run.sh --quick, ~40 s; it installs nginx,
-# haproxy, wrk and oha itself), every unit and integration test (both io drivers) and the
-# two-minute soak (loadtest/run.py soak-2min, on the debug build), then the
+# haproxy, wrk and oha itself), every fuzz target from its seeds for 5 seconds (fuzz/run.sh: a
+# target that no longer builds or crashes on its seeds fails the suite; it needs a nightly
+# toolchain and installs cargo-fuzz itself), every unit and integration test (both io drivers)
+# and the two-minute soak (loadtest/run.py soak-2min, on the debug build), then the
 # packaging stage (tests/packaging.sh: builds the .deb and .rpm and installs, boots and removes
 # them). This is the README's test command and what CI runs (.ci/run).
 #
@@ -123,6 +125,8 @@ if [ "$stage" != packaging ]; then
     cargo fmt --all -- --check
     echo "== cargo clippy -D warnings"
     cargo clippy --all-targets --locked -- -D warnings
+    echo "== fuzz smoke: fuzz/run.sh --seconds 5 --seeds-only --smoke-build (every fuzz target, from its seeds)"
+    fuzz/run.sh --seconds 5 --seeds-only --smoke-build
     echo "== bench smoke: bench/run.sh --quick (the benchmark harness end to end; asserts no speed)"
     BENCH_PORT_BASE=27000 bench/run.sh --quick
     echo "== tests"
