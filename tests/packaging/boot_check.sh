@@ -54,16 +54,26 @@ check_boot() {
     until [ -n "$container_init" ]; do
         kill -0 "$nspawn_pid" 2>/dev/null || fail "systemd-nspawn exited during boot"
         [ $SECONDS -lt $deadline ] || fail "no container init after ${BOOT_TIMEOUT}s"
-        container_init=$(pgrep -P "$nspawn_pid" | head -1 || true)
+        # The container's init is the child of systemd-nspawn that runs systemd. Not just any
+        # child: nspawn first forks a helper (still named systemd-nspawn) that sets up the
+        # namespaces and exits; on a loaded machine it lives long enough to be picked, and every
+        # nsenter into it then fails.
+        container_init=$(pgrep -x 'systemd|init' -P "$nspawn_pid" | head -1 || true)
         sleep 0.2
     done
-    # Until the container's systemd has its private socket, systemctl prints "Failed to connect
-    # to bus" and nothing on stdout (a loaded machine makes that window seconds long): ask again.
+    # Poll rather than `systemctl is-system-running --wait`: until the container's systemd has
+    # its private socket, systemctl prints "Failed to connect to bus" and nothing on stdout, and
+    # on a loaded machine a --wait that asks just as the boot finishes can miss the signal it
+    # waits for and hang (seen once: the console showed graphical.target reached while --wait
+    # sat out its whole timeout). Each call is short; the state is read again until it settles.
     state=
-    while [ -z "$state" ] && [ $SECONDS -lt $deadline ]; do
-        state=$(timeout "$BOOT_TIMEOUT" nsenter --target "$container_init" --mount --pid \
-            systemctl is-system-running --wait 2>/dev/null || true)
-        [ -n "$state" ] || sleep 0.5
+    while [ $SECONDS -lt $deadline ]; do
+        state=$(timeout 10 nsenter --target "$container_init" --mount --pid \
+            systemctl is-system-running 2>/dev/null || true)
+        case "$state" in
+        running | degraded | maintenance | stopping | offline) break ;;
+        esac
+        sleep 0.5
     done
     echo "system state: $state"
     case "$state" in
