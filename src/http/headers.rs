@@ -88,9 +88,11 @@ pub(crate) fn classify(name: &[u8]) -> KnownField {
 /// `name` is `lowercase` (a known name of the same length) with `_` for at least one `-`.
 fn is_underscore_spelling(name: &[u8], lowercase: &[u8]) -> bool {
     // Most mismatches end at the first byte; `contains` runs only for a real look-alike.
-    name.iter()
-        .zip(lowercase)
-        .all(|(&n, &l)| n.to_ascii_lowercase() == l || (n == b'_' && l == b'-'))
+    name.len() == lowercase.len()
+        && name
+            .iter()
+            .zip(lowercase)
+            .all(|(&n, &l)| n.to_ascii_lowercase() == l || (n == b'_' && l == b'-'))
         && name.contains(&b'_')
 }
 
