@@ -32,9 +32,12 @@ Flat (samples every 2 s, or 5 s in runs of 10 minutes or more, of the proxy's RS
 /metrics): the first 10 % of the run (at least 10 s) is warm-up and not judged; the rest is cut
 into quarters, and
 - RSS: the last quarter's median is at most 10 % + 4 MiB above the second quarter's;
-- descriptors and idle pooled connections: the last quarter's median at most 10 % + 8 above the
-  second quarter's, and the last quarter's peak at most 10 % + 8 above the peak of the judged
-  first half (faults come and go every cycle, so a leak shows as a rising floor or peak);
+- descriptors and idle pooled connections: the last quarter's median, and its floor (10th
+  percentile), at most 10 % + 8 above the second quarter's. A leak raises the floor and the
+  median. Peaks are not judged: they are the slow-client bursts (hundreds of attacking
+  connections), and their height depends on where a sample falls in a burst; the first one-hour
+  run had quarter peaks of 411, 186, 243 and 421 descriptors with a floor of 73 and a median of
+  76-77 in every quarter, each peak at 230-250 open client connections;
 - after the traffic stops, the descriptors that are not pooled connections fall back to the
   count before the traffic started, + 8, within 20 s.
 The samples are plotted to `results/<scenario>.png` beside `results/<scenario>.json`.
@@ -227,18 +230,19 @@ def flatness(samples: list[dict], seconds: float) -> list[tuple[bool, str]]:
         return [(False, f"enough samples to judge flatness ({len(samples)} in all)")]
     checks = []
     med = lambda part, key: statistics.median(s[key] for s in part)  # noqa: E731
-    peak = lambda part, key: max(s[key] for s in part)  # noqa: E731
+    floor = lambda part, key: sorted(s[key] for s in part)[len(part) // 10]  # noqa: E731
     rss_q2, rss_q4 = med(q[1], "rss_mib"), med(q[3], "rss_mib")
     checks.append((rss_q4 <= rss_q2 * 1.10 + 4,
                    f"RSS flat: last quarter's median {rss_q4:.1f} MiB <= 1.10 x second quarter's "
                    f"{rss_q2:.1f} MiB + 4 MiB"))
     for key, label in (("fds", "descriptors"), ("idle_pooled", "idle pooled connections")):
         m2, m4 = med(q[1], key), med(q[3], key)
-        p_first, p4 = peak(q[0] + q[1], key), peak(q[3], key)
+        f2, f4 = floor(q[1], key), floor(q[3], key)
         checks.append((m4 <= m2 * 1.10 + 8,
                        f"{label} flat: last quarter's median {m4:g} <= 1.10 x second quarter's {m2:g} + 8"))
-        checks.append((p4 <= p_first * 1.10 + 8,
-                       f"{label} flat: last quarter's peak {p4} <= 1.10 x first half's peak {p_first} + 8"))
+        checks.append((f4 <= f2 * 1.10 + 8,
+                       f"{label} flat: last quarter's floor (10th percentile) {f4} <= 1.10 x second "
+                       f"quarter's {f2} + 8"))
     return checks
 
 
