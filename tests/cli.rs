@@ -10,27 +10,11 @@ use common::backend::{RawBackend, Reply};
 use common::wait_until;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 const STARTED: &str = "lbproxy is accepting connections";
-
-/// A minimal configuration: listener and admin server on port 0, one backend.
-fn config_file(dir: &Path, backend: SocketAddr) -> std::path::PathBuf {
-    let path = dir.join("lbproxy.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[runtime]\nworkers = 1\n[admin]\naddress = \"127.0.0.1:0\"\n\
-             [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
-             [upstream.api]\nbackends = [\"{backend}\"]\n"
-        ),
-    )
-    .unwrap();
-    path
-}
 
 fn lbproxy() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lbproxy"));
@@ -75,7 +59,7 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn a_log_written_to_a_file_has_no_colour_and_human_addresses() {
     let dir = tempfile::tempdir().unwrap();
-    let path = config_file(dir.path(), "127.0.0.1:9".parse().unwrap());
+    let path = common::one_backend_config_file(dir.path(), "127.0.0.1:9".parse().unwrap());
     let log_path = dir.path().join("log.txt");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut proxy = Running(
@@ -116,7 +100,7 @@ fn a_log_written_to_a_file_has_no_colour_and_human_addresses() {
 fn a_reload_refused_through_the_api_is_logged_once_with_its_fix() {
     let backend = RawBackend::start(Reply::Fixed(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()));
     let dir = tempfile::tempdir().unwrap();
-    let path = config_file(dir.path(), backend.addr);
+    let path = common::one_backend_config_file(dir.path(), backend.addr);
     // stderr is a pipe, as in `lbproxy serve 2>&1 | tee`.
     let mut proxy = Running(
         lbproxy()
@@ -228,7 +212,7 @@ fn reload_refuses_a_process_that_is_not_a_proxy() {
 #[test]
 fn reload_says_when_it_cannot_tell_the_outcome() {
     let dir = tempfile::tempdir().unwrap();
-    let path = config_file(dir.path(), "127.0.0.1:9".parse().unwrap());
+    let path = common::one_backend_config_file(dir.path(), "127.0.0.1:9".parse().unwrap());
     let log_path = dir.path().join("log.txt");
     let mut proxy = Running(
         lbproxy()

@@ -232,17 +232,8 @@ fn backend_addresses(admin: SocketAddr) -> Vec<String> {
 fn a_reload_keeps_the_instances_asked_for_and_the_printed_ctl_command_works() {
     let dir = tempfile::tempdir().unwrap();
     let first = free_ports(3);
-    let path = dir.path().join("up.toml");
     // The file lists one backend; `-n 3` makes three, from its port on.
-    std::fs::write(
-        &path,
-        format!(
-            "[runtime]\nworkers = 1\n[admin]\naddress = \"127.0.0.1:0\"\n\
-             [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
-             [upstream.api]\nbackends = [\"{first}\"]\n"
-        ),
-    )
-    .unwrap();
+    let path = common::one_backend_config_file(dir.path(), first);
     let (up, banner) = launch(&path, &["-n", "3"]);
     let proxy: SocketAddr = from_banner(&banner, "listening on http://", "/")
         .parse()

@@ -358,6 +358,12 @@ impl BackendStats {
         self.protocol_errors.inc();
     }
 
+    /// It broke HTTP/1.1 framing `n` times (idle connections found holding bytes).
+    #[inline]
+    pub fn protocol_errors(&self, n: u64) {
+        self.protocol_errors.add(n);
+    }
+
     #[inline]
     pub fn ejected(&self) {
         self.ejections.inc();

@@ -91,13 +91,17 @@ impl Backend {
     /// Counts and logs idle pooled connections that were closed because this backend had sent
     /// bytes on them while idle (see [`super::pool`]): a backend that sends more than its
     /// responses, whose extra bytes would otherwise be read as the next request's response.
+    #[inline]
     pub fn report_unsolicited(&self, worker: usize, upstream: &str, found: Unsolicited) {
-        if found.0 == 0 {
-            return;
+        if found.0 != 0 {
+            self.log_unsolicited(worker, upstream, found.0);
         }
-        for _ in 0..found.0 {
-            self.stats.protocol_error();
-        }
+    }
+
+    /// The rare part of [`Backend::report_unsolicited`], out of the checkout path.
+    #[cold]
+    fn log_unsolicited(&self, worker: usize, upstream: &str, count: u32) {
+        self.stats.protocol_errors(u64::from(count));
         tracing::warn!(
             worker,
             upstream,
@@ -105,7 +109,7 @@ impl Backend {
             "backend {} sent bytes on {} idle keep-alive connection(s), past the end of the \
              last response: closed, not reused",
             self.address,
-            found.0
+            count
         );
     }
 

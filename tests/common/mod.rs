@@ -176,6 +176,22 @@ pub fn config(driver: &str, backends: &[SocketAddr], extra: &str) -> String {
     )
 }
 
+/// Writes `dir/lbproxy.toml`: one worker, the listener and the admin server on port 0, upstream
+/// `api` with the one backend `backend`. Returns its path.
+pub fn one_backend_config_file(dir: &std::path::Path, backend: SocketAddr) -> std::path::PathBuf {
+    let path = dir.join("lbproxy.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[runtime]\nworkers = 1\n[admin]\naddress = \"127.0.0.1:0\"\n\
+             [listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
+             [upstream.api]\nbackends = [\"{backend}\"]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
 /// `toml` with the admin server on a port the kernel picks, unless `toml` has its own `[admin]`:
 /// tests run side by side, and the default admin port (9901) can only be bound once.
 pub fn with_admin_on_any_port(toml: &str) -> String {
