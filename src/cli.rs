@@ -6,14 +6,17 @@
 //! would run. `serve` is systemd-aware through [`crate::systemd`]: outside systemd each of those
 //! pieces does nothing.
 
-use crate::config::{self, Config};
+use crate::config::{self, ConfigArgs};
+use crate::control::signals;
+use crate::control::systemd as control_sd;
+use crate::control::systemd::reload::{Reloader, StateFile};
+use crate::control::systemd::watchdog::Watchdog;
 use crate::server::{ControlHandle, Server};
 use crate::systemd::activation::InheritedSockets;
-use crate::systemd::reload::{Reloader, StateFile};
-use crate::systemd::watchdog::Watchdog;
 use crate::systemd::{self as sd, Notifier};
+use crate::up::UpArgs;
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -98,29 +101,6 @@ pub struct InstallArgs {
     pub bin_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct ConfigArgs {
-    /// Configuration file (TOML). Without it, the embedded default: 127.0.0.1:8080 →
-    /// 127.0.0.1:8001..8003.
-    #[arg(short, long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Environment overlay to merge over the base: the file's `[env.NAME]` table.
-    #[arg(long, value_name = "NAME")]
-    pub env: Option<String>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct UpArgs {
-    #[command(flatten)]
-    pub config: ConfigArgs,
-    /// Number of API instances, on consecutive ports from the group's first backend
-    /// (127.0.0.1:8001, :8002, … with the embedded default); they are the group's backends, also
-    /// after a reload. Default: one per backend of the upstream group in the config (3 with the
-    /// embedded default).
-    #[arg(short = 'n', long, value_name = "N")]
-    pub instances: Option<u16>,
-}
-
 /// Runs the parsed command; the exit code follows the usual convention (0 ok, 1 failure).
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
@@ -131,7 +111,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ctl(args) => crate::admin::ctl::run(&args),
         Command::Rollout(args) => crate::rollout::run(&args),
         Command::Systemd(SystemdCommand::Install(args)) => install(&args),
-        Command::Generate(args) => crate::generate::run(&args),
+        Command::Generate(args) => crate::generate::run(&args, Cli::command()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -140,12 +120,6 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Loads and validates the configuration named by `args`, printing every problem.
-pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
-    config::load(args.config.as_deref(), args.env.as_deref())
-        .map_err(|errors| anyhow::anyhow!("invalid configuration\n{errors}"))
 }
 
 fn check(args: &ConfigArgs) -> ExitCode {
@@ -176,9 +150,9 @@ fn check(args: &ConfigArgs) -> ExitCode {
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     // First, while no other thread exists: taking the activation sockets unsets LISTEN_*.
     let inherited = InheritedSockets::from_env()?;
-    let config = Arc::new(load_config(args)?);
+    let config = Arc::new(config::load_from_args(args)?);
     crate::logging::set_format(config.log.format);
-    raise_fd_limit();
+    crate::sys::fd_limit::raise();
     let notifier = Notifier::from_env();
     let server = match Server::start_with(config, inherited) {
         Ok(server) => server,
@@ -204,7 +178,7 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     }
 
     let control = server.control();
-    sd::fault::install_if_allowed(&control)?;
+    control_sd::fault::install_if_allowed(&control)?;
     // SIGHUP and the admin API's `POST /api/reload` reload the same way, one at a time.
     let reloader = Arc::new(Mutex::new(Reloader::new(
         control.clone(),
@@ -213,34 +187,26 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     )));
     control.set_requested_reload({
         let reloader = reloader.clone();
-        move || lock(&reloader).reload().1
+        move || signals::lock(&reloader).reload().1
     });
-    spawn_reload_thread(reloader)?;
-    spawn_signal_thread({
+    signals::spawn_reload_thread(reloader)?;
+    signals::spawn_stop_thread({
         let (control, notifier) = (control.clone(), notifier.clone());
         move |signal| {
             tracing::info!("received {signal}; draining in-flight requests, then exiting");
             control.shutdown();
-            sd::drain::report(&control, &notifier);
+            control_sd::drain::report(&control, &notifier);
         }
     })?;
     if let Some(watchdog) = Watchdog::from_env() {
         watchdog.spawn(control.clone(), notifier.clone())?;
     }
-    sd::status::spawn_updates(control.clone(), notifier.clone())?;
+    control_sd::status::spawn_updates(control.clone(), notifier.clone())?;
     notifier.ready(&ready_status(&control, &listening));
 
     server.wait()?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Raises the open-files limit to the hard limit (see [`crate::runtime::fd_limit`]).
-pub fn raise_fd_limit() {
-    match crate::runtime::fd_limit::raise_to_hard_limit() {
-        Ok(limit) => tracing::debug!("open files limit: {limit}"),
-        Err(e) => tracing::warn!("could not raise the open files limit: {e}"),
-    }
 }
 
 /// The first `STATUS=` line: what listens where.
@@ -257,18 +223,18 @@ fn ready_status(control: &ControlHandle, listening: &[String]) -> String {
 fn reload(args: &ReloadArgs) -> ExitCode {
     let state = StateFile::from_env().filter(|_| !args.no_wait);
     let timeout = Duration::from_secs(args.timeout);
-    let requested = sd::reload::ensure_proxy(args.pid)
-        .and_then(|()| sd::reload::request(args.pid, state.as_ref(), timeout));
+    let requested = control_sd::reload::ensure_proxy(args.pid)
+        .and_then(|()| control_sd::reload::request(args.pid, state.as_ref(), timeout));
     match requested {
-        Ok(sd::reload::Requested::Applied(message)) => {
+        Ok(control_sd::reload::Requested::Applied(message)) => {
             println!("lbproxy reload: {message}");
             ExitCode::SUCCESS
         }
-        Ok(sd::reload::Requested::Sent(_)) if args.no_wait => {
+        Ok(control_sd::reload::Requested::Sent(_)) if args.no_wait => {
             println!("lbproxy reload: sent SIGHUP to pid {}", args.pid);
             ExitCode::SUCCESS
         }
-        Ok(sd::reload::Requested::Sent(message)) => {
+        Ok(control_sd::reload::Requested::Sent(message)) => {
             eprintln!("lbproxy reload: {message}");
             ExitCode::from(RELOAD_OUTCOME_UNKNOWN)
         }
@@ -321,48 +287,5 @@ fn install(args: &InstallArgs) -> anyhow::Result<()> {
             installed.config.display()
         );
     }
-    Ok(())
-}
-
-/// Calls `on_stop` from a dedicated thread on the first SIGTERM or SIGINT.
-pub fn spawn_signal_thread(
-    on_stop: impl FnOnce(&'static str) + Send + 'static,
-) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .context("installing signal handlers")?;
-    std::thread::Builder::new()
-        .name("lbproxy-signals".into())
-        .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                on_stop(if signal == SIGTERM {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
-                });
-            }
-        })?;
-    Ok(())
-}
-
-/// Reloads the configuration from its source on every SIGHUP ([`Reloader::on_sighup`]). A failed
-/// reload is logged with every reason and the running configuration keeps serving.
-fn lock(reloader: &Mutex<Reloader>) -> std::sync::MutexGuard<'_, Reloader> {
-    reloader
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-pub fn spawn_reload_thread(reloader: Arc<Mutex<Reloader>>) -> anyhow::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
-        .context("installing the SIGHUP handler")?;
-    std::thread::Builder::new()
-        .name("lbproxy-reload".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                tracing::info!("received SIGHUP; reloading the configuration");
-                lock(&reloader).on_sighup();
-            }
-        })?;
     Ok(())
 }

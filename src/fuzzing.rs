@@ -5,6 +5,9 @@
 //! become.
 
 use crate::config::{self, Config, ConfigErrors, ConfigSource};
+
+/// The TLS ClientHello reader of tcp listeners that route by SNI.
+pub use crate::l4::sni;
 use std::path::PathBuf;
 
 /// Loads a configuration from its text as `lbproxy check` would load a file of that text, with

@@ -15,22 +15,27 @@
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 pub mod admin;
-pub mod balancer;
 pub mod cli;
 pub mod config;
+pub mod control;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod generate;
 pub mod health;
 pub mod http;
-pub mod l4;
+pub(crate) mod l4;
+pub(crate) mod l7;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
-pub mod proxy;
+pub(crate) mod net;
+pub(crate) mod relay;
 pub mod rollout;
 pub mod runtime;
 pub mod server;
+pub(crate) mod sys;
 pub mod systemd;
 pub mod tls;
 pub mod up;
+pub(crate) mod upstream;
+pub(crate) mod worker;

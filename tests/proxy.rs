@@ -519,7 +519,7 @@ fn in_flight_requests_finish_during_shutdown(driver: &str) {
 }
 
 // A kept-alive connection quiet for longer than the proxy's parking delay (500 ms) gives up its
-// read buffer and waits for readability without one (src/proxy/client.rs, `between_requests`).
+// read buffer and waits for readability without one (src/l7/session.rs, `between_requests`).
 // What must not change: the next request is served whole (sent in pieces, or pipelined), the
 // `client_idle` timeout still closes it, and a drain still closes it at once.
 fn a_keep_alive_connection_parked_while_idle_is_served_and_still_times_out(driver: &str) {

@@ -1,4 +1,4 @@
-//! The TLS ClientHello reader of tcp listeners: `lbproxy::l4::sni::parse`.
+//! The TLS ClientHello reader of tcp listeners: `lbproxy::fuzzing::sni::parse`.
 //!
 //! Input: the first bytes a client sends.
 //!
@@ -9,7 +9,7 @@
 
 #![no_main]
 
-use lbproxy::l4::sni::{parse, Hello};
+use lbproxy::fuzzing::sni::{parse, Hello};
 use libfuzzer_sys::fuzz_target;
 
 /// Prefixes checked, evenly spaced (every prefix of short inputs).

@@ -2,8 +2,8 @@
 //! the proxy's own strict codec ([`crate::http::parse_request`]), answered with
 //! `Connection: close`. Small limits: the admin API takes short commands, not uploads.
 
+use crate::http::reason_phrase;
 use crate::http::{parse_request, HeadLimits, Method, RequestBody};
-use crate::proxy::reason_phrase;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 

@@ -25,9 +25,9 @@ pub mod prometheus;
 pub mod router;
 pub mod sampler;
 
-use crate::runtime::driver::Driver;
+use crate::control::ControlHandle;
 use crate::runtime::now_ms;
-use crate::server::ControlHandle;
+use crate::sys::driver::Driver;
 use anyhow::Context;
 use sampler::Sampler;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -17,8 +17,10 @@
 //! Problems from stages 2–4 accumulate in one collector (`error`), which finally sorts them into
 //! file order.
 
+mod args;
 mod error;
 mod file;
+mod key_path;
 mod overlay;
 mod read;
 mod source;
@@ -26,6 +28,7 @@ mod types;
 mod units;
 mod validate;
 
+pub use args::{load_from_args, ConfigArgs};
 pub use types::*;
 pub use validate::{is_loopback, DEFAULT_ADMIN_ADDRESS};
 

@@ -16,7 +16,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::error::{KeyPath, Seg};
+use super::key_path::{KeyPath, Seg};
 use super::ConfigError;
 
 /// Parses the text as a TOML document. The error (line and column in the problem) is the only one

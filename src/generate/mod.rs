@@ -44,10 +44,10 @@ pub enum Generated {
 }
 
 /// Writes what `args` asks for and prints each file written, one per line.
-pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
+pub fn run(args: &GenerateArgs, proxy: clap::Command) -> anyhow::Result<()> {
     let written = match &args.what {
-        Generated::Man { dir } => write_man_pages(dir)?,
-        Generated::Completions { dir } => write_completions(dir)?,
+        Generated::Man { dir } => write_man_pages(dir, proxy)?,
+        Generated::Completions { dir } => write_completions(dir, proxy)?,
     };
     for path in written {
         println!("{}", path.display());
@@ -56,9 +56,9 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
 }
 
 /// Writes every manual page into `dir`; returns their paths.
-pub fn write_man_pages(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn write_man_pages(dir: &Path, proxy: clap::Command) -> anyhow::Result<Vec<PathBuf>> {
     create_dir(dir)?;
-    let mut pages = man::proxy_pages(crate::cli::Cli::command());
+    let mut pages = man::proxy_pages(proxy);
     pages.push(man::demo_api_page(demo_api_cli::Cli::command()));
     pages.push(man::config_page(include_str!("../../docs/config.md")));
     pages
@@ -73,13 +73,13 @@ pub fn write_man_pages(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Writes bash, zsh and fish completions for both binaries into `dir`; returns their paths.
-pub fn write_completions(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn write_completions(dir: &Path, proxy: clap::Command) -> anyhow::Result<Vec<PathBuf>> {
     use clap_complete::Shell;
     create_dir(dir)?;
     let mut written = Vec::new();
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
         for (mut command, name) in [
-            (crate::cli::Cli::command(), "lbproxy"),
+            (proxy.clone(), "lbproxy"),
             (demo_api_cli::Cli::command(), "lbproxy-demo-api"),
         ] {
             let path = clap_complete::generate_to(shell, &mut command, name, dir)
@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn man_pages_cover_both_binaries_every_subcommand_and_the_config() {
         let dir = tempfile::tempdir().unwrap();
-        let written = write_man_pages(dir.path()).unwrap();
+        let written = write_man_pages(dir.path(), crate::cli::Cli::command()).unwrap();
         let names = names(&written);
         for expected in [
             "lbproxy.8",
@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn completions_for_three_shells_and_two_binaries() {
         let dir = tempfile::tempdir().unwrap();
-        let written = write_completions(dir.path()).unwrap();
+        let written = write_completions(dir.path(), crate::cli::Cli::command()).unwrap();
         assert_eq!(
             names(&written),
             [

@@ -1,7 +1,7 @@
 //! Active health checks: probes run once per (group, backend) on the control side — not once
 //! per worker — and their verdicts reach the workers as an immutable snapshot.
 //!
-//! Flow: [`checker::HealthChecker`] (thread `lbproxy-health`, started by `Server::start`) reads
+//! Flow: [`crate::control::HealthChecker`] (thread `lbproxy-health`, started by `Server::start`) reads
 //! the running configuration every tick, keeps one probe loop per backend of every group with a
 //! `[upstream.NAME.health]` section ([`probe`]), turns results into up/down verdicts with the
 //! `rise`/`fall` thresholds ([`Thresholds`]), logs each flip once with its reason, and publishes
@@ -10,12 +10,10 @@
 //! (`Generation::apply_health`). Every probe result also goes to the [`ProbeLog`] (held by the
 //! `ControlHandle`), which the admin API shows per backend.
 
-mod checker;
 mod probe;
 mod probe_log;
 mod thresholds;
 
-pub use checker::HealthChecker;
 pub use probe::{probe, ProbeError};
 pub use probe_log::{ProbeLog, ProbeRecord};
 pub use thresholds::Thresholds;

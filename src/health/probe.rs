@@ -6,7 +6,7 @@
 //! sends one without addresses first (v1 `UNKNOWN`, v2 `LOCAL`: "this is the proxy itself").
 
 use crate::config::{HealthCheck, ProxyProtocol, StatusSet};
-use crate::l4::proxy_protocol;
+use crate::net::proxy_protocol;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::io;

@@ -21,6 +21,7 @@
 
 mod chunk_lines;
 mod chunked;
+mod error_response;
 mod forward;
 mod framing;
 mod headers;
@@ -32,6 +33,7 @@ mod target;
 mod trace_context;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedOutput, DecodeProgress};
+pub use error_response::{reason_phrase, write_error_response};
 pub use request::{parse_request, ForwardContext, HeadLimits, Request, RequestError};
 pub use response::{parse_response, Response, ResponseContext, ResponseError};
 pub use trace_context::{TracePrefix, Traceparent, TRACEPARENT_LEN};

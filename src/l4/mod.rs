@@ -1,12 +1,11 @@
-//! L4 building blocks, free of any worker state: the two-way byte [`relay`] (by copy, or by
-//! `splice(2)` through a pipe), the [`sni`] reader for TLS passthrough, [`proxy_protocol`]
-//! headers, and the raw syscalls behind them ([`sys`], the only `unsafe` here).
+//! The L4 (tcp listener) session and what only it needs.
 //!
-//! The connection flow of a tcp listener (route by SNI, pick a backend, connect with failover,
-//! PROXY header, relay, access log) is `proxy::tcp`, beside the HTTP flow; the relay after a
-//! WebSocket upgrade is `proxy::body::tunnel`. Both end in [`relay::run`].
+//! Flow of one connection ([`session::serve`]): read the TLS ClientHello's server name when the
+//! listener routes by SNI ([`sni`]), pick the route and a backend and connect with failover
+//! (the same selection, outlier judgement and retry limits as HTTP: [`crate::upstream`]), write
+//! a PROXY protocol header if the group asks ([`crate::net::proxy_protocol`]), then relay bytes both ways
+//! ([`crate::relay`]) and count the connection once when it ends ([`record`]).
 
-pub mod proxy_protocol;
-pub mod relay;
+pub mod record;
+pub mod session;
 pub mod sni;
-pub mod sys;

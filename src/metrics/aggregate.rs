@@ -9,7 +9,7 @@
 use super::snapshot::{ListenerSnapshot, LoopLag, RouteSnapshot, WorkerSnapshot};
 use super::state::{BackendState, CircuitState};
 use super::stats::{BackendCounts, UpstreamCounts};
-use crate::runtime::driver::Driver;
+use crate::sys::driver::Driver;
 use hdrhistogram::Histogram;
 use std::net::SocketAddr;
 use std::sync::Arc;

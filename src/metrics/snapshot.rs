@@ -8,7 +8,7 @@
 use super::counters::ClassCounts;
 use super::state::{BackendState, CircuitState};
 use super::stats::{BackendCounts, ListenerCounts, UpstreamCounts};
-use crate::runtime::driver::Driver;
+use crate::sys::driver::Driver;
 use hdrhistogram::Histogram;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};

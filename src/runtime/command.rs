@@ -34,7 +34,7 @@ pub enum WorkerCommand {
     /// Drop the state prepared for `reload`.
     Abort { reload: u64 },
     /// Fault injection for the watchdog tests: block the worker thread for good, as a stuck ring
-    /// or a runaway loop would. Sent only by [`crate::systemd::fault`], which refuses unless
+    /// or a runaway loop would. Sent only by [`crate::control::systemd::fault`], which refuses unless
     /// `LBPROXY_ALLOW_FAULTS=1`.
     FaultStall,
     /// The latest active-health verdicts: apply them (and keep them for the generations that

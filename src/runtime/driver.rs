@@ -2,35 +2,19 @@
 //! driver, said once in the log.
 
 use crate::config::DriverChoice;
-use std::fmt;
-
-/// The driver the workers actually run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Driver {
-    IoUring,
-    Legacy,
-}
-
-impl fmt::Display for Driver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Driver::IoUring => "io_uring",
-            Driver::Legacy => "legacy",
-        })
-    }
-}
+pub use crate::sys::driver::Driver;
 
 /// Resolves the configured choice against what this kernel allows.
 pub fn resolve(choice: DriverChoice) -> anyhow::Result<Driver> {
     match choice {
         DriverChoice::Legacy => Ok(Driver::Legacy),
-        DriverChoice::IoUring if monoio::utils::detect_uring() => Ok(Driver::IoUring),
+        DriverChoice::IoUring if crate::sys::driver::io_uring_available() => Ok(Driver::IoUring),
         DriverChoice::IoUring => anyhow::bail!(
             "runtime.driver = \"io_uring\" but io_uring is not available here (old kernel, \
              kernel.io_uring_disabled, or a seccomp profile that blocks io_uring_setup); \
              set driver = \"auto\" or \"legacy\""
         ),
-        DriverChoice::Auto if monoio::utils::detect_uring() => Ok(Driver::IoUring),
+        DriverChoice::Auto if crate::sys::driver::io_uring_available() => Ok(Driver::IoUring),
         DriverChoice::Auto => {
             tracing::warn!(
                 "io_uring is not available (old kernel, kernel.io_uring_disabled, or seccomp); \

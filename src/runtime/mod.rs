@@ -1,18 +1,20 @@
-//! Worker threads: one monoio runtime per core.
+//! What every worker thread has, below the sessions that run on it: its own state
+//! ([`context::WorkerContext`]: the configuration generation it serves, request and trace ids
+//! ([`ids`]), the drain signal ([`drain`]), its open connections and listener counters), the io
+//! driver it runs on ([`driver`]), the [`command`]s the control side sends it, and the little it
+//! shares with the control thread ([`WorkerShared`]).
 //!
 //! Flow: [`driver::resolve`] decides once per process between io_uring and the legacy (epoll)
-//! driver; [`worker::spawn`] starts a named, pinned thread that builds its runtime and runs the
-//! worker's accept loops until drained. Cross-thread state is limited to what [`WorkerShared`]
-//! holds: a drain flag set by the control thread, and a heartbeat, counters and the metrics
-//! snapshot written by the worker alone, plus the [`command`] channel each worker drains on its
-//! tick.
+//! driver; `crate::worker::spawn` starts a named, pinned thread that builds its runtime and runs
+//! the worker until drained. Cross-thread state is limited to what [`WorkerShared`] holds: a
+//! drain flag set by the control thread, and a heartbeat, counters and the metrics snapshot
+//! written by the worker alone, plus the [`command`] channel each worker drains on its tick.
 
 pub mod command;
-pub mod cpus;
+pub mod context;
 pub mod drain;
 pub mod driver;
-pub mod fd_limit;
-pub mod worker;
+pub mod ids;
 
 use crate::metrics::Published;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +27,7 @@ pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 /// writes `drain_requested`, the worker writes the rest, on its tick (never on the request path).
 #[derive(Debug, Default)]
 pub struct WorkerShared {
-    /// Set once by [`crate::server::ControlHandle::shutdown`].
+    /// Set once by [`crate::control::ControlHandle::shutdown`].
     pub drain_requested: AtomicBool,
     /// Milliseconds since the Unix epoch at the worker's last event-loop tick (0 = not started).
     /// The systemd watchdog reads it to decide whether every worker is alive.

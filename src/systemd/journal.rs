@@ -1,6 +1,6 @@
 //! Logging to the journal natively when the proxy runs under it, with every event field as a
 //! journal field: `journalctl -u lbproxy BACKEND=127.0.0.1:8002` or `REQUEST_ID=…` finds the
-//! access-log entries ([`crate::proxy`]'s `lbproxy::access` events: `WORKER`, `REQUEST_ID`,
+//! access-log entries ([`crate::l7`]'s and [`crate::l4`]'s `lbproxy::access` events: `WORKER`, `REQUEST_ID`,
 //! `TRACE_ID`, `CLIENT`, `REQUEST`, `LISTENER`, `ROUTE`, `UPSTREAM`, `BACKEND`, `STATUS`,
 //! `BYTES_SENT`, `BYTES_RECEIVED`, `DURATION_US`, `RETRIES`), and every other event keeps its
 //! fields too (`TARGET`, `WORKER`,

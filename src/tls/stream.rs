@@ -169,7 +169,7 @@ impl TlsReader {
     /// Whether anything already read from the socket waits here unread: ciphertext not yet
     /// given to rustls, plaintext it decrypted that nobody took, or the end of the stream. An
     /// idle pooled connection with any of it holds bytes past its last response, which a peek at
-    /// the socket cannot see (see `proxy::pool`).
+    /// the socket cannot see (see `upstream::pool`).
     pub fn has_buffered(&self) -> bool {
         if self.fed < self.incoming.len() || self.eof || self.broken {
             return true;

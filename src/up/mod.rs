@@ -20,11 +20,14 @@
 mod instance;
 mod locate;
 
-use crate::cli::{spawn_signal_thread, UpArgs};
+use crate::config::ConfigArgs;
 use crate::config::{BackendConfig, Config};
-use crate::server::{ControlHandle, ReloadError, Server};
+use crate::control::signals::spawn_stop_thread;
+use crate::control::{ControlHandle, ReloadError};
+use crate::server::Server;
 use crate::systemd::activation::InheritedSockets;
 use anyhow::Context;
+use clap::Args;
 use instance::{Instance, InstanceSpec};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -35,8 +38,21 @@ use std::time::Duration;
 /// How often the supervisor looks at its children.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
 
+/// `lbproxy up`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Number of API instances, on consecutive ports from the group's first backend
+    /// (127.0.0.1:8001, :8002, … with the embedded default); they are the group's backends, also
+    /// after a reload. Default: one per backend of the upstream group in the config (3 with the
+    /// embedded default).
+    #[arg(short = 'n', long, value_name = "N")]
+    pub instances: Option<u16>,
+}
+
 pub fn run(args: &UpArgs) -> anyhow::Result<()> {
-    let mut config = crate::cli::load_config(&args.config)?;
+    let mut config = crate::config::load_from_args(&args.config)?;
     let group_index = config.up.upstream.context(
         "`lbproxy up` needs to know which upstream group its instances form: set `[up] upstream = \"NAME\"` \
          (or name a group `api`)",
@@ -54,12 +70,12 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
     let specs = instance_specs(&config, group_index)?;
 
     // Every socket first: a busy port fails now, before any instance is started.
-    crate::cli::raise_fd_limit();
+    crate::sys::fd_limit::raise();
     let bound = Server::bind(Arc::new(config.clone()), InheritedSockets::none())
         .context("lbproxy up: the proxy cannot listen, so no instance was started")?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    spawn_signal_thread({
+    spawn_stop_thread({
         let stop = stop.clone();
         move |signal| {
             tracing::info!("received {signal}: stopping the proxy, then the instances");

@@ -1,0 +1,67 @@
+//! systemd's side of a shutdown: `STOPPING=1` when the drain starts, then, while it lasts,
+//! `EXTEND_TIMEOUT_USEC=` for as long as it makes progress.
+//!
+//! The drain itself is the workers' (stop accepting, close idle keep-alive connections, let
+//! requests in flight finish within `runtime.drain_timeout`). Its progress is read from the
+//! counters the workers publish: a request answered or a connection closed since the last look.
+//! While there is progress, the unit's `TimeoutStopSec=` is extended by [`EXTENSION`] at a time,
+//! so a long but moving drain is not killed; a stuck one gets no extension and is.
+
+use crate::control::{ControlHandle, Counters};
+use crate::systemd::Notifier;
+use std::time::Duration;
+
+/// How often the drain is looked at.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// Time asked for at each look that saw progress: enough to reach the next look twice over.
+pub const EXTENSION: Duration = Duration::from_secs(5);
+
+/// Whether the drain moved between two readings of the counters.
+pub fn made_progress(before: Counters, now: Counters) -> bool {
+    now.requests > before.requests || now.open_connections < before.open_connections
+}
+
+/// Tells systemd the drain started, then reports its progress until the process exits (the
+/// caller's thread is given to this; the main thread ends the process once workers are done).
+/// Returns at once outside systemd.
+pub fn report(control: &ControlHandle, notifier: &Notifier) {
+    if !notifier.is_enabled() {
+        return;
+    }
+    let mut before = control.counters();
+    notifier.stopping(&format!(
+        "draining: {} open connections",
+        before.open_connections
+    ));
+    loop {
+        std::thread::sleep(LOOK_EVERY);
+        let now = control.counters();
+        if made_progress(before, now) {
+            notifier.extend_timeout(
+                EXTENSION,
+                &format!("draining: {} open connections", now.open_connections),
+            );
+        }
+        before = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(requests: u64, open_connections: u64) -> Counters {
+        Counters {
+            requests,
+            open_connections,
+        }
+    }
+
+    #[test]
+    fn answered_requests_or_closed_connections_are_progress() {
+        assert!(made_progress(counters(10, 5), counters(11, 5)));
+        assert!(made_progress(counters(10, 5), counters(10, 4)));
+        assert!(!made_progress(counters(10, 5), counters(10, 5)));
+        assert!(!made_progress(counters(10, 5), counters(10, 6)));
+    }
+}

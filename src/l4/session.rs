@@ -1,0 +1,372 @@
+//! One connection of a tcp listener, from accept to close.
+//!
+//! Flow:
+//! 1. A listener with `sni` routes first reads the client's ClientHello (at most
+//!    [`MAX_CLIENT_HELLO`] bytes, within `timeouts.tls_handshake`) and routes by the name in it
+//!    ([`sni::parse`]); no name, no match or not TLS at all goes to the listener's `upstream`, or
+//!    the connection is closed. Other tcp listeners read nothing first, so protocols where the
+//!    server speaks first work.
+//! 2. A backend is chosen as for HTTP ([`select::choose`]: balancer, health, ejection, drain,
+//!    backups, `max_connections` with its queue; `maglev` hashes the client IP) and connected
+//!    within `timeouts.upstream_connect`. A failed connect counts against the backend
+//!    ([`Attempt`]) and the next one is tried, within the group's `retry.max_retries` and retry
+//!    budget (a refused connect without counting against either, see [`crate::upstream::retry`]): nothing
+//!    was sent yet.
+//! 3. The PROXY protocol header (if the group has `proxy_protocol`) and the bytes read for
+//!    routing go to the backend first, untouched.
+//! 4. The listener's relay ([`relay`]: `splice` or `copy`) moves bytes both ways until both
+//!    sides have closed, one fails (both are then reset), or nothing moved for
+//!    `timeouts.tcp_idle`.
+//! 5. The connection is counted (listener, group and backend: connections, bytes each way,
+//!    connect errors, retries; see [`crate::metrics`]) and one access log line says who, where,
+//!    how many bytes each way, how long and how it ended.
+//!
+//! The attempt is judged a success once the connect succeeds and counts as in flight (for
+//! `least_conn` and `p2c`) until the connection closes; what happens inside the relay is the
+//! protocol's business and does not count against the backend.
+
+use crate::config::{HashKey, RelayMode};
+use crate::l4::record::ConnectionRecord;
+use crate::l4::sni::{self, Hello, MAX_CLIENT_HELLO};
+use crate::net::io::{read_append, write_all_within};
+use crate::net::proxy_protocol;
+use crate::net::stream;
+use crate::relay::{self, copy, splice, Direction, Progress, Relayed};
+use crate::runtime::context::WorkerContext;
+use crate::upstream::balancer::hash_ip;
+use crate::upstream::connect::connect_tcp;
+use crate::upstream::failure::UpstreamFailure;
+use crate::upstream::outlier::{Attempt, Verdict};
+use crate::upstream::retry::{Refusal, RetryBudget, RetryCount};
+use crate::upstream::route::find_route;
+use crate::upstream::select;
+use crate::upstream::{Generation, UpstreamGroup};
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Serves one accepted connection of tcp listener `listener`.
+pub async fn serve(ctx: &WorkerContext, listener: usize, client: TcpStream, peer: SocketAddr) {
+    let generation = ctx.generation();
+    let mut record = ConnectionRecord::new(Instant::now());
+    relay_connection(ctx, &generation, listener, client, peer, &mut record).await;
+    record.finish(ctx, peer, &generation, listener);
+}
+
+async fn relay_connection(
+    ctx: &WorkerContext,
+    generation: &Generation,
+    listener: usize,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    record: &mut ConnectionRecord,
+) {
+    let config = &generation.config;
+    let listener_config = &config.listeners[listener];
+    let mut first_bytes = Vec::new();
+    let mut server_name = None;
+    if listener_config.routes_by_sni() {
+        match read_client_hello(ctx, generation, &mut client).await {
+            Ok((bytes, name)) => (first_bytes, server_name) = (bytes, name),
+            Err(end) => {
+                record.end = end;
+                return;
+            }
+        }
+        record.sni = server_name.clone();
+    }
+    let route = find_route(&listener_config.routes, server_name.as_deref(), "/");
+    let Some(upstream) = route.map(|route| listener_config.routes[route].upstream) else {
+        tracing::debug!(
+            worker = ctx.id,
+            client = %peer,
+            listener = %listener_config.name,
+            sni = server_name.as_deref().unwrap_or("-"),
+            "no route for this server name and no default upstream; closing"
+        );
+        record.end = "no_route";
+        return;
+    };
+    record.upstream = Some(upstream);
+    let group = &generation.upstreams[upstream];
+    let limit = config.timeouts.upstream_connect;
+    let Some((index, mut attempt, mut backend)) =
+        connect_with_failover(ctx, group, peer, limit, record).await
+    else {
+        return;
+    };
+    // Connected: the backend took the connection.
+    attempt.judge(ctx.id, Verdict::Success);
+    record.connected = Some(index);
+    group.backends[index].stats.connection_opened();
+
+    let mut first = match group.config.proxy_protocol {
+        Some(version) => match client.local_addr() {
+            Ok(listening) => proxy_protocol::header(version, peer, listening),
+            Err(e) => {
+                tracing::debug!(worker = ctx.id, client = %peer, "client socket failed: {e}");
+                record.end = "client_reset";
+                return;
+            }
+        },
+        None => Vec::new(),
+    };
+    first.extend_from_slice(&first_bytes);
+    record.bytes_received = first_bytes.len() as u64;
+    let idle = config.timeouts.tcp_idle;
+    if !first.is_empty() && write_all_within(&mut backend, first, idle).await.is_err() {
+        tracing::debug!(
+            worker = ctx.id,
+            client = %peer,
+            backend = %group.backends[index].address,
+            "backend closed before taking the first bytes"
+        );
+        record.end = "backend_reset";
+        return;
+    }
+
+    let relayed = relay(ctx, listener_config.relay, client, backend, idle).await;
+    record.bytes_received += relayed.to_backend;
+    record.bytes_sent = relayed.to_client;
+    record.end = relayed.end.as_str();
+    if let relay::End::Failed(fault) = &relayed.end {
+        tracing::debug!(
+            worker = ctx.id,
+            client = %peer,
+            backend = %group.backends[index].address,
+            "{} failed: {}; both sides reset",
+            fault.side.as_str(),
+            fault.error
+        );
+    }
+    drop(attempt);
+}
+
+/// Reads until the bytes hold a whole ClientHello (or are not TLS, or reach the limit): the bytes
+/// and the server name. `Err`: why the connection ends here.
+async fn read_client_hello(
+    ctx: &WorkerContext,
+    generation: &Generation,
+    client: &mut TcpStream,
+) -> Result<(Vec<u8>, Option<String>), &'static str> {
+    let limit = generation.config.timeouts.tls_handshake;
+    let deadline = monoio::time::Instant::now() + limit;
+    let mut bytes = Vec::with_capacity(2048);
+    loop {
+        let spare = (MAX_CLIENT_HELLO - bytes.len()).min(4096);
+        let read = monoio::time::timeout_at(deadline, read_append(client, bytes, spare));
+        let (result, read) = monoio::select! {
+            read = read => match read {
+                Ok(read) => read,
+                Err(_) => return Err("client_hello_timeout"),
+            },
+            _ = ctx.drain.triggered() => return Err("drain"),
+        };
+        bytes = read;
+        match result {
+            Ok(0) | Err(_) => return Err("client_closed"),
+            Ok(_) => {}
+        }
+        match sni::parse(&bytes) {
+            Hello::Complete(name) => return Ok((bytes, name)),
+            Hello::NotTls => return Ok((bytes, None)),
+            Hello::Incomplete if bytes.len() >= MAX_CLIENT_HELLO => return Ok((bytes, None)),
+            Hello::Incomplete => {}
+        }
+    }
+}
+
+/// Picks and connects backends until one accepts, or retrying stops (logged; `None`).
+async fn connect_with_failover<'g>(
+    ctx: &WorkerContext,
+    group: &'g UpstreamGroup,
+    peer: SocketAddr,
+    limit: Duration,
+    record: &mut ConnectionRecord,
+) -> Option<(usize, Attempt<'g>, TcpStream)> {
+    let key = match group.config.hash_key {
+        Some(HashKey::ClientIp) => Some(hash_ip(peer.ip())),
+        // Refused by validation for groups of tcp listeners.
+        _ => None,
+    };
+    group.state.retry_budget.record_request();
+    let mut retries = RetryCount::default();
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_failure: Option<UpstreamFailure> = None;
+    // Set when the connection first has to wait for a backend under its `max_connections`.
+    let mut queue_deadline: Option<Instant> = None;
+    loop {
+        let chosen = select::choose(group, key, &tried);
+        if chosen.is_none() && select::all_full(group, &tried) {
+            if select::wait_for_slot(group, &mut queue_deadline).await {
+                continue;
+            }
+            let detail = format!(
+                "upstream \"{}\": every usable backend has its max_connections ({}) open; \
+                 waited {:?} in the queue",
+                group.name,
+                group.config.max_connections.map_or(0, |max| max.get()),
+                group.config.queue_timeout
+            );
+            give_up(ctx, group, peer, record, "queue_timeout", &detail);
+            return None;
+        }
+        let Some(index) = chosen else {
+            let (end, detail) = match &last_failure {
+                None => (
+                    "no_usable_backend",
+                    format!(
+                        "upstream \"{}\" has no usable backend ({})",
+                        group.name,
+                        select::why_none_usable(group)
+                    ),
+                ),
+                Some(failure) => (
+                    "all_backends_failed",
+                    format!(
+                        "upstream \"{}\": no other backend is usable after {} failed attempts \
+                         ({}); the last one {}",
+                        group.name,
+                        record.attempts,
+                        select::why_none_usable(group),
+                        failure.describe()
+                    ),
+                ),
+            };
+            give_up(ctx, group, peer, record, end, &detail);
+            return None;
+        };
+        let address = group.backends[index].address;
+        record.backend = Some(address);
+        record.attempts += 1;
+        let attempt = Attempt::begin(group, index);
+        match connect_tcp(address, limit).await {
+            Ok(tcp) => return Some((index, attempt, tcp)),
+            Err(failure) if failure.is_local() => {
+                // The proxy's own limit, not the backend's fault: no verdict, no retry.
+                drop(attempt);
+                let detail = format!(
+                    "upstream \"{}\": backend {address} {}",
+                    group.name,
+                    failure.describe()
+                );
+                give_up(ctx, group, peer, record, "proxy_out_of_resources", &detail);
+                return None;
+            }
+            Err(failure) => {
+                group.backends[index].stats.connect_error();
+                attempt.finish(ctx.id, Verdict::Failed(&failure));
+                tried.push(index);
+                if let Err(refusal) =
+                    retries.permit_after(&failure, &group.config.retry, &group.state.retry_budget)
+                {
+                    let (end, why) = match refusal {
+                        Refusal::MaxRetries => (
+                            "max_retries",
+                            format!(
+                                "gave up after {} attempts (retry.max_retries = {})",
+                                record.attempts, group.config.retry.max_retries
+                            ),
+                        ),
+                        Refusal::Budget => (
+                            "retry_budget_exhausted",
+                            format!(
+                                "not retried: the retry budget is exhausted ({})",
+                                RetryBudget::describe(&group.config.retry)
+                            ),
+                        ),
+                    };
+                    let detail = format!(
+                        "upstream \"{}\": backend {address} {}; {why}",
+                        group.name,
+                        failure.describe()
+                    );
+                    give_up(ctx, group, peer, record, end, &detail);
+                    return None;
+                }
+                tracing::debug!(
+                    worker = ctx.id,
+                    client = %peer,
+                    backend = %address,
+                    "backend {}; trying the next one",
+                    failure.describe()
+                );
+                last_failure = Some(failure);
+            }
+        }
+    }
+}
+
+/// Logs why the connection gets no backend; the client is then closed (TCP has no way to say
+/// why).
+fn give_up(
+    ctx: &WorkerContext,
+    group: &UpstreamGroup,
+    peer: SocketAddr,
+    record: &mut ConnectionRecord,
+    end: &'static str,
+    detail: &str,
+) {
+    record.end = end;
+    tracing::warn!(
+        worker = ctx.id,
+        client = %peer,
+        upstream = %group.name,
+        backend = %record.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+        reason = end,
+        "tcp connection closed: {detail}"
+    );
+}
+
+/// Relays `client` ↔ `backend` with the listener's relay mode (falling back to copy when the
+/// sockets cannot be made non-blocking for splicing).
+async fn relay(
+    ctx: &WorkerContext,
+    mode: RelayMode,
+    client: TcpStream,
+    backend: TcpStream,
+    idle: Duration,
+) -> Relayed {
+    let fds = (client.as_raw_fd(), backend.as_raw_fd());
+    let progress = Progress::new();
+    if mode == RelayMode::Splice {
+        match splice::prepare(&client, &backend) {
+            Ok(()) => {
+                let up = splice::direction(
+                    &client,
+                    &backend,
+                    Direction::ToBackend,
+                    &ctx.pipes,
+                    &progress,
+                );
+                let down = splice::direction(
+                    &backend,
+                    &client,
+                    Direction::ToClient,
+                    &ctx.pipes,
+                    &progress,
+                );
+                return relay::run(up, down, &progress, idle, fds).await;
+            }
+            Err(e) => tracing::warn!(worker = ctx.id, "cannot splice ({e}); copying instead"),
+        }
+    }
+    let (mut client_r, mut client_w) = stream::plain(client);
+    let (mut backend_r, mut backend_w) = stream::plain(backend);
+    let up = copy::direction(
+        &mut client_r,
+        &mut backend_w,
+        Direction::ToBackend,
+        Vec::new(),
+        &progress,
+    );
+    let down = copy::direction(
+        &mut backend_r,
+        &mut client_w,
+        Direction::ToClient,
+        Vec::new(),
+        &progress,
+    );
+    relay::run(up, down, &progress, idle, fds).await
+}

@@ -1,0 +1,14 @@
+//! The HTTP/1.1 session of http and https listeners.
+//!
+//! Flow of one client connection ([`session::serve`]): read a request head with the sans-io
+//! [`crate::http`] codec, route it, and hand it to [`exchange`], which picks a backend and
+//! connects with failover ([`crate::upstream`]), streams the request body up and the response
+//! back ([`body`]), retries what is safe to retry, and returns the upstream connection to the
+//! pool when both sides ended cleanly; a `101 Switching Protocols` turns the connection into the
+//! byte relay ([`body::tunnel`], [`crate::relay`]). Each request is counted once when it ends
+//! ([`record`]).
+
+pub mod body;
+pub mod exchange;
+pub mod record;
+pub mod session;

@@ -1,0 +1,181 @@
+//! What happened to one request, filled in as it goes and read once when it ends: the worker's
+//! counters (listener, route, group, backend: see [`crate::metrics`]) and the access log line
+//! come from here, so they cannot disagree with each other or with the response the client got.
+//!
+//! Counting costs a handful of `Cell` increments and one clock read per request; the access log
+//! (off by default) formats only when it is on.
+
+use super::session::PendingRequest;
+use crate::metrics::counters::Outcome;
+use crate::metrics::stats::GaveUpCount;
+use crate::runtime::context::WorkerContext;
+use crate::upstream::route::route_label;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+#[derive(Debug)]
+pub struct RequestRecord {
+    /// When the request head was complete.
+    pub started: Instant,
+    /// Status of the final response sent to the client (relayed or made by the proxy); 0 when
+    /// none was sent.
+    pub status: Cell<u16>,
+    /// The backend of the last attempt, if one was chosen.
+    pub backend: Cell<Option<SocketAddr>>,
+    /// Its index in the request's group.
+    pub backend_index: Cell<Option<usize>>,
+    /// The response (its status in `status`) came from that backend, not from the proxy.
+    pub answered_by_backend: Cell<bool>,
+    /// Backends tried (connect attempts and retries included).
+    pub attempts: Cell<u32>,
+    /// Response bytes written to the client, head included.
+    pub bytes_to_client: Cell<u64>,
+    /// Request body bytes read from the client.
+    pub body_from_client: Cell<u64>,
+    /// Why the proxy answered with its own error instead of (another) backend's response.
+    pub gave_up: Cell<Option<GaveUp>>,
+    /// The client stopped reading the response and its connection was reset.
+    pub slow_reader_reset: Cell<bool>,
+}
+
+/// Why the proxy made the response itself: the access log's `gave_up` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GaveUp {
+    /// No backend was usable at all (down, draining, none left): 503.
+    NoUsableBackend,
+    /// Every usable backend was tried and failed.
+    AllTried,
+    /// The request reached `retry.max_retries`.
+    MaxRetries,
+    /// The worker's retry budget for the group was spent: a fast failure.
+    RetryBudget,
+    /// The failure was not safe to retry (the backend may have received the request, or a
+    /// timeout or invalid response).
+    NotRetryable,
+    /// The client's request (body) was at fault.
+    ClientError,
+    /// Every usable backend stayed at `max_connections` for `queue_timeout`: 503.
+    QueueTimeout,
+    /// The proxy could not open a connection (out of descriptors, memory, local ports): 503.
+    LocalResources,
+}
+
+impl GaveUp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GaveUp::NoUsableBackend => "no_usable_backend",
+            GaveUp::AllTried => "all_backends_failed",
+            GaveUp::MaxRetries => "max_retries",
+            GaveUp::RetryBudget => "retry_budget_exhausted",
+            GaveUp::NotRetryable => "not_retryable",
+            GaveUp::ClientError => "client_error",
+            GaveUp::QueueTimeout => "queue_timeout",
+            GaveUp::LocalResources => "proxy_out_of_resources",
+        }
+    }
+}
+
+impl RequestRecord {
+    pub fn new(started: Instant) -> Self {
+        Self {
+            started,
+            status: Cell::new(0),
+            backend: Cell::new(None),
+            backend_index: Cell::new(None),
+            answered_by_backend: Cell::new(false),
+            attempts: Cell::new(0),
+            bytes_to_client: Cell::new(0),
+            body_from_client: Cell::new(0),
+            gave_up: Cell::new(None),
+            slow_reader_reset: Cell::new(false),
+        }
+    }
+
+    pub fn add_to_client(&self, bytes: usize) {
+        self.bytes_to_client
+            .set(self.bytes_to_client.get() + bytes as u64);
+    }
+
+    pub fn add_from_client(&self, bytes: u64) {
+        self.body_from_client
+            .set(self.body_from_client.get() + bytes);
+    }
+
+    /// Retries: attempts after the first.
+    pub fn retries(&self) -> u32 {
+        self.attempts.get().saturating_sub(1)
+    }
+
+    /// The request ended: counts it on `ctx`'s listener, route, group and backend, then writes
+    /// the access log line when `[log] access` is on.
+    pub fn finish(&self, ctx: &WorkerContext, client: SocketAddr, request: &PendingRequest) {
+        let micros = self.started.elapsed().as_micros() as u64;
+        let status = self.status.get();
+        let (to_client, body) = (self.bytes_to_client.get(), self.body_from_client.get());
+        let generation = &request.generation;
+        let group = &generation.upstreams[request.upstream()];
+
+        let outcome = Outcome::of(status, micros);
+        let listener = &ctx.listeners[request.listener()];
+        listener.count(&outcome);
+        // Its head was counted as it arrived (it counts for refused requests too).
+        listener.add_received(body);
+        listener.add_sent(to_client);
+        if self.slow_reader_reset.get() {
+            listener.slow_reader_reset();
+        }
+        generation.routes[request.listener()][request.route()].count(&outcome);
+        let stats = &group.state.stats;
+        stats.request_finished(&outcome, self.retries());
+        match self.gave_up.get() {
+            Some(GaveUp::RetryBudget) => stats.gave_up(GaveUpCount::RetryBudget),
+            Some(GaveUp::NoUsableBackend) => stats.gave_up(GaveUpCount::NoUsableBackend),
+            Some(GaveUp::QueueTimeout) => stats.gave_up(GaveUpCount::QueueTimeout),
+            Some(GaveUp::LocalResources) => stats.gave_up(GaveUpCount::OutOfResources),
+            _ => {}
+        }
+        if let Some(index) = self.backend_index.get() {
+            if self.answered_by_backend.get() {
+                let stats = &group.backends[index].stats;
+                stats.count_response(&outcome);
+                stats.add_sent(request.upstream_head.len() as u64 + body);
+                stats.add_received(to_client);
+            }
+        }
+
+        if generation.config.log.access {
+            self.log(ctx.id, client, request, micros);
+        }
+    }
+
+    /// The access log line: one `lbproxy::access` event, whose fields become journal fields
+    /// (`REQUEST_ID`, `BACKEND`, …) under systemd and JSON keys with `[log] format = "json"`.
+    fn log(&self, worker: usize, client: SocketAddr, request: &PendingRequest, duration_us: u64) {
+        let generation = &request.generation;
+        let listener = &generation.config.listeners[request.listener()];
+        let status = self.status.get();
+        let backend = self.backend.get();
+        tracing::info!(
+            target: "lbproxy::access",
+            worker,
+            request_id = %request.request_id,
+            trace_id = %request.trace_id(),
+            client = %client,
+            request = %request.summary,
+            listener = %listener.name,
+            route = %route_label(&listener.routes[request.route()]),
+            upstream = %generation.upstreams[request.upstream()].name,
+            backend = %backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
+            status,
+            bytes_sent = self.bytes_to_client.get(),
+            bytes_received = self.body_from_client.get(),
+            duration_us,
+            retries = self.retries(),
+            gave_up = self.gave_up.get().map_or("-", GaveUp::as_str),
+            "{} {} {status} {duration_us}us",
+            client.ip(),
+            request.summary,
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! One client connection: read request heads (with the header and idle timeouts), route them,
+//! refuse what must be refused, and hand the rest to [`super::exchange::forward`], one request at
+//! a time, so pipelined requests are answered in order.
+
+use super::exchange;
+use crate::http::write_error_response;
+use crate::http::{
+    parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent, Version,
+};
+use crate::net::io::{
+    read_append, read_unless_quiet, wait_readable, write_all_within, QuietReadCanceller,
+};
+use crate::net::stream::{StreamReader, StreamWriter};
+use crate::runtime::context::WorkerContext;
+use crate::upstream::route::find_route;
+use crate::upstream::select;
+use crate::upstream::Generation;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf};
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// First read buffer for a client connection; grows up to `limits.max_header_bytes` for big heads.
+const INITIAL_CLIENT_BUFFER: usize = 4096;
+/// After an error response, how long we keep reading (and discarding) what the client still sends,
+/// so that closing does not reset the connection before the client has read our response.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_MAX_BYTES: usize = 1 << 20;
+/// How long a kept-alive connection waits for its next request holding a read buffer; after
+/// that it is parked without one ([`between_requests`]). Clients that send their next request
+/// sooner (every busy one) never pay for parking; an idle one costs a cancelled read and a
+/// readiness wait, once.
+const PARK_AFTER: Duration = Duration::from_millis(500);
+/// How long a drain waits for the first byte of a connection accepted just before it.
+const FIRST_REQUEST_GRACE_ON_DRAIN: Duration = Duration::from_secs(1);
+
+/// The client side of a connection (plain or TLS). `buf` holds bytes read but not yet consumed: a partial head,
+/// body bytes that arrived with the head, or the next pipelined request.
+#[derive(Debug)]
+pub struct ClientConn {
+    pub r: StreamReader,
+    pub w: StreamWriter,
+    pub buf: Vec<u8>,
+    pub peer: SocketAddr,
+    /// The TCP socket underneath (TLS or not), to reset it when a tunnel's backend fails.
+    pub fd: RawFd,
+    /// For the reads between requests that may park the connection ([`between_requests`]).
+    pub quiet_read: QuietReadCanceller,
+}
+
+/// A request that passed parsing, routing and limits, with the head for the backend built.
+#[derive(Debug)]
+pub struct PendingRequest {
+    /// The configuration generation the request started on; it finishes on it even if a reload
+    /// commits meanwhile.
+    pub generation: Rc<Generation>,
+    pub method: Method,
+    pub version: Version,
+    pub body: RequestBody,
+    /// The client wants the connection kept open afterwards.
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    /// Our `100 Continue` went out (a retry must not send a second one).
+    pub continue_sent: bool,
+    pub upgrade: bool,
+    pub request_id: String,
+    /// The listener it arrived on, the route that matched it (index into that listener's
+    /// routes) and the upstream group the route chose (index into `generation.upstreams`): see
+    /// [`PendingRequest::listener`], [`PendingRequest::route`], [`PendingRequest::upstream`].
+    /// Packed small: the request is moved a few times on its way, and at 128 bytes the compiler
+    /// moves it inline rather than through `memcpy` (callgrind: two calls per request).
+    listener: u16,
+    route: u32,
+    upstream: u32,
+    /// What a consistent-hashing group balances on (client IP, header or cookie); `None` for
+    /// other groups and when the header or cookie is absent.
+    pub hash_key: Option<u64>,
+    /// The head to send upstream (request line and headers, rebuilt by the codec), with the W3C
+    /// `traceparent` (the client's, or one the proxy started): see [`PendingRequest::trace_id`].
+    pub upstream_head: Vec<u8>,
+    /// `METHOD target` for log lines.
+    pub summary: String,
+}
+
+impl PendingRequest {
+    pub fn listener(&self) -> usize {
+        usize::from(self.listener)
+    }
+
+    pub fn route(&self) -> usize {
+        self.route as usize
+    }
+
+    pub fn upstream(&self) -> usize {
+        self.upstream as usize
+    }
+
+    /// The trace id of the `traceparent` sent upstream, read back from the head (for the access
+    /// log: keeping a copy would cost every request, logged or not).
+    pub fn trace_id(&self) -> &str {
+        const FIELD: &[u8] = b"\r\ntraceparent: 00-";
+        let head = &self.upstream_head;
+        head.windows(FIELD.len())
+            .position(|w| w == FIELD)
+            .and_then(|at| head.get(at + FIELD.len()..at + FIELD.len() + 32))
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .unwrap_or("-")
+    }
+}
+
+/// Why reading the next request ended the connection instead.
+enum Stop {
+    /// Client closed, idle timeout, or drain: close without a response.
+    Close,
+    /// Respond with an error, then close.
+    Reject {
+        status: u16,
+        detail: String,
+        request_id: String,
+    },
+}
+
+/// Serves requests on an accepted connection (for https, after its handshake) until it closes.
+pub async fn serve(
+    ctx: &WorkerContext,
+    listener: usize,
+    (r, w): (StreamReader, StreamWriter),
+    peer: SocketAddr,
+    fd: RawFd,
+) {
+    let mut client = ClientConn {
+        r,
+        w,
+        buf: Vec::with_capacity(INITIAL_CLIENT_BUFFER),
+        peer,
+        fd,
+        quiet_read: QuietReadCanceller::default(),
+    };
+    let mut first = true;
+    loop {
+        let mut request = match next_request(ctx, &mut client, listener, first).await {
+            Ok(request) => request,
+            Err(Stop::Close) => return,
+            Err(Stop::Reject {
+                status,
+                detail,
+                request_id,
+            }) => {
+                tracing::warn!(
+                    worker = ctx.id,
+                    request_id = %request_id,
+                    client = %client.peer,
+                    status,
+                    "refused request: {detail}"
+                );
+                let write_limit = ctx.generation().config.timeouts.client_idle;
+                let written = respond_and_close(
+                    &mut client,
+                    write_limit,
+                    status,
+                    &detail,
+                    &request_id,
+                    false,
+                )
+                .await;
+                let stats = &ctx.listeners[listener];
+                stats.count_response(status);
+                stats.add_sent(written as u64);
+                return;
+            }
+        };
+        first = false;
+        // Boxed: the exchange's state machine is the largest part of this task, and a task is
+        // allocated at its largest for as long as the connection lives. Boxed, an idle keep-alive
+        // connection holds only what waiting for the next head needs (bench/: idle-connections).
+        if !Box::pin(exchange::forward(ctx, &mut client, &mut request)).await {
+            return;
+        }
+        if ctx.drain.is_triggered() {
+            return;
+        }
+    }
+}
+
+/// Reads until a complete request head is buffered, then validates and routes it.
+async fn next_request(
+    ctx: &WorkerContext,
+    client: &mut ClientConn,
+    listener: usize,
+    first: bool,
+) -> Result<PendingRequest, Stop> {
+    // Limits and timeouts as configured when the head starts; the request then runs on the
+    // generation current when its head is complete (an idle keep-alive connection must not pin an
+    // old configuration).
+    let (limits, timeouts) = {
+        let config = &ctx.generation().config;
+        let limits = HeadLimits {
+            max_head_bytes: config.limits.max_header_bytes,
+            max_uri_bytes: config.limits.max_uri_bytes,
+            max_headers: config.limits.max_headers,
+        };
+        (limits, config.timeouts.clone())
+    };
+    let start = Instant::now();
+    // A new connection must deliver its first head within the header timeout; a kept-alive one
+    // may idle for `client_idle`, and once a byte of the next head arrives, the header timeout runs.
+    let idle_deadline = start
+        + if first {
+            timeouts.client_header
+        } else {
+            timeouts.client_idle
+        };
+    let mut head_deadline =
+        (first || !client.buf.is_empty()).then(|| start + timeouts.client_header);
+
+    loop {
+        if !client.buf.is_empty() {
+            match parse_request(&client.buf, &limits) {
+                Ok(Some(request)) => {
+                    let head_len = request.head_len;
+                    ctx.listeners[listener].add_received(head_len as u64);
+                    let pending = prepare(ctx, ctx.generation(), client.peer, listener, request);
+                    client.buf.drain(..head_len);
+                    return pending;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Stop::Reject {
+                        status: e.status(),
+                        detail: e.to_string(),
+                        request_id: ctx.request_ids.next_id(),
+                    })
+                }
+            }
+            head_deadline.get_or_insert(Instant::now() + timeouts.client_header);
+        }
+
+        let waiting_for_first_byte = client.buf.is_empty();
+        let deadline = head_deadline.unwrap_or(idle_deadline);
+        let park_at = Instant::now() + PARK_AFTER;
+        if waiting_for_first_byte && !first && park_at < deadline {
+            if let StreamReader::Plain(r) = &mut client.r {
+                let buf = std::mem::take(&mut client.buf);
+                let cancel = &mut client.quiet_read;
+                match between_requests(ctx, r, buf, park_at, idle_deadline, cancel).await {
+                    Between::Read(buf) => client.buf = buf,
+                    Between::Woken => {}
+                    Between::Closed => return Err(Stop::Close),
+                }
+                continue;
+            }
+        }
+        let buf = std::mem::take(&mut client.buf);
+        let read = read_append(&mut client.r, buf, INITIAL_CLIENT_BUFFER);
+        let outcome = if waiting_for_first_byte {
+            // No byte of a head yet: a drain closes the connection (a new one after a grace).
+            monoio::select! {
+                outcome = monoio::time::timeout_at(deadline.into(), read) => outcome,
+                _ = closed_by_drain(ctx, first) => return Err(Stop::Close),
+            }
+        } else {
+            monoio::time::timeout_at(deadline.into(), read).await
+        };
+        match outcome {
+            Err(_elapsed) if head_deadline.is_some() => {
+                return Err(Stop::Reject {
+                    status: 408,
+                    detail: format!(
+                        "the request head did not arrive within {:?}",
+                        timeouts.client_header
+                    ),
+                    request_id: ctx.request_ids.next_id(),
+                })
+            }
+            Err(_elapsed) => return Err(Stop::Close),
+            Ok((Ok(0), _)) | Ok((Err(_), _)) => return Err(Stop::Close),
+            Ok((Ok(_), buf)) => client.buf = buf,
+        }
+    }
+}
+
+/// What waiting between two requests gave.
+enum Between {
+    /// Bytes of the next request, in the buffer.
+    Read(Vec<u8>),
+    /// The connection was parked (its buffer freed) and has something to read now.
+    Woken,
+    /// The client closed, failed, stayed idle for `client_idle`, or the worker drains.
+    Closed,
+}
+
+/// Waits for the next request on a kept-alive plain connection with nothing buffered. A client
+/// quiet for [`PARK_AFTER`] has its connection parked: the read is cancelled, the read buffer
+/// freed, and the socket watched for readability without one until `idle_deadline` (an idle
+/// keep-alive connection then costs its task and socket only; bench/: idle-connections). TLS
+/// connections are not parked: their reader keeps rustls' buffers anyway.
+async fn between_requests(
+    ctx: &WorkerContext,
+    r: &mut OwnedReadHalf<TcpStream>,
+    buf: Vec<u8>,
+    park_at: Instant,
+    idle_deadline: Instant,
+    cancel: &mut QuietReadCanceller,
+) -> Between {
+    let read = read_unless_quiet(r, buf, INITIAL_CLIENT_BUFFER, park_at, cancel);
+    let (result, buf) = monoio::select! {
+        outcome = read => outcome,
+        _ = closed_by_drain(ctx, false) => return Between::Closed,
+    };
+    match result {
+        Some(Ok(n)) if n > 0 => return Between::Read(buf),
+        Some(_) => return Between::Closed,
+        None => drop(buf),
+    }
+    let readable = monoio::time::timeout_at(idle_deadline.into(), wait_readable(r));
+    monoio::select! {
+        outcome = readable => match outcome {
+            Ok(Ok(())) => Between::Woken,
+            Ok(Err(_)) | Err(_) => Between::Closed,
+        },
+        _ = closed_by_drain(ctx, false) => Between::Closed,
+    }
+}
+
+/// Routes a parsed head, applies the body limit, and builds the head for the backend.
+fn prepare(
+    ctx: &WorkerContext,
+    generation: Rc<Generation>,
+    peer: SocketAddr,
+    listener: usize,
+    request: crate::http::Request<'_>,
+) -> Result<PendingRequest, Stop> {
+    let config = &generation.config;
+    let request_id = request
+        .request_id
+        .map_or_else(|| ctx.request_ids.next_id(), str::to_owned);
+    let reject = |status, detail: String, request_id: &str| Stop::Reject {
+        status,
+        detail,
+        request_id: request_id.to_owned(),
+    };
+
+    let routes = &config.listeners[listener].routes;
+    let proto = config.listeners[listener].protocol.scheme();
+    let Some(route) = find_route(routes, request.host, request.path()) else {
+        let detail = format!(
+            "no route for host {:?} and path {:?}",
+            request.host.unwrap_or(""),
+            request.path()
+        );
+        return Err(reject(404, detail, &request_id));
+    };
+    let upstream = routes[route].upstream;
+    if request.method == Method::Connect {
+        // A tunnel the proxy cannot see into: only where a route asks for it. Relayed as a plain
+        // request, a backend's 2xx would make the client believe a tunnel is open while the
+        // proxy goes on reading its bytes as HTTP.
+        if !routes[route].allow_connect {
+            let detail = format!(
+                "tunnels (CONNECT {}) are not enabled on this route",
+                request.target
+            );
+            return Err(reject(501, detail, &request_id));
+        }
+        if request.body != RequestBody::None {
+            let detail = "a CONNECT request has no content (RFC 9110 §9.3.6)".to_owned();
+            return Err(reject(400, detail, &request_id));
+        }
+    }
+    if let (RequestBody::Length(length), Some(max)) = (request.body, config.limits.max_body_bytes) {
+        if length > max {
+            let detail =
+                format!("request body of {length} bytes is larger than the limit of {max} bytes");
+            return Err(reject(413, detail, &request_id));
+        }
+    }
+
+    let traceparent = match request.traceparent {
+        Some(incoming) => Traceparent::from_valid(incoming),
+        None => ctx.trace_ids.start(),
+    };
+    let mut upstream_head = Vec::with_capacity(request.head_len + 256);
+    let forward = ForwardContext {
+        client_ip: peer.ip(),
+        proto,
+        request_id: &request_id,
+        traceparent: &traceparent,
+        upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
+    };
+    request.write_upstream_head(&forward, &mut upstream_head);
+    // For log lines; built without `format!`, which costs several times the copy (bench/ profile).
+    let mut summary = String::with_capacity(request.method_str.len() + 1 + request.target.len());
+    summary.push_str(request.method_str);
+    summary.push(' ');
+    summary.push_str(request.target);
+    let hash_key =
+        select::request_key(config.upstreams[upstream].hash_key.as_ref(), &request, peer);
+    let pending = PendingRequest {
+        generation,
+        method: request.method,
+        version: request.version,
+        body: request.body,
+        keep_alive: request.keep_alive,
+        expect_continue: request.expect_continue,
+        continue_sent: false,
+        upgrade: request.upgrade.is_some(),
+        summary,
+        request_id,
+        // Lossless: a configuration cannot hold 65536 listeners (one port each) or 2^32 routes.
+        listener: listener as u16,
+        route: route as u32,
+        upstream: upstream as u32,
+        hash_key,
+        upstream_head,
+    };
+    Ok(pending)
+}
+
+/// Sends an error response (head only for HEAD requests) and closes the connection gracefully.
+/// The caller must not use the connection afterwards. Returns the bytes written (0 when the
+/// client could not be written to).
+pub async fn respond_and_close(
+    client: &mut ClientConn,
+    write_limit: Duration,
+    status: u16,
+    detail: &str,
+    request_id: &str,
+    head_only: bool,
+) -> usize {
+    let mut out = Vec::with_capacity(256);
+    write_error_response(status, detail, request_id, head_only, &mut out);
+    let len = out.len();
+    if write_all_within(&mut client.w, out, write_limit)
+        .await
+        .is_err()
+    {
+        return 0;
+    }
+    linger_close(client).await;
+    len
+}
+
+/// Half-closes our side, then reads and discards what the client still sends for a short while:
+/// closing with unread data would make the kernel send a reset that can destroy the response
+/// before the client has read it.
+pub async fn linger_close(client: &mut ClientConn) {
+    if client.w.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut discarded = 0;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    while discarded < LINGER_MAX_BYTES {
+        match monoio::time::timeout_at(deadline.into(), client.r.read(buf)).await {
+            Ok((Ok(n), b)) if n > 0 => {
+                discarded += n;
+                buf = b;
+                buf.clear();
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Resolves when a drain should close a connection that has not sent a byte of its next head:
+/// at once for a kept-alive connection between requests, after [`FIRST_REQUEST_GRACE_ON_DRAIN`]
+/// for a connection that has not sent its first request yet — its client connected to send one,
+/// and it was accepted before the drain (with socket activation, `systemctl restart` must not
+/// turn such a connection into an error).
+async fn closed_by_drain(ctx: &WorkerContext, first: bool) {
+    ctx.drain.triggered().await;
+    if first {
+        monoio::time::sleep(FIRST_REQUEST_GRACE_ON_DRAIN).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_request_stays_small_enough_to_move_inline() {
+        // Moved a few times per request; past 128 bytes the compiler calls memcpy for each move.
+        assert!(
+            std::mem::size_of::<PendingRequest>() <= 128,
+            "PendingRequest is {} bytes",
+            std::mem::size_of::<PendingRequest>()
+        );
+    }
+}

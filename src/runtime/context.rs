@@ -1,0 +1,101 @@
+//! A worker's own state: the configuration generation it serves, request and trace ids, the
+//! drain signal, the pipes its splice relays borrow, the counts of open client connections and
+//! answered requests, and each listener's counters. `!Send` by design: it never leaves the worker
+//! thread.
+
+use super::ids::{RequestIds, TraceIds};
+use crate::metrics::stats::ListenerStats;
+use crate::relay::splice::PipePool;
+use crate::runtime::drain::DrainSignal;
+use crate::upstream::Generation;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+#[derive(Debug)]
+pub struct WorkerContext {
+    pub id: usize,
+    /// The generation new requests start on; swapped whole by a committed reload.
+    generation: RefCell<Rc<Generation>>,
+    pub drain: DrainSignal,
+    pub request_ids: RequestIds,
+    /// Empty pipes for splice relays (tcp listeners with `relay = "splice"`).
+    pub pipes: PipePool,
+    pub trace_ids: TraceIds,
+    /// Same order as the configuration's listeners (which a reload cannot change).
+    pub listeners: Vec<ListenerStats>,
+    open_connections: Cell<usize>,
+    /// Requests answered since the worker started (published on the tick).
+    requests: Cell<u64>,
+}
+
+impl WorkerContext {
+    pub fn new(id: usize, generation: Generation) -> Self {
+        let listeners = generation
+            .config
+            .listeners
+            .iter()
+            .map(|_| ListenerStats::default())
+            .collect();
+        Self {
+            id,
+            generation: RefCell::new(Rc::new(generation)),
+            drain: DrainSignal::new(),
+            request_ids: RequestIds::new(id),
+            pipes: PipePool::default(),
+            trace_ids: TraceIds::new(id),
+            listeners,
+            open_connections: Cell::new(0),
+            requests: Cell::new(0),
+        }
+    }
+
+    /// The generation serving new requests now. A request keeps the `Rc` it started with.
+    pub fn generation(&self) -> Rc<Generation> {
+        self.generation.borrow().clone()
+    }
+
+    /// Makes `next` the generation for new requests: backends that stay take their new
+    /// settings, and the ones it dropped are retired.
+    pub fn commit(&self, next: Generation) {
+        let next = Rc::new(next);
+        let old = self.generation.replace(next.clone());
+        next.take_over(&old);
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open_connections.get()
+    }
+
+    /// Counts one answered request.
+    pub fn count_request(&self) {
+        self.requests.set(self.requests.get() + 1);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.get()
+    }
+
+    /// Counts a client connection of listener `listener` as open until the guard drops.
+    pub fn track_connection(self: &Rc<Self>, listener: usize) -> ConnectionGuard {
+        self.open_connections.set(self.open_connections.get() + 1);
+        self.listeners[listener].connection_opened();
+        ConnectionGuard {
+            ctx: self.clone(),
+            listener,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    ctx: Rc<WorkerContext>,
+    listener: usize,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let open = &self.ctx.open_connections;
+        open.set(open.get() - 1);
+        self.ctx.listeners[self.listener].connection_closed();
+    }
+}

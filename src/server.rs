@@ -1,0 +1,275 @@
+//! The running proxy: binds listeners, starts the workers, and stops them.
+//!
+//! Library entry point used by `lbproxy serve`, `lbproxy up` and the tests:
+//! `Server::start(config)` returns once every worker is listening (so port-0 binds are known via
+//! [`Server::listen_addrs`]) and the admin server ([`crate::admin`], `[admin]`) answers on
+//! [`Server::admin_addr`]. It is [`Server::bind`] (every socket bound, nothing started: a busy
+//! port fails there) followed by [`Bound::start`]. The server's [`ControlHandle`] (cloneable,
+//! `Send`) is what the control thread, the signal handlers and the admin API drive:
+//! [`ControlHandle::reload`] swaps the configuration on every worker,
+//! [`ControlHandle::shutdown`] stops accepting and drains; [`Server::wait`] joins the workers,
+//! then stops the health checker and the admin server (which keeps answering during the drain).
+
+pub use crate::control::{ControlHandle, Counters, ReloadError, ReloadReport};
+
+use crate::admin::{self, AdminServer, ServerInfo};
+use crate::config::Config;
+use crate::control::HealthChecker;
+use crate::control::WorkerLink;
+use crate::listener;
+use crate::runtime::driver::{self, Driver};
+use crate::runtime::WorkerShared;
+use crate::sys::cpus;
+use crate::systemd::activation::InheritedSockets;
+use crate::worker::spawn::{self as worker, WorkerSpec};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a worker may take to build its runtime and start accepting.
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A started proxy.
+#[derive(Debug)]
+pub struct Server {
+    listen_addrs: Vec<(String, SocketAddr)>,
+    driver: Driver,
+    workers: Vec<JoinHandle<()>>,
+    control: ControlHandle,
+    health: HealthChecker,
+    admin: Option<AdminServer>,
+}
+
+impl Server {
+    /// Binds every listener (once, on this thread, with `SO_REUSEPORT`; port 0 resolved by the
+    /// first bind), starts `config.runtime.workers` workers, and returns when all are accepting.
+    pub fn start(config: Arc<Config>) -> anyhow::Result<Server> {
+        Self::bind(config, InheritedSockets::none())?.start()
+    }
+
+    /// [`start`](Self::start), taking each listener's socket from `inherited` (systemd socket
+    /// activation, matched by name) where there is one. Inherited sockets no listener takes are
+    /// reported and closed.
+    pub fn start_with(config: Arc<Config>, inherited: InheritedSockets) -> anyhow::Result<Server> {
+        Self::bind(config, inherited)?.start()
+    }
+
+    /// The first half of [`start_with`](Self::start_with): binds the admin server's socket and
+    /// every listener's, and starts nothing. `lbproxy up` binds before it starts its instances,
+    /// so a busy port fails at once instead of after every instance is up.
+    pub fn bind(config: Arc<Config>, mut inherited: InheritedSockets) -> anyhow::Result<Bound> {
+        let driver = driver::resolve(config.runtime.driver)?;
+        let worker_count = config.runtime.workers.get();
+        // Before any worker starts: a taken admin port fails the start with the reason.
+        let admin = match config.admin.enabled {
+            true => Some(admin::bind(config.admin.address)?),
+            false => None,
+        };
+
+        let mut listeners_per_worker: Vec<Vec<std::net::TcpListener>> =
+            (0..worker_count).map(|_| Vec::new()).collect();
+        let mut listen_addrs = Vec::new();
+        let only_listener = config.listeners.len() == 1;
+        for listener in &config.listeners {
+            let (sockets, bound) =
+                listener::sockets_for(listener, worker_count, &mut inherited, only_listener)
+                    .with_context(|| format!("listener \"{}\"", listener.name))?;
+            listen_addrs.push((listener.name.clone(), bound));
+            for (worker, socket) in sockets.into_iter().enumerate() {
+                listeners_per_worker[worker].push(socket);
+            }
+        }
+
+        for name in inherited.unused_names() {
+            tracing::warn!(
+                "systemd passed a socket named \"{name}\" but no [listener.{name}] exists; closing \
+                 it (FileDescriptorName= in lbproxy.socket must equal a listener's name)"
+            );
+        }
+        Ok(Bound {
+            config,
+            driver,
+            admin,
+            listeners_per_worker,
+            listen_addrs,
+        })
+    }
+
+    /// `(listener name, bound address)` for every listener, ports resolved.
+    pub fn listen_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.listen_addrs
+    }
+
+    /// Where the admin server listens (port 0 resolved); `None` with `[admin] enabled = false`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addr)
+    }
+
+    /// The io driver the workers run on.
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    /// The handle that reloads, drains and watches the workers from any thread.
+    pub fn control(&self) -> ControlHandle {
+        self.control.clone()
+    }
+
+    /// Blocks until every worker has exited (after a shutdown and its drain), then stops the
+    /// health checker and the admin server.
+    pub fn wait(self) -> anyhow::Result<()> {
+        let mut panicked = 0;
+        for handle in self.workers {
+            if handle.join().is_err() {
+                panicked += 1;
+            }
+        }
+        self.health.stop();
+        if let Some(admin) = self.admin {
+            admin.stop();
+        }
+        anyhow::ensure!(panicked == 0, "{panicked} worker thread(s) panicked");
+        Ok(())
+    }
+}
+
+/// A proxy's sockets, bound by [`Server::bind`] and not yet served: [`Bound::start`] starts the
+/// workers, the health checker and the admin server on them. Dropping it closes them.
+#[derive(Debug)]
+pub struct Bound {
+    config: Arc<Config>,
+    driver: Driver,
+    admin: Option<std::net::TcpListener>,
+    listeners_per_worker: Vec<Vec<std::net::TcpListener>>,
+    listen_addrs: Vec<(String, SocketAddr)>,
+}
+
+impl Bound {
+    /// `(listener name, bound address)` for every listener, ports resolved.
+    pub fn listen_addrs(&self) -> &[(String, SocketAddr)] {
+        &self.listen_addrs
+    }
+
+    /// Starts the workers on the bound sockets and returns when all are accepting.
+    pub fn start(self) -> anyhow::Result<Server> {
+        let Bound {
+            config,
+            driver,
+            admin: admin_listener,
+            listeners_per_worker,
+            listen_addrs,
+        } = self;
+        let worker_count = config.runtime.workers.get();
+        let started_ms = crate::runtime::now_ms();
+        let cpus = cpus::allowed_cpus();
+        let mut links = Vec::with_capacity(worker_count);
+        let mut specs = Vec::with_capacity(worker_count);
+        for (id, listeners) in listeners_per_worker.into_iter().enumerate() {
+            let shared = Arc::new(WorkerShared::default());
+            let (commands_tx, commands_rx) = mpsc::channel();
+            links.push(WorkerLink {
+                shared: shared.clone(),
+                commands: commands_tx,
+            });
+            specs.push(WorkerSpec {
+                id,
+                cpu: config.runtime.pin_workers.then(|| cpus[id % cpus.len()]),
+                driver,
+                config: config.clone(),
+                listeners,
+                shared,
+                commands: commands_rx,
+            });
+        }
+        let control = ControlHandle::new(config.clone(), links);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut workers = Vec::with_capacity(worker_count);
+        for spec in specs {
+            match worker::spawn(spec, ready_tx.clone()) {
+                Ok(handle) => workers.push(handle),
+                Err(e) => {
+                    control.shutdown();
+                    return Err(e).context("spawning a worker thread");
+                }
+            }
+        }
+        drop(ready_tx);
+
+        for _ in 0..worker_count {
+            let outcome = match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
+                Ok(Ok(())) => continue,
+                Ok(Err(reason)) => anyhow::anyhow!("a worker failed to start: {reason}"),
+                Err(_) => anyhow::anyhow!("workers did not start within {WORKER_START_TIMEOUT:?}"),
+            };
+            control.shutdown();
+            for handle in workers {
+                let _ = handle.join();
+            }
+            return Err(outcome);
+        }
+
+        let health = match HealthChecker::spawn(control.clone()) {
+            Ok(health) => health,
+            Err(e) => {
+                control.shutdown();
+                for handle in workers {
+                    let _ = handle.join();
+                }
+                return Err(e).context("spawning the health-check thread");
+            }
+        };
+
+        let info = ServerInfo {
+            driver,
+            started_ms,
+            listeners: listen_addrs.clone(),
+        };
+        let admin = match admin_listener
+            .map(|listener| AdminServer::spawn(listener, control.clone(), info))
+            .transpose()
+        {
+            Ok(admin) => admin,
+            Err(e) => {
+                control.shutdown();
+                for handle in workers {
+                    let _ = handle.join();
+                }
+                health.stop();
+                return Err(e).context("spawning the admin server's threads");
+            }
+        };
+
+        tracing::info!(
+            workers = worker_count,
+            driver = %driver,
+            listeners = %listener_urls(&config, &listen_addrs),
+            admin = %admin.as_ref().map_or("off".to_owned(), |a| a.local_addr().to_string()),
+            "lbproxy is accepting connections"
+        );
+        Ok(Server {
+            listen_addrs,
+            driver,
+            workers,
+            control,
+            health,
+            admin,
+        })
+    }
+}
+
+/// `http://127.0.0.1:8080,tcp://127.0.0.1:5432`: each listener as its scheme and bound address,
+/// for the startup log line.
+fn listener_urls(config: &Config, listen_addrs: &[(String, SocketAddr)]) -> String {
+    let urls: Vec<String> = listen_addrs
+        .iter()
+        .map(|(name, address)| {
+            let scheme = config
+                .listener(name)
+                .map_or("http", |l| l.protocol.scheme());
+            format!("{scheme}://{address}")
+        })
+        .collect();
+    urls.join(",")
+}
