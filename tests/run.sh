@@ -125,6 +125,8 @@ if [ "$stage" != packaging ]; then
     cargo fmt --all -- --check
     echo "== cargo clippy -D warnings"
     cargo clippy --all-targets --locked -- -D warnings
+    echo "== module layering: tools/layers.py (no module imports a higher layer, no cycles)"
+    python3 tools/layers.py
     echo "== fuzz smoke: fuzz/run.sh --seconds 5 --seeds-only --smoke-build (every fuzz target, from its seeds)"
     fuzz/run.sh --seconds 5 --seeds-only --smoke-build
     echo "== bench smoke: bench/run.sh --quick (the benchmark harness end to end; asserts no speed)"
