@@ -14,28 +14,28 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod cli;
 pub mod config;
-pub mod control;
+pub(crate) mod control;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod generate;
-pub mod health;
+pub(crate) mod generate;
+pub(crate) mod health;
 pub mod http;
 pub(crate) mod l4;
 pub(crate) mod l7;
-pub mod listener;
+pub(crate) mod listener;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
 pub(crate) mod net;
 pub(crate) mod relay;
-pub mod rollout;
-pub mod runtime;
+pub(crate) mod rollout;
+pub(crate) mod runtime;
 pub mod server;
 pub(crate) mod sys;
-pub mod systemd;
-pub mod tls;
-pub mod up;
+pub(crate) mod systemd;
+pub(crate) mod tls;
+pub(crate) mod up;
 pub(crate) mod upstream;
 pub(crate) mod worker;

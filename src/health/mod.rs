@@ -15,7 +15,7 @@ mod probe_log;
 mod thresholds;
 
 pub use probe::{probe, ProbeError};
-pub use probe_log::{ProbeLog, ProbeRecord};
+pub use probe_log::ProbeLog;
 pub use thresholds::Thresholds;
 
 use std::collections::BTreeMap;

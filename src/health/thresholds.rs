@@ -24,10 +24,6 @@ impl Default for Thresholds {
 }
 
 impl Thresholds {
-    pub fn is_healthy(&self) -> bool {
-        self.healthy
-    }
-
     /// Records one probe result; `Some(verdict)` when the verdict flips, with how many results
     /// in a row flipped it.
     pub fn record(&mut self, passed: bool, rise: u32, fall: u32) -> Option<(bool, u32)> {

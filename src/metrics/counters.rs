@@ -145,11 +145,6 @@ pub struct LatencyCounters {
 
 impl LatencyCounters {
     #[inline]
-    pub fn observe(&self, micros: u64) {
-        self.observe_outcome(&Outcome::of(0, micros));
-    }
-
-    #[inline]
     pub fn observe_outcome(&self, outcome: &Outcome) {
         self.buckets[outcome.bucket].inc();
         self.sum_us.add(outcome.micros);
@@ -209,7 +204,7 @@ mod tests {
     fn latencies_land_in_the_first_bucket_that_holds_them() {
         let latency = LatencyCounters::default();
         for micros in [0, 500, 501, 10_000_000, 10_000_001] {
-            latency.observe(micros);
+            latency.observe_outcome(&Outcome::of(0, micros));
         }
         let snapshot = latency.snapshot();
         assert_eq!(snapshot.buckets[0], 2, "<= 500us");

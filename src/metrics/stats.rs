@@ -3,8 +3,8 @@
 //!
 //! Each struct is owned by one worker and holds `Cell`s only ([`super::counters`]); nothing here
 //! locks or touches an atomic. They are protocol-agnostic: an HTTP request calls
-//! `count_response`, `observe_latency` and the byte counters once when it ends
-//! (`proxy/record.rs`); a TCP (L4) connection calls [`ListenerStats::connection_opened`] /
+//! `count` (status class and latency of its [`Outcome`]) and the byte counters once when it ends
+//! (`l7/record.rs`); a TCP (L4) connection calls [`ListenerStats::connection_opened`] /
 //! [`ListenerStats::connection_closed`] and the byte counters of its listener, and
 //! [`BackendStats::connection_opened`] / [`BackendStats::connection_closed`],
 //! [`BackendStats::connect_error`] and the byte counters of its backend.
@@ -330,13 +330,6 @@ impl BackendStats {
         self.responses.count_class(outcome.class);
         self.latency.observe_outcome(outcome);
         self.recent.borrow_mut().saturating_record(outcome.micros);
-    }
-
-    /// A latency without a response status (a TCP connection's duration, for L4).
-    #[inline]
-    pub fn observe_latency(&self, micros: u64) {
-        self.latency.observe(micros);
-        self.recent.borrow_mut().saturating_record(micros);
     }
 
     /// A try that got no complete response (see [`BackendCounts::failed_attempts`]).

@@ -30,7 +30,8 @@ impl Notifier {
         Self::with_enabled(std::env::var_os("NOTIFY_SOCKET").is_some())
     }
 
-    /// A notifier that never sends (tests, `lbproxy up`).
+    /// A notifier that never sends.
+    #[cfg(test)]
     pub fn disabled() -> Self {
         Self::with_enabled(false)
     }

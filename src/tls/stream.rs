@@ -161,11 +161,6 @@ enum Plaintext {
 }
 
 impl TlsReader {
-    /// The rustls connection, e.g. to ask how the handshake went.
-    pub fn connection(&self) -> std::cell::Ref<'_, Connection> {
-        self.conn.borrow()
-    }
-
     /// Whether anything already read from the socket waits here unread: ciphertext not yet
     /// given to rustls, plaintext it decrypted that nobody took, or the end of the stream. An
     /// idle pooled connection with any of it holds bytes past its last response, which a peek at
