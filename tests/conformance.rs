@@ -76,7 +76,7 @@ fn every_vtc_file_is_run() {
         })
         .collect();
     on_disk.sort();
-    let mut listed: Vec<String> = FILES.iter().map(|f| f.to_string()).collect();
+    let mut listed: Vec<String> = FILES.iter().map(std::string::ToString::to_string).collect();
     listed.sort();
     assert_eq!(
         on_disk, listed,

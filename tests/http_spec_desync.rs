@@ -76,7 +76,7 @@ impl Backend {
                         &misbehaviour,
                         &later_released,
                         &later_done,
-                    )
+                    );
                 });
             }
         });

@@ -414,7 +414,10 @@ fn exchange(request: &[u8], upstream: String, responses: &[&str]) -> Exchange {
         request: request.to_vec(),
         method,
         upstream,
-        responses: responses.iter().map(|r| r.to_string()).collect(),
+        responses: responses
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect(),
     }
 }
 

@@ -588,7 +588,7 @@ fn parse_weight(body: &[u8]) -> Result<NonZeroU32, String> {
     let text = text.trim();
     let number = match serde_json::from_str::<serde_json::Value>(text) {
         Ok(serde_json::Value::Number(n)) => n.as_u64(),
-        Ok(serde_json::Value::Object(map)) => map.get("weight").and_then(|w| w.as_u64()),
+        Ok(serde_json::Value::Object(map)) => map.get("weight").and_then(serde_json::Value::as_u64),
         _ => None,
     };
     match number {

@@ -112,7 +112,7 @@ pub fn check_access(
     if request.method != Method::Get {
         if let Some(origin) = request.origin.as_deref() {
             let origin_host = origin_host(origin);
-            if origin_host != request.host.as_deref().map(|h| h.to_ascii_lowercase()) {
+            if origin_host != request.host.as_deref().map(str::to_ascii_lowercase) {
                 return Err(AdminResponse::error(
                     403,
                     format!("a request from the web page at {origin} may not change the proxy"),

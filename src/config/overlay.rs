@@ -74,7 +74,7 @@ fn merge(base: &mut toml::Table, overlay: toml::Table) {
     for (key, value) in overlay {
         match (base.get_mut(&key), value) {
             (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
-                merge(base_table, overlay_table)
+                merge(base_table, overlay_table);
             }
             (_, value) => {
                 base.insert(key, value);

@@ -174,7 +174,7 @@ fn proxy_extra_sections(command: &clap::Command) -> String {
     refs.extend(
         ["lbproxy.toml(5)", "lbproxy-demo-api(1)", "systemctl(1)"]
             .iter()
-            .map(|s| s.to_string()),
+            .map(std::string::ToString::to_string),
     );
     let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
     out.push_str(&see_also(&refs));

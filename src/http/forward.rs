@@ -72,7 +72,7 @@ impl Request<'_> {
             }
             RequestBody::Chunked => push_field(out, b"Transfer-Encoding", b"chunked"),
             RequestBody::None if self.explicit_zero_length => {
-                push_field(out, b"Content-Length", b"0")
+                push_field(out, b"Content-Length", b"0");
             }
             RequestBody::None => {}
         }

@@ -57,7 +57,7 @@ pub(crate) fn classify(name: &[u8]) -> KnownField {
     use KnownField::*;
     // Dispatch on the length (and, for clashes, the first letter) so that the common case, a
     // field we do not know, costs one comparison of lengths and no byte comparison.
-    let first = name.first().map_or(0, |b| b.to_ascii_lowercase());
+    let first = name.first().map_or(0, u8::to_ascii_lowercase);
     let (kind, lowercase): (KnownField, &[u8]) = match (name.len(), first) {
         (2, _) => (Te, b"te"),
         (4, _) => (Host, b"host"),

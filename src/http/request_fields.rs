@@ -144,12 +144,12 @@ fn scan_fields<'a>(fields: &[httparse::Header<'a>]) -> Result<FieldScan<'a>, Req
                 scan.upgrade = Some(upgrade.ok_or(RequestError::BadRequest("invalid Upgrade"))?);
             }
             KnownField::Expect => {
-                scan.expect_continue |= value.eq_ignore_ascii_case(b"100-continue")
+                scan.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
             }
             KnownField::XForwardedFor => scan.forwarded_for.insert(index),
             KnownField::XRequestId => {
                 let acceptable =
-                    (1..=128).contains(&value.len()) && value.iter().all(|b| b.is_ascii_graphic());
+                    (1..=128).contains(&value.len()) && value.iter().all(u8::is_ascii_graphic);
                 if acceptable && scan.request_id.is_none() {
                     scan.request_id = std::str::from_utf8(value).ok();
                 }

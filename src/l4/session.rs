@@ -206,7 +206,10 @@ async fn connect_with_failover<'g>(
                 "upstream \"{}\": every usable backend has its max_connections ({}) open; \
                  waited {:?} in the queue",
                 group.name,
-                group.config.max_connections.map_or(0, |max| max.get()),
+                group
+                    .config
+                    .max_connections
+                    .map_or(0, std::num::NonZero::get),
                 group.config.queue_timeout
             );
             give_up(ctx, group, peer, record, "queue_timeout", &detail);

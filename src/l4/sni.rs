@@ -121,7 +121,7 @@ fn server_name(body: &[u8]) -> Option<String> {
             let name_type = names.u8()?;
             let name = names.vector()?;
             if name_type == 0 {
-                let printable = !name.is_empty() && name.iter().all(|b| b.is_ascii_graphic());
+                let printable = !name.is_empty() && name.iter().all(u8::is_ascii_graphic);
                 return printable.then(|| String::from_utf8_lossy(name).to_ascii_lowercase());
             }
         }

@@ -406,16 +406,11 @@ async fn relay_body(
                 if progress.done {
                     return Ok(end_after(&buf));
                 }
-                let (result, b) = match monoio::time::timeout(
-                    read_limit,
-                    read_append(up_r, buf, RELAY_BUFFER / 4),
-                )
-                .await
-                {
-                    Ok(read) => read,
-                    Err(_) => {
-                        return Err(RelayError::Upstream(UpstreamFailure::Timeout(read_limit)))
-                    }
+                let Ok((result, b)) =
+                    monoio::time::timeout(read_limit, read_append(up_r, buf, RELAY_BUFFER / 4))
+                        .await
+                else {
+                    return Err(RelayError::Upstream(UpstreamFailure::Timeout(read_limit)));
                 };
                 buf = b;
                 match result {
@@ -513,7 +508,7 @@ pub async fn upload(
                         .await;
                 let (n, b) = match read {
                     Err(_) => return Err(too_slow()),
-                    Ok((Ok(0), _)) | Ok((Err(_), _)) => return Err(UploadError::ClientGone),
+                    Ok((Ok(0) | Err(_), _)) => return Err(UploadError::ClientGone),
                     Ok((Ok(n), b)) => (n, b),
                 };
                 remaining -= n as u64;
@@ -559,7 +554,7 @@ pub async fn upload(
                 .await;
                 match read {
                     Err(_) => return Err(too_slow()),
-                    Ok((Ok(0), _)) | Ok((Err(_), _)) => return Err(UploadError::ClientGone),
+                    Ok((Ok(0) | Err(_), _)) => return Err(UploadError::ClientGone),
                     Ok((Ok(_), b)) => *client_buf = b,
                 }
             }

@@ -96,7 +96,10 @@ async fn forward_with_failover(
                     "upstream \"{}\": every usable backend has its max_connections ({}) in \
                      flight; waited {:?} in the queue",
                     group.name,
-                    group.config.max_connections.map_or(0, |max| max.get()),
+                    group
+                        .config
+                        .max_connections
+                        .map_or(0, std::num::NonZero::get),
                     group.config.queue_timeout
                 ),
                 backend: None,

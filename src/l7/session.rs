@@ -275,7 +275,7 @@ async fn next_request(
                 })
             }
             Err(_elapsed) => return Err(Stop::Close),
-            Ok((Ok(0), _)) | Ok((Err(_), _)) => return Err(Stop::Close),
+            Ok((Ok(0) | Err(_), _)) => return Err(Stop::Close),
             Ok((Ok(_), buf)) => client.buf = buf,
         }
     }

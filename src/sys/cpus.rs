@@ -22,7 +22,7 @@ pub fn allowed_cpus() -> Vec<usize> {
         None => Vec::new(),
     };
     if cpus.is_empty() {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let n = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         (0..n).collect()
     } else {
         cpus

@@ -45,11 +45,9 @@ mod tests {
             rlim_cur: 0,
             rlim_max: 0,
         };
-        // SAFETY: as above.
-        assert_eq!(
-            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-            0
-        );
+        // SAFETY: getrlimit writes one `rlimit` into the valid, exclusively borrowed `limit`.
+        let status = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+        assert_eq!(status, 0);
         assert_eq!(limit.rlim_cur, limit.rlim_max);
         assert_eq!(now, limit.rlim_cur);
     }

@@ -85,7 +85,7 @@ pub fn dns_names(leaf: &CertificateDer<'_>) -> Vec<String> {
     webpki::EndEntityCert::try_from(leaf)
         .map(|cert| {
             cert.valid_dns_names()
-                .map(|name| name.to_ascii_lowercase())
+                .map(str::to_ascii_lowercase)
                 .collect()
         })
         .unwrap_or_default()

@@ -54,7 +54,7 @@ impl TestCa {
 
     /// A server certificate for `names` (DNS names or IP addresses).
     pub fn leaf(&self, names: &[&str]) -> TestLeaf {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = names.iter().map(std::string::ToString::to_string).collect();
         let mut params = CertificateParams::new(names).expect("params");
         params.is_ca = IsCa::NoCa;
         params.custom_extensions.push(not_a_ca());

@@ -113,7 +113,7 @@ impl Publisher {
                             weight: backend.weight().get(),
                             configured_weight: settings.weight.get(),
                             drain_override,
-                            weight_override: weight_override.map(|w| w.get()),
+                            weight_override: weight_override.map(std::num::NonZero::get),
                             in_flight: backend.in_flight(),
                             idle_connections: backend.pool.idle_count(),
                             ejections_in_a_row: backend.ejections(),

@@ -231,9 +231,8 @@ pub fn mask_traceparents(bytes: &[u8]) -> Vec<u8> {
 pub fn complete_request_len(buf: &[u8]) -> Option<usize> {
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let mut request = httparse::Request::new(&mut headers);
-    let head_len = match request.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        _ => return None,
+    let Ok(httparse::Status::Complete(head_len)) = request.parse(buf) else {
+        return None;
     };
     let header = |name: &str| {
         request

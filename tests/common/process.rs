@@ -56,13 +56,10 @@ impl LbproxyProcess {
         }
         let mut child = command.spawn().expect("spawn lbproxy serve");
         let listening = first_listener(child.stderr.take().expect("stderr is piped"));
-        let addr = match listening.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => addr,
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!("lbproxy serve logged no listener within 20s (exit: {status:?})");
-            }
+        let Ok(addr) = listening.recv_timeout(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("lbproxy serve logged no listener within 20s (exit: {status:?})");
         };
         let mut process = LbproxyProcess {
             child,

@@ -83,7 +83,7 @@ impl Pki {
     /// Issues a certificate for `names` (DNS names or IP addresses), written as `file.pem` and
     /// `file.key` (replacing earlier files of that name).
     pub fn leaf(&self, file: &str, names: &[&str]) -> Leaf {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = names.iter().map(std::string::ToString::to_string).collect();
         let mut params = CertificateParams::new(names.clone()).unwrap();
         params.is_ca = IsCa::NoCa;
         params.custom_extensions.push(not_a_ca());

@@ -162,7 +162,7 @@ async fn echo_frames<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> io::Re
             OPCODE_PING => {
                 stream
                     .write_all(&frame(FIN | OPCODE_PONG, &payload))
-                    .await?
+                    .await?;
             }
             OPCODE_PONG => {}
             // Data and continuation frames go back with their FIN bit and opcode.

@@ -42,13 +42,10 @@ impl Validator<'_> {
         example: &str,
         backend: bool,
     ) -> Option<SocketAddr> {
-        let address = match text.trim().parse::<SocketAddr>() {
-            Ok(address) => address,
-            Err(_) => {
-                let (problem, fix) = address_problem(text.trim(), example);
-                self.push(path.clone(), quote(text), problem, fix);
-                return None;
-            }
+        let Ok(address) = text.trim().parse::<SocketAddr>() else {
+            let (problem, fix) = address_problem(text.trim(), example);
+            self.push(path.clone(), quote(text), problem, fix);
+            return None;
         };
         if backend && address.port() == 0 {
             self.push(
