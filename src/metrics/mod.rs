@@ -1,5 +1,10 @@
 //! Metrics: what the workers count, and how it reaches the control side.
 //!
+//! Every metric is declared once, in [`catalog`]: its Prometheus name, TYPE and HELP, its JSON
+//! API field, and the `Cell` that counts it. The [`family`] macro turns that declaration into
+//! the statistics structs, their published form (`snapshot`, `merge`) and the family tables
+//! that `/metrics` and the JSON API are rendered from.
+//!
 //! Flow: every worker owns its statistics ([`stats`]: per listener, route, upstream group and
 //! backend, made of the `Cell` primitives in [`counters`]) and updates them on the request path
 //! with plain increments — one writer, no lock, no atomic. On its 100 ms tick the worker copies
@@ -7,12 +12,14 @@
 //! once a second it also hands over each backend's latency histogram (hdrhistogram) for that
 //! second. The control side ([`crate::admin`], the systemd status line) reads the latest
 //! snapshot of every worker and sums them ([`aggregate`]) when it needs figures: at scrape time,
-//! never on the data path.
+//! never on the data path; it renders them through the [`catalog`]'s tables.
 //!
 //! [`state`] names backend and circuit states for everything that shows them.
 
 pub mod aggregate;
+pub mod catalog;
 pub mod counters;
+pub mod family;
 pub mod snapshot;
 pub mod state;
 pub mod stats;
