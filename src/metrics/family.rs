@@ -5,7 +5,7 @@
 //! row. A [`Table`] is the families of one scope (listeners, upstream groups, backends, routes)
 //! in exposition order, with the labels that tell the scope's rows apart.
 //!
-//! Flow: [`metrics_scope!`] turns one entry per metric (in [`super::catalog`]) into
+//! Flow: `metrics_scope!` turns one entry per metric (in [`super::catalog`]) into
 //! - the worker-local statistics struct: one `Cell` primitive ([`Cells`]) per counted metric, no
 //!   lock and no atomic;
 //! - its published counterpart (plain `u64`s and the like), with `snapshot` (the worker's tick
