@@ -8,8 +8,9 @@
 //! the next reload, which restores what the configuration says.
 //!
 //! The counters of listeners, groups and backends are not spelled out here: each view flattens
-//! the JSON fields [`crate::metrics::catalog`] declares for its row ([`CatalogFields`]), so a
-//! counter declared there appears in `/metrics` and here alike.
+//! the JSON fields [`crate::metrics::catalog`] declares for its row ([`CatalogFields`], from
+//! [`crate::metrics::tables`]), so a counter declared there appears in `/metrics` and here
+//! alike.
 
 use super::http::AdminResponse;
 use super::sampler::{Percentiles, Point, RatePoint};
@@ -17,8 +18,8 @@ use super::AdminState;
 use crate::config::{BalanceAlgorithm, Config, HealthCheck, UpstreamConfig};
 use crate::health::ProbeLog;
 use crate::metrics::aggregate::{BackendRow, UpstreamRow};
-use crate::metrics::catalog::{BACKENDS, LISTENERS, UPSTREAMS};
 use crate::metrics::family::Table;
+use crate::metrics::tables::{BACKENDS, LISTENERS, UPSTREAMS};
 use crate::metrics::{BackendState, CircuitState};
 use crate::runtime::command::{BackendChange, BackendCommand, WorkerCommand};
 use crate::runtime::now_ms;

@@ -2,17 +2,17 @@
 //! (version 0.0.4).
 //!
 //! The families of listeners, routes, upstream groups and backends are declared once, in
-//! [`crate::metrics::catalog`], as tables this file renders generically: each family of a table,
-//! in order, one sample per row (more for a status class, a state or a histogram bucket). The
-//! proxy-wide and per-worker families are the constants below. Counters are summed over the
-//! workers at scrape time; gauges that describe a per-worker condition (`lbproxy_backend_state`,
-//! `lbproxy_backend_circuit`) say on how many workers it holds. Latencies are histograms with
-//! fixed buckets (500 µs … 10 s).
+//! [`crate::metrics::catalog`], and come here as [`crate::metrics::tables`], which this file
+//! renders generically: each family of a table, in order, one sample per row (more for a status
+//! class, a state or a histogram bucket). The proxy-wide and per-worker families are the
+//! constants below. Counters are summed over the workers at scrape time; gauges that describe a
+//! per-worker condition (`lbproxy_backend_state`, `lbproxy_backend_circuit`) say on how many
+//! workers it holds. Latencies are histograms with fixed buckets (500 µs … 10 s).
 
 use super::ServerInfo;
-use crate::metrics::catalog::{BACKENDS, LISTENERS, ROUTES, UPSTREAMS};
 use crate::metrics::counters::{ClassCounts, Latency, LATENCY_BOUNDS_US, STATUS_CLASSES};
 use crate::metrics::family::{Kind, Table, Value};
+use crate::metrics::tables::{BACKENDS, LISTENERS, ROUTES, UPSTREAMS};
 use crate::metrics::Aggregate;
 use std::fmt::{Display, Write as _};
 

@@ -1,17 +1,21 @@
-//! What one metric is, and the macro that declares a scope's metrics once.
+//! What one metric is, and the macros that turn the catalog's declarations into code.
 //!
 //! A [`Family`] is one metric as every reader sees it: its Prometheus name, TYPE and HELP, its
 //! field name in the JSON API (if it has one), and how to read its [`Value`] from an aggregate
 //! row. A [`Table`] is the families of one scope (listeners, upstream groups, backends, routes)
 //! in exposition order, with the labels that tell the scope's rows apart.
 //!
-//! Flow: `metrics_scope!` turns one entry per metric (in [`super::catalog`]) into
+//! Flow: [`super::catalog`] lists each scope's metrics once, as a macro that hands its entries to
+//! another macro (an "x-macro"). It hands them to `metrics_structs!`, which makes
 //! - the worker-local statistics struct: one `Cell` primitive ([`Cells`]) per counted metric, no
 //!   lock and no atomic;
 //! - its published counterpart (plain `u64`s and the like), with `snapshot` (the worker's tick
 //!   copies the cells out) and `merge` (the control side sums the workers);
-//! - the scope's [`Table`], from which `/metrics` (`admin/prometheus.rs`) and the JSON API
-//!   (`admin/api.rs`, and so the dashboard) are produced.
+//!
+//! and [`super::tables`] hands them to `metrics_table!`, which makes the scope's [`Table`] over
+//! the aggregate rows, from which `/metrics` (`admin/prometheus.rs`) and the JSON API
+//! (`admin/api.rs`, and so the dashboard) are produced. The two halves live in two modules so
+//! that the structs sit below the snapshot and the aggregate, and the tables above them.
 //!
 //! The increments themselves stay hand-written methods in [`super::stats`]: what a request
 //! counts is behaviour, not declaration.
@@ -61,18 +65,6 @@ pub enum Value<'a> {
     },
     /// A latency histogram: `_bucket` (label `le`, cumulative), `_sum` (seconds), `_count`.
     Latency(&'a Latency),
-}
-
-impl Value<'_> {
-    /// The extra label this value adds to the row's labels, if any.
-    pub fn label(&self) -> Option<&'static str> {
-        match self {
-            Value::Number(_) => None,
-            Value::Classes(_) => Some("code"),
-            Value::Labelled { label, .. } => Some(label),
-            Value::Latency(_) => Some("le"),
-        }
-    }
 }
 
 /// One metric: everything `/metrics` and the JSON API say about it, and how to read it from a
@@ -214,10 +206,10 @@ impl Cells for LatencyCounters {
     }
 }
 
-/// Declares one scope's metrics once (see [`super::catalog`] for its use):
+/// The structs of one scope, from the catalog's entries (see [`super::catalog`]):
 ///
 /// ```text
-/// metrics_scope! {
+/// backend_metrics!(metrics_structs! {
 ///     /// doc of the worker-local struct
 ///     pub struct BackendStats {
 ///         /// fields that are not metrics, with their initial value
@@ -225,81 +217,57 @@ impl Cells for LatencyCounters {
 ///     }
 ///     /// doc of the published struct
 ///     pub struct BackendCounts;
-///     /// doc of the table
-///     pub const BACKENDS: Table<BackendRow> labelled ["upstream", "backend"];
-///
-///     /// HELP text (one paragraph; also the fields' doc).
-///     count protocol_errors: Counter = "lbproxy_backend_protocol_errors_total",
-///         json "protocol_errors_total";
-///     /// HELP text.
-///     show Gauge "lbproxy_backend_idle_connections" = |b| Value::Number(b.idle_connections);
-/// }
+/// });
 /// ```
 ///
-/// A `count` entry is counted by the workers: a field of that `Cells` type in the worker-local
-/// struct, a field of its published type in the published struct (summed by `merge`, copied by
-/// `snapshot`), and a family read from the aggregate row's `counts`; `json` names its JSON API
-/// field (none: not in the JSON API). A `show` entry is worked out on the control side from the
-/// aggregate row (a state, a weight): a family only. Families are exposed in entry order.
-macro_rules! metrics_scope {
+/// Each `count` entry becomes a field of its `Cells` type in the worker-local struct and a field
+/// of the published type in the published struct (copied by `snapshot`, summed by `merge`),
+/// documented by the entry's doc comment. `show` entries are the table's only.
+macro_rules! metrics_structs {
     (
         $(#[$stats_meta:meta])*
         pub struct $Stats:ident { $($extra:tt)* }
         $(#[$counts_meta:meta])*
         pub struct $Counts:ident;
-        $(#[$table_meta:meta])*
-        pub const $TABLE:ident: Table<$Row:ty> labelled [$($label:literal),* $(,)?];
         $($entries:tt)*
     ) => {
-        $crate::metrics::family::metrics_scope!(@munch
-            {
-                [$(#[$stats_meta])*] $Stats { $($extra)* }
-                [$(#[$counts_meta])*] $Counts
-                [$(#[$table_meta])*] $TABLE $Row [$($label),*]
-            }
-            cells []
-            families []
+        $crate::metrics::family::metrics_structs!(@munch
+            { [$(#[$stats_meta])*] $Stats { $($extra)* } [$(#[$counts_meta])*] $Counts }
+            []
             $($entries)*
         );
     };
 
-    // A counted entry: a cell, a published field and a family.
-    (@munch $header:tt cells [$($cells:tt)*] families [$($families:tt)*]
+    // A counted entry: keep it.
+    (@munch $header:tt [$($cells:tt)*]
         $(#[doc = $doc:literal])+
         count $field:ident: $Cell:ty = $name:literal $(, json $json:literal)?;
         $($rest:tt)*
     ) => {
-        $crate::metrics::family::metrics_scope!(@munch $header
-            cells [$($cells)* { [$($doc)+] $field $Cell }]
-            families [$($families)* { count [$($doc)+] $field $Cell, $name [$($json)?] }]
+        $crate::metrics::family::metrics_structs!(@munch $header
+            [$($cells)* { [$($doc)+] $field $Cell }]
             $($rest)*
         );
     };
 
-    // An entry worked out from the aggregate row: a family only.
-    (@munch $header:tt cells [$($cells:tt)*] families [$($families:tt)*]
+    // An entry worked out from the aggregate row: nothing to count.
+    (@munch $header:tt [$($cells:tt)*]
         $(#[doc = $doc:literal])+
-        show $kind:ident $name:literal = $value:expr;
+        show $field:ident: $Cell:ty = $name:literal, from $value:expr;
         $($rest:tt)*
     ) => {
-        $crate::metrics::family::metrics_scope!(@munch $header
-            cells [$($cells)*]
-            families [$($families)* { show [$($doc)+] $kind $name, $value }]
-            $($rest)*
-        );
+        $crate::metrics::family::metrics_structs!(@munch $header [$($cells)*] $($rest)*);
     };
 
-    // Every entry read: the structs, their code, the table.
+    // Every entry read.
     (@munch
         {
             [$(#[$stats_meta:meta])*] $Stats:ident {
                 $( $(#[$extra_meta:meta])* $extra:ident: $Extra:ty = $init:expr ),* $(,)?
             }
             [$(#[$counts_meta:meta])*] $Counts:ident
-            [$(#[$table_meta:meta])*] $TABLE:ident $Row:ty [$($label:literal),*]
         }
-        cells [$({ [$($doc:literal)+] $field:ident $Cell:ty })*]
-        families [$($family:tt)*]
+        [$({ [$($doc:literal)+] $field:ident $Cell:ty })*]
     ) => {
         $(#[$stats_meta])*
         #[derive(Debug)]
@@ -343,40 +311,56 @@ macro_rules! metrics_scope {
                 $( <$Cell as Cells>::merge(&mut self.$field, &other.$field); )*
             }
         }
+    };
+}
 
+/// The family table of one scope, from the catalog's entries (see [`super::tables`]):
+///
+/// ```text
+/// backend_metrics!(metrics_table! {
+///     /// doc of the table
+///     pub const BACKENDS: Table<BackendRow> labelled ["upstream", "backend"];
+/// });
+/// ```
+///
+/// One family per entry, in entry order: the doc comment is its HELP text. A `count` entry's
+/// TYPE comes from its `Cells` type and its value from the row's `counts`; a `show` entry's
+/// TYPE from the type it names, and its value from its closure over the row.
+macro_rules! metrics_table {
+    (
+        $(#[$table_meta:meta])*
+        pub const $TABLE:ident: Table<$Row:ty> labelled [$($label:literal),* $(,)?];
+        $(
+            $(#[doc = $doc:literal])+
+            $how:ident $field:ident: $Cell:ty = $name:literal
+                $(, json $json:literal)? $(, from $value:expr)?;
+        )*
+    ) => {
         $(#[$table_meta])*
         pub const $TABLE: $crate::metrics::family::Table<$Row> = $crate::metrics::family::Table {
             labels: &[$($label),*],
             families: &[
-                $( $crate::metrics::family::metrics_scope!(@family $Row, $family), )*
+                $(
+                    $crate::metrics::family::Family::<$Row> {
+                        name: $name,
+                        kind: <$Cell as $crate::metrics::family::Cells>::KIND,
+                        help: concat!($($doc),+),
+                        json: $crate::metrics::family::metrics_table!(@json $($json)?),
+                        value: $crate::metrics::family::metrics_table!(
+                            @value $how $field $Cell, [$($value)?]
+                        ),
+                    },
+                )*
             ],
         };
     };
 
-    (@family $Row:ty,
-        { count [$($doc:literal)+] $field:ident $Cell:ty, $name:literal [$($json:literal)?] }
-    ) => {
-        $crate::metrics::family::Family::<$Row> {
-            name: $name,
-            kind: <$Cell as $crate::metrics::family::Cells>::KIND,
-            help: concat!($($doc),+),
-            json: $crate::metrics::family::metrics_scope!(@json $($json)?),
-            value: |row| <$Cell as $crate::metrics::family::Cells>::value(&row.counts.$field),
-        }
-    };
-
-    (@family $Row:ty, { show [$($doc:literal)+] $kind:ident $name:literal, $value:expr }) => {
-        $crate::metrics::family::Family::<$Row> {
-            name: $name,
-            kind: $crate::metrics::family::Kind::$kind,
-            help: concat!($($doc),+),
-            json: None,
-            value: $value,
-        }
-    };
-
     (@json) => { None };
     (@json $json:literal) => { Some($json) };
+    (@value count $field:ident $Cell:ty, []) => {
+        |row| <$Cell as $crate::metrics::family::Cells>::value(&row.counts.$field)
+    };
+    (@value show $field:ident $Cell:ty, [$value:expr]) => { $value };
 }
 
-pub(crate) use metrics_scope;
+pub(crate) use {metrics_structs, metrics_table};

@@ -1,9 +1,9 @@
 //! Metrics: what the workers count, and how it reaches the control side.
 //!
-//! Every metric is declared once, in [`catalog`]: its Prometheus name, TYPE and HELP, its JSON
-//! API field, and the `Cell` that counts it. The [`family`] macro turns that declaration into
-//! the statistics structs, their published form (`snapshot`, `merge`) and the family tables
-//! that `/metrics` and the JSON API are rendered from.
+//! Every metric of listeners, groups and backends is declared once, in [`catalog`]: its
+//! Prometheus name, TYPE and HELP, its JSON API field, and the `Cell` that counts it. The
+//! [`family`] macros make [`stats`]' structs (cells, published counts, `snapshot`, `merge`) and
+//! the [`tables`] that `/metrics` and the JSON API are rendered from out of those declarations.
 //!
 //! Flow: every worker owns its statistics ([`stats`]: per listener, route, upstream group and
 //! backend, made of the `Cell` primitives in [`counters`]) and updates them on the request path
@@ -12,7 +12,7 @@
 //! once a second it also hands over each backend's latency histogram (hdrhistogram) for that
 //! second. The control side ([`crate::admin`], the systemd status line) reads the latest
 //! snapshot of every worker and sums them ([`aggregate`]) when it needs figures: at scrape time,
-//! never on the data path; it renders them through the [`catalog`]'s tables.
+//! never on the data path; it renders them through the [`tables`].
 //!
 //! [`state`] names backend and circuit states for everything that shows them.
 
@@ -23,6 +23,7 @@ pub mod family;
 pub mod snapshot;
 pub mod state;
 pub mod stats;
+pub mod tables;
 
 pub use aggregate::Aggregate;
 pub use snapshot::{Published, WorkerSnapshot};

@@ -1,6 +1,7 @@
 //! The per-worker statistics of each listener, route, upstream group and backend: what the data
-//! plane counts, and how. The structs and what they publish on the tick are declared in
-//! [`super::catalog`] (one entry per metric); this file holds the methods that count.
+//! plane counts, and how. The structs are made from the entries of [`super::catalog`] (one per
+//! metric, by `metrics_structs!`: the cells, the published counts, `snapshot` and `merge`); the
+//! methods below are what counts them.
 //!
 //! Each struct is owned by one worker and holds `Cell`s only ([`super::counters`]); nothing here
 //! locks or touches an atomic. They are protocol-agnostic: an HTTP request calls
@@ -10,12 +11,39 @@
 //! [`BackendStats::connection_opened`] / [`BackendStats::connection_closed`],
 //! [`BackendStats::connect_error`] and the byte counters of its backend.
 
-pub use super::catalog::{
-    BackendCounts, BackendStats, ListenerCounts, ListenerStats, UpstreamCounts, UpstreamStats,
-};
-use super::counters::{ClassCounters, ClassCounts, Outcome};
+use super::catalog::{backend_metrics, listener_metrics, upstream_metrics};
+use super::counters::{ClassCounters, ClassCounts, Counter, Gauge, LatencyCounters, Outcome};
+use super::family::metrics_structs;
 use hdrhistogram::Histogram;
+use std::cell::RefCell;
 use std::sync::Arc;
+
+listener_metrics!(metrics_structs! {
+    /// One listener on one worker.
+    pub struct ListenerStats {}
+    /// A published [`ListenerStats`].
+    pub struct ListenerCounts;
+});
+
+upstream_metrics!(metrics_structs! {
+    /// One upstream group on one worker: the requests routed to it, whoever answered them.
+    pub struct UpstreamStats {}
+    /// A published [`UpstreamStats`].
+    pub struct UpstreamCounts;
+});
+
+backend_metrics!(metrics_structs! {
+    /// One backend of one group on one worker.
+    pub struct BackendStats {
+        /// This second's latencies, for percentiles; rolled over by
+        /// [`BackendStats::roll_second`].
+        recent: RefCell<Histogram<u32>> = RefCell::new(latency_histogram()),
+        /// The last whole second's, as published.
+        last_second: RefCell<Option<Arc<Histogram<u32>>>> = RefCell::new(None),
+    }
+    /// A published [`BackendStats`] (without the percentile histogram).
+    pub struct BackendCounts;
+});
 
 /// Latencies the per-backend percentile histograms can tell apart: 1 µs to a minute (slower
 /// ones are recorded as a minute), two significant digits (a percentile is within 1%).
