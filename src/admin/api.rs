@@ -6,6 +6,11 @@
 //! once every worker has applied it (each does on its next tick, within 100 ms), so when
 //! `lbproxy ctl drain` returns, no worker sends that backend a new request. Changes last until
 //! the next reload, which restores what the configuration says.
+//!
+//! The counters of listeners, groups and backends are not spelled out here: each view flattens
+//! the JSON fields [`crate::metrics::catalog`] declares for its row ([`CatalogFields`], from
+//! [`crate::metrics::tables`]), so a counter declared there appears in `/metrics` and here
+//! alike.
 
 use super::http::AdminResponse;
 use super::sampler::{Percentiles, Point, RatePoint};
@@ -13,11 +18,13 @@ use super::AdminState;
 use crate::config::{BalanceAlgorithm, Config, HealthCheck, UpstreamConfig};
 use crate::health::ProbeLog;
 use crate::metrics::aggregate::{BackendRow, UpstreamRow};
-use crate::metrics::counters::{ClassCounts, STATUS_CLASSES};
+use crate::metrics::family::Table;
+use crate::metrics::tables::{BACKENDS, LISTENERS, UPSTREAMS};
 use crate::metrics::{BackendState, CircuitState};
 use crate::runtime::command::{BackendChange, BackendCommand, WorkerCommand};
 use crate::runtime::now_ms;
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -78,28 +85,18 @@ pub struct ListenerView {
     pub name: String,
     pub address: Option<SocketAddr>,
     pub protocol: &'static str,
-    pub connections_total: u64,
-    pub open_connections: u64,
-    pub requests_total: u64,
-    pub responses: BTreeMap<&'static str, u64>,
-    pub received_bytes: u64,
-    pub sent_bytes: u64,
-    /// Connections reset because the client stopped reading its response.
-    pub slow_readers_reset: u64,
+    /// `connections_total`, `requests_total`, `responses`, … ([`LISTENERS`]).
+    #[serde(flatten)]
+    pub counts: CatalogFields,
 }
 
 #[derive(Debug, Serialize)]
 pub struct UpstreamView {
     pub name: String,
     pub balance: &'static str,
-    pub requests_total: u64,
-    pub responses: BTreeMap<&'static str, u64>,
-    pub in_flight: u64,
-    pub retries_total: u64,
-    pub retry_budget_rejections_total: u64,
-    pub no_usable_backend_total: u64,
-    pub queue_timeouts_total: u64,
-    pub out_of_resources_total: u64,
+    /// `requests_total`, `responses`, `in_flight`, `retries_total`, … ([`UPSTREAMS`]).
+    #[serde(flatten)]
+    pub counts: CatalogFields,
     pub rps: f64,
     pub error_rate: f64,
     pub p50_ms: Option<f64>,
@@ -186,17 +183,9 @@ pub struct BackendView {
     pub probes: Option<ProbesView>,
     /// Slow-start progress: 100 when not ramping.
     pub ramp_percent: f64,
-    pub requests_total: u64,
-    pub responses: BTreeMap<&'static str, u64>,
-    /// TCP (L4) connections relayed to it, and those open now.
-    pub connections_total: u64,
-    pub open_connections: u64,
-    pub failed_attempts_total: u64,
-    pub connect_errors_total: u64,
-    pub protocol_errors_total: u64,
-    pub ejections_total: u64,
-    pub pool_hits_total: u64,
-    pub pool_misses_total: u64,
+    /// `requests_total`, `responses`, `failed_attempts_total`, … ([`BACKENDS`]).
+    #[serde(flatten)]
+    pub counts: CatalogFields,
     pub rps: f64,
     pub error_rate: f64,
     pub p50_ms: Option<f64>,
@@ -207,6 +196,27 @@ pub struct BackendView {
     pub latency_window_s: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<BackendHistory>,
+}
+
+/// The JSON fields the catalog declares for one row, in its order; a view flattens them into its
+/// own fields.
+#[derive(Debug, Default)]
+pub struct CatalogFields(Vec<(&'static str, serde_json::Value)>);
+
+impl CatalogFields {
+    fn of<R>(table: &Table<R>, row: &R) -> CatalogFields {
+        CatalogFields(table.json_fields(row))
+    }
+}
+
+impl Serialize for CatalogFields {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 /// The last two minutes, one value a second, oldest first.
@@ -254,13 +264,7 @@ pub fn status(state: &AdminState) -> AdminResponse {
             name: l.name.clone(),
             address: state.info.listener_address(&l.name),
             protocol: l.protocol,
-            connections_total: l.counts.accepted,
-            open_connections: l.counts.open,
-            requests_total: l.counts.responses.total(),
-            responses: classes(&l.counts.responses),
-            received_bytes: l.counts.bytes_received,
-            sent_bytes: l.counts.bytes_sent,
-            slow_readers_reset: l.counts.slow_readers_reset,
+            counts: CatalogFields::of(&LISTENERS, l),
         })
         .collect();
     let requests: u64 = aggregate
@@ -337,14 +341,7 @@ fn upstreams(
             UpstreamView {
                 name: u.name.clone(),
                 balance: u.balance,
-                requests_total: u.counts.responses.total(),
-                responses: classes(&u.counts.responses),
-                in_flight: u.counts.in_flight,
-                retries_total: u.counts.retries,
-                retry_budget_rejections_total: u.counts.budget_rejections,
-                no_usable_backend_total: u.counts.no_usable_backend,
-                queue_timeouts_total: u.counts.queue_timeouts,
-                out_of_resources_total: u.counts.out_of_resources,
+                counts: CatalogFields::of(&UPSTREAMS, u),
                 rps: rates.rps,
                 error_rate: rates.error_rate,
                 p50_ms: rates.latency.p50_ms,
@@ -425,16 +422,7 @@ fn backend_view(
         idle_connections: b.idle_connections,
         probes,
         ramp_percent: f64::from(b.ramp) / 10.0,
-        requests_total: b.counts.responses.total(),
-        responses: classes(&b.counts.responses),
-        connections_total: b.counts.connections,
-        open_connections: b.counts.open_connections,
-        failed_attempts_total: b.counts.failed_attempts,
-        connect_errors_total: b.counts.connect_errors,
-        protocol_errors_total: b.counts.protocol_errors,
-        ejections_total: b.counts.ejections,
-        pool_hits_total: b.counts.pool_hits,
-        pool_misses_total: b.counts.pool_misses,
+        counts: CatalogFields::of(&BACKENDS, b),
         rps: rates.rps,
         error_rate: rates.error_rate,
         p50_ms,
@@ -444,10 +432,6 @@ fn backend_view(
         latency_window_s: super::sampler::PERCENTILE_WINDOW,
         history,
     }
-}
-
-fn classes(counts: &ClassCounts) -> BTreeMap<&'static str, u64> {
-    STATUS_CLASSES.iter().copied().zip(counts.0).collect()
 }
 
 /// `POST /api/backends/{group}/{backend}/{action}`, `action` = `drain`, `enable` or `weight`
@@ -626,6 +610,119 @@ pub fn reload(state: &AdminState) -> AdminResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::aggregate::ListenerRow;
+    use std::collections::BTreeSet;
+
+    /// The fields read as `{var}.NAME` (the dashboard's script) or `{var}["NAME"]` (ctl's tables)
+    /// in `source`.
+    fn read_fields(source: &str, var: char) -> BTreeSet<String> {
+        let mut fields = BTreeSet::new();
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        for (i, c) in source.char_indices() {
+            let starts_word = !source[..i].chars().next_back().is_some_and(word);
+            if c != var || !starts_word {
+                continue;
+            }
+            let rest = &source[i + c.len_utf8()..];
+            let Some(rest) = rest.strip_prefix('.').or_else(|| rest.strip_prefix("[\"")) else {
+                continue;
+            };
+            let name: String = rest.chars().take_while(|&c| word(c)).collect();
+            if !name.is_empty() {
+                fields.insert(name);
+            }
+        }
+        fields
+    }
+
+    fn keys(view: &impl Serialize) -> BTreeSet<String> {
+        match serde_json::to_value(view).unwrap() {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    /// The dashboard and `lbproxy ctl` read the counters by the names the catalog gives them:
+    /// every field they read of a listener, group or backend is one the views serialize.
+    #[test]
+    fn what_the_dashboard_and_ctl_read_is_in_the_views() {
+        let listener = ListenerRow {
+            name: "web".into(),
+            protocol: "http",
+            counts: Default::default(),
+        };
+        let backend = BackendRow {
+            address: "127.0.0.1:8001".parse().unwrap(),
+            backup: false,
+            state: BackendState::Up,
+            states: [0, 0, 0, 0, 0, 0, 1],
+            circuits: [1, 0, 0],
+            healthy: true,
+            weight: 1,
+            configured_weight: 1,
+            drain_override: None,
+            weight_override: None,
+            in_flight: 0,
+            idle_connections: 0,
+            ramp: 1000,
+            counts: Default::default(),
+            seconds: Vec::new(),
+        };
+        let group = UpstreamRow {
+            name: "api".into(),
+            balance: "round_robin",
+            counts: Default::default(),
+            backends: vec![backend.clone()],
+        };
+        let point = Point::default();
+        let backend = backend_view("api", &backend, &point, Some(&[]), &ProbeLog::default());
+        let views = [
+            (
+                'l',
+                keys(&ListenerView {
+                    name: listener.name.clone(),
+                    address: None,
+                    protocol: listener.protocol,
+                    counts: CatalogFields::of(&LISTENERS, &listener),
+                }),
+            ),
+            (
+                'u',
+                keys(&UpstreamView {
+                    name: group.name.clone(),
+                    balance: group.balance,
+                    counts: CatalogFields::of(&UPSTREAMS, &group),
+                    rps: 0.0,
+                    error_rate: 0.0,
+                    p50_ms: None,
+                    p99_ms: None,
+                    health_check: None,
+                    slow_start_ms: 0,
+                    backends: Vec::new(),
+                }),
+            ),
+            ('b', keys(&backend)),
+        ];
+        const CTL_TABLES: &str = include_str!("ctl/tables.rs");
+        let script = super::super::dashboard::SCRIPT;
+        let mut counters = 0;
+        for (var, keys) in &views {
+            for field in read_fields(script, *var).union(&read_fields(CTL_TABLES, *var)) {
+                assert!(
+                    keys.contains(field),
+                    "`{var}.{field}` is read, but the view has no such field: {keys:?}"
+                );
+                counters += usize::from(field.ends_with("_total"));
+            }
+        }
+        assert!(
+            counters >= 6,
+            "the counters are read as l./u./b.NAME: {counters}"
+        );
+        for counter in ["protocol_errors_total", "connections_total", "responses"] {
+            assert!(views[2].1.contains(counter), "{counter}");
+        }
+    }
 
     #[test]
     fn weights_are_a_number_or_an_object() {

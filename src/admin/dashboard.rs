@@ -5,7 +5,7 @@
 use super::http::AdminResponse;
 
 const INDEX: &str = include_str!("assets/index.html");
-const SCRIPT: &str = include_str!("assets/dashboard.js");
+pub(super) const SCRIPT: &str = include_str!("assets/dashboard.js");
 const STYLE: &str = include_str!("assets/dashboard.css");
 
 /// The page.

@@ -11,9 +11,10 @@
 //! Changes go to the workers as commands ([`api`]).
 //!
 //! Files: `http.rs` (request/response), `router.rs` (routes, access), `prometheus.rs` (the
-//! exposition and every metric name), `api.rs` (JSON, changes), `drain_guard.rs` (no drain of a
-//! group's last serving backend without `force`), `sampler.rs` (history), `dashboard.rs` +
-//! `assets/` (the page), `client.rs` + `ctl.rs` (`lbproxy ctl`).
+//! exposition, rendered from [`crate::metrics::tables`]; every listener, group and backend
+//! metric is declared once, in [`crate::metrics::catalog`]), `api.rs` (JSON, changes),
+//! `drain_guard.rs` (no drain of a group's last serving backend without `force`), `sampler.rs`
+//! (history), `dashboard.rs` + `assets/` (the page), `client.rs` + `ctl.rs` (`lbproxy ctl`).
 
 pub mod api;
 pub mod client;

@@ -1,5 +1,7 @@
 //! The per-worker statistics of each listener, route, upstream group and backend: what the data
-//! plane counts, and what it publishes on its tick.
+//! plane counts, and how. The structs are made from the entries of [`super::catalog`] (one per
+//! metric, by `metrics_structs!`: the cells, the published counts, `snapshot` and `merge`); the
+//! methods below are what counts them.
 //!
 //! Each struct is owned by one worker and holds `Cell`s only ([`super::counters`]); nothing here
 //! locks or touches an atomic. They are protocol-agnostic: an HTTP request calls
@@ -9,12 +11,39 @@
 //! [`BackendStats::connection_opened`] / [`BackendStats::connection_closed`],
 //! [`BackendStats::connect_error`] and the byte counters of its backend.
 
-use super::counters::{
-    ClassCounters, ClassCounts, Counter, Gauge, Latency, LatencyCounters, Outcome,
-};
+use super::catalog::{backend_metrics, listener_metrics, upstream_metrics};
+use super::counters::{ClassCounters, ClassCounts, Counter, Gauge, LatencyCounters, Outcome};
+use super::family::metrics_structs;
 use hdrhistogram::Histogram;
 use std::cell::RefCell;
 use std::sync::Arc;
+
+listener_metrics!(metrics_structs! {
+    /// One listener on one worker.
+    pub struct ListenerStats {}
+    /// A published [`ListenerStats`].
+    pub struct ListenerCounts;
+});
+
+upstream_metrics!(metrics_structs! {
+    /// One upstream group on one worker: the requests routed to it, whoever answered them.
+    pub struct UpstreamStats {}
+    /// A published [`UpstreamStats`].
+    pub struct UpstreamCounts;
+});
+
+backend_metrics!(metrics_structs! {
+    /// One backend of one group on one worker.
+    pub struct BackendStats {
+        /// This second's latencies, for percentiles; rolled over by
+        /// [`BackendStats::roll_second`].
+        recent: RefCell<Histogram<u32>> = RefCell::new(latency_histogram()),
+        /// The last whole second's, as published.
+        last_second: RefCell<Option<Arc<Histogram<u32>>>> = RefCell::new(None),
+    }
+    /// A published [`BackendStats`] (without the percentile histogram).
+    pub struct BackendCounts;
+});
 
 /// Latencies the per-backend percentile histograms can tell apart: 1 µs to a minute (slower
 /// ones are recorded as a minute), two significant digits (a percentile is within 1%).
@@ -26,42 +55,6 @@ const HDR_SIGNIFICANT_DIGITS: u8 = 2;
 pub fn latency_histogram() -> Histogram<u32> {
     Histogram::new_with_bounds(HDR_LOWEST_US, HDR_HIGHEST_US, HDR_SIGNIFICANT_DIGITS)
         .expect("constant histogram bounds are valid")
-}
-
-/// One listener on one worker.
-#[derive(Debug, Default)]
-pub struct ListenerStats {
-    accepted: Counter,
-    open: Gauge,
-    responses: ClassCounters,
-    bytes_received: Counter,
-    bytes_sent: Counter,
-    slow_readers_reset: Counter,
-}
-
-/// A published [`ListenerStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ListenerCounts {
-    pub accepted: u64,
-    pub open: u64,
-    pub responses: ClassCounts,
-    /// From clients (request heads and bodies; for TCP, every byte).
-    pub bytes_received: u64,
-    /// To clients.
-    pub bytes_sent: u64,
-    /// Connections reset because the client stopped reading its response.
-    pub slow_readers_reset: u64,
-}
-
-impl ListenerCounts {
-    pub fn merge(&mut self, other: &ListenerCounts) {
-        self.accepted += other.accepted;
-        self.open += other.open;
-        self.responses.merge(&other.responses);
-        self.bytes_received += other.bytes_received;
-        self.bytes_sent += other.bytes_sent;
-        self.slow_readers_reset += other.slow_readers_reset;
-    }
 }
 
 impl ListenerStats {
@@ -88,6 +81,7 @@ impl ListenerStats {
         self.responses.count_class(outcome.class);
     }
 
+    /// Bytes from a client: request heads and bodies; for TCP, every byte.
     #[inline]
     pub fn add_received(&self, bytes: u64) {
         self.bytes_received.add(bytes);
@@ -102,17 +96,6 @@ impl ListenerStats {
     #[inline]
     pub fn slow_reader_reset(&self) {
         self.slow_readers_reset.inc();
-    }
-
-    pub fn snapshot(&self) -> ListenerCounts {
-        ListenerCounts {
-            accepted: self.accepted.get(),
-            open: self.open.get(),
-            responses: self.responses.snapshot(),
-            bytes_received: self.bytes_received.get(),
-            bytes_sent: self.bytes_sent.get(),
-            slow_readers_reset: self.slow_readers_reset.get(),
-        }
     }
 }
 
@@ -133,19 +116,6 @@ impl RouteStats {
     }
 }
 
-/// One upstream group on one worker: the requests routed to it, whoever answered them.
-#[derive(Debug, Default)]
-pub struct UpstreamStats {
-    responses: ClassCounters,
-    latency: LatencyCounters,
-    in_flight: Gauge,
-    retries: Counter,
-    budget_rejections: Counter,
-    no_usable_backend: Counter,
-    queue_timeouts: Counter,
-    out_of_resources: Counter,
-}
-
 /// Why the proxy answered a request of the group itself, for the counters that say so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GaveUpCount {
@@ -157,38 +127,6 @@ pub enum GaveUpCount {
     QueueTimeout,
     /// The proxy itself ran out of resources (file descriptors) connecting to a backend (503).
     OutOfResources,
-}
-
-/// A published [`UpstreamStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UpstreamCounts {
-    pub responses: ClassCounts,
-    pub latency: Latency,
-    pub in_flight: u64,
-    /// Attempts after the first.
-    pub retries: u64,
-    /// Retries refused because the group's retry budget was spent.
-    pub budget_rejections: u64,
-    /// Requests answered 503 because no backend was usable at all.
-    pub no_usable_backend: u64,
-    /// Requests answered 503 after waiting `queue_timeout` for a backend under its
-    /// `max_connections`.
-    pub queue_timeouts: u64,
-    /// Requests answered 503 because the proxy ran out of file descriptors connecting.
-    pub out_of_resources: u64,
-}
-
-impl UpstreamCounts {
-    pub fn merge(&mut self, other: &UpstreamCounts) {
-        self.responses.merge(&other.responses);
-        self.latency.merge(&other.latency);
-        self.in_flight += other.in_flight;
-        self.retries += other.retries;
-        self.budget_rejections += other.budget_rejections;
-        self.no_usable_backend += other.no_usable_backend;
-        self.queue_timeouts += other.queue_timeouts;
-        self.out_of_resources += other.out_of_resources;
-    }
 }
 
 impl UpstreamStats {
@@ -221,105 +159,6 @@ impl UpstreamStats {
             GaveUpCount::QueueTimeout => self.queue_timeouts.inc(),
             GaveUpCount::OutOfResources => self.out_of_resources.inc(),
         }
-    }
-
-    pub fn snapshot(&self) -> UpstreamCounts {
-        UpstreamCounts {
-            responses: self.responses.snapshot(),
-            latency: self.latency.snapshot(),
-            in_flight: self.in_flight.get(),
-            retries: self.retries.get(),
-            budget_rejections: self.budget_rejections.get(),
-            no_usable_backend: self.no_usable_backend.get(),
-            queue_timeouts: self.queue_timeouts.get(),
-            out_of_resources: self.out_of_resources.get(),
-        }
-    }
-}
-
-/// One backend of one group on one worker.
-#[derive(Debug)]
-pub struct BackendStats {
-    responses: ClassCounters,
-    failed_attempts: Counter,
-    connect_errors: Counter,
-    protocol_errors: Counter,
-    ejections: Counter,
-    pool_hits: Counter,
-    pool_misses: Counter,
-    connections: Counter,
-    open_connections: Gauge,
-    bytes_sent: Counter,
-    bytes_received: Counter,
-    latency: LatencyCounters,
-    /// This second's latencies, for percentiles; rolled over by [`BackendStats::roll_second`].
-    recent: RefCell<Histogram<u32>>,
-    /// The last whole second's, as published.
-    last_second: RefCell<Option<Arc<Histogram<u32>>>>,
-}
-
-impl Default for BackendStats {
-    fn default() -> Self {
-        Self {
-            responses: ClassCounters::default(),
-            failed_attempts: Counter::default(),
-            connect_errors: Counter::default(),
-            protocol_errors: Counter::default(),
-            ejections: Counter::default(),
-            pool_hits: Counter::default(),
-            pool_misses: Counter::default(),
-            connections: Counter::default(),
-            open_connections: Gauge::default(),
-            bytes_sent: Counter::default(),
-            bytes_received: Counter::default(),
-            latency: LatencyCounters::default(),
-            recent: RefCell::new(latency_histogram()),
-            last_second: RefCell::new(None),
-        }
-    }
-}
-
-/// A published [`BackendStats`] (without the percentile histogram).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BackendCounts {
-    /// Responses this backend gave, by status class.
-    pub responses: ClassCounts,
-    /// Tries that got no complete response: connect errors, timeouts, lost connections, invalid
-    /// responses.
-    pub failed_attempts: u64,
-    pub connect_errors: u64,
-    /// Times it broke HTTP/1.1 framing: an invalid response, bytes past the end of a response,
-    /// or bytes sent on an idle keep-alive connection. The connection was closed each time.
-    pub protocol_errors: u64,
-    /// Times outlier detection ejected it.
-    pub ejections: u64,
-    /// Requests that found an idle keep-alive connection in the pool, and those that connected.
-    pub pool_hits: u64,
-    pub pool_misses: u64,
-    /// TCP (L4) connections relayed to it, and those open now.
-    pub connections: u64,
-    pub open_connections: u64,
-    /// Request bytes sent to it (heads as the proxy wrote them, and bodies).
-    pub bytes_sent: u64,
-    /// Response bytes from it, as relayed to clients.
-    pub bytes_received: u64,
-    pub latency: Latency,
-}
-
-impl BackendCounts {
-    pub fn merge(&mut self, other: &BackendCounts) {
-        self.responses.merge(&other.responses);
-        self.failed_attempts += other.failed_attempts;
-        self.connect_errors += other.connect_errors;
-        self.protocol_errors += other.protocol_errors;
-        self.ejections += other.ejections;
-        self.pool_hits += other.pool_hits;
-        self.pool_misses += other.pool_misses;
-        self.connections += other.connections;
-        self.open_connections += other.open_connections;
-        self.bytes_sent += other.bytes_sent;
-        self.bytes_received += other.bytes_received;
-        self.latency.merge(&other.latency);
     }
 }
 
@@ -391,23 +230,6 @@ impl BackendStats {
     #[inline]
     pub fn add_received(&self, bytes: u64) {
         self.bytes_received.add(bytes);
-    }
-
-    pub fn snapshot(&self) -> BackendCounts {
-        BackendCounts {
-            responses: self.responses.snapshot(),
-            failed_attempts: self.failed_attempts.get(),
-            connect_errors: self.connect_errors.get(),
-            protocol_errors: self.protocol_errors.get(),
-            ejections: self.ejections.get(),
-            pool_hits: self.pool_hits.get(),
-            pool_misses: self.pool_misses.get(),
-            connections: self.connections.get(),
-            open_connections: self.open_connections.get(),
-            bytes_sent: self.bytes_sent.get(),
-            bytes_received: self.bytes_received.get(),
-            latency: self.latency.snapshot(),
-        }
     }
 
     /// Ends the current second: its latencies become [`BackendStats::last_second`] (none when

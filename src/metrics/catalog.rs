@@ -1,0 +1,198 @@
+//! Every metric of listeners, upstream groups and backends, declared once: dashboards, alerts
+//! and code have this one place to look.
+//!
+//! Each scope's metrics are one macro below, `listener_metrics!`, `upstream_metrics!` and
+//! `backend_metrics!`, listing an entry per metric family in exposition order: its doc comment
+//! is the Prometheus HELP text, then its name in code, its type, its Prometheus name and, if it
+//! has one, its JSON API field. The macro hands its entries to the macro it is given (an
+//! "x-macro"), and two read them:
+//! - [`super::stats`] makes the worker-local statistics structs of them (`metrics_structs!`:
+//!   [`ListenerStats`], [`UpstreamStats`], [`BackendStats`], `Cell`s only) and their published
+//!   counterparts ([`ListenerCounts`], …) with `snapshot` and `merge`;
+//! - [`super::tables`] makes the family tables (`metrics_table!`: [`LISTENERS`], [`UPSTREAMS`],
+//!   [`BACKENDS`]) that `/metrics` (`admin/prometheus.rs`) and the JSON API (`admin/api.rs`,
+//!   which the dashboard reads) are rendered from, in entry order.
+//!
+//! Flow: a worker increments the cells on the request path (methods in [`super::stats`]); its
+//! tick publishes `snapshot()`s ([`super::snapshot`]); the control side sums them with `merge`
+//! into aggregate rows ([`super::aggregate`]) and renders the tables over those rows.
+//!
+//! Two kinds of entries:
+//! - `count NAME: CELL = "lbproxy_…"[, json "FIELD"];` — counted by the workers in a `CELL`
+//!   (`Counter` counts up, `Gauge` goes up and down — both are summed over the workers —,
+//!   `ClassCounters` by status class, `LatencyCounters` a latency histogram), read from the
+//!   aggregate row's `counts.NAME`; without `json` it is not in the JSON API.
+//! - `show NAME: Gauge = "lbproxy_…", from |row| VALUE;` — worked out on the control side from
+//!   the aggregate row (a state, a weight, what the pool holds): a family only. Its closure is
+//!   compiled in [`super::tables`], over the row type of the table.
+//!
+//! # Adding a counter
+//!
+//! One entry in the scope's list, e.g. for backends:
+//!
+//! ```text
+//! /// Times the backend did X (the HELP text: one paragraph).
+//! count x_events: Counter = "lbproxy_backend_x_events_total", json "x_events_total";
+//! ```
+//!
+//! then the line that counts it: a method in [`super::stats`] (`self.x_events.inc()`) called
+//! where it happens. `/metrics`, `GET /api/status` and `GET /api/backends` show it from then
+//! on. The monitoring README's table (`packaging/monitoring/README.md`) must list the new
+//! family: `tests/monitoring.rs` checks that it does.
+//!
+//! [`ListenerStats`]: super::stats::ListenerStats
+//! [`UpstreamStats`]: super::stats::UpstreamStats
+//! [`BackendStats`]: super::stats::BackendStats
+//! [`ListenerCounts`]: super::stats::ListenerCounts
+//! [`LISTENERS`]: super::tables::LISTENERS
+//! [`UPSTREAMS`]: super::tables::UPSTREAMS
+//! [`BACKENDS`]: super::tables::BACKENDS
+
+/// Every listener metric, in exposition order: `listener_metrics!(then! { HEAD })` is
+/// `then! { HEAD ENTRIES }`.
+macro_rules! listener_metrics {
+    ($then:ident! { $($head:tt)* }) => {
+        $then! {
+            $($head)*
+
+            /// Client connections accepted.
+            count accepted: Counter = "lbproxy_listener_connections_total",
+                json "connections_total";
+            /// Client connections open now.
+            count open: Gauge = "lbproxy_listener_open_connections", json "open_connections";
+            /// Requests answered, by status class (code="none": no response was sent).
+            count responses: ClassCounters = "lbproxy_listener_requests_total",
+                json "requests_total";
+            /// Bytes received from clients (request heads and bodies).
+            count bytes_received: Counter = "lbproxy_listener_received_bytes_total",
+                json "received_bytes";
+            /// Bytes sent to clients.
+            count bytes_sent: Counter = "lbproxy_listener_sent_bytes_total", json "sent_bytes";
+            /// Client connections reset because the client did not take a response buffer
+            /// (64 KiB) within timeouts.client_idle: it stopped reading, or reads too slowly.
+            count slow_readers_reset: Counter = "lbproxy_listener_slow_readers_reset_total",
+                json "slow_readers_reset";
+        }
+    };
+}
+
+/// Every upstream group metric, in exposition order (see [`listener_metrics!`]).
+macro_rules! upstream_metrics {
+    ($then:ident! { $($head:tt)* }) => {
+        $then! {
+            $($head)*
+
+            /// Requests routed to the group, by the status class of the final response (the
+            /// backend's or the proxy's own).
+            count responses: ClassCounters = "lbproxy_upstream_requests_total",
+                json "requests_total";
+            /// Requests of the group not finished yet.
+            count in_flight: Gauge = "lbproxy_upstream_in_flight_requests", json "in_flight";
+            /// Attempts after the first (to the next backend, or the same one on a fresh
+            /// connection).
+            count retries: Counter = "lbproxy_upstream_retries_total", json "retries_total";
+            /// Retries refused because the group's retry budget was spent (the request failed
+            /// fast).
+            count budget_rejections: Counter = "lbproxy_upstream_retry_budget_rejections_total",
+                json "retry_budget_rejections_total";
+            /// Requests answered 503 because no backend of the group was usable.
+            count no_usable_backend: Counter = "lbproxy_upstream_no_usable_backend_total",
+                json "no_usable_backend_total";
+            /// Requests answered 503 after waiting queue_timeout for a backend under its
+            /// max_connections.
+            count queue_timeouts: Counter = "lbproxy_upstream_queue_timeouts_total",
+                json "queue_timeouts_total";
+            /// Requests answered 503 (connections closed) because the proxy ran out of file
+            /// descriptors connecting to a backend.
+            count out_of_resources: Counter = "lbproxy_upstream_out_of_resources_total",
+                json "out_of_resources_total";
+            /// Time from the complete request head to the end of the response, for every
+            /// request of the group.
+            count latency: LatencyCounters = "lbproxy_upstream_request_duration_seconds";
+        }
+    };
+}
+
+/// Every backend metric, in exposition order (see [`listener_metrics!`]).
+macro_rules! backend_metrics {
+    ($then:ident! { $($head:tt)* }) => {
+        $then! {
+            $($head)*
+
+            /// Responses the backend gave, by status class.
+            count responses: ClassCounters = "lbproxy_backend_requests_total",
+                json "requests_total";
+            /// Tries that got no complete response: connect errors, timeouts, lost
+            /// connections, invalid responses.
+            count failed_attempts: Counter = "lbproxy_backend_failed_attempts_total",
+                json "failed_attempts_total";
+            /// Connections to the backend that failed (refused, timed out, TLS handshake
+            /// failed).
+            count connect_errors: Counter = "lbproxy_backend_connect_errors_total",
+                json "connect_errors_total";
+            /// Times the backend broke HTTP/1.1 framing: an invalid response, bytes past the
+            /// end of a response, or bytes sent on an idle keep-alive connection (each closed
+            /// the connection, and no client saw those bytes).
+            count protocol_errors: Counter = "lbproxy_backend_protocol_errors_total",
+                json "protocol_errors_total";
+            /// Times outlier detection ejected the backend (summed over workers).
+            count ejections: Counter = "lbproxy_backend_ejections_total",
+                json "ejections_total";
+            /// Requests sent on an idle keep-alive connection from the pool.
+            count pool_hits: Counter = "lbproxy_backend_pool_hits_total",
+                json "pool_hits_total";
+            /// Requests that found no idle connection in the pool and connected.
+            count pool_misses: Counter = "lbproxy_backend_pool_misses_total",
+                json "pool_misses_total";
+            /// Idle keep-alive connections to the backend in the pools.
+            show idle_connections: Gauge = "lbproxy_backend_idle_connections",
+                from |b| Value::Number(b.idle_connections);
+            /// Requests in flight to the backend.
+            show in_flight: Gauge = "lbproxy_backend_in_flight_requests",
+                from |b| Value::Number(b.in_flight);
+            /// Request bytes sent to the backend (heads as the proxy wrote them, and bodies).
+            count bytes_sent: Counter = "lbproxy_backend_sent_bytes_total";
+            /// Response bytes from the backend, as relayed to clients.
+            count bytes_received: Counter = "lbproxy_backend_received_bytes_total";
+            /// TCP (L4) connections relayed to the backend.
+            count connections: Counter = "lbproxy_backend_connections_total",
+                json "connections_total";
+            /// TCP (L4) connections to the backend open now.
+            count open_connections: Gauge = "lbproxy_backend_open_connections",
+                json "open_connections";
+            /// 1 while the active health checks pass (or none are configured), else 0.
+            show healthy: Gauge = "lbproxy_backend_healthy",
+                from |b| Value::Number(u64::from(b.healthy));
+            /// 1 when the backend takes requests (up or in slow start) on every worker, else 0.
+            show up: Gauge = "lbproxy_backend_up", from |b| Value::Number(u64::from(b.is_up()));
+            /// The weight in force (a runtime override from the admin API, else the configured
+            /// one).
+            show weight: Gauge = "lbproxy_backend_weight",
+                from |b| Value::Number(u64::from(b.weight));
+            /// Workers on which the backend is in this state (up, slow-start, half-open,
+            /// ejected, down, draining, retired).
+            show state: Gauge = "lbproxy_backend_state", from |b| Value::Labelled {
+                label: "state",
+                samples: BackendState::ALL
+                    .iter()
+                    .map(|s| (s.as_str(), u64::from(b.workers_in(*s))))
+                    .collect(),
+            };
+            /// Workers on which the backend's circuit breaker is in this state (closed, open,
+            /// half-open).
+            show circuit: Gauge = "lbproxy_backend_circuit", from |b| Value::Labelled {
+                label: "state",
+                samples: CircuitState::ALL
+                    .iter()
+                    .zip(b.circuits)
+                    .map(|(c, n)| (c.as_str(), u64::from(n)))
+                    .collect(),
+            };
+            /// Time from the complete request head to the end of the response, for responses
+            /// the backend gave.
+            count latency: LatencyCounters = "lbproxy_backend_request_duration_seconds";
+        }
+    };
+}
+
+pub(crate) use {backend_metrics, listener_metrics, upstream_metrics};
