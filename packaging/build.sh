@@ -11,7 +11,8 @@
 # api.target) with its manual page and completions: what the default configuration's backends
 # are, kept out of the production package.
 #
-# 1. `cargo build --release` (lto = fat), then every file the packages hold is staged under
+# 1. `cargo build --release` (lto = fat; both packages of the workspace: lbproxy and
+#    demo-api/), then every file the packages hold is staged under
 #    target/packages/stage/lbproxy/ and target/packages/stage/lbproxy-demo/: stripped binaries,
 #    the units of systemd/ (user units with /usr/bin in place of ~/.cargo/bin), manual pages and
 #    completions (`lbproxy generate`), docs, examples and packaging/monitoring/ when present.
@@ -38,7 +39,7 @@ for tool in strip gzip; do
 done
 
 echo "== cargo build --release"
-cargo build --release --locked --bins
+cargo build --release --locked --workspace --bins
 
 # Same input, same packages: file dates (cargo-deb, the man pages) come from the last commit.
 # (Set after the build: build scripts rerun when it changes.)

@@ -278,8 +278,8 @@ fn install(args: &InstallArgs) -> anyhow::Result<()> {
     } else {
         println!(
             "lbproxy-demo-api is not in {}: its units (api@.service, api.target) were not \
-             installed (install the lbproxy-demo package, or `cargo install --locked --path .` \
-             from a clone, to have them)",
+             installed (install the lbproxy-demo package, or `cargo install --locked --path \
+             demo-api` from a clone, to have them)",
             installed.bin_dir.display()
         );
         println!(

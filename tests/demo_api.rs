@@ -7,6 +7,8 @@
 //! [`DemoApi`] guard kills the process when a test ends, failed or not, and prints its log on
 //! failure.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
@@ -49,7 +51,7 @@ impl DemoApi {
     /// [`DemoApi::start`] with extra environment variables (`NOTIFY_SOCKET` is only ever set
     /// from here, never inherited).
     fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> DemoApi {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lbproxy-demo-api"))
+        let mut child = Command::new(common::demo::demo_api_binary())
             .args([
                 "--listen",
                 "127.0.0.1:0",

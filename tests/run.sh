@@ -124,7 +124,7 @@ if [ "$stage" != packaging ]; then
     echo "== cargo fmt --check"
     cargo fmt --all -- --check
     echo "== cargo clippy -D warnings"
-    cargo clippy --all-targets --locked -- -D warnings
+    cargo clippy --workspace --all-targets --locked -- -D warnings
     echo "== module layering: tools/layers.py (no module imports a higher layer, no cycles)"
     python3 tools/layers.py
     echo "== fuzz smoke: fuzz/run.sh --seconds 5 --seeds-only --smoke-build (every fuzz target, from its seeds)"
@@ -132,7 +132,11 @@ if [ "$stage" != packaging ]; then
     echo "== bench smoke: bench/run.sh --quick (the benchmark harness end to end; asserts no speed)"
     BENCH_PORT_BASE=27000 bench/run.sh --quick
     echo "== tests"
-    cargo nextest run --all-targets --locked --profile ci
+    # The integration tests run target/debug/lbproxy-demo-api next to their lbproxy: it is the
+    # demo-api package's binary, which cargo builds for that package's own tests only (the demo's
+    # unit tests run below as a workspace member's; lbproxy's tests only find the binary).
+    cargo build --locked --bin lbproxy-demo-api
+    cargo nextest run --workspace --all-targets --locked --profile ci
     # Two minutes of mixed traffic through reloads, kill -9, rolling restarts and slow clients,
     # on the debug binaries the tests just built (a release build would add minutes); PASS needs
     # no failure outside the injected faults and flat RSS, descriptors and pooled connections.

@@ -336,11 +336,8 @@ fn your_own_api_runs_through_the_documented_drop_in() {
     let my_api = "/usr/local/bin/my-api --port ";
     assert!(example.contains(my_api), "{example}");
     let demo = format!(
-        "{}/lbproxy-demo-api --listen 127.0.0.1:",
-        std::path::Path::new(env!("CARGO_BIN_EXE_lbproxy"))
-            .parent()
-            .unwrap()
-            .display()
+        "{} --listen 127.0.0.1:",
+        common::demo::demo_api_binary().display()
     );
     sandbox.drop_in(
         "api@.service",

@@ -364,10 +364,7 @@ fn an_instance_that_does_not_come_back_stops_the_rollout_drained_with_the_undo_c
     wait_until_all_probed_up(&sandbox);
     // From its next start on, instance 2 listens on the wrong port: systemd sees it start, the
     // proxy's probes of 127.0.0.1:8002 never pass.
-    let demo = std::path::Path::new(env!("CARGO_BIN_EXE_lbproxy"))
-        .with_file_name("lbproxy-demo-api")
-        .display()
-        .to_string();
+    let demo = common::demo::demo_api_binary().display().to_string();
     sandbox.drop_in(
         "api@2.service",
         "wrong-port.conf",

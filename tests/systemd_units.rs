@@ -6,6 +6,8 @@
 //! the system units with `/usr/bin/` pointing at this build, the user units as written by
 //! `lbproxy systemd install --user` into a private HOME.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -20,8 +22,9 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Where lbproxy and lbproxy-demo-api of this build are (`verify` checks api@.service's binary).
 fn bin_dir() -> String {
-    Path::new(env!("CARGO_BIN_EXE_lbproxy"))
+    common::demo::demo_api_binary()
         .parent()
         .unwrap()
         .display()
@@ -68,6 +71,8 @@ fn user_units_as_installed_verify_clean() {
     let home = tempfile::tempdir().unwrap();
     let runtime = home.path().join("runtime");
     std::fs::create_dir(&runtime).unwrap();
+    // It writes api@.service only when lbproxy-demo-api is next to it.
+    common::demo::demo_api_binary();
     let install = run(Command::new(env!("CARGO_BIN_EXE_lbproxy"))
         .args(["systemd", "install", "--user"])
         .env("HOME", home.path())

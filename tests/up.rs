@@ -69,8 +69,7 @@ fn start_up(dir: &tempfile::TempDir) -> (Up, SocketAddr, SocketAddr, SocketAddr)
         ),
     )
     .unwrap();
-    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_lbproxy"))
-        .args(["up", "-c"])
+    let mut up = Up(lbproxy_up()
         .arg(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -157,6 +156,15 @@ fn instances_do_not_outlive_a_killed_up() {
     );
 }
 
+/// `lbproxy up -c …`, once the demo API it runs by default is known to be built (under cargo,
+/// `lbproxy up` would build a missing one itself, slowly and silently within a test's deadline).
+fn lbproxy_up() -> Command {
+    common::demo::demo_api_binary();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lbproxy"));
+    command.args(["up", "-c"]);
+    command
+}
+
 /// An exited child not yet reaped by its (now gone) parent counts as gone.
 fn zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| stat.contains(") Z "))
@@ -165,8 +173,7 @@ fn zombie(pid: u32) -> bool {
 /// Runs `lbproxy up -c path ARGS` and returns it with its banner, once printed (up to the
 /// `try curl` line, the last).
 fn launch(path: &std::path::Path, args: &[&str]) -> (Up, Vec<String>) {
-    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_lbproxy"))
-        .args(["up", "-c"])
+    let mut up = Up(lbproxy_up()
         .arg(path)
         .args(args)
         .stdout(Stdio::piped())
@@ -292,8 +299,7 @@ fn a_busy_proxy_port_fails_up_before_any_instance_starts() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_lbproxy"))
-        .args(["up", "-c"])
+    let output = lbproxy_up()
         .arg(&path)
         .env("LBPROXY_LOG", "info")
         .stdin(Stdio::null())

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 /// The demo API's command-line definition, shared with its binary so its manual page and
 /// completions describe exactly the flags it parses.
 #[allow(dead_code)] // the binary uses the helpers; here only the clap definition is needed
-#[path = "../bin/lbproxy-demo-api/cli.rs"]
+#[path = "../../demo-api/src/cli.rs"]
 mod demo_api_cli;
 
 #[derive(Debug, Clone, Args)]

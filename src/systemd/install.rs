@@ -101,8 +101,9 @@ pub fn install_user(dirs: &UserDirs, bin_dir: &Path) -> anyhow::Result<Installed
     let proxy = bin_dir.join(PROXY_BINARY);
     anyhow::ensure!(
         proxy.is_file(),
-        "{} is missing; the units run it from there. Install it first (`cargo install --locked \
-         --path .` puts lbproxy and lbproxy-demo-api in ~/.cargo/bin), or pass --bin-dir",
+        "{} is missing; the units run it from there. Install it first (from a clone, `cargo \
+         install --locked --path .` puts lbproxy in ~/.cargo/bin and `cargo install --locked \
+         --path demo-api` lbproxy-demo-api), or pass --bin-dir",
         proxy.display()
     );
     let demo = bin_dir.join(DEMO_BINARY).is_file();

@@ -16,7 +16,8 @@ pub fn demo_api_binary() -> anyhow::Result<PathBuf> {
     if sibling.is_file() {
         return Ok(sibling);
     }
-    // `cargo run` sets CARGO; building into the same target directory puts the binary beside us.
+    // `cargo run` sets CARGO; building into the same target directory puts the binary beside us
+    // (the demo is a package of its own, demo-api/, in the same workspace).
     if let Ok(cargo) = std::env::var("CARGO") {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         if manifest.is_file() {
@@ -24,7 +25,14 @@ pub fn demo_api_binary() -> anyhow::Result<PathBuf> {
             eprintln!("lbproxy up: building {DEMO_API} (first run)…");
             let mut build = Command::new(cargo);
             build
-                .args(["build", "--bin", DEMO_API, "--manifest-path"])
+                .args([
+                    "build",
+                    "--package",
+                    DEMO_API,
+                    "--bin",
+                    DEMO_API,
+                    "--manifest-path",
+                ])
                 .arg(&manifest);
             if release {
                 build.arg("--release");

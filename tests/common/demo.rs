@@ -2,7 +2,54 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::SystemTime;
+
+/// The `lbproxy-demo-api` binary of this build: next to the `lbproxy` binary under test
+/// (`target/<profile>/`), where `lbproxy up` and `lbproxy systemd install` look for it too.
+///
+/// The demo API is a package of its own (demo-api/, a workspace member), and cargo builds a
+/// package's binaries for that package's integration tests only: it sets no
+/// `CARGO_BIN_EXE_lbproxy-demo-api` here and does not build the binary for these tests, whatever
+/// the default members. `cargo build --bin lbproxy-demo-api` does (tests/run.sh runs it before
+/// the tests). Panics naming that step when the binary is missing, or older than a source file
+/// of demo-api/src (a test would otherwise run the demo as it was before the edit).
+pub fn demo_api_binary() -> PathBuf {
+    const BUILD: &str = "cargo build --bin lbproxy-demo-api (with --release for release tests)";
+    let demo = Path::new(env!("CARGO_BIN_EXE_lbproxy")).with_file_name("lbproxy-demo-api");
+    let built = std::fs::metadata(&demo)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: the demo API is a package of its own (demo-api/) that cargo \
+                 does not build for lbproxy's tests; build it first: {BUILD}",
+                demo.display()
+            )
+        });
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("demo-api/src");
+    if let Some(newer) = newer_than(&sources, built) {
+        panic!(
+            "{} is older than {}: rebuild it first: {BUILD}",
+            demo.display(),
+            newer.display()
+        );
+    }
+    demo
+}
+
+/// A file under `dir` modified after `time`, if any.
+fn newer_than(dir: &Path, time: SystemTime) -> Option<PathBuf> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            newer_than(&path, time)
+        } else {
+            let modified = entry.metadata().and_then(|m| m.modified()).ok()?;
+            (modified > time).then_some(path)
+        }
+    })
+}
 
 pub struct DemoApi {
     pub child: Child,
@@ -27,7 +74,7 @@ impl DemoApi {
     }
 
     fn spawn(instance: u32, listen: &str, args: &[&str]) -> DemoApi {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lbproxy-demo-api"))
+        let mut child = Command::new(demo_api_binary())
             .args([
                 "--instance",
                 &instance.to_string(),

@@ -75,6 +75,8 @@ impl Sandbox {
             home,
             _dir: dir,
         };
+        // Installs the demo's units (api@.service, api.target) only if lbproxy-demo-api is there.
+        super::demo::demo_api_binary();
         let install = sandbox.run(
             env!("CARGO_BIN_EXE_lbproxy"),
             &["systemd", "install", "--user"],
