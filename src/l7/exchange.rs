@@ -452,3 +452,240 @@ async fn exchange(
         _ => CLIENT_GONE,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The HTTP leg's decisions on scripted streams: a request as the session prepares it, a real
+    //! client socket, and backends from [`crate::upstream::testing`] that answer, close or reset
+    //! as told; on both io drivers.
+    use super::*;
+    use crate::l7::session::testing::{client_pair, pending};
+    use crate::upstream::failover::GaveUp;
+    use crate::upstream::outlier::Attempt;
+    use crate::upstream::testing::{
+        backends, config, generation, on_both_drivers, refusing, ScriptedBackend, Step, OK,
+    };
+    use std::io::Read;
+    use std::net::{Shutdown, SocketAddr};
+
+    const GET: &str = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    /// Not idempotent: never sent twice once it may have arrived.
+    const POST: &str = "POST / HTTP/1.1\r\nHost: a\r\n\r\n";
+    const NO_RETRIES: &str =
+        "[upstream.api.retry]\nmax_retries = 0\nbudget_percent = 0\nbudget_min_per_second = 0\n";
+
+    /// What one forwarded request left behind.
+    #[derive(Debug)]
+    struct Forwarded {
+        status: u16,
+        gave_up: Option<GaveUp>,
+        attempts: u32,
+        /// What the client received.
+        response: String,
+    }
+
+    fn context(addresses: &[SocketAddr], extra: &str) -> WorkerContext {
+        let group = format!("[upstream.api]\n{}{extra}", backends(addresses));
+        WorkerContext::new(0, generation("http", &group))
+    }
+
+    /// Forwards `head` from a fresh client that sends nothing more.
+    async fn forward_one(ctx: &WorkerContext, head: &str) -> Forwarded {
+        let (mut client, mut peer) = client_pair();
+        peer.shutdown(Shutdown::Write).unwrap();
+        let mut request = pending(ctx, head.as_bytes(), client.peer);
+        let record = RequestRecord::new(Instant::now());
+        forward_with_failover(ctx, &mut client, &mut request, &record).await;
+        drop(client);
+        let mut response = String::new();
+        peer.read_to_string(&mut response).unwrap();
+        Forwarded {
+            status: record.status.get(),
+            gave_up: record.gave_up.get(),
+            attempts: record.attempts.get(),
+            response,
+        }
+    }
+
+    fn backend(ctx: &WorkerContext, index: usize) -> std::rc::Rc<Backend> {
+        ctx.generation().upstreams[0].backends[index].clone()
+    }
+
+    #[test]
+    fn a_refused_backend_is_skipped_for_any_method_without_counting() {
+        on_both_drivers(|| async {
+            let ok = ScriptedBackend::start(vec![vec![Step::Answer(OK)]]);
+            let ctx = context(&[refusing(), ok.address], NO_RETRIES);
+            let forwarded = forward_one(&ctx, POST).await;
+            assert_eq!((forwarded.status, forwarded.gave_up), (200, None));
+            assert_eq!(forwarded.attempts, 2);
+            assert!(forwarded.response.starts_with("HTTP/1.1 200 OK"));
+            assert_eq!(backend(&ctx, 0).stats.snapshot().connect_errors, 1);
+        });
+    }
+
+    #[test]
+    fn a_reset_after_the_head_on_a_reused_connection_goes_again_fresh_when_idempotent() {
+        on_both_drivers(|| async {
+            let scripted = ScriptedBackend::start(vec![
+                vec![Step::Answer(OK), Step::ResetAfterHead],
+                vec![Step::Answer(OK)],
+            ]);
+            let ctx = context(&[scripted.address], NO_RETRIES);
+            assert_eq!(forward_one(&ctx, GET).await.status, 200);
+            assert_eq!(backend(&ctx, 0).pool.idle_count(), 1);
+
+            let forwarded = forward_one(&ctx, GET).await;
+            assert_eq!((forwarded.status, forwarded.gave_up), (200, None));
+            assert_eq!(
+                forwarded.attempts, 2,
+                "the same backend, on a fresh connection"
+            );
+            assert_eq!(scripted.connections(), 2);
+            let stats = backend(&ctx, 0).stats.snapshot();
+            assert_eq!(
+                stats.failed_attempts, 0,
+                "a stale connection is not held against it"
+            );
+            assert_eq!((stats.pool_hits, stats.pool_misses), (1, 1));
+        });
+    }
+
+    #[test]
+    fn a_reset_after_the_head_on_a_reused_connection_is_a_502_for_a_post() {
+        on_both_drivers(|| async {
+            let scripted = ScriptedBackend::start(vec![
+                vec![Step::Answer(OK), Step::ResetAfterHead],
+                vec![Step::Answer(OK)],
+            ]);
+            let ctx = context(&[scripted.address], "");
+            assert_eq!(forward_one(&ctx, GET).await.status, 200);
+
+            let forwarded = forward_one(&ctx, POST).await;
+            assert_eq!(forwarded.status, 502);
+            assert_eq!(forwarded.gave_up, Some(GaveUp::NotRetryable));
+            assert_eq!(forwarded.attempts, 1);
+            assert!(
+                forwarded.response.starts_with("HTTP/1.1 502 Bad Gateway"),
+                "{}",
+                forwarded.response
+            );
+            assert_eq!(
+                scripted.connections(),
+                1,
+                "the backend may have acted on it"
+            );
+            assert_eq!(scripted.requests(), 2);
+        });
+    }
+
+    #[test]
+    fn every_backend_failing_is_a_502_that_says_so() {
+        on_both_drivers(|| async {
+            let ctx = context(&[refusing(), refusing()], "");
+            let forwarded = forward_one(&ctx, GET).await;
+            assert_eq!(forwarded.status, 502);
+            assert_eq!(forwarded.gave_up, Some(GaveUp::AllTried));
+            assert!(
+                forwarded.response.contains(
+                    "upstream \"api\": all 2 backends failed; the last one refused the connection"
+                ),
+                "{}",
+                forwarded.response
+            );
+        });
+    }
+
+    #[test]
+    fn a_spent_retry_budget_answers_with_the_first_failure() {
+        on_both_drivers(|| async {
+            let closing = ScriptedBackend::start(vec![vec![Step::CloseAfterHead]]);
+            let ok = ScriptedBackend::start(vec![vec![Step::Answer(OK)]]);
+            let spent = "[upstream.api.retry]\nbudget_percent = 0\nbudget_min_per_second = 0\n";
+            let ctx = context(&[closing.address, ok.address], spent);
+            let forwarded = forward_one(&ctx, GET).await;
+            assert_eq!(forwarded.status, 502);
+            assert_eq!(forwarded.gave_up, Some(GaveUp::RetryBudget));
+            assert!(forwarded
+                .response
+                .contains("not retried: the retry budget is exhausted"));
+            assert_eq!(ok.connections(), 0);
+        });
+    }
+
+    #[test]
+    fn a_group_at_its_limit_answers_503_after_the_queue_timeout() {
+        on_both_drivers(|| async {
+            let ok = ScriptedBackend::start(vec![vec![Step::Answer(OK)]]);
+            let ctx = context(
+                &[ok.address],
+                "max_connections = 1\nqueue_timeout = \"50ms\"\n",
+            );
+            let generation = ctx.generation();
+            let busy = Attempt::begin(&generation.upstreams[0], 0);
+            let forwarded = forward_one(&ctx, GET).await;
+            assert_eq!(forwarded.status, 503);
+            assert_eq!(forwarded.gave_up, Some(GaveUp::QueueTimeout));
+            assert_eq!(forwarded.attempts, 0);
+            drop(busy);
+            assert_eq!(forward_one(&ctx, GET).await.status, 200);
+        });
+    }
+
+    #[test]
+    fn a_clean_exchange_pools_its_connection_for_the_next_request() {
+        on_both_drivers(|| async {
+            let scripted = ScriptedBackend::start(vec![vec![Step::Answer(OK), Step::Answer(OK)]]);
+            let ctx = context(&[scripted.address], "");
+            assert_eq!(forward_one(&ctx, GET).await.status, 200);
+            assert_eq!(forward_one(&ctx, GET).await.status, 200);
+            assert_eq!(scripted.connections(), 1);
+            assert_eq!(backend(&ctx, 0).pool.idle_count(), 1);
+        });
+    }
+
+    #[test]
+    fn a_response_with_bytes_past_its_end_or_that_closes_is_not_pooled() {
+        on_both_drivers(|| async {
+            let overrun: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSTRAY";
+            let closes: &[u8] =
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+            for (answer, protocol_errors) in [(overrun, 1), (closes, 0)] {
+                let scripted = ScriptedBackend::start(vec![vec![Step::Answer(answer)]]);
+                let ctx = context(&[scripted.address], "");
+                let forwarded = forward_one(&ctx, GET).await;
+                assert_eq!(forwarded.status, 200);
+                assert!(
+                    forwarded.response.ends_with("\r\n\r\nok"),
+                    "{}",
+                    forwarded.response
+                );
+                let backend = backend(&ctx, 0);
+                assert_eq!(backend.pool.idle_count(), 0);
+                assert_eq!(backend.stats.snapshot().protocol_errors, protocol_errors);
+            }
+        });
+    }
+
+    #[test]
+    fn a_retired_backends_connection_is_closed_not_pooled() {
+        on_both_drivers(|| async {
+            let scripted = ScriptedBackend::start(vec![vec![Step::Answer(OK)]]);
+            let ctx = context(&[scripted.address], "");
+            let (mut client, peer) = client_pair();
+            peer.shutdown(Shutdown::Write).unwrap();
+            // The request starts on the first generation; a reload then drops its backend.
+            let mut request = pending(&ctx, GET.as_bytes(), client.peer);
+            let first = ctx.generation();
+            let other = format!("[upstream.api]\n{}", backends(&[refusing()]));
+            ctx.commit(first.next(config("http", &other), 0));
+            let retired = &first.upstreams[0].backends[0];
+            assert!(retired.is_retired());
+
+            let record = RequestRecord::new(Instant::now());
+            forward_with_failover(&ctx, &mut client, &mut request, &record).await;
+            assert_eq!(record.status.get(), 200, "it finishes on its generation");
+            assert_eq!(retired.pool.idle_count(), 0);
+        });
+    }
+}

@@ -5,6 +5,7 @@
 
 use super::Generation;
 use crate::config::testing::valid;
+use crate::config::Config;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -29,19 +30,23 @@ pub fn on_both_drivers<F: Future<Output = ()>>(test: impl Fn() -> F) {
     }
 }
 
-/// A one-worker generation with `listener` (`"http"` or `"tcp"`) in front of group `api`, whose
-/// section (`[upstream.api]` and below) is `group`. Short timeouts, so a silent backend is quick
-/// to time out.
-pub fn generation(listener: &str, group: &str) -> Generation {
-    let config = valid(&format!(
+/// A one-worker configuration with `listener` (`"http"` or `"tcp"`) in front of group `api`,
+/// whose section (`[upstream.api]` and below) is `group`. Short timeouts, so a silent backend is
+/// quick to time out.
+pub fn config(listener: &str, group: &str) -> Arc<Config> {
+    Arc::new(valid(&format!(
         "[runtime]\nworkers = 1\n\
          [timeouts]\nupstream_connect = \"200ms\"\nupstream_response = \"300ms\"\n\
          client_idle = \"1s\"\n\
          [listener.front]\nprotocol = \"{listener}\"\naddress = \"127.0.0.1:0\"\n\
          upstream = \"api\"\n\
          {group}"
-    ));
-    Generation::first(Arc::new(config), 0)
+    )))
+}
+
+/// The first generation of [`config`].
+pub fn generation(listener: &str, group: &str) -> Generation {
+    Generation::first(config(listener, group), 0)
 }
 
 /// `backends = [...]` for a group section.
