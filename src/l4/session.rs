@@ -335,3 +335,119 @@ async fn relay(
     );
     relay::run(up, down, &progress, idle, fds).await
 }
+
+#[cfg(test)]
+mod tests {
+    //! The TCP leg's decisions on scripted streams: which backend a connection gets, or the word
+    //! its log line ends with, and the group counters that word adds to.
+    use super::*;
+    use crate::upstream::failover::GaveUp;
+    use crate::upstream::outlier::Attempt;
+    use crate::upstream::testing::{
+        backends, generation, on_both_drivers, refusing, ScriptedBackend, Step, Unaccepting,
+    };
+
+    const LIMIT: Duration = Duration::from_millis(200);
+    const NO_RETRIES: &str =
+        "[upstream.api.retry]\nmax_retries = 0\nbudget_percent = 0\nbudget_min_per_second = 0\n";
+
+    fn context(addresses: &[SocketAddr], extra: &str) -> WorkerContext {
+        let group = format!("[upstream.api]\n{}{extra}", backends(addresses));
+        WorkerContext::new(0, generation("tcp", &group))
+    }
+
+    /// Connects one client connection with failover and counts it as it ends: the backend's
+    /// index, if one took it, and the record.
+    async fn connect_one(ctx: &WorkerContext) -> (Option<usize>, ConnectionRecord) {
+        let generation = ctx.generation();
+        let group = &generation.upstreams[0];
+        let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut record = ConnectionRecord::new(Instant::now());
+        record.upstream = Some(0);
+        let served = connect_with_failover(ctx, group, client, LIMIT, &mut record).await;
+        let index = served.map(|served| served.index);
+        record.finish(ctx, client, &generation, 0);
+        (index, record)
+    }
+
+    #[test]
+    fn a_refused_backend_is_skipped_without_counting() {
+        on_both_drivers(|| async {
+            let open = ScriptedBackend::start(vec![vec![Step::Silent]]);
+            let ctx = context(&[refusing(), open.address], NO_RETRIES);
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!(index, Some(1));
+            assert_eq!(record.attempts, 2);
+            assert_eq!(record.backend, Some(open.address));
+            assert_eq!((record.end, record.gave_up), ("-", None));
+        });
+    }
+
+    #[test]
+    fn every_backend_refusing_ends_all_backends_failed() {
+        on_both_drivers(|| async {
+            let ctx = context(&[refusing(), refusing()], "");
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!(index, None);
+            assert_eq!(record.end, "all_backends_failed");
+            assert_eq!(record.gave_up, Some(GaveUp::AllTried));
+            assert_eq!(record.attempts, 2);
+        });
+    }
+
+    #[test]
+    fn with_no_usable_backend_it_ends_no_usable_backend_and_is_counted() {
+        on_both_drivers(|| async {
+            let open = ScriptedBackend::start(vec![vec![Step::Silent]]);
+            let ctx = context(&[open.address], "");
+            ctx.generation().upstreams[0].backends[0].override_drain(Some(true));
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!((index, record.end), (None, "no_usable_backend"));
+            assert_eq!((record.attempts, record.backend), (0, None));
+            let counts = ctx.generation().upstreams[0].state.stats.snapshot();
+            assert_eq!(counts.no_usable_backend, 1);
+        });
+    }
+
+    #[test]
+    fn a_connect_timeout_is_a_counted_retry_within_max_retries_and_the_budget() {
+        on_both_drivers(|| async {
+            let hanging = [Unaccepting::start(), Unaccepting::start()];
+            let open = ScriptedBackend::start(vec![vec![Step::Silent]]);
+            let addresses = [hanging[0].address, hanging[1].address, open.address];
+
+            let ctx = context(&addresses, "[upstream.api.retry]\nmax_retries = 1\n");
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!((index, record.end), (None, "max_retries"));
+            assert_eq!(record.attempts, 2);
+
+            let spent = "[upstream.api.retry]\nbudget_percent = 0\nbudget_min_per_second = 0\n";
+            let ctx = context(&addresses, spent);
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!((index, record.end), (None, "retry_budget_exhausted"));
+            assert_eq!(record.gave_up, Some(GaveUp::RetryBudget));
+            let counts = ctx.generation().upstreams[0].state.stats.snapshot();
+            assert_eq!(counts.budget_rejections, 1);
+            assert_eq!(open.connections(), 0);
+        });
+    }
+
+    #[test]
+    fn a_group_at_its_limit_ends_queue_timeout_and_is_counted() {
+        on_both_drivers(|| async {
+            let open = ScriptedBackend::start(vec![vec![Step::Silent]]);
+            let ctx = context(
+                &[open.address],
+                "max_connections = 1\nqueue_timeout = \"50ms\"\n",
+            );
+            let generation = ctx.generation();
+            let busy = Attempt::begin(&generation.upstreams[0], 0);
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!((index, record.end), (None, "queue_timeout"));
+            let counts = generation.upstreams[0].state.stats.snapshot();
+            assert_eq!(counts.queue_timeouts, 1);
+            drop(busy);
+            assert_eq!(connect_one(&ctx).await.0, Some(0));
+        });
+    }
+}
