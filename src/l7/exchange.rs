@@ -47,6 +47,7 @@ use crate::upstream::pool::UpstreamConn;
 use crate::upstream::UpstreamGroup;
 use monoio::io::AsyncWriteRentExt;
 use std::cell::Cell;
+use std::future::Future;
 use std::time::Instant;
 
 /// Forwards `request` and relays the response, then logs what happened. Returns whether the client
@@ -146,16 +147,21 @@ impl Leg for HttpLeg<'_> {
         pooled
     }
 
-    async fn connect(&mut self, backend: &Backend) -> Result<UpstreamConn, UpstreamFailure> {
+    // The futures themselves, not wrapped in one more `async` state machine each: every poll of
+    // the exchange passes through here.
+    fn connect(
+        &mut self,
+        backend: &Backend,
+    ) -> impl Future<Output = Result<UpstreamConn, UpstreamFailure>> {
         let limit = self.request.generation.config.timeouts.upstream_connect;
-        connect(backend.address, self.group.config.tls.as_ref(), limit).await
+        connect(backend.address, self.group.config.tls.as_ref(), limit)
     }
 
-    async fn exchange(
+    fn exchange(
         &mut self,
         backend: &Backend,
         conn: UpstreamConn,
-    ) -> Result<AttemptEnd, UpstreamFailure> {
+    ) -> impl Future<Output = Result<AttemptEnd, UpstreamFailure>> {
         exchange(
             self.ctx,
             self.client,
@@ -165,7 +171,6 @@ impl Leg for HttpLeg<'_> {
             conn,
             self.record,
         )
-        .await
     }
 
     fn replayable(&self) -> bool {
