@@ -95,7 +95,10 @@ impl GiveUp {
                 "upstream \"{}\": every usable backend has its max_connections ({}) {busy}; \
                  waited {:?} in the queue",
                 group.name,
-                group.config.max_connections.map_or(0, |max| max.get()),
+                group
+                    .config
+                    .max_connections
+                    .map_or(0, std::num::NonZero::get),
                 group.config.queue_timeout
             ),
             backend: None,
