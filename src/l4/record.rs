@@ -2,8 +2,8 @@
 //! ends: the worker's counters (listener, group, backend: see [`crate::metrics`]) and the access
 //! log line come from here.
 
-use crate::metrics::stats::GaveUpCount;
 use crate::runtime::context::WorkerContext;
+use crate::upstream::failover::GaveUp;
 use crate::upstream::Generation;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -31,6 +31,8 @@ pub struct ConnectionRecord {
     /// it never reached a backend (`no_route`, `no_usable_backend`, `all_backends_failed`,
     /// `queue_timeout`, …).
     pub end: &'static str,
+    /// Why it never reached a backend, when the failover gave up (`end` is its word).
+    pub gave_up: Option<GaveUp>,
 }
 
 impl ConnectionRecord {
@@ -45,6 +47,7 @@ impl ConnectionRecord {
             bytes_received: 0,
             bytes_sent: 0,
             end: "-",
+            gave_up: None,
         }
     }
 
@@ -64,12 +67,8 @@ impl ConnectionRecord {
         if let Some(group) = self.upstream.map(|index| &generation.upstreams[index]) {
             let group_stats = &group.state.stats;
             group_stats.add_retries(self.attempts.saturating_sub(1));
-            match self.end {
-                "retry_budget_exhausted" => group_stats.gave_up(GaveUpCount::RetryBudget),
-                "no_usable_backend" => group_stats.gave_up(GaveUpCount::NoUsableBackend),
-                "queue_timeout" => group_stats.gave_up(GaveUpCount::QueueTimeout),
-                "proxy_out_of_resources" => group_stats.gave_up(GaveUpCount::OutOfResources),
-                _ => {}
+            if let Some(counted) = self.gave_up.and_then(GaveUp::counted) {
+                group_stats.gave_up(counted);
             }
             if let Some(backend) = self.connected.map(|index| &group.backends[index]) {
                 backend.stats.connection_closed();

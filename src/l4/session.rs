@@ -6,12 +6,13 @@
 //!    ([`sni::parse`]); no name, no match or not TLS at all goes to the listener's `upstream`, or
 //!    the connection is closed. Other tcp listeners read nothing first, so protocols where the
 //!    server speaks first work.
-//! 2. A backend is chosen as for HTTP ([`select::choose`]: balancer, health, ejection, drain,
-//!    backups, `max_connections` with its queue; `maglev` hashes the client IP) and connected
-//!    within `timeouts.upstream_connect`. A failed connect counts against the backend
-//!    ([`Attempt`]) and the next one is tried, within the group's `retry.max_retries` and retry
-//!    budget (a refused connect without counting against either, see [`crate::upstream::retry`]): nothing
-//!    was sent yet.
+//! 2. A backend is chosen and connected by the failover engine HTTP uses too
+//!    ([`crate::upstream::failover`]: balancer, health, ejection, drain, backups,
+//!    `max_connections` with its queue; `maglev` hashes the client IP), with a leg that only
+//!    connects, within `timeouts.upstream_connect`. A failed connect counts against the backend
+//!    and the next one is tried, within the group's `retry.max_retries` and retry budget (a
+//!    refused connect without counting against either, see [`crate::upstream::retry`]): nothing
+//!    was sent yet. Why it gave up is a [`crate::upstream::failover::GaveUp`], the log's `end`.
 //! 3. The PROXY protocol header (if the group has `proxy_protocol`) and the bytes read for
 //!    routing go to the backend first, untouched.
 //! 4. The listener's relay ([`relay`]: `splice` or `copy`) moves bytes both ways until both
@@ -33,13 +34,13 @@ use crate::net::proxy_protocol;
 use crate::net::stream;
 use crate::relay::{self, copy, splice, Direction, Progress, Relayed};
 use crate::runtime::context::WorkerContext;
+use crate::upstream::backend::Backend;
 use crate::upstream::balancer::hash_ip;
 use crate::upstream::connect::connect_tcp;
+use crate::upstream::failover::{self, GiveUp, Leg, Protocol, Retrying, Served};
 use crate::upstream::failure::UpstreamFailure;
-use crate::upstream::outlier::{Attempt, Verdict};
-use crate::upstream::retry::{Refusal, RetryBudget, RetryCount};
+use crate::upstream::outlier::Verdict;
 use crate::upstream::route::find_route;
-use crate::upstream::select;
 use crate::upstream::{Generation, UpstreamGroup};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
@@ -91,8 +92,11 @@ async fn relay_connection(
     record.upstream = Some(upstream);
     let group = &generation.upstreams[upstream];
     let limit = config.timeouts.upstream_connect;
-    let Some((index, mut attempt, mut backend)) =
-        connect_with_failover(ctx, group, peer, limit, record).await
+    let Some(Served {
+        index,
+        mut attempt,
+        output: mut backend,
+    }) = connect_with_failover(ctx, group, peer, limit, record).await
     else {
         return;
     };
@@ -177,148 +181,106 @@ async fn read_client_hello(
     }
 }
 
-/// Picks and connects backends until one accepts, or retrying stops (logged; `None`).
+/// Picks and connects backends until one accepts, or retrying stops (logged; `None`): the
+/// failover engine with the TCP leg.
 async fn connect_with_failover<'g>(
     ctx: &WorkerContext,
     group: &'g UpstreamGroup,
     peer: SocketAddr,
     limit: Duration,
     record: &mut ConnectionRecord,
-) -> Option<(usize, Attempt<'g>, TcpStream)> {
+) -> Option<Served<'g, TcpStream>> {
     let key = match group.config.hash_key {
         Some(HashKey::ClientIp) => Some(hash_ip(peer.ip())),
         // Refused by validation for groups of tcp listeners.
         _ => None,
     };
-    group.state.retry_budget.record_request();
-    let mut retries = RetryCount::default();
-    let mut tried: Vec<usize> = Vec::new();
-    let mut last_failure: Option<UpstreamFailure> = None;
-    // Set when the connection first has to wait for a backend under its `max_connections`.
-    let mut queue_deadline: Option<Instant> = None;
-    loop {
-        let chosen = select::choose(group, key, &tried);
-        if chosen.is_none() && select::all_full(group, &tried) {
-            if select::wait_for_slot(group, &mut queue_deadline).await {
-                continue;
-            }
-            let detail = format!(
-                "upstream \"{}\": every usable backend has its max_connections ({}) open; \
-                 waited {:?} in the queue",
-                group.name,
-                group
-                    .config
-                    .max_connections
-                    .map_or(0, std::num::NonZero::get),
-                group.config.queue_timeout
-            );
-            give_up(ctx, group, peer, record, "queue_timeout", &detail);
-            return None;
+    let mut leg = TcpLeg {
+        worker: ctx.id,
+        peer,
+        limit,
+        record,
+    };
+    match failover::run(ctx.id, group, key, &mut leg).await {
+        Ok(served) => Some(served),
+        Err(give_up) => {
+            gave_up(ctx, group, peer, leg.record, &give_up);
+            None
         }
-        let Some(index) = chosen else {
-            let (end, detail) = match &last_failure {
-                None => (
-                    "no_usable_backend",
-                    format!(
-                        "upstream \"{}\" has no usable backend ({})",
-                        group.name,
-                        select::why_none_usable(group)
-                    ),
-                ),
-                Some(failure) => (
-                    "all_backends_failed",
-                    format!(
-                        "upstream \"{}\": no other backend is usable after {} failed attempts \
-                         ({}); the last one {}",
-                        group.name,
-                        record.attempts,
-                        select::why_none_usable(group),
-                        failure.describe()
-                    ),
-                ),
-            };
-            give_up(ctx, group, peer, record, end, &detail);
-            return None;
-        };
-        let address = group.backends[index].address;
-        record.backend = Some(address);
-        record.attempts += 1;
-        let attempt = Attempt::begin(group, index);
-        match connect_tcp(address, limit).await {
-            Ok(tcp) => return Some((index, attempt, tcp)),
-            Err(failure) if failure.is_local() => {
-                // The proxy's own limit, not the backend's fault: no verdict, no retry.
-                drop(attempt);
-                let detail = format!(
-                    "upstream \"{}\": backend {address} {}",
-                    group.name,
-                    failure.describe()
-                );
-                give_up(ctx, group, peer, record, "proxy_out_of_resources", &detail);
-                return None;
-            }
-            Err(failure) => {
-                group.backends[index].stats.connect_error();
-                attempt.finish(ctx.id, Verdict::Failed(&failure));
-                tried.push(index);
-                if let Err(refusal) =
-                    retries.permit_after(&failure, &group.config.retry, &group.state.retry_budget)
-                {
-                    let (end, why) = match refusal {
-                        Refusal::MaxRetries => (
-                            "max_retries",
-                            format!(
-                                "gave up after {} attempts (retry.max_retries = {})",
-                                record.attempts, group.config.retry.max_retries
-                            ),
-                        ),
-                        Refusal::Budget => (
-                            "retry_budget_exhausted",
-                            format!(
-                                "not retried: the retry budget is exhausted ({})",
-                                RetryBudget::describe(&group.config.retry)
-                            ),
-                        ),
-                    };
-                    let detail = format!(
-                        "upstream \"{}\": backend {address} {}; {why}",
-                        group.name,
-                        failure.describe()
-                    );
-                    give_up(ctx, group, peer, record, end, &detail);
-                    return None;
-                }
-                tracing::debug!(
-                    worker = ctx.id,
-                    client = %peer,
-                    backend = %address,
-                    "backend {}; trying the next one",
-                    failure.describe()
-                );
-                last_failure = Some(failure);
-            }
-        }
+    }
+}
+
+/// The TCP side of the failover engine: connect only (no pool, no exchange: once connected, the
+/// connection is the relay's).
+struct TcpLeg<'a> {
+    worker: usize,
+    peer: SocketAddr,
+    limit: Duration,
+    record: &'a mut ConnectionRecord,
+}
+
+impl Leg for TcpLeg<'_> {
+    type Conn = TcpStream;
+    type Output = TcpStream;
+    const POOLED: bool = false;
+    const PROTOCOL: Protocol = Protocol::Tcp;
+
+    fn begin(&mut self, _index: usize, backend: &Backend) {
+        self.record.backend = Some(backend.address);
+        self.record.attempts += 1;
+    }
+
+    fn reuse(&mut self, _backend: &Backend) -> Option<TcpStream> {
+        None
+    }
+
+    async fn connect(&mut self, backend: &Backend) -> Result<TcpStream, UpstreamFailure> {
+        connect_tcp(backend.address, self.limit).await
+    }
+
+    async fn exchange(
+        &mut self,
+        _backend: &Backend,
+        tcp: TcpStream,
+    ) -> Result<TcpStream, UpstreamFailure> {
+        Ok(tcp)
+    }
+
+    fn replayable(&self) -> bool {
+        // Never asked: a connection fails only at connect, which is always safe to retry.
+        false
+    }
+
+    fn retrying(&self, retrying: Retrying<'_>) {
+        tracing::debug!(
+            worker = self.worker,
+            client = %self.peer,
+            backend = %retrying.backend,
+            "{retrying}"
+        );
     }
 }
 
 /// Logs why the connection gets no backend; the client is then closed (TCP has no way to say
 /// why).
-fn give_up(
+fn gave_up(
     ctx: &WorkerContext,
     group: &UpstreamGroup,
     peer: SocketAddr,
     record: &mut ConnectionRecord,
-    end: &'static str,
-    detail: &str,
+    give_up: &GiveUp,
 ) {
-    record.end = end;
+    let reason = give_up.reason.as_str();
+    record.end = reason;
+    record.gave_up = Some(give_up.reason);
     tracing::warn!(
         worker = ctx.id,
         client = %peer,
         upstream = %group.name,
         backend = %record.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
-        reason = end,
-        "tcp connection closed: {detail}"
+        reason,
+        "tcp connection closed: {}",
+        give_up.detail
     );
 }
 
@@ -372,4 +334,120 @@ async fn relay(
         &progress,
     );
     relay::run(up, down, &progress, idle, fds).await
+}
+
+#[cfg(test)]
+mod tests {
+    //! The TCP leg's decisions on scripted streams: which backend a connection gets, or the word
+    //! its log line ends with, and the group counters that word adds to.
+    use super::*;
+    use crate::upstream::failover::GaveUp;
+    use crate::upstream::outlier::Attempt;
+    use crate::upstream::testing::{
+        backends, generation, on_both_drivers, refusing, ScriptedBackend, Step, Unaccepting,
+    };
+
+    const LIMIT: Duration = Duration::from_millis(200);
+    const NO_RETRIES: &str =
+        "[upstream.api.retry]\nmax_retries = 0\nbudget_percent = 0\nbudget_min_per_second = 0\n";
+
+    fn context(addresses: &[SocketAddr], extra: &str) -> WorkerContext {
+        let group = format!("[upstream.api]\n{}{extra}", backends(addresses));
+        WorkerContext::new(0, generation("tcp", &group))
+    }
+
+    /// Connects one client connection with failover and counts it as it ends: the backend's
+    /// index, if one took it, and the record.
+    async fn connect_one(ctx: &WorkerContext) -> (Option<usize>, ConnectionRecord) {
+        let generation = ctx.generation();
+        let group = &generation.upstreams[0];
+        let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut record = ConnectionRecord::new(Instant::now());
+        record.upstream = Some(0);
+        let served = connect_with_failover(ctx, group, client, LIMIT, &mut record).await;
+        let index = served.map(|served| served.index);
+        record.finish(ctx, client, &generation, 0);
+        (index, record)
+    }
+
+    #[test]
+    fn a_refused_backend_is_skipped_without_counting() {
+        on_both_drivers(|| async {
+            let open = ScriptedBackend::start(vec![vec![Step::Silent]]);
+            let ctx = context(&[refusing(), open.address], NO_RETRIES);
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!(index, Some(1));
+            assert_eq!(record.attempts, 2);
+            assert_eq!(record.backend, Some(open.address));
+            assert_eq!((record.end, record.gave_up), ("-", None));
+        });
+    }
+
+    #[test]
+    fn every_backend_refusing_ends_all_backends_failed() {
+        on_both_drivers(|| async {
+            let ctx = context(&[refusing(), refusing()], "");
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!(index, None);
+            assert_eq!(record.end, "all_backends_failed");
+            assert_eq!(record.gave_up, Some(GaveUp::AllTried));
+            assert_eq!(record.attempts, 2);
+        });
+    }
+
+    #[test]
+    fn with_no_usable_backend_it_ends_no_usable_backend_and_is_counted() {
+        on_both_drivers(|| async {
+            let open = ScriptedBackend::start(vec![vec![Step::Silent]]);
+            let ctx = context(&[open.address], "");
+            ctx.generation().upstreams[0].backends[0].override_drain(Some(true));
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!((index, record.end), (None, "no_usable_backend"));
+            assert_eq!((record.attempts, record.backend), (0, None));
+            let counts = ctx.generation().upstreams[0].state.stats.snapshot();
+            assert_eq!(counts.no_usable_backend, 1);
+        });
+    }
+
+    #[test]
+    fn a_connect_timeout_is_a_counted_retry_within_max_retries_and_the_budget() {
+        on_both_drivers(|| async {
+            let hanging = [Unaccepting::start(), Unaccepting::start()];
+            let open = ScriptedBackend::start(vec![vec![Step::Silent]]);
+            let addresses = [hanging[0].address, hanging[1].address, open.address];
+
+            let ctx = context(&addresses, "[upstream.api.retry]\nmax_retries = 1\n");
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!((index, record.end), (None, "max_retries"));
+            assert_eq!(record.attempts, 2);
+
+            let spent = "[upstream.api.retry]\nbudget_percent = 0\nbudget_min_per_second = 0\n";
+            let ctx = context(&addresses, spent);
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!((index, record.end), (None, "retry_budget_exhausted"));
+            assert_eq!(record.gave_up, Some(GaveUp::RetryBudget));
+            let counts = ctx.generation().upstreams[0].state.stats.snapshot();
+            assert_eq!(counts.budget_rejections, 1);
+            assert_eq!(open.connections(), 0);
+        });
+    }
+
+    #[test]
+    fn a_group_at_its_limit_ends_queue_timeout_and_is_counted() {
+        on_both_drivers(|| async {
+            let open = ScriptedBackend::start(vec![vec![Step::Silent]]);
+            let ctx = context(
+                &[open.address],
+                "max_connections = 1\nqueue_timeout = \"50ms\"\n",
+            );
+            let generation = ctx.generation();
+            let busy = Attempt::begin(&generation.upstreams[0], 0);
+            let (index, record) = connect_one(&ctx).await;
+            assert_eq!((index, record.end), (None, "queue_timeout"));
+            let counts = generation.upstreams[0].state.stats.snapshot();
+            assert_eq!(counts.queue_timeouts, 1);
+            drop(busy);
+            assert_eq!(connect_one(&ctx).await.0, Some(0));
+        });
+    }
 }

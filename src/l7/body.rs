@@ -607,3 +607,169 @@ pub async fn tunnel(
     let down = copy::direction(up_r, w, Direction::ToClient, from_upstream, &progress);
     relay::run(up, down, &progress, idle, (*fd, up_fd)).await
 }
+
+#[cfg(test)]
+mod tests {
+    //! What the response relay concludes from what a backend sends, on scripted streams: whether
+    //! the upstream connection may be pooled, and which failure (with its retry safety) a
+    //! response that never started is.
+    use super::*;
+    use crate::l7::session::testing::{client_pair, pending};
+    use crate::runtime::context::WorkerContext;
+    use crate::upstream::failure::{RetrySafety, Unsafe};
+    use crate::upstream::testing::{backends, generation, on_both_drivers, refusing, OK};
+    use std::io::{Read as _, Write as _};
+    use std::net::Shutdown;
+
+    /// What the scripted backend does after sending its bytes.
+    #[derive(Clone, Copy)]
+    enum Then {
+        KeepOpen,
+        Close,
+        Reset,
+    }
+
+    /// Relays what a backend sends (`answer`, then `then`) to a client of a `GET`: the relay's
+    /// result, whether the response started, and what the client received.
+    async fn relay(
+        answer: &[u8],
+        then: Then,
+    ) -> (Result<ResponseRelayed, RelayError>, bool, String) {
+        let group = format!("[upstream.api]\n{}", backends(&[refusing()]));
+        let ctx = WorkerContext::new(0, generation("http", &group));
+        let (mut client, mut peer) = client_pair();
+        let request = pending(&ctx, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", client.peer);
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_side = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut backend, _) = listener.accept().unwrap();
+        proxy_side.set_nonblocking(true).unwrap();
+        let (mut up_r, _up_w) =
+            crate::net::stream::plain(monoio::net::TcpStream::from_std(proxy_side).unwrap());
+        backend.write_all(answer).unwrap();
+        let _open = match then {
+            Then::KeepOpen => Some(backend),
+            Then::Close => {
+                drop(backend);
+                None
+            }
+            Then::Reset => {
+                socket2::SockRef::from(&backend)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                drop(backend);
+                None
+            }
+        };
+
+        let record = RequestRecord::new(Instant::now());
+        let (started, upload_done) = (Cell::new(false), Cell::new(true));
+        let relay = Relay {
+            request: &request,
+            client_keep_alive: true,
+            response_started: &started,
+            upload_done: &upload_done,
+            record: &record,
+            client_fd: client.fd,
+        };
+        let result = relay_response(relay, &mut up_r, &mut client.w).await;
+        drop(client);
+        peer.shutdown(Shutdown::Write).unwrap();
+        let mut received = String::new();
+        let _ = peer.read_to_string(&mut received);
+        (result, started.get(), received)
+    }
+
+    fn failure(result: Result<ResponseRelayed, RelayError>) -> UpstreamFailure {
+        match result {
+            Err(RelayError::Upstream(failure)) => failure,
+            other => panic!("expected an upstream failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_response_that_ends_at_its_framing_leaves_the_connection_reusable() {
+        on_both_drivers(|| async {
+            let (result, started, received) = relay(OK, Then::KeepOpen).await;
+            let relayed = result.expect("relayed");
+            assert!(relayed.upstream_reusable && relayed.client_reusable);
+            assert_eq!(relayed.end, BodyEnd::Exact);
+            assert!(started);
+            assert!(received.starts_with("HTTP/1.1 200 OK") && received.ends_with("ok"));
+        });
+    }
+
+    #[test]
+    fn bytes_past_the_end_of_a_response_are_not_forwarded_and_bar_reuse() {
+        on_both_drivers(|| async {
+            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSTRAY";
+            let (result, _, received) = relay(answer, Then::KeepOpen).await;
+            let relayed = result.expect("relayed");
+            assert!(
+                matches!(relayed.end, BodyEnd::Overrun(n) if n > 0),
+                "{relayed:?}"
+            );
+            assert!(!relayed.upstream_reusable);
+            assert!(!received.contains("STRAY"), "{received}");
+        });
+    }
+
+    #[test]
+    fn a_backend_that_closes_or_ends_by_closing_is_not_reused() {
+        on_both_drivers(|| async {
+            let close = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+            let relayed = relay(close, Then::KeepOpen).await.0.expect("relayed");
+            assert_eq!(relayed.end, BodyEnd::Exact);
+            assert!(!relayed.upstream_reusable, "the backend said it closes");
+
+            let until_close = b"HTTP/1.1 200 OK\r\n\r\nall of it";
+            let relayed = relay(until_close, Then::Close).await.0.expect("relayed");
+            assert_eq!(relayed.end, BodyEnd::NotReusable);
+            assert!(!relayed.upstream_reusable && !relayed.client_reusable);
+        });
+    }
+
+    #[test]
+    fn a_connection_lost_before_any_response_byte_may_go_again_if_idempotent() {
+        on_both_drivers(|| async {
+            let (result, started, received) = relay(b"", Then::Close).await;
+            let closed = failure(result);
+            assert!(
+                matches!(closed, UpstreamFailure::ClosedBeforeResponse),
+                "{closed:?}"
+            );
+            assert_eq!(closed.retry_safety(), RetrySafety::IfIdempotent);
+            assert!(
+                !started && received.is_empty(),
+                "nothing reached the client"
+            );
+
+            let reset = failure(relay(b"", Then::Reset).await.0);
+            assert_eq!(reset.retry_safety(), RetrySafety::IfIdempotent, "{reset:?}");
+        });
+    }
+
+    #[test]
+    fn a_broken_or_silent_response_is_never_retried() {
+        on_both_drivers(|| async {
+            let garbage = failure(relay(b"SMTP ready\r\n\r\n", Then::KeepOpen).await.0);
+            assert!(
+                matches!(garbage, UpstreamFailure::Invalid(_)),
+                "{garbage:?}"
+            );
+            assert_eq!(
+                garbage.retry_safety(),
+                RetrySafety::Never(Unsafe::InvalidResponse)
+            );
+
+            let cut = failure(relay(b"HTTP/1.1 200 OK\r\nContent-", Then::Close).await.0);
+            assert!(matches!(cut, UpstreamFailure::Invalid(_)), "{cut:?}");
+
+            let (result, started, _) = relay(b"", Then::KeepOpen).await;
+            let silent = failure(result);
+            assert!(matches!(silent, UpstreamFailure::Timeout(_)), "{silent:?}");
+            assert_eq!(silent.retry_safety(), RetrySafety::Never(Unsafe::TimedOut));
+            assert!(!started);
+        });
+    }
+}

@@ -1,16 +1,20 @@
 //! One request/response exchange with an upstream group.
 //!
-//! Flow: pick a backend ([`select::choose`]: balancer, health, ejection, drain, backups), take
-//! a pooled connection or connect, send the head, then — when the request has a body — upload it
-//! while the response is read, so a backend that answers before reading the whole body (or
-//! echoes it as it reads) cannot deadlock us. The response is relayed by
-//! [`body::relay_response`], and the upstream connection goes back to the pool only if both
-//! messages ended exactly at their framing. Every try is an [`Attempt`], judged for outlier
-//! detection when it ends.
+//! Flow: the failover engine ([`crate::upstream::failover`]) picks a backend (balancer, health,
+//! ejection, drain, backups, the queue) and takes a pooled connection or connects; this module is
+//! its HTTP [`Leg`]: send the head, then — when the request has a body — upload it while the
+//! response is read, so a backend that answers before reading the whole body (or echoes it as it
+//! reads) cannot deadlock us. The response is relayed by [`body::relay_response`], and the
+//! upstream connection goes back to the pool only if both messages ended exactly at their framing
+//! ([`Backend::checkin`]). The engine judges failures; a relayed response is judged here by its
+//! status ([`Attempt::verdict_for_status`]).
 //!
-//! Retries (each within `retry.max_retries` and the worker's retry budget, see [`crate::upstream::retry`]):
+//! [`Attempt::verdict_for_status`]: crate::upstream::outlier::Attempt::verdict_for_status
+//!
+//! What may be retried is the failure's [`RetrySafety`] (within `retry.max_retries` and the
+//! worker's retry budget, see [`crate::upstream::retry`]):
 //! - a connect failure → the next candidate, any method (nothing was sent); a refused one
-//!   without counting against the limits (each backend once per request, see [`crate::upstream::retry`]);
+//!   without counting against the limits (each backend once per request);
 //! - writing the request head (with the body bytes that arrived with it) failed → again, any
 //!   method: the backend cannot have received a complete request, and no byte of the body has
 //!   left the client's buffer yet;
@@ -22,25 +26,28 @@
 //! Timeouts and invalid responses are not retried, a request that may have reached a backend
 //! with a body (a POST it may have acted on) never is, and nothing is once a response byte has
 //! reached the client. When retries run out the client gets the last failure (502/504) and the
-//! log says why no retry was made; with no usable backend at all, 503.
+//! log says why no retry was made ([`GaveUp`]); with no usable backend at all, 503.
+//!
+//! [`GaveUp`]: crate::upstream::failover::GaveUp
+//!
+//! [`RetrySafety`]: crate::upstream::failure::RetrySafety
 
 use super::body::{self, BodyEnd, Relay, RelayError, ResponseRelayed, UploadError, UploadProgress};
-use super::record::{GaveUp, RequestRecord};
+use super::record::RequestRecord;
 use super::session::{linger_close, respond_and_close, ClientConn, PendingRequest};
 use crate::http::{Method, RequestBody, Version};
 use crate::net::io::write_all_within;
 use crate::runtime::context::WorkerContext;
+use crate::upstream::backend::Backend;
 use crate::upstream::connect::connect;
+use crate::upstream::failover::{self, GiveUp, Leg, Protocol, Retrying, Served};
 use crate::upstream::failure::UpstreamFailure;
-use crate::upstream::outlier::{Attempt, Verdict};
+use crate::upstream::outlier::Verdict;
 use crate::upstream::pool::UpstreamConn;
-use crate::upstream::retry::{Refusal, RetryBudget, RetryCount};
-use crate::upstream::select;
 use crate::upstream::UpstreamGroup;
 use monoio::io::AsyncWriteRentExt;
 use std::cell::Cell;
-use std::net::SocketAddr;
-
+use std::future::Future;
 use std::time::Instant;
 
 /// Forwards `request` and relays the response, then logs what happened. Returns whether the client
@@ -61,7 +68,8 @@ pub async fn forward(
     keep_client
 }
 
-/// Picks backends until one answers or retrying stops (see the module doc for what is retried).
+/// Runs the failover engine with the HTTP leg, then judges the attempt that answered or answers
+/// the client with why none did.
 async fn forward_with_failover(
     ctx: &WorkerContext,
     client: &mut ClientConn,
@@ -70,143 +78,20 @@ async fn forward_with_failover(
 ) -> bool {
     let generation = request.generation.clone();
     let group = &generation.upstreams[request.upstream()];
-    let timeouts = &generation.config.timeouts;
-    group.state.retry_budget.record_request();
-    let mut retries = RetryCount::default();
-    let mut tried: Vec<usize> = Vec::new();
-    let mut last_failure: Option<UpstreamFailure> = None;
-    // Set after a pooled connection was lost: the same backend again, on a fresh connection.
-    let mut again_fresh: Option<usize> = None;
-    let replayable = request.body == RequestBody::None && request.method.is_idempotent();
-    // Set when the request first has to wait for a backend under its `max_connections`.
-    let mut queue_deadline: Option<Instant> = None;
-
-    loop {
-        let fresh_only = again_fresh.is_some();
-        let chosen = again_fresh
-            .take()
-            .or_else(|| select::choose(group, request.hash_key, &tried));
-        if chosen.is_none() && select::all_full(group, &tried) {
-            if select::wait_for_slot(group, &mut queue_deadline).await {
-                continue;
-            }
-            let failure = Failure {
-                status: 503,
-                detail: format!(
-                    "upstream \"{}\": every usable backend has its max_connections ({}) in \
-                     flight; waited {:?} in the queue",
-                    group.name,
-                    group
-                        .config
-                        .max_connections
-                        .map_or(0, std::num::NonZero::get),
-                    group.config.queue_timeout
-                ),
-                backend: None,
-                gave_up: GaveUp::QueueTimeout,
-            };
-            return fail(ctx, client, request, group, failure, record).await;
-        }
-        let Some(index) = chosen else {
-            let failure = match &last_failure {
-                Some(failure) => Failure {
-                    status: failure.status(),
-                    detail: if tried.len() == group.backends.len() {
-                        format!(
-                            "upstream \"{}\": all {} backends failed; the last one {}",
-                            group.name,
-                            tried.len(),
-                            failure.describe()
-                        )
-                    } else {
-                        format!(
-                            "upstream \"{}\": no other backend is usable after {} failed \
-                             attempts ({}); the last one {}",
-                            group.name,
-                            record.attempts.get(),
-                            select::why_none_usable(group),
-                            failure.describe()
-                        )
-                    },
-                    backend: record.backend.get(),
-                    gave_up: GaveUp::AllTried,
-                },
-                None => Failure {
-                    status: 503,
-                    detail: format!(
-                        "upstream \"{}\" has no usable backend ({})",
-                        group.name,
-                        select::why_none_usable(group)
-                    ),
-                    backend: None,
-                    gave_up: GaveUp::NoUsableBackend,
-                },
-            };
-            return fail(ctx, client, request, group, failure, record).await;
-        };
-        let target = &group.backends[index];
-        let address = target.address;
-        record.backend.set(Some(address));
-        record.backend_index.set(Some(index));
-        record.attempts.set(record.attempts.get() + 1);
-        let attempt = Attempt::begin(group, index);
-        let pooled = if fresh_only {
-            None
-        } else {
-            let (pooled, unsolicited) = target.pool.checkout(&group.config.pool);
-            target.report_unsolicited(ctx.id, &group.name, unsolicited);
-            target.stats.pool_checkout(pooled.is_some());
-            pooled
-        };
-        let conn = match pooled {
-            Some(conn) => conn,
-            None => match connect(
-                address,
-                group.config.tls.as_ref(),
-                timeouts.upstream_connect,
-            )
-            .await
-            {
-                Ok(conn) => conn,
-                Err(failure) if failure.is_local() => {
-                    // The proxy's own limit, not the backend's fault: no verdict, no retry.
-                    drop(attempt);
-                    let failure = Failure {
-                        status: failure.status(),
-                        detail: format!(
-                            "upstream \"{}\": backend {address} {}",
-                            group.name,
-                            failure.describe()
-                        ),
-                        backend: Some(address),
-                        gave_up: GaveUp::LocalResources,
-                    };
-                    return fail(ctx, client, request, group, failure, record).await;
-                }
-                Err(failure) => {
-                    target.stats.connect_error();
-                    attempt.finish(ctx.id, Verdict::Failed(&failure));
-                    // It refuses new connections: its idle ones are most likely dead too.
-                    target.pool.clear();
-                    tried.push(index);
-                    // Nothing was sent: any method may go to the next backend (a refusal
-                    // without counting against the limits).
-                    if let Err(refusal) = retries.permit_after(
-                        &failure,
-                        &group.config.retry,
-                        &group.state.retry_budget,
-                    ) {
-                        let failure = not_retried(group, address, &failure, refusal, record);
-                        return fail(ctx, client, request, group, failure, record).await;
-                    }
-                    tracing::debug!(request_id = %request.request_id, backend = %address, "backend {}; trying the next one", failure.describe());
-                    last_failure = Some(failure);
-                    continue;
-                }
-            },
-        };
-        let reused = conn.reused;
-        match exchange(ctx, client, request, group, index, conn, record).await {
+    let key = request.hash_key;
+    let mut leg = HttpLeg {
+        ctx,
+        client,
+        request,
+        record,
+        group,
+    };
+    let give_up = match failover::run(ctx.id, group, key, &mut leg).await {
+        Ok(Served {
+            index,
+            attempt,
+            output,
+        }) => match output {
             AttemptEnd::Done { keep_client } => {
                 record.answered_by_backend.set(true);
                 let verdict = attempt.verdict_for_status(record.status.get());
@@ -217,128 +102,98 @@ async fn forward_with_failover(
                 // The response had started (its status is the backend's), or the client left.
                 record.answered_by_backend.set(record.status.get() != 0);
                 if let Some(failure) = &upstream_failure {
-                    target.stats.failed_attempt();
+                    group.backends[index].stats.failed_attempt();
                     attempt.finish(ctx.id, Verdict::Failed(failure));
                 }
                 return false;
             }
             AttemptEnd::ClientError { status, detail } => {
                 drop(attempt);
-                let failure = Failure {
-                    status,
-                    detail,
-                    backend: Some(address),
-                    gave_up: GaveUp::ClientError,
-                };
-                return fail(ctx, client, request, group, failure, record).await;
+                GiveUp::client_error(group.backends[index].address, status, detail)
             }
-            AttemptEnd::Failed(failure) => {
-                // Nothing of the response reached the client. Writing the head failed: the
-                // backend has no complete request. Lost after that: it may have one, so only a
-                // request that may be sent twice goes again.
-                let head_unsent = matches!(failure, UpstreamFailure::Send(_));
-                let lost = head_unsent
-                    || matches!(
-                        failure,
-                        UpstreamFailure::ClosedBeforeResponse | UpstreamFailure::Read(_)
-                    );
-                let may_retry = head_unsent || (lost && replayable);
-                if reused && lost {
-                    // A stale pooled connection says nothing about the backend: no verdict.
-                    drop(attempt);
-                    if may_retry {
-                        tracing::debug!(request_id = %request.request_id, backend = %address, "pooled connection {}; again on a fresh one", failure.describe());
-                        again_fresh = Some(index);
-                        last_failure = Some(failure);
-                        continue;
-                    }
-                } else {
-                    target.stats.failed_attempt();
-                    attempt.finish(ctx.id, Verdict::Failed(&failure));
-                    if may_retry {
-                        tried.push(index);
-                        if let Err(refusal) =
-                            retries.permit(&group.config.retry, &group.state.retry_budget)
-                        {
-                            let failure = not_retried(group, address, &failure, refusal, record);
-                            return fail(ctx, client, request, group, failure, record).await;
-                        }
-                        tracing::debug!(request_id = %request.request_id, backend = %address, "backend {}; retrying", failure.describe());
-                        last_failure = Some(failure);
-                        continue;
-                    }
-                }
-                // Not retried (the log line's reason says so): a timeout or an invalid
-                // response, or a request the backend may have received and acted on.
-                let failure = Failure {
-                    status: failure.status(),
-                    detail: format!("upstream \"{}\" {}", group.name, failure.describe()),
-                    backend: Some(address),
-                    gave_up: GaveUp::NotRetryable,
-                };
-                return fail(ctx, client, request, group, failure, record).await;
-            }
-        }
-    }
-}
-
-/// The answer when a retry was due but refused.
-fn not_retried(
-    group: &UpstreamGroup,
-    address: SocketAddr,
-    failure: &UpstreamFailure,
-    refusal: Refusal,
-    record: &RequestRecord,
-) -> Failure {
-    let (why, gave_up) = match refusal {
-        Refusal::MaxRetries => (
-            format!(
-                "gave up after {} attempts (retry.max_retries = {})",
-                record.attempts.get(),
-                group.config.retry.max_retries
-            ),
-            GaveUp::MaxRetries,
-        ),
-        Refusal::Budget => (
-            format!(
-                "not retried: the retry budget is exhausted ({})",
-                RetryBudget::describe(&group.config.retry)
-            ),
-            GaveUp::RetryBudget,
-        ),
+        },
+        Err(give_up) => give_up,
     };
-    Failure {
-        status: failure.status(),
-        detail: format!(
-            "upstream \"{}\": backend {address} {}; {why}",
-            group.name,
-            failure.describe()
-        ),
-        backend: Some(address),
-        gave_up,
+    fail(ctx, client, request, group, give_up, record).await
+}
+
+/// The HTTP side of the failover engine: pooled connections, the exchange, replay only of
+/// requests that may be sent twice.
+struct HttpLeg<'a> {
+    ctx: &'a WorkerContext,
+    client: &'a mut ClientConn,
+    request: &'a mut PendingRequest,
+    record: &'a RequestRecord,
+    group: &'a UpstreamGroup,
+}
+
+impl Leg for HttpLeg<'_> {
+    type Conn = UpstreamConn;
+    type Output = AttemptEnd;
+    const POOLED: bool = true;
+    const PROTOCOL: Protocol = Protocol::Http;
+
+    fn begin(&mut self, index: usize, backend: &Backend) {
+        let record = self.record;
+        record.backend.set(Some(backend.address));
+        record.backend_index.set(Some(index));
+        record.attempts.set(record.attempts.get() + 1);
+    }
+
+    fn reuse(&mut self, backend: &Backend) -> Option<UpstreamConn> {
+        let (pooled, unsolicited) = backend.pool.checkout(&self.group.config.pool);
+        backend.report_unsolicited(self.ctx.id, &self.group.name, unsolicited);
+        backend.stats.pool_checkout(pooled.is_some());
+        pooled
+    }
+
+    // The futures themselves, not wrapped in one more `async` state machine each: every poll of
+    // the exchange passes through here.
+    fn connect(
+        &mut self,
+        backend: &Backend,
+    ) -> impl Future<Output = Result<UpstreamConn, UpstreamFailure>> {
+        let limit = self.request.generation.config.timeouts.upstream_connect;
+        connect(backend.address, self.group.config.tls.as_ref(), limit)
+    }
+
+    fn exchange(
+        &mut self,
+        backend: &Backend,
+        conn: UpstreamConn,
+    ) -> impl Future<Output = Result<AttemptEnd, UpstreamFailure>> {
+        exchange(
+            self.ctx,
+            self.client,
+            self.request,
+            self.group,
+            backend,
+            conn,
+            self.record,
+        )
+    }
+
+    fn replayable(&self) -> bool {
+        self.request.body == RequestBody::None && self.request.method.is_idempotent()
+    }
+
+    fn retrying(&self, retrying: Retrying<'_>) {
+        tracing::debug!(request_id = %self.request.request_id, backend = %retrying.backend, "{retrying}");
     }
 }
 
-/// An error response the proxy makes itself.
-struct Failure {
-    status: u16,
-    detail: String,
-    backend: Option<SocketAddr>,
-    gave_up: GaveUp,
-}
-
-/// Logs the failure (one line, with the request id) and answers the client; the connection then
-/// closes (returns false).
+/// Logs why the proxy answers itself (one line, with the request id) and answers the client; the
+/// connection then closes (returns false).
 async fn fail(
     ctx: &WorkerContext,
     client: &mut ClientConn,
     request: &PendingRequest,
     group: &UpstreamGroup,
-    failure: Failure,
+    failure: GiveUp,
     record: &RequestRecord,
 ) -> bool {
     record.status.set(failure.status);
-    record.gave_up.set(Some(failure.gave_up));
+    record.gave_up.set(Some(failure.reason));
     tracing::warn!(
         worker = ctx.id,
         request_id = %request.request_id,
@@ -348,7 +203,7 @@ async fn fail(
         // `-` when no backend was tried: `journalctl BACKEND=127.0.0.1:8002` finds the rest.
         backend = %failure.backend.map_or_else(|| "-".to_owned(), |b| b.to_string()),
         status = failure.status,
-        reason = failure.gave_up.as_str(),
+        reason = failure.reason.as_str(),
         "{}",
         failure.detail
     );
@@ -366,11 +221,12 @@ async fn fail(
     false
 }
 
+/// How an exchange that ends the failover ended (a failure before any response byte reached the
+/// client is the engine's `Err` instead).
+#[derive(Debug)]
 enum AttemptEnd {
     /// The response was relayed (fully, or as far as the backend sent it before we closed).
     Done { keep_client: bool },
-    /// Failed before any response byte reached the client: the caller may retry or answer.
-    Failed(UpstreamFailure),
     /// The client's request body was bad: answer `status` and close.
     ClientError { status: u16, detail: String },
     /// Nothing more can be said to the client: close. `upstream_failure`: the backend cut the
@@ -380,20 +236,21 @@ enum AttemptEnd {
     },
 }
 
-const CLIENT_GONE: AttemptEnd = AttemptEnd::Abort {
+const CLIENT_GONE: Result<AttemptEnd, UpstreamFailure> = Ok(AttemptEnd::Abort {
     upstream_failure: None,
-};
+});
 
+/// Sends the request on `conn` to `backend` and relays the response. `Err`: failed before any
+/// response byte reached the client.
 async fn exchange(
     ctx: &WorkerContext,
     client: &mut ClientConn,
     request: &mut PendingRequest,
     group: &UpstreamGroup,
-    index: usize,
+    backend: &Backend,
     mut conn: UpstreamConn,
     record: &RequestRecord,
-) -> AttemptEnd {
-    let backend = &group.backends[index];
+) -> Result<AttemptEnd, UpstreamFailure> {
     let generation = request.generation.clone();
     let timeouts = &generation.config.timeouts;
     let has_body = request.body != RequestBody::None;
@@ -436,9 +293,9 @@ async fn exchange(
         Ok((Err(e), mut head)) => {
             head.truncate(head_len);
             request.upstream_head = head;
-            return AttemptEnd::Failed(UpstreamFailure::Send(e));
+            return Err(UpstreamFailure::Send(e));
         }
-        Err(_) => return AttemptEnd::Failed(UpstreamFailure::Timeout(timeouts.upstream_response)),
+        Err(_) => return Err(UpstreamFailure::Timeout(timeouts.upstream_response)),
     }
     let mut body_left = request.body;
     if let RequestBody::Length(length) = request.body {
@@ -560,17 +417,12 @@ async fn exchange(
             .await;
             record.add_to_client(tunneled.to_client as usize);
             record.add_from_client(tunneled.to_backend);
-            AttemptEnd::Done { keep_client: false }
+            Ok(AttemptEnd::Done { keep_client: false })
         }
         (Ok(relayed), uploaded) => {
             let body_complete = uploaded.is_ok();
-            if relayed.upstream_reusable
-                && body_complete
-                && !progress.diverted()
-                && !backend.is_retired()
-                && !backend.is_draining()
-            {
-                backend.pool.checkin(&group.config.pool, conn);
+            if relayed.upstream_reusable && body_complete && !progress.diverted() {
+                backend.checkin(&group.config.pool, conn);
             } else if !body_complete {
                 // The response ended the client connection before the whole body was read (or
                 // the client failed while we read it away): closing now, with its bytes unread,
@@ -579,18 +431,16 @@ async fn exchange(
                 drop(conn);
                 linger_close(client).await;
             }
-            AttemptEnd::Done {
+            Ok(AttemptEnd::Done {
                 keep_client: relayed.client_reusable && body_complete,
-            }
+            })
         }
         (Err(RelayError::UploadAborted), Err(UploadError::Client { status, detail }))
             if !response_started.get() =>
         {
-            AttemptEnd::ClientError { status, detail }
+            Ok(AttemptEnd::ClientError { status, detail })
         }
-        (Err(RelayError::Upstream(failure)), _) if !response_started.get() => {
-            AttemptEnd::Failed(failure)
-        }
+        (Err(RelayError::Upstream(failure)), _) if !response_started.get() => Err(failure),
         (Err(RelayError::Upstream(failure)), _) => {
             tracing::warn!(
                 worker = ctx.id,
@@ -600,10 +450,247 @@ async fn exchange(
                 "response cut short after it started: backend {}",
                 failure.describe()
             );
-            AttemptEnd::Abort {
+            Ok(AttemptEnd::Abort {
                 upstream_failure: Some(failure),
-            }
+            })
         }
         _ => CLIENT_GONE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The HTTP leg's decisions on scripted streams: a request as the session prepares it, a real
+    //! client socket, and backends from [`crate::upstream::testing`] that answer, close or reset
+    //! as told; on both io drivers.
+    use super::*;
+    use crate::l7::session::testing::{client_pair, pending};
+    use crate::upstream::failover::GaveUp;
+    use crate::upstream::outlier::Attempt;
+    use crate::upstream::testing::{
+        backends, config, generation, on_both_drivers, refusing, ScriptedBackend, Step, OK,
+    };
+    use std::io::Read;
+    use std::net::{Shutdown, SocketAddr};
+
+    const GET: &str = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    /// Not idempotent: never sent twice once it may have arrived.
+    const POST: &str = "POST / HTTP/1.1\r\nHost: a\r\n\r\n";
+    const NO_RETRIES: &str =
+        "[upstream.api.retry]\nmax_retries = 0\nbudget_percent = 0\nbudget_min_per_second = 0\n";
+
+    /// What one forwarded request left behind.
+    #[derive(Debug)]
+    struct Forwarded {
+        status: u16,
+        gave_up: Option<GaveUp>,
+        attempts: u32,
+        /// What the client received.
+        response: String,
+    }
+
+    fn context(addresses: &[SocketAddr], extra: &str) -> WorkerContext {
+        let group = format!("[upstream.api]\n{}{extra}", backends(addresses));
+        WorkerContext::new(0, generation("http", &group))
+    }
+
+    /// Forwards `head` from a fresh client that sends nothing more.
+    async fn forward_one(ctx: &WorkerContext, head: &str) -> Forwarded {
+        let (mut client, mut peer) = client_pair();
+        peer.shutdown(Shutdown::Write).unwrap();
+        let mut request = pending(ctx, head.as_bytes(), client.peer);
+        let record = RequestRecord::new(Instant::now());
+        forward_with_failover(ctx, &mut client, &mut request, &record).await;
+        drop(client);
+        let mut response = String::new();
+        peer.read_to_string(&mut response).unwrap();
+        Forwarded {
+            status: record.status.get(),
+            gave_up: record.gave_up.get(),
+            attempts: record.attempts.get(),
+            response,
+        }
+    }
+
+    fn backend(ctx: &WorkerContext, index: usize) -> std::rc::Rc<Backend> {
+        ctx.generation().upstreams[0].backends[index].clone()
+    }
+
+    #[test]
+    fn a_refused_backend_is_skipped_for_any_method_without_counting() {
+        on_both_drivers(|| async {
+            let ok = ScriptedBackend::start(vec![vec![Step::Answer(OK)]]);
+            let ctx = context(&[refusing(), ok.address], NO_RETRIES);
+            let forwarded = forward_one(&ctx, POST).await;
+            assert_eq!((forwarded.status, forwarded.gave_up), (200, None));
+            assert_eq!(forwarded.attempts, 2);
+            assert!(forwarded.response.starts_with("HTTP/1.1 200 OK"));
+            assert_eq!(backend(&ctx, 0).stats.snapshot().connect_errors, 1);
+        });
+    }
+
+    #[test]
+    fn a_reset_after_the_head_on_a_reused_connection_goes_again_fresh_when_idempotent() {
+        on_both_drivers(|| async {
+            let scripted = ScriptedBackend::start(vec![
+                vec![Step::Answer(OK), Step::ResetAfterHead],
+                vec![Step::Answer(OK)],
+            ]);
+            let ctx = context(&[scripted.address], NO_RETRIES);
+            assert_eq!(forward_one(&ctx, GET).await.status, 200);
+            assert_eq!(backend(&ctx, 0).pool.idle_count(), 1);
+
+            let forwarded = forward_one(&ctx, GET).await;
+            assert_eq!((forwarded.status, forwarded.gave_up), (200, None));
+            assert_eq!(
+                forwarded.attempts, 2,
+                "the same backend, on a fresh connection"
+            );
+            assert_eq!(scripted.connections(), 2);
+            let stats = backend(&ctx, 0).stats.snapshot();
+            assert_eq!(
+                stats.failed_attempts, 0,
+                "a stale connection is not held against it"
+            );
+            assert_eq!((stats.pool_hits, stats.pool_misses), (1, 1));
+        });
+    }
+
+    #[test]
+    fn a_reset_after_the_head_on_a_reused_connection_is_a_502_for_a_post() {
+        on_both_drivers(|| async {
+            let scripted = ScriptedBackend::start(vec![
+                vec![Step::Answer(OK), Step::ResetAfterHead],
+                vec![Step::Answer(OK)],
+            ]);
+            let ctx = context(&[scripted.address], "");
+            assert_eq!(forward_one(&ctx, GET).await.status, 200);
+
+            let forwarded = forward_one(&ctx, POST).await;
+            assert_eq!(forwarded.status, 502);
+            assert_eq!(forwarded.gave_up, Some(GaveUp::NotRetryable));
+            assert_eq!(forwarded.attempts, 1);
+            assert!(
+                forwarded.response.starts_with("HTTP/1.1 502 Bad Gateway"),
+                "{}",
+                forwarded.response
+            );
+            assert_eq!(
+                scripted.connections(),
+                1,
+                "the backend may have acted on it"
+            );
+            assert_eq!(scripted.requests(), 2);
+        });
+    }
+
+    #[test]
+    fn every_backend_failing_is_a_502_that_says_so() {
+        on_both_drivers(|| async {
+            let ctx = context(&[refusing(), refusing()], "");
+            let forwarded = forward_one(&ctx, GET).await;
+            assert_eq!(forwarded.status, 502);
+            assert_eq!(forwarded.gave_up, Some(GaveUp::AllTried));
+            assert!(
+                forwarded.response.contains(
+                    "upstream \"api\": all 2 backends failed; the last one refused the connection"
+                ),
+                "{}",
+                forwarded.response
+            );
+        });
+    }
+
+    #[test]
+    fn a_spent_retry_budget_answers_with_the_first_failure() {
+        on_both_drivers(|| async {
+            let closing = ScriptedBackend::start(vec![vec![Step::CloseAfterHead]]);
+            let ok = ScriptedBackend::start(vec![vec![Step::Answer(OK)]]);
+            let spent = "[upstream.api.retry]\nbudget_percent = 0\nbudget_min_per_second = 0\n";
+            let ctx = context(&[closing.address, ok.address], spent);
+            let forwarded = forward_one(&ctx, GET).await;
+            assert_eq!(forwarded.status, 502);
+            assert_eq!(forwarded.gave_up, Some(GaveUp::RetryBudget));
+            assert!(forwarded
+                .response
+                .contains("not retried: the retry budget is exhausted"));
+            assert_eq!(ok.connections(), 0);
+        });
+    }
+
+    #[test]
+    fn a_group_at_its_limit_answers_503_after_the_queue_timeout() {
+        on_both_drivers(|| async {
+            let ok = ScriptedBackend::start(vec![vec![Step::Answer(OK)]]);
+            let ctx = context(
+                &[ok.address],
+                "max_connections = 1\nqueue_timeout = \"50ms\"\n",
+            );
+            let generation = ctx.generation();
+            let busy = Attempt::begin(&generation.upstreams[0], 0);
+            let forwarded = forward_one(&ctx, GET).await;
+            assert_eq!(forwarded.status, 503);
+            assert_eq!(forwarded.gave_up, Some(GaveUp::QueueTimeout));
+            assert_eq!(forwarded.attempts, 0);
+            drop(busy);
+            assert_eq!(forward_one(&ctx, GET).await.status, 200);
+        });
+    }
+
+    #[test]
+    fn a_clean_exchange_pools_its_connection_for_the_next_request() {
+        on_both_drivers(|| async {
+            let scripted = ScriptedBackend::start(vec![vec![Step::Answer(OK), Step::Answer(OK)]]);
+            let ctx = context(&[scripted.address], "");
+            assert_eq!(forward_one(&ctx, GET).await.status, 200);
+            assert_eq!(forward_one(&ctx, GET).await.status, 200);
+            assert_eq!(scripted.connections(), 1);
+            assert_eq!(backend(&ctx, 0).pool.idle_count(), 1);
+        });
+    }
+
+    #[test]
+    fn a_response_with_bytes_past_its_end_or_that_closes_is_not_pooled() {
+        on_both_drivers(|| async {
+            let overrun: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokSTRAY";
+            let closes: &[u8] =
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+            for (answer, protocol_errors) in [(overrun, 1), (closes, 0)] {
+                let scripted = ScriptedBackend::start(vec![vec![Step::Answer(answer)]]);
+                let ctx = context(&[scripted.address], "");
+                let forwarded = forward_one(&ctx, GET).await;
+                assert_eq!(forwarded.status, 200);
+                assert!(
+                    forwarded.response.ends_with("\r\n\r\nok"),
+                    "{}",
+                    forwarded.response
+                );
+                let backend = backend(&ctx, 0);
+                assert_eq!(backend.pool.idle_count(), 0);
+                assert_eq!(backend.stats.snapshot().protocol_errors, protocol_errors);
+            }
+        });
+    }
+
+    #[test]
+    fn a_retired_backends_connection_is_closed_not_pooled() {
+        on_both_drivers(|| async {
+            let scripted = ScriptedBackend::start(vec![vec![Step::Answer(OK)]]);
+            let ctx = context(&[scripted.address], "");
+            let (mut client, peer) = client_pair();
+            peer.shutdown(Shutdown::Write).unwrap();
+            // The request starts on the first generation; a reload then drops its backend.
+            let mut request = pending(&ctx, GET.as_bytes(), client.peer);
+            let first = ctx.generation();
+            let other = format!("[upstream.api]\n{}", backends(&[refusing()]));
+            ctx.commit(first.next(config("http", &other), 0));
+            let retired = &first.upstreams[0].backends[0];
+            assert!(retired.is_retired());
+
+            let record = RequestRecord::new(Instant::now());
+            forward_with_failover(&ctx, &mut client, &mut request, &record).await;
+            assert_eq!(record.status.get(), 200, "it finishes on its generation");
+            assert_eq!(retired.pool.idle_count(), 0);
+        });
     }
 }

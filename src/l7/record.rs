@@ -7,8 +7,8 @@
 
 use super::session::PendingRequest;
 use crate::metrics::counters::Outcome;
-use crate::metrics::stats::GaveUpCount;
 use crate::runtime::context::WorkerContext;
+use crate::upstream::failover::GaveUp;
 use crate::upstream::route::route_label;
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -33,47 +33,11 @@ pub struct RequestRecord {
     pub bytes_to_client: Cell<u64>,
     /// Request body bytes read from the client.
     pub body_from_client: Cell<u64>,
-    /// Why the proxy answered with its own error instead of (another) backend's response.
+    /// Why the proxy answered with its own error instead of (another) backend's response: the
+    /// access log's `gave_up` field.
     pub gave_up: Cell<Option<GaveUp>>,
     /// The client stopped reading the response and its connection was reset.
     pub slow_reader_reset: Cell<bool>,
-}
-
-/// Why the proxy made the response itself: the access log's `gave_up` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GaveUp {
-    /// No backend was usable at all (down, draining, none left): 503.
-    NoUsableBackend,
-    /// Every usable backend was tried and failed.
-    AllTried,
-    /// The request reached `retry.max_retries`.
-    MaxRetries,
-    /// The worker's retry budget for the group was spent: a fast failure.
-    RetryBudget,
-    /// The failure was not safe to retry (the backend may have received the request, or a
-    /// timeout or invalid response).
-    NotRetryable,
-    /// The client's request (body) was at fault.
-    ClientError,
-    /// Every usable backend stayed at `max_connections` for `queue_timeout`: 503.
-    QueueTimeout,
-    /// The proxy could not open a connection (out of descriptors, memory, local ports): 503.
-    LocalResources,
-}
-
-impl GaveUp {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GaveUp::NoUsableBackend => "no_usable_backend",
-            GaveUp::AllTried => "all_backends_failed",
-            GaveUp::MaxRetries => "max_retries",
-            GaveUp::RetryBudget => "retry_budget_exhausted",
-            GaveUp::NotRetryable => "not_retryable",
-            GaveUp::ClientError => "client_error",
-            GaveUp::QueueTimeout => "queue_timeout",
-            GaveUp::LocalResources => "proxy_out_of_resources",
-        }
-    }
 }
 
 impl RequestRecord {
@@ -128,12 +92,8 @@ impl RequestRecord {
         generation.routes[request.listener()][request.route()].count(&outcome);
         let stats = &group.state.stats;
         stats.request_finished(&outcome, self.retries());
-        match self.gave_up.get() {
-            Some(GaveUp::RetryBudget) => stats.gave_up(GaveUpCount::RetryBudget),
-            Some(GaveUp::NoUsableBackend) => stats.gave_up(GaveUpCount::NoUsableBackend),
-            Some(GaveUp::QueueTimeout) => stats.gave_up(GaveUpCount::QueueTimeout),
-            Some(GaveUp::LocalResources) => stats.gave_up(GaveUpCount::OutOfResources),
-            _ => {}
+        if let Some(counted) = self.gave_up.get().and_then(GaveUp::counted) {
+            stats.gave_up(counted);
         }
         if let Some(index) = self.backend_index.get() {
             if self.answered_by_backend.get() {

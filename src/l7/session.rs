@@ -476,6 +476,48 @@ async fn closed_by_drain(ctx: &WorkerContext, first: bool) {
     }
 }
 
+/// A request and a client connection as [`serve`] would have them, for the exchange's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// `head` parsed and prepared as a request of listener 0 from `peer`.
+    pub(crate) fn pending(ctx: &WorkerContext, head: &[u8], peer: SocketAddr) -> PendingRequest {
+        let limits = HeadLimits {
+            max_head_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_headers: 100,
+        };
+        let request = parse_request(head, &limits)
+            .expect("a valid head")
+            .expect("a complete head");
+        match prepare(ctx, ctx.generation(), peer, 0, request) {
+            Ok(pending) => pending,
+            Err(_) => panic!("refused: {}", String::from_utf8_lossy(head)),
+        }
+    }
+
+    /// A client connection on loopback: the proxy's side, and the client's (a std socket).
+    pub(crate) fn client_pair() -> (ClientConn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        accepted.set_nonblocking(true).unwrap();
+        let tcp = TcpStream::from_std(accepted).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+        let (r, w) = crate::net::stream::plain(tcp);
+        let conn = ClientConn {
+            r,
+            w,
+            buf: Vec::new(),
+            peer,
+            fd,
+            quiet_read: QuietReadCanceller::default(),
+        };
+        (conn, client)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

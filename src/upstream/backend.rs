@@ -17,8 +17,8 @@
 //! [`Backend::override_drain`] / [`Backend::override_weight`] until the next reload commits
 //! ([`Backend::apply_settings`] clears them). Its counters are in [`Backend::stats`].
 
-use super::pool::{Pool, Unsolicited};
-use crate::config::BackendConfig;
+use super::pool::{Pool, Unsolicited, UpstreamConn};
+use crate::config::{BackendConfig, PoolConfig};
 pub use crate::metrics::BackendState;
 use crate::metrics::{stats::BackendStats, CircuitState};
 use crate::upstream::balancer::FULL_RAMP;
@@ -131,6 +131,14 @@ impl Backend {
             calm_since: Cell::new(None),
             ramp: Cell::new(FULL_RAMP),
             ramp_since: Cell::new(None),
+        }
+    }
+
+    /// Returns a connection whose last exchange completed cleanly to the pool ([`Pool::checkin`]),
+    /// unless the backend left the configuration or drains: their connections close.
+    pub fn checkin(&self, settings: &PoolConfig, conn: UpstreamConn) {
+        if !self.is_retired() && !self.is_draining() {
+            self.pool.checkin(settings, conn);
         }
     }
 

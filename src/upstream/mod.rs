@@ -3,7 +3,9 @@
 //! ([`balancer`]), the worker-local state of every backend ([`backend`]: health, ejection,
 //! drain, slow start, counters) and its keep-alive [`pool`], the choice of a backend
 //! ([`select`]), the wait for a connection slot ([`queue`]), the retry limits ([`retry`]),
-//! outlier detection ([`outlier`]) and what a failed attempt says about retrying ([`failure`]).
+//! outlier detection ([`outlier`]), what a failed attempt says about retrying ([`failure`]), and
+//! the failover engine that HTTP requests and TCP connections both run on ([`failover`]: choose,
+//! queue, connect or reuse, judge, retry or give up).
 //!
 //! A worker's view of one configuration is a [`Generation`]: its upstream groups, each with a
 //! balancer, the worker-local state of every backend ([`Backend`]) and of the group itself
@@ -32,6 +34,7 @@
 pub mod backend;
 pub mod balancer;
 pub mod connect;
+pub mod failover;
 pub mod failure;
 pub mod outlier;
 pub mod pool;
@@ -39,6 +42,8 @@ pub mod queue;
 pub mod retry;
 pub mod route;
 pub mod select;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use crate::config::{Config, RouteConfig, UpstreamConfig};
 use crate::health::HealthTable;

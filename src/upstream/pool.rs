@@ -347,4 +347,66 @@ mod tests {
             assert_eq!(pool.idle_count(), 1, "only the live one stays");
         });
     }
+
+    #[test]
+    fn sweep_closes_connections_idle_past_the_timeout() {
+        run(|listener| {
+            let pool = Pool::default();
+            let (conn, _backend) = connection(listener);
+            pool.checkin(&settings(), conn);
+            let now = Instant::now();
+            pool.sweep(&settings(), now);
+            assert_eq!(pool.idle_count(), 1);
+            pool.sweep(
+                &settings(),
+                now + settings().idle_timeout + Duration::from_millis(1),
+            );
+            assert_eq!(pool.idle_count(), 0);
+        });
+    }
+
+    #[test]
+    fn a_retired_or_draining_backend_pools_nothing() {
+        use crate::config::testing::valid;
+        use crate::upstream::Generation;
+        run(|listener| {
+            let config = valid(
+                "[listener.http]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n\
+                 [upstream.api]\nbackends = [\"127.0.0.1:8001\", \"127.0.0.1:8002\"]\n",
+            );
+            let generation = Generation::first(std::sync::Arc::new(config), 0);
+            let [serving, leaving] = [0, 1].map(|i| generation.upstreams[0].backends[i].clone());
+            serving.checkin(&settings(), connection(listener).0);
+            leaving.checkin(&settings(), connection(listener).0);
+            assert_eq!(
+                (serving.pool.idle_count(), leaving.pool.idle_count()),
+                (1, 1)
+            );
+
+            leaving.retire();
+            assert_eq!(
+                leaving.pool.idle_count(),
+                0,
+                "retiring closes the idle ones"
+            );
+            leaving.checkin(&settings(), connection(listener).0);
+            assert_eq!(
+                leaving.pool.idle_count(),
+                0,
+                "and those still in use are not pooled"
+            );
+
+            serving.override_drain(Some(true));
+            assert_eq!(
+                serving.pool.idle_count(),
+                0,
+                "draining closes the idle ones"
+            );
+            serving.checkin(&settings(), connection(listener).0);
+            assert_eq!(serving.pool.idle_count(), 0);
+            serving.override_drain(None);
+            serving.checkin(&settings(), connection(listener).0);
+            assert_eq!(serving.pool.idle_count(), 1, "enabled again");
+        });
+    }
 }
