@@ -1,15 +1,21 @@
-//! lbproxy: a thread-per-core HTTP/1.1 reverse proxy and load balancer on io_uring (monoio).
+//! lbproxy: a thread-per-core HTTP/1.1 and TCP reverse proxy and load balancer on io_uring
+//! (monoio), with a systemd layer that runs and orchestrates the API instances behind it.
 //!
 //! Flow: [`config::load`] validates a TOML file into a [`config::Config`];
-//! [`server::Server::start`] binds every listener, starts one worker thread per core (each its own
-//! monoio runtime, its own `SO_REUSEPORT` listener, pool and balancer state) and returns once all
-//! are listening; each worker runs [`proxy`] on its accepted connections, using the sans-io
-//! [`http`] codec and the [`balancer`]s; the [`health`] thread probes backends once for all
-//! workers. `lbproxy up` ([`up`]) runs API instances and the proxy together; under systemd,
-//! [`systemd`] adds socket activation, sd_notify, the honest watchdog, reload confirmation and
-//! native journal logging. Workers count what they do ([`metrics`]); the [`admin`] server on the
-//! control side shows it (dashboard, Prometheus, JSON API) and changes backends at runtime;
-//! [`rollout`] restarts the API instances one at a time through systemd and that API.
+//! [`server::Server::start`] binds every listener, starts one worker per core ([`worker`]: its
+//! own monoio runtime, `SO_REUSEPORT` listener, pools and balancer state) and returns once all
+//! are listening. Each worker runs the HTTP session ([`l7`], on the sans-io [`http`] codec) or the
+//! L4 session ([`l4`]) on its accepted connections; both choose, connect and fail over through
+//! [`upstream`] and read and write through [`net`] and [`relay`]. The control side ([`control`])
+//! reloads, drains, probes backends once for all workers ([`health`]) and drives the systemd
+//! services (watchdog, `STATUS=`, reload confirmation); workers count what they do ([`metrics`]),
+//! and the [`admin`] server shows it (dashboard, Prometheus, JSON API) and changes backends at
+//! runtime. `lbproxy up` ([`up`]) runs API instances and the proxy together; [`rollout`]
+//! restarts the API instances one at a time through systemd. ARCHITECTURE.md has the picture.
+//!
+//! The library's API is what the binary, the tests and the fuzz targets use: [`cli`],
+//! [`config`], [`http`], [`logging`], [`server`] and the hidden `fuzzing`; everything else is
+//! crate-private.
 
 pub(crate) mod admin;
 pub mod cli;

@@ -127,6 +127,8 @@ if [ "$stage" != packaging ]; then
     cargo clippy --workspace --all-targets --locked -- -D warnings
     echo "== module layering: tools/layers.py (no module imports a higher layer, no cycles)"
     python3 tools/layers.py
+    echo "== module docs: cargo doc -D warnings (every intra-doc link resolves)"
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --locked --quiet
     echo "== fuzz smoke: fuzz/run.sh --seconds 5 --seeds-only --smoke-build (every fuzz target, from its seeds)"
     fuzz/run.sh --seconds 5 --seeds-only --smoke-build
     echo "== bench smoke: bench/run.sh --quick (the benchmark harness end to end; asserts no speed)"

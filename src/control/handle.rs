@@ -29,7 +29,7 @@ pub struct Counters {
     pub open_connections: u64,
 }
 
-/// Cloneable, `Send` handle to a running [`super::Server`].
+/// Cloneable, `Send` handle to a running [`crate::server::Server`].
 #[derive(Debug, Clone)]
 pub struct ControlHandle {
     inner: Arc<Inner>,

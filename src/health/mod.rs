@@ -3,7 +3,7 @@
 //!
 //! Flow: [`crate::control::HealthChecker`] (thread `lbproxy-health`, started by `Server::start`) reads
 //! the running configuration every tick, keeps one probe loop per backend of every group with a
-//! `[upstream.NAME.health]` section ([`probe`]), turns results into up/down verdicts with the
+//! `[upstream.NAME.health]` section ([`mod@probe`]), turns results into up/down verdicts with the
 //! `rise`/`fall` thresholds ([`Thresholds`]), logs each flip once with its reason, and publishes
 //! a new [`HealthTable`] to every worker when a verdict changes
 //! (`WorkerCommand::Health`). Each worker applies it on its next tick

@@ -1,4 +1,4 @@
-//! W3C Trace Context (`traceparent`, https://www.w3.org/TR/trace-context/): what the proxy
+//! W3C Trace Context (`traceparent`, <https://www.w3.org/TR/trace-context/>): what the proxy
 //! forwards so that a request can be followed through the services behind it.
 //!
 //! The proxy records no spans of its own, so a valid incoming `traceparent` is passed on

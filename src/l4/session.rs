@@ -15,7 +15,7 @@
 //!    was sent yet. Why it gave up is a [`crate::upstream::failover::GaveUp`], the log's `end`.
 //! 3. The PROXY protocol header (if the group has `proxy_protocol`) and the bytes read for
 //!    routing go to the backend first, untouched.
-//! 4. The listener's relay ([`relay`]: `splice` or `copy`) moves bytes both ways until both
+//! 4. The listener's relay ([`mod@crate::relay`]: `splice` or `copy`) moves bytes both ways until both
 //!    sides have closed, one fails (both are then reset), or nothing moved for
 //!    `timeouts.tcp_idle`.
 //! 5. The connection is counted (listener, group and backend: connections, bytes each way,

@@ -2,11 +2,11 @@
 //! listener protocols are told apart.
 //!
 //! Flow: [`accept_loop`] accepts until the worker drains and spawns [`connection`] for each
-//! socket. `http` connections go straight to [`client::serve`]; `https` ones first complete their
+//! socket. `http` connections go straight to [`crate::l7::session::serve`]; `https` ones first complete their
 //! TLS handshake ([`accept_tls`]) with the certificates of the configuration generation current at
 //! accept time, within `timeouts.tls_handshake` (a client that connects and sends nothing, or
 //! sends something that is not TLS, is closed without disturbing anyone else); `tcp` ones are
-//! relayed to a backend by [`tcp::serve`].
+//! relayed to a backend by [`crate::l4::session::serve`].
 
 use crate::config::ListenerProtocol;
 use crate::l4;

@@ -20,12 +20,12 @@ use tables::{backends_table, status_text};
 
 #[derive(Debug, Clone, Args)]
 pub struct CtlArgs {
-    /// The admin server, HOST:PORT. Default: the --config file's [admin] address, else
+    /// The admin server, HOST:PORT. Default: the --config file's `[admin]` address, else
     /// $LBPROXY_ADMIN, else 127.0.0.1:9901.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<String>,
     /// The proxy's configuration file (its `-c FILE`): the admin address and token are read from
-    /// its [admin] section.
+    /// its `[admin]` section.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// With --config: the environment overlay the proxy runs with (its `--env NAME`).
