@@ -9,9 +9,9 @@
 use crate::config::{self, ConfigArgs};
 use crate::control::signals;
 use crate::control::systemd as control_sd;
-use crate::control::systemd::reload::{Reloader, StateFile};
+use crate::control::systemd::reload::StateFile;
 use crate::control::systemd::watchdog::Watchdog;
-use crate::server::{ControlHandle, Server};
+use crate::server::{ControlHandle, LoopOptions, Server};
 use crate::systemd::activation::InheritedSockets;
 use crate::systemd::{self as sd, Notifier};
 use crate::up::UpArgs;
@@ -19,7 +19,7 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -154,7 +154,15 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     crate::logging::set_format(config.log.format);
     crate::sys::fd_limit::raise();
     let notifier = Notifier::from_env();
-    let server = match Server::start_with(config, inherited) {
+    // systemd's side of the control loop: STATUS=, the watchdog, RELOADING=1/READY=1 around
+    // reloads and their record for `lbproxy reload`, the drain's STOPPING=1/EXTEND_TIMEOUT_USEC=.
+    let options = LoopOptions {
+        notifier: notifier.clone(),
+        watchdog: Watchdog::from_env(),
+        state_file: StateFile::from_env(),
+        ..LoopOptions::default()
+    };
+    let server = match Server::bind(config, inherited).and_then(|bound| bound.start_with(options)) {
         Ok(server) => server,
         Err(e) => {
             notifier.status(&format!("failed to start: {e:#}"));
@@ -178,30 +186,10 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     }
 
     let control = server.control();
-    control_sd::fault::install_if_allowed(&control)?;
-    // SIGHUP and the admin API's `POST /api/reload` reload the same way, one at a time.
-    let reloader = Arc::new(Mutex::new(Reloader::new(
-        control.clone(),
-        notifier.clone(),
-        StateFile::from_env(),
-    )));
-    control.set_requested_reload({
-        let reloader = reloader.clone();
-        move || signals::lock(&reloader).reload().1
-    });
-    signals::spawn_reload_thread(reloader)?;
-    signals::spawn_stop_thread({
-        let (control, notifier) = (control.clone(), notifier.clone());
-        move |signal| {
-            tracing::info!("received {signal}; draining in-flight requests, then exiting");
-            control.shutdown();
-            control_sd::drain::report(&control, &notifier);
-        }
-    })?;
-    if let Some(watchdog) = Watchdog::from_env() {
-        watchdog.spawn(control.clone(), notifier.clone())?;
-    }
-    control_sd::status::spawn_updates(control.clone(), notifier.clone())?;
+    // SIGHUP and the admin API's `POST /api/reload` reload the same way, one at a time, in the
+    // control loop; SIGTERM/SIGINT drain.
+    let faults = control_sd::fault::announce();
+    signals::spawn(faults, signals::to_control(control.clone()))?;
     notifier.ready(&ready_status(&control, &listening));
 
     server.wait()?;

@@ -4,18 +4,20 @@
 //! `Server::start(config)` returns once every worker is listening (so port-0 binds are known via
 //! [`Server::listen_addrs`]) and the admin server ([`crate::admin`], `[admin]`) answers on
 //! [`Server::admin_addr`]. It is [`Server::bind`] (every socket bound, nothing started: a busy
-//! port fails there) followed by [`Bound::start`]. The server's [`ControlHandle`] (cloneable,
-//! `Send`) is what the control thread, the signal handlers and the admin API drive:
-//! [`ControlHandle::reload`] swaps the configuration on every worker,
-//! [`ControlHandle::shutdown`] stops accepting and drains; [`Server::wait`] joins the workers,
-//! then stops the health checker and the admin server (which keeps answering during the drain).
+//! port fails there) followed by [`Bound::start`] (or [`Bound::start_with`], which says how the
+//! control loop runs: systemd, `lbproxy up`'s reloads, controllers). Start order: the workers,
+//! then the control loop ([`crate::control`], which starts the health checker), then the admin
+//! server. The server's [`ControlHandle`] (cloneable, `Send`) is what the signal thread and the
+//! admin API drive: [`ControlHandle::reload_from_source`] swaps the configuration on every
+//! worker, [`ControlHandle::shutdown`] stops accepting and drains; [`Server::wait`] joins the
+//! workers, then stops the control loop and the admin server (which keeps answering during the
+//! drain). A start that fails half-way stops what it started the same way, in one place.
 
-pub use crate::control::{ControlHandle, Counters, ReloadError, ReloadReport};
+pub use crate::control::{ControlHandle, Counters, LoopOptions, ReloadError, ReloadReport};
 
 use crate::admin::{self, AdminServer, ServerInfo};
 use crate::config::Config;
-use crate::control::HealthChecker;
-use crate::control::WorkerLink;
+use crate::control::{self, Commands, ControlLoop, Inbox, LoopThread, WorkerLink};
 use crate::listener;
 use crate::runtime::driver::{self, Driver};
 use crate::runtime::WorkerShared;
@@ -24,6 +26,7 @@ use crate::systemd::activation::InheritedSockets;
 use crate::worker::spawn::{self as worker, WorkerSpec};
 use anyhow::Context;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -36,10 +39,52 @@ const WORKER_START_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Server {
     listen_addrs: Vec<(String, SocketAddr)>,
     driver: Driver,
-    workers: Vec<JoinHandle<()>>,
     control: ControlHandle,
-    health: HealthChecker,
+    admin_addr: Option<SocketAddr>,
+    started: Started,
+}
+
+/// The threads a start has started so far. Stopped in one place ([`Started::stop`]): by
+/// [`Server::wait`] once the workers drain, and by its drop when a start fails half-way (or a
+/// server is dropped unwaited).
+#[derive(Debug)]
+struct Started {
+    /// Each worker's drain flag, to stop workers that started when the rest of a start fails.
+    drain: Vec<Arc<WorkerShared>>,
+    workers: Vec<JoinHandle<()>>,
+    control: Option<LoopThread>,
     admin: Option<AdminServer>,
+}
+
+impl Started {
+    /// Joins the workers (after asking them to drain, with `drain`), then stops the control
+    /// loop (and its health checker) and the admin server. Returns how many workers panicked.
+    fn stop(&mut self, drain: bool) -> usize {
+        if drain {
+            for worker in &self.drain {
+                worker.drain_requested.store(true, Ordering::Relaxed);
+            }
+        }
+        let panicked = self
+            .workers
+            .drain(..)
+            .map(JoinHandle::join)
+            .filter(Result::is_err)
+            .count();
+        if let Some(control) = self.control.take() {
+            control.stop();
+        }
+        if let Some(admin) = self.admin.take() {
+            admin.stop();
+        }
+        panicked
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        self.stop(true);
+    }
 }
 
 impl Server {
@@ -94,6 +139,7 @@ impl Server {
             admin,
             listeners_per_worker,
             listen_addrs,
+            channel: control::channel(),
         })
     }
 
@@ -104,7 +150,7 @@ impl Server {
 
     /// Where the admin server listens (port 0 resolved); `None` with `[admin] enabled = false`.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(AdminServer::local_addr)
+        self.admin_addr
     }
 
     /// The io driver the workers run on.
@@ -118,25 +164,16 @@ impl Server {
     }
 
     /// Blocks until every worker has exited (after a shutdown and its drain), then stops the
-    /// health checker and the admin server.
-    pub fn wait(self) -> anyhow::Result<()> {
-        let mut panicked = 0;
-        for handle in self.workers {
-            if handle.join().is_err() {
-                panicked += 1;
-            }
-        }
-        self.health.stop();
-        if let Some(admin) = self.admin {
-            admin.stop();
-        }
+    /// control loop (and with it the health checker) and the admin server.
+    pub fn wait(mut self) -> anyhow::Result<()> {
+        let panicked = self.started.stop(false);
         anyhow::ensure!(panicked == 0, "{panicked} worker thread(s) panicked");
         Ok(())
     }
 }
 
 /// A proxy's sockets, bound by [`Server::bind`] and not yet served: [`Bound::start`] starts the
-/// workers, the health checker and the admin server on them. Dropping it closes them.
+/// workers, the control loop and the admin server on them. Dropping it closes them.
 #[derive(Debug)]
 pub struct Bound {
     config: Arc<Config>,
@@ -144,6 +181,8 @@ pub struct Bound {
     admin: Option<std::net::TcpListener>,
     listeners_per_worker: Vec<Vec<std::net::TcpListener>>,
     listen_addrs: Vec<(String, SocketAddr)>,
+    /// The control loop's channel, open from the bind on (see [`Bound::commands`]).
+    channel: (Commands, Inbox),
 }
 
 impl Bound {
@@ -152,14 +191,27 @@ impl Bound {
         &self.listen_addrs
     }
 
-    /// Starts the workers on the bound sockets and returns when all are accepting.
+    /// The channel to the control loop that [`start`](Self::start) will run: commands sent
+    /// before (`lbproxy up` forwards SIGHUP while its instances start) wait for it.
+    pub fn commands(&self) -> Commands {
+        self.channel.0.clone()
+    }
+
+    /// Starts the workers on the bound sockets and returns when all are accepting; the control
+    /// loop runs with [`LoopOptions::default`] (no systemd, no controller).
     pub fn start(self) -> anyhow::Result<Server> {
+        self.start_with(LoopOptions::default())
+    }
+
+    /// [`start`](Self::start), the control loop running as `options` say.
+    pub fn start_with(self, options: LoopOptions) -> anyhow::Result<Server> {
         let Bound {
             config,
             driver,
             admin: admin_listener,
             listeners_per_worker,
             listen_addrs,
+            channel,
         } = self;
         let worker_count = config.runtime.workers.get();
         let started_ms = crate::runtime::now_ms();
@@ -183,78 +235,55 @@ impl Bound {
                 commands: commands_rx,
             });
         }
-        let control = ControlHandle::new(config.clone(), links);
+        // From here on, an early return stops whatever was started (the drop of `started`).
+        let mut started = Started {
+            drain: links.iter().map(|l| l.shared.clone()).collect(),
+            workers: Vec::with_capacity(worker_count),
+            control: None,
+            admin: None,
+        };
         let (ready_tx, ready_rx) = mpsc::channel();
-        let mut workers = Vec::with_capacity(worker_count);
         for spec in specs {
-            match worker::spawn(spec, ready_tx.clone()) {
-                Ok(handle) => workers.push(handle),
-                Err(e) => {
-                    control.shutdown();
-                    return Err(e).context("spawning a worker thread");
-                }
-            }
+            let handle =
+                worker::spawn(spec, ready_tx.clone()).context("spawning a worker thread")?;
+            started.workers.push(handle);
         }
         drop(ready_tx);
-
         for _ in 0..worker_count {
-            let outcome = match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
-                Ok(Ok(())) => continue,
-                Ok(Err(reason)) => anyhow::anyhow!("a worker failed to start: {reason}"),
-                Err(_) => anyhow::anyhow!("workers did not start within {WORKER_START_TIMEOUT:?}"),
-            };
-            control.shutdown();
-            for handle in workers {
-                let _ = handle.join();
+            match ready_rx.recv_timeout(WORKER_START_TIMEOUT) {
+                Ok(Ok(())) => {}
+                Ok(Err(reason)) => anyhow::bail!("a worker failed to start: {reason}"),
+                Err(_) => anyhow::bail!("workers did not start within {WORKER_START_TIMEOUT:?}"),
             }
-            return Err(outcome);
         }
 
-        let health = match HealthChecker::spawn(control.clone()) {
-            Ok(health) => health,
-            Err(e) => {
-                control.shutdown();
-                for handle in workers {
-                    let _ = handle.join();
-                }
-                return Err(e).context("spawning the health-check thread");
-            }
-        };
+        let (control_loop, control) = ControlLoop::new(config.clone(), links, channel, options);
+        started.control = Some(control_loop.spawn()?);
 
         let info = ServerInfo {
             driver,
             started_ms,
             listeners: listen_addrs.clone(),
         };
-        let admin = match admin_listener
+        started.admin = admin_listener
             .map(|listener| AdminServer::spawn(listener, control.clone(), info))
             .transpose()
-        {
-            Ok(admin) => admin,
-            Err(e) => {
-                control.shutdown();
-                for handle in workers {
-                    let _ = handle.join();
-                }
-                health.stop();
-                return Err(e).context("spawning the admin server's threads");
-            }
-        };
+            .context("spawning the admin server's threads")?;
+        let admin_addr = started.admin.as_ref().map(AdminServer::local_addr);
 
         tracing::info!(
             workers = worker_count,
             driver = %driver,
             listeners = %listener_urls(&config, &listen_addrs),
-            admin = %admin.as_ref().map_or("off".to_owned(), |a| a.local_addr().to_string()),
+            admin = %admin_addr.map_or("off".to_owned(), |a| a.to_string()),
             "lbproxy is accepting connections"
         );
         Ok(Server {
             listen_addrs,
             driver,
-            workers,
             control,
-            health,
-            admin,
+            admin_addr,
+            started,
         })
     }
 }

@@ -2,10 +2,10 @@
 //! the runtime changes — `POST /api/backends/{group}/{backend}/drain | enable | weight` and
 //! `POST /api/reload`.
 //!
-//! A backend change is a command to every worker (`WorkerCommand::Backend`); the answer comes
-//! once every worker has applied it (each does on its next tick, within 100 ms), so when
-//! `lbproxy ctl drain` returns, no worker sends that backend a new request. Changes last until
-//! the next reload, which restores what the configuration says.
+//! A backend change is a command to the control loop, which sends it to every worker
+//! (`WorkerCommand::Backend`) and answers once every worker has applied it (each does on its next
+//! tick, within 100 ms), so when `lbproxy ctl drain` returns, no worker sends that backend a new
+//! request. Changes last until the next reload, which restores what the configuration says.
 //!
 //! The counters of listeners, groups and backends are not spelled out here: each view flattens
 //! the JSON fields [`crate::metrics::catalog`] declares for its row ([`CatalogFields`], from
@@ -21,19 +21,14 @@ use crate::metrics::aggregate::{BackendRow, UpstreamRow};
 use crate::metrics::family::Table;
 use crate::metrics::tables::{BACKENDS, LISTENERS, UPSTREAMS};
 use crate::metrics::{BackendState, CircuitState};
-use crate::runtime::command::{BackendChange, BackendCommand, WorkerCommand};
+use crate::runtime::command::BackendChange;
 use crate::runtime::now_ms;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-/// How long every worker together may take to apply a backend change (each applies it on its
-/// next 100 ms tick).
-const APPLY_TIMEOUT: Duration = Duration::from_secs(2);
+use std::time::Duration;
 
 #[derive(Debug, Serialize)]
 pub struct StatusView {
@@ -496,28 +491,14 @@ pub fn change_backend(
         }
     }
 
-    let workers = state.control.worker_count();
-    let (done, replies) = mpsc::channel();
-    state.control.broadcast(|| {
-        WorkerCommand::Backend(BackendCommand {
-            group: group.to_owned(),
-            address,
-            change,
-            done: done.clone(),
-        })
-    });
-    drop(done);
-    let deadline = Instant::now() + APPLY_TIMEOUT;
+    let gathered = state.control.change_backend(group, address, change);
+    let workers = gathered.answers.len();
     let mut applied = 0;
     let mut refusals = Vec::new();
-    while applied + refusals.len() < workers {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match replies.recv_timeout(left) {
-            Ok(reply) => match reply.result {
-                Ok(()) => applied += 1,
-                Err(why) => refusals.push(format!("worker {}: {why}", reply.worker)),
-            },
-            Err(_) => break,
+    for (worker, reply) in gathered.replies() {
+        match reply {
+            Ok(()) => applied += 1,
+            Err(why) => refusals.push(format!("worker {worker}: {why}")),
         }
     }
     let (verb, detail) = match change {
@@ -536,7 +517,11 @@ pub fn change_backend(
             message.push_str(&format!(" ({})", refusals.join("; ")));
         }
         message.push_str("; the others did not confirm in time (try again)");
-        tracing::warn!("admin: {message}");
+        tracing::warn!(
+            silent = ?gathered.silent(),
+            exited = ?gathered.gone(),
+            "admin: {message}"
+        );
         return AdminResponse::error(if refusals.is_empty() { 504 } else { 409 }, message);
     }
     tracing::info!(
@@ -590,7 +575,7 @@ fn parse_weight(body: &[u8]) -> Result<NonZeroU32, String> {
 /// `POST /api/reload`: the same as SIGHUP (same file, same `--env`; under systemd the same
 /// `RELOADING=1`/`READY=1` and the same record for `lbproxy reload`).
 pub fn reload(state: &AdminState) -> AdminResponse {
-    match state.control.requested_reload() {
+    match state.control.reload_from_source() {
         Ok(report) => AdminResponse::json(
             200,
             &serde_json::json!({
@@ -599,7 +584,7 @@ pub fn reload(state: &AdminState) -> AdminResponse {
                 "warnings": report.warnings,
             }),
         ),
-        // The control handle has logged it (once, whoever asked).
+        // The control loop has logged it (once, whoever asked).
         Err(e) => AdminResponse::json(
             422,
             &serde_json::json!({ "applied": false, "error": e.to_string() }),

@@ -6,15 +6,17 @@
 //! busy port fails the start, with the reason) and spawns [`AdminServer`] once they listen. Its
 //! accept thread hands each connection to a short-lived thread ([`http`]: one request,
 //! `Connection: close`), which checks access and dispatches ([`router`]). Everything it shows
-//! comes from the workers' published snapshots ([`crate::metrics`]), summed per request;
-//! [`sampler`] turns them into rates, percentiles and a two-minute history once a second.
-//! Changes go to the workers as commands ([`api`]).
+//! comes from the workers' published snapshots ([`crate::metrics`]), summed per request, and from
+//! the history the control loop's [`sampler`] keeps (rates, percentiles, two minutes of points).
+//! Changes (backend drain/enable/weight, reload) are commands to the control loop ([`api`]),
+//! answered once every worker applied them; the connection's thread waits for the answer.
 //!
 //! Files: `http.rs` (request/response), `router.rs` (routes, access), `prometheus.rs` (the
 //! exposition, rendered from [`crate::metrics::tables`]; every listener, group and backend
 //! metric is declared once, in [`crate::metrics::catalog`]), `api.rs` (JSON, changes),
-//! `drain_guard.rs` (no drain of a group's last serving backend without `force`), `sampler.rs`
-//! (history), `dashboard.rs` + `assets/` (the page), `client.rs` + `ctl.rs` (`lbproxy ctl`).
+//! `drain_guard.rs` (no drain of a group's last serving backend without `force`),
+//! `dashboard.rs` + `assets/` (the page), `client.rs` + `ctl.rs` (`lbproxy ctl`). `sampler` is
+//! the control loop's ([`crate::control::sampler`]), named here for the paths that read it.
 
 pub mod api;
 pub mod client;
@@ -24,25 +26,22 @@ pub mod drain_guard;
 pub mod http;
 pub mod prometheus;
 pub mod router;
-pub mod sampler;
+pub use crate::control::sampler;
 
 use crate::control::ControlHandle;
-use crate::runtime::now_ms;
 use crate::sys::driver::Driver;
 use anyhow::Context;
 use sampler::Sampler;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Connections served at once; more are answered 503 at once.
 const MAX_CONNECTIONS: usize = 32;
 /// Each read and write of a connection.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the sampler takes a point.
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// What the admin server knows about the proxy besides its control handle.
 #[derive(Debug, Clone)]
@@ -68,7 +67,8 @@ impl ServerInfo {
 pub struct AdminState {
     pub control: ControlHandle,
     pub info: ServerInfo,
-    pub sampler: Sampler,
+    /// The control loop's sampler (the same as `control.sampler()`).
+    pub sampler: Arc<Sampler>,
 }
 
 /// Binds the admin address (with a message that says what to do when it is taken).
@@ -81,13 +81,12 @@ pub fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// The running admin server: its accept thread and its sampler.
+/// The running admin server: its accept thread.
 #[derive(Debug)]
 pub struct AdminServer {
     local_addr: SocketAddr,
     stopping: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
-    sampler: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
 }
 
 impl AdminServer {
@@ -99,26 +98,10 @@ impl AdminServer {
     ) -> std::io::Result<AdminServer> {
         let local_addr = listener.local_addr()?;
         let state = Arc::new(AdminState {
+            sampler: control.sampler().clone(),
             control,
             info,
-            sampler: Sampler::default(),
         });
-        let (stop_sampler, stopped) = mpsc::channel::<()>();
-        let sampler = std::thread::Builder::new()
-            .name("lbproxy-sampler".into())
-            .spawn({
-                let state = state.clone();
-                move || loop {
-                    let started = Instant::now();
-                    state
-                        .sampler
-                        .sample(&state.control.aggregate(), started, now_ms());
-                    let left = SAMPLE_EVERY.saturating_sub(started.elapsed());
-                    if stopped.recv_timeout(left) != Err(mpsc::RecvTimeoutError::Timeout) {
-                        return;
-                    }
-                }
-            })?;
         let stopping = Arc::new(AtomicBool::new(false));
         let accept = std::thread::Builder::new()
             .name("lbproxy-admin".into())
@@ -130,7 +113,6 @@ impl AdminServer {
             local_addr,
             stopping,
             accept: Some(accept),
-            sampler: Some((stop_sampler, sampler)),
         })
     }
 
@@ -139,7 +121,7 @@ impl AdminServer {
         self.local_addr
     }
 
-    /// Stops accepting and sampling, and waits for both threads.
+    /// Stops accepting, and waits for the accept thread.
     pub fn stop(mut self) {
         self.stop_inner();
     }
@@ -157,10 +139,6 @@ impl AdminServer {
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         if let Some(accept) = self.accept.take() {
             let _ = accept.join();
-        }
-        if let Some((stop, sampler)) = self.sampler.take() {
-            drop(stop);
-            let _ = sampler.join();
         }
     }
 }

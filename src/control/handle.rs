@@ -1,26 +1,26 @@
-//! [`ControlHandle`]: what the control thread, the signal handlers and the admin API use to drive
-//! a running proxy from outside its workers — reload, drain, watch, read metrics.
+//! [`ControlHandle`]: how everything outside the control loop — the signal thread, the admin API,
+//! the health checker, `lbproxy up`, tests — drives a running proxy and reads it.
 //!
-//! It holds one link per worker: the [`WorkerShared`] flags (drain request, heartbeat), the
-//! worker's published metrics, and the sender of the worker's command channel. Reloads are
-//! serialized: one at a time, each numbered. The running configuration is readable at any time,
-//! also while a reload is under way (a scrape never waits for one). It also holds the health
-//! probes' [`ProbeLog`], which the admin API shows.
+//! Reads never wait for the loop: the running configuration, the workers' heartbeats, counters
+//! and published metrics, the health probes' log and the sampler's history are in [`Shared`],
+//! which the loop updates and anyone may read (a scrape never waits for a reload). Changes are
+//! [`Command`]s to the loop, which makes them one at a time and answers; the request methods
+//! block until it has. They must never be called from the loop's own thread (its jobs and
+//! controllers get [`Shared`] and return actions instead).
 
-use super::reload::{self, ReloadError, ReloadReport};
-use crate::config::{self, Config};
-use crate::health::ProbeLog;
+use super::broadcast::Gathered;
+use super::command::{Command, Commands, ReloadFrom};
+use super::reload::{ReloadError, ReloadReport};
+use super::sampler::Sampler;
+use crate::config::Config;
+use crate::health::{HealthTable, ProbeLog};
 use crate::metrics::{Aggregate, WorkerSnapshot};
-use crate::runtime::command::{PrepareReply, WorkerCommand};
-use crate::runtime::{WorkerShared, TICK};
+use crate::runtime::command::{BackendChange, Reply, WorkerCommand};
+use crate::runtime::WorkerShared;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
-
-/// How long every worker together may take to prepare a reload. A worker answers on its next
-/// tick, so anything much past [`TICK`] means it is stuck (or draining).
-const PREPARE_TIMEOUT: Duration = Duration::from_secs(5);
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Totals over every worker, as published on their last tick.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,38 +29,26 @@ pub struct Counters {
     pub open_connections: u64,
 }
 
-/// Cloneable, `Send` handle to a running [`crate::server::Server`].
-#[derive(Debug, Clone)]
-pub struct ControlHandle {
-    inner: Arc<Inner>,
+/// The control side's end of one worker, as the server builds it: the flags and figures it
+/// shares, and the sender of its command channel (which only the control loop uses).
+#[derive(Debug)]
+pub struct WorkerLink {
+    pub shared: Arc<WorkerShared>,
+    pub commands: Sender<WorkerCommand>,
 }
 
-struct Inner {
-    workers: Vec<WorkerLink>,
-    /// Held for the whole of a reload, so reloads never interleave.
-    reloading: Mutex<()>,
-    /// The configuration the workers run now, and the number of the last reload (0 = none yet).
-    /// Locked only to read or replace them.
+/// What the control loop knows that anyone may read.
+#[derive(Debug)]
+pub struct Shared {
+    workers: Vec<Arc<WorkerShared>>,
+    /// The configuration the workers run now, and the number of the last reload (0 = none
+    /// yet). Locked only to read or replace them.
     running: Mutex<Running>,
     /// What the active health probes found lately (written by the health thread).
     probe_log: ProbeLog,
-    /// How a reload asked for from outside (the admin API) is made, when the process has its own
-    /// way ([`ControlHandle::set_requested_reload`]); else [`ControlHandle::reload_from_source`].
-    requested_reload: OnceLock<RequestedReload>,
+    /// The workers' metrics sampled once a second (written by the loop's sampling job).
+    sampler: Arc<Sampler>,
 }
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner")
-            .field("workers", &self.workers)
-            .field("running", &self.running)
-            .field("requested_reload", &self.requested_reload.get().is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// See [`ControlHandle::set_requested_reload`].
-type RequestedReload = Box<dyn Fn() -> Result<ReloadReport, ReloadError> + Send + Sync>;
 
 #[derive(Debug)]
 struct Running {
@@ -68,60 +56,35 @@ struct Running {
     reloads: u64,
 }
 
-/// The control thread's end of one worker.
-#[derive(Debug)]
-pub struct WorkerLink {
-    pub shared: Arc<WorkerShared>,
-    pub commands: Sender<WorkerCommand>,
-}
-
-impl ControlHandle {
-    pub fn new(config: Arc<Config>, workers: Vec<WorkerLink>) -> Self {
+impl Shared {
+    pub(super) fn new(config: Arc<Config>, workers: Vec<Arc<WorkerShared>>) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                workers,
-                reloading: Mutex::new(()),
-                running: Mutex::new(Running { config, reloads: 0 }),
-                probe_log: ProbeLog::default(),
-                requested_reload: OnceLock::new(),
-            }),
+            workers,
+            running: Mutex::new(Running { config, reloads: 0 }),
+            probe_log: ProbeLog::default(),
+            sampler: Arc::default(),
         }
     }
 
-    /// Stop accepting, let in-flight requests finish (up to `runtime.drain_timeout`), close idle
-    /// keep-alive connections, then let the workers exit. Idempotent. Workers notice within one
-    /// tick ([`TICK`]).
-    pub fn shutdown(&self) {
-        for worker in &self.inner.workers {
-            worker.shared.drain_requested.store(true, Ordering::Relaxed);
+    /// Asks every worker to stop accepting and drain (they notice within a tick). Idempotent.
+    pub(super) fn request_drain(&self) {
+        for worker in &self.workers {
+            worker.drain_requested.store(true, Ordering::Relaxed);
         }
     }
 
-    /// Whether [`shutdown`](Self::shutdown) was called.
+    /// Whether the drain was asked for.
     pub fn is_shutting_down(&self) -> bool {
-        self.inner
-            .workers
+        self.workers
             .iter()
-            .any(|w| w.shared.drain_requested.load(Ordering::Relaxed))
-    }
-
-    /// Milliseconds since the Unix epoch of the oldest worker heartbeat: the systemd watchdog is
-    /// fed only while this is recent.
-    pub fn oldest_heartbeat_ms(&self) -> u64 {
-        self.inner
-            .workers
-            .iter()
-            .map(|w| w.shared.heartbeat_ms.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0)
+            .any(|w| w.drain_requested.load(Ordering::Relaxed))
     }
 
     /// Each worker's last heartbeat, in milliseconds since the Unix epoch, by worker id.
     pub fn heartbeats_ms(&self) -> Vec<u64> {
-        self.inner
-            .workers
+        self.workers
             .iter()
-            .map(|w| w.shared.heartbeat_ms.load(Ordering::Relaxed))
+            .map(|w| w.heartbeat_ms.load(Ordering::Relaxed))
             .collect()
     }
 
@@ -129,9 +92,9 @@ impl ControlHandle {
     /// tick.
     pub fn counters(&self) -> Counters {
         let mut counters = Counters::default();
-        for worker in &self.inner.workers {
-            counters.requests += worker.shared.requests.load(Ordering::Relaxed);
-            counters.open_connections += worker.shared.open_connections.load(Ordering::Relaxed);
+        for worker in &self.workers {
+            counters.requests += worker.requests.load(Ordering::Relaxed);
+            counters.open_connections += worker.open_connections.load(Ordering::Relaxed);
         }
         counters
     }
@@ -139,10 +102,9 @@ impl ControlHandle {
     /// Each worker's latest metrics snapshot, by worker id (workers that have not ticked yet are
     /// left out).
     pub fn snapshots(&self) -> Vec<Arc<WorkerSnapshot>> {
-        self.inner
-            .workers
+        self.workers
             .iter()
-            .filter_map(|w| w.shared.metrics.load())
+            .filter_map(|w| w.metrics.load())
             .collect()
     }
 
@@ -151,28 +113,16 @@ impl ControlHandle {
         Aggregate::of(&self.snapshots())
     }
 
-    /// The active health probes' recent results, per backend.
     pub fn probe_log(&self) -> &ProbeLog {
-        &self.inner.probe_log
+        &self.probe_log
     }
 
-    /// Successful reloads since start.
-    pub fn reloads(&self) -> u64 {
-        self.running().reloads
+    pub fn sampler(&self) -> &Arc<Sampler> {
+        &self.sampler
     }
 
-    /// Sends `command` to worker `worker` alone. Returns false when that worker has exited or
-    /// does not exist.
-    pub fn send_to(&self, worker: usize, command: WorkerCommand) -> bool {
-        self.inner
-            .workers
-            .get(worker)
-            .is_some_and(|w| w.commands.send(command).is_ok())
-    }
-
-    /// Number of worker threads.
     pub fn worker_count(&self) -> usize {
-        self.inner.workers.len()
+        self.workers.len()
     }
 
     /// The configuration the workers run now.
@@ -180,190 +130,153 @@ impl ControlHandle {
         self.running().config.clone()
     }
 
-    /// Reads the configuration again from where the running one came from (same file, same
-    /// `--env` overlay, the process environment for `${VAR}`), validates it and reloads it. On any
-    /// error the running configuration stays, and the error is logged (once, with every reason
-    /// and its fix, as `lbproxy check` prints them).
-    pub fn reload_from_source(&self) -> Result<ReloadReport, ReloadError> {
-        self.reload_from_source_with(|_| Ok(()))
+    /// Successful reloads since start.
+    pub fn reloads(&self) -> u64 {
+        self.running().reloads
     }
 
-    /// [`reload_from_source`](Self::reload_from_source), passing the configuration read through
-    /// `adjust` first: `lbproxy up` puts back the instances it runs. An `Err` from `adjust`
-    /// refuses the reload (logged like any other).
-    pub fn reload_from_source_with(
-        &self,
-        adjust: impl FnOnce(&mut Config) -> Result<(), ReloadError>,
-    ) -> Result<ReloadReport, ReloadError> {
-        let (path, env) = {
-            let running = self.running();
-            let path = match &running.config.source {
-                config::ConfigSource::File(path) => Some(path.clone()),
-                config::ConfigSource::Embedded => None,
-            };
-            (path, running.config.env.clone())
-        };
-        let mut config =
-            config::load(path.as_deref(), env.as_deref()).map_err(|e| logged(e.into()))?;
-        adjust(&mut config).map_err(logged)?;
-        self.reload(config)
+    /// Records that reload `number` committed `config` on the workers.
+    pub(super) fn set_running(&self, config: Arc<Config>, number: u64) {
+        let mut running = self.running();
+        running.config = config;
+        running.reloads = number;
     }
 
-    /// How [`requested_reload`](Self::requested_reload) reloads from now on: `lbproxy serve` routes
-    /// it through its SIGHUP handling, so that systemd hears `RELOADING=1`/`READY=1` and the
-    /// outcome is recorded for `lbproxy reload` whoever asked. Set once; later calls do nothing.
-    pub fn set_requested_reload(
-        &self,
-        reload: impl Fn() -> Result<ReloadReport, ReloadError> + Send + Sync + 'static,
-    ) {
-        let _ = self.inner.requested_reload.set(Box::new(reload));
+    #[cfg(test)]
+    pub(super) fn workers_for_tests(&self) -> &[Arc<WorkerShared>] {
+        &self.workers
     }
 
-    /// A reload asked for from outside the process's signal handling (`POST /api/reload`): as
-    /// SIGHUP would make it.
-    pub fn requested_reload(&self) -> Result<ReloadReport, ReloadError> {
-        match self.inner.requested_reload.get() {
-            Some(reload) => reload(),
-            None => self.reload_from_source(),
-        }
-    }
-
-    /// Switches every worker to `config`: prepare on all, then commit on all (or abort on all when
-    /// any cannot), and returns once every worker serves it. Requests in flight finish on the
-    /// configuration they started with; connections are not touched. Blocks for about two worker
-    /// ticks. The outcome is logged here, whoever asked (SIGHUP, the admin API, `lbproxy up`),
-    /// so callers do not log it again.
-    pub fn reload(&self, config: Config) -> Result<ReloadReport, ReloadError> {
-        self.switch_to(config).map_err(logged)
-    }
-
-    fn switch_to(&self, config: Config) -> Result<ReloadReport, ReloadError> {
-        let _one_at_a_time = self
-            .inner
-            .reloading
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if self.is_shutting_down() {
-            return Err(ReloadError::ShuttingDown);
-        }
-        let (current, number) = {
-            let running = self.running();
-            (running.config.clone(), running.reloads + 1)
-        };
-        let (config, warnings) = reload::reconcile(&current, config)?;
-        let config = Arc::new(config);
-
-        let (reply_tx, reply_rx) = mpsc::channel();
-        for worker in &self.inner.workers {
-            let prepare = WorkerCommand::Prepare {
-                reload: number,
-                config: config.clone(),
-                reply: reply_tx.clone(),
-            };
-            if worker.commands.send(prepare).is_err() {
-                self.broadcast(|| WorkerCommand::Abort { reload: number });
-                return Err(ReloadError::ShuttingDown);
-            }
-        }
-        drop(reply_tx);
-
-        if let Err(e) = self.collect_prepared(number, &reply_rx) {
-            self.broadcast(|| WorkerCommand::Abort { reload: number });
-            return Err(e);
-        }
-        let (done_tx, done_rx) = mpsc::channel();
-        self.broadcast(|| WorkerCommand::Commit {
-            reload: number,
-            done: done_tx.clone(),
-        });
-        drop(done_tx);
-        // Wait until every worker serves the new configuration, so that the caller (systemctl
-        // reload, the admin API) returns only once it is in effect.
-        let deadline = Instant::now() + PREPARE_TIMEOUT;
-        let mut committed = 0;
-        while committed < self.inner.workers.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if done_rx.recv_timeout(left).is_err() {
-                tracing::warn!(
-                    reload = number,
-                    committed,
-                    workers = self.inner.workers.len(),
-                    "not every worker confirmed the new configuration in time"
-                );
-                break;
-            }
-            committed += 1;
-        }
-        crate::logging::set_format(config.log.format);
-        {
-            let mut running = self.running();
-            running.config = config;
-            running.reloads = number;
-        }
-        for warning in &warnings {
-            tracing::warn!(reload = number, "{warning}");
-        }
-        tracing::info!(reload = number, "configuration reloaded");
-        Ok(ReloadReport {
-            reload: number,
-            warnings,
-        })
-    }
-
-    /// Waits until every worker answered its `Prepare` for reload `number`.
-    fn collect_prepared(
-        &self,
-        number: u64,
-        replies: &mpsc::Receiver<PrepareReply>,
-    ) -> Result<(), ReloadError> {
-        let deadline = Instant::now() + PREPARE_TIMEOUT.max(TICK * 10);
-        let mut answered = vec![false; self.inner.workers.len()];
-        while answered.iter().any(|a| !a) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match replies.recv_timeout(left) {
-                Ok(reply) if reply.reload == number => {
-                    if let Err(reason) = reply.result {
-                        return Err(ReloadError::Refused {
-                            worker: reply.worker,
-                            reason,
-                        });
-                    }
-                    answered[reply.worker] = true;
-                }
-                Ok(_stale) => {}
-                Err(_) => {
-                    let silent = answered.iter().position(|a| !a).unwrap_or(0);
-                    return Err(if self.is_shutting_down() {
-                        ReloadError::ShuttingDown
-                    } else {
-                        ReloadError::NoAnswer {
-                            worker: silent,
-                            waited: PREPARE_TIMEOUT,
-                        }
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Sends a command made by `make` to every worker. A worker that has exited is skipped.
-    pub fn broadcast(&self, make: impl Fn() -> WorkerCommand) {
-        for worker in &self.inner.workers {
-            let _ = worker.commands.send(make());
-        }
-    }
-
-    fn running(&self) -> std::sync::MutexGuard<'_, Running> {
-        self.inner
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn running(&self) -> MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Logs a failed reload: every reason, each with its fix; the running configuration stays.
-fn logged(error: ReloadError) -> ReloadError {
-    tracing::error!("reload failed: {error}");
-    error
+/// Cloneable, `Send` handle to a running proxy's control loop.
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    shared: Arc<Shared>,
+    commands: Commands,
+}
+
+impl ControlHandle {
+    pub(super) fn new(shared: Arc<Shared>, commands: Commands) -> Self {
+        Self { shared, commands }
+    }
+
+    /// Stop accepting, let in-flight requests finish (up to `runtime.drain_timeout`), close idle
+    /// keep-alive connections, then let the workers exit. Idempotent. The workers are asked at
+    /// once (a stop never waits behind a reload); the loop then reports the drain to systemd.
+    pub fn shutdown(&self) {
+        self.shared.request_drain();
+        self.commands.send(Command::Stop);
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+
+    /// Reads the configuration again from where the running one came from and reloads it on
+    /// every worker, as SIGHUP does (under systemd: `RELOADING=1` … `READY=1`, and the outcome
+    /// recorded for `lbproxy reload`; under `lbproxy up`: its instances kept). Returns once
+    /// every worker serves it. On any error the running configuration stays; the loop logs the
+    /// outcome (every reason with its fix), so callers do not log it again.
+    pub fn reload_from_source(&self) -> Result<ReloadReport, ReloadError> {
+        self.reload_from(ReloadFrom::Source)
+    }
+
+    /// Switches every worker to `config` (two-phase: prepare on all, then commit on all, or
+    /// abort on all when any cannot) and returns once every worker serves it. Requests in flight
+    /// finish on the configuration they started with; connections are not touched.
+    pub fn reload(&self, config: Config) -> Result<ReloadReport, ReloadError> {
+        self.reload_from(ReloadFrom::Config(Box::new(config)))
+    }
+
+    fn reload_from(&self, from: ReloadFrom) -> Result<ReloadReport, ReloadError> {
+        self.commands
+            .request(|reply| Command::Reload {
+                from,
+                reply: Some(reply),
+            })
+            .unwrap_or(Err(ReloadError::ShuttingDown))
+    }
+
+    /// Applies `change` to backend `address` of group `group` on every worker (until the next
+    /// reload), and returns each worker's answer once all answered or the deadline passed.
+    pub fn change_backend(
+        &self,
+        group: &str,
+        address: SocketAddr,
+        change: BackendChange,
+    ) -> Gathered<Reply> {
+        self.commands
+            .request(|reply| Command::Backend {
+                group: group.to_owned(),
+                address,
+                change,
+                reply: Some(reply),
+            })
+            .unwrap_or_else(|| Gathered::unreachable(self.worker_count()))
+    }
+
+    /// Hands the active health checks' latest verdicts to the loop, which publishes them.
+    pub fn publish_health(&self, table: Arc<HealthTable>) {
+        self.commands.send(Command::Health(table));
+    }
+
+    /// The channel to the loop, for senders that want no answer (the signal thread).
+    pub fn commands(&self) -> &Commands {
+        &self.commands
+    }
+
+    /// Milliseconds since the Unix epoch of the oldest worker heartbeat.
+    pub fn oldest_heartbeat_ms(&self) -> u64 {
+        self.shared.heartbeats_ms().into_iter().min().unwrap_or(0)
+    }
+
+    /// Each worker's last heartbeat, in milliseconds since the Unix epoch, by worker id.
+    pub fn heartbeats_ms(&self) -> Vec<u64> {
+        self.shared.heartbeats_ms()
+    }
+
+    /// Requests answered and client connections open, summed over the workers.
+    pub fn counters(&self) -> Counters {
+        self.shared.counters()
+    }
+
+    /// Each worker's latest metrics snapshot, by worker id.
+    pub fn snapshots(&self) -> Vec<Arc<WorkerSnapshot>> {
+        self.shared.snapshots()
+    }
+
+    /// The workers' metrics, summed.
+    pub fn aggregate(&self) -> Aggregate {
+        self.shared.aggregate()
+    }
+
+    /// The active health probes' recent results, per backend.
+    pub fn probe_log(&self) -> &ProbeLog {
+        self.shared.probe_log()
+    }
+
+    /// Rates and percentiles sampled once a second, and their two-minute history.
+    pub fn sampler(&self) -> &Arc<Sampler> {
+        self.shared.sampler()
+    }
+
+    /// Successful reloads since start.
+    pub fn reloads(&self) -> u64 {
+        self.shared.reloads()
+    }
+
+    /// Number of worker threads.
+    pub fn worker_count(&self) -> usize {
+        self.shared.worker_count()
+    }
+
+    /// The configuration the workers run now.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.config()
+    }
 }

@@ -1,5 +1,5 @@
-//! The `lbproxy-health` thread: one probe loop per probed backend, verdicts published to the
-//! workers.
+//! The `lbproxy-health` thread: one probe loop per probed backend, verdicts handed to the control
+//! loop, which publishes them to the workers.
 //!
 //! It runs a small monoio runtime on the legacy (epoll) driver, so every probe loop is a task on
 //! one thread: a slow or hanging backend only delays its own next probe, never the others', and
@@ -7,15 +7,18 @@
 //! legacy driver because a handful of connects a second gains nothing from io_uring, and epoll
 //! works everywhere io_uring may be blocked.
 //!
-//! Every [`TICK`] the supervisor reads [`ControlHandle::config`], so a reload's new backends and
-//! settings are probed from its next round on and removed backends stop being probed. A probe
-//! loop sleeps `interval` between the end of one probe and the start of the next. The thread
-//! stops when the proxy shuts down or [`HealthChecker::stop`] is called.
+//! It stays a thread of its own rather than a job of the control loop because probing is network
+//! I/O with a timeout per probe, many at once, which would stall a blocking loop's other work.
+//! The control loop starts it and stops it, and the two talk through the [`ControlHandle`]:
+//! every [`TICK`] the supervisor reads [`ControlHandle::config`], so a reload's new backends and
+//! settings are probed from its next round on and removed backends stop being probed; each new
+//! verdict table goes to the loop ([`ControlHandle::publish_health`]). A probe loop sleeps
+//! `interval` between the end of one probe and the start of the next. The thread stops when the
+//! proxy shuts down or [`HealthChecker::stop`] is called.
 
 use crate::config::{HealthConfig, ProxyProtocol};
 use crate::control::ControlHandle;
 use crate::health::{probe, Health, HealthTable, ProbeError, Thresholds};
-use crate::runtime::command::WorkerCommand;
 use crate::runtime::TICK;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -101,8 +104,7 @@ struct Verdicts {
 impl Verdicts {
     fn publish(&self) {
         let table = Arc::new(self.table.borrow().clone());
-        self.control
-            .broadcast(|| WorkerCommand::Health(table.clone()));
+        self.control.publish_health(table);
     }
 }
 

@@ -1,4 +1,4 @@
-//! What a reload may change, and how it can fail.
+//! What a reload may change, how it is made on every worker, and how it can fail.
 //!
 //! Routes, upstream groups, backends, balancing, pools, limits, timeouts and the drain timeout
 //! change on reload. Listeners (their set, addresses and protocols) are sockets bound at start:
@@ -8,10 +8,26 @@
 //! is reported as a warning and takes effect at the next restart. `admin.token` changes at once;
 //! a reload that would leave an admin server reachable from other machines without a token is
 //! refused.
+//!
+//! [`apply`] makes one on the control loop's thread: [`reconcile`] with the running
+//! configuration, `Prepare` on every worker and gather the answers, then `Commit` on every worker
+//! (gathered too, so the caller returns once the new configuration serves everywhere) or `Abort`
+//! on every worker when any could not prepare. Reloads never interleave: the loop makes one at a
+//! time.
 
+use super::broadcast::{Answer, Workers};
+use super::handle::Shared;
 use crate::config::is_loopback;
 use crate::config::{Config, ConfigErrors};
+use crate::runtime::command::WorkerCommand;
+use crate::runtime::TICK;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How long every worker together may take to prepare a reload, and to confirm its commit. A
+/// worker answers on its next tick, so anything much past [`TICK`] means it is stuck (or
+/// draining).
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// A reload that took effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +52,88 @@ pub enum ReloadError {
     NoAnswer { worker: usize, waited: Duration },
     #[error("the proxy is shutting down")]
     ShuttingDown,
+}
+
+/// Switches every worker to `config` as reload number `shared.reloads() + 1`, and records it as
+/// the running configuration. The outcome is logged here, whoever asked, so callers do not log
+/// it again.
+pub(super) fn apply(
+    shared: &Shared,
+    workers: &Workers,
+    config: Config,
+) -> Result<ReloadReport, ReloadError> {
+    switch(shared, workers, config).map_err(logged)
+}
+
+fn switch(shared: &Shared, workers: &Workers, config: Config) -> Result<ReloadReport, ReloadError> {
+    if shared.is_shutting_down() {
+        return Err(ReloadError::ShuttingDown);
+    }
+    let number = shared.reloads() + 1;
+    let (config, warnings) = reconcile(&shared.config(), config)?;
+    let config = Arc::new(config);
+
+    let prepared = workers.gather(ANSWER_WITHIN.max(TICK * 10), |_, reply| {
+        WorkerCommand::Prepare {
+            reload: number,
+            config: config.clone(),
+            reply,
+        }
+    });
+    if !prepared.all_replied() || prepared.replies().any(|(_, r)| r.is_err()) {
+        workers.broadcast(|_| WorkerCommand::Abort { reload: number });
+        let refusal = prepared.replies().find_map(|(worker, reply)| {
+            let reason = reply.as_ref().err()?;
+            Some(ReloadError::Refused {
+                worker,
+                reason: reason.clone(),
+            })
+        });
+        let silent = prepared.silent().first().copied();
+        return Err(match (refusal, silent) {
+            (Some(refused), _) => refused,
+            (None, Some(worker)) if !shared.is_shutting_down() => ReloadError::NoAnswer {
+                worker,
+                waited: ANSWER_WITHIN,
+            },
+            // A worker has exited, or stopped answering because it drains.
+            (None, _) => ReloadError::ShuttingDown,
+        });
+    }
+
+    // Wait until every worker serves the new configuration, so that the caller (systemctl
+    // reload, the admin API) returns only once it is in effect.
+    let committed = workers.gather(ANSWER_WITHIN, |_, done| WorkerCommand::Commit {
+        reload: number,
+        done,
+    });
+    if !committed.all_replied() {
+        let missing: Vec<usize> = (0..committed.answers.len())
+            .filter(|&w| !matches!(committed.answers[w], Answer::Replied(_)))
+            .collect();
+        tracing::warn!(
+            reload = number,
+            committed = committed.replies().count(),
+            workers = workers.len(),
+            "not every worker confirmed the new configuration in time (workers {missing:?})"
+        );
+    }
+    crate::logging::set_format(config.log.format);
+    shared.set_running(config, number);
+    for warning in &warnings {
+        tracing::warn!(reload = number, "{warning}");
+    }
+    tracing::info!(reload = number, "configuration reloaded");
+    Ok(ReloadReport {
+        reload: number,
+        warnings,
+    })
+}
+
+/// Logs a failed reload: every reason, each with its fix; the running configuration stays.
+pub(super) fn logged(error: ReloadError) -> ReloadError {
+    tracing::error!("reload failed: {error}");
+    error
 }
 
 /// Checks `new` against `running` and returns the configuration to commit (with the runtime

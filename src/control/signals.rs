@@ -1,51 +1,72 @@
-//! The signal threads of the control side: the first SIGTERM or SIGINT starts a stop, and every
-//! SIGHUP reloads the configuration from its source.
+//! The one signal thread, `lbproxy-signals`: it receives SIGTERM, SIGINT and SIGHUP (and SIGUSR2
+//! where fault injection is allowed) and turns each into a [`Signal`] for its owner, which makes
+//! it a command to the control loop ([`to_control`] for `lbproxy serve`; `lbproxy up` stops its
+//! instances too). It only forwards: the reload, the drain and the fault are the loop's.
 
-use super::systemd::reload::Reloader;
+use super::command::{Command, ReloadFrom};
+use super::ControlHandle;
 use anyhow::Context;
-use std::sync::{Arc, Mutex};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 
-/// Calls `on_stop` from a dedicated thread on the first SIGTERM or SIGINT.
-pub fn spawn_stop_thread(
-    on_stop: impl FnOnce(&'static str) + Send + 'static,
+/// A signal the process acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM or SIGINT (named): drain and stop.
+    Stop(&'static str),
+    /// SIGHUP: reload the configuration from its source.
+    Reload,
+    /// SIGUSR2 with `LBPROXY_ALLOW_FAULTS=1`: stall worker 0.
+    Fault,
+}
+
+/// Installs the handlers and starts the thread that calls `on_signal` for each signal received,
+/// in order. SIGUSR2 is handled only with `faults` (otherwise it keeps its default action).
+pub fn spawn(
+    faults: bool,
+    mut on_signal: impl FnMut(Signal) + Send + 'static,
 ) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .context("installing signal handlers")?;
+    let mut wanted = vec![SIGTERM, SIGINT, SIGHUP];
+    if faults {
+        wanted.push(SIGUSR2);
+    }
+    let mut signals =
+        signal_hook::iterator::Signals::new(&wanted).context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("lbproxy-signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                on_stop(if signal == SIGTERM {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
+            for signal in signals.forever() {
+                on_signal(match signal {
+                    SIGTERM => Signal::Stop("SIGTERM"),
+                    SIGINT => Signal::Stop("SIGINT"),
+                    SIGHUP => Signal::Reload,
+                    _ => Signal::Fault,
                 });
             }
         })?;
     Ok(())
 }
 
-/// The reloader, also when a thread panicked while holding it (its state stays consistent: each
-/// reload is recorded whole or not at all).
-pub fn lock(reloader: &Mutex<Reloader>) -> std::sync::MutexGuard<'_, Reloader> {
-    reloader
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Reloads the configuration from its source on every SIGHUP ([`Reloader::on_sighup`]). A failed
-/// reload is logged with every reason and the running configuration keeps serving.
-pub fn spawn_reload_thread(reloader: Arc<Mutex<Reloader>>) -> anyhow::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
-        .context("installing the SIGHUP handler")?;
-    std::thread::Builder::new()
-        .name("lbproxy-reload".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                tracing::info!("received SIGHUP; reloading the configuration");
-                lock(&reloader).on_sighup();
+/// What `lbproxy serve` does with each signal: the first SIGTERM or SIGINT starts the drain
+/// (later ones change nothing), SIGHUP reloads (the loop logs the outcome), SIGUSR2 stalls
+/// worker 0.
+pub fn to_control(control: ControlHandle) -> impl FnMut(Signal) + Send + 'static {
+    move |signal| match signal {
+        Signal::Stop(name) => {
+            if !control.is_shutting_down() {
+                tracing::info!("received {name}; draining in-flight requests, then exiting");
+                control.shutdown();
             }
-        })?;
-    Ok(())
+        }
+        Signal::Reload => {
+            tracing::info!("received SIGHUP; reloading the configuration");
+            control.commands().send(Command::Reload {
+                from: ReloadFrom::Source,
+                reply: None,
+            });
+        }
+        Signal::Fault => {
+            tracing::warn!("SIGUSR2: stalling worker 0 (fault injection)");
+            control.commands().send(Command::FaultStall);
+        }
+    }
 }

@@ -1,12 +1,12 @@
 //! Active health checks: probes run once per (group, backend) on the control side — not once
 //! per worker — and their verdicts reach the workers as an immutable snapshot.
 //!
-//! Flow: [`crate::control::HealthChecker`] (thread `lbproxy-health`, started by `Server::start`) reads
-//! the running configuration every tick, keeps one probe loop per backend of every group with a
-//! `[upstream.NAME.health]` section ([`mod@probe`]), turns results into up/down verdicts with the
-//! `rise`/`fall` thresholds ([`Thresholds`]), logs each flip once with its reason, and publishes
-//! a new [`HealthTable`] to every worker when a verdict changes
-//! (`WorkerCommand::Health`). Each worker applies it on its next tick
+//! Flow: the control side's `HealthChecker` (thread `lbproxy-health`, which the control loop
+//! starts) reads the running configuration every tick, keeps one probe loop per backend of every
+//! group with a `[upstream.NAME.health]` section ([`mod@probe`]), turns results into up/down
+//! verdicts with the `rise`/`fall` thresholds ([`Thresholds`]), logs each flip once with its
+//! reason, and hands a new [`HealthTable`] to the control loop when a verdict changes, which
+//! publishes it to every worker (`WorkerCommand::Health`). Each worker applies it on its next tick
 //! (`Generation::apply_health`). Every probe result also goes to the [`ProbeLog`] (held by the
 //! `ControlHandle`), which the admin API shows per backend.
 

@@ -1,4 +1,6 @@
-//! Commands from the control thread to the workers.
+//! Commands from the control loop to the workers (it is their only sender; see
+//! `crate::control`, whose `Workers::gather` sends one to every worker and collects the answers
+//! within a deadline).
 //!
 //! Cross-thread data is either an immutable snapshot or a command (see docs/architecture.md).
 //! Each worker has its own channel and drains it on its housekeeping tick ([`super::TICK`]), so a
@@ -8,8 +10,8 @@
 //! serving and answers), then `Commit` everywhere when all answered yes, or `Abort` everywhere
 //! otherwise, so the workers never run different configurations for longer than a tick.
 //!
-//! Active health verdicts arrive the same way: the health checker publishes a new immutable
-//! table with `Health` whenever a verdict changes. So do the admin API's runtime changes to a
+//! Active health verdicts arrive the same way: the control loop publishes a new immutable table
+//! with `Health` whenever the health checker reports a changed verdict. So do the admin API's runtime changes to a
 //! backend (`Backend`: drain, enable, weight), which last until the next reload commits.
 
 use crate::config::Config;
@@ -22,15 +24,14 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub enum WorkerCommand {
     /// Build the state for `config` (reload number `reload`) beside the current one, keep it
-    /// pending, and answer on `reply`.
+    /// pending, and answer on `reply`: `Ok`, or the reason it cannot run `config`.
     Prepare {
         reload: u64,
         config: Arc<Config>,
-        reply: Sender<PrepareReply>,
+        reply: Sender<Reply>,
     },
-    /// Serve new requests from the state prepared for `reload`, then send the worker's id on
-    /// `done`.
-    Commit { reload: u64, done: Sender<usize> },
+    /// Serve new requests from the state prepared for `reload`, then say so on `done`.
+    Commit { reload: u64, done: Sender<()> },
     /// Drop the state prepared for `reload`.
     Abort { reload: u64 },
     /// Fault injection for the watchdog tests: block the worker thread for good, as a stuck ring
@@ -45,13 +46,13 @@ pub enum WorkerCommand {
 }
 
 /// Change backend `address` of group `group` on the worker's serving generation, then answer
-/// on `done`.
+/// on `done`: `Ok`, or `Err` when it has no such backend (a reload committed in between).
 #[derive(Debug)]
 pub struct BackendCommand {
     pub group: String,
     pub address: SocketAddr,
     pub change: BackendChange,
-    pub done: Sender<BackendReply>,
+    pub done: Sender<Reply>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,19 +65,7 @@ pub enum BackendChange {
     Weight(NonZeroU32),
 }
 
-/// A worker's answer to a [`BackendCommand`]: `Err` when it has no such backend (a reload
-/// committed in between).
-#[derive(Debug)]
-pub struct BackendReply {
-    pub worker: usize,
-    pub result: Result<(), String>,
-}
-
-/// A worker's answer to [`WorkerCommand::Prepare`].
-#[derive(Debug)]
-pub struct PrepareReply {
-    pub worker: usize,
-    pub reload: u64,
-    /// `Err(reason)` when the worker cannot run the new configuration.
-    pub result: Result<(), String>,
-}
+/// A worker's answer to a `Prepare` or a [`BackendCommand`]: `Err(reason)` when it cannot. Each
+/// worker answers on a channel of its own (see `crate::control`'s `Workers::gather`), which says
+/// whose answer it is.
+pub type Reply = Result<(), String>;

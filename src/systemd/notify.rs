@@ -30,8 +30,7 @@ impl Notifier {
         Self::with_enabled(std::env::var_os("NOTIFY_SOCKET").is_some())
     }
 
-    /// A notifier that never sends.
-    #[cfg(test)]
+    /// A notifier that never sends (the control loop's default: tests, `lbproxy up`).
     pub fn disabled() -> Self {
         Self::with_enabled(false)
     }

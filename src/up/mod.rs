@@ -9,10 +9,13 @@
 //! SIGINT/SIGTERM: the proxy stops accepting and drains, then the instances get SIGTERM one by
 //! one (in order) and are waited for, so nothing is left behind.
 //!
-//! A reload (SIGHUP, `lbproxy ctl reload`) reads the file again and keeps what `up` set up
-//! ([`keep_instances`]): with `--instances`, the group's backends are the instances `up` runs,
-//! not the file's list. Instances are only started and stopped by `up` itself, so changing
-//! which group they form, or how many there are, takes a restart of `up`.
+//! A reload (SIGHUP, `lbproxy ctl reload`) is made by the proxy's control loop, like any other;
+//! it reads the file again and keeps what `up` set up (`keep_instances`, the loop's reload
+//! adjustment): with `--instances`, the group's backends are the instances `up` runs, not the
+//! file's list. One signal thread serves both: SIGINT/SIGTERM stop `up`, SIGHUP goes to the
+//! control loop (one that arrives while the instances start waits for the proxy). Instances are
+//! only started and stopped by `up` itself, so changing which group they form, or how many there
+//! are, takes a restart of `up`.
 //!
 //! Instances run in their own process group, so a Ctrl-C in the terminal reaches only us and
 //! the shutdown order stays ours.
@@ -22,8 +25,8 @@ mod locate;
 
 use crate::config::ConfigArgs;
 use crate::config::{BackendConfig, Config};
-use crate::control::signals::spawn_stop_thread;
-use crate::control::{ControlHandle, ReloadError};
+use crate::control::signals::{self, Signal};
+use crate::control::{Command, LoopOptions, ReloadError, ReloadFrom};
 use crate::server::Server;
 use crate::systemd::activation::InheritedSockets;
 use anyhow::Context;
@@ -75,11 +78,22 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         .context("lbproxy up: the proxy cannot listen, so no instance was started")?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    spawn_stop_thread({
-        let stop = stop.clone();
-        move |signal| {
-            tracing::info!("received {signal}: stopping the proxy, then the instances");
-            stop.store(true, Ordering::SeqCst);
+    signals::spawn(false, {
+        let (stop, commands) = (stop.clone(), bound.commands());
+        move |signal| match signal {
+            Signal::Stop(name) => {
+                tracing::info!("received {name}: stopping the proxy, then the instances");
+                stop.store(true, Ordering::SeqCst);
+            }
+            Signal::Reload => {
+                tracing::info!("received SIGHUP; reloading the configuration");
+                // Logged by the control loop, either way.
+                commands.send(Command::Reload {
+                    from: ReloadFrom::Source,
+                    reply: None,
+                });
+            }
+            Signal::Fault => {}
         }
     })?;
 
@@ -94,19 +108,22 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let server = match bound.start() {
+    let keep = Keep {
+        group: group_name,
+        instances: instances_override,
+        running: specs.iter().map(|s| s.address).collect(),
+    };
+    let options = LoopOptions {
+        adjust_reload: Some(Box::new(move |config| keep_instances(config, &keep))),
+        ..LoopOptions::default()
+    };
+    let server = match bound.start_with(options) {
         Ok(server) => server,
         Err(e) => {
             stop_all(&mut instances);
             return Err(e.context("starting the proxy"));
         }
     };
-    let keep = Keep {
-        group: group_name,
-        instances: instances_override,
-        running: specs.iter().map(|s| s.address).collect(),
-    };
-    install_reload(&server.control(), keep)?;
     print_banner(&server, &instances, args);
 
     while !stop.load(Ordering::SeqCst) {
@@ -192,29 +209,6 @@ fn keep_instances(config: &mut Config, keep: &Keep) -> Result<(), ReloadError> {
 fn addresses(list: &[SocketAddr]) -> String {
     let list: Vec<String> = list.iter().map(SocketAddr::to_string).collect();
     list.join(", ")
-}
-
-/// SIGHUP and `POST /api/reload` (`lbproxy ctl reload`) reload the file through
-/// [`keep_instances`], one at a time (the control handle serializes reloads).
-fn install_reload(control: &ControlHandle, keep: Keep) -> anyhow::Result<()> {
-    let reload = {
-        let control = control.clone();
-        move || control.reload_from_source_with(|config| keep_instances(config, &keep))
-    };
-    control.set_requested_reload(reload);
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])
-        .context("installing the SIGHUP handler")?;
-    let control = control.clone();
-    std::thread::Builder::new()
-        .name("lbproxy-reload".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                tracing::info!("received SIGHUP; reloading the configuration");
-                // Logged by the control handle, either way.
-                let _ = control.requested_reload();
-            }
-        })?;
-    Ok(())
 }
 
 fn instance_specs(config: &Config, group_index: usize) -> anyhow::Result<Vec<InstanceSpec>> {

@@ -6,9 +6,7 @@
 //! `systemctl reload`, `lbproxy ctl drain` — reads the change in the next `/api/status` too.
 
 use crate::health::HealthTable;
-use crate::runtime::command::{
-    BackendChange, BackendCommand, BackendReply, PrepareReply, WorkerCommand,
-};
+use crate::runtime::command::{BackendChange, BackendCommand, Reply, WorkerCommand};
 use crate::runtime::context::WorkerContext;
 use crate::upstream::Generation;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -28,8 +26,8 @@ pub struct Inbox {
 
 #[derive(Debug)]
 enum Confirmation {
-    Commit(Sender<usize>, usize),
-    Backend(Sender<BackendReply>, BackendReply),
+    Commit(Sender<()>),
+    Backend(Sender<Reply>, Reply),
 }
 
 impl Inbox {
@@ -46,8 +44,8 @@ impl Inbox {
     pub fn confirm(&mut self) {
         for confirmation in self.held.drain(..) {
             match confirmation {
-                Confirmation::Commit(done, worker) => {
-                    let _ = done.send(worker);
+                Confirmation::Commit(done) => {
+                    let _ = done.send(());
                 }
                 Confirmation::Backend(done, reply) => {
                     let _ = done.send(reply);
@@ -75,11 +73,7 @@ impl Inbox {
             } => {
                 let next = ctx.generation().next(config, ctx.id);
                 self.prepared = Some((reload, next));
-                let _ = reply.send(PrepareReply {
-                    worker: ctx.id,
-                    reload,
-                    result: Ok(()),
-                });
+                let _ = reply.send(Ok(()));
             }
             WorkerCommand::Commit { reload, done } => match self.prepared.take() {
                 Some((prepared, next)) if prepared == reload => {
@@ -88,7 +82,7 @@ impl Inbox {
                     if let Some(table) = &self.health {
                         ctx.generation().apply_health(table, ctx.id);
                     }
-                    self.held.push(Confirmation::Commit(done, ctx.id));
+                    self.held.push(Confirmation::Commit(done));
                 }
                 other => {
                     tracing::error!(
@@ -111,11 +105,7 @@ impl Inbox {
             }
             WorkerCommand::Backend(command) => {
                 let result = change_backend(ctx, &command);
-                let reply = BackendReply {
-                    worker: ctx.id,
-                    result,
-                };
-                self.held.push(Confirmation::Backend(command.done, reply));
+                self.held.push(Confirmation::Backend(command.done, result));
             }
             WorkerCommand::FaultStall => {
                 tracing::error!(

@@ -6,13 +6,17 @@
 //! counters the workers publish: a request answered or a connection closed since the last look.
 //! While there is progress, the unit's `TimeoutStopSec=` is extended by [`EXTENSION`] at a time,
 //! so a long but moving drain is not killed; a stuck one gets no extension and is.
+//!
+//! The control loop calls [`begin`] when it handles the stop, then runs [`DrainJob`] every
+//! [`LOOK_EVERY`] until the process exits (the main thread ends it once the workers are done).
 
-use crate::control::{ControlHandle, Counters};
+use crate::control::job::{Job, JobContext, Next};
+use crate::control::{Counters, Shared};
 use crate::systemd::Notifier;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the drain is looked at.
-const LOOK_EVERY: Duration = Duration::from_secs(1);
+pub const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// Time asked for at each look that saw progress: enough to reach the next look twice over.
 pub const EXTENSION: Duration = Duration::from_secs(5);
 
@@ -21,28 +25,38 @@ pub fn made_progress(before: Counters, now: Counters) -> bool {
     now.requests > before.requests || now.open_connections < before.open_connections
 }
 
-/// Tells systemd the drain started, then reports its progress until the process exits (the
-/// caller's thread is given to this; the main thread ends the process once workers are done).
-/// Returns at once outside systemd.
-pub fn report(control: &ControlHandle, notifier: &Notifier) {
-    if !notifier.is_enabled() {
-        return;
-    }
-    let mut before = control.counters();
+/// Tells systemd the drain started (`STOPPING=1`), and returns the job that reports its
+/// progress.
+pub fn begin(shared: &Shared, notifier: &Notifier) -> DrainJob {
+    let before = shared.counters();
     notifier.stopping(&format!(
         "draining: {} open connections",
         before.open_connections
     ));
-    loop {
-        std::thread::sleep(LOOK_EVERY);
-        let now = control.counters();
-        if made_progress(before, now) {
-            notifier.extend_timeout(
+    DrainJob { before }
+}
+
+/// Extends the stop timeout each time it sees the drain moved since its last look.
+#[derive(Debug)]
+pub struct DrainJob {
+    before: Counters,
+}
+
+impl Job for DrainJob {
+    fn name(&self) -> &'static str {
+        "drain"
+    }
+
+    fn run(&mut self, _now: Instant, ctx: &JobContext<'_>) -> Next {
+        let now = ctx.shared.counters();
+        if made_progress(self.before, now) {
+            ctx.notifier.extend_timeout(
                 EXTENSION,
                 &format!("draining: {} open connections", now.open_connections),
             );
         }
-        before = now;
+        self.before = now;
+        Next::Again
     }
 }
 

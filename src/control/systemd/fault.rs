@@ -1,15 +1,12 @@
 //! Fault injection for the watchdog tests: with `LBPROXY_ALLOW_FAULTS=1` in the environment,
-//! SIGUSR2 stalls worker 0 for good — its thread blocks inside its event loop, as a stuck ring or
-//! a runaway loop would — so a test can watch systemd kill and restart the proxy with
-//! `Result=watchdog`.
+//! SIGUSR2 (received by [`crate::control::signals`], carried out by the control loop as
+//! `Command::FaultStall`) stalls worker 0 for good — its thread blocks inside its event loop, as
+//! a stuck ring or a runaway loop would — so a test can watch systemd kill and restart the proxy
+//! with `Result=watchdog`.
 //!
 //! Nothing here can be switched on by accident: without that exact variable no handler is
 //! installed (SIGUSR2 keeps its default action, which ends the process, as for any program that
 //! does not handle it), and when it is set the proxy says so in its log at start.
-
-use crate::control::ControlHandle;
-use crate::runtime::command::WorkerCommand;
-use anyhow::Context;
 
 /// The variable that allows fault injection; only the value `1` does.
 pub const ALLOW_FAULTS_VAR: &str = "LBPROXY_ALLOW_FAULTS";
@@ -19,27 +16,16 @@ pub fn allowed() -> bool {
     std::env::var(ALLOW_FAULTS_VAR).is_ok_and(|v| v == "1")
 }
 
-/// Installs the SIGUSR2 → stall-worker-0 handler when [`allowed`]; otherwise does nothing.
-pub fn install_if_allowed(control: &ControlHandle) -> anyhow::Result<()> {
-    if !allowed() {
-        return Ok(());
+/// Says in the log that fault injection is on, when [`allowed`]; returns whether it is.
+pub fn announce() -> bool {
+    let allowed = allowed();
+    if allowed {
+        tracing::warn!(
+            "{ALLOW_FAULTS_VAR}=1: fault injection is on (SIGUSR2 stalls worker 0); never set \
+             this outside tests"
+        );
     }
-    tracing::warn!(
-        "{ALLOW_FAULTS_VAR}=1: fault injection is on (SIGUSR2 stalls worker 0); never set this \
-         outside tests"
-    );
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR2])
-        .context("installing the SIGUSR2 fault-injection handler")?;
-    let control = control.clone();
-    std::thread::Builder::new()
-        .name("lbproxy-faults".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                tracing::warn!("SIGUSR2: stalling worker 0 (fault injection)");
-                control.send_to(0, WorkerCommand::FaultStall);
-            }
-        })?;
-    Ok(())
+    allowed
 }
 
 #[cfg(test)]

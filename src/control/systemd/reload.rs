@@ -13,14 +13,15 @@
 //!    with the reasons; the running configuration stays). Without `RUNTIME_DIRECTORY` there is
 //!    nothing to wait on: it exits 2 (signal sent, outcome unknown), or 0 with `--no-wait`.
 //!
-//! The proxy side is [`Reloader::on_sighup`]: `RELOADING=1` + `MONOTONIC_USEC=`, the two-phase
-//! reload on every worker ([`ControlHandle::reload_from_source`]), the outcome written to
-//! [`StateFile`] (`$RUNTIME_DIRECTORY/reload-state`, which both commands see), then `READY=1`.
+//! The proxy side is [`Reloader::attempt`], which the control loop wraps around every reload from
+//! the configuration's source (SIGHUP, `POST /api/reload`): `RELOADING=1` + `MONOTONIC_USEC=`,
+//! the two-phase reload on every worker, the outcome written to [`StateFile`]
+//! (`$RUNTIME_DIRECTORY/reload-state`, which both commands see), then `READY=1`.
 //! Recording when each attempt *started* (on `CLOCK_MONOTONIC`, the clock systemd uses) makes the
 //! wait exact even when signals coalesce: an attempt that began before the helper's signal may
 //! have read the old file, so it does not count.
 
-use crate::control::{ControlHandle, ReloadError, ReloadReport};
+use crate::control::{ReloadError, ReloadReport};
 use crate::systemd::Notifier;
 use anyhow::Context;
 use sd_notify::NotifyState;
@@ -127,44 +128,41 @@ pub fn monotonic_us() -> u64 {
     }
 }
 
-/// The proxy's SIGHUP handling: reload, record, and keep systemd informed.
+/// The proxy's side of a reload asked for from outside: announce it, record it, and keep systemd
+/// informed. Held by the control loop.
 #[derive(Debug)]
 pub struct Reloader {
-    control: ControlHandle,
     notifier: Notifier,
     state: Option<StateFile>,
     attempts: u64,
 }
 
 impl Reloader {
-    pub fn new(control: ControlHandle, notifier: Notifier, state: Option<StateFile>) -> Self {
+    pub fn new(notifier: Notifier, state: Option<StateFile>) -> Self {
         Self {
-            control,
             notifier,
             state,
             attempts: 0,
         }
     }
 
-    /// Re-reads the configuration from its source and reloads it on every worker. On failure the
-    /// running configuration keeps serving and every reason is logged. Either way the outcome is
-    /// recorded and systemd hears `READY=1` again.
-    pub fn on_sighup(&mut self) -> ReloadOutcome {
-        self.reload().0
-    }
-
-    /// [`on_sighup`](Self::on_sighup), also returning the reload's own result (the admin API's
-    /// `POST /api/reload` answers with its number and warnings): every reload the process makes on
-    /// request goes through here, so systemd hears of each and `lbproxy reload` can wait for any.
-    pub fn reload(&mut self) -> (ReloadOutcome, Result<ReloadReport, ReloadError>) {
+    /// Makes one reload attempt with `reload` (which reads the configuration again and switches
+    /// every worker to it, logging a failure with every reason), and records its outcome; systemd
+    /// hears `RELOADING=1` before and `READY=1` after, unless the proxy is `shutting_down` (then
+    /// systemd is stopping the unit and must not be confused). Returns the outcome as recorded
+    /// and the reload's own result (the admin API answers with its number and warnings).
+    pub fn attempt(
+        &mut self,
+        shutting_down: bool,
+        reload: impl FnOnce() -> Result<ReloadReport, ReloadError>,
+    ) -> (ReloadOutcome, Result<ReloadReport, ReloadError>) {
         self.attempts += 1;
         let started_us = monotonic_us();
-        // During a drain systemd is stopping the unit: no RELOADING=1/READY=1 to confuse it.
-        let notify = !self.control.is_shutting_down();
+        let notify = !shutting_down;
         if notify {
             self.notifier.reloading();
         }
-        let result = self.control.reload_from_source();
+        let result = reload();
         let outcome = match &result {
             Ok(report) => {
                 let mut message = format!("reload {} applied", report.reload);
@@ -180,7 +178,7 @@ impl Reloader {
                     message,
                 }
             }
-            // Logged by the control handle, as every failed reload is.
+            // Logged by the reload itself, as every failed reload is.
             Err(e) => ReloadOutcome {
                 pid: std::process::id(),
                 attempt: self.attempts,
@@ -364,6 +362,32 @@ mod tests {
         let applied = outcome(true, "reload 2 applied");
         state.write(&applied).unwrap();
         assert_eq!(state.read(), Some(applied));
+    }
+
+    #[test]
+    fn every_attempt_is_numbered_and_recorded_whether_it_applied_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateFile::in_dir(dir.path());
+        let mut reloader = Reloader::new(Notifier::disabled(), Some(state.clone()));
+        let (applied, result) = reloader.attempt(false, || {
+            Ok(ReloadReport {
+                reload: 4,
+                warnings: vec!["runtime.workers changed".into()],
+            })
+        });
+        assert_eq!(result.unwrap().reload, 4);
+        assert_eq!((applied.attempt, applied.applied), (1, true));
+        assert_eq!(
+            applied.message,
+            "reload 4 applied\nwarning: runtime.workers changed"
+        );
+        assert_eq!(state.read(), Some(applied));
+
+        let (refused, result) = reloader.attempt(true, || Err(ReloadError::ShuttingDown));
+        assert!(matches!(result, Err(ReloadError::ShuttingDown)));
+        assert_eq!((refused.attempt, refused.applied), (2, false));
+        assert_eq!(refused.message, "the proxy is shutting down");
+        assert_eq!(state.read(), Some(refused));
     }
 
     #[test]

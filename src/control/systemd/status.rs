@@ -2,12 +2,13 @@
 //! workers, backends up, requests per second, open connections, reloads.
 //!
 //! The figures come from the counters and metrics each worker publishes on its tick
-//! ([`ControlHandle::counters`], [`ControlHandle::aggregate`]); this thread only reads and
-//! subtracts, every [`EVERY`]. A backend counts as up when every worker would send it requests
-//! (up or in slow start: not down, draining or ejected).
+//! ([`Shared::counters`], [`Shared::aggregate`]); this job of the control loop only reads and
+//! subtracts, every [`EVERY`], until the drain begins (the drain then owns the line). A backend
+//! counts as up when every worker would send it requests (up or in slow start: not down,
+//! draining or ejected).
 
-use crate::control::{ControlHandle, Counters};
-use crate::systemd::Notifier;
+use crate::control::job::{Job, JobContext, Next};
+use crate::control::{Counters, Shared};
 use std::time::{Duration, Instant};
 
 /// How often the status line is refreshed.
@@ -39,51 +40,61 @@ impl std::fmt::Display for Figures {
     }
 }
 
-/// The figures now, with the request rate since `previous` (counters and when they were read).
-pub fn figures(control: &ControlHandle, previous: (Counters, Instant)) -> (Figures, Counters) {
-    let now = control.counters();
-    let elapsed = previous.1.elapsed().as_secs_f64();
+/// The figures at `now`, with the request rate since `previous` (counters and when they were
+/// read).
+pub fn figures(
+    shared: &Shared,
+    previous: (Counters, Instant),
+    now: Instant,
+) -> (Figures, Counters) {
+    let counters = shared.counters();
+    let elapsed = now.saturating_duration_since(previous.1).as_secs_f64();
     let requests_per_s = if elapsed > 0.0 {
-        now.requests.saturating_sub(previous.0.requests) as f64 / elapsed
+        counters.requests.saturating_sub(previous.0.requests) as f64 / elapsed
     } else {
         0.0
     };
-    let (backends_up, backends) = control.aggregate().backends_up();
+    let (backends_up, backends) = shared.aggregate().backends_up();
     let figures = Figures {
-        workers: control.worker_count(),
+        workers: shared.worker_count(),
         backends_up,
         backends,
         requests_per_s,
-        open_connections: now.open_connections,
-        reloads: control.reloads(),
+        open_connections: counters.open_connections,
+        reloads: shared.reloads(),
     };
-    (figures, now)
+    (figures, counters)
 }
 
-/// Refreshes `STATUS=` every [`EVERY`] until the shutdown begins (the drain then owns the line).
-/// Does nothing outside systemd.
-pub fn spawn_updates(
-    control: ControlHandle,
-    notifier: Notifier,
-) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
-    if !notifier.is_enabled() {
-        return Ok(None);
+/// Refreshes `STATUS=` every [`EVERY`] until the shutdown begins. Scheduled only under systemd.
+#[derive(Debug)]
+pub struct StatusJob {
+    previous: (Counters, Instant),
+}
+
+impl StatusJob {
+    /// A job that measures request rates from `now` on.
+    pub fn new(shared: &Shared, now: Instant) -> Self {
+        Self {
+            previous: (shared.counters(), now),
+        }
     }
-    std::thread::Builder::new()
-        .name("lbproxy-status".into())
-        .spawn(move || {
-            let mut previous = (control.counters(), Instant::now());
-            loop {
-                std::thread::sleep(EVERY);
-                if control.is_shutting_down() {
-                    return;
-                }
-                let (figures, counters) = figures(&control, previous);
-                previous = (counters, Instant::now());
-                notifier.status(&figures.to_string());
-            }
-        })
-        .map(Some)
+}
+
+impl Job for StatusJob {
+    fn name(&self) -> &'static str {
+        "status"
+    }
+
+    fn run(&mut self, now: Instant, ctx: &JobContext<'_>) -> Next {
+        if ctx.shared.is_shutting_down() {
+            return Next::Done;
+        }
+        let (figures, counters) = figures(ctx.shared, self.previous, now);
+        self.previous = (counters, now);
+        ctx.notifier.status(&figures.to_string());
+        Next::Again
+    }
 }
 
 #[cfg(test)]

@@ -2,20 +2,20 @@
 //!
 //! With `WatchdogSec=` in the unit, systemd sets `WATCHDOG_USEC`/`WATCHDOG_PID` and kills the
 //! proxy (`Result=watchdog`, then `Restart=on-failure` starts it again) when no ping arrives
-//! within that interval. A ping from a thread that merely exists would prove nothing: this thread
-//! pings every quarter interval, and only after checking each worker's heartbeat — written by the
-//! worker itself on its housekeeping tick ([`crate::runtime::TICK`], 100 ms), between requests. A
-//! worker whose heartbeat is older than half the interval is stalled (a stuck ring, a blocking
-//! call, a runaway loop): the thread says which one in the log and stops pinging, and systemd does
-//! the rest within the other half.
+//! within that interval. A ping from a thread that merely exists would prove nothing: this job
+//! of the control loop pings every quarter interval, and only after checking each worker's
+//! heartbeat — written by the worker itself on its housekeeping tick ([`crate::runtime::TICK`],
+//! 100 ms), between requests. A worker whose heartbeat is older than half the interval is stalled
+//! (a stuck ring, a blocking call, a runaway loop): the job says which one in the log and stops
+//! pinging, and systemd does the rest within the other half. Running on the control loop's
+//! thread, it also stops pinging when that loop is stuck.
 //!
 //! During a drain the manager no longer watches (`STOPPING=1` was sent), and workers that have
-//! drained stop beating, so the loop ends when the shutdown begins.
+//! drained stop beating, so the job ends when the shutdown begins.
 
-use crate::control::ControlHandle;
+use crate::control::job::{Job, JobContext, Next};
 use crate::runtime::{now_ms, TICK};
-use crate::systemd::Notifier;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The watchdog systemd asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,51 +54,62 @@ impl Watchdog {
         (self.interval / 2).max(TICK * 5)
     }
 
-    /// Checks the heartbeats and pings systemd while every worker is alive, until the shutdown
-    /// begins. Runs on its own thread ([`spawn`](Self::spawn)).
-    pub fn run(self, control: &ControlHandle, notifier: &Notifier) {
-        let mut stalled_worker = None;
-        while !control.is_shutting_down() {
-            match liveness(&control.heartbeats_ms(), now_ms(), self.stall_limit()) {
-                Liveness::Alive => {
-                    if let Some(worker) = stalled_worker.take() {
-                        tracing::warn!(worker, "worker ticks again; feeding the watchdog again");
-                    }
-                    notifier.watchdog();
-                }
-                Liveness::Stalled { worker, silent_for } => {
-                    if stalled_worker.replace(worker).is_none() {
-                        tracing::error!(
-                            worker,
-                            silent_ms = silent_for.as_millis() as u64,
-                            watchdog_sec = self.interval.as_secs_f64(),
-                            "worker {worker}'s event loop has not ticked for {silent_for:?}: no \
-                             longer feeding the systemd watchdog, which will restart the proxy"
-                        );
-                        notifier.status(&format!(
-                            "worker {worker} stalled for {silent_for:?}; watchdog not fed"
-                        ));
-                    }
-                }
-            }
-            std::thread::sleep(self.ping_every());
-        }
-    }
-
-    /// Starts [`run`](Self::run) on a thread named `lbproxy-watchdog`.
-    pub fn spawn(
-        self,
-        control: ControlHandle,
-        notifier: Notifier,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    /// The control loop's job that checks the heartbeats and pings systemd while every worker
+    /// is alive, until the shutdown begins.
+    pub fn job(self) -> WatchdogJob {
         tracing::info!(
             interval = ?self.interval,
             stall_limit = ?self.stall_limit(),
             "systemd watchdog on: pinging while every worker ticks"
         );
-        std::thread::Builder::new()
-            .name("lbproxy-watchdog".into())
-            .spawn(move || self.run(&control, &notifier))
+        WatchdogJob {
+            watchdog: self,
+            stalled_worker: None,
+        }
+    }
+}
+
+/// See [`Watchdog::job`]; scheduled every [`Watchdog::ping_every`].
+#[derive(Debug)]
+pub struct WatchdogJob {
+    watchdog: Watchdog,
+    /// The worker found stalled on the last run, so its stall is logged once.
+    stalled_worker: Option<usize>,
+}
+
+impl Job for WatchdogJob {
+    fn name(&self) -> &'static str {
+        "watchdog"
+    }
+
+    fn run(&mut self, _now: Instant, ctx: &JobContext<'_>) -> Next {
+        if ctx.shared.is_shutting_down() {
+            return Next::Done;
+        }
+        let limit = self.watchdog.stall_limit();
+        match liveness(&ctx.shared.heartbeats_ms(), now_ms(), limit) {
+            Liveness::Alive => {
+                if let Some(worker) = self.stalled_worker.take() {
+                    tracing::warn!(worker, "worker ticks again; feeding the watchdog again");
+                }
+                ctx.notifier.watchdog();
+            }
+            Liveness::Stalled { worker, silent_for } => {
+                if self.stalled_worker.replace(worker).is_none() {
+                    tracing::error!(
+                        worker,
+                        silent_ms = silent_for.as_millis() as u64,
+                        watchdog_sec = self.watchdog.interval.as_secs_f64(),
+                        "worker {worker}'s event loop has not ticked for {silent_for:?}: no \
+                         longer feeding the systemd watchdog, which will restart the proxy"
+                    );
+                    ctx.notifier.status(&format!(
+                        "worker {worker} stalled for {silent_for:?}; watchdog not fed"
+                    ));
+                }
+            }
+        }
+        Next::Again
     }
 }
 

@@ -1,8 +1,9 @@
-//! Once a second, the admin side samples the workers' metrics into a short history: request and
-//! error rates (from the counters' growth), and latency percentiles per backend over the last
-//! [`PERCENTILE_WINDOW`] seconds (merging every worker's per-second hdrhistogram). The dashboard
-//! and `/api/status` read the latest point and the last [`HISTORY`] points for their charts;
-//! Prometheus does its own rates from `/metrics` and needs none of this.
+//! Once a second, the control loop samples the workers' metrics into a short history (a periodic
+//! job, [`SampleJob`](super::job::SampleJob)): request and error rates (from the counters' growth), and latency
+//! percentiles per backend over the last [`PERCENTILE_WINDOW`] seconds (merging every worker's
+//! per-second hdrhistogram). The dashboard and `/api/status` read the latest point and the last
+//! [`HISTORY`] points for their charts, and controllers see the latest point in their
+//! [`View`](super::controller::View); Prometheus does its own rates from `/metrics` and needs none of this.
 
 use crate::metrics::stats::latency_histogram;
 use crate::metrics::Aggregate;

@@ -1,0 +1,759 @@
+//! The control loop: one thread, `lbproxy-control`, that owns every change made to a running
+//! proxy from outside its workers (sozu's command hub; pingora's background services).
+//!
+//! Flow: [`ControlLoop::spawn`] starts the thread, which schedules the periodic work and then
+//! waits for whichever comes first — a [`Command`] on its channel, or the next due job or
+//! controller tick ([`Schedule`]) — handles it, and waits again, until [`Command::Exit`]:
+//!
+//! - **commands** ([`Command`]): reloads (SIGHUP, `POST /api/reload`, `lbproxy up`), the stop
+//!   (SIGTERM/SIGINT), backend drain/enable/weight (admin API), health verdicts (the health
+//!   checker), fault injection. One at a time, in order, each answered on its reply channel;
+//! - **jobs** ([`Job`]): the sampler every second; under systemd the `STATUS=` line, the honest
+//!   watchdog, and once the drain began its progress (`EXTEND_TIMEOUT_USEC=`);
+//! - **controllers** ([`Controller`]): each ticked on its period with a fresh [`View`]; the loop
+//!   executes the [`Action`]s it returns.
+//!
+//! Everything that reaches the workers goes through [`Workers`]: the loop is the only sender on
+//! their command channels. Gathers block the loop for at most their deadline (normally one or two
+//! worker ticks), which is why the watchdog job, also run here, stays honest: a loop stuck longer
+//! than the watchdog's stall limit stops feeding it, as a stuck worker does.
+//!
+//! The health checker's probes stay on their own thread ([`HealthChecker`]): they are network I/O,
+//! many at once, each with its own timeout, which a monoio runtime does well and a blocking loop
+//! cannot do without stalling its jobs. The loop owns that thread (started with the loop, stopped
+//! when it exits), and the checker talks to it: it reads the running configuration from
+//! [`Shared`] and sends its verdicts as [`Command::Health`], which the loop keeps for the view and
+//! publishes to the workers.
+
+use super::broadcast::{Gathered, Workers};
+use super::command::{Command, Commands, Inbox, ReloadFrom};
+use super::controller::{Action, Controller, View};
+use super::handle::{ControlHandle, Shared, WorkerLink};
+use super::health_checker::HealthChecker;
+use super::job::{Job, JobContext, Next, SampleJob, SAMPLE_EVERY};
+use super::reload::{self, ReloadError, ReloadReport};
+use super::schedule::Schedule;
+use super::systemd::reload::Reloader;
+use super::systemd::reload::StateFile;
+use super::systemd::watchdog::Watchdog;
+use super::systemd::{drain, status};
+use crate::config::{self, Config};
+use crate::health::HealthTable;
+use crate::runtime::command::{BackendChange, BackendCommand, Reply, WorkerCommand};
+use crate::runtime::WorkerShared;
+use crate::systemd::Notifier;
+use std::net::SocketAddr;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long every worker together may take to apply a backend change (each applies it on its
+/// next 100 ms tick).
+const APPLY_WITHIN: Duration = Duration::from_secs(2);
+/// The longest the loop sleeps when nothing is scheduled.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Reworks a configuration read for a reload before it is applied (`lbproxy up` puts back the
+/// instances it runs); an `Err` refuses the reload.
+pub type AdjustReload = Box<dyn FnMut(&mut Config) -> Result<(), ReloadError> + Send>;
+
+/// How the loop runs in this process. The default — no systemd, nothing adjusted, no controller
+/// — is what tests and library users get.
+pub struct LoopOptions {
+    /// systemd's notify socket: `RELOADING=1`/`READY=1` around reloads, `STATUS=`, the drain.
+    pub notifier: Notifier,
+    /// The unit's `WatchdogSec=`, fed while every worker ticks.
+    pub watchdog: Option<Watchdog>,
+    /// Where reload outcomes are recorded for `lbproxy reload` (`$RUNTIME_DIRECTORY`).
+    pub state_file: Option<StateFile>,
+    /// Applied to every configuration read for a reload.
+    pub adjust_reload: Option<AdjustReload>,
+    /// Ticked from the start, each on its own period.
+    pub controllers: Vec<Box<dyn Controller>>,
+}
+
+impl Default for LoopOptions {
+    fn default() -> Self {
+        Self {
+            notifier: Notifier::disabled(),
+            watchdog: None,
+            state_file: None,
+            adjust_reload: None,
+            controllers: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for LoopOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopOptions")
+            .field("notifier", &self.notifier)
+            .field("watchdog", &self.watchdog)
+            .field("state_file", &self.state_file)
+            .field("adjust_reload", &self.adjust_reload.is_some())
+            .field("controllers", &names(&self.controllers))
+            .finish()
+    }
+}
+
+fn names(controllers: &[Box<dyn Controller>]) -> Vec<String> {
+    controllers.iter().map(|c| c.name().to_owned()).collect()
+}
+
+/// Builds the [`View`] a controller is shown (replaced by a fake one in tests).
+type Observe = Box<dyn FnMut(&Shared, &Arc<HealthTable>) -> View + Send>;
+
+/// What is scheduled: a job or a controller, by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    Job(usize),
+    Controller(usize),
+}
+
+/// Whether the loop goes on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Exit,
+}
+
+/// The loop's state, before and while it runs.
+pub struct ControlLoop {
+    shared: Arc<Shared>,
+    workers: Workers,
+    inbox: Inbox,
+    commands: Commands,
+    notifier: Notifier,
+    watchdog: Option<Watchdog>,
+    reloader: Reloader,
+    adjust_reload: Option<AdjustReload>,
+    schedule: Schedule<Task>,
+    /// By [`Task::Job`] index; `None` once a job is done.
+    jobs: Vec<Option<Box<dyn Job>>>,
+    controllers: Vec<Box<dyn Controller>>,
+    /// The latest health verdicts, as published to the workers.
+    health: Arc<HealthTable>,
+    observe: Observe,
+    stopping: bool,
+}
+
+impl std::fmt::Debug for ControlLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlLoop")
+            .field("workers", &self.workers.len())
+            .field("schedule", &self.schedule)
+            .field(
+                "jobs",
+                &self
+                    .jobs
+                    .iter()
+                    .map(|j| j.as_ref().map(|j| j.name()))
+                    .collect::<Vec<_>>(),
+            )
+            .field("controllers", &names(&self.controllers))
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlLoop {
+    /// A loop for the workers behind `links`, which run `config`, taking its commands from
+    /// `channel` (see [`super::channel`]), and the handle that drives it.
+    pub fn new(
+        config: Arc<Config>,
+        links: Vec<WorkerLink>,
+        channel: (Commands, Inbox),
+        options: LoopOptions,
+    ) -> (ControlLoop, ControlHandle) {
+        let (shared, senders) = links.into_iter().map(|l| (l.shared, l.commands)).unzip();
+        Self::with_workers(config, shared, Workers::new(senders), channel, options)
+    }
+
+    fn with_workers(
+        config: Arc<Config>,
+        worker_shared: Vec<Arc<WorkerShared>>,
+        workers: Workers,
+        (commands, inbox): (Commands, Inbox),
+        options: LoopOptions,
+    ) -> (ControlLoop, ControlHandle) {
+        let shared = Arc::new(Shared::new(config, worker_shared));
+        let handle = ControlHandle::new(shared.clone(), commands.clone());
+        let control_loop = ControlLoop {
+            shared,
+            workers,
+            inbox,
+            commands,
+            reloader: Reloader::new(options.notifier.clone(), options.state_file),
+            notifier: options.notifier,
+            watchdog: options.watchdog,
+            adjust_reload: options.adjust_reload,
+            schedule: Schedule::default(),
+            jobs: Vec::new(),
+            controllers: options.controllers,
+            health: Arc::default(),
+            observe: Box::new(observe),
+            stopping: false,
+        };
+        (control_loop, handle)
+    }
+
+    /// Starts the health checker and the loop's thread, `lbproxy-control`.
+    pub fn spawn(self) -> anyhow::Result<LoopThread> {
+        use anyhow::Context;
+        let commands = self.commands.clone();
+        let health =
+            HealthChecker::spawn(ControlHandle::new(self.shared.clone(), commands.clone()))
+                .context("spawning the health-check thread")?;
+        let thread = std::thread::Builder::new()
+            .name("lbproxy-control".into())
+            .spawn(move || {
+                self.run();
+                health.stop();
+            })
+            .context("spawning the control thread")?;
+        Ok(LoopThread {
+            thread: Some(thread),
+            commands,
+        })
+    }
+
+    fn run(mut self) {
+        self.start(Instant::now());
+        loop {
+            let wait = self
+                .schedule
+                .next_due()
+                .map_or(IDLE, |due| due.saturating_duration_since(Instant::now()));
+            match self.inbox.receiver.recv_timeout(wait) {
+                Ok(command) => {
+                    if self.handle(command, Instant::now()) == Flow::Exit {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            self.run_due(Instant::now());
+        }
+    }
+
+    /// Schedules the periodic work from `now`: the sampler at once; under systemd the watchdog
+    /// at once and the status line one period on; each controller one period on.
+    fn start(&mut self, now: Instant) {
+        self.add_job(Box::new(SampleJob), now, SAMPLE_EVERY);
+        if let Some(watchdog) = self.watchdog.take() {
+            let every = watchdog.ping_every();
+            self.add_job(Box::new(watchdog.job()), now, every);
+        }
+        if self.notifier.is_enabled() {
+            let job = status::StatusJob::new(&self.shared, now);
+            self.add_job(Box::new(job), now + status::EVERY, status::EVERY);
+        }
+        for (index, controller) in self.controllers.iter().enumerate() {
+            let every = controller.every();
+            self.schedule
+                .add(Task::Controller(index), now + every, every);
+        }
+    }
+
+    fn add_job(&mut self, job: Box<dyn Job>, first: Instant, every: Duration) {
+        self.schedule.add(Task::Job(self.jobs.len()), first, every);
+        self.jobs.push(Some(job));
+    }
+
+    fn handle(&mut self, command: Command, now: Instant) -> Flow {
+        match command {
+            Command::Reload { from, reply } => {
+                let result = self.reload(from);
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            Command::Stop => self.stop(now),
+            Command::Backend {
+                group,
+                address,
+                change,
+                reply,
+            } => {
+                let gathered = self.change_backend(&group, address, change);
+                if let Some(reply) = reply {
+                    let _ = reply.send(gathered);
+                }
+            }
+            Command::Health(table) => {
+                self.workers
+                    .broadcast(|_| WorkerCommand::Health(table.clone()));
+                self.health = table;
+            }
+            Command::FaultStall => {
+                self.workers.send_to(0, WorkerCommand::FaultStall);
+            }
+            Command::Exit => return Flow::Exit,
+        }
+        Flow::Continue
+    }
+
+    /// Runs every job and controller due at `now`.
+    fn run_due(&mut self, now: Instant) {
+        for task in self.schedule.due(now) {
+            match task {
+                Task::Job(index) => {
+                    let ctx = JobContext {
+                        shared: &self.shared,
+                        notifier: &self.notifier,
+                    };
+                    let Some(job) = &mut self.jobs[index] else {
+                        continue;
+                    };
+                    if job.run(now, &ctx) == Next::Done {
+                        tracing::debug!(job = job.name(), "control loop: job done");
+                        self.jobs[index] = None;
+                        self.schedule.remove(task);
+                    }
+                }
+                Task::Controller(index) => self.tick_controller(index, now),
+            }
+        }
+    }
+
+    fn tick_controller(&mut self, index: usize, now: Instant) {
+        if self.stopping || self.shared.is_shutting_down() {
+            return;
+        }
+        let view = (self.observe)(&self.shared, &self.health);
+        let controller = &mut self.controllers[index];
+        let actions = controller.tick(now, &view);
+        let name = controller.name().to_owned();
+        for action in actions {
+            if self.shared.is_shutting_down() {
+                return;
+            }
+            self.execute(&name, action);
+        }
+    }
+
+    /// Carries out one controller's action; the outcome is logged (the controller sees it in its
+    /// next view).
+    fn execute(&mut self, controller: &str, action: Action) {
+        tracing::info!(controller, "controller {controller}: {action}");
+        match action {
+            Action::Backend {
+                group,
+                address,
+                change,
+            } => {
+                let gathered = self.change_backend(&group, address, change);
+                let refusals: Vec<String> = gathered
+                    .replies()
+                    .filter_map(|(w, r)| Some(format!("worker {w}: {}", r.as_ref().err()?)))
+                    .collect();
+                if !gathered.all_replied() || !refusals.is_empty() {
+                    tracing::warn!(
+                        controller,
+                        "controller {controller}: {change:?} of backend {address} of upstream \
+                         \"{group}\" not applied everywhere: refused {refusals:?}, no answer \
+                         from workers {:?}, exited {:?}",
+                        gathered.silent(),
+                        gathered.gone()
+                    );
+                }
+            }
+            // Logged by the reload, either way.
+            Action::Reload(config) => {
+                let _ = reload::apply(&self.shared, &self.workers, *config);
+            }
+        }
+    }
+
+    fn reload(&mut self, from: ReloadFrom) -> Result<ReloadReport, ReloadError> {
+        let (shared, workers) = (&self.shared, &self.workers);
+        match from {
+            ReloadFrom::Config(config) => reload::apply(shared, workers, *config),
+            ReloadFrom::Source => {
+                let adjust = &mut self.adjust_reload;
+                let shutting_down = shared.is_shutting_down();
+                let (_, result) = self.reloader.attempt(shutting_down, || {
+                    let config = read_source(shared, adjust)?;
+                    reload::apply(shared, workers, config)
+                });
+                result
+            }
+        }
+    }
+
+    fn change_backend(
+        &self,
+        group: &str,
+        address: SocketAddr,
+        change: BackendChange,
+    ) -> Gathered<Reply> {
+        self.workers.gather(APPLY_WITHIN, |_, done| {
+            WorkerCommand::Backend(BackendCommand {
+                group: group.to_owned(),
+                address,
+                change,
+                done,
+            })
+        })
+    }
+
+    /// The drain began: make sure every worker was asked, tell systemd and report the drain's
+    /// progress; controllers are ticked no more (the status line and the watchdog end on their
+    /// next run).
+    fn stop(&mut self, now: Instant) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.shared.request_drain();
+        if self.notifier.is_enabled() {
+            let job = drain::begin(&self.shared, &self.notifier);
+            self.add_job(Box::new(job), now + drain::LOOK_EVERY, drain::LOOK_EVERY);
+        }
+        for index in 0..self.controllers.len() {
+            self.schedule.remove(Task::Controller(index));
+        }
+    }
+}
+
+/// The configuration read again from where the running one came from (same file, same `--env`
+/// overlay, the process environment for `${VAR}`), adjusted. Errors are logged (once, with every
+/// reason and its fix, as `lbproxy check` prints them).
+fn read_source(shared: &Shared, adjust: &mut Option<AdjustReload>) -> Result<Config, ReloadError> {
+    let running = shared.config();
+    let path = match &running.source {
+        config::ConfigSource::File(path) => Some(path.as_path()),
+        config::ConfigSource::Embedded => None,
+    };
+    let mut config =
+        config::load(path, running.env.as_deref()).map_err(|e| reload::logged(e.into()))?;
+    if let Some(adjust) = adjust {
+        adjust(&mut config).map_err(reload::logged)?;
+    }
+    Ok(config)
+}
+
+/// The view of the running proxy.
+fn observe(shared: &Shared, health: &Arc<HealthTable>) -> View {
+    View {
+        config: shared.config(),
+        reloads: shared.reloads(),
+        health: health.clone(),
+        metrics: shared.aggregate(),
+        latest: shared.sampler().latest(),
+    }
+}
+
+/// The running loop's thread.
+#[derive(Debug)]
+pub struct LoopThread {
+    thread: Option<JoinHandle<()>>,
+    commands: Commands,
+}
+
+impl LoopThread {
+    /// Asks the loop to exit once it has answered every command sent before, and waits for it
+    /// (and for the health checker it stops).
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.commands.send(Command::Exit);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for LoopThread {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::valid;
+    use crate::control::broadcast::tests::{fake_workers, Behaviour};
+    use crate::control::command::channel;
+    use crate::control::controller::tests::{view_with_error_rate, ErrorRateGuard, BACKEND};
+    use std::sync::atomic::Ordering;
+    use std::sync::mpsc;
+    use std::sync::Mutex;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn config(backends: &str) -> Config {
+        valid(&format!(
+            "[runtime]\nworkers = 2\n[listener.http]\naddress = \"127.0.0.1:0\"\n\
+             upstream = \"api\"\n[upstream.api]\nbackends = [{backends}]\n"
+        ))
+    }
+
+    /// A loop over fake workers, driven by hand: nothing runs unless a test calls [`step`].
+    fn fake_loop(
+        behaviours: &[Behaviour],
+        options: LoopOptions,
+    ) -> (ControlLoop, ControlHandle, Arc<Mutex<Vec<String>>>) {
+        let (workers, log) = fake_workers(behaviours);
+        let shared = behaviours.iter().map(|_| Arc::default()).collect();
+        let config = Arc::new(config("\"127.0.0.1:8001\""));
+        let (control_loop, handle) =
+            ControlLoop::with_workers(config, shared, workers, channel(), options);
+        (control_loop, handle, log)
+    }
+
+    /// What one turn of the loop's thread does, at `now` on a fake clock: every command waiting,
+    /// then every job and controller due.
+    fn step(control_loop: &mut ControlLoop, now: Instant) -> Flow {
+        while let Ok(command) = control_loop.inbox.receiver.try_recv() {
+            if control_loop.handle(command, now) == Flow::Exit {
+                return Flow::Exit;
+            }
+        }
+        control_loop.run_due(now);
+        Flow::Continue
+    }
+
+    fn taken(log: &Mutex<Vec<String>>) -> Vec<String> {
+        std::mem::take(&mut *log.lock().unwrap())
+    }
+
+    /// The log once it has `entries` entries (commands sent without waiting reach the fake
+    /// workers a little later), sorted.
+    fn taken_once(log: &Mutex<Vec<String>>, entries: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while log.lock().unwrap().len() < entries && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut seen = taken(log);
+        seen.sort();
+        seen
+    }
+
+    /// Records when it ran, and is done after `runs` runs.
+    struct Recording {
+        t0: Instant,
+        runs: usize,
+        seen: Arc<Mutex<Vec<Duration>>>,
+    }
+
+    impl Job for Recording {
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+
+        fn run(&mut self, now: Instant, _ctx: &JobContext<'_>) -> Next {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push(now - self.t0);
+            if seen.len() == self.runs {
+                Next::Done
+            } else {
+                Next::Again
+            }
+        }
+    }
+
+    #[test]
+    fn periodic_jobs_run_when_due_on_a_fake_clock() {
+        let (mut control_loop, _handle, _log) =
+            fake_loop(&[Behaviour::Answers], LoopOptions::default());
+        let t0 = Instant::now();
+        control_loop.start(t0);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let job = Recording {
+            t0,
+            runs: 3,
+            seen: seen.clone(),
+        };
+        control_loop.add_job(Box::new(job), t0, SECOND);
+        for offset_ms in [0, 500, 1000, 1500, 3500, 4000, 10_000] {
+            step(&mut control_loop, t0 + Duration::from_millis(offset_ms));
+        }
+        // Due at 0, 1 s and 2 s; the loop looked at 3.5 s: one late run, then done.
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [Duration::ZERO, SECOND, SECOND * 7 / 2]
+        );
+        assert_eq!(
+            control_loop.schedule.next_due(),
+            Some(t0 + Duration::from_secs(11)),
+            "only the sampler is left, a second after its last run"
+        );
+    }
+
+    #[test]
+    fn a_controller_drains_a_backend_whose_error_rate_passes_the_threshold() {
+        let options = LoopOptions {
+            controllers: vec![Box::new(ErrorRateGuard::new(0.5, 2))],
+            ..LoopOptions::default()
+        };
+        let (mut control_loop, _handle, log) =
+            fake_loop(&[Behaviour::Answers, Behaviour::Answers], options);
+        // The fake view: the backend's error rate, tick after tick.
+        let mut script = [0.1, 0.6, 0.7, 0.9, 0.9].into_iter();
+        control_loop.observe =
+            Box::new(move |_, _| view_with_error_rate(script.next().unwrap_or(0.0), 0));
+        let t0 = Instant::now();
+        control_loop.start(t0);
+        step(&mut control_loop, t0);
+        assert!(
+            taken(&log).is_empty(),
+            "first tick one period after the start"
+        );
+
+        step(&mut control_loop, t0 + SECOND);
+        step(&mut control_loop, t0 + 2 * SECOND);
+        assert!(taken(&log).is_empty(), "0.1, then 0.6: one tick above");
+        step(&mut control_loop, t0 + 3 * SECOND);
+        let mut seen = taken(&log);
+        seen.sort();
+        let drain = format!("Backend api {BACKEND} Drain");
+        assert_eq!(
+            seen,
+            [format!("worker 0: {drain}"), format!("worker 1: {drain}")],
+            "0.7: the second tick above drains it on every worker"
+        );
+        step(&mut control_loop, t0 + 4 * SECOND);
+        assert!(taken(&log).is_empty(), "drained once");
+
+        // Once the drain began no controller is ticked.
+        control_loop.handle(Command::Stop, t0 + 4 * SECOND);
+        step(&mut control_loop, t0 + 10 * SECOND);
+        assert!(taken(&log).is_empty());
+    }
+
+    #[test]
+    fn a_reload_prepares_then_commits_on_every_worker() {
+        let (mut control_loop, handle, log) =
+            fake_loop(&[Behaviour::Answers; 2], LoopOptions::default());
+        let (reply, outcome) = mpsc::channel();
+        let new = config("\"127.0.0.1:8001\", \"127.0.0.1:8002\"");
+        handle.commands().send(Command::Reload {
+            from: ReloadFrom::Config(Box::new(new)),
+            reply: Some(reply),
+        });
+        step(&mut control_loop, Instant::now());
+        let report = outcome.try_recv().unwrap().unwrap();
+        assert_eq!(report.reload, 1);
+        assert_eq!(handle.reloads(), 1);
+        assert_eq!(handle.config().upstreams[0].backends.len(), 2);
+        let mut seen = taken(&log);
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                "worker 0: Commit",
+                "worker 0: Prepare",
+                "worker 1: Commit",
+                "worker 1: Prepare"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_worker_that_cannot_prepare_aborts_the_reload_everywhere() {
+        let (mut control_loop, handle, log) = fake_loop(
+            &[Behaviour::Answers, Behaviour::RefusesReloads],
+            LoopOptions::default(),
+        );
+        let (reply, outcome) = mpsc::channel();
+        handle.commands().send(Command::Reload {
+            from: ReloadFrom::Config(Box::new(config("\"127.0.0.1:8002\""))),
+            reply: Some(reply),
+        });
+        step(&mut control_loop, Instant::now());
+        let refused = outcome.try_recv().unwrap().unwrap_err();
+        assert!(
+            matches!(&refused, ReloadError::Refused { worker: 1, reason } if reason == "no room"),
+            "{refused:?}"
+        );
+        assert_eq!(handle.reloads(), 0);
+        assert_eq!(
+            handle.config().upstreams[0].backends[0].address.port(),
+            8001,
+            "the running configuration stays"
+        );
+        // The abort reaches every worker, after its prepare.
+        assert_eq!(
+            taken_once(&log, 4),
+            [
+                "worker 0: Abort",
+                "worker 0: Prepare",
+                "worker 1: Abort",
+                "worker 1: Prepare"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_backend_change_is_gathered_from_every_worker_and_an_exited_one_named() {
+        let (mut control_loop, handle, _log) = fake_loop(
+            &[Behaviour::Answers, Behaviour::Exited],
+            LoopOptions::default(),
+        );
+        let (reply, outcome) = mpsc::channel();
+        handle.commands().send(Command::Backend {
+            group: "api".into(),
+            address: BACKEND.parse().unwrap(),
+            change: BackendChange::Enable,
+            reply: Some(reply),
+        });
+        step(&mut control_loop, Instant::now());
+        let gathered = outcome.try_recv().unwrap();
+        assert_eq!(gathered.replies().count(), 1);
+        assert_eq!(gathered.gone(), [1]);
+    }
+
+    #[test]
+    fn a_stop_drains_every_worker_and_refuses_later_reloads() {
+        let (mut control_loop, handle, _log) =
+            fake_loop(&[Behaviour::Answers; 2], LoopOptions::default());
+        let (reply, outcome) = mpsc::channel();
+        handle.commands().send(Command::Stop);
+        handle.commands().send(Command::Reload {
+            from: ReloadFrom::Config(Box::new(config("\"127.0.0.1:8002\""))),
+            reply: Some(reply),
+        });
+        step(&mut control_loop, Instant::now());
+        assert!(control_loop
+            .shared
+            .workers_for_tests()
+            .iter()
+            .all(|w| w.drain_requested.load(Ordering::Relaxed)));
+        assert!(handle.is_shutting_down());
+        assert!(matches!(
+            outcome.try_recv().unwrap(),
+            Err(ReloadError::ShuttingDown)
+        ));
+        handle.commands().send(Command::Exit);
+        assert_eq!(step(&mut control_loop, Instant::now()), Flow::Exit);
+    }
+
+    #[test]
+    fn health_verdicts_reach_every_worker_and_the_view() {
+        let (mut control_loop, handle, log) =
+            fake_loop(&[Behaviour::Answers; 2], LoopOptions::default());
+        let mut table = HealthTable::default();
+        table.insert(
+            "api",
+            BACKEND.parse().unwrap(),
+            crate::health::Health {
+                healthy: false,
+                since: Instant::now(),
+            },
+        );
+        handle.publish_health(Arc::new(table));
+        step(&mut control_loop, Instant::now());
+        let view = (control_loop.observe)(&control_loop.shared, &control_loop.health);
+        assert!(!view.healthy("api", BACKEND.parse().unwrap()));
+        assert_eq!(
+            taken_once(&log, 2),
+            ["worker 0: Health", "worker 1: Health"]
+        );
+    }
+}
