@@ -28,11 +28,12 @@
 use super::broadcast::{Gathered, Workers};
 use super::command::{Command, Commands, Inbox, ReloadFrom};
 use super::controller::{Action, Controller, View};
-use super::handle::{ControlHandle, Shared, WorkerLink};
+use super::handle::ControlHandle;
 use super::health_checker::HealthChecker;
 use super::job::{Job, JobContext, Next, SampleJob, SAMPLE_EVERY};
 use super::reload::{self, ReloadError, ReloadReport};
 use super::schedule::Schedule;
+use super::shared::{Shared, WorkerLink};
 use super::systemd::reload::Reloader;
 use super::systemd::reload::StateFile;
 use super::systemd::watchdog::Watchdog;

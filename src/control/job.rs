@@ -7,7 +7,7 @@
 //! ([`super::systemd::drain::DrainJob`]). A job is quick and never blocks: the loop runs it when
 //! due (`control/schedule.rs`) and it returns whether it wants to run again.
 
-use super::handle::Shared;
+use super::shared::Shared;
 use crate::systemd::Notifier;
 use std::time::{Duration, Instant};
 

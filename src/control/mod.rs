@@ -31,10 +31,12 @@ pub mod job;
 mod reload;
 pub mod sampler;
 mod schedule;
+mod shared;
 pub mod signals;
 pub mod systemd;
 
 pub use command::{channel, Command, Commands, Inbox, ReloadFrom};
 pub use control_loop::{ControlLoop, LoopOptions, LoopThread};
-pub use handle::{ControlHandle, Counters, Shared, WorkerLink};
+pub use handle::ControlHandle;
 pub use reload::{ReloadError, ReloadReport};
+pub use shared::{Counters, Shared, WorkerLink};

@@ -16,7 +16,7 @@
 //! time.
 
 use super::broadcast::{Answer, Workers};
-use super::handle::Shared;
+use super::shared::Shared;
 use crate::config::is_loopback;
 use crate::config::{Config, ConfigErrors};
 use crate::runtime::command::WorkerCommand;

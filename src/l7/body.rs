@@ -6,8 +6,8 @@
 //! strict [`ChunkedDecoder`], which re-encodes them canonically, so what the other side reads is
 //! exactly what we validated.
 
+use super::client::{ClientConn, PendingRequest};
 use super::record::RequestRecord;
-use super::session::{ClientConn, PendingRequest};
 use crate::config::Config;
 use crate::http::{
     parse_response, ChunkedDecoder, ChunkedOutput, Method, RequestBody, ResponseBody,

@@ -33,8 +33,8 @@
 //! [`RetrySafety`]: crate::upstream::failure::RetrySafety
 
 use super::body::{self, BodyEnd, Relay, RelayError, ResponseRelayed, UploadError, UploadProgress};
+use super::client::{linger_close, respond_and_close, ClientConn, PendingRequest};
 use super::record::RequestRecord;
-use super::session::{linger_close, respond_and_close, ClientConn, PendingRequest};
 use crate::http::{Method, RequestBody, Version};
 use crate::net::io::write_all_within;
 use crate::runtime::context::WorkerContext;

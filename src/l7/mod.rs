@@ -9,6 +9,7 @@
 //! ([`record`]).
 
 pub mod body;
+pub mod client;
 pub mod exchange;
 pub mod record;
 pub mod session;

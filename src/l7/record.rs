@@ -5,7 +5,7 @@
 //! Counting costs a handful of `Cell` increments and one clock read per request; the access log
 //! (off by default) formats only when it is on.
 
-use super::session::PendingRequest;
+use super::client::PendingRequest;
 use crate::metrics::counters::Outcome;
 use crate::runtime::context::WorkerContext;
 use crate::upstream::failover::GaveUp;

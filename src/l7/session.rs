@@ -2,20 +2,16 @@
 //! refuse what must be refused, and hand the rest to [`super::exchange::forward`], one request at
 //! a time, so pipelined requests are answered in order.
 
+use super::client::{respond_and_close, ClientConn, PendingRequest};
 use super::exchange;
-use crate::http::write_error_response;
-use crate::http::{
-    parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent, Version,
-};
-use crate::net::io::{
-    read_append, read_unless_quiet, wait_readable, write_all_within, QuietReadCanceller,
-};
+use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent};
+use crate::net::io::{read_append, read_unless_quiet, wait_readable, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
 use crate::runtime::context::WorkerContext;
 use crate::upstream::route::find_route;
 use crate::upstream::select;
 use crate::upstream::Generation;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf};
+use monoio::io::OwnedReadHalf;
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -24,10 +20,6 @@ use std::time::{Duration, Instant};
 
 /// First read buffer for a client connection; grows up to `limits.max_header_bytes` for big heads.
 const INITIAL_CLIENT_BUFFER: usize = 4096;
-/// After an error response, how long we keep reading (and discarding) what the client still sends,
-/// so that closing does not reset the connection before the client has read our response.
-const LINGER: Duration = Duration::from_secs(2);
-const LINGER_MAX_BYTES: usize = 1 << 20;
 /// How long a kept-alive connection waits for its next request holding a read buffer; after
 /// that it is parked without one ([`between_requests`]). Clients that send their next request
 /// sooner (every busy one) never pay for parking; an idle one costs a cancelled read and a
@@ -35,80 +27,6 @@ const LINGER_MAX_BYTES: usize = 1 << 20;
 const PARK_AFTER: Duration = Duration::from_millis(500);
 /// How long a drain waits for the first byte of a connection accepted just before it.
 const FIRST_REQUEST_GRACE_ON_DRAIN: Duration = Duration::from_secs(1);
-
-/// The client side of a connection (plain or TLS). `buf` holds bytes read but not yet consumed: a partial head,
-/// body bytes that arrived with the head, or the next pipelined request.
-#[derive(Debug)]
-pub struct ClientConn {
-    pub r: StreamReader,
-    pub w: StreamWriter,
-    pub buf: Vec<u8>,
-    pub peer: SocketAddr,
-    /// The TCP socket underneath (TLS or not), to reset it when a tunnel's backend fails.
-    pub fd: RawFd,
-    /// For the reads between requests that may park the connection ([`between_requests`]).
-    pub quiet_read: QuietReadCanceller,
-}
-
-/// A request that passed parsing, routing and limits, with the head for the backend built.
-#[derive(Debug)]
-pub struct PendingRequest {
-    /// The configuration generation the request started on; it finishes on it even if a reload
-    /// commits meanwhile.
-    pub generation: Rc<Generation>,
-    pub method: Method,
-    pub version: Version,
-    pub body: RequestBody,
-    /// The client wants the connection kept open afterwards.
-    pub keep_alive: bool,
-    pub expect_continue: bool,
-    /// Our `100 Continue` went out (a retry must not send a second one).
-    pub continue_sent: bool,
-    pub upgrade: bool,
-    pub request_id: String,
-    /// The listener it arrived on, the route that matched it (index into that listener's
-    /// routes) and the upstream group the route chose (index into `generation.upstreams`): see
-    /// [`PendingRequest::listener`], [`PendingRequest::route`], [`PendingRequest::upstream`].
-    /// Packed small: the request is moved a few times on its way, and at 128 bytes the compiler
-    /// moves it inline rather than through `memcpy` (callgrind: two calls per request).
-    listener: u16,
-    route: u32,
-    upstream: u32,
-    /// What a consistent-hashing group balances on (client IP, header or cookie); `None` for
-    /// other groups and when the header or cookie is absent.
-    pub hash_key: Option<u64>,
-    /// The head to send upstream (request line and headers, rebuilt by the codec), with the W3C
-    /// `traceparent` (the client's, or one the proxy started): see [`PendingRequest::trace_id`].
-    pub upstream_head: Vec<u8>,
-    /// `METHOD target` for log lines.
-    pub summary: String,
-}
-
-impl PendingRequest {
-    pub fn listener(&self) -> usize {
-        usize::from(self.listener)
-    }
-
-    pub fn route(&self) -> usize {
-        self.route as usize
-    }
-
-    pub fn upstream(&self) -> usize {
-        self.upstream as usize
-    }
-
-    /// The trace id of the `traceparent` sent upstream, read back from the head (for the access
-    /// log: keeping a copy would cost every request, logged or not).
-    pub fn trace_id(&self) -> &str {
-        const FIELD: &[u8] = b"\r\ntraceparent: 00-";
-        let head = &self.upstream_head;
-        head.windows(FIELD.len())
-            .position(|w| w == FIELD)
-            .and_then(|at| head.get(at + FIELD.len()..at + FIELD.len() + 32))
-            .and_then(|id| std::str::from_utf8(id).ok())
-            .unwrap_or("-")
-    }
-}
 
 /// Why reading the next request ended the connection instead.
 enum Stop {
@@ -416,52 +334,6 @@ fn prepare(
         upstream_head,
     };
     Ok(pending)
-}
-
-/// Sends an error response (head only for HEAD requests) and closes the connection gracefully.
-/// The caller must not use the connection afterwards. Returns the bytes written (0 when the
-/// client could not be written to).
-pub async fn respond_and_close(
-    client: &mut ClientConn,
-    write_limit: Duration,
-    status: u16,
-    detail: &str,
-    request_id: &str,
-    head_only: bool,
-) -> usize {
-    let mut out = Vec::with_capacity(256);
-    write_error_response(status, detail, request_id, head_only, &mut out);
-    let len = out.len();
-    if write_all_within(&mut client.w, out, write_limit)
-        .await
-        .is_err()
-    {
-        return 0;
-    }
-    linger_close(client).await;
-    len
-}
-
-/// Half-closes our side, then reads and discards what the client still sends for a short while:
-/// closing with unread data would make the kernel send a reset that can destroy the response
-/// before the client has read it.
-pub async fn linger_close(client: &mut ClientConn) {
-    if client.w.shutdown().await.is_err() {
-        return;
-    }
-    let deadline = Instant::now() + LINGER;
-    let mut discarded = 0;
-    let mut buf = Vec::with_capacity(16 * 1024);
-    while discarded < LINGER_MAX_BYTES {
-        match monoio::time::timeout_at(deadline.into(), client.r.read(buf)).await {
-            Ok((Ok(n), b)) if n > 0 => {
-                discarded += n;
-                buf = b;
-                buf.clear();
-            }
-            _ => return,
-        }
-    }
 }
 
 /// Resolves when a drain should close a connection that has not sent a byte of its next head:

@@ -1,0 +1,144 @@
+//! What the control loop knows that anyone may read, without waiting for the loop: the running
+//! configuration and reload count, the workers' heartbeats, counters and published metrics, the
+//! health probes' log and the sampler's history ([`Shared`]); and the control side's end of each
+//! worker ([`WorkerLink`]).
+
+use super::sampler::Sampler;
+use crate::config::Config;
+use crate::health::ProbeLog;
+use crate::metrics::{Aggregate, WorkerSnapshot};
+use crate::runtime::command::WorkerCommand;
+use crate::runtime::WorkerShared;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Totals over every worker, as published on their last tick.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub requests: u64,
+    pub open_connections: u64,
+}
+
+/// The control side's end of one worker, as the server builds it: the flags and figures it
+/// shares, and the sender of its command channel (which only the control loop uses).
+#[derive(Debug)]
+pub struct WorkerLink {
+    pub shared: Arc<WorkerShared>,
+    pub commands: Sender<WorkerCommand>,
+}
+
+/// What the control loop knows that anyone may read.
+#[derive(Debug)]
+pub struct Shared {
+    workers: Vec<Arc<WorkerShared>>,
+    /// The configuration the workers run now, and the number of the last reload (0 = none
+    /// yet). Locked only to read or replace them.
+    running: Mutex<Running>,
+    /// What the active health probes found lately (written by the health thread).
+    probe_log: ProbeLog,
+    /// The workers' metrics sampled once a second (written by the loop's sampling job).
+    sampler: Arc<Sampler>,
+}
+
+#[derive(Debug)]
+struct Running {
+    config: Arc<Config>,
+    reloads: u64,
+}
+
+impl Shared {
+    pub(super) fn new(config: Arc<Config>, workers: Vec<Arc<WorkerShared>>) -> Self {
+        Self {
+            workers,
+            running: Mutex::new(Running { config, reloads: 0 }),
+            probe_log: ProbeLog::default(),
+            sampler: Arc::default(),
+        }
+    }
+
+    /// Asks every worker to stop accepting and drain (they notice within a tick). Idempotent.
+    pub(super) fn request_drain(&self) {
+        for worker in &self.workers {
+            worker.drain_requested.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the drain was asked for.
+    pub fn is_shutting_down(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.drain_requested.load(Ordering::Relaxed))
+    }
+
+    /// Each worker's last heartbeat, in milliseconds since the Unix epoch, by worker id.
+    pub fn heartbeats_ms(&self) -> Vec<u64> {
+        self.workers
+            .iter()
+            .map(|w| w.heartbeat_ms.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Requests answered and client connections open, summed over the workers as of their last
+    /// tick.
+    pub fn counters(&self) -> Counters {
+        let mut counters = Counters::default();
+        for worker in &self.workers {
+            counters.requests += worker.requests.load(Ordering::Relaxed);
+            counters.open_connections += worker.open_connections.load(Ordering::Relaxed);
+        }
+        counters
+    }
+
+    /// Each worker's latest metrics snapshot, by worker id (workers that have not ticked yet are
+    /// left out).
+    pub fn snapshots(&self) -> Vec<Arc<WorkerSnapshot>> {
+        self.workers
+            .iter()
+            .filter_map(|w| w.metrics.load())
+            .collect()
+    }
+
+    /// The workers' metrics, summed.
+    pub fn aggregate(&self) -> Aggregate {
+        Aggregate::of(&self.snapshots())
+    }
+
+    pub fn probe_log(&self) -> &ProbeLog {
+        &self.probe_log
+    }
+
+    pub fn sampler(&self) -> &Arc<Sampler> {
+        &self.sampler
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The configuration the workers run now.
+    pub fn config(&self) -> Arc<Config> {
+        self.running().config.clone()
+    }
+
+    /// Successful reloads since start.
+    pub fn reloads(&self) -> u64 {
+        self.running().reloads
+    }
+
+    /// Records that reload `number` committed `config` on the workers.
+    pub(super) fn set_running(&self, config: Arc<Config>, number: u64) {
+        let mut running = self.running();
+        running.config = config;
+        running.reloads = number;
+    }
+
+    #[cfg(test)]
+    pub(super) fn workers_for_tests(&self) -> &[Arc<WorkerShared>] {
+        &self.workers
+    }
+
+    fn running(&self) -> MutexGuard<'_, Running> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
