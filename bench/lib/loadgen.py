@@ -58,13 +58,15 @@ def wrk(url, connections, duration_s, body_bytes=0, close=False):
     }
 
 
-def oha_command(url, connections, duration_s, rate):
+def oha_command(url, connections, duration_s, rate, body_path=None):
+    """`body_path`: POST that file's bytes as each request's body instead of a GET."""
+    body = ["-m", "POST", "-D", body_path] if body_path else []
     return ["oha", "-z", f"{duration_s}s", "-c", str(connections), "-q", str(rate),
-            "--latency-correction", "--no-tui", "--output-format", "json", url]
+            "--latency-correction", "--no-tui", "--output-format", "json", *body, url]
 
 
-def oha(url, connections, duration_s, rate):
-    out = _run(oha_command(url, connections, duration_s, rate), timeout=duration_s + 60)
+def oha(url, connections, duration_s, rate, body_path=None):
+    out = _run(oha_command(url, connections, duration_s, rate, body_path), timeout=duration_s + 60)
     raw = json.loads(out)
     summary = raw["summary"]
     pct = raw["latencyPercentiles"]

@@ -36,15 +36,21 @@ def start_lbproxy(layout, binary, wrapper, driver):
     return process, port
 
 
-def callgrind(layout, binary, out, driver, rate, seconds):
+def callgrind(layout, binary, out, driver, rate, seconds, post_bytes=0):
     data = os.path.join(out, "callgrind.out")
     wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={data}", "--dump-instr=no",
                "--collect-jumps=no"]
     process, port = start_lbproxy(layout, binary, wrapper, driver)
+    body = None
     url = f"http://127.0.0.1:{port}/small"
-    loadgen.oha(url, 10, 2, rate)  # warm the pool and the allocator first
+    if post_bytes:
+        body = layout.path(f"post-{post_bytes}.bin")
+        with open(body, "wb") as f:
+            f.write(b"x" * post_bytes)
+        url = f"http://127.0.0.1:{port}/upload"
+    loadgen.oha(url, 10, 2, rate, body)  # warm the pool and the allocator first
     subprocess.run(["callgrind_control", "--zero", str(process.pid)], capture_output=True, check=True)
-    figures = loadgen.oha(url, 10, seconds, rate)
+    figures = loadgen.oha(url, 10, seconds, rate, body)
     subprocess.run(["callgrind_control", "--dump=measured", str(process.pid)], capture_output=True,
                    check=True)
     process.popen.send_signal(signal.SIGTERM)
@@ -54,7 +60,8 @@ def callgrind(layout, binary, out, driver, rate, seconds):
     self_cost, inclusive, instructions = callgrind_top.parse(measured)
     per_request = instructions / max(figures["requests"], 1)
     with open(os.path.join(out, "callgrind-top.txt"), "w") as f:
-        f.write(f"lbproxy (one worker), {figures['requests']} keep-alive GETs at {rate} req/s: "
+        what = f"{post_bytes}-byte POSTs" if post_bytes else "GETs"
+        f.write(f"lbproxy (one worker), {figures['requests']} keep-alive {what} at {rate} req/s: "
                 f"{per_request:,.0f} instructions per request (user space)\n\n")
         f.write(callgrind_top.table(self_cost, instructions, 40, "Self cost") + "\n\n")
         f.write(callgrind_top.table(inclusive, instructions, 60, "Inclusive cost") + "\n")
@@ -91,6 +98,8 @@ def main():
     p.add_argument("--tool", choices=["callgrind", "perf", "both"], default="both")
     p.add_argument("--rate", type=int, default=1000, help="req/s offered under callgrind")
     p.add_argument("--seconds", type=int, default=10)
+    p.add_argument("--post", type=int, default=0, metavar="BYTES",
+                   help="under callgrind, POST bodies of BYTES to /upload instead of GETs")
     p.add_argument("--path", default="/small", choices=["/small", "/1m"],
                    help="what wrk fetches under perf (the 128-byte or the 1 MiB file)")
     p.add_argument("--workdir", default=f"/tmp/lbproxy-bench-{os.getuid()}-{PORT_BASE}")
@@ -105,7 +114,8 @@ def main():
     start_backend(layout)
     try:
         if args.tool in ("callgrind", "both"):
-            figures = callgrind(layout, args.lbproxy, args.out, args.driver, args.rate, args.seconds)
+            figures = callgrind(layout, args.lbproxy, args.out, args.driver, args.rate, args.seconds,
+                                args.post)
             print(f"callgrind: {figures['requests']} requests, "
                   f"{figures['instructions_per_request']:,.0f} instructions per request "
                   f"(user space, lbproxy process); tables in {args.out}/callgrind-*.txt")
