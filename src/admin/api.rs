@@ -636,23 +636,8 @@ mod tests {
             protocol: "http",
             counts: Default::default(),
         };
-        let backend = BackendRow {
-            address: "127.0.0.1:8001".parse().unwrap(),
-            backup: false,
-            state: BackendState::Up,
-            states: [0, 0, 0, 0, 0, 0, 1],
-            circuits: [1, 0, 0],
-            healthy: true,
-            weight: 1,
-            configured_weight: 1,
-            drain_override: None,
-            weight_override: None,
-            in_flight: 0,
-            idle_connections: 0,
-            ramp: 1000,
-            counts: Default::default(),
-            seconds: Vec::new(),
-        };
+        let backend =
+            BackendRow::up_for_tests("127.0.0.1:8001".parse().unwrap(), Default::default());
         let group = UpstreamRow {
             name: "api".into(),
             balance: "round_robin",

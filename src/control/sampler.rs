@@ -242,7 +242,6 @@ mod tests {
     use crate::metrics::aggregate::{BackendRow, ListenerRow, UpstreamRow};
     use crate::metrics::counters::ClassCounts;
     use crate::metrics::stats::{BackendCounts, ListenerCounts, UpstreamCounts};
-    use crate::metrics::BackendState;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -253,24 +252,14 @@ mod tests {
             histogram.record(us).unwrap();
         }
         let backend = BackendRow {
-            address: "127.0.0.1:8001".parse().unwrap(),
-            backup: false,
-            state: BackendState::Up,
-            states: [0, 0, 0, 0, 0, 0, 1],
-            circuits: [1, 0, 0],
-            healthy: true,
-            weight: 1,
-            configured_weight: 1,
-            drain_override: None,
-            weight_override: None,
-            in_flight: 0,
-            idle_connections: 0,
-            ramp: 1000,
-            counts: BackendCounts {
-                responses,
-                ..BackendCounts::default()
-            },
             seconds: vec![(0, second, Arc::new(histogram))],
+            ..BackendRow::up_for_tests(
+                "127.0.0.1:8001".parse().unwrap(),
+                BackendCounts {
+                    responses,
+                    ..BackendCounts::default()
+                },
+            )
         };
         Aggregate {
             workers: Vec::new(),

@@ -83,6 +83,29 @@ impl BackendRow {
     pub fn workers_in(&self, state: BackendState) -> u32 {
         self.states[state_index(state)]
     }
+
+    /// A backend up on one worker, weight 1, with `counts`: the row the unit tests of the
+    /// views and the sampler start from.
+    #[cfg(test)]
+    pub fn up_for_tests(address: SocketAddr, counts: BackendCounts) -> Self {
+        BackendRow {
+            address,
+            backup: false,
+            state: BackendState::Up,
+            states: [0, 0, 0, 0, 0, 0, 1],
+            circuits: [1, 0, 0],
+            healthy: true,
+            weight: 1,
+            configured_weight: 1,
+            drain_override: None,
+            weight_override: None,
+            in_flight: 0,
+            idle_connections: 0,
+            ramp: 1000,
+            counts,
+            seconds: Vec::new(),
+        }
+    }
 }
 
 impl Aggregate {

@@ -83,26 +83,13 @@ mod tests {
 
     #[test]
     fn json_fields_are_named_once_per_view() {
-        let backend = BackendRow {
-            address: "127.0.0.1:1".parse().unwrap(),
-            backup: false,
-            state: BackendState::Up,
-            states: [0; 7],
-            circuits: [0; 3],
-            healthy: true,
-            weight: 1,
-            configured_weight: 1,
-            drain_override: None,
-            weight_override: None,
-            in_flight: 0,
-            idle_connections: 0,
-            ramp: 1000,
-            counts: BackendCounts {
+        let backend = BackendRow::up_for_tests(
+            "127.0.0.1:1".parse().unwrap(),
+            BackendCounts {
                 protocol_errors: 3,
                 ..BackendCounts::default()
             },
-            seconds: Vec::new(),
-        };
+        );
         let fields = BACKENDS.json_fields(&backend);
         let names: Vec<&str> = fields.iter().map(|f| f.0).collect();
         let unique: BTreeSet<&str> = names.iter().copied().collect();
