@@ -19,13 +19,12 @@ pub mod step;
 pub mod systemctl;
 
 use crate::admin::client::AdminClient;
-use crate::admin::ctl::{admin_address, admin_token, DEFAULT_ADMIN};
+use crate::admin::ctl::AdminTargetArgs;
 use crate::config::parse_duration_arg;
 use anyhow::Context;
 use clap::Args;
 use plan::{Plan, UnitRule, UnitTemplate};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,13 +82,8 @@ pub struct RolloutArgs {
     /// installed by `lbproxy systemd install --user`. Without it: the system's.
     #[arg(long)]
     pub user: bool,
-    /// The proxy's admin server, HOST:PORT. Default: $LBPROXY_ADMIN, else 127.0.0.1:9901.
-    #[arg(long, value_name = "ADDR")]
-    pub admin: Option<String>,
-    /// A file holding the admin token. Default: $LBPROXY_ADMIN_TOKEN (the token itself), else
-    /// the file named by $LBPROXY_ADMIN_TOKEN_FILE.
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: AdminTargetArgs,
     /// The upstream group whose backends are restarted, in the order the configuration lists
     /// them.
     #[arg(long, value_name = "NAME", default_value = "api")]
@@ -120,8 +114,9 @@ pub struct RolloutArgs {
 
 /// Runs `lbproxy rollout`; an `Err` is a refusal or a failure, already explained in full.
 pub fn run(args: &RolloutArgs) -> anyhow::Result<()> {
-    let address = admin_address(args.admin.as_deref());
-    let client = AdminClient::new(&address, admin_token(args.token_file.as_deref())?);
+    let target = args.target.resolve()?;
+    let address = target.address;
+    let client = AdminClient::new(&address, target.token);
     let systemctl = Systemctl::new(args.user);
     let group = group::fetch(&client, &args.group)?;
     let Some(health) = &group.health_check else {
@@ -277,13 +272,7 @@ fn stopped(
             step.unit
         ),
         StepError::Failed { what, hint } => {
-            let mut ctl = String::from("lbproxy ctl");
-            if args.admin.is_some() || address != DEFAULT_ADMIN {
-                ctl.push_str(&format!(" --admin {address}"));
-            }
-            if let Some(file) = &args.token_file {
-                ctl.push_str(&format!(" --token-file {}", file.display()));
-            }
+            let ctl = format!("lbproxy ctl{}", args.target.echo(address));
             let mut text = format!(
                 "rollout stopped at {label}: {what}\n{} stays drained (no new requests). Once it \
                  is fixed, enable it with:\n  {ctl} enable {} {}",

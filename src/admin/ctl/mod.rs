@@ -9,32 +9,18 @@
 mod tables;
 mod target;
 
-pub use target::{admin_address, admin_token, command_for, DEFAULT_ADMIN};
+pub use target::{command_for, AdminTargetArgs};
 
 use super::client::{backend_path, AdminClient, Reply};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use std::path::PathBuf;
 use tables::{backends_table, status_text};
 
 #[derive(Debug, Clone, Args)]
 pub struct CtlArgs {
-    /// The admin server, HOST:PORT. Default: the --config file's `[admin]` address, else
-    /// $LBPROXY_ADMIN, else 127.0.0.1:9901.
-    #[arg(long, value_name = "ADDR")]
-    pub admin: Option<String>,
-    /// The proxy's configuration file (its `-c FILE`): the admin address and token are read from
-    /// its `[admin]` section.
-    #[arg(short, long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// With --config: the environment overlay the proxy runs with (its `--env NAME`).
-    #[arg(long, value_name = "NAME", requires = "config")]
-    pub env: Option<String>,
-    /// A file holding the admin token. Default: the --config file's token, else
-    /// $LBPROXY_ADMIN_TOKEN (the token itself), else the file named by $LBPROXY_ADMIN_TOKEN_FILE.
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: AdminTargetArgs,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -123,25 +109,8 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
 
 /// The client for the admin server and token `args` lead to ([`target`]).
 fn client(args: &CtlArgs) -> anyhow::Result<AdminClient> {
-    let from_config = args
-        .config
-        .as_deref()
-        .map(|path| target::from_config(path, args.env.as_deref()))
-        .transpose()?;
-    let address = match (&args.admin, &from_config) {
-        (Some(address), _) => address.clone(),
-        (None, Some(config)) => config
-            .address
-            .clone()
-            .map_err(anyhow::Error::msg)?
-            .to_string(),
-        (None, None) => admin_address(None),
-    };
-    let token = match from_config.and_then(|c| c.token) {
-        Some(token) if args.token_file.is_none() => Some(token),
-        _ => admin_token(args.token_file.as_deref())?,
-    };
-    Ok(AdminClient::new(&address, token))
+    let target = args.target.resolve()?;
+    Ok(AdminClient::new(&target.address, target.token))
 }
 
 fn change(

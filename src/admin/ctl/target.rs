@@ -1,4 +1,5 @@
-//! Which admin server `lbproxy ctl` talks to, and with which token.
+//! Which admin server `lbproxy ctl` and `lbproxy rollout` talk to, and with which token: the
+//! flags they share ([`AdminTargetArgs`]) and how they resolve.
 //!
 //! The address: `--admin`, else the `[admin] address` of `--config FILE` (with `--env NAME`),
 //! else `$LBPROXY_ADMIN`, else `127.0.0.1:9901`. The token: `--token-file`, else the config's
@@ -9,11 +10,87 @@
 
 use crate::config::{self, Config};
 use anyhow::Context;
+use clap::Args;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The admin address when nothing says otherwise.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+
+/// The flags that name a proxy's admin server, shared by `lbproxy ctl` and `lbproxy rollout`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AdminTargetArgs {
+    /// The admin server, HOST:PORT. Default: the --config file's `[admin]` address, else
+    /// $LBPROXY_ADMIN, else 127.0.0.1:9901.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// The proxy's configuration file (its `-c FILE`): the admin address and token are read from
+    /// its `[admin]` section.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// With --config: the environment overlay the proxy runs with (its `--env NAME`).
+    #[arg(long, value_name = "NAME", requires = "config")]
+    pub env: Option<String>,
+    /// A file holding the admin token. Default: the --config file's token, else
+    /// $LBPROXY_ADMIN_TOKEN (the token itself), else the file named by $LBPROXY_ADMIN_TOKEN_FILE.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Where the flags lead: the admin address and the token to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTarget {
+    pub address: String,
+    pub token: Option<String>,
+}
+
+impl AdminTargetArgs {
+    /// The address and token, in the order the module doc gives.
+    pub fn resolve(&self) -> anyhow::Result<AdminTarget> {
+        let from_config = self
+            .config
+            .as_deref()
+            .map(|path| from_config(path, self.env.as_deref()))
+            .transpose()?;
+        let address = match (&self.admin, &from_config) {
+            (Some(address), _) => address.clone(),
+            (None, Some(config)) => config
+                .address
+                .clone()
+                .map_err(anyhow::Error::msg)?
+                .to_string(),
+            (None, None) => admin_address(None),
+        };
+        let token = match from_config.and_then(|c| c.token) {
+            Some(token) if self.token_file.is_none() => Some(token),
+            _ => admin_token(self.token_file.as_deref())?,
+        };
+        Ok(AdminTarget { address, token })
+    }
+
+    /// These flags as they would be typed again, for a command printed in a message (`-c FILE`
+    /// and `--env` when given, else `--admin` when the address is not the default, and
+    /// `--token-file`).
+    pub fn echo(&self, address: &str) -> String {
+        let mut flags = String::new();
+        if let Some(file) = &self.config {
+            flags.push_str(&format!(" -c {}", shell_word(&file.display().to_string())));
+            if let Some(env) = &self.env {
+                flags.push_str(&format!(" --env {}", shell_word(env)));
+            }
+        }
+        if self.admin.is_some() || (self.config.is_none() && address != DEFAULT_ADMIN) {
+            flags.push_str(&format!(" --admin {address}"));
+        }
+        if let Some(file) = &self.token_file {
+            flags.push_str(&format!(
+                " --token-file {}",
+                shell_word(&file.display().to_string())
+            ));
+        }
+        flags
+    }
+}
 
 /// The admin address: `flag` (`--admin`), else `$LBPROXY_ADMIN`, else [`DEFAULT_ADMIN`].
 pub fn admin_address(flag: Option<&str>) -> String {
@@ -181,6 +258,85 @@ mod tests {
             invalid.contains("cannot read the admin address from"),
             "{invalid}"
         );
+    }
+
+    #[test]
+    fn the_flags_resolve_in_order_and_echo_as_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lb.toml");
+        std::fs::write(
+            &path,
+            "[admin]\naddress = \"127.0.0.1:9911\"\ntoken = \"0123456789abcdef-token\"\n\
+             [listener.http]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n\
+             [upstream.api]\nbackends = [\"127.0.0.1:8001\"]\n",
+        )
+        .unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "fedcba9876543210-token\n").unwrap();
+        let from_file = AdminTargetArgs {
+            config: Some(path.clone()),
+            ..AdminTargetArgs::default()
+        };
+        assert_eq!(
+            from_file.resolve().unwrap(),
+            AdminTarget {
+                address: "127.0.0.1:9911".into(),
+                token: Some("0123456789abcdef-token".into())
+            }
+        );
+        assert_eq!(
+            from_file.echo("127.0.0.1:9911"),
+            format!(" -c {}", path.display())
+        );
+        let overridden = AdminTargetArgs {
+            admin: Some("127.0.0.1:9922".into()),
+            token_file: Some(token_file.clone()),
+            ..from_file
+        };
+        assert_eq!(
+            overridden.resolve().unwrap(),
+            AdminTarget {
+                address: "127.0.0.1:9922".into(),
+                token: Some("fedcba9876543210-token".into())
+            },
+            "--admin and --token-file win over the file"
+        );
+        assert_eq!(
+            overridden.echo("127.0.0.1:9922"),
+            format!(
+                " -c {} --admin 127.0.0.1:9922 --token-file {}",
+                path.display(),
+                token_file.display()
+            )
+        );
+        assert_eq!(AdminTargetArgs::default().echo(DEFAULT_ADMIN), "");
+        assert_eq!(
+            AdminTargetArgs::default().echo("127.0.0.1:9933"),
+            " --admin 127.0.0.1:9933",
+            "an address from $LBPROXY_ADMIN is spelled out"
+        );
+    }
+
+    #[test]
+    fn ctl_and_rollout_take_the_same_flags() {
+        use clap::Parser;
+        for command in ["ctl", "rollout"] {
+            let mut words = vec![
+                "lbproxy",
+                command,
+                "-c",
+                "/etc/lbproxy/lb.toml",
+                "--env",
+                "prod",
+            ];
+            words.extend(if command == "ctl" {
+                vec!["status"]
+            } else {
+                vec!["--dry-run"]
+            });
+            let parsed = crate::cli::Cli::try_parse_from(&words);
+            assert!(parsed.is_ok(), "{command}: {}", parsed.unwrap_err());
+        }
     }
 
     #[test]
