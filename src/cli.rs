@@ -152,6 +152,9 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     let inherited = InheritedSockets::from_env()?;
     let config = Arc::new(config::load_from_args(args)?);
     crate::logging::set_format(config.log.format);
+    // Before the proxy starts: a SIGHUP or SIGTERM while it does waits for the control loop
+    // instead of ending the process.
+    let signals = signals::install(control_sd::fault::announce())?;
     crate::sys::fd_limit::raise();
     let notifier = Notifier::from_env();
     // systemd's side of the control loop: STATUS=, the watchdog, RELOADING=1/READY=1 around
@@ -188,8 +191,7 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     let control = server.control();
     // SIGHUP and the admin API's `POST /api/reload` reload the same way, one at a time, in the
     // control loop; SIGTERM/SIGINT drain.
-    let faults = control_sd::fault::announce();
-    signals::spawn(faults, signals::to_control(control.clone()))?;
+    signals.spawn(signals::to_control(control.clone()))?;
     notifier.ready(&ready_status(&control, &listening));
 
     server.wait()?;

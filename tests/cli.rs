@@ -15,6 +15,7 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 const STARTED: &str = "lbproxy is accepting connections";
+const INSTALLED: &str = "signal handlers installed";
 
 fn lbproxy() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lbproxy"));
@@ -246,4 +247,73 @@ fn reload_says_when_it_cannot_tell_the_outcome() {
     assert!(out.contains(&format!("sent SIGHUP to pid {pid}")), "{out}");
     assert!(alive(pid));
     stop(&mut proxy.0);
+}
+
+// A SIGHUP (or SIGTERM) that arrives while the proxy is starting must not end it with the
+// signal's default action: the handlers are installed (said at debug level) before the proxy
+// starts its workers, and a signal from then on waits for the control loop. Sent the moment the
+// handlers are said installed; before, they were installed only after the proxy had started.
+#[test]
+fn a_sighup_during_start_reloads_instead_of_ending_the_proxy() {
+    let backend = RawBackend::start(Reply::Fixed(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::one_backend_config_file(dir.path(), backend.addr);
+    let mut proxy = Running(
+        lbproxy()
+            .env("LBPROXY_LOG", "info,lbproxy::control::signals=debug")
+            .args(["serve", "-c"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = proxy.0.stderr.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut chunk = [0; 4096];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&chunk[..n]);
+            let _ = lines_tx.send(String::from_utf8_lossy(&all).into_owned());
+        }
+    });
+    let pid = libc::pid_t::try_from(proxy.0.id()).unwrap();
+    let mut signalled = false;
+    let log = loop {
+        let text = lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("the proxy logs its start and its reload"));
+        if !signalled && text.contains(INSTALLED) {
+            // SAFETY: kill(2) with a valid signal number on our own child's pid.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+            signalled = true;
+        }
+        if text.contains("configuration reloaded") {
+            break text;
+        }
+    };
+    assert!(
+        proxy.0.try_wait().unwrap().is_none(),
+        "the proxy still runs after the SIGHUP: {log}"
+    );
+    assert!(
+        log.find(INSTALLED) < log.find(STARTED),
+        "the handlers come before the proxy starts: {log}"
+    );
+    assert_eq!(common::client::get(listener_of(&log), "/").status, 204);
+    stop(&mut proxy.0);
+}
+
+/// The address of the first `listener NAME: http://ADDR/` line of `log`.
+fn listener_of(log: &str) -> SocketAddr {
+    let line = log
+        .lines()
+        .find(|l| l.contains("listener ") && l.contains("http://"))
+        .unwrap_or_else(|| panic!("a listener line: {log}"));
+    let url = &line[line.find("http://").unwrap() + "http://".len()..];
+    url[..url.find('/').unwrap()].parse().unwrap()
 }

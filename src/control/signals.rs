@@ -19,31 +19,46 @@ pub enum Signal {
     Fault,
 }
 
-/// Installs the handlers and starts the thread that calls `on_signal` for each signal received,
-/// in order. SIGUSR2 is handled only with `faults` (otherwise it keeps its default action).
-pub fn spawn(
-    faults: bool,
-    mut on_signal: impl FnMut(Signal) + Send + 'static,
-) -> anyhow::Result<()> {
+/// The handlers, installed; a signal that arrives before [`Installed::spawn`] waits for it
+/// (one of each kind), so none is lost to its default action (SIGHUP and SIGTERM end a process
+/// that does not handle them) while the proxy starts.
+#[derive(Debug)]
+pub struct Installed {
+    signals: signal_hook::iterator::Signals,
+}
+
+/// Installs the handlers: SIGTERM, SIGINT, SIGHUP, and SIGUSR2 only with `faults` (otherwise it
+/// keeps its default action). Call it before anything that takes time at start.
+pub fn install(faults: bool) -> anyhow::Result<Installed> {
     let mut wanted = vec![SIGTERM, SIGINT, SIGHUP];
     if faults {
         wanted.push(SIGUSR2);
     }
-    let mut signals =
+    let signals =
         signal_hook::iterator::Signals::new(&wanted).context("installing signal handlers")?;
-    std::thread::Builder::new()
-        .name("lbproxy-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                on_signal(match signal {
-                    SIGTERM => Signal::Stop("SIGTERM"),
-                    SIGINT => Signal::Stop("SIGINT"),
-                    SIGHUP => Signal::Reload,
-                    _ => Signal::Fault,
-                });
-            }
-        })?;
-    Ok(())
+    tracing::debug!("signal handlers installed: a signal from now on waits for the control loop");
+    Ok(Installed { signals })
+}
+
+impl Installed {
+    /// Starts the thread that calls `on_signal` for each signal received, in order, those that
+    /// arrived since [`install`] first.
+    pub fn spawn(self, mut on_signal: impl FnMut(Signal) + Send + 'static) -> anyhow::Result<()> {
+        let mut signals = self.signals;
+        std::thread::Builder::new()
+            .name("lbproxy-signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    on_signal(match signal {
+                        SIGTERM => Signal::Stop("SIGTERM"),
+                        SIGINT => Signal::Stop("SIGINT"),
+                        SIGHUP => Signal::Reload,
+                        _ => Signal::Fault,
+                    });
+                }
+            })?;
+        Ok(())
+    }
 }
 
 /// What `lbproxy serve` does with each signal: the first SIGTERM or SIGINT starts the drain

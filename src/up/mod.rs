@@ -78,7 +78,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
         .context("lbproxy up: the proxy cannot listen, so no instance was started")?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    signals::spawn(false, {
+    signals::install(false)?.spawn({
         let (stop, commands) = (stop.clone(), bound.commands());
         move |signal| match signal {
             Signal::Stop(name) => {
