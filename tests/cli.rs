@@ -28,6 +28,30 @@ fn lbproxy() -> Command {
     command
 }
 
+/// Reads a child's log as it comes: each read sends the whole log so far; the thread returns
+/// the whole log once the child closes it.
+fn read_log(
+    mut stderr: std::process::ChildStderr,
+) -> (
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut chunk = [0; 4096];
+        while let Ok(n) = stderr.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&chunk[..n]);
+            let _ = lines_tx.send(String::from_utf8_lossy(&all).into_owned());
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    (lines, reader)
+}
+
 /// SIGTERM, then waits for the exit.
 fn stop(child: &mut Child) {
     // SAFETY: SIGTERM to our own child, not yet reaped.
@@ -112,20 +136,7 @@ fn a_reload_refused_through_the_api_is_logged_once_with_its_fix() {
             .spawn()
             .unwrap(),
     );
-    let mut stderr = proxy.0.stderr.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut chunk = [0; 4096];
-        while let Ok(n) = stderr.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&chunk[..n]);
-            let _ = lines_tx.send(String::from_utf8_lossy(&all).into_owned());
-        }
-        String::from_utf8_lossy(&all).into_owned()
-    });
+    let (lines, reader) = read_log(proxy.0.stderr.take().unwrap());
     let admin = loop {
         let text = lines.recv_timeout(WAIT).expect("the proxy logs its start");
         if let Some(line) = text.lines().find(|l| l.contains(STARTED)) {
@@ -268,19 +279,7 @@ fn a_sighup_during_start_reloads_instead_of_ending_the_proxy() {
             .spawn()
             .unwrap(),
     );
-    let mut stderr = proxy.0.stderr.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut chunk = [0; 4096];
-        while let Ok(n) = stderr.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            all.extend_from_slice(&chunk[..n]);
-            let _ = lines_tx.send(String::from_utf8_lossy(&all).into_owned());
-        }
-    });
+    let (lines, _reader) = read_log(proxy.0.stderr.take().unwrap());
     let pid = libc::pid_t::try_from(proxy.0.id()).unwrap();
     let mut signalled = false;
     let log = loop {
