@@ -309,8 +309,12 @@ pub struct UpstreamConfig {
     pub balance: BalanceAlgorithm,
     /// What `maglev` hashes. `Some` exactly when `balance` is `Maglev` (default `ClientIp`).
     pub hash_key: Option<HashKey>,
-    /// Never empty; at least one is not a backup.
+    /// At least one is not a backup — except in a group with `discover`, whose backends are the
+    /// discovered instances (the file's own list is empty there) and may be none at all.
     pub backends: Vec<BackendConfig>,
+    /// `[upstream.NAME.discover]`: the backends are systemd units, followed over D-Bus by the
+    /// control loop; `None`: the static `backends` list.
+    pub discover: Option<DiscoverConfig>,
     pub pool: PoolConfig,
     /// A backend that becomes usable again (health check passes, readmitted after an ejection,
     /// added by a reload) ramps its weight from 10% to 100% over this long. Zero (the default)
@@ -333,6 +337,90 @@ pub struct UpstreamConfig {
     /// A PROXY protocol header sent first on every connection to a backend (tcp listeners
     /// only), so the backend sees the real client address. `None` (the default): none.
     pub proxy_protocol: Option<ProxyProtocol>,
+}
+
+/// `[upstream.NAME.discover]`: backends discovered from systemd units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoverConfig {
+    /// A unit name pattern as `systemctl list-units` takes it: `api@*.service`.
+    pub systemd: String,
+    /// Which service manager runs the units.
+    pub bus: SystemdBus,
+    /// Where each instance's address comes from.
+    pub address: AddressSource,
+    /// A full re-read of the units this often (D-Bus signals can be missed). Default 30s.
+    pub resync: Duration,
+    /// cgroup limits applied to every discovered instance at runtime (SetUnitProperties).
+    pub resources: UnitResources,
+}
+
+/// `bus` of a `discover` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SystemdBus {
+    /// The user's service manager (`systemctl --user`), on the session bus.
+    User,
+    /// The system's service manager (`systemctl`), on the system bus.
+    System,
+}
+
+impl SystemdBus {
+    /// `user` or `system`, as the configuration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SystemdBus::User => "user",
+            SystemdBus::System => "system",
+        }
+    }
+}
+
+/// `address` of a `discover` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressSource {
+    /// A template on the instance name: `127.0.0.1:{8000+N}` (N: the instance as a number),
+    /// or `[::1]:{9000+N}`.
+    Template(AddressTemplate),
+    /// `"socket"`: the `ListenStream=` of the instance's socket unit (`api@N.socket`).
+    Socket,
+}
+
+/// A validated address template: `HOST:{OFFSET+N}` or `HOST:{N}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressTemplate {
+    /// As written, for messages.
+    pub text: String,
+    /// The IP address before the port.
+    pub ip: std::net::IpAddr,
+    /// Added to the instance number.
+    pub port_offset: u16,
+}
+
+impl AddressTemplate {
+    /// The address of instance `instance` (`api@3` → "3"); `None` when the instance is not a
+    /// number or the port would not fit.
+    pub fn address(&self, instance: &str) -> Option<SocketAddr> {
+        let n: u16 = instance.parse().ok()?;
+        let port = self.port_offset.checked_add(n)?;
+        (port != 0).then(|| SocketAddr::new(self.ip, port))
+    }
+}
+
+/// `cpu_quota`, `memory_max`, `tasks_max` of a `discover` table: systemd's `CPUQuota=`,
+/// `MemoryMax=`, `TasksMax=`, set at runtime on every discovered instance. `None`: left as the
+/// unit file says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnitResources {
+    /// Percent of one CPU (`CPUQuota=50%`): systemd's `CPUQuotaPerSecUSec` = percent × 10 000.
+    pub cpu_quota_percent: Option<u32>,
+    /// Bytes (`MemoryMax=`).
+    pub memory_max: Option<u64>,
+    /// Tasks (`TasksMax=`).
+    pub tasks_max: Option<u64>,
+}
+
+impl UnitResources {
+    pub fn is_empty(&self) -> bool {
+        *self == UnitResources::default()
+    }
 }
 
 /// `proxy_protocol` of an upstream group: the header's version.

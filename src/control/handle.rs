@@ -147,4 +147,9 @@ impl ControlHandle {
     pub fn config(&self) -> Arc<Config> {
         self.shared.config()
     }
+
+    /// The discovered units and how the proxy treats them (empty without discovery).
+    pub fn inventory(&self) -> Arc<super::discovery::Inventory> {
+        self.shared.inventory()
+    }
 }

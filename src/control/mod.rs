@@ -26,6 +26,7 @@ mod broadcast;
 mod command;
 mod control_loop;
 mod controller;
+pub mod discovery;
 mod handle;
 mod health_checker;
 pub mod job;

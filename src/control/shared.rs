@@ -3,6 +3,7 @@
 //! health probes' log and the sampler's history ([`Shared`]); and the control side's end of each
 //! worker ([`WorkerLink`]).
 
+use super::discovery::Inventory;
 use super::sampler::Sampler;
 use crate::config::Config;
 use crate::health::ProbeLog;
@@ -39,6 +40,8 @@ pub struct Shared {
     probe_log: ProbeLog,
     /// The workers' metrics sampled once a second (written by the loop's sampling job).
     sampler: Arc<Sampler>,
+    /// The discovered units (written by the discovery watcher).
+    inventory: Mutex<Arc<Inventory>>,
 }
 
 #[derive(Debug)]
@@ -54,6 +57,7 @@ impl Shared {
             running: Mutex::new(Running { config, reloads: 0 }),
             probe_log: ProbeLog::default(),
             sampler: Arc::default(),
+            inventory: Mutex::default(),
         }
     }
 
@@ -140,5 +144,20 @@ impl Shared {
 
     fn running(&self) -> MutexGuard<'_, Running> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The latest inventory of discovered units (empty without discovery).
+    pub fn inventory(&self) -> Arc<Inventory> {
+        self.inventory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(super) fn set_inventory(&self, inventory: Arc<Inventory>) {
+        *self
+            .inventory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = inventory;
     }
 }

@@ -17,6 +17,7 @@
 //! status threads → `READY=1` → wait for the workers to exit.
 
 pub mod activation;
+pub mod bus;
 pub mod install;
 pub mod journal;
 pub mod notify;

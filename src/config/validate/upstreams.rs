@@ -129,6 +129,7 @@ impl Validator<'_> {
             balance: balance?,
             hash_key: hash_key?,
             backends: backends?,
+            discover: None,
             pool: PoolConfig {
                 max_idle_per_backend: usize::try_from(max_idle?).ok()?,
                 idle_timeout: idle_timeout?,
