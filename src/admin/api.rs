@@ -508,6 +508,7 @@ pub fn change_backend(
         ),
         BackendChange::Enable => ("enabled", "takes new requests".to_owned()),
         BackendChange::Weight(w) => ("reweighted", format!("weight {w}")),
+        BackendChange::Restarted => ("reset", "fresh outlier state, slow start".to_owned()),
     };
     if applied < workers {
         let mut message = format!(

@@ -160,6 +160,8 @@ pub(crate) struct FileUpstream {
     pub max_connections: Option<FileInt>,
     pub queue_timeout: Option<FileDuration>,
     pub backends: Option<Vec<FileBackend>>,
+    /// `[upstream.NAME.discover]`: the backends are systemd units.
+    pub discover: Option<FileDiscover>,
     #[serde(default)]
     pub pool: FilePool,
     /// Present: active health checks on. Read by `read` (absent stays `None`).
@@ -200,6 +202,23 @@ pub(crate) struct FileBackendTable {
     pub weight: Option<FileInt>,
     pub backup: Option<FileBool>,
     pub drain: Option<FileBool>,
+}
+
+/// `[upstream.NAME.discover]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileDiscover {
+    /// A unit pattern: `"api@*.service"`.
+    pub systemd: Option<String>,
+    /// `"user"` or `"system"`.
+    pub bus: Option<String>,
+    /// `"127.0.0.1:{8000+N}"` or `"socket"`.
+    pub address: Option<String>,
+    pub resync: Option<FileDuration>,
+    /// `"50%"`: percent of one CPU.
+    pub cpu_quota: Option<String>,
+    pub memory_max: Option<FileSize>,
+    pub tasks_max: Option<FileInt>,
 }
 
 /// `[upstream.NAME.pool]`

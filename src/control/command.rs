@@ -7,6 +7,7 @@
 //! and the requester learns it at once (`None`), so no caller waits for a loop that is gone.
 
 use super::broadcast::Gathered;
+use super::discovery::Discovered;
 use super::reload::{ReloadError, ReloadReport};
 use crate::config::Config;
 use crate::health::HealthTable;
@@ -41,6 +42,8 @@ pub enum Command {
     /// Fault injection for the watchdog tests (SIGUSR2, only with `LBPROXY_ALLOW_FAULTS=1`):
     /// stall worker 0 for good.
     FaultStall,
+    /// What the discovery watcher read: kept for the controllers' view.
+    Discovered(Discovered),
     /// Leave the loop (the server is stopping, its workers have exited).
     Exit,
 }

@@ -28,6 +28,7 @@
 use super::broadcast::{Gathered, Workers};
 use super::command::{Command, Commands, Inbox, ReloadFrom};
 use super::controller::{Action, Controller, View};
+use super::discovery::{DiscoveredUnit, DiscoveryController};
 use super::handle::ControlHandle;
 use super::health_checker::HealthChecker;
 use super::job::{Job, JobContext, Next, SampleJob, SAMPLE_EVERY};
@@ -43,6 +44,7 @@ use crate::health::HealthTable;
 use crate::runtime::command::{BackendChange, BackendCommand, Reply, WorkerCommand};
 use crate::runtime::WorkerShared;
 use crate::systemd::Notifier;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
@@ -98,12 +100,22 @@ impl std::fmt::Debug for LoopOptions {
     }
 }
 
+/// Every loop runs the discovery controller (it does nothing while no group discovers), so a
+/// reload may add a `discover` table.
+fn with_discovery(mut controllers: Vec<Box<dyn Controller>>) -> Vec<Box<dyn Controller>> {
+    controllers.insert(0, Box::new(DiscoveryController::default()));
+    controllers
+}
+
 fn names(controllers: &[Box<dyn Controller>]) -> Vec<String> {
     controllers.iter().map(|c| c.name().to_owned()).collect()
 }
 
 /// Builds the [`View`] a controller is shown (replaced by a fake one in tests).
-type Observe = Box<dyn FnMut(&Shared, &Arc<HealthTable>) -> View + Send>;
+type Observe = Box<dyn FnMut(&Shared, &Arc<HealthTable>, &Arc<DiscoveredUnits>) -> View + Send>;
+
+/// Each discovered group's units, as the discovery watcher last read them.
+type DiscoveredUnits = BTreeMap<String, Vec<DiscoveredUnit>>;
 
 /// What is scheduled: a job or a controller, by index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +147,8 @@ pub struct ControlLoop {
     controllers: Vec<Box<dyn Controller>>,
     /// The latest health verdicts, as published to the workers.
     health: Arc<HealthTable>,
+    /// The discovered units, as the watcher last sent them.
+    units: Arc<DiscoveredUnits>,
     observe: Observe,
     stopping: bool,
 }
@@ -165,9 +179,10 @@ impl ControlLoop {
         config: Arc<Config>,
         links: Vec<WorkerLink>,
         channel: (Commands, Inbox),
-        options: LoopOptions,
+        mut options: LoopOptions,
     ) -> (ControlLoop, ControlHandle) {
         let (shared, senders) = links.into_iter().map(|l| (l.shared, l.commands)).unzip();
+        options.controllers = with_discovery(options.controllers);
         Self::with_workers(config, shared, Workers::new(senders), channel, options)
     }
 
@@ -193,6 +208,7 @@ impl ControlLoop {
             jobs: Vec::new(),
             controllers: options.controllers,
             health: Arc::default(),
+            units: Arc::default(),
             observe: Box::new(observe),
             stopping: false,
         };
@@ -291,6 +307,18 @@ impl ControlLoop {
             Command::FaultStall => {
                 self.workers.send_to(0, WorkerCommand::FaultStall);
             }
+            Command::Discovered(discovered) => {
+                let mut units = DiscoveredUnits::clone(&self.units);
+                units.extend(discovered.groups);
+                let config = self.shared.config();
+                units.retain(|group, _| {
+                    config
+                        .upstreams
+                        .iter()
+                        .any(|g| g.name == *group && g.discover.is_some())
+                });
+                self.units = Arc::new(units);
+            }
             Command::Exit => return Flow::Exit,
         }
         Flow::Continue
@@ -323,7 +351,7 @@ impl ControlLoop {
         if self.stopping || self.shared.is_shutting_down() {
             return;
         }
-        let view = (self.observe)(&self.shared, &self.health);
+        let view = (self.observe)(&self.shared, &self.health, &self.units);
         let controller = &mut self.controllers[index];
         let actions = controller.tick(now, &view);
         let name = controller.name().to_owned();
@@ -364,6 +392,20 @@ impl ControlLoop {
             // Logged by the reload, either way.
             Action::Reload(config) => {
                 let _ = reload::apply(&self.shared, &self.workers, *config);
+            }
+            // Logged by the switch, either way; the controller tries again on its next tick if
+            // it failed (the running set still differs).
+            Action::SetBackends {
+                group,
+                backends,
+                what,
+            } => {
+                let mut config = Config::clone(&self.shared.config());
+                let Some(target) = config.upstreams.iter_mut().find(|g| g.name == group) else {
+                    return;
+                };
+                target.backends = backends;
+                let _ = reload::apply_discovered(&self.shared, &self.workers, config, &what);
             }
         }
     }
@@ -433,17 +475,39 @@ fn read_source(shared: &Shared, adjust: &mut Option<AdjustReload>) -> Result<Con
     if let Some(adjust) = adjust {
         adjust(&mut config).map_err(reload::logged)?;
     }
+    keep_discovered(&running, &mut config);
     Ok(config)
 }
 
+/// A discovered group's backends are not in the file: a reload keeps the ones discovered so
+/// far when the group still discovers the same units on the same bus (otherwise it starts
+/// empty, and the next read of the units fills it).
+fn keep_discovered(running: &Config, config: &mut Config) {
+    for group in &mut config.upstreams {
+        let Some(discover) = &group.discover else {
+            continue;
+        };
+        let same = running.upstreams.iter().find(|g| {
+            g.name == group.name
+                && g.discover
+                    .as_ref()
+                    .is_some_and(|d| d.systemd == discover.systemd && d.bus == discover.bus)
+        });
+        if let Some(running) = same {
+            group.backends = running.backends.clone();
+        }
+    }
+}
+
 /// The view of the running proxy.
-fn observe(shared: &Shared, health: &Arc<HealthTable>) -> View {
+fn observe(shared: &Shared, health: &Arc<HealthTable>, units: &Arc<DiscoveredUnits>) -> View {
     View {
         config: shared.config(),
         reloads: shared.reloads(),
         health: health.clone(),
         metrics: shared.aggregate(),
         latest: shared.sampler().latest(),
+        units: units.clone(),
     }
 }
 
@@ -598,7 +662,7 @@ mod tests {
         // The fake view: the backend's error rate, tick after tick.
         let mut script = [0.1, 0.6, 0.7, 0.9, 0.9].into_iter();
         control_loop.observe =
-            Box::new(move |_, _| view_with_error_rate(script.next().unwrap_or(0.0), 0));
+            Box::new(move |_, _, _| view_with_error_rate(script.next().unwrap_or(0.0), 0));
         let t0 = Instant::now();
         control_loop.start(t0);
         step(&mut control_loop, t0);
@@ -750,7 +814,11 @@ mod tests {
         );
         handle.publish_health(Arc::new(table));
         step(&mut control_loop, Instant::now());
-        let view = (control_loop.observe)(&control_loop.shared, &control_loop.health);
+        let view = (control_loop.observe)(
+            &control_loop.shared,
+            &control_loop.health,
+            &control_loop.units,
+        );
         assert!(!view.healthy("api", BACKEND.parse().unwrap()));
         assert_eq!(
             taken_once(&log, 2),

@@ -10,20 +10,23 @@
 //! more.
 //!
 //! Where the planned features go, each one file implementing [`Controller`]:
-//! - discovery: `api@*.service` units over D-Bus → set a group's backends;
+//! - discovery (`super::discovery::DiscoveryController`): `api@*.service` units over D-Bus →
+//!   set a group's backends;
 //! - deployment: canary / blue-green steps judged on [`View::rates`] of canary vs stable →
 //!   weights, drain, enable, and unit restarts;
 //! - autoscaling: desired instance count from in-flight, req/s and latency → start/stop units.
 //!
-//! Those bring the verbs they need to [`Action`] (start/stop a unit, set a group's backends);
-//! today it has the two the proxy can already execute.
+//! Those bring the verbs they need to [`Action`]: discovery brought [`Action::SetBackends`]
+//! (`super::discovery`); starting and stopping units come with deployments and autoscaling.
 
+use super::discovery::DiscoveredUnit;
 use super::sampler::{BackendKey, Point, RatePoint};
-use crate::config::Config;
+use crate::config::{BackendConfig, Config};
 use crate::health::HealthTable;
 use crate::metrics::aggregate::BackendRow;
 use crate::metrics::Aggregate;
 use crate::runtime::command::BackendChange;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +59,9 @@ pub struct View {
     /// The latest sample: rates over the last second, latency percentiles over the last ten.
     /// `None` before the first sample.
     pub latest: Option<Point>,
+    /// The units of each discovered group as the discovery watcher last read them (a group
+    /// not read yet is missing).
+    pub units: Arc<BTreeMap<String, Vec<DiscoveredUnit>>>,
 }
 
 impl View {
@@ -96,6 +102,13 @@ pub enum Action {
     /// Reload with this configuration (checked as any reload: what only a restart can change
     /// refuses it).
     Reload(Box<Config>),
+    /// Give discovered group `group` these backends (the rest of the configuration stays;
+    /// runtime overrides stay). `what` says what changed, for the log.
+    SetBackends {
+        group: String,
+        backends: Vec<BackendConfig>,
+        what: String,
+    },
 }
 
 impl std::fmt::Display for Action {
@@ -107,6 +120,7 @@ impl std::fmt::Display for Action {
                 change,
             } => write!(f, "{change:?} backend {address} of upstream \"{group}\""),
             Action::Reload(_) => f.write_str("reload with a new configuration"),
+            Action::SetBackends { what, .. } => write!(f, "set discovered backends: {what}"),
         }
     }
 }
@@ -115,7 +129,7 @@ impl std::fmt::Display for Action {
 pub(crate) mod tests {
     use super::*;
     use crate::config::testing::valid;
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::HashMap;
 
     /// The example controller: drains a backend whose error rate stays above `threshold` for
     /// `ticks` ticks in a row, once (a reload, which clears runtime drains, lets it judge again).
@@ -206,6 +220,7 @@ pub(crate) mod tests {
                 backends,
                 ..Point::default()
             }),
+            units: Arc::default(),
         }
     }
 

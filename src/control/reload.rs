@@ -54,29 +54,76 @@ pub enum ReloadError {
     ShuttingDown,
 }
 
-/// Switches every worker to `config` as reload number `shared.reloads() + 1`, and records it as
-/// the running configuration. The outcome is logged here, whoever asked, so callers do not log
-/// it again.
+/// Switches every worker to `config` as the next reload, and records it as the running
+/// configuration. The outcome is logged here, whoever asked, so callers do not log it again.
 pub(super) fn apply(
     shared: &Shared,
     workers: &Workers,
     config: Config,
 ) -> Result<ReloadReport, ReloadError> {
-    switch(shared, workers, config).map_err(logged)
+    reload(shared, workers, config).map_err(logged)
 }
 
-fn switch(shared: &Shared, workers: &Workers, config: Config) -> Result<ReloadReport, ReloadError> {
+fn reload(shared: &Shared, workers: &Workers, config: Config) -> Result<ReloadReport, ReloadError> {
     if shared.is_shutting_down() {
         return Err(ReloadError::ShuttingDown);
     }
-    let number = shared.reloads() + 1;
     let (config, warnings) = reconcile(&shared.config(), config)?;
     let config = Arc::new(config);
+    let generation = switch(shared, workers, &config, false)?;
+    crate::logging::set_format(config.log.format);
+    shared.set_running(config, generation, true);
+    let number = shared.reloads();
+    for warning in &warnings {
+        tracing::warn!(reload = number, "{warning}");
+    }
+    tracing::info!(reload = number, "configuration reloaded");
+    Ok(ReloadReport {
+        reload: number,
+        warnings,
+    })
+}
 
+/// Switches every worker to `config`, the running configuration with other backends in
+/// discovered groups (`what` says which, for the log): not a reload (runtime overrides stay,
+/// the reload count does not move). Logged here when it fails.
+pub(super) fn apply_discovered(
+    shared: &Shared,
+    workers: &Workers,
+    config: Config,
+    what: &str,
+) -> Result<(), ReloadError> {
+    if shared.is_shutting_down() {
+        return Err(ReloadError::ShuttingDown);
+    }
+    let config = Arc::new(config);
+    match switch(shared, workers, &config, true) {
+        Ok(generation) => {
+            shared.set_running(config, generation, false);
+            tracing::info!(generation, "discovered backends applied: {what}");
+            Ok(())
+        }
+        Err(error) => {
+            tracing::error!("discovered backends not applied ({what}): {error}");
+            Err(error)
+        }
+    }
+}
+
+/// Prepares `config` on every worker, then commits it everywhere (or aborts everywhere when
+/// one could not prepare); returns its generation number.
+fn switch(
+    shared: &Shared,
+    workers: &Workers,
+    config: &Arc<Config>,
+    keep_overrides: bool,
+) -> Result<u64, ReloadError> {
+    let number = shared.generations() + 1;
     let prepared = workers.gather(ANSWER_WITHIN.max(TICK * 10), |_, reply| {
         WorkerCommand::Prepare {
             reload: number,
             config: config.clone(),
+            keep_overrides,
             reply,
         }
     });
@@ -112,22 +159,13 @@ fn switch(shared: &Shared, workers: &Workers, config: Config) -> Result<ReloadRe
             .filter(|&w| !matches!(committed.answers[w], Answer::Replied(_)))
             .collect();
         tracing::warn!(
-            reload = number,
+            generation = number,
             committed = committed.replies().count(),
             workers = workers.len(),
             "not every worker confirmed the new configuration in time (workers {missing:?})"
         );
     }
-    crate::logging::set_format(config.log.format);
-    shared.set_running(config, number);
-    for warning in &warnings {
-        tracing::warn!(reload = number, "{warning}");
-    }
-    tracing::info!(reload = number, "configuration reloaded");
-    Ok(ReloadReport {
-        reload: number,
-        warnings,
-    })
+    Ok(number)
 }
 
 /// Logs a failed reload: every reason, each with its fix; the running configuration stays.

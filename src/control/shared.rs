@@ -48,13 +48,18 @@ pub struct Shared {
 struct Running {
     config: Arc<Config>,
     reloads: u64,
+    generations: u64,
 }
 
 impl Shared {
     pub(super) fn new(config: Arc<Config>, workers: Vec<Arc<WorkerShared>>) -> Self {
         Self {
             workers,
-            running: Mutex::new(Running { config, reloads: 0 }),
+            running: Mutex::new(Running {
+                config,
+                reloads: 0,
+                generations: 0,
+            }),
             probe_log: ProbeLog::default(),
             sampler: Arc::default(),
             inventory: Mutex::default(),
@@ -130,11 +135,21 @@ impl Shared {
         self.running().reloads
     }
 
-    /// Records that reload `number` committed `config` on the workers.
-    pub(super) fn set_running(&self, config: Arc<Config>, number: u64) {
+    /// Configurations committed on the workers since start: every reload, and every change of a
+    /// discovered group's backends.
+    pub fn generations(&self) -> u64 {
+        self.running().generations
+    }
+
+    /// Records that generation `number` committed `config` on the workers; `reload`: it was a
+    /// reload of the configuration (not a discovery change).
+    pub(super) fn set_running(&self, config: Arc<Config>, number: u64, reload: bool) {
         let mut running = self.running();
         running.config = config;
-        running.reloads = number;
+        running.generations = number;
+        if reload {
+            running.reloads += 1;
+        }
     }
 
     #[cfg(test)]

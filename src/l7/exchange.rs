@@ -683,7 +683,7 @@ mod tests {
             let mut request = pending(&ctx, GET.as_bytes(), client.peer);
             let first = ctx.generation();
             let other = format!("[upstream.api]\n{}", backends(&[refusing()]));
-            ctx.commit(first.next(config("http", &other), 0));
+            ctx.commit(first.next(config("http", &other), 0), false);
             let retired = &first.upstreams[0].backends[0];
             assert!(retired.is_retired());
 

@@ -28,6 +28,9 @@ pub enum WorkerCommand {
     Prepare {
         reload: u64,
         config: Arc<Config>,
+        /// Runtime overrides (admin drain and weight) survive the commit: a change of a
+        /// discovered group's backends, not a reload of the configuration.
+        keep_overrides: bool,
         reply: Sender<Reply>,
     },
     /// Serve new requests from the state prepared for `reload`, then say so on `done`.
@@ -63,6 +66,10 @@ pub enum BackendChange {
     Enable,
     /// Use this weight instead of the configured one.
     Weight(NonZeroU32),
+    /// It restarted without the proxy asking (its systemd unit has a new invocation): forget
+    /// its outlier state (circuit, ejections), close its idle connections (they were to the
+    /// old process) and ramp it up again with slow start.
+    Restarted,
 }
 
 /// A worker's answer to a `Prepare` or a [`BackendCommand`]: `Err(reason)` when it cannot. Each

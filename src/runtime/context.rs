@@ -55,11 +55,12 @@ impl WorkerContext {
     }
 
     /// Makes `next` the generation for new requests: backends that stay take their new
-    /// settings, and the ones it dropped are retired.
-    pub fn commit(&self, next: Generation) {
+    /// settings (keeping their runtime overrides when `keep_overrides`), and the ones it
+    /// dropped are retired.
+    pub fn commit(&self, next: Generation, keep_overrides: bool) {
         let next = Rc::new(next);
         let old = self.generation.replace(next.clone());
-        next.take_over(&old);
+        next.take_over(&old, keep_overrides);
     }
 
     pub fn open_connections(&self) -> usize {

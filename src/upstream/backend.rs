@@ -152,12 +152,17 @@ impl Backend {
         self.pool.clear();
     }
 
-    /// Takes the settings of a newly committed configuration. Runtime overrides end here: a
-    /// reload restores what the configuration says.
-    pub(super) fn apply_settings(&self, settings: Settings) {
+    /// Takes the settings of a newly committed configuration. Runtime overrides end here (a
+    /// reload restores what the configuration says) unless `keep_overrides`.
+    pub(super) fn apply_settings(&self, settings: Settings, keep_overrides: bool) {
+        let newly_drained = settings.drain && !self.settings.get().drain;
         self.settings.set(settings);
-        self.drain_override.set(None);
-        self.weight_override.set(None);
+        if !keep_overrides || newly_drained {
+            self.drain_override.set(None);
+        }
+        if !keep_overrides {
+            self.weight_override.set(None);
+        }
         self.update_excluded();
         if self.is_draining() {
             self.pool.clear();
@@ -314,6 +319,15 @@ impl Backend {
         true
     }
 
+    /// The process behind it restarted (see `BackendChange::Restarted`): a fresh outlier state,
+    /// no pooled connection to the old process, and slow start from `now`.
+    pub fn restarted(&self, now: Instant, slow_start: Duration) {
+        self.set_circuit(Circuit::Closed { failures: 0 });
+        self.set_ejections(0, None);
+        self.pool.clear();
+        self.start_ramp(now, slow_start);
+    }
+
     /// Starts slow start at `since` (nothing when `slow_start` is zero).
     pub fn start_ramp(&self, since: Instant, slow_start: Duration) {
         if slow_start.is_zero() {
@@ -407,13 +421,48 @@ mod tests {
         let b = backend();
         b.override_drain(Some(true));
         b.override_weight(NonZeroU32::new(9));
-        b.apply_settings(Settings {
-            weight: NonZeroU32::new(2).unwrap(),
-            backup: false,
-            drain: false,
-        });
+        b.apply_settings(
+            Settings {
+                weight: NonZeroU32::new(2).unwrap(),
+                backup: false,
+                drain: false,
+            },
+            false,
+        );
         assert_eq!(b.overrides(), (None, None));
         assert_eq!((b.weight().get(), b.state()), (2, BackendState::Up));
+    }
+
+    #[test]
+    fn a_discovery_change_keeps_the_overrides_unless_it_drains() {
+        let b = backend();
+        b.override_drain(Some(false));
+        b.override_weight(NonZeroU32::new(9));
+        let settings = |drain| Settings {
+            weight: NonZeroU32::MIN,
+            backup: false,
+            drain,
+        };
+        b.apply_settings(settings(false), true);
+        assert_eq!(b.overrides(), (Some(false), NonZeroU32::new(9)));
+        // Its unit began to stop: drained, whatever an operator enabled.
+        b.apply_settings(settings(true), true);
+        assert_eq!(b.overrides(), (None, NonZeroU32::new(9)));
+        assert!(b.is_draining());
+    }
+
+    #[test]
+    fn a_restart_resets_the_outlier_state_and_ramps() {
+        let b = backend();
+        b.set_circuit(Circuit::Open {
+            until: Instant::now() + Duration::from_secs(60),
+        });
+        b.set_ejections(3, None);
+        assert!(!b.admits(false));
+        b.restarted(Instant::now(), Duration::from_secs(10));
+        assert!(b.admits(false));
+        assert_eq!(b.ejections(), 0);
+        assert!(b.ramp() < FULL_RAMP, "slow start");
     }
 
     #[test]

@@ -196,11 +196,14 @@ impl Generation {
 
     /// Makes `self` (just committed) the serving generation after `old`: backends that stay take
     /// their new settings (weight, backup, drain), and every backend of `old` that `self` no
-    /// longer has is retired and its idle connections closed.
-    pub fn take_over(&self, old: &Generation) {
+    /// longer has is retired and its idle connections closed. Runtime overrides end, unless
+    /// `keep_overrides` (a discovered group's backends changed, not the configuration): then
+    /// they stay, except a drain override that a newly configured drain replaces (a unit that
+    /// began to stop is drained, whatever an operator enabled).
+    pub fn take_over(&self, old: &Generation, keep_overrides: bool) {
         for group in &self.upstreams {
             for (backend, config) in group.backends.iter().zip(&group.config.backends) {
-                backend.apply_settings(Settings::from(config));
+                backend.apply_settings(Settings::from(config), keep_overrides);
             }
         }
         for group in &old.upstreams {
@@ -302,7 +305,7 @@ mod tests {
             "127.0.0.1:8003".parse().unwrap()
         );
 
-        next.take_over(&first);
+        next.take_over(&first, false);
         assert!(old_api.backends[0].is_retired());
         assert!(!new_api.backends[0].is_retired());
         assert!(!new_api.backends[1].is_retired());
@@ -373,7 +376,7 @@ mod tests {
             !backend.is_draining(),
             "prepared, not committed: the old settings serve"
         );
-        next.take_over(&first);
+        next.take_over(&first, false);
         assert!(backend.is_draining());
         assert_eq!(backend.weight().get(), 5);
         let added = &next.group("api").unwrap().backends[1];

@@ -16,8 +16,9 @@ use std::time::Instant;
 #[derive(Debug)]
 pub struct Inbox {
     commands: Receiver<WorkerCommand>,
-    /// The generation built by the last `Prepare`, waiting for its `Commit` or `Abort`.
-    prepared: Option<(u64, Generation)>,
+    /// The generation built by the last `Prepare`, waiting for its `Commit` or `Abort`, and
+    /// whether runtime overrides survive its commit.
+    prepared: Option<(u64, Generation, bool)>,
     /// The latest active-health verdicts, applied again to each committed generation.
     health: Option<Arc<HealthTable>>,
     /// Confirmations to send once the tick's metrics are published.
@@ -69,16 +70,17 @@ impl Inbox {
             WorkerCommand::Prepare {
                 reload,
                 config,
+                keep_overrides,
                 reply,
             } => {
                 let next = ctx.generation().next(config, ctx.id);
-                self.prepared = Some((reload, next));
+                self.prepared = Some((reload, next, keep_overrides));
                 let _ = reply.send(Ok(()));
             }
             WorkerCommand::Commit { reload, done } => match self.prepared.take() {
-                Some((prepared, next)) if prepared == reload => {
+                Some((prepared, next, keep_overrides)) if prepared == reload => {
                     tracing::debug!(worker = ctx.id, reload, "configuration committed");
-                    ctx.commit(next);
+                    ctx.commit(next, keep_overrides);
                     if let Some(table) = &self.health {
                         ctx.generation().apply_health(table, ctx.id);
                     }
@@ -88,14 +90,14 @@ impl Inbox {
                     tracing::error!(
                         worker = ctx.id,
                         reload,
-                        prepared = ?other.as_ref().map(|(n, _)| n),
+                        prepared = ?other.as_ref().map(|(n, _, _)| n),
                         "commit for a reload this worker did not prepare; keeping the current \
                          configuration"
                     );
                 }
             },
             WorkerCommand::Abort { reload } => {
-                if self.prepared.as_ref().is_some_and(|(n, _)| *n == reload) {
+                if self.prepared.as_ref().is_some_and(|(n, _, _)| *n == reload) {
                     self.prepared = None;
                 }
             }
@@ -150,6 +152,7 @@ fn change_backend(ctx: &WorkerContext, command: &BackendCommand) -> Result<(), S
                 .balancer
                 .set_weights(group.backends.iter().map(|b| b.weight().get()));
         }
+        BackendChange::Restarted => backend.restarted(Instant::now(), group.config.slow_start),
     }
     tracing::debug!(
         worker = ctx.id,

@@ -75,17 +75,34 @@ impl Validator<'_> {
             true,
         );
         let backends_path = path.key("backends");
-        let backends = match raw.backends.as_deref() {
-            None | Some([]) => {
+        let discover = match &raw.discover {
+            None => Some(None),
+            Some(discover) => self.discover(discover, &path.key("discover")).map(Some),
+        };
+        let backends = match (raw.backends.as_deref(), &raw.discover) {
+            (None, Some(_)) => Some(Vec::new()),
+            (Some(list), Some(_)) => {
+                self.push(
+                    backends_path,
+                    format!("[{} entries]", list.len()),
+                    "the group takes its backends from systemd (`discover`) and also lists \
+                     `backends`",
+                    "remove `backends` (the discovered units are the backends) or remove the \
+                     [upstream.NAME.discover] table",
+                );
+                None
+            }
+            (None | Some([]), None) => {
                 self.push(
                     backends_path,
                     if raw.backends.is_some() { "[]" } else { "" },
                     "the upstream group has no backends",
-                    "add at least one: backends = [\"127.0.0.1:8001\"]",
+                    "add at least one: backends = [\"127.0.0.1:8001\"], or discover them from \
+                     systemd units: [upstream.NAME.discover] systemd = \"api@*.service\"",
                 );
                 None
             }
-            Some(list) => self.backends(list, &backends_path),
+            (Some(list), None) => self.backends(list, &backends_path),
         };
         let pool_path = path.key("pool");
         let max_idle = self.int(
@@ -129,7 +146,7 @@ impl Validator<'_> {
             balance: balance?,
             hash_key: hash_key?,
             backends: backends?,
-            discover: None,
+            discover: discover?,
             pool: PoolConfig {
                 max_idle_per_backend: usize::try_from(max_idle?).ok()?,
                 idle_timeout: idle_timeout?,

@@ -56,6 +56,9 @@ pub enum Balancer {
     P2c(PowerOfTwo),
     Random(WeightedRandom),
     Maglev(Maglev),
+    /// A group with no backend at the moment (a `discover` group before its first instance is
+    /// up): every pick is `None`, so requests wait in the queue or get a 503.
+    Empty,
 }
 
 impl Balancer {
@@ -64,13 +67,11 @@ impl Balancer {
     /// from the others. Maglev ignores it: its table depends only on the backends' addresses and
     /// weights, so every worker of every lbproxy process maps a key to the same backend.
     ///
-    /// # Panics
-    /// If `backends` is empty (the config validation guarantees non-empty groups).
+    /// An empty `backends` (only a discovered group has none) gives [`Balancer::Empty`].
     pub fn new(algorithm: BalanceAlgorithm, backends: &[BackendConfig], worker: usize) -> Self {
-        assert!(
-            !backends.is_empty(),
-            "a balancer needs at least one backend"
-        );
+        if backends.is_empty() {
+            return Balancer::Empty;
+        }
         let len = backends.len();
         match algorithm {
             BalanceAlgorithm::RoundRobin => Balancer::RoundRobin(RoundRobin::new(
@@ -114,6 +115,7 @@ impl Balancer {
             Balancer::P2c(b) => b.select(view, usable),
             Balancer::Random(b) => b.select(view, usable),
             Balancer::Maglev(b) => b.select(key, usable),
+            Balancer::Empty => None,
         }
     }
 }
