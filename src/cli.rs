@@ -138,13 +138,48 @@ fn check(args: &ConfigArgs) -> ExitCode {
                 config.upstreams.len(),
                 backends
             );
-            ExitCode::SUCCESS
+            match check_discovery(&config) {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::FAILURE,
+            }
         }
         Err(errors) => {
             eprintln!("{errors}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// For each group that discovers its backends: whether its bus answers, and which units match
+/// now. Prints one line per group; false when a bus cannot be reached.
+fn check_discovery(config: &config::Config) -> bool {
+    let mut ok = true;
+    for group in &config.upstreams {
+        let Some(discover) = &group.discover else {
+            continue;
+        };
+        let listed = crate::systemd::bus::Manager::connect(discover.bus)
+            .and_then(|manager| manager.list_units(std::slice::from_ref(&discover.systemd)));
+        match listed {
+            Ok(units) => println!(
+                "upstream \"{}\": discovers {} on the {} bus ({} unit(s) loaded now{}{})",
+                group.name,
+                discover.systemd,
+                discover.bus.as_str(),
+                units.len(),
+                if units.is_empty() { "" } else { ": " },
+                units.join(", ")
+            ),
+            Err(error) => {
+                ok = false;
+                eprintln!(
+                    "{}: upstream.{}.discover: {error}",
+                    config.source, group.name
+                );
+            }
+        }
+    }
+    ok
 }
 
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {

@@ -104,7 +104,12 @@ impl Server {
     /// The first half of [`start_with`](Self::start_with): binds the admin server's socket and
     /// every listener's, and starts nothing. `lbproxy up` binds before it starts its instances,
     /// so a busy port fails at once instead of after every instance is up.
+    ///
+    /// A group that discovers its backends from systemd gets its first ones here, read over
+    /// D-Bus; without a bus to read them from, the start fails with the reason.
     pub fn bind(config: Arc<Config>, mut inherited: InheritedSockets) -> anyhow::Result<Bound> {
+        let config = crate::control::discovery::with_first_backends(config)
+            .context("discovering the backends from systemd ([upstream.NAME.discover])")?;
         let driver = driver::resolve(config.runtime.driver)?;
         let worker_count = config.runtime.workers.get();
         // Before any worker starts: a taken admin port fails the start with the reason.

@@ -28,6 +28,7 @@
 use super::broadcast::{Gathered, Workers};
 use super::command::{Command, Commands, Inbox, ReloadFrom};
 use super::controller::{Action, Controller, View};
+use super::discovery::watcher::DiscoveryWatcher;
 use super::discovery::{DiscoveredUnit, DiscoveryController};
 use super::handle::ControlHandle;
 use super::health_checker::HealthChecker;
@@ -215,18 +216,22 @@ impl ControlLoop {
         (control_loop, handle)
     }
 
-    /// Starts the health checker and the loop's thread, `lbproxy-control`.
+    /// Starts the health checker, the discovery watcher and the loop's thread,
+    /// `lbproxy-control`.
     pub fn spawn(self) -> anyhow::Result<LoopThread> {
         use anyhow::Context;
         let commands = self.commands.clone();
         let health =
             HealthChecker::spawn(ControlHandle::new(self.shared.clone(), commands.clone()))
                 .context("spawning the health-check thread")?;
+        let discovery = DiscoveryWatcher::spawn(self.shared.clone(), commands.clone())
+            .context("spawning the discovery thread")?;
         let thread = std::thread::Builder::new()
             .name("lbproxy-control".into())
             .spawn(move || {
                 self.run();
                 health.stop();
+                discovery.stop();
             })
             .context("spawning the control thread")?;
         Ok(LoopThread {

@@ -61,6 +61,14 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
          (or name a group `api`)",
     )?;
     let group_name = config.upstreams[group_index].name.clone();
+    if config.upstreams[group_index].discover.is_some() {
+        anyhow::bail!(
+            "lbproxy up runs the instances of upstream \"{group_name}\" itself, as child \
+             processes, but [upstream.{group_name}.discover] takes them from systemd units: remove \
+             the discover table and list backends (or pass --instances N) for `lbproxy up`, or \
+             run the units under systemd instead: systemctl --user start api@{{1..3}} lbproxy"
+        );
+    }
     // With --instances, the group's backends are the instances, at start and at every reload.
     let instances_override = match args.instances {
         Some(count) => {

@@ -16,7 +16,41 @@
 pub mod controller;
 pub mod inventory;
 pub mod units;
+pub mod watcher;
 
 pub use controller::DiscoveryController;
 pub use inventory::{InstanceRow, Inventory, Routing};
 pub use units::{Discovered, DiscoveredUnit};
+
+use crate::config::Config;
+use std::sync::Arc;
+
+/// `config` with each discovered group's first backends, read from systemd before the proxy
+/// starts, so the first request finds them. Unchanged without `discover`. `Err` when a bus
+/// cannot be reached: the message says why and what to use instead.
+pub fn with_first_backends(config: Arc<Config>) -> Result<Arc<Config>, crate::systemd::bus::BusError> {
+    if config.upstreams.iter().all(|g| g.discover.is_none()) {
+        return Ok(config);
+    }
+    let discovered = watcher::read_once(&config)?;
+    let mut config = Config::clone(&config);
+    for group in &mut config.upstreams {
+        if let Some(units) = discovered.groups.get(&group.name) {
+            group.backends = controller::desired_backends(units, &[]);
+            let names: Vec<String> = units
+                .iter()
+                .filter(|u| u.routing() == Routing::Routed)
+                .map(|u| u.unit.name.clone())
+                .collect();
+            tracing::info!(
+                target: "lbproxy::discovery",
+                upstream = %group.name,
+                "upstream \"{}\": {} discovered instance(s) routed at start: {}",
+                group.name,
+                names.len(),
+                names.join(", ")
+            );
+        }
+    }
+    Ok(Arc::new(config))
+}
