@@ -1,0 +1,243 @@
+//! Backends discovered from systemd units, under a real systemd (the sandbox of
+//! tests/common/systemd.rs: a user manager with its user D-Bus): the proxy, as the installed
+//! `lbproxy.service`, follows `api@*.service` over D-Bus while clients keep requests flowing, and
+//! every failed request is counted. `systemctl start api@4` adds a backend; `systemctl stop
+//! api@2` drains it, then removes it; a `kill -9` takes an instance out by its unit state long
+//! before the probes could; a bus that went away (signals missed) is repaired by the resync;
+//! cgroup limits from the configuration show in `systemctl show`; the inventory shows the units.
+
+mod common;
+
+use common::load::{Connections, Load, LoadReport};
+use common::systemd::{proxy_addr, text, Sandbox};
+use common::wait_until;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const LBPROXY: &str = "lbproxy.service";
+const START: Duration = Duration::from_secs(30);
+/// How long a change may take to show, on a loaded machine. The figures the proxy reaches
+/// (well under a second) are printed, not asserted.
+const CHANGE: Duration = Duration::from_secs(20);
+
+/// A proxy on 127.0.0.1:8080 (admin 9901) whose group `api` discovers `api@*.service`, probing
+/// every 200 ms with a `fall` so high that only the unit state can take a backend out within
+/// the test (the probes would need 1000 failures in a row, 200 s); `extra` goes into the
+/// discover table.
+fn discovery_config(extra: &str) -> String {
+    format!(
+        "[runtime]\nworkers = 2\n\
+         [admin]\naddress = \"127.0.0.1:9901\"\n\
+         [listener.http]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n\
+         [upstream.api]\nslow_start = \"1s\"\n\
+         [upstream.api.discover]\nsystemd = \"api@*.service\"\n\
+         address = \"127.0.0.1:{{8000+N}}\"\nresync = \"2s\"\n{extra}\
+         [upstream.api.health]\ninterval = \"200ms\"\nrise = 1\nfall = 1000\n\
+         [upstream.api.retry]\nmax_retries = 2\nbudget_percent = 100\n"
+    )
+}
+
+fn backend_address(n: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8000 + n))
+}
+
+/// `/api/backends` of the sandbox's proxy.
+fn backends(sandbox: &Sandbox) -> serde_json::Value {
+    sandbox.in_net(|| common::admin::json("127.0.0.1:9901".parse().unwrap(), "/api/backends", None))
+}
+
+/// The backends of group `api` as (address, draining) pairs, sorted.
+fn discovered(sandbox: &Sandbox) -> Vec<(SocketAddr, bool)> {
+    let api = backends(sandbox);
+    let mut list: Vec<(SocketAddr, bool)> = api["upstreams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|u| u["name"] == "api")
+        .flat_map(|u| u["backends"].as_array().into_iter().flatten())
+        .map(|b| {
+            (
+                b["address"].as_str().unwrap().parse().unwrap(),
+                b["state"] == "draining",
+            )
+        })
+        .collect();
+    list.sort();
+    list
+}
+
+fn routed(sandbox: &Sandbox) -> Vec<u16> {
+    discovered(sandbox)
+        .into_iter()
+        .filter(|(_, draining)| !draining)
+        .map(|(a, _)| a.port() - 8000)
+        .collect()
+}
+
+/// Requests backend `n` answered so far.
+fn requests_to(sandbox: &Sandbox, n: u16) -> u64 {
+    let api = backends(sandbox);
+    common::admin::backend(&api, "api", backend_address(n))["requests_total"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn assert_no_failures(what: &str, report: &LoadReport) {
+    assert!(
+        report.failures.is_empty(),
+        "{what}: {} of {} requests failed: {:#?}",
+        report.failures.len(),
+        report.ok + report.failures.len() as u64,
+        &report.failures[..report.failures.len().min(20)]
+    );
+    assert!(report.ok > 0, "{what}: no request succeeded");
+}
+
+/// The proxy's journal entries with `EVENT=event` about `instance`.
+fn events(sandbox: &Sandbox, event: &str, instance: &str) -> Vec<serde_json::Value> {
+    sandbox.journal_entries(
+        LBPROXY,
+        &[&format!("EVENT={event}"), &format!("INSTANCE={instance}")],
+    )
+}
+
+fn monotonic_us(entry: &serde_json::Value) -> u64 {
+    entry["__MONOTONIC_TIMESTAMP"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no timestamp in {entry}"))
+}
+
+fn start(extra: &str, instances: &[&str]) -> Sandbox {
+    let sandbox = Sandbox::start();
+    sandbox.write_config(&discovery_config(extra));
+    let mut units = instances.to_vec();
+    units.push(LBPROXY);
+    sandbox.start_units(&units);
+    sandbox
+}
+
+#[test]
+fn units_join_drain_and_leave_under_load_without_a_failed_request() {
+    let sandbox = start("", &["api@1.service", "api@2.service", "api@3.service"]);
+    wait_until(START, "the three running units routed", || {
+        routed(&sandbox) == [1, 2, 3]
+    });
+
+    let keep_alive = Load::start(proxy_addr(), 2, Connections::KeepAlive, sandbox.net_entry());
+    let close = Load::start(proxy_addr(), 2, Connections::Close, sandbox.net_entry());
+    keep_alive.wait_for_more(200, START);
+    close.wait_for_more(200, START);
+
+    // A fourth instance: routed once active, without a reload.
+    let reloads = backends(&sandbox)["reloads"].clone();
+    sandbox.systemctl_ok(&["start", "api@4.service"]);
+    let active = Instant::now();
+    wait_until(CHANGE, "api@4 getting requests", || requests_to(&sandbox, 4) > 0);
+    eprintln!("api@4 got its first request {:?} after `systemctl start` returned", active.elapsed());
+    assert_eq!(routed(&sandbox), [1, 2, 3, 4]);
+    assert_eq!(backends(&sandbox)["reloads"], reloads, "not a reload");
+    let joined = sandbox.wait_for_entry(LBPROXY, &["EVENT=joined", "INSTANCE=api@4.service"]);
+    assert_eq!(joined["BACKEND"], "127.0.0.1:8004", "{joined}");
+
+    // Stopping an instance drains it first, then removes it.
+    sandbox.systemctl_ok(&["stop", "api@2.service"]);
+    wait_until(CHANGE, "api@2 removed", || routed(&sandbox) == [1, 3, 4]);
+    wait_until(CHANGE, "api@2 gone from the group", || {
+        discovered(&sandbox).iter().all(|(a, _)| a.port() != 8002)
+    });
+    let draining = sandbox.wait_for_entry(LBPROXY, &["EVENT=draining", "INSTANCE=api@2.service"]);
+    let removed = sandbox.wait_for_entry(LBPROXY, &["EVENT=removed", "INSTANCE=api@2.service"]);
+    assert!(
+        monotonic_us(&draining) <= monotonic_us(&removed),
+        "drained before removed: {draining} {removed}"
+    );
+
+    keep_alive.wait_for_more(200, START);
+    close.wait_for_more(200, START);
+    assert_no_failures("keep-alive clients", &keep_alive.stop());
+    assert_no_failures("Connection: close clients", &close.stop());
+}
+
+#[test]
+fn a_killed_instance_leaves_by_its_unit_state_and_comes_back_fresh() {
+    let sandbox = start("", &["api@1.service", "api@2.service", "api@3.service"]);
+    wait_until(START, "the three running units routed", || {
+        routed(&sandbox) == [1, 2, 3]
+    });
+    let keep_alive = Load::start(proxy_addr(), 2, Connections::KeepAlive, sandbox.net_entry());
+    keep_alive.wait_for_more(200, START);
+
+    // api@.service restarts on failure after 1 s; the probes (fall = 1000) would take 200 s.
+    let pid = sandbox.property("api@3.service", "MainPID");
+    let invocation = sandbox.property("api@3.service", "InvocationID");
+    let out = sandbox.run("kill", &["-9", &pid]);
+    assert!(out.status.success(), "{}", text(&out));
+    let killed = Instant::now();
+    wait_until(CHANGE, "api@3 out of rotation", || routed(&sandbox) == [1, 2]);
+    eprintln!("api@3 out of rotation {:?} after kill -9", killed.elapsed());
+    assert!(!events(&sandbox, "removed", "api@3.service").is_empty());
+
+    // systemd restarts it (a new invocation): it joins again, as a new backend.
+    wait_until(CHANGE, "api@3 restarted by systemd", || {
+        sandbox.property("api@3.service", "ActiveState") == "active"
+            && sandbox.property("api@3.service", "InvocationID") != invocation
+    });
+    wait_until(CHANGE, "api@3 routed again", || routed(&sandbox) == [1, 2, 3]);
+    wait_until(CHANGE, "a flapping event for api@3", || {
+        !events(&sandbox, "flapping", "api@3.service").is_empty()
+    });
+    let instances = sandbox.in_net(|| {
+        common::admin::json("127.0.0.1:9901".parse().unwrap(), "/api/instances", None)
+    });
+    let row = instances["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["unit"] == "api@3.service")
+        .unwrap_or_else(|| panic!("no api@3 in {instances:#}"))
+        .clone();
+    assert_eq!(row["restarts"], 1, "{row}");
+    assert_eq!(row["flapping"], true, "{row}");
+
+    keep_alive.wait_for_more(200, START);
+    assert_no_failures("keep-alive clients", &keep_alive.stop());
+}
+
+#[test]
+fn a_missed_signal_is_repaired_by_the_resync() {
+    let sandbox = start("", &["api@1.service"]);
+    wait_until(START, "api@1 routed", || routed(&sandbox) == [1]);
+
+    // The user bus goes away: the proxy's connection breaks, and every signal while it is gone
+    // is missed. systemctl still works (the manager's private socket).
+    sandbox.systemctl_ok(&["stop", "dbus.socket", "dbus.service"]);
+    sandbox.wait_for_entry(LBPROXY, &["BUS=user", "PRIORITY=4"]);
+    sandbox.systemctl_ok(&["start", "api@2.service"]);
+    assert_eq!(routed(&sandbox), [1], "nothing can be seen without the bus");
+
+    sandbox.systemctl_ok(&["start", "dbus.socket"]);
+    wait_until(CHANGE, "api@2 routed after the bus came back", || {
+        routed(&sandbox) == [1, 2]
+    });
+}
+
+#[test]
+fn cgroup_limits_from_the_configuration_show_in_systemctl_show() {
+    let sandbox = start(
+        "memory_max = \"256MiB\"\ntasks_max = 64\ncpu_quota = \"50%\"\n",
+        &["api@1.service"],
+    );
+    wait_until(START, "api@1 routed", || routed(&sandbox) == [1]);
+    sandbox.wait_for("api@1.service", "MemoryMax", "268435456", CHANGE);
+    sandbox.wait_for("api@1.service", "TasksMax", "64", CHANGE);
+    sandbox.wait_for("api@1.service", "CPUQuotaPerSecUSec", "500ms", CHANGE);
+    // A unit started later gets them too.
+    sandbox.systemctl_ok(&["start", "api@2.service"]);
+    sandbox.wait_for("api@2.service", "MemoryMax", "268435456", CHANGE);
+    let limits = sandbox.wait_for_entry(LBPROXY, &["EVENT=limits", "INSTANCE=api@2.service"]);
+    assert!(
+        limits["MESSAGE"].as_str().unwrap().contains("MemoryMax=268435456"),
+        "{limits}"
+    );
+}
