@@ -83,7 +83,7 @@ restarted() {
 }
 
 check_polkit_rule() {
-    local pid uid account verb inv other_inv line
+    local pid uid account verb inv other_inv line start=$SECONDS
     pid=$(in_container systemctl show -P MainPID lbproxy.service)
     uid=$(in_container awk '/^Uid:/ {print $2}' "/proc/$pid/status")
     echo "--- lbproxy.service runs as the packaged system user"
@@ -166,4 +166,5 @@ check_polkit_rule() {
     in_container rm /etc/polkit-1/rules.d/49-lbproxy-local.rules
     wait_until "polkitd drops 49-lbproxy-local.rules" pk_allows "$pid" api@1.service restart
     echo "local rule removed: api@N granted again"
+    echo "polkit checks: $((SECONDS - start))s"
 }
