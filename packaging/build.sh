@@ -7,9 +7,10 @@
 #                           target/packages/lbproxy-demo-<version>-1.<arch>.rpm
 #
 # lbproxy is the proxy alone (binary, lbproxy.service/.socket, /etc/lbproxy/lbproxy.toml, manual
-# pages, completions). lbproxy-demo is the demo API and the units that run it (api@.service,
-# api.target) with its manual page and completions: what the default configuration's backends
-# are, kept out of the production package.
+# pages, completions, the service's system user and the polkit rule that lets it manage api@N).
+# lbproxy-demo is the demo API and the units that run it (api@.service, api.target) with its
+# manual page and completions: what the default configuration's backends are, kept out of the
+# production package.
 #
 # 1. `cargo build --release` (lto = fat; both packages of the workspace: lbproxy and
 #    demo-api/), then every file the packages hold is staged under
@@ -117,6 +118,12 @@ if [ -d packaging/monitoring ]; then
     cp -r packaging/monitoring/. "$proxy/share/monitoring/"
     find "$proxy/share/monitoring" -type f -exec chmod 644 {} +
 fi
+
+# The system user of lbproxy.service and the polkit rule that lets it manage api@N
+# (systemd/README.md, "Letting the proxy manage api@N").
+install -D -m 644 packaging/sysusers/lbproxy.conf "$proxy/sysusers/lbproxy.conf"
+install -D -m 644 packaging/polkit/50-lbproxy.rules "$proxy/polkit/50-lbproxy.rules"
+install -m 644 packaging/polkit/other-template.rules "$proxy/share/examples/polkit-other-template.rules"
 
 install -m 644 README.md "$proxy/doc/README.md"
 install -m 644 docs/*.md "$proxy/doc/"

@@ -11,13 +11,17 @@
 #                                shown, its glibc floor the one packaging/README.md documents
 #   clean-root                   a minimal Debian root (mmdebstrap, cached under target/): apt-get
 #                                install ./lbproxy_*.deb alone, then ./lbproxy-demo_*.deb; files
-#                                where they belong, no unit enabled, `lbproxy check`, the
-#                                administrator's choices kept by an upgrade, purge leaves nothing
+#                                where they belong, the system user, no unit enabled, `lbproxy
+#                                check`, the administrator's choices kept by an upgrade, purge
+#                                leaves nothing (the user included)
 #   piuparts                     install / remove / purge of both in piuparts' own chroot of that root
 #   boot                         that root with both installed, booted with systemd (systemd-nspawn):
 #                                nothing runs or listens after the boot; `systemctl start api.target`
 #                                and `systemctl enable --now lbproxy`, requests through the proxy,
-#                                systemd-analyze security ≤ 2.0, removal stops everything
+#                                the polkit rule (the user lbproxy may start, stop, restart and
+#                                set properties of api@N over D-Bus from the service's sandbox,
+#                                nothing else), systemd-analyze security ≤ 2.0, removal stops
+#                                everything
 #
 # Each check's output goes to target/packages/logs/CHECK.log and is printed when it fails. The
 # last line is `packaging: N passed, M failed`; the exit status is 1 if any failed.
@@ -70,6 +74,8 @@ source tests/packaging/package_checks.sh
 source tests/packaging/root_checks.sh
 # shellcheck source=tests/packaging/boot_check.sh
 source tests/packaging/boot_check.sh
+# shellcheck source=tests/packaging/polkit_check.sh
+source tests/packaging/polkit_check.sh
 
 selected=" $* "
 wanted() { [ "$selected" = "  " ] || [[ $selected == *" $1 "* ]]; }

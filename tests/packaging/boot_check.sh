@@ -1,5 +1,6 @@
 # The installed packages under a real systemd (sourced by tests/packaging.sh): a fresh copy of
-# the Debian root, both .debs installed, booted with systemd-nspawn.
+# the Debian root, both .debs installed, booted with systemd-nspawn; with the proxy and the API
+# running, the polkit rule is checked (tests/packaging/polkit_check.sh).
 #
 # This machine runs no systemd as PID 1, so nspawn runs with --register=no (no machined to
 # register with) and --keep-unit (no scope unit to create: the container stays in this
@@ -44,6 +45,7 @@ check_boot() {
     place_deb "$demo" "$boot_root"
     echo "--- apt-get install ./$(basename "$deb") ./$(basename "$demo") (before boot)"
     install_deb "$boot_root" "$deb" "$demo"
+    printf '%s' "$OTHER_UNIT" >"$boot_root/etc/systemd/system/other.service" # (polkit_check.sh)
 
     echo "--- boot"
     systemd-nspawn "${NSPAWN_OPTIONS[@]}" --boot \
@@ -129,12 +131,14 @@ check_boot() {
     grep -E '^\s*DRIVER=' "$LOGS/boot-journal.txt" | tail -1
     grep -qE '^\s*DRIVER=io_uring$' "$LOGS/boot-journal.txt" || fail "lbproxy did not start on io_uring (journal: $LOGS/boot-journal.txt)"
 
-    echo "--- services run as an unprivileged dynamic user"
+    echo "--- services run as an unprivileged user"
     local pid uid
     pid=$(in_container systemctl show -P MainPID lbproxy.service)
     uid=$(in_container awk '/^Uid:/ {print $2}' "/proc/$pid/status")
     echo "lbproxy.service: pid $pid, uid $uid"
     [ "$uid" != 0 ] || fail "lbproxy runs as root"
+
+    check_polkit_rule
 
     echo "--- systemd-analyze security lbproxy.service"
     in_container systemd-analyze security --no-pager lbproxy.service | tee "$LOGS/boot-security.txt"

@@ -75,10 +75,13 @@ EXPECTED_FILES=(
     /usr/share/bash-completion/completions/lbproxy
     /usr/share/fish/vendor_completions.d/lbproxy.fish
     /usr/share/lbproxy/examples/routes.toml
+    /usr/share/lbproxy/examples/polkit-other-template.rules
     /usr/share/doc/lbproxy/README.md
     /usr/share/doc/lbproxy/config.md
     /usr/share/doc/lbproxy/http.md
     /usr/share/doc/lbproxy/architecture.md
+    /usr/share/polkit-1/rules.d/50-lbproxy.rules
+    /usr/lib/sysusers.d/lbproxy.conf
 )
 DEMO_EXPECTED_FILES=(
     /usr/bin/lbproxy-demo-api
@@ -122,8 +125,11 @@ expect_absent() {
 # --- the minimal Debian root -------------------------------------------------------------------
 # mmdebstrap, with the machine's own Debian apt sources, into a tarball under target/ whose name
 # is a hash of everything that goes into it: a second run reuses it (a few minutes saved).
+# polkitd: the lbproxy package recommends it for its polkit rule, which the boot check runs under
+# it (apt would install it with the package, but the checks install offline). No libnss-systemd:
+# the rule's user is a static one (packaging/sysusers/lbproxy.conf), resolved from /etc/passwd.
 ROOT_SUITE=bookworm
-ROOT_INCLUDE=systemd,systemd-sysv,dbus
+ROOT_INCLUDE=systemd,systemd-sysv,dbus,polkitd
 ROOT_SOURCES=/etc/apt/sources.list.d/debian.sources
 if [ ! -f "$ROOT_SOURCES" ]; then
     ROOT_SOURCES=/etc/apt/sources.list

@@ -85,6 +85,14 @@ check_deb_contents() {
     expect_debhelper_scripts "$control"
     grep -q 'rm -rf /etc/lbproxy' "$control/postrm" || fail "postrm purge does not remove /etc/lbproxy"
     grep -q '^Depends:.*libc6 (>= 2\.' "$control/control" || fail "Depends has no libc6 version floor"
+    # The polkit rule needs polkitd with JavaScript rules; postinst creates the user with
+    # systemd-sysusers, before the debhelper snippets that restart a running proxy.
+    grep -qE '^Recommends:(.*, | )polkitd \(>= 121\)(,|$)' "$control/control" || fail "lbproxy does not recommend polkitd (>= 121)"
+    grep -qE '^Depends:(.*, | )systemd \| systemd-sysusers(,|$)' "$control/control" || fail "lbproxy does not depend on systemd-sysusers"
+    awk '/systemd-sysusers lbproxy.conf/ { user = NR } /deb-systemd/ && !first { first = NR }
+        END { exit !(user && user < first) }' "$control/postinst" ||
+        fail "postinst does not create the user before the debhelper snippets"
+    grep -q 'userdel lbproxy' "$control/postrm" || fail "postrm purge does not remove the user"
     rm -rf "$control"
     control=$(mktemp -d)
     dpkg-deb --control "$demo" "$control"
@@ -144,6 +152,8 @@ check_rpm_contents() {
     expect_line "/etc/lbproxy/lbproxy.toml cn -rw-r--r--" "$LOGS/rpm-info.txt" \
         "lbproxy.toml is %config(noreplace)"
     rpm -qp --requires "$demo" | grep -qx 'lbproxy' || fail "lbproxy-demo does not require lbproxy"
+    rpm -qp --recommends "$rpm" | grep -qx 'polkit' || fail "lbproxy does not recommend polkit"
+    rpm -qp --requires "$rpm" | grep -qx '/usr/bin/systemd-sysusers' || fail "lbproxy does not require systemd-sysusers for %post"
 
     echo "--- scriptlets"
     rpm -qp --scripts "$rpm" | tee "$LOGS/rpm-scripts.txt"
@@ -157,6 +167,7 @@ check_rpm_contents() {
     grep -q 'disable --now lbproxy.service' "$LOGS/rpm-scripts.txt" || fail "%preun does not stop lbproxy.service"
     grep -q 'disable --now api.target' "$LOGS/rpm-demo-scripts.txt" || fail "demo %preun does not stop api.target"
     grep -q 'try-restart lbproxy.service' "$LOGS/rpm-scripts.txt" || fail "%postun does not restart on upgrade"
+    grep -q 'systemd-sysusers lbproxy.conf' "$LOGS/rpm-scripts.txt" || fail "%post does not create the user"
     for package in "$rpm" "$demo"; do
         for tag in POSTIN PREUN POSTUN; do
             rpm -qp --queryformat "%{$tag}" "$package" >"$LOGS/rpm-$tag.sh"

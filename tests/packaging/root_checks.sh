@@ -46,6 +46,13 @@ check_clean_root() {
         [ ! -e "$root$file" ] || fail "$file installed with lbproxy alone (it belongs to lbproxy-demo)"
     done
     [ -x "$root/usr/bin/lbproxy" ] || fail "/usr/bin/lbproxy is not executable"
+    echo "--- the system user of lbproxy.service (systemd-sysusers, no shell, no home)"
+    local account
+    account=$(in_root "$root" getent passwd lbproxy) || fail "postinst did not create the user lbproxy"
+    account=${account%$'\r'} # (nspawn's console ends lines with CR LF)
+    echo "$account"
+    [[ $account =~ ^lbproxy:x:([0-9]+):[0-9]+:[^:]*:/:/usr/sbin/nologin$ ]] && [ "${BASH_REMATCH[1]}" -lt 1000 ] ||
+        fail "lbproxy is not a system user without home and shell: $account"
     echo "--- unit symlinks: none (installed, not enabled)"
     expect_no_lbproxy_links "$root" "after installing lbproxy"
     echo "--- lbproxy check -c /etc/lbproxy/lbproxy.toml"
