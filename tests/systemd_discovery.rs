@@ -133,8 +133,13 @@ fn units_join_drain_and_leave_under_load_without_a_failed_request() {
     let reloads = backends(&sandbox)["reloads"].clone();
     sandbox.systemctl_ok(&["start", "api@4.service"]);
     let active = Instant::now();
-    wait_until(CHANGE, "api@4 getting requests", || requests_to(&sandbox, 4) > 0);
-    eprintln!("api@4 got its first request {:?} after `systemctl start` returned", active.elapsed());
+    wait_until(CHANGE, "api@4 getting requests", || {
+        requests_to(&sandbox, 4) > 0
+    });
+    eprintln!(
+        "api@4 got its first request {:?} after `systemctl start` returned",
+        active.elapsed()
+    );
     assert_eq!(routed(&sandbox), [1, 2, 3, 4]);
     assert_eq!(backends(&sandbox)["reloads"], reloads, "not a reload");
     let joined = sandbox.wait_for_entry(LBPROXY, &["EVENT=joined", "INSTANCE=api@4.service"]);
@@ -174,7 +179,9 @@ fn a_killed_instance_leaves_by_its_unit_state_and_comes_back_fresh() {
     let out = sandbox.run("kill", &["-9", &pid]);
     assert!(out.status.success(), "{}", text(&out));
     let killed = Instant::now();
-    wait_until(CHANGE, "api@3 out of rotation", || routed(&sandbox) == [1, 2]);
+    wait_until(CHANGE, "api@3 out of rotation", || {
+        routed(&sandbox) == [1, 2]
+    });
     eprintln!("api@3 out of rotation {:?} after kill -9", killed.elapsed());
     assert!(!events(&sandbox, "removed", "api@3.service").is_empty());
 
@@ -183,13 +190,14 @@ fn a_killed_instance_leaves_by_its_unit_state_and_comes_back_fresh() {
         sandbox.property("api@3.service", "ActiveState") == "active"
             && sandbox.property("api@3.service", "InvocationID") != invocation
     });
-    wait_until(CHANGE, "api@3 routed again", || routed(&sandbox) == [1, 2, 3]);
+    wait_until(CHANGE, "api@3 routed again", || {
+        routed(&sandbox) == [1, 2, 3]
+    });
     wait_until(CHANGE, "a flapping event for api@3", || {
         !events(&sandbox, "flapping", "api@3.service").is_empty()
     });
-    let instances = sandbox.in_net(|| {
-        common::admin::json("127.0.0.1:9901".parse().unwrap(), "/api/instances", None)
-    });
+    let instances = sandbox
+        .in_net(|| common::admin::json("127.0.0.1:9901".parse().unwrap(), "/api/instances", None));
     let row = instances["instances"]
         .as_array()
         .into_iter()
@@ -237,7 +245,10 @@ fn cgroup_limits_from_the_configuration_show_in_systemctl_show() {
     sandbox.wait_for("api@2.service", "MemoryMax", "268435456", CHANGE);
     let limits = sandbox.wait_for_entry(LBPROXY, &["EVENT=limits", "INSTANCE=api@2.service"]);
     assert!(
-        limits["MESSAGE"].as_str().unwrap().contains("MemoryMax=268435456"),
+        limits["MESSAGE"]
+            .as_str()
+            .unwrap()
+            .contains("MemoryMax=268435456"),
         "{limits}"
     );
 }

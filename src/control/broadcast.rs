@@ -196,6 +196,10 @@ pub(crate) mod tests {
         let mut held = Vec::new();
         for command in commands {
             let name = match &command {
+                WorkerCommand::Prepare {
+                    keep_overrides: true,
+                    ..
+                } => "Prepare (keeping overrides)".to_owned(),
                 WorkerCommand::Prepare { .. } => "Prepare".to_owned(),
                 WorkerCommand::Commit { .. } => "Commit".to_owned(),
                 WorkerCommand::Abort { .. } => "Abort".to_owned(),

@@ -830,4 +830,62 @@ mod tests {
             ["worker 0: Health", "worker 1: Health"]
         );
     }
+
+    #[test]
+    fn discovered_units_become_backends_without_a_reload_and_a_reload_keeps_them() {
+        use crate::control::discovery::units::testing::unit;
+        use crate::control::discovery::Discovered;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lbproxy.toml");
+        let file = "[runtime]\nworkers = 1\n[listener.http]\naddress = \"127.0.0.1:0\"\n\
+                    upstream = \"api\"\n[upstream.api.discover]\nsystemd = \"api@*.service\"\n\
+                    address = \"127.0.0.1:{8000+N}\"\n";
+        std::fs::write(&path, file).unwrap();
+        let config = config::load(Some(&path), None).unwrap();
+        let (workers, log) = fake_workers(&[Behaviour::Answers]);
+        let options = LoopOptions {
+            controllers: with_discovery(Vec::new()),
+            ..LoopOptions::default()
+        };
+        let (mut control_loop, handle) = ControlLoop::with_workers(
+            Arc::new(config),
+            vec![Arc::default()],
+            workers,
+            channel(),
+            options,
+        );
+        let t0 = Instant::now();
+        control_loop.start(t0);
+        handle.commands().send(Command::Discovered(Discovered {
+            bus: None,
+            groups: [(
+                "api".to_owned(),
+                vec![unit(1, "active", "a"), unit(2, "activating", "b")],
+            )]
+            .into(),
+        }));
+        step(&mut control_loop, t0 + SECOND);
+        let addresses = |handle: &ControlHandle| -> Vec<String> {
+            handle.config().upstreams[0]
+                .backends
+                .iter()
+                .map(|b| b.address.to_string())
+                .collect()
+        };
+        assert_eq!(addresses(&handle), ["127.0.0.1:8001"]);
+        assert_eq!(handle.reloads(), 0, "not a reload");
+        assert_eq!(
+            taken(&log),
+            ["worker 0: Prepare (keeping overrides)", "worker 0: Commit"]
+        );
+        // SIGHUP: the file has no backends for the group; the discovered one stays.
+        handle.commands().send(Command::Reload {
+            from: ReloadFrom::Source,
+            reply: None,
+        });
+        step(&mut control_loop, t0 + SECOND * 2);
+        assert_eq!(handle.reloads(), 1);
+        assert_eq!(addresses(&handle), ["127.0.0.1:8001"]);
+        assert_eq!(taken(&log), ["worker 0: Prepare", "worker 0: Commit"]);
+    }
 }
