@@ -248,9 +248,10 @@ function instanceRow(i) {
 // The Instances panel: hidden when no group discovers its backends; a note while none is found.
 function renderInstances(v) {
   const discover = v.discover || [];
-  $("instances").hidden = v.instances.length === 0 && discover.length === 0;
+  const hidden = v.instances.length === 0 && discover.length === 0;
+  $("instances").hidden = hidden;
   const following = discover.map((d) => `${d.group} follows ${d.systemd} (${d.bus} bus)`).join("; ");
-  $("instances-note").textContent = v.instances.length ? "" :
+  $("instances-note").textContent = hidden || v.instances.length ? "" :
     (v.read_at_ms === null ? `the units have not been read yet: ${following}` : `no unit matches: ${following}`);
   $("instances-table").hidden = v.instances.length === 0;
   $("instances-table").tBodies[0].replaceChildren(...v.instances.map(instanceRow));
