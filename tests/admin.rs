@@ -612,7 +612,7 @@ fn a_non_loopback_admin_address_needs_a_token_and_enforces_it() {
     let admin = SocketAddr::from(([127, 0, 0, 1], proxy.admin_addr().port()));
     assert!(proxy.admin_addr().ip().is_unspecified());
 
-    for path in ["/metrics", "/api/status", "/api/backends"] {
+    for path in ["/metrics", "/api/status", "/api/backends", "/api/instances"] {
         let refused = admin::get(admin, path, None);
         assert_eq!(refused.status, 401, "{path}");
         assert_eq!(
@@ -671,6 +671,59 @@ fn a_non_loopback_admin_address_needs_a_token_and_enforces_it() {
     let (out, err) = said(&from_env);
     assert!(from_env.status.success(), "{err}");
     assert!(out.contains("draining"), "{out}");
+}
+
+/// Without `discover` there are no instances: the API says so in its shape (the discovery tests
+/// fill it with real units), `/metrics` declares the instance families with no sample, and `ctl
+/// instances` says how to configure discovery.
+#[test]
+fn instances_are_empty_without_discovery_and_ctl_says_how_to_discover() {
+    let api = RawBackend::start(Reply::Fixed(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()));
+    let proxy = Proxy::start(&config("legacy", &[api.addr], ""));
+    let admin = proxy.admin_addr();
+
+    let listed = admin::json(admin, "/api/instances", None);
+    assert_eq!(
+        listed,
+        serde_json::json!({"read_at_ms": null, "discover": [], "instances": []})
+    );
+    let post = admin::request(admin, "POST", "/api/instances", None, "");
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET"));
+
+    let exposition = admin::get(admin, "/metrics", None).text();
+    for family in [
+        "lbproxy_instance_up gauge",
+        "lbproxy_instance_restarts_total counter",
+    ] {
+        assert!(
+            exposition.contains(&format!("# TYPE {family}\n")),
+            "{family}"
+        );
+    }
+    assert!(
+        !exposition
+            .lines()
+            .any(|line| line.starts_with("lbproxy_instance_")),
+        "no instance, no sample"
+    );
+
+    let admin_arg = admin.to_string();
+    let table = ctl(&["--admin", &admin_arg, "instances"], &[]);
+    let (out, err) = said(&table);
+    assert!(table.status.success(), "{err}");
+    assert!(
+        out.starts_with("no instances: no upstream group uses `discover`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("`[upstream.NAME.discover]` with `systemd = \"api@*.service\"`"),
+        "{out}"
+    );
+    let json = ctl(&["--admin", &admin_arg, "--json", "instances"], &[]);
+    assert!(json.status.success(), "{:?}", said(&json));
+    let printed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("--json is JSON");
+    assert_eq!(printed, listed);
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The live dashboard in a real browser: headless Chromium (Debian's `chromium`, installed by
 //! tests/run.sh) loads `/` from a proxy under live traffic, runs its script, and the test reads
 //! the rendered DOM: a row per backend, the totals changing between two loads, and a backend
-//! drained through `lbproxy ctl` shown as draining. A screenshot is saved to
+//! drained through `lbproxy ctl` shown as draining, and the Instances panel hidden on a proxy
+//! that discovers no backends. A screenshot is saved to
 //! `target/tmp/admin-dashboard.png` for people to look at.
 
 mod common;
@@ -82,6 +83,16 @@ fn attribute<'a>(tag: &'a str, name: &str) -> &'a str {
     &tag[start..start + tag[start..].find('"').unwrap()]
 }
 
+/// The opening tag of the element with `id`.
+fn tag_with_id<'a>(dom: &'a str, id: &str) -> &'a str {
+    let needle = format!("id=\"{id}\"");
+    let at = dom
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no #{id} in:\n{dom}"));
+    let start = dom[..at].rfind('<').unwrap();
+    &dom[start..=at + dom[at..].find('>').unwrap()]
+}
+
 /// The text of the element with `id`.
 fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
     let needle = format!("id=\"{id}\"");
@@ -135,6 +146,11 @@ fn the_dashboard_shows_live_backends_in_a_real_browser() {
     assert_eq!(attribute(row(&first, addrs[1]), "data-state"), "draining");
     assert!(first.contains("drained by admin"), "the override is shown");
     assert_eq!(text_of(&first, "kpi-backends"), "1 / 2");
+    // No group discovers its backends: the Instances panel stays hidden, with no note (the page
+    // is "live" only once /api/instances answered too).
+    let instances = tag_with_id(&first, "instances");
+    assert!(instances.contains(" hidden"), "{instances}");
+    assert_eq!(text_of(&first, "instances-note"), "");
     let before = total_requests(&first);
     assert!(before > 0, "requests total {before}");
 

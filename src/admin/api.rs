@@ -695,6 +695,41 @@ mod tests {
         }
     }
 
+    /// The same for the discovered instances (`i.NAME`, `i["NAME"]`) and the proxy's figures
+    /// beside them (`f.NAME`, `f["NAME"]`).
+    #[test]
+    fn what_the_dashboard_and_ctl_read_of_an_instance_is_in_its_view() {
+        let view = super::super::instances::fixture::view();
+        let mut instance = view.instances[0].clone();
+        instance.backend = Some(super::super::instances::BackendFigures {
+            state: "up",
+            health: "up",
+            in_flight: 0,
+            requests_total: 0,
+            rps: None,
+            errors_per_s: None,
+            error_rate: None,
+            p99_ms: None,
+        });
+        let figures = keys(instance.backend.as_ref().unwrap());
+        let views = [('i', keys(&instance)), ('f', figures)];
+        const CTL_TABLES: &str = include_str!("ctl/tables.rs");
+        let script = super::super::dashboard::SCRIPT;
+        for (var, keys) in &views {
+            let read: BTreeSet<String> = read_fields(script, *var)
+                .union(&read_fields(CTL_TABLES, *var))
+                .cloned()
+                .collect();
+            for field in &read {
+                assert!(
+                    keys.contains(field),
+                    "`{var}.{field}` is read, but the view has no such field: {keys:?}"
+                );
+            }
+            assert!(read.len() >= 4, "{var}: {read:?}");
+        }
+    }
+
     #[test]
     fn weights_are_a_number_or_an_object() {
         assert_eq!(parse_weight(b"3\n").unwrap().get(), 3);

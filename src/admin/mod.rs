@@ -1,6 +1,6 @@
 //! The admin plane: an HTTP server on the control side (never on a worker) with the live
 //! dashboard (`/`), Prometheus metrics (`/metrics`), the JSON API (`/api/…`: status, backends,
-//! drain / enable / weight, reload), and `lbproxy ctl`, its command-line client.
+//! drain / enable / weight, reload, the discovered instances), and `lbproxy ctl`, its command-line client.
 //!
 //! Flow: [`crate::server::Server::start`] binds the admin address before the workers start (a
 //! busy port fails the start, with the reason) and spawns [`AdminServer`] once they listen. Its
@@ -14,6 +14,7 @@
 //! Files: `http.rs` (request/response), `router.rs` (routes, access), `prometheus.rs` (the
 //! exposition, rendered from [`crate::metrics::tables`]; every listener, group and backend
 //! metric is declared once, in [`crate::metrics::catalog`]), `api.rs` (JSON, changes),
+//! `instances.rs` (the systemd units of `discover` groups: `/api/instances` and their metrics),
 //! `drain_guard.rs` (no drain of a group's last serving backend without `force`),
 //! `dashboard.rs` + `assets/` (the page), `client.rs` + `ctl.rs` (`lbproxy ctl`). `sampler` is
 //! the control loop's ([`crate::control::sampler`]), named here for the paths that read it.
@@ -24,6 +25,7 @@ pub mod ctl;
 pub mod dashboard;
 pub mod drain_guard;
 pub mod http;
+pub mod instances;
 pub mod prometheus;
 pub mod router;
 pub use crate::control::sampler;

@@ -7,8 +7,11 @@
 //! class, a state or a histogram bucket). The proxy-wide and per-worker families are the
 //! constants below. Counters are summed over the workers at scrape time; gauges that describe a
 //! per-worker condition (`lbproxy_backend_state`, `lbproxy_backend_circuit`) say on how many
-//! workers it holds. Latencies are histograms with fixed buckets (500 µs … 10 s).
+//! workers it holds. Latencies are histograms with fixed buckets (500 µs … 10 s). The discovered
+//! instances' families (`lbproxy_instance_*`, declared in the catalog too) come last, over the
+//! `/api/instances` view of the discovery inventory.
 
+use super::instances::{InstanceView, INSTANCES};
 use super::ServerInfo;
 use crate::metrics::counters::{ClassCounts, Latency, LATENCY_BOUNDS_US, STATUS_CLASSES};
 use crate::metrics::family::{Kind, Table, Value};
@@ -80,8 +83,15 @@ pub const WORKER_CONNECTIONS: Family = gauge(
     "Client connections open on the worker.",
 );
 
-/// Renders the whole exposition.
-pub fn render(aggregate: &Aggregate, info: &ServerInfo, reloads: u64, now_ms: u64) -> String {
+/// Renders the whole exposition: the proxy's own families, then those of the discovered
+/// `instances` (their families are there, without samples, when nothing is discovered).
+pub fn render(
+    aggregate: &Aggregate,
+    instances: &[InstanceView],
+    info: &ServerInfo,
+    reloads: u64,
+    now_ms: u64,
+) -> String {
     let mut out = Exposition::default();
     let version = env!("CARGO_PKG_VERSION");
     let driver = info.driver.to_string();
@@ -158,6 +168,11 @@ pub fn render(aggregate: &Aggregate, info: &ServerInfo, reloads: u64, now_ms: u6
         })
         .collect();
     out.table(&BACKENDS, &backends);
+    let instances: Vec<_> = instances
+        .iter()
+        .map(|i| (vec![i.group.as_str(), i.unit.as_str()], i))
+        .collect();
+    out.table(&INSTANCES, &instances);
     out.text
 }
 
@@ -196,6 +211,8 @@ impl Exposition {
                     .collect();
                 match (family.value)(row) {
                     Value::Number(n) => self.sample(family.name, &labels, n),
+                    Value::Real(x) => self.sample(family.name, &labels, x),
+                    Value::Unknown => {}
                     Value::Classes(counts) => self.classes(family.name, &labels, counts),
                     Value::Labelled { label, samples } => {
                         for (value, n) in samples {
@@ -299,6 +316,51 @@ mod tests {
         );
         assert!(text.contains("x_seconds_sum{a=\"b\"} 20.004\n"), "{text}");
         assert!(text.contains("x_seconds_count{a=\"b\"} 4\n"), "{text}");
+    }
+
+    #[test]
+    fn instances_are_labelled_by_group_and_unit_and_unknown_figures_have_no_sample() {
+        let view = super::super::instances::fixture::view();
+        let info = ServerInfo {
+            driver: crate::sys::driver::Driver::Legacy,
+            started_ms: 0,
+            listeners: Vec::new(),
+        };
+        let text = render(&Aggregate::default(), &view.instances, &info, 0, 0);
+        let up = "{upstream=\"api\",unit=\"api@1.service\"}";
+        let failed = "{upstream=\"api\",unit=\"api@2.service\"}";
+        for line in [
+            "# TYPE lbproxy_instance_up gauge".to_owned(),
+            "# TYPE lbproxy_instance_restarts_total counter".to_owned(),
+            format!("lbproxy_instance_up{up} 1"),
+            format!("lbproxy_instance_up{failed} 0"),
+            "lbproxy_instance_state{upstream=\"api\",unit=\"api@2.service\",state=\"failed\"} 1"
+                .to_owned(),
+            "lbproxy_instance_state{upstream=\"api\",unit=\"api@2.service\",state=\"active\"} 0"
+                .to_owned(),
+            format!("lbproxy_instance_restarts_total{failed} 5"),
+            format!("lbproxy_instance_flapping{failed} 1"),
+            format!("lbproxy_instance_cpu_seconds_total{up} 12.5"),
+            format!("lbproxy_instance_memory_bytes{up} 52428800"),
+            format!("lbproxy_instance_memory_max_bytes{up} 268435456"),
+            format!("lbproxy_instance_tasks{up} 7"),
+            format!("lbproxy_instance_tasks_max{up} 64"),
+            format!(
+                "lbproxy_instance_start_time_seconds{up} {}",
+                super::super::instances::fixture::NOW_S - 3665
+            ),
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} in:\n{text}");
+        }
+        for family in [
+            "cpu_seconds_total",
+            "memory_bytes",
+            "tasks",
+            "start_time_seconds",
+        ] {
+            let sample = format!("lbproxy_instance_{family}{failed}");
+            assert!(!text.contains(&sample), "no figure, no sample: {sample}");
+        }
     }
 
     #[test]

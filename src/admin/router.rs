@@ -7,7 +7,7 @@
 //! a DNS name (DNS rebinding) and a POST from another origin (403).
 
 use super::http::{AdminRequest, AdminResponse};
-use super::{api, dashboard, prometheus, AdminState};
+use super::{api, dashboard, instances, prometheus, AdminState};
 use crate::config::AdminToken;
 use crate::http::Method;
 use crate::runtime::now_ms;
@@ -24,8 +24,17 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
         (Method::Get, "/" | "/index.html") => dashboard::page(),
         (Method::Get, _) if path.starts_with("/assets/") => dashboard::asset(&path[8..]),
         (Method::Get, "/metrics") => {
+            let aggregate = state.control.aggregate();
+            let instances = instances::view(
+                &state.control.inventory(),
+                &state.control.config(),
+                &aggregate,
+                &state.sampler.latest().unwrap_or_default(),
+                std::time::SystemTime::now(),
+            );
             let text = prometheus::render(
-                &state.control.aggregate(),
+                &aggregate,
+                &instances.instances,
                 &state.info,
                 state.control.reloads(),
                 now_ms(),
@@ -34,6 +43,7 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
         }
         (Method::Get, "/api/status") => api::status(state),
         (Method::Get, "/api/backends") => api::backends(state),
+        (Method::Get, "/api/instances") => instances::instances(state),
         (Method::Post, "/api/reload") => api::reload(state),
         (Method::Post, _) if segments.len() == 5 && segments[..2] == ["api", "backends"] => {
             let force = request.flag("force");
@@ -46,9 +56,10 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
                 force,
             )
         }
-        (_, "/" | "/index.html" | "/metrics" | "/api/status" | "/api/backends") => {
-            not_allowed("GET")
-        }
+        (
+            _,
+            "/" | "/index.html" | "/metrics" | "/api/status" | "/api/backends" | "/api/instances",
+        ) => not_allowed("GET"),
         (_, "/api/reload") => not_allowed("POST"),
         (_, _) if segments.len() == 5 && segments[..2] == ["api", "backends"] => {
             not_allowed("POST")
@@ -57,8 +68,8 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
             404,
             format!(
                 "no {path} here: the admin server serves / (dashboard), /metrics, \
-                 /api/status, /api/backends, POST /api/backends/GROUP/BACKEND/drain|enable|weight \
-                 and POST /api/reload"
+                 /api/status, /api/backends, /api/instances, \
+                 POST /api/backends/GROUP/BACKEND/drain|enable|weight and POST /api/reload"
             ),
         ),
     }

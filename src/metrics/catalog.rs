@@ -1,17 +1,18 @@
 //! Every metric of listeners, upstream groups and backends, declared once: dashboards, alerts
 //! and code have this one place to look.
 //!
-//! Each scope's metrics are one macro below, `listener_metrics!`, `upstream_metrics!` and
-//! `backend_metrics!`, listing an entry per metric family in exposition order: its doc comment
-//! is the Prometheus HELP text, then its name in code, its type, its Prometheus name and, if it
-//! has one, its JSON API field. The macro hands its entries to the macro it is given (an
-//! "x-macro"), and two read them:
+//! Each scope's metrics are one macro below, `listener_metrics!`, `upstream_metrics!`,
+//! `backend_metrics!` and `instance_metrics!` (the systemd units of `discover` groups), listing
+//! an entry per metric family in exposition order: its doc comment is the Prometheus HELP text,
+//! then its name in code, its type, its Prometheus name and, if it has one, its JSON API field.
+//! The macro hands its entries to the macro it is given (an "x-macro"), and two read them:
 //! - [`super::stats`] makes the worker-local statistics structs of them (`metrics_structs!`:
 //!   [`ListenerStats`], [`UpstreamStats`], [`BackendStats`], `Cell`s only) and their published
 //!   counterparts ([`ListenerCounts`], …) with `snapshot` and `merge`;
 //! - [`super::tables`] makes the family tables (`metrics_table!`: [`LISTENERS`], [`UPSTREAMS`],
 //!   [`BACKENDS`]) that `/metrics` (`admin/prometheus.rs`) and the JSON API (`admin/api.rs`,
-//!   which the dashboard reads) are rendered from, in entry order.
+//!   which the dashboard reads) are rendered from, in entry order; `instance_metrics!` is made
+//!   into a table by `admin/instances.rs`, over its view of the discovery inventory.
 //!
 //! Flow: a worker increments the cells on the request path (methods in [`super::stats`]); its
 //! tick publishes `snapshot()`s ([`super::snapshot`]); the control side sums them with `merge`
@@ -195,4 +196,60 @@ macro_rules! backend_metrics {
     };
 }
 
-pub(crate) use {backend_metrics, listener_metrics, upstream_metrics};
+/// Every metric of a discovered instance (a systemd unit of a `discover` group), in exposition
+/// order. Nothing here is counted by the workers: each is a `show` entry over the admin's view of
+/// one inventory row (`admin::instances::InstanceView`, which also answers `/api/instances`), and
+/// the table is made there (`INSTANCES`, labels `upstream` and `unit`) because the inventory
+/// lives above this layer. The closures read the view's fields, `Routing` and
+/// `UNIT_ACTIVE_STATES` where the table is made. A figure systemd does not report (accounting
+/// off, the unit not running) is no sample at all rather than a made-up 0.
+macro_rules! instance_metrics {
+    ($then:ident! { $($head:tt)* }) => {
+        $then! {
+            $($head)*
+
+            /// 1 when the instance is a backend of its group (its unit is active and its address
+            /// known), else 0 (waiting, draining or out).
+            show up: Gauge = "lbproxy_instance_up",
+                from |i| Value::Number(u64::from(i.routing == Routing::Routed));
+            /// 1 for the unit's systemd ActiveState (active, activating, deactivating, inactive,
+            /// failed, reloading, maintenance), 0 for the others.
+            show state: Gauge = "lbproxy_instance_state", from |i| Value::Labelled {
+                label: "state",
+                samples: UNIT_ACTIVE_STATES
+                    .iter()
+                    .map(|s| (*s, u64::from(i.active_state == *s)))
+                    .collect(),
+            };
+            /// When the unit last became active (ActiveEnterTimestamp), in seconds since the Unix
+            /// epoch; no sample while it is not active.
+            show start_time: Gauge = "lbproxy_instance_start_time_seconds",
+                from |i| i.started_ms.map_or(Value::Unknown, |ms| Value::Real(ms as f64 / 1e3));
+            /// Automatic restarts of the unit (systemd's NRestarts; back to 0 when it is started
+            /// by hand).
+            show restarts: Counter = "lbproxy_instance_restarts_total",
+                from |i| Value::Number(u64::from(i.restarts));
+            /// 1 while the unit restarted within the flapping window, else 0.
+            show flapping: Gauge = "lbproxy_instance_flapping",
+                from |i| Value::Number(u64::from(i.flapping));
+            /// CPU time the unit's processes used (systemd's CPUUsageNSec; a new count each time
+            /// the unit starts).
+            show cpu: Counter = "lbproxy_instance_cpu_seconds_total",
+                from |i| i.cpu_usage_seconds.map_or(Value::Unknown, Value::Real);
+            /// Memory the unit's cgroup uses (systemd's MemoryCurrent).
+            show memory: Gauge = "lbproxy_instance_memory_bytes",
+                from |i| i.memory_bytes.map_or(Value::Unknown, Value::Number);
+            /// The unit's MemoryMax= in force; no sample when unlimited.
+            show memory_max: Gauge = "lbproxy_instance_memory_max_bytes",
+                from |i| i.limits.memory_max.map_or(Value::Unknown, Value::Number);
+            /// Tasks (processes and threads) in the unit's cgroup (systemd's TasksCurrent).
+            show tasks: Gauge = "lbproxy_instance_tasks",
+                from |i| i.tasks.map_or(Value::Unknown, Value::Number);
+            /// The unit's TasksMax= in force; no sample when unlimited.
+            show tasks_max: Gauge = "lbproxy_instance_tasks_max",
+                from |i| i.limits.tasks_max.map_or(Value::Unknown, Value::Number);
+        }
+    };
+}
+
+pub(crate) use {backend_metrics, instance_metrics, listener_metrics, upstream_metrics};

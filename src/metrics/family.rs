@@ -51,10 +51,15 @@ impl fmt::Display for Kind {
 }
 
 /// A family's value for one row: what its samples (and its JSON fields) are made of.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
     /// One sample.
     Number(u64),
+    /// One sample that is not a whole number (CPU seconds, a Unix time).
+    Real(f64),
+    /// No sample for this row: the figure is not known (systemd does not account it, the unit
+    /// is not running). In JSON: `null`.
+    Unknown,
     /// One sample per status class, label `code` ([`STATUS_CLASSES`]). In JSON: the family's
     /// field holds the total, and a `responses` object the count per class.
     Classes(&'a ClassCounts),
@@ -123,6 +128,8 @@ impl<R> Table<R> {
             let Some(name) = family.json else { continue };
             match (family.value)(row) {
                 Value::Number(n) => fields.push((name, n.into())),
+                Value::Real(x) => fields.push((name, x.into())),
+                Value::Unknown => fields.push((name, serde_json::Value::Null)),
                 Value::Classes(counts) => {
                     fields.push((name, counts.total().into()));
                     // Sorted by class name, as the API always had them.

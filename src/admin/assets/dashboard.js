@@ -1,4 +1,4 @@
-// lbproxy dashboard: polls /api/status once a second and renders it. No dependencies; every
+// lbproxy dashboard: polls /api/status and /api/instances once a second and renders them. No dependencies; every
 // value reaches the page through textContent (never as HTML).
 "use strict";
 
@@ -47,6 +47,19 @@ function fmtMs(ms) {
 
 function fmtCount(n) {
   return Number(n).toLocaleString("en-US");
+}
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = n, unit = 0;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+// A figure that may be unknown (null): "–", else formatted.
+function known(value, format) {
+  return value === null || value === undefined ? "–" : format(value);
 }
 
 function fmtUptime(s) {
@@ -204,6 +217,46 @@ function renderWorkers(s) {
   $("listeners").tBodies[0].replaceChildren(...listeners);
 }
 
+// One row per discovered unit (`i`), with the proxy's figures for it as a backend (`f`, null
+// when it is not one).
+function instanceRow(i) {
+  const f = i.backend || {};
+  const memory = known(i.memory_bytes, fmtBytes) +
+    (i.limits.memory_max !== null ? ` / ${fmtBytes(i.limits.memory_max)}` : "");
+  const tasks = known(i.tasks, String) + (i.limits.tasks_max !== null ? ` / ${i.limits.tasks_max}` : "");
+  const cpu = known(i.cpu_percent, (c) => c.toFixed(1) + "%") +
+    (i.limits.cpu_quota_percent !== null ? ` / ${i.limits.cpu_quota_percent}%` : "");
+  return el("tr", { "data-unit": i.unit, "data-upstream": i.group, "data-routing": i.routing, "data-state": i.active_state },
+    el("td", {}, i.group),
+    el("td", {}, i.unit),
+    el("td", { class: `unit-state unit-state-${i.active_state}` }, `${i.active_state}/${i.sub_state}`),
+    el("td", { class: "num pid" }, known(i.pid, String)),
+    el("td", { class: "num uptime" }, known(i.uptime_seconds, fmtUptime)),
+    el("td", { class: "num restarts" }, i.restarts, i.flapping ? el("span", { class: "flapping" }, "flapping") : null),
+    el("td", { class: "num cpu" }, cpu),
+    el("td", { class: "num memory" }, memory),
+    el("td", { class: "num tasks" }, tasks),
+    el("td", { class: "address" }, i.address || "–"),
+    el("td", {}, el("span", { class: `badge routing-${i.routing}` }, i.routing)),
+    el("td", { class: "num rps" }, known(f.rps, fmtRate)),
+    el("td", { class: "num p99" }, known(f.p99_ms, fmtMs)),
+    el("td", { class: "num errors" + (f.error_rate >= 0.05 ? " bad" : f.error_rate > 0 ? " warn" : "") },
+      known(f.error_rate, fmtPercent)),
+    el("td", { class: "num in-flight" }, known(f.in_flight, fmtCount)));
+}
+
+// The Instances panel: hidden when no group discovers its backends; a note while none is found.
+function renderInstances(v) {
+  const discover = v.discover || [];
+  const hidden = v.instances.length === 0 && discover.length === 0;
+  $("instances").hidden = hidden;
+  const following = discover.map((d) => `${d.group} follows ${d.systemd} (${d.bus} bus)`).join("; ");
+  $("instances-note").textContent = hidden || v.instances.length ? "" :
+    (v.read_at_ms === null ? `the units have not been read yet: ${following}` : `no unit matches: ${following}`);
+  $("instances-table").hidden = v.instances.length === 0;
+  $("instances-table").tBodies[0].replaceChildren(...v.instances.map(instanceRow));
+}
+
 function setLive(ok, why) {
   const live = $("live");
   live.className = "live " + (ok ? "ok" : "stale");
@@ -226,6 +279,9 @@ async function refresh() {
     renderTotals(status);
     renderUpstreams(status);
     renderWorkers(status);
+    const instances = await fetch("/api/instances", { headers, cache: "no-store" });
+    if (!instances.ok) throw new Error(`/api/instances: HTTP ${instances.status}`);
+    renderInstances(await instances.json());
     lastUpdate = Date.now();
     setLive(true);
   } catch (error) {

@@ -1,5 +1,5 @@
-//! `lbproxy ctl`: the admin API from the command line — `status`, `backends`, `drain`, `enable`,
-//! `weight`, `reload` — with readable tables ([`tables`]), or the API's JSON with `--json` for
+//! `lbproxy ctl`: the admin API from the command line — `status`, `backends`, `instances`,
+//! `drain`, `enable`, `weight`, `reload` — with readable tables ([`tables`]), or the API's JSON with `--json` for
 //! scripts.
 //!
 //! Which proxy: `--admin ADDR`, or `-c FILE` (the proxy's configuration: its `[admin]` address
@@ -15,7 +15,7 @@ use super::client::{backend_path, AdminClient, Reply};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use tables::{backends_table, status_text};
+use tables::{backends_table, instances_table, status_text};
 
 #[derive(Debug, Clone, Args)]
 pub struct CtlArgs {
@@ -34,6 +34,11 @@ pub enum CtlCommand {
     Status,
     /// Every backend of every upstream group: state, health, circuit, weight, rates, latency.
     Backends,
+    /// Every systemd unit a `discover` group follows: systemd's state, PID, uptime, restarts,
+    /// CPU, memory and tasks, beside how the proxy routes to it and its req/s, p99, error rate
+    /// and requests in flight. Needs a group with `[upstream.NAME.discover]`, e.g.
+    /// `systemd = "api@*.service"`.
+    Instances,
     /// Send a backend no new requests (those in flight finish), until `enable` or the next reload.
     /// Refused for the last backend of its group that serves, unless --force.
     Drain(DrainArgs),
@@ -82,6 +87,10 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Backends => {
             let reply = client.get("/api/backends")?;
             render(args.json, &reply, backends_table)?
+        }
+        CtlCommand::Instances => {
+            let reply = client.get("/api/instances")?;
+            render(args.json, &reply, instances_table)?
         }
         CtlCommand::Drain(d) => {
             let action = if d.force { "drain?force=true" } else { "drain" };

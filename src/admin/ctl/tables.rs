@@ -1,5 +1,5 @@
-//! `lbproxy ctl`'s tables: the admin API's JSON (`/api/status`, `/api/backends`) as plain text
-//! for a terminal, numbers right-aligned.
+//! `lbproxy ctl`'s tables: the admin API's JSON (`/api/status`, `/api/backends`,
+//! `/api/instances`) as plain text for a terminal, numbers right-aligned.
 
 use serde_json::Value;
 
@@ -116,6 +116,112 @@ pub(super) fn backends_table(v: &Value) -> String {
     text
 }
 
+/// What a group that discovers its backends is configured with.
+pub(super) const HOW_TO_DISCOVER: &str = "to follow systemd units, give a group \
+     `[upstream.NAME.discover]` with `systemd = \"api@*.service\"` (docs/config.md)";
+
+/// `/api/instances`: one line per discovered unit (the instance as `i`, the proxy's figures for
+/// it as a backend as `f`), or why there is none.
+pub(super) fn instances_table(v: &Value) -> String {
+    let instances = v["instances"].as_array().map_or(&[][..], Vec::as_slice);
+    if instances.is_empty() {
+        let discovering: Vec<String> = v["discover"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                format!(
+                    "group {} follows {} ({} bus)",
+                    d["group"].as_str().unwrap_or("?"),
+                    d["systemd"].as_str().unwrap_or("?"),
+                    d["bus"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        if discovering.is_empty() {
+            return format!("no instances: no upstream group uses `discover`; {HOW_TO_DISCOVER}\n");
+        }
+        let when = if v["read_at_ms"].is_null() {
+            "the units have not been read yet"
+        } else {
+            "no unit matches"
+        };
+        return format!("no instances: {when} ({})\n", discovering.join("; "));
+    }
+    let mut table = Table::new(&[
+        "GROUP",
+        "UNIT",
+        "STATE",
+        ">PID",
+        ">UPTIME",
+        ">RESTARTS",
+        ">CPU",
+        ">MEM",
+        ">TASKS",
+        "ADDRESS",
+        "ROUTING",
+        ">REQ/S",
+        ">P99",
+        ">ERR",
+        ">INFLIGHT",
+    ]);
+    let mut flapping = false;
+    for i in instances {
+        let f = &i["backend"];
+        let mut restarts = i["restarts"].to_string();
+        if i["flapping"].as_bool() == Some(true) {
+            restarts.push('!');
+            flapping = true;
+        }
+        table.row(vec![
+            i["group"].as_str().unwrap_or("").to_owned(),
+            i["unit"].as_str().unwrap_or("").to_owned(),
+            format!(
+                "{}/{}",
+                i["active_state"].as_str().unwrap_or("?"),
+                i["sub_state"].as_str().unwrap_or("?")
+            ),
+            i["pid"].as_u64().map_or("-".into(), |pid| pid.to_string()),
+            i["uptime_seconds"].as_u64().map_or("-".into(), uptime),
+            restarts,
+            i["cpu_percent"]
+                .as_f64()
+                .map_or("-".into(), |c| format!("{c:.1}%")),
+            i["memory_bytes"].as_u64().map_or("-".into(), bytes),
+            i["tasks"].as_u64().map_or("-".into(), |t| t.to_string()),
+            i["address"].as_str().unwrap_or("-").to_owned(),
+            i["routing"].as_str().unwrap_or("?").to_owned(),
+            rate(&f["rps"]),
+            ms(&f["p99_ms"]),
+            percent(&f["error_rate"]),
+            f["in_flight"]
+                .as_u64()
+                .map_or("-".into(), |n| n.to_string()),
+        ]);
+    }
+    let mut text = table.render();
+    if flapping {
+        text.push_str("(restarts!: flapping, the unit restarted within the flapping window)\n");
+    }
+    text
+}
+
+/// Bytes in binary units: `512 B`, `50.0 MiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 fn rate(v: &Value) -> String {
     v.as_f64().map_or("-".into(), |r| format!("{r:.1}"))
 }
@@ -209,6 +315,113 @@ mod tests {
         table.row(vec!["a".into(), "1".into()]);
         table.row(vec!["longer".into(), "100".into()]);
         assert_eq!(table.render(), "NAME      N\na         1\nlonger  100\n");
+    }
+
+    fn instances_json() -> Value {
+        serde_json::to_value(crate::admin::instances::fixture::view()).unwrap()
+    }
+
+    #[test]
+    fn instances_show_systemd_and_the_proxy_side_by_side() {
+        let mut v = instances_json();
+        v["instances"][0]["backend"] = serde_json::json!({
+            "state": "up", "health": "up", "in_flight": 3, "requests_total": 40,
+            "rps": 20.0, "errors_per_s": 1.0, "error_rate": 0.05, "p99_ms": 3.5,
+        });
+        let text = instances_table(&v);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            5,
+            "a head, three units, the flapping note:\n{text}"
+        );
+        let head: Vec<&str> = lines[0].split_whitespace().collect();
+        assert_eq!(
+            head,
+            [
+                "GROUP", "UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "CPU", "MEM", "TASKS",
+                "ADDRESS", "ROUTING", "REQ/S", "P99", "ERR", "INFLIGHT"
+            ]
+        );
+        let up: Vec<&str> = lines[1]
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert_eq!(
+            up,
+            [
+                "api",
+                "api@1.service",
+                "active/running",
+                "4242",
+                "1h 1m",
+                "1",
+                "12.5%",
+                "50.0 MiB",
+                "7",
+                "127.0.0.1:8001",
+                "routed",
+                "20.0",
+                "3.50 ms",
+                "5.0%",
+                "3"
+            ],
+            "{text}"
+        );
+        let failed: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            failed,
+            [
+                "api",
+                "api@2.service",
+                "failed/failed",
+                "-",
+                "-",
+                "5!",
+                "-",
+                "-",
+                "-",
+                "127.0.0.1:8002",
+                "out",
+                "-",
+                "-",
+                "-",
+                "-"
+            ],
+            "{text}"
+        );
+        assert!(lines[3].contains("activating/start") && lines[3].contains("waiting"));
+        assert!(lines[4].starts_with("(restarts!: flapping"), "{text}");
+    }
+
+    #[test]
+    fn no_instances_says_why_and_what_to_configure() {
+        let mut v = instances_json();
+        v["instances"] = serde_json::json!([]);
+        let text = instances_table(&v);
+        assert!(
+            text.contains("no upstream group uses `discover`")
+                && text.contains("[upstream.NAME.discover]")
+                && text.contains("systemd = \"api@*.service\""),
+            "{text}"
+        );
+        v["discover"] =
+            serde_json::json!([{"group": "api", "systemd": "api@*.service", "bus": "user"}]);
+        let text = instances_table(&v);
+        assert_eq!(
+            text,
+            "no instances: no unit matches (group api follows api@*.service (user bus))\n"
+        );
+        v["read_at_ms"] = Value::Null;
+        assert!(instances_table(&v).contains("not been read yet"));
+    }
+
+    #[test]
+    fn bytes_read_in_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(50 * 1024 * 1024), "50.0 MiB");
     }
 
     #[test]
