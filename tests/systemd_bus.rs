@@ -215,6 +215,12 @@ fn units_are_listed_read_followed_and_acted_on() {
         "no lbproxy-bus-events thread",
         || threads_named("lbproxy-bus-events") == 0,
     );
+    // So do their connections: only the manager's own keeps its zbus executor thread.
+    wait_until(
+        Duration::from_secs(10),
+        "one zbus executor thread (the manager's connection)",
+        || threads_named("zbus::Connection executor") == 1,
+    );
 }
 
 #[test]

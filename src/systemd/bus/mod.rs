@@ -11,10 +11,10 @@
 //! [`Manager::stop`], [`Manager::restart`]) return once systemd's job for them was removed,
 //! with its result.
 //!
-//! One concept per file: [`connect`] (addresses, connecting, the call and its errors), [`unit`]
-//! (unit names and properties → [`UnitState`], socket addresses), [`events`] (the subscription
-//! and its reader thread), [`jobs`] (the actions and their jobs), [`resources`]
-//! (SetUnitProperties), [`path`] (object path escaping).
+//! One concept per file: [`connect`] (addresses, connecting, the call and its errors),
+//! [`unit`](mod@unit) (unit names and properties → [`UnitState`], socket addresses), [`events`]
+//! (the subscription and its reader thread), [`jobs`] (the actions and their jobs),
+//! [`resources`] (SetUnitProperties), [`path`] (object path escaping).
 
 pub mod connect;
 pub mod events;
