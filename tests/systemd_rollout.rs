@@ -208,14 +208,19 @@ fn a_rollout_under_load_restarts_every_instance_without_a_failed_request() {
         assert_eq!(sandbox.property(unit, "ActiveState"), "active", "{unit}");
     }
 
-    // The output names every step of every instance, in order, with the exact systemctl calls.
+    // The output names every step of every instance, in order, with each restart over D-Bus and
+    // the systemctl command that does the same.
     let mut from = 0;
     for (n, backend) in BACKENDS.iter().enumerate() {
         let label = format!("[{}/3] api@{} {backend}", n + 1, n + 1);
         for line in [
             format!("{label}: drained on 2 workers, was up"),
             format!("{label}: in flight: "),
-            format!("  $ systemctl --user restart api@{}\n", n + 1),
+            format!(
+                "  restart api@{}.service over D-Bus (as `systemctl --user restart api@{}`)\n",
+                n + 1,
+                n + 1
+            ),
             format!(
                 "{label}: restarted, pid {} → {} (active)",
                 pids_before[n], pids_after[n]
@@ -260,7 +265,7 @@ fn without_health_checks_the_rollout_refuses_and_says_how_to_add_them() {
     );
     assert!(err.contains("[upstream.api.health]"), "{err}");
     assert!(
-        !stdout(&out).contains("$ systemctl --user restart"),
+        !stdout(&out).contains("over D-Bus (as `systemctl --user restart"),
         "{}",
         text(&out)
     );
@@ -300,7 +305,7 @@ fn the_rollout_refuses_to_restart_the_last_backend_that_is_up() {
         assert!(err.contains(needle), "{needle:?} in:\n{}", text(&out));
     }
     assert!(
-        !stdout(&out).contains("$ systemctl --user restart"),
+        !stdout(&out).contains("over D-Bus (as `systemctl --user restart"),
         "{}",
         text(&out)
     );
@@ -338,7 +343,10 @@ fn a_dry_run_prints_the_plan_and_changes_nothing() {
         "{said}"
     );
     assert!(said.contains("dry run: nothing changed"), "{said}");
-    assert!(!said.contains("$ systemctl --user restart"), "{said}");
+    assert!(
+        !said.contains("over D-Bus (as `systemctl --user restart"),
+        "{said}"
+    );
 
     assert_eq!(main_pids(&sandbox), pids_before);
     for unit in API {
@@ -418,4 +426,35 @@ fn an_instance_that_does_not_come_back_stops_the_rollout_drained_with_the_undo_c
         backend_field(&api, "127.0.0.1:8002", "drain_override"),
         false
     );
+}
+
+#[test]
+fn without_a_user_bus_the_rollout_says_how_to_reach_one() {
+    let sandbox = Sandbox::start();
+    sandbox.write_config(&config_with_fast_probes());
+    start_all(&sandbox);
+    let pids_before = main_pids(&sandbox);
+
+    // As over sudo or su: XDG_RUNTIME_DIR names no bus.
+    let out = sandbox.run(
+        "env",
+        &[
+            "XDG_RUNTIME_DIR=/run/user/none",
+            env!("CARGO_BIN_EXE_lbproxy"),
+            "rollout",
+            "--user",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = stderr(&out);
+    for needle in [
+        "cannot reach the user service manager over D-Bus: cannot connect to \
+         unix:path=/run/user/none/bus",
+        "dbus.socket",
+        "XDG_RUNTIME_DIR",
+    ] {
+        assert!(err.contains(needle), "{needle:?} in:\n{}", text(&out));
+    }
+    assert!(!stdout(&out).contains("over D-Bus (as"), "{}", text(&out));
+    assert_eq!(main_pids(&sandbox), pids_before);
 }

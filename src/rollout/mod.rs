@@ -3,33 +3,34 @@
 //!
 //! Flow: read the group from `/api/backends` ([`group`]); refuse without active health checks
 //! (nothing else can say when a restarted instance is ready); map each backend to its unit
-//! ([`plan`]: `api@{n}` by default) and check each unit with `systemctl show`; print the plan
+//! ([`plan`]: `api@{n}` by default) and read each unit from systemd over D-Bus; print the plan
 //! (`--dry-run` stops there). Then one backend at a time ([`step`]): check that another backend
-//! is up, drain it, wait until nothing is in flight, `systemctl restart` it ([`systemctl`], the
-//! only place that runs systemctl, echoing each command), wait for the proxy's probes to pass
-//! again, enable it, and let it settle (or finish its slow start). Any failure stops the
+//! is up, drain it, wait until nothing is in flight, restart it and wait for systemd's job
+//! ([`instances`], the only place that acts on units, echoing each action with the `systemctl`
+//! command that does the same), wait for the proxy's probes to pass again, enable it, and let
+//! it settle (or finish its slow start). Any failure stops the
 //! rollout with the instance drained and the command that enables it again; exit status 1.
 //!
 //! The proxy keeps serving throughout: a drained backend gets no new requests, the others take
 //! them, and systemd's `Type=notify` restart returns once the new instance has said READY=1.
 
 pub mod group;
+pub mod instances;
 pub mod plan;
 pub mod step;
-pub mod systemctl;
 
 use crate::admin::client::AdminClient;
 use crate::admin::ctl::AdminTargetArgs;
 use crate::config::parse_duration_arg;
 use anyhow::Context;
 use clap::Args;
+use instances::Instances;
 use plan::{Plan, UnitRule, UnitTemplate};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use step::{Runner, StepError, Timing};
-use systemctl::Systemctl;
 
 /// `ADDR=UNIT` of `--map`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,11 +118,11 @@ pub fn run(args: &RolloutArgs) -> anyhow::Result<()> {
     let target = args.target.resolve()?;
     let address = target.address;
     let client = AdminClient::new(&address, target.token);
-    let systemctl = Systemctl::new(args.user);
     let group = group::fetch(&client, &args.group)?;
     let Some(health) = &group.health_check else {
         anyhow::bail!("{}", no_health_checks(&args.group));
     };
+    let instances = Instances::connect(args.user)?;
     let rule = if args.map.is_empty() {
         UnitRule::Template(args.unit.clone())
     } else {
@@ -144,7 +145,7 @@ pub fn run(args: &RolloutArgs) -> anyhow::Result<()> {
     );
     let mut pids = Vec::new();
     for step in &plan.steps {
-        let unit = systemctl.unit_info(&step.unit)?;
+        let unit = instances.unit_info(&step.unit)?;
         if unit.load_state != "loaded" {
             anyhow::bail!(
                 "unit {} (for backend {}) is {}: {} does not know it. Check --unit/--map, and \
@@ -152,8 +153,8 @@ pub fn run(args: &RolloutArgs) -> anyhow::Result<()> {
                 step.unit,
                 step.address,
                 unit.load_state,
-                systemctl.command_name(),
-                systemctl.command_name(),
+                instances.command_name(),
+                instances.command_name(),
                 unit_pattern(&step.unit),
                 if args.user {
                     ""
@@ -173,7 +174,7 @@ pub fn run(args: &RolloutArgs) -> anyhow::Result<()> {
             n + 1,
             step.address,
             step.unit,
-            unit.describe(),
+            instances::describe(unit),
             backend.state,
             backend.busy()
         );
@@ -185,7 +186,7 @@ pub fn run(args: &RolloutArgs) -> anyhow::Result<()> {
         "  each: drain → nothing in flight (at most {}) → {} restart UNIT → health checks pass \
          ({}; at most {}) → enable → {}",
         fmt(args.drain_timeout),
-        systemctl.command_name(),
+        instances.command_name(),
         health.describe(),
         fmt(args.wait_ready),
         if group.slow_start_ms > 0 {
@@ -212,7 +213,7 @@ pub fn run(args: &RolloutArgs) -> anyhow::Result<()> {
     }
     let runner = Runner {
         client: &client,
-        systemctl,
+        instances,
         group: &args.group,
         timing: Timing {
             drain_timeout: args.drain_timeout,

@@ -1,5 +1,5 @@
 //! One backend's turn: check that another backend serves → drain → wait until nothing is in
-//! flight → `systemctl restart` → wait until the proxy's probes pass again → enable → settle.
+//! flight → restart over D-Bus → wait until the proxy's probes pass again → enable → settle.
 //! One line per stage with its duration.
 //!
 //! "Healthy again" means `rise` passing probes that all started after the restart returned, and
@@ -9,8 +9,8 @@
 //! way when the restart returned may have started before it; it is not counted.
 
 use super::group::{self, BackendStatus, GroupStatus};
+use super::instances::{self, Instances};
 use super::plan::Step;
-use super::systemctl::{Systemctl, UnitInfo};
 use crate::admin::client::AdminClient;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ impl StepError {
 #[derive(Debug)]
 pub struct Runner<'a> {
     pub client: &'a AdminClient,
-    pub systemctl: Systemctl,
+    pub instances: Instances,
     pub group: &'a str,
     pub timing: Timing,
     /// Set by SIGINT/SIGTERM: the waits stop at their next poll.
@@ -121,8 +121,8 @@ impl Runner<'_> {
                         "the proxy counts requests, it does not list them: each is logged when \
                          it ends (with [log] access = true: {}). Wait longer with \
                          --drain-timeout, or restart it anyway with `{} restart {}`",
-                        journal_for_backend(&self.systemctl, step.address),
-                        self.systemctl.command_name(),
+                        journal_for_backend(&self.instances, step.address),
+                        self.instances.command_name(),
                         step.unit
                     )),
                 },
@@ -130,16 +130,17 @@ impl Runner<'_> {
             })?;
         println!("{label}: in flight: {busy_at_drain} → 0 {}", took(t));
 
-        // Restart: systemctl returns once the new instance is started (READY=1 for Type=notify).
+        // Restart: systemd's job ends once the new instance is started (READY=1 for
+        // Type=notify).
         let t = Instant::now();
-        self.systemctl
+        self.instances
             .restart(&step.unit)
             .map_err(|e| StepError::Failed {
                 what: format!("{e:#}"),
                 hint: Some(self.unit_hint(&step.unit)),
             })?;
         let restart_took = took(t);
-        let after: UnitInfo = self.systemctl.unit_info(&step.unit).unwrap_or_default();
+        let after = self.instances.unit_info(&step.unit).unwrap_or_default();
         println!(
             "{label}: restarted, pid {pid_before} → {} ({}) {restart_took}",
             after.main_pid, after.active_state
@@ -170,7 +171,7 @@ impl Runner<'_> {
                 took(t)
             ),
             Err(Waited::Out(b)) => {
-                let now = self.systemctl.unit_info(&step.unit).unwrap_or_default();
+                let now = self.instances.unit_info(&step.unit).unwrap_or_default();
                 return Err(StepError::Failed {
                     what: format!(
                         "{} is not healthy {:?} after the restart: {} (health checks: {}); the \
@@ -179,7 +180,7 @@ impl Runner<'_> {
                         self.timing.wait_ready,
                         b.probe_summary(),
                         health.describe(),
-                        now.describe()
+                        instances::describe(&now)
                     ),
                     hint: Some(self.unit_hint(&step.unit)),
                 });
@@ -288,8 +289,8 @@ impl Runner<'_> {
     fn unit_hint(&self, unit: &str) -> String {
         format!(
             "see `{} status {unit}` and `{}`",
-            self.systemctl.command_name(),
-            self.systemctl.journal_hint(unit)
+            self.instances.command_name(),
+            self.instances.journal_hint(unit)
         )
     }
 }
@@ -324,8 +325,8 @@ fn counted(n: u64, noun: &str) -> String {
     }
 }
 
-fn journal_for_backend(systemctl: &Systemctl, address: std::net::SocketAddr) -> String {
-    if systemctl.command_name().ends_with("--user") {
+fn journal_for_backend(instances: &Instances, address: std::net::SocketAddr) -> String {
+    if instances.user() {
         format!("journalctl --user-unit lbproxy BACKEND={address} -f")
     } else {
         format!("journalctl -u lbproxy BACKEND={address} -f")

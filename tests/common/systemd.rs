@@ -93,6 +93,14 @@ impl Sandbox {
         &self.home
     }
 
+    /// The D-Bus address of the sandbox's user bus (dbus-user-session's `dbus.socket` at
+    /// `/run/user/0/bus` in its mount namespace) as this process reaches it: through the root
+    /// directory of a process inside. The bus authenticates the caller by its uid, which is the
+    /// same on both sides.
+    pub fn user_bus_address(&self) -> String {
+        format!("unix:path=/proc/{}/root/run/user/0/bus", self.pid)
+    }
+
     /// `~/.config/systemd/user` of the sandbox.
     pub fn unit_dir(&self) -> PathBuf {
         self.home.join(".config/systemd/user")

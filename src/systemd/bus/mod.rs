@@ -10,8 +10,21 @@
 //! [`Event`]s that say which unit to read again. Instance actions ([`Manager::start`],
 //! [`Manager::stop`], [`Manager::restart`]) return once systemd's job for them was removed,
 //! with its result.
+//!
+//! One concept per file: [`connect`] (addresses, connecting, the call and its errors),
+//! [`unit`](mod@unit) (unit names and properties → [`UnitState`], socket addresses), [`events`]
+//! (the subscription and its reader thread), [`jobs`] (the actions and their jobs),
+//! [`resources`] (SetUnitProperties), [`path`] (object path escaping).
+
+pub mod connect;
+pub mod events;
+pub mod jobs;
+pub mod path;
+pub mod resources;
+pub mod unit;
 
 use crate::config::{SystemdBus, UnitResources};
+use jobs::Action;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -101,12 +114,17 @@ pub enum BusError {
 #[derive(Debug, Clone)]
 pub struct Manager {
     bus: SystemdBus,
+    /// The D-Bus address: each subscription connects to it again.
+    address: String,
+    connection: zbus::blocking::Connection,
 }
 
-/// The signals of a [`Manager::subscribe`]: a thread reads them off the connection.
+/// The signals of a [`Manager::subscribe`]: a thread reads them off a connection of their own.
+/// Dropping it closes that connection, which ends the subscription and the thread.
 #[derive(Debug)]
 pub struct Events {
     receiver: Receiver<Event>,
+    _signals: events::Signals,
 }
 
 impl Events {
@@ -122,8 +140,23 @@ impl Manager {
     /// `$XDG_RUNTIME_DIR/bus`; the system's: `/run/dbus/system_bus_socket`) and checks that
     /// systemd answers there.
     pub fn connect(bus: SystemdBus) -> Result<Manager, BusError> {
-        let _ = bus;
-        todo!()
+        let address = connect::address_from_env(bus).map_err(|reason| BusError::Unavailable {
+            bus: bus.as_str(),
+            reason,
+            fix: connect::fix(bus),
+        })?;
+        connect::connect(bus, &address)
+    }
+
+    /// Connects to the D-Bus `address` (`unix:path=/run/user/1000/bus`) as `bus`'s manager and
+    /// checks that systemd answers there.
+    pub fn connect_address(bus: SystemdBus, address: &str) -> Result<Manager, BusError> {
+        connect::connect(bus, address)
+    }
+
+    /// The D-Bus address connected to.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     pub fn bus(&self) -> SystemdBus {
@@ -132,54 +165,58 @@ impl Manager {
 
     /// The loaded units whose names match any of `patterns` (ListUnitsByPatterns, every state).
     pub fn list_units(&self, patterns: &[String]) -> Result<Vec<String>, BusError> {
-        let _ = patterns;
-        todo!()
+        unit::list(self, patterns)
     }
 
     /// Everything [`UnitState`] holds about `unit`; `None` when systemd does not know it (not
     /// loaded).
     pub fn read_unit(&self, unit: &str) -> Result<Option<UnitState>, BusError> {
-        let _ = unit;
-        todo!()
+        unit::read(self, unit)
     }
 
     /// The stream addresses a socket unit listens on (`Listen`, type `Stream`), e.g.
     /// `["127.0.0.1:8001"]`; empty when the socket unit is not loaded.
     pub fn socket_listen(&self, socket_unit: &str) -> Result<Vec<String>, BusError> {
-        let _ = socket_unit;
-        todo!()
+        unit::socket_listen(self, socket_unit)
+    }
+
+    /// `LoadUnit`: as [`Manager::read_unit`], but loads the unit from disk if systemd has not
+    /// (as `systemctl show` does): a unit file that exists reads as `loaded` whether or not it
+    /// ran, one that does not as `not-found`.
+    pub fn load_unit(&self, unit: &str) -> Result<UnitState, BusError> {
+        unit::load(self, unit)
     }
 
     /// Subscribe (so systemd emits its signals) and follow UnitNew, UnitRemoved, JobRemoved and
     /// PropertiesChanged of unit objects.
     pub fn subscribe(&self) -> Result<Events, BusError> {
-        todo!()
+        let (signals, receiver) = events::open(self, events::rules()?, events::event)?;
+        Ok(Events {
+            receiver,
+            _signals: signals,
+        })
     }
 
     /// StartUnit(`unit`, "replace"), returning once its job was removed with result `done`.
     pub fn start(&self, unit: &str, within: Duration) -> Result<(), BusError> {
-        let _ = (unit, within);
-        todo!()
+        jobs::run(self, Action::Start, unit, within)
     }
 
     /// StopUnit, as [`Manager::start`].
     pub fn stop(&self, unit: &str, within: Duration) -> Result<(), BusError> {
-        let _ = (unit, within);
-        todo!()
+        jobs::run(self, Action::Stop, unit, within)
     }
 
     /// RestartUnit, as [`Manager::start`].
     pub fn restart(&self, unit: &str, within: Duration) -> Result<(), BusError> {
-        let _ = (unit, within);
-        todo!()
+        jobs::run(self, Action::Restart, unit, within)
     }
 
     /// SetUnitProperties(`unit`, runtime = true, …) for every limit `resources` sets
     /// (`CPUQuotaPerSecUSec`, `MemoryMax`, `TasksMax`): in force at once, gone at reboot, visible
     /// in `systemctl show`.
     pub fn set_resources(&self, unit: &str, resources: &UnitResources) -> Result<(), BusError> {
-        let _ = (unit, resources);
-        todo!()
+        resources::set(self, unit, resources)
     }
 }
 
@@ -194,4 +231,80 @@ pub fn instance_of(unit: &str) -> Option<&str> {
 pub fn socket_unit_of(unit: &str) -> String {
     let stem = unit.strip_suffix(".service").unwrap_or(unit);
     format!("{stem}.socket")
+}
+
+/// A unit name as systemd takes it over D-Bus: `api@1` → `api@1.service` (systemctl adds
+/// `.service` to a name without a unit type; the D-Bus API does not).
+pub fn unit_name(name: &str) -> String {
+    const TYPES: [&str; 11] = [
+        "service",
+        "socket",
+        "target",
+        "device",
+        "mount",
+        "automount",
+        "swap",
+        "timer",
+        "path",
+        "slice",
+        "scope",
+    ];
+    match name.rsplit_once('.') {
+        Some((_, suffix)) if TYPES.contains(&suffix) => name.to_owned(),
+        _ => format!("{name}.service"),
+    }
+}
+
+/// `systemctl --user` or `systemctl`: the command a person would type for `bus`.
+pub fn systemctl_command(bus: SystemdBus) -> &'static str {
+    match bus {
+        SystemdBus::User => "systemctl --user",
+        SystemdBus::System => "systemctl",
+    }
+}
+
+/// How to read a unit's log: `journalctl --user-unit api@1.service -n 50`.
+pub fn journal_hint(bus: SystemdBus, unit: &str) -> String {
+    match bus {
+        SystemdBus::User => format!("journalctl --user-unit {unit} -n 50"),
+        SystemdBus::System => format!("journalctl -u {unit} -n 50"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_and_socket_units_are_read_off_the_name() {
+        assert_eq!(instance_of("api@12.service"), Some("12"));
+        assert_eq!(instance_of("api@a.b.service"), Some("a.b"));
+        assert_eq!(instance_of("api@.service"), None);
+        assert_eq!(instance_of("api.service"), None);
+        assert_eq!(instance_of("api@3"), None);
+        assert_eq!(socket_unit_of("api@2.service"), "api@2.socket");
+        assert_eq!(socket_unit_of("api@2"), "api@2.socket");
+    }
+
+    #[test]
+    fn names_without_a_type_are_services() {
+        assert_eq!(unit_name("api@1"), "api@1.service");
+        assert_eq!(unit_name("api@1.service"), "api@1.service");
+        assert_eq!(unit_name("api@1.socket"), "api@1.socket");
+        assert_eq!(unit_name("api@v1.2"), "api@v1.2.service");
+    }
+
+    #[test]
+    fn the_commands_read_as_typed() {
+        assert_eq!(systemctl_command(SystemdBus::User), "systemctl --user");
+        assert_eq!(systemctl_command(SystemdBus::System), "systemctl");
+        assert_eq!(
+            journal_hint(SystemdBus::User, "api@2.service"),
+            "journalctl --user-unit api@2.service -n 50"
+        );
+        assert_eq!(
+            journal_hint(SystemdBus::System, "api@2.service"),
+            "journalctl -u api@2.service -n 50"
+        );
+    }
 }
