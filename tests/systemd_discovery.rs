@@ -21,8 +21,8 @@ const START: Duration = Duration::from_secs(30);
 const CHANGE: Duration = Duration::from_secs(20);
 
 /// A proxy on 127.0.0.1:8080 (admin 9901) whose group `api` discovers `api@*.service`, probing
-/// every 200 ms with a `fall` so high that only the unit state can take a backend out within
-/// the test (the probes would need 1000 failures in a row, 200 s); `extra` goes into the
+/// every second with a `fall` so high that only the unit state can take a backend out within
+/// the test (the probes would need 100 failures in a row, 100 s); `extra` goes into the
 /// discover table.
 fn discovery_config(extra: &str) -> String {
     format!(
@@ -32,7 +32,7 @@ fn discovery_config(extra: &str) -> String {
          [upstream.api]\nslow_start = \"1s\"\n\
          [upstream.api.discover]\nsystemd = \"api@*.service\"\n\
          address = \"127.0.0.1:{{8000+N}}\"\nresync = \"2s\"\n{extra}\
-         [upstream.api.health]\ninterval = \"200ms\"\nrise = 1\nfall = 1000\n\
+         [upstream.api.health]\ninterval = \"1s\"\nrise = 1\nfall = 100\n\
          [upstream.api.retry]\nmax_retries = 2\nbudget_percent = 100\n"
     )
 }
@@ -74,11 +74,17 @@ fn routed(sandbox: &Sandbox) -> Vec<u16> {
         .collect()
 }
 
-/// Requests backend `n` answered so far.
+/// Requests backend `n` answered so far; 0 while it is not a backend.
 fn requests_to(sandbox: &Sandbox, n: u16) -> u64 {
-    let api = backends(sandbox);
-    common::admin::backend(&api, "api", backend_address(n))["requests_total"]
-        .as_u64()
+    let address = backend_address(n).to_string();
+    backends(sandbox)["upstreams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|u| u["name"] == "api")
+        .flat_map(|u| u["backends"].as_array().into_iter().flatten())
+        .find(|b| b["address"] == address)
+        .and_then(|b| b["requests_total"].as_u64())
         .unwrap_or(0)
 }
 
@@ -119,7 +125,19 @@ fn start(extra: &str, instances: &[&str]) -> Sandbox {
 
 #[test]
 fn units_join_drain_and_leave_under_load_without_a_failed_request() {
-    let sandbox = start("", &["api@1.service", "api@2.service", "api@3.service"]);
+    let sandbox = Sandbox::start();
+    sandbox.write_config(&discovery_config(""));
+    // api@2 keeps serving for a second after SIGTERM (as an API that finishes its work does),
+    // so its unit stays `deactivating` long enough to be seen draining.
+    sandbox.drop_in(
+        "api@2.service",
+        "slow-stop.conf",
+        &format!(
+            "[Service]\nExecStart=\nExecStart={} --instance %i --shutdown-delay 1s\n",
+            common::demo::demo_api_binary().display()
+        ),
+    );
+    sandbox.start_units(&["api@1.service", "api@2.service", "api@3.service", LBPROXY]);
     wait_until(START, "the three running units routed", || {
         routed(&sandbox) == [1, 2, 3]
     });
@@ -173,7 +191,7 @@ fn a_killed_instance_leaves_by_its_unit_state_and_comes_back_fresh() {
     let keep_alive = Load::start(proxy_addr(), 2, Connections::KeepAlive, sandbox.net_entry());
     keep_alive.wait_for_more(200, START);
 
-    // api@.service restarts on failure after 1 s; the probes (fall = 1000) would take 200 s.
+    // api@.service restarts on failure after 1 s; the probes (fall = 100) would take 100 s.
     let pid = sandbox.property("api@3.service", "MainPID");
     let invocation = sandbox.property("api@3.service", "InvocationID");
     let out = sandbox.run("kill", &["-9", &pid]);
