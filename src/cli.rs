@@ -130,6 +130,13 @@ fn check(args: &ConfigArgs) -> ExitCode {
                 .iter()
                 .map(|l| format!("{} on {}", l.name, l.address))
                 .collect();
+            let discovery = match check_discovery(&config) {
+                Ok(lines) => lines,
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let backends: usize = config.upstreams.iter().map(|u| u.backends.len()).sum();
             println!(
                 "{}: ok ({}; {} upstream group(s), {} backend(s))",
@@ -138,10 +145,10 @@ fn check(args: &ConfigArgs) -> ExitCode {
                 config.upstreams.len(),
                 backends
             );
-            match check_discovery(&config) {
-                true => ExitCode::SUCCESS,
-                false => ExitCode::FAILURE,
+            for line in discovery {
+                println!("{line}");
             }
+            ExitCode::SUCCESS
         }
         Err(errors) => {
             eprintln!("{errors}");
@@ -151,9 +158,10 @@ fn check(args: &ConfigArgs) -> ExitCode {
 }
 
 /// For each group that discovers its backends: whether its bus answers, and which units match
-/// now. Prints one line per group; false when a bus cannot be reached.
-fn check_discovery(config: &config::Config) -> bool {
-    let mut ok = true;
+/// now — one line per group; `Err` with one line per group whose bus cannot be reached.
+fn check_discovery(config: &config::Config) -> Result<Vec<String>, String> {
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
     for group in &config.upstreams {
         let Some(discover) = &group.discover else {
             continue;
@@ -161,7 +169,7 @@ fn check_discovery(config: &config::Config) -> bool {
         let listed = crate::systemd::bus::Manager::connect(discover.bus)
             .and_then(|manager| manager.list_units(std::slice::from_ref(&discover.systemd)));
         match listed {
-            Ok(units) => println!(
+            Ok(units) => lines.push(format!(
                 "upstream \"{}\": discovers {} on the {} bus ({} unit(s) loaded now{}{})",
                 group.name,
                 discover.systemd,
@@ -169,17 +177,17 @@ fn check_discovery(config: &config::Config) -> bool {
                 units.len(),
                 if units.is_empty() { "" } else { ": " },
                 units.join(", ")
-            ),
-            Err(error) => {
-                ok = false;
-                eprintln!(
-                    "{}: upstream.{}.discover: {error}",
-                    config.source, group.name
-                );
-            }
+            )),
+            Err(error) => errors.push(format!(
+                "error: {}: upstream.{}.discover: {error}",
+                config.source, group.name
+            )),
         }
     }
-    ok
+    match errors.is_empty() {
+        true => Ok(lines),
+        false => Err(errors.join("\n")),
+    }
 }
 
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {

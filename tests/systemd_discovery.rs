@@ -270,3 +270,60 @@ fn cgroup_limits_from_the_configuration_show_in_systemctl_show() {
         "{limits}"
     );
 }
+
+/// `lbproxy ARGS` with a discovery configuration and no user bus anywhere (as in a container).
+fn without_a_bus(args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lbproxy.toml");
+    let config = discovery_config("").replace("127.0.0.1:9901", "127.0.0.1:0");
+    let config = config.replace("127.0.0.1:8080", "127.0.0.1:0");
+    std::fs::write(&path, format!("{config}[up]\nupstream = \"api\"\n")).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lbproxy"));
+    command
+        .args(args)
+        .arg("-c")
+        .arg(&path)
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .env_remove("JOURNAL_STREAM")
+        .stdin(std::process::Stdio::null());
+    let out = command.output().unwrap();
+    drop(dir);
+    out
+}
+
+#[test]
+fn without_a_bus_check_and_serve_fail_and_say_what_to_use() {
+    for verb in ["check", "serve"] {
+        let out = without_a_bus(&[verb]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "lbproxy {verb}: {said}");
+        assert!(
+            said.contains("user service manager over D-Bus"),
+            "lbproxy {verb}: {said}"
+        );
+        assert!(said.contains("/nonexistent/bus"), "lbproxy {verb}: {said}");
+        assert!(
+            said.contains("backends"),
+            "the fix names `backends`: {said}"
+        );
+    }
+    let check = without_a_bus(&["check"]);
+    assert!(
+        text(&check).contains("upstream.api.discover"),
+        "check names the key: {}",
+        text(&check)
+    );
+}
+
+#[test]
+fn lbproxy_up_refuses_to_run_instances_that_systemd_should_run() {
+    let out = without_a_bus(&["up"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("[upstream.api.discover]"), "{said}");
+    assert!(
+        said.contains("systemctl --user start api@{1..3} lbproxy"),
+        "{said}"
+    );
+}

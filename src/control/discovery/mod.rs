@@ -28,13 +28,22 @@ use std::sync::Arc;
 /// `config` with each discovered group's first backends, read from systemd before the proxy
 /// starts, so the first request finds them. Unchanged without `discover`. `Err` when a bus
 /// cannot be reached: the message says why and what to use instead.
-pub fn with_first_backends(
-    config: Arc<Config>,
-) -> Result<Arc<Config>, crate::systemd::bus::BusError> {
-    if config.upstreams.iter().all(|g| g.discover.is_none()) {
+pub fn with_first_backends(config: Arc<Config>) -> anyhow::Result<Arc<Config>> {
+    let groups: Vec<String> = config
+        .upstreams
+        .iter()
+        .filter(|g| g.discover.is_some())
+        .map(|g| format!("[upstream.{}.discover]", g.name))
+        .collect();
+    if groups.is_empty() {
         return Ok(config);
     }
-    let discovered = watcher::read_once(&config)?;
+    let discovered = watcher::read_once(&config).map_err(|error| {
+        anyhow::anyhow!(
+            "discovering the backends of {} from systemd: {error}",
+            groups.join(", ")
+        )
+    })?;
     let mut config = Config::clone(&config);
     for group in &mut config.upstreams {
         if let Some(units) = discovered.groups.get(&group.name) {
