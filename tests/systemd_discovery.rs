@@ -225,6 +225,19 @@ fn a_killed_instance_leaves_by_its_unit_state_and_comes_back_fresh() {
         .clone();
     assert_eq!(row["restarts"], 1, "{row}");
     assert_eq!(row["flapping"], true, "{row}");
+    assert_eq!(row["routing"], "routed", "{row}");
+    assert!(row["pid"].as_u64().is_some_and(|pid| pid > 0), "{row}");
+    // The same, as an operator reads it.
+    let ctl = sandbox.run(env!("CARGO_BIN_EXE_lbproxy"), &["ctl", "instances"]);
+    let table = String::from_utf8_lossy(&ctl.stdout).into_owned();
+    assert!(ctl.status.success(), "{}", text(&ctl));
+    for unit in ["api@1.service", "api@2.service", "api@3.service"] {
+        let line = table
+            .lines()
+            .find(|l| l.contains(unit))
+            .unwrap_or_else(|| panic!("no {unit} in\n{table}"));
+        assert!(line.contains("active") && line.contains("routed"), "{line}");
+    }
 
     keep_alive.wait_for_more(200, START);
     assert_no_failures("keep-alive clients", &keep_alive.stop());
