@@ -120,8 +120,13 @@ fn watch(shared: &Shared, commands: &Commands, stop: &AtomicBool) {
             .filter_map(|(bus, groups)| Some(watches.get(bus)?.inventory(groups, now)))
             .flatten()
             .collect();
+        let connected = watches.values().any(|w| w.connection.is_some() && w.read);
         shared.set_inventory(Arc::new(Inventory {
-            read_at: Some(SystemTime::now()),
+            // While no bus answers, the figures are the last ones read, as of then.
+            read_at: match connected {
+                true => Some(SystemTime::now()),
+                false => shared.inventory().read_at,
+            },
             instances,
         }));
     }
