@@ -340,3 +340,40 @@ fn lbproxy_up_refuses_to_run_instances_that_systemd_should_run() {
         "{said}"
     );
 }
+
+#[test]
+fn a_rollout_of_a_discovered_group_restarts_each_unit_without_a_failed_request() {
+    let sandbox = start("", &["api@1.service", "api@2.service", "api@3.service"]);
+    wait_until(START, "the three running units routed", || {
+        routed(&sandbox) == [1, 2, 3]
+    });
+    let pids: Vec<String> = (1..=3)
+        .map(|n| sandbox.property(&format!("api@{n}.service"), "MainPID"))
+        .collect();
+    let keep_alive = Load::start(proxy_addr(), 2, Connections::KeepAlive, sandbox.net_entry());
+    let close = Load::start(proxy_addr(), 2, Connections::Close, sandbox.net_entry());
+    keep_alive.wait_for_more(200, START);
+
+    wait_until(CHANGE, "the three units in the inventory", || {
+        let inventory = sandbox.in_net(|| {
+            common::admin::json("127.0.0.1:9901".parse().unwrap(), "/api/instances", None)
+        });
+        inventory["instances"].as_array().is_some_and(|rows| rows.len() == 3)
+    });
+    let out = sandbox.run(
+        env!("CARGO_BIN_EXE_lbproxy"),
+        &["rollout", "--user", "--settle", "500ms"],
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("units: as the proxy discovered them"), "{said}");
+    for (n, before) in (1..=3).zip(&pids) {
+        let unit = format!("api@{n}.service");
+        assert!(said.contains(&format!("→ {unit}")), "{unit} planned: {said}");
+        assert_ne!(&sandbox.property(&unit, "MainPID"), before, "{unit} restarted");
+    }
+    wait_until(CHANGE, "every unit routed again", || routed(&sandbox) == [1, 2, 3]);
+    keep_alive.wait_for_more(200, START);
+    assert_no_failures("keep-alive clients", &keep_alive.stop());
+    assert_no_failures("Connection: close clients", &close.stop());
+}

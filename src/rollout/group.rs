@@ -167,6 +167,34 @@ pub fn fetch(client: &AdminClient, group: &str) -> anyhow::Result<GroupStatus> {
         })
 }
 
+/// The units of group `group` as the proxy discovered them (`/api/instances`), by backend
+/// address: empty when the group does not discover its backends (or the proxy predates
+/// discovery).
+pub fn discovered_units(client: &AdminClient, group: &str) -> Vec<(SocketAddr, String)> {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        instances: Vec<Instance>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Instance {
+        group: String,
+        unit: String,
+        address: Option<SocketAddr>,
+    }
+    let Ok(reply) = client.get("/api/instances") else {
+        return Vec::new();
+    };
+    let Ok(parsed) = serde_json::from_slice::<Reply>(&reply.body) else {
+        return Vec::new();
+    };
+    parsed
+        .instances
+        .into_iter()
+        .filter(|i| i.group == group)
+        .filter_map(|i| Some((i.address?, i.unit)))
+        .collect()
+}
+
 /// `POST /api/backends/{group}/{backend}/{action}` (`drain` or `enable`); the number of workers
 /// that applied it.
 pub fn change(

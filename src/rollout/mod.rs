@@ -32,6 +32,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use step::{Runner, StepError, Timing};
 
+/// `--unit`'s default. A group that discovers its backends from systemd needs none: the
+/// proxy's inventory (`/api/instances`) names each backend's unit.
+const DEFAULT_UNIT: &str = "api@{n}";
+
 /// `ADDR=UNIT` of `--map`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapEntry {
@@ -47,7 +51,9 @@ fn map_entry(text: &str) -> Result<MapEntry, String> {
 const UNIT_HELP: &str = "The unit of each backend. `{n}` is the backend's position in the group, \
     from 1 (the default group 127.0.0.1:8001..8003 → api@1..api@3, as the shipped api@.service \
     maps instance N to port 8000+N); `{port}` is its port and `{port-N}` its port minus N \
-    (`api@{port-8000}`: 127.0.0.1:8003 → api@3, whatever its position).";
+    (`api@{port-8000}`: 127.0.0.1:8003 → api@3, whatever its position). A group that discovers \
+    its backends from systemd ([upstream.NAME.discover]) needs no template: the proxy names each \
+    backend's unit.";
 
 /// `help` with each `{n}` shown as written. clap renders `{n}` in help text as a line break and
 /// has no escape for it, so an empty style reset (`ESC[0m`) goes between `{` and `n`: clap no
@@ -91,7 +97,7 @@ pub struct RolloutArgs {
     pub group: String,
     // The help is `UNIT_HELP`, through `literal_braces`: clap turns a `{n}` in help text into a
     // line break.
-    #[arg(long, value_name = "TEMPLATE", default_value = "api@{n}", help = literal_braces(UNIT_HELP), value_parser = clap::value_parser!(UnitTemplate))]
+    #[arg(long, value_name = "TEMPLATE", default_value = DEFAULT_UNIT, help = literal_braces(UNIT_HELP), value_parser = clap::value_parser!(UnitTemplate))]
     pub unit: UnitTemplate,
     /// Name each backend's unit instead of --unit: `ADDR=UNIT`, comma-separated or repeated.
     /// Backends left out are not restarted.
@@ -123,7 +129,17 @@ pub fn run(args: &RolloutArgs) -> anyhow::Result<()> {
         anyhow::bail!("{}", no_health_checks(&args.group));
     };
     let instances = Instances::connect(args.user)?;
-    let rule = if args.map.is_empty() {
+    let discovered = group::discovered_units(&client, &args.group);
+    let default_unit: UnitTemplate = DEFAULT_UNIT.parse().map_err(anyhow::Error::msg)?;
+    let rule = if args.map.is_empty() && !discovered.is_empty() && args.unit == default_unit {
+        // The group discovers its backends from systemd: the proxy knows each one's unit.
+        println!(
+            "units: as the proxy discovered them ({} of upstream \"{}\")",
+            discovered.len(),
+            args.group
+        );
+        UnitRule::Map(discovered)
+    } else if args.map.is_empty() {
         UnitRule::Template(args.unit.clone())
     } else {
         UnitRule::Map(

@@ -146,16 +146,15 @@ impl Runner<'_> {
             after.main_pid, after.active_state
         );
 
-        // Ready: `rise` passing probes, all started after the restart returned.
+        // Ready: `rise` passing probes, all started after the restart returned. A group that
+        // discovers its backends from systemd had the backend out while its unit restarted:
+        // wait for it to be back first.
         let t = Instant::now();
-        let probes_then = self
-            .fetch()
-            .map_err(StepError::failed)?
-            .backend(step.address)
-            .map_err(|e| StepError::failed(e.to_string()))?
-            .probes
-            .as_ref()
-            .map_or(0, |p| p.total);
+        let probes_then = match self.wait(self.timing.wait_ready, step, |_| Ok(true)) {
+            Ok(backend) => backend.probes.as_ref().map_or(0, |p| p.total),
+            Err(Waited::Out(backend)) => backend.probes.as_ref().map_or(0, |p| p.total),
+            Err(Waited::Error(why)) => return Err(StepError::failed(why)),
+        };
         let rise = health.rise;
         let probed = self.wait(self.timing.wait_ready, step, |b| {
             let Some(p) = &b.probes else { return Ok(false) };
@@ -268,9 +267,16 @@ impl Runner<'_> {
                 return Err(Waited::Error("interrupted".to_owned()));
             }
             let group = self.fetch().map_err(Waited::Error)?;
-            let backend = group
-                .backend(step.address)
-                .map_err(|e| Waited::Error(e.to_string()))?;
+            // Missing from the group: a discovered backend whose unit is restarting comes back
+            // once the unit is active again; anything else is an error at the deadline.
+            let backend = match group.backend(step.address) {
+                Ok(backend) => backend,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+                Err(missing) => return Err(Waited::Error(missing.to_string())),
+            };
             match ready(backend) {
                 Ok(true) => return Ok(backend.clone()),
                 Ok(false) if Instant::now() >= deadline => {

@@ -204,7 +204,8 @@ impl BusWatch {
         };
         let mut dirty = BTreeSet::new();
         let mut broken = false;
-        let mut timeout = wait;
+        // Just connected (or never read): read at once, without waiting for a signal.
+        let mut timeout = if self.listed.is_none() { Duration::ZERO } else { wait };
         loop {
             match events.recv_timeout(timeout) {
                 Ok(event) => {
