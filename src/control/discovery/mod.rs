@@ -28,9 +28,7 @@ use std::sync::Arc;
 /// `config` with each discovered group's first backends, read from systemd before the proxy
 /// starts, so the first request finds them. Unchanged without `discover`. `Err` when a bus
 /// cannot be reached: the message says why and what to use instead.
-pub fn with_first_backends(
-    config: Arc<Config>,
-) -> Result<Arc<Config>, crate::systemd::bus::BusError> {
+pub fn with_first_backends(config: Arc<Config>) -> Result<Arc<Config>, crate::systemd::bus::BusError> {
     if config.upstreams.iter().all(|g| g.discover.is_none()) {
         return Ok(config);
     }

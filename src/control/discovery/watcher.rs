@@ -236,9 +236,7 @@ impl BusWatch {
                 None => Ok(()),
             }
         } else {
-            let poll = self
-                .last_poll
-                .is_none_or(|at| now.duration_since(at) >= POLL);
+            let poll = self.last_poll.is_none_or(|at| now.duration_since(at) >= POLL);
             let units: Vec<String> = if poll {
                 self.known.keys().cloned().chain(dirty).collect()
             } else {
@@ -360,13 +358,15 @@ impl BusWatch {
         now: Instant,
         found: bool,
     ) {
-        let wants_socket = groups
-            .iter()
-            .any(|(_, d)| d.address == AddressSource::Socket && glob(&d.systemd, &state.name));
+        let wants_socket = groups.iter().any(|(_, d)| {
+            d.address == AddressSource::Socket && glob(&d.systemd, &state.name)
+        });
         let previous = self.known.get(&state.name).cloned();
         let socket_address = match (&previous, wants_socket) {
             (_, false) => None,
-            (Some(known), true) if !found && known.socket_address.is_some() => known.socket_address,
+            (Some(known), true) if !found && known.socket_address.is_some() => {
+                known.socket_address
+            }
             (_, true) => socket_address(manager, &state.name),
         };
         let mut known = previous.unwrap_or(Known {
@@ -560,7 +560,8 @@ pub fn glob(pattern: &str, name: &str) -> bool {
             Some(('*', rest)) => (0..=n.len()).any(|i| matches(rest, &n[i..])),
             Some(('?', rest)) => !n.is_empty() && matches(rest, &n[1..]),
             Some(('[', rest)) => {
-                let Some(close) = rest.iter().skip(1).position(|&c| c == ']').map(|i| i + 1) else {
+                let Some(close) = rest.iter().skip(1).position(|&c| c == ']').map(|i| i + 1)
+                else {
                     return n.first() == Some(&'[') && matches(rest, &n[1..]);
                 };
                 let Some(&c) = n.first() else {
