@@ -58,7 +58,7 @@ done
 mkdir -p "$proxy/share/examples" "$proxy/doc"
 
 # The demo API's units; every other unit of systemd/ belongs to the proxy's package.
-DEMO_UNITS=" api@.service api.target "
+DEMO_UNITS=" api@.service api@.socket api.target "
 
 echo "== staging in $stage"
 install -m 755 target/release/lbproxy "$proxy/bin/lbproxy"

@@ -84,7 +84,8 @@ pub const RELOAD_OUTCOME_UNKNOWN: u8 = 2;
 
 #[derive(Debug, Subcommand)]
 pub enum SystemdCommand {
-    /// Write the user units (api@.service, api.target, lbproxy.service, lbproxy.socket) to
+    /// Write the user units (api@.service, api@.socket, api.target, lbproxy.service,
+    /// lbproxy.socket) to
     /// ~/.config/systemd/user, running the binaries from this lbproxy's directory, and the
     /// default configuration to ~/.config/lbproxy/lbproxy.toml unless one is there.
     Install(InstallArgs),
@@ -310,8 +311,8 @@ fn install(args: &InstallArgs) -> anyhow::Result<()> {
         println!("next: systemctl --user start api@{{1..3}} lbproxy");
     } else {
         println!(
-            "lbproxy-demo-api is not in {}: its units (api@.service, api.target) were not \
-             installed (install the lbproxy-demo package, or `cargo install --locked --path \
+            "lbproxy-demo-api is not in {}: its units (api@.service, api@.socket, api.target) \
+             were not installed (install the lbproxy-demo package, or `cargo install --locked --path \
              demo-api` from a clone, to have them)",
             installed.bin_dir.display()
         );

@@ -10,8 +10,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -51,7 +53,8 @@ impl DemoApi {
     /// [`DemoApi::start`] with extra environment variables (`NOTIFY_SOCKET` is only ever set
     /// from here, never inherited).
     fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> DemoApi {
-        let mut child = Command::new(common::demo::demo_api_binary())
+        let mut command = Command::new(common::demo::demo_api_binary());
+        command
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -59,9 +62,27 @@ impl DemoApi {
                 &INSTANCE.to_string(),
             ])
             .args(extra_args)
-            .env("RUST_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        DemoApi::spawn(command)
+    }
+
+    /// Starts an instance socket-activated on `listener`, as systemd would (see
+    /// [`activated_command`]). The test keeps `listener` open, as systemd keeps its socket.
+    fn start_activated(listener: &TcpListener, extra_args: &[&str]) -> DemoApi {
+        let mut command = activated_command(listener.as_raw_fd());
+        command
+            .args(["--instance", &INSTANCE.to_string()])
+            .args(extra_args)
+            .env_remove("NOTIFY_SOCKET");
+        DemoApi::spawn(command)
+    }
+
+    /// Spawns `command` (the binary, its arguments, `NOTIFY_SOCKET` removed or set) with the
+    /// test's stdio and log level, and waits for its listening line.
+    fn spawn(mut command: Command) -> DemoApi {
+        let mut child = command
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -77,6 +98,10 @@ impl DemoApi {
         };
         api.addr = parse_listening_line(&first_stdout_line(stdout));
         api
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().map(|log| log.clone()).unwrap_or_default()
     }
 
     fn url(&self, path_and_query: &str) -> String {
@@ -112,10 +137,44 @@ impl Drop for DemoApi {
             let _ = self.child.wait();
         }
         if thread::panicking() {
-            let log = self.log.lock().map(|log| log.clone()).unwrap_or_default();
+            let log = self.log();
             eprintln!("--- lbproxy-demo-api log ---\n{log}--- end of log ---");
         }
     }
+}
+
+/// The demo API, started the way systemd's socket activation starts a service: `fd` (a socket
+/// the test keeps open, as systemd keeps its own) becomes the child's fd 3, `LISTEN_FDS=1`, and
+/// `LISTEN_PID` is the child's own pid. The pid is known only in the child, and a `pre_exec`
+/// closure may do only async-signal-safe work (dup2, fcntl; not setenv), so a `sh` sets
+/// `LISTEN_PID=$$` and then execs the binary, keeping its pid. Add the binary's arguments.
+fn activated_command(fd: RawFd) -> Command {
+    const LISTEN_FDS_START: RawFd = 3;
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", r#"LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@""#])
+        .arg(common::demo::demo_api_binary())
+        .env("LISTEN_FDS", "1")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDNAMES");
+    let pass_fd = move || {
+        if fd == LISTEN_FDS_START {
+            // dup2 onto itself would keep the close-on-exec flag std sets on every descriptor.
+            // SAFETY: fcntl on a descriptor the parent owns and keeps open; async-signal-safe.
+            if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        // SAFETY: dup2 of a descriptor the parent keeps open onto fd 3, which the new copy
+        // replaces in the child only; async-signal-safe, allocates nothing.
+        } else if unsafe { libc::dup2(fd, LISTEN_FDS_START) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the closure only calls dup2/fcntl (async-signal-safe) and builds an io::Error
+    // from errno on failure, which does not allocate.
+    unsafe { command.pre_exec(pass_fd) };
+    command
 }
 
 /// Reads the process's stderr into a string as it comes (so the pipe never fills up).
@@ -831,4 +890,132 @@ fn systemd_hears_ready_after_the_warm_up_and_stopping_on_sigterm() {
     );
     let status = api.wait_for_exit();
     assert_eq!(status.code(), Some(0), "exit status {status}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Socket activation (a listening socket passed as systemd passes it)
+// ---------------------------------------------------------------------------------------------
+
+/// `GET /` on a connection made earlier (it may still wait in the backlog): the answering pid.
+fn pid_answering(mut stream: TcpStream) -> u64 {
+    stream
+        .set_read_timeout(Some(STARTUP_TIMEOUT))
+        .expect("read timeout");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .expect("send the request");
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .expect("no response on the connection");
+    let response = parse_raw_response(&raw);
+    assert_eq!(response.status, 200);
+    let body: Value = serde_json::from_slice(&response.body).expect("JSON body");
+    body["pid"].as_u64().expect("pid in GET /")
+}
+
+#[test]
+fn socket_activated_it_serves_the_passed_socket_and_prints_its_address() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    // --listen is ignored: port 1 could not be bound anyway.
+    let api = DemoApi::start_activated(&listener, &["--listen", "127.0.0.1:1"]);
+
+    assert_eq!(api.addr, addr, "the listening line shows the passed socket");
+    let reply = get(&api.url("/"));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["listen"], addr.to_string());
+    assert_eq!(reply.json()["pid"], api.child.id());
+    wait_until("the log to say where it serves", || {
+        api.log().contains("using the socket passed by systemd")
+    });
+    assert!(api.log().contains("--listen is ignored"), "{}", api.log());
+
+    // Close-on-exec: sd_listen_fds sets it, so nothing the instance spawns inherits the socket.
+    let fdinfo = std::fs::read_to_string(format!("/proc/{}/fdinfo/3", api.child.id()))
+        .expect("fd 3 of the instance");
+    let flags = fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| i64::from_str_radix(f.trim(), 8).ok())
+        .unwrap_or_else(|| panic!("no flags in {fdinfo}"));
+    assert_ne!(
+        flags & i64::from(libc::O_CLOEXEC),
+        0,
+        "fd 3 flags {flags:o}"
+    );
+}
+
+/// The point of socket activation: across a restart (SIGTERM, exit, a new process on the same
+/// socket) no connection is refused. Connections made while no instance runs wait in the
+/// socket's backlog and the next instance serves them; requests in flight at the SIGTERM finish.
+#[test]
+fn socket_activated_a_restart_refuses_no_connection_and_the_next_instance_serves_the_queue() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let mut first = DemoApi::start_activated(&listener, &[]);
+    let first_pid = u64::from(first.child.id());
+    assert_eq!(pid_answering(TcpStream::connect(addr).unwrap()), first_pid);
+    let in_flight = get_in_background(first.url("/delay?ms=1000"));
+    wait_until_received(&first, 1);
+
+    first.send_signal(libc::SIGTERM);
+    let status = first.wait_for_exit();
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+    let reply = in_flight.join().expect("in-flight request thread");
+    assert_eq!(
+        reply.status, 200,
+        "the request in flight at SIGTERM finished"
+    );
+    assert!(
+        first.log().contains("closing our copy of systemd's socket"),
+        "{}",
+        first.log()
+    );
+
+    // No instance runs: the socket still accepts, into its backlog.
+    let queued: Vec<TcpStream> = (0..3)
+        .map(|i| {
+            TcpStream::connect(addr)
+                .unwrap_or_else(|e| panic!("connection {i} refused between the instances: {e}"))
+        })
+        .collect();
+
+    let second = DemoApi::start_activated(&listener, &[]);
+    let second_pid = u64::from(second.child.id());
+    assert_ne!(second_pid, first_pid);
+    assert_eq!(second.addr, addr);
+    for stream in queued {
+        assert_eq!(
+            pid_answering(stream),
+            second_pid,
+            "served by the next instance"
+        );
+    }
+}
+
+#[test]
+fn socket_activated_a_passed_socket_that_is_not_listening_tcp_fails_the_start_clearly() {
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let output = activated_command(udp.as_raw_fd())
+        .args(["--instance", "1", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lbproxy-demo-api");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(output.stdout.is_empty(), "it listened anyway");
+    assert!(
+        stderr.contains("cannot serve on the socket systemd passed (fd 3)")
+            && stderr.contains("not a stream socket"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn listen_variables_for_another_process_are_ignored() {
+    // LISTEN_PID=1: meant for someone else (an inherited environment); it binds --listen.
+    let api = DemoApi::start_with_env(&[], &[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")]);
+    assert_eq!(get(&api.url("/")).status, 200);
+    assert!(!api.log().contains("passed by systemd"), "{}", api.log());
 }

@@ -204,3 +204,50 @@ fn the_api_units_state_the_port_rule_their_command_follows() {
     let own = std::fs::read_to_string(repo().join("systemd/examples/own-api.conf")).unwrap();
     assert!(own.contains("$$((8000 + %i))"), "{own}");
 }
+
+/// `api@.socket` has no `ListenStream=` (systemd cannot compute 8000+N): an instance with its
+/// port in a drop-in, as systemd/README.md shows, verifies clean with its service; one without is
+/// refused for lack of a Listen setting, not bound to a wrong port.
+#[test]
+fn the_api_socket_template_takes_its_port_from_a_drop_in() {
+    let home = tempfile::tempdir().unwrap();
+    let runtime = home.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    common::demo::demo_api_binary();
+    let install = run(Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .args(["systemd", "install", "--user"])
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env("XDG_RUNTIME_DIR", &runtime));
+    assert!(install.status.success(), "{}", all_output(&install));
+    let unit_dir = home.path().join(".config/systemd/user");
+    assert!(unit_dir.join("api@.socket").is_file());
+    let drop_in = unit_dir.join("api@1.socket.d");
+    std::fs::create_dir(&drop_in).unwrap();
+    std::fs::write(
+        drop_in.join("listen.conf"),
+        "[Socket]\nListenStream=127.0.0.1:8001\n",
+    )
+    .unwrap();
+    let verify = |units: &[&str]| {
+        run(Command::new("systemd-analyze")
+            .args(["--user", "verify"])
+            .args(units)
+            .current_dir(&unit_dir)
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env("XDG_RUNTIME_DIR", &runtime))
+    };
+    let out = verify(&["api@1.socket", "api@1.service"]);
+    assert!(
+        out.status.success() && all_output(&out).is_empty(),
+        "api@1.socket with its drop-in:\n{}",
+        all_output(&out)
+    );
+    let out = verify(&["api@2.socket"]);
+    assert!(
+        !out.status.success() && all_output(&out).contains("has no Listen setting"),
+        "api@2.socket without a drop-in:\n{}",
+        all_output(&out)
+    );
+}

@@ -11,6 +11,14 @@ use clap::Parser;
 const BASE_PORT: u16 = 8000;
 
 /// The demo API that lbproxy balances: one instance of a pretend user service.
+///
+/// Instance N listens on 127.0.0.1:(8000+N), or on --listen. Socket activation: when systemd
+/// passes a listening socket (LISTEN_PID is this process, LISTEN_FDS at least 1; e.g. api@N.socket
+/// in front of api@N.service), the instance serves on that socket instead (the one named `http`
+/// in LISTEN_FDNAMES if there are several, else the first) and ignores --listen; the stdout line
+/// shows the socket's address. It must be a listening TCP socket, or the start fails. On SIGTERM
+/// the instance closes only its own copy: the socket stays open in systemd, so connections made
+/// while the instance restarts wait for the next one instead of being refused.
 #[derive(Debug, Parser)]
 #[command(name = "lbproxy-demo-api", version)]
 pub struct Cli {
@@ -20,7 +28,7 @@ pub struct Cli {
     pub instance: u16,
 
     /// Address to listen on, overriding the 8000+N default. Port 0 picks a free port (read it
-    /// from the stdout line).
+    /// from the stdout line). Ignored under socket activation (a socket passed by systemd).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 

@@ -6,16 +6,19 @@
 //! streamed bodies in both directions, a WebSocket echo (`GET /ws`), a view of the request headers as received, and fault
 //! injection at runtime ([`faults`]: readiness held off, every request failing).
 //!
-//! Flow: [`cli::Cli`] parses the flags → a tokio runtime with `--threads` workers starts →
-//! [`server::run`] installs the signal handlers, binds, starts the warm-up ([`readiness`]) and
-//! prints the one stdout line `lbproxy-demo-api instance N listening on IP:PORT` → [`routes`]
-//! serve requests → on SIGTERM/SIGINT [`shutdown`] drains (readiness 503, `--shutdown-delay`,
+//! Flow: [`cli::Cli`] parses the flags → [`activation`] takes the listening socket systemd passed,
+//! if any (socket activation, `api@N.socket`) → a tokio runtime with `--threads` workers starts →
+//! [`server::run`] installs the signal handlers, binds (or serves the passed socket), starts the
+//! warm-up ([`readiness`]) and prints the one stdout line `lbproxy-demo-api instance N listening
+//! on IP:PORT` (the socket's real local address) → [`routes`] serve requests → on SIGTERM/SIGINT [`shutdown`] drains (readiness 503, `--shutdown-delay`,
 //! stop accepting, let in-flight requests finish) and the process exits 0. systemd is told
 //! `READY=1` and `STOPPING=1` along the way ([`systemd`]).
 //!
-//! Exit status: 0 after a graceful shutdown, 1 on a startup error (e.g. the address is in use) or
+//! Exit status: 0 after a graceful shutdown, 1 on a startup error (e.g. the address is in use, or
+//! the passed descriptor is not a listening TCP socket) or
 //! a second signal during the drain, 2 on bad command-line arguments.
 
+mod activation;
 mod cli;
 mod faults;
 mod params;
@@ -41,6 +44,14 @@ static GLOBAL: MiMalloc = MiMalloc;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_logging();
+    // Before the runtime starts its threads: this edits the environment (unsets LISTEN_*).
+    let inherited = match activation::take_listener() {
+        Ok(inherited) => inherited,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.threads.get())
@@ -55,7 +66,7 @@ fn main() -> ExitCode {
         }
     };
 
-    match runtime.block_on(server::run(cli)) {
+    match runtime.block_on(server::run(cli, inherited)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

@@ -1,5 +1,6 @@
-//! Startup and the serving lifetime: install signal handlers, bind, warm up, announce the
-//! address on stdout, serve until the graceful shutdown completes.
+//! Startup and the serving lifetime: install signal handlers, bind (or take the socket systemd
+//! passed, [`crate::activation`]), warm up, announce the address on stdout, serve until the
+//! graceful shutdown completes.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -8,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::activation::Inherited;
 use crate::cli::Cli;
 use crate::readiness::start_warm_up;
 use crate::routes::router;
@@ -15,17 +17,24 @@ use crate::shutdown::{drain_on_signal, ShutdownSignals};
 use crate::state::AppState;
 
 /// Runs one instance until it has shut down gracefully.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// `inherited`: the listening socket systemd passed, served instead of `--listen` / 8000+N.
+pub async fn run(cli: Cli, inherited: Option<Inherited>) -> anyhow::Result<()> {
     let span = info_span!("demo-api", instance = cli.instance);
-    serve(cli).instrument(span).await
+    serve(cli, inherited).instrument(span).await
 }
 
-async fn serve(cli: Cli) -> anyhow::Result<()> {
+async fn serve(cli: Cli, inherited: Option<Inherited>) -> anyhow::Result<()> {
     let signals = ShutdownSignals::install().context("cannot install signal handlers")?;
-    let requested = cli.listen_address()?;
-    let listener = TcpListener::bind(requested)
-        .await
-        .with_context(|| format!("cannot listen on {requested}"))?;
+    let socket_activated = inherited.is_some();
+    let listener = match inherited {
+        Some(inherited) => adopt(&cli, inherited)?,
+        None => {
+            let requested = cli.listen_address()?;
+            TcpListener::bind(requested)
+                .await
+                .with_context(|| format!("cannot listen on {requested}"))?
+        }
+    };
     let listen = listener
         .local_addr()
         .context("cannot read the bound address")?;
@@ -35,13 +44,42 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     announce(cli.instance, listen);
     info!(%listen, threads = cli.threads, "serving");
 
-    let shutdown = drain_on_signal(signals, state.clone(), cli.shutdown_delay).in_current_span();
+    let shutdown = drain_on_signal(signals, state.clone(), cli.shutdown_delay, socket_activated)
+        .in_current_span();
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving failed")?;
     info!("all connections closed; exiting");
     Ok(())
+}
+
+/// The socket systemd passed, as a tokio listener. `--listen` (or the 8000+N default) is not
+/// used: systemd's `ListenStream=` decides the address.
+fn adopt(cli: &Cli, inherited: Inherited) -> anyhow::Result<TcpListener> {
+    let Inherited { listener, name, fd } = inherited;
+    listener
+        .set_nonblocking(true)
+        .context("cannot make the passed socket non-blocking")?;
+    let listener =
+        TcpListener::from_std(listener).context("cannot register the passed socket with tokio")?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the passed socket's address")?;
+    info!(
+        fd,
+        name = name.as_deref().unwrap_or("-"),
+        %address,
+        "using the socket passed by systemd"
+    );
+    if cli.listen.is_some_and(|wanted| wanted != address) {
+        warn!(
+            listen = ?cli.listen,
+            %address,
+            "--listen is ignored: serving the socket systemd passed"
+        );
+    }
+    Ok(listener)
 }
 
 /// The one stdout line, which `lbproxy up` and the tests read to learn the port:

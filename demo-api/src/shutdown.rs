@@ -6,6 +6,12 @@
 //! → [`crate::server::run`] returns and the process exits 0. A second signal during all this
 //! exits at once with status 1.
 //!
+//! Socket-activated ([`crate::activation`]), the same steps apply, and "closing the listener"
+//! closes only this process's descriptor (a plain `close`, never `shutdown(2)`): systemd holds
+//! its own copy, so the socket keeps listening and connections that arrive from then on wait in
+//! its backlog for the next instance (`systemctl restart api@N` refuses none). The shutdown delay
+//! still makes sense there: a proxy's health checks see `draining` before the process goes.
+//!
 //! The handlers are installed before the listener binds ([`ShutdownSignals::install`]), so a
 //! signal that arrives right after the "listening on" line is never lost to the default action.
 
@@ -45,11 +51,13 @@ impl ShutdownSignals {
 }
 
 /// Resolves when the listener should close: after the first signal, the switch to `draining`
-/// and the shutdown delay. Pass it to axum's `with_graceful_shutdown`.
+/// and the shutdown delay. Pass it to axum's `with_graceful_shutdown`. `socket_activated`: the
+/// listener is systemd's socket (only the log line differs: it stays open in systemd).
 pub async fn drain_on_signal(
     mut signals: ShutdownSignals,
     state: SharedState,
     shutdown_delay: Duration,
+    socket_activated: bool,
 ) {
     let first = signals.next().await;
     info!("{first} received: draining, readiness now answers 503 draining");
@@ -70,5 +78,12 @@ pub async fn drain_on_signal(
         );
         tokio::time::sleep(shutdown_delay).await;
     }
-    info!("closing the listener; waiting for in-flight requests to finish");
+    if socket_activated {
+        info!(
+            "closing our copy of systemd's socket (it keeps listening: new connections wait \
+             for the next instance); waiting for in-flight requests to finish"
+        );
+    } else {
+        info!("closing the listener; waiting for in-flight requests to finish");
+    }
 }

@@ -7,8 +7,8 @@
 //! shipped files expect `cargo install` to have put the binaries — replaced by that directory;
 //! write the default configuration to `$XDG_CONFIG_HOME/lbproxy/lbproxy.toml` unless a file is
 //! there already (it is the user's; units are ours and are replaced); then ask the user manager
-//! to `daemon-reload`, if one runs. The demo API's units (`api@.service`, `api.target`) are
-//! written only when `lbproxy-demo-api` is there too: the packages ship it apart
+//! to `daemon-reload`, if one runs. The demo API's units (`api@.service`, `api@.socket`,
+//! `api.target`) are written only when `lbproxy-demo-api` is there too: the packages ship it apart
 //! (`lbproxy-demo`), and a proxy in front of the user's own API needs only its own units.
 //!
 //! Everything goes under `$XDG_CONFIG_HOME` or `$HOME`, so a test with a private `HOME` touches
@@ -18,10 +18,14 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 
 /// The user units, as shipped in `systemd/user/`.
-pub const USER_UNITS: [(&str, &str); 4] = [
+pub const USER_UNITS: [(&str, &str); 5] = [
     (
         "api@.service",
         include_str!("../../systemd/user/api@.service"),
+    ),
+    (
+        "api@.socket",
+        include_str!("../../systemd/user/api@.socket"),
     ),
     ("api.target", include_str!("../../systemd/user/api.target")),
     (
@@ -41,7 +45,7 @@ pub const SHIPPED_BIN_DIR: &str = "%h/.cargo/bin";
 const PROXY_BINARY: &str = "lbproxy";
 const DEMO_BINARY: &str = "lbproxy-demo-api";
 /// The units that run [`DEMO_BINARY`].
-const DEMO_UNITS: [&str; 2] = ["api@.service", "api.target"];
+const DEMO_UNITS: [&str; 3] = ["api@.service", "api@.socket", "api.target"];
 
 /// What [`install_user`] did, for the message to the user.
 #[derive(Debug)]

@@ -58,7 +58,7 @@ demo_rpm_file() { one_file "$PACKAGES/lbproxy-demo-[0-9]*.rpm" "lbproxy-demo-VER
 
 # The units of the demo package; every other unit of systemd/ is the proxy's (as in
 # packaging/build.sh).
-DEMO_UNITS=" api@.service api.target "
+DEMO_UNITS=" api@.service api@.socket api.target "
 
 # The files each package must hold, in both formats (the system and user units are checked
 # against systemd/).
@@ -86,8 +86,10 @@ EXPECTED_FILES=(
 DEMO_EXPECTED_FILES=(
     /usr/bin/lbproxy-demo-api
     /usr/lib/systemd/system/api@.service
+    /usr/lib/systemd/system/api@.socket
     /usr/lib/systemd/system/api.target
     /usr/lib/systemd/user/api@.service
+    /usr/lib/systemd/user/api@.socket
     /usr/share/man/man1/lbproxy-demo-api.1.gz
     /usr/share/bash-completion/completions/lbproxy-demo-api
     /usr/share/fish/vendor_completions.d/lbproxy-demo-api.fish
