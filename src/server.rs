@@ -108,7 +108,7 @@ impl Server {
     /// A group that discovers its backends from systemd gets its first ones here, read over
     /// D-Bus; without a bus to read them from, the start fails with the reason.
     pub fn bind(config: Arc<Config>, mut inherited: InheritedSockets) -> anyhow::Result<Bound> {
-        let config = crate::control::discovery::with_first_backends(config)?;
+        let config = crate::control::with_first_backends(config)?;
         let driver = driver::resolve(config.runtime.driver)?;
         let worker_count = config.runtime.workers.get();
         // Before any worker starts: a taken admin port fails the start with the reason.

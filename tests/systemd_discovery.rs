@@ -358,7 +358,9 @@ fn a_rollout_of_a_discovered_group_restarts_each_unit_without_a_failed_request()
         let inventory = sandbox.in_net(|| {
             common::admin::json("127.0.0.1:9901".parse().unwrap(), "/api/instances", None)
         });
-        inventory["instances"].as_array().is_some_and(|rows| rows.len() == 3)
+        inventory["instances"]
+            .as_array()
+            .is_some_and(|rows| rows.len() == 3)
     });
     let out = sandbox.run(
         env!("CARGO_BIN_EXE_lbproxy"),
@@ -366,13 +368,25 @@ fn a_rollout_of_a_discovered_group_restarts_each_unit_without_a_failed_request()
     );
     let said = text(&out);
     assert!(out.status.success(), "{said}");
-    assert!(said.contains("units: as the proxy discovered them"), "{said}");
+    assert!(
+        said.contains("units: as the proxy discovered them"),
+        "{said}"
+    );
     for (n, before) in (1..=3).zip(&pids) {
         let unit = format!("api@{n}.service");
-        assert!(said.contains(&format!("→ {unit}")), "{unit} planned: {said}");
-        assert_ne!(&sandbox.property(&unit, "MainPID"), before, "{unit} restarted");
+        assert!(
+            said.contains(&format!("→ {unit}")),
+            "{unit} planned: {said}"
+        );
+        assert_ne!(
+            &sandbox.property(&unit, "MainPID"),
+            before,
+            "{unit} restarted"
+        );
     }
-    wait_until(CHANGE, "every unit routed again", || routed(&sandbox) == [1, 2, 3]);
+    wait_until(CHANGE, "every unit routed again", || {
+        routed(&sandbox) == [1, 2, 3]
+    });
     keep_alive.wait_for_more(200, START);
     assert_no_failures("keep-alive clients", &keep_alive.stop());
     assert_no_failures("Connection: close clients", &close.stop());

@@ -28,8 +28,9 @@
 use super::broadcast::{Gathered, Workers};
 use super::command::{Command, Commands, Inbox, ReloadFrom};
 use super::controller::{Action, Controller, View};
-use super::discovery::watcher::DiscoveryWatcher;
-use super::discovery::{DiscoveredUnit, DiscoveryController};
+use super::controllers::DiscoveryController;
+use super::discovery::DiscoveredUnit;
+use super::discovery_watcher::DiscoveryWatcher;
 use super::handle::ControlHandle;
 use super::health_checker::HealthChecker;
 use super::job::{Job, JobContext, Next, SampleJob, SAMPLE_EVERY};

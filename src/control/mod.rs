@@ -26,7 +26,9 @@ mod broadcast;
 mod command;
 mod control_loop;
 mod controller;
+mod controllers;
 pub mod discovery;
+mod discovery_watcher;
 mod handle;
 mod health_checker;
 pub mod job;
@@ -39,6 +41,7 @@ pub mod systemd;
 
 pub use command::{channel, Command, Commands, Inbox, ReloadFrom};
 pub use control_loop::{ControlLoop, LoopOptions, LoopThread};
+pub use discovery_watcher::with_first_backends;
 pub use handle::ControlHandle;
 pub use reload::{ReloadError, ReloadReport};
 pub use shared::{Counters, Shared, WorkerLink};

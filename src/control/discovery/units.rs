@@ -1,12 +1,14 @@
 //! What the discovery watcher reads and the controller decides on: each discovered unit with its
 //! backend address ([`DiscoveredUnit`]), every discovered group's units of one read
-//! ([`Discovered`]), and how a unit's state routes it ([`routing_of`]).
+//! ([`Discovered`]), how a unit's state routes it ([`routing_of`]), and so the backends a group
+//! should have ([`desired_backends`]).
 
 use super::inventory::Routing;
-use crate::config::SystemdBus;
+use crate::config::{BackendConfig, SystemdBus};
 use crate::systemd::bus::UnitState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 
 /// One unit matching a group's pattern, as last read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,37 @@ pub fn routing_of(unit: &UnitState, address: Option<SocketAddr>) -> Routing {
         (Routing::Draining, None) => Routing::Out,
         (routing, _) => routing,
     }
+}
+
+/// The backends a discovered group should have: each routed unit's address, each draining
+/// unit's address drained (only while it is still a backend: one never routed is not added to
+/// be drained), in unit-name order; a second unit with an address already taken is left out.
+pub fn desired_backends(units: &[DiscoveredUnit], current: &[BackendConfig]) -> Vec<BackendConfig> {
+    let mut backends: Vec<BackendConfig> = Vec::new();
+    for unit in units {
+        let Some(address) = unit.address else {
+            continue;
+        };
+        if backends.iter().any(|b| b.address == address) {
+            continue;
+        }
+        let drain = match unit.routing() {
+            Routing::Routed => false,
+            Routing::Draining if current.iter().any(|b| b.address == address) => true,
+            Routing::Draining | Routing::Waiting | Routing::Out => continue,
+        };
+        let weight = current
+            .iter()
+            .find(|b| b.address == address)
+            .map_or(NonZeroU32::MIN, |b| b.weight);
+        backends.push(BackendConfig {
+            address,
+            weight,
+            backup: false,
+            drain,
+        });
+    }
+    backends
 }
 
 #[cfg(test)]

@@ -9,14 +9,12 @@
 //! gets [`BackendChange::Restarted`]: fresh outlier state and slow start. Groups the watcher has
 //! not read yet (no bus, or not read since a reload) keep their backends.
 
-use super::units::DiscoveredUnit;
-use super::Routing;
 use crate::config::{BackendConfig, UpstreamConfig};
 use crate::control::controller::{Action, Controller, View};
+use crate::control::discovery::{desired_backends, DiscoveredUnit, Routing};
 use crate::runtime::command::BackendChange;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 /// Often enough that a unit's change reaches the workers well within a second (a tick without
@@ -92,37 +90,6 @@ impl Controller for DiscoveryController {
     }
 }
 
-/// The backends a discovered group should have: each routed unit's address, each draining
-/// unit's address drained (only while it is still a backend: one never routed is not added to
-/// be drained), in unit-name order; a second unit with an address already taken is left out.
-pub fn desired_backends(units: &[DiscoveredUnit], current: &[BackendConfig]) -> Vec<BackendConfig> {
-    let mut backends: Vec<BackendConfig> = Vec::new();
-    for unit in units {
-        let Some(address) = unit.address else {
-            continue;
-        };
-        if backends.iter().any(|b| b.address == address) {
-            continue;
-        }
-        let drain = match unit.routing() {
-            Routing::Routed => false,
-            Routing::Draining if current.iter().any(|b| b.address == address) => true,
-            Routing::Draining | Routing::Waiting | Routing::Out => continue,
-        };
-        let weight = current
-            .iter()
-            .find(|b| b.address == address)
-            .map_or(NonZeroU32::MIN, |b| b.weight);
-        backends.push(BackendConfig {
-            address,
-            weight,
-            backup: false,
-            drain,
-        });
-    }
-    backends
-}
-
 /// Logs what changes from `group.backends` to `desired`, one event per unit, and returns a
 /// summary for the loop's log line: `+api@4.service (127.0.0.1:8004), ~api@2.service …`.
 fn log_changes(
@@ -191,11 +158,12 @@ fn log_changes(
 
 #[cfg(test)]
 mod tests {
-    use super::super::units::testing::unit;
     use super::*;
     use crate::config::testing::valid;
     use crate::control::controller::tests::view_with_error_rate;
+    use crate::control::discovery::units::testing::unit;
     use std::collections::BTreeMap;
+    use std::num::NonZeroU32;
     use std::sync::Arc;
 
     fn view(backends: &[(u16, bool)], units: Vec<DiscoveredUnit>) -> View {

@@ -14,8 +14,9 @@
 //! for systemd. The thread reads the running configuration every round, so a reload that adds,
 //! changes or removes a `discover` table takes effect within a [`POLL`].
 
-use super::inventory::{InstanceRow, Inventory};
-use super::units::{Discovered, DiscoveredUnit};
+use super::discovery::{
+    desired_backends, Discovered, DiscoveredUnit, InstanceRow, Inventory, Routing,
+};
 use crate::config::{AddressSource, Config, DiscoverConfig, SystemdBus};
 use crate::control::command::{Command, Commands};
 use crate::control::shared::Shared;
@@ -148,6 +149,47 @@ pub fn read_once(config: &Config) -> Result<Discovered, BusError> {
     Ok(all)
 }
 
+/// `config` with each discovered group's first backends, read from systemd before the proxy
+/// starts, so the first request finds them. Unchanged without `discover`. `Err` when a bus
+/// cannot be reached: the message says why and what to use instead.
+pub fn with_first_backends(config: Arc<Config>) -> anyhow::Result<Arc<Config>> {
+    let groups: Vec<String> = config
+        .upstreams
+        .iter()
+        .filter(|g| g.discover.is_some())
+        .map(|g| format!("[upstream.{}.discover]", g.name))
+        .collect();
+    if groups.is_empty() {
+        return Ok(config);
+    }
+    let discovered = read_once(&config).map_err(|error| {
+        anyhow::anyhow!(
+            "discovering the backends of {} from systemd: {error}",
+            groups.join(", ")
+        )
+    })?;
+    let mut config = Config::clone(&config);
+    for group in &mut config.upstreams {
+        if let Some(units) = discovered.groups.get(&group.name) {
+            group.backends = desired_backends(units, &[]);
+            let names: Vec<String> = units
+                .iter()
+                .filter(|u| u.routing() == Routing::Routed)
+                .map(|u| u.unit.name.clone())
+                .collect();
+            tracing::info!(
+                target: "lbproxy::discovery",
+                upstream = %group.name,
+                "upstream \"{}\": {} discovered instance(s) routed at start: {}",
+                group.name,
+                names.len(),
+                names.join(", ")
+            );
+        }
+    }
+    Ok(Arc::new(config))
+}
+
 /// What is known about one unit.
 #[derive(Debug, Clone)]
 struct Known {
@@ -205,7 +247,11 @@ impl BusWatch {
         let mut dirty = BTreeSet::new();
         let mut broken = false;
         // Just connected (or never read): read at once, without waiting for a signal.
-        let mut timeout = if self.listed.is_none() { Duration::ZERO } else { wait };
+        let mut timeout = if self.listed.is_none() {
+            Duration::ZERO
+        } else {
+            wait
+        };
         loop {
             match events.recv_timeout(timeout) {
                 Ok(event) => {
