@@ -391,3 +391,49 @@ fn a_rollout_of_a_discovered_group_restarts_each_unit_without_a_failed_request()
     assert_no_failures("keep-alive clients", &keep_alive.stop());
     assert_no_failures("Connection: close clients", &close.stop());
 }
+
+#[test]
+fn socket_activated_instances_are_found_at_their_socket_and_restart_without_a_failed_request() {
+    let sandbox = Sandbox::start();
+    // Ports that no template would give: the proxy can only have read them from the sockets.
+    for (n, port) in [(1, 9101), (2, 9102)] {
+        sandbox.drop_in(
+            &format!("api@{n}.socket"),
+            "listen.conf",
+            &format!("[Socket]\nListenStream=127.0.0.1:{port}\n"),
+        );
+    }
+    sandbox.write_config(
+        &discovery_config("").replace("address = \"127.0.0.1:{8000+N}\"", "address = \"socket\""),
+    );
+    sandbox.start_units(&[
+        "api@1.socket",
+        "api@2.socket",
+        "api@1.service",
+        "api@2.service",
+        LBPROXY,
+    ]);
+    let expected: Vec<(SocketAddr, bool)> = ["127.0.0.1:9101", "127.0.0.1:9102"]
+        .iter()
+        .map(|a| (a.parse().unwrap(), false))
+        .collect();
+    wait_until(
+        START,
+        "both instances routed at their sockets' addresses",
+        || discovered(&sandbox) == expected,
+    );
+
+    let keep_alive = Load::start(proxy_addr(), 2, Connections::KeepAlive, sandbox.net_entry());
+    let close = Load::start(proxy_addr(), 2, Connections::Close, sandbox.net_entry());
+    keep_alive.wait_for_more(200, START);
+    for unit in ["api@1.service", "api@2.service", "api@1.service"] {
+        sandbox.systemctl_ok(&["restart", unit]);
+        wait_until(CHANGE, "both routed again", || {
+            discovered(&sandbox) == expected
+        });
+        keep_alive.wait_for_more(100, START);
+    }
+    close.wait_for_more(100, START);
+    assert_no_failures("keep-alive clients", &keep_alive.stop());
+    assert_no_failures("Connection: close clients", &close.stop());
+}

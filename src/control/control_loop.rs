@@ -324,6 +324,11 @@ impl ControlLoop {
                         .any(|g| g.name == *group && g.discover.is_some())
                 });
                 self.units = Arc::new(units);
+                for index in 0..self.controllers.len() {
+                    if self.controllers[index].follows_units() && !self.stopping {
+                        self.tick_controller(index, now);
+                    }
+                }
             }
             Command::Exit => return Flow::Exit,
         }

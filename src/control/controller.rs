@@ -41,6 +41,12 @@ pub trait Controller: Send {
         Duration::from_secs(1)
     }
 
+    /// Whether it is also ticked as soon as the discovery watcher reports what it read (besides
+    /// its period), so a unit's change reaches it without waiting. Default: no.
+    fn follows_units(&self) -> bool {
+        false
+    }
+
     /// What should happen now, given `view`. Called on the loop's thread: must not block.
     fn tick(&mut self, now: Instant, view: &View) -> Vec<Action>;
 }

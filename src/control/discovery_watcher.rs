@@ -112,7 +112,12 @@ fn watch(shared: &Shared, commands: &Commands, stop: &AtomicBool) {
             let wait = if round == 0 { POLL } else { Duration::ZERO };
             watch.round(groups, wait, Instant::now());
             if let Some(discovered) = watch.discovered(groups) {
-                commands.send(Command::Discovered(discovered));
+                // Only what can change a backend: the cgroup figures move every second.
+                let key = routing_key(&discovered);
+                if watch.sent.as_ref() != Some(&key) {
+                    watch.sent = Some(key);
+                    commands.send(Command::Discovered(discovered));
+                }
             }
         }
         let now = Instant::now();
@@ -218,6 +223,8 @@ struct BusWatch {
     last_poll: Option<Instant>,
     /// Whether the last list succeeded (a group is reported only once its units were read).
     read: bool,
+    /// What was last sent to the loop, as [`routing_key`] sees it.
+    sent: Option<RoutingKey>,
     known: BTreeMap<String, Known>,
 }
 
@@ -231,6 +238,7 @@ impl BusWatch {
             listed: None,
             last_poll: None,
             read: false,
+            sent: None,
             known: BTreeMap::new(),
         }
     }
@@ -564,6 +572,35 @@ impl BusWatch {
             })
             .collect()
     }
+}
+
+/// What decides the backends in a read: per group, each unit's name, load and active states,
+/// invocation and address.
+type RoutingKey = Vec<(
+    String,
+    Vec<(String, String, String, String, Option<SocketAddr>)>,
+)>;
+
+fn routing_key(discovered: &Discovered) -> RoutingKey {
+    discovered
+        .groups
+        .iter()
+        .map(|(group, units)| {
+            let units = units
+                .iter()
+                .map(|u| {
+                    (
+                        u.unit.name.clone(),
+                        u.unit.load_state.clone(),
+                        u.unit.active_state.clone(),
+                        u.unit.invocation_id.clone(),
+                        u.address,
+                    )
+                })
+                .collect();
+            (group.clone(), units)
+        })
+        .collect()
 }
 
 fn patterns(groups: &[(String, DiscoverConfig)]) -> Vec<String> {

@@ -17,9 +17,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Often enough that a unit's change reaches the workers well within a second (a tick without
-/// a change costs a comparison per group).
-const EVERY: Duration = Duration::from_millis(200);
+/// The period, a safety net only: the loop ticks the controller as soon as the watcher reports
+/// (`follows_units`), and the watcher reports at once when a signal names a unit, and every
+/// second anyway.
+const EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 pub struct DiscoveryController {
@@ -34,6 +35,10 @@ impl Controller for DiscoveryController {
 
     fn every(&self) -> Duration {
         EVERY
+    }
+
+    fn follows_units(&self) -> bool {
+        true
     }
 
     fn tick(&mut self, _now: Instant, view: &View) -> Vec<Action> {
