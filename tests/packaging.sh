@@ -20,8 +20,9 @@
 #                                and `systemctl enable --now lbproxy`, requests through the proxy,
 #                                the polkit rule (the user lbproxy may start, stop, restart and
 #                                set properties of api@N over D-Bus from the service's sandbox,
-#                                nothing else), systemd-analyze security ≤ 2.0, removal stops
-#                                everything
+#                                nothing else), the proxy itself discovering api@N on the system
+#                                bus with cgroup limits (start/stop api@4 followed, no refusal),
+#                                systemd-analyze security ≤ 2.0, removal stops everything
 #
 # Each check's output goes to target/packages/logs/CHECK.log and is printed when it fails. The
 # last line is `packaging: N passed, M failed`; the exit status is 1 if any failed.
@@ -76,6 +77,8 @@ source tests/packaging/root_checks.sh
 source tests/packaging/boot_check.sh
 # shellcheck source=tests/packaging/polkit_check.sh
 source tests/packaging/polkit_check.sh
+# shellcheck source=tests/packaging/discovery_check.sh
+source tests/packaging/discovery_check.sh
 
 selected=" $* "
 wanted() { [ "$selected" = "  " ] || [[ $selected == *" $1 "* ]]; }

@@ -1,6 +1,7 @@
 # The installed packages under a real systemd (sourced by tests/packaging.sh): a fresh copy of
 # the Debian root, both .debs installed, booted with systemd-nspawn; with the proxy and the API
-# running, the polkit rule is checked (tests/packaging/polkit_check.sh).
+# running, the polkit rule is checked (tests/packaging/polkit_check.sh), then the proxy's own
+# discovery of api@N on the system bus (tests/packaging/discovery_check.sh).
 #
 # This machine runs no systemd as PID 1, so nspawn runs with --register=no (no machined to
 # register with) and --keep-unit (no scope unit to create: the container stays in this
@@ -139,6 +140,7 @@ check_boot() {
     [ "$uid" != 0 ] || fail "lbproxy runs as root"
 
     check_polkit_rule
+    check_system_discovery
 
     echo "--- systemd-analyze security lbproxy.service"
     in_container systemd-analyze security --no-pager lbproxy.service | tee "$LOGS/boot-security.txt"
