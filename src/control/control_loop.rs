@@ -490,21 +490,16 @@ fn read_source(shared: &Shared, adjust: &mut Option<AdjustReload>) -> Result<Con
     Ok(config)
 }
 
-/// A discovered group's backends are not in the file: a reload keeps the ones discovered so
-/// far when the group still discovers the same units on the same bus (otherwise it starts
-/// empty, and the next read of the units fills it).
+/// A discovered group's backends are not in the file: a reload keeps the group's running
+/// backends — the ones discovered so far, or the static list of a group that begins to
+/// discover — until the watcher's next read replaces them (within a second), so the group never
+/// has none in between.
 fn keep_discovered(running: &Config, config: &mut Config) {
     for group in &mut config.upstreams {
-        let Some(discover) = &group.discover else {
+        if group.discover.is_none() {
             continue;
-        };
-        let same = running.upstreams.iter().find(|g| {
-            g.name == group.name
-                && g.discover
-                    .as_ref()
-                    .is_some_and(|d| d.systemd == discover.systemd && d.bus == discover.bus)
-        });
-        if let Some(running) = same {
+        }
+        if let Some(running) = running.upstreams.iter().find(|g| g.name == group.name) {
             group.backends = running.backends.clone();
         }
     }
