@@ -66,12 +66,13 @@ fn system_units_verify_clean() {
     );
 }
 
-#[test]
-fn user_units_as_installed_verify_clean() {
+/// `lbproxy systemd install --user` into a fresh HOME (with the demo's units: it writes
+/// api@.service only when lbproxy-demo-api is next to it): the HOME, its XDG_RUNTIME_DIR and
+/// its user unit directory.
+fn install_user_units() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let home = tempfile::tempdir().unwrap();
     let runtime = home.path().join("runtime");
     std::fs::create_dir(&runtime).unwrap();
-    // It writes api@.service only when lbproxy-demo-api is next to it.
     common::demo::demo_api_binary();
     let install = run(Command::new(env!("CARGO_BIN_EXE_lbproxy"))
         .args(["systemd", "install", "--user"])
@@ -80,6 +81,12 @@ fn user_units_as_installed_verify_clean() {
         .env("XDG_RUNTIME_DIR", &runtime));
     assert!(install.status.success(), "{}", all_output(&install));
     let unit_dir = home.path().join(".config/systemd/user");
+    (home, runtime, unit_dir)
+}
+
+#[test]
+fn user_units_as_installed_verify_clean() {
+    let (home, runtime, unit_dir) = install_user_units();
     assert!(unit_dir.join("lbproxy.service").is_file());
 
     let out = run(Command::new("systemd-analyze")
@@ -210,17 +217,7 @@ fn the_api_units_state_the_port_rule_their_command_follows() {
 /// refused for lack of a Listen setting, not bound to a wrong port.
 #[test]
 fn the_api_socket_template_takes_its_port_from_a_drop_in() {
-    let home = tempfile::tempdir().unwrap();
-    let runtime = home.path().join("runtime");
-    std::fs::create_dir(&runtime).unwrap();
-    common::demo::demo_api_binary();
-    let install = run(Command::new(env!("CARGO_BIN_EXE_lbproxy"))
-        .args(["systemd", "install", "--user"])
-        .env("HOME", home.path())
-        .env_remove("XDG_CONFIG_HOME")
-        .env("XDG_RUNTIME_DIR", &runtime));
-    assert!(install.status.success(), "{}", all_output(&install));
-    let unit_dir = home.path().join(".config/systemd/user");
+    let (home, runtime, unit_dir) = install_user_units();
     assert!(unit_dir.join("api@.socket").is_file());
     let drop_in = unit_dir.join("api@1.socket.d");
     std::fs::create_dir(&drop_in).unwrap();

@@ -14,6 +14,7 @@
 //! for systemd. The thread reads the running configuration every round, so a reload that adds,
 //! changes or removes a `discover` table takes effect within a [`POLL`].
 
+use super::background::Background;
 use super::discovery::{
     desired_backends, Discovered, DiscoveredUnit, InstanceRow, Inventory, Routing,
 };
@@ -26,7 +27,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How often every known unit is read again (state, cgroup figures).
@@ -38,44 +38,21 @@ const FLAPPING_FOR: Duration = Duration::from_secs(300);
 
 /// The running discovery thread.
 #[derive(Debug)]
-pub struct DiscoveryWatcher {
-    thread: Option<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
-}
+pub struct DiscoveryWatcher(Background);
 
 impl DiscoveryWatcher {
     /// Starts the thread; it follows the `discover` tables of `shared`'s running configuration
     /// (doing nothing while there are none) until [`DiscoveryWatcher::stop`].
     pub fn spawn(shared: Arc<Shared>, commands: Commands) -> std::io::Result<DiscoveryWatcher> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name("lbproxy-discovery".to_owned())
-            .spawn({
-                let stop = stop.clone();
-                move || watch(&shared, &commands, &stop)
-            })?;
-        Ok(DiscoveryWatcher {
-            thread: Some(thread),
-            stop,
+        Background::spawn("lbproxy-discovery", move |stop| {
+            watch(&shared, &commands, &stop);
         })
+        .map(DiscoveryWatcher)
     }
 
     /// Stops following the units and waits for the thread (within about one [`POLL`]).
-    pub fn stop(mut self) {
-        self.stop_inner();
-    }
-
-    fn stop_inner(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for DiscoveryWatcher {
-    fn drop(&mut self) {
-        self.stop_inner();
+    pub fn stop(self) {
+        self.0.stop();
     }
 }
 

@@ -16,6 +16,7 @@
 //! `interval` between the end of one probe and the start of the next. The thread stops when the
 //! proxy shuts down or [`HealthChecker::stop`] is called.
 
+use super::background::Background;
 use crate::config::{HealthConfig, ProxyProtocol};
 use crate::control::ControlHandle;
 use crate::health::{probe, Health, HealthTable, ProbeError, Thresholds};
@@ -26,57 +27,31 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 /// The running health-check thread.
 #[derive(Debug)]
-pub struct HealthChecker {
-    thread: Option<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
-}
+pub struct HealthChecker(Background);
 
 impl HealthChecker {
     /// Starts the thread. It probes what `control`'s configuration asks for, until the proxy
     /// shuts down.
     pub fn spawn(control: ControlHandle) -> std::io::Result<HealthChecker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name("lbproxy-health".to_owned())
-            .spawn({
-                let stop = stop.clone();
-                move || {
-                    let runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-                        .enable_timer()
-                        .build();
-                    match runtime {
-                        Ok(mut runtime) => runtime.block_on(supervise(control, stop)),
-                        Err(e) => tracing::error!("health checks cannot run: {e}"),
-                    }
-                }
-            })?;
-        Ok(HealthChecker {
-            thread: Some(thread),
-            stop,
+        Background::spawn("lbproxy-health", move |stop| {
+            let runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build();
+            match runtime {
+                Ok(mut runtime) => runtime.block_on(supervise(control, stop)),
+                Err(e) => tracing::error!("health checks cannot run: {e}"),
+            }
         })
+        .map(HealthChecker)
     }
 
     /// Stops probing and waits for the thread (within about one tick).
-    pub fn stop(mut self) {
-        self.stop_inner();
-    }
-
-    fn stop_inner(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for HealthChecker {
-    fn drop(&mut self) {
-        self.stop_inner();
+    pub fn stop(self) {
+        self.0.stop();
     }
 }
 
