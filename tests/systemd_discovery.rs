@@ -437,3 +437,56 @@ fn socket_activated_instances_are_found_at_their_socket_and_restart_without_a_fa
     assert_no_failures("keep-alive clients", &keep_alive.stop());
     assert_no_failures("Connection: close clients", &close.stop());
 }
+
+/// wrk's own count of what went wrong: the "Non-2xx or 3xx responses" and "Socket errors" lines
+/// it prints only when there are some.
+fn wrk_errors(report: &str) -> Vec<&str> {
+    report
+        .lines()
+        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .collect()
+}
+
+#[test]
+fn wrk_sees_no_error_while_units_join_and_leave() {
+    // wrk exits 1 after printing its version: whether it runs is what counts.
+    let wrk = "wrk";
+    assert!(
+        std::process::Command::new(wrk)
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "wrk is missing: tests/run.sh installs it (apt-get install wrk)"
+    );
+    let sandbox = start("", &["api@1.service", "api@2.service"]);
+    wait_until(START, "both units routed", || routed(&sandbox) == [1, 2]);
+    let run = {
+        let sandbox_run = sandbox.net_entry();
+        let wrk = wrk.to_owned();
+        std::thread::spawn(move || {
+            sandbox_run();
+            std::process::Command::new(wrk)
+                .args(["-t", "2", "-c", "16", "-d", "8s", "http://127.0.0.1:8080/"])
+                .output()
+                .unwrap()
+        })
+    };
+    // While wrk runs: one unit joins, another leaves, the first restarts.
+    wait_until(START, "wrk's requests arriving", || {
+        requests_to(&sandbox, 1) > 100
+    });
+    sandbox.systemctl_ok(&["start", "api@3.service"]);
+    wait_until(CHANGE, "api@3 getting requests", || {
+        requests_to(&sandbox, 3) > 0
+    });
+    sandbox.systemctl_ok(&["stop", "api@2.service"]);
+    wait_until(CHANGE, "api@2 removed", || routed(&sandbox) == [1, 3]);
+    sandbox.systemctl_ok(&["restart", "api@1.service"]);
+    wait_until(CHANGE, "api@1 back", || routed(&sandbox) == [1, 3]);
+    let out = run.join().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(report.contains("Requests/sec"), "{report}");
+    assert!(wrk_errors(&report).is_empty(), "wrk saw errors:\n{report}");
+    eprintln!("wrk while units joined, left and restarted:\n{report}");
+}
