@@ -1,180 +1,20 @@
-//! The `lbproxy-discovery` thread: the D-Bus side of discovery. It reads the units of every
-//! discovered group, sends what it read to the control loop ([`Command::Discovered`]), applies
-//! the groups' cgroup limits to their units, and writes the [`Inventory`].
-//!
-//! Per bus in use ([`BusWatch`]): connect and subscribe (a failure is logged once per outage and
-//! retried every [`RETRY`]); list the units matching the patterns in full at once, then every
-//! `resync` (signals are known to be missed: this repairs whatever was); read a unit again as
-//! soon as a signal names it (UnitNew, UnitRemoved, PropertiesChanged, JobRemoved); read every
-//! known unit each [`POLL`] for its cgroup figures. A broken connection (the bus restarted) is
-//! dropped, and the reconnection starts with a full list. While a bus cannot be reached, its
-//! groups keep the backends they had.
-//!
-//! Blocking D-Bus calls on their own thread, so neither the control loop nor a worker ever waits
-//! for systemd. The thread reads the running configuration every round, so a reload that adds,
-//! changes or removes a `discover` table takes effect within a [`POLL`].
+//! One bus's side of the watcher ([`BusWatch`]): its connection and subscription, the units of
+//! its groups as last read ([`Known`]), and the rules for when to read what (see the module
+//! docs of `super`); also applies the groups' cgroup limits and builds the inventory rows.
 
-use super::background::Background;
-use super::discovery::{
-    desired_backends, Discovered, DiscoveredUnit, InstanceRow, Inventory, Routing,
-};
-use crate::config::{AddressSource, Config, DiscoverConfig, SystemdBus};
-use crate::control::command::{Command, Commands};
-use crate::control::shared::Shared;
+use super::glob::glob;
+use super::{FLAPPING_FOR, POLL, RETRY};
+use crate::config::{AddressSource, DiscoverConfig, SystemdBus};
+use crate::control::discovery::{Discovered, DiscoveredUnit, InstanceRow};
 use crate::systemd::bus::{self, BusError, Event, Events, Manager, UnitState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-
-/// How often every known unit is read again (state, cgroup figures).
-pub const POLL: Duration = Duration::from_secs(1);
-/// How long after a failed connection the next try comes.
-const RETRY: Duration = Duration::from_secs(2);
-/// A unit whose `NRestarts` rose within this long is flapping.
-const FLAPPING_FOR: Duration = Duration::from_secs(300);
-
-/// The running discovery thread.
-#[derive(Debug)]
-pub struct DiscoveryWatcher(Background);
-
-impl DiscoveryWatcher {
-    /// Starts the thread; it follows the `discover` tables of `shared`'s running configuration
-    /// (doing nothing while there are none) until [`DiscoveryWatcher::stop`].
-    pub fn spawn(shared: Arc<Shared>, commands: Commands) -> std::io::Result<DiscoveryWatcher> {
-        Background::spawn("lbproxy-discovery", move |stop| {
-            watch(&shared, &commands, &stop);
-        })
-        .map(DiscoveryWatcher)
-    }
-
-    /// Stops following the units and waits for the thread (within about one [`POLL`]).
-    pub fn stop(self) {
-        self.0.stop();
-    }
-}
-
-/// The discovered groups of `config`, by bus.
-fn groups_by_bus(config: &Config) -> BTreeMap<SystemdBus, Vec<(String, DiscoverConfig)>> {
-    let mut buses: BTreeMap<SystemdBus, Vec<(String, DiscoverConfig)>> = BTreeMap::new();
-    for group in &config.upstreams {
-        if let Some(discover) = &group.discover {
-            buses
-                .entry(discover.bus)
-                .or_default()
-                .push((group.name.clone(), discover.clone()));
-        }
-    }
-    buses
-}
-
-fn watch(shared: &Shared, commands: &Commands, stop: &AtomicBool) {
-    let mut watches: BTreeMap<SystemdBus, BusWatch> = BTreeMap::new();
-    while !stop.load(Ordering::Relaxed) && !shared.is_shutting_down() {
-        let config = shared.config();
-        let buses = groups_by_bus(&config);
-        watches.retain(|bus, _| buses.contains_key(bus));
-        if buses.is_empty() {
-            if !shared.inventory().instances.is_empty() {
-                shared.set_inventory(Arc::default());
-            }
-            std::thread::sleep(POLL);
-            continue;
-        }
-        // Wait for a signal on one bus (usually the only one) until the next poll is due.
-        for (round, (bus, groups)) in buses.iter().enumerate() {
-            let watch = watches.entry(*bus).or_insert_with(|| BusWatch::new(*bus));
-            let wait = if round == 0 { POLL } else { Duration::ZERO };
-            watch.round(groups, wait, Instant::now());
-            if let Some(discovered) = watch.discovered(groups) {
-                // Only what can change a backend: the cgroup figures move every second.
-                let key = routing_key(&discovered);
-                if watch.sent.as_ref() != Some(&key) {
-                    watch.sent = Some(key);
-                    commands.send(Command::Discovered(discovered));
-                }
-            }
-        }
-        let now = Instant::now();
-        let instances = buses
-            .iter()
-            .filter_map(|(bus, groups)| Some(watches.get(bus)?.inventory(groups, now)))
-            .flatten()
-            .collect();
-        let connected = watches.values().any(|w| w.connection.is_some() && w.read);
-        shared.set_inventory(Arc::new(Inventory {
-            // While no bus answers, the figures are the last ones read, as of then.
-            read_at: match connected {
-                true => Some(SystemTime::now()),
-                false => shared.inventory().read_at,
-            },
-            instances,
-        }));
-    }
-}
-
-/// Reads the units of every discovered group of `config` once, for the proxy's start: each
-/// group's first backends are there before the first request. `Err` when a bus cannot be
-/// reached (the start fails with the reason and what to do).
-pub fn read_once(config: &Config) -> Result<Discovered, BusError> {
-    let mut all = Discovered::default();
-    for (bus, groups) in groups_by_bus(config) {
-        let mut watch = BusWatch::new(bus);
-        let manager = Manager::connect(bus)?;
-        watch.relist_with(&manager, &groups, Instant::now())?;
-        if let Some(discovered) = watch.discovered(&groups) {
-            all.groups.extend(discovered.groups);
-        }
-    }
-    Ok(all)
-}
-
-/// `config` with each discovered group's first backends, read from systemd before the proxy
-/// starts, so the first request finds them. Unchanged without `discover`. `Err` when a bus
-/// cannot be reached: the message says why and what to use instead.
-pub fn with_first_backends(config: Arc<Config>) -> anyhow::Result<Arc<Config>> {
-    let groups: Vec<String> = config
-        .upstreams
-        .iter()
-        .filter(|g| g.discover.is_some())
-        .map(|g| format!("[upstream.{}.discover]", g.name))
-        .collect();
-    if groups.is_empty() {
-        return Ok(config);
-    }
-    let discovered = read_once(&config).map_err(|error| {
-        anyhow::anyhow!(
-            "discovering the backends of {} from systemd: {error}",
-            groups.join(", ")
-        )
-    })?;
-    let mut config = Config::clone(&config);
-    for group in &mut config.upstreams {
-        if let Some(units) = discovered.groups.get(&group.name) {
-            group.backends = desired_backends(units, &[]);
-            let names: Vec<String> = units
-                .iter()
-                .filter(|u| u.routing() == Routing::Routed)
-                .map(|u| u.unit.name.clone())
-                .collect();
-            tracing::info!(
-                target: "lbproxy::discovery",
-                upstream = %group.name,
-                "upstream \"{}\": {} discovered instance(s) routed at start: {}",
-                group.name,
-                names.len(),
-                names.join(", ")
-            );
-        }
-    }
-    Ok(Arc::new(config))
-}
+use std::time::{Duration, Instant};
 
 /// What is known about one unit.
 #[derive(Debug, Clone)]
-struct Known {
+pub(super) struct Known {
     state: UnitState,
     /// From the unit's socket (`address = "socket"`), read when the unit was listed.
     socket_address: Option<SocketAddr>,
@@ -188,7 +28,7 @@ struct Known {
 
 /// One bus: its connection, and the units of its groups.
 #[derive(Debug)]
-struct BusWatch {
+pub(super) struct BusWatch {
     bus: SystemdBus,
     connection: Option<(Manager, Events)>,
     /// When to try connecting again; `None`: at once.
@@ -201,12 +41,12 @@ struct BusWatch {
     /// Whether the last list succeeded (a group is reported only once its units were read).
     read: bool,
     /// What was last sent to the loop, as [`routing_key`] sees it.
-    sent: Option<RoutingKey>,
+    pub(super) sent: Option<RoutingKey>,
     known: BTreeMap<String, Known>,
 }
 
 impl BusWatch {
-    fn new(bus: SystemdBus) -> Self {
+    pub(super) fn new(bus: SystemdBus) -> Self {
         Self {
             bus,
             connection: None,
@@ -221,7 +61,12 @@ impl BusWatch {
     }
 
     /// One round: connect if needed, wait up to `wait` for signals, then read what is due.
-    fn round(&mut self, groups: &[(String, DiscoverConfig)], wait: Duration, now: Instant) {
+    pub(super) fn round(
+        &mut self,
+        groups: &[(String, DiscoverConfig)],
+        wait: Duration,
+        now: Instant,
+    ) {
         if self.connection.is_none() && self.retry_at.is_none_or(|at| now >= at) {
             self.connect();
         }
@@ -297,6 +142,11 @@ impl BusWatch {
         }
     }
 
+    /// Connected, and its units read at least once.
+    pub(super) fn is_reading(&self) -> bool {
+        self.connection.is_some() && self.read
+    }
+
     fn connect(&mut self) {
         let connected = Manager::connect(self.bus).and_then(|manager| {
             let events = manager.subscribe()?;
@@ -340,7 +190,7 @@ impl BusWatch {
     }
 
     /// Lists every unit matching the groups' patterns and reads each.
-    fn relist_with(
+    pub(super) fn relist_with(
         &mut self,
         manager: &Manager,
         groups: &[(String, DiscoverConfig)],
@@ -496,7 +346,7 @@ impl BusWatch {
     }
 
     /// Each group's units with their addresses; `None` before the units were first read.
-    fn discovered(&self, groups: &[(String, DiscoverConfig)]) -> Option<Discovered> {
+    pub(super) fn discovered(&self, groups: &[(String, DiscoverConfig)]) -> Option<Discovered> {
         if !self.read {
             return None;
         }
@@ -526,7 +376,11 @@ impl BusWatch {
         })
     }
 
-    fn inventory(&self, groups: &[(String, DiscoverConfig)], now: Instant) -> Vec<InstanceRow> {
+    pub(super) fn inventory(
+        &self,
+        groups: &[(String, DiscoverConfig)],
+        now: Instant,
+    ) -> Vec<InstanceRow> {
         let Some(discovered) = self.discovered(groups) else {
             return Vec::new();
         };
@@ -553,12 +407,12 @@ impl BusWatch {
 
 /// What decides the backends in a read: per group, each unit's name, load and active states,
 /// invocation and address.
-type RoutingKey = Vec<(
+pub(super) type RoutingKey = Vec<(
     String,
     Vec<(String, String, String, String, Option<SocketAddr>)>,
 )>;
 
-fn routing_key(discovered: &Discovered) -> RoutingKey {
+pub(super) fn routing_key(discovered: &Discovered) -> RoutingKey {
     discovered
         .groups
         .iter()
@@ -580,7 +434,7 @@ fn routing_key(discovered: &Discovered) -> RoutingKey {
         .collect()
 }
 
-fn patterns(groups: &[(String, DiscoverConfig)]) -> Vec<String> {
+pub(super) fn patterns(groups: &[(String, DiscoverConfig)]) -> Vec<String> {
     let mut patterns: Vec<String> = groups.iter().map(|(_, d)| d.systemd.clone()).collect();
     patterns.sort();
     patterns.dedup();
@@ -615,63 +469,4 @@ fn describe_limits(resources: &crate::config::UnitResources) -> String {
         parts.push(format!("TasksMax={tasks}"));
     }
     parts.join(" ")
-}
-
-/// Whether `name` matches the shell-style `pattern` (`*`, `?`, `[…]`), as systemd matches unit
-/// patterns (fnmatch).
-pub fn glob(pattern: &str, name: &str) -> bool {
-    fn matches(p: &[char], n: &[char]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some(('*', rest)) => (0..=n.len()).any(|i| matches(rest, &n[i..])),
-            Some(('?', rest)) => !n.is_empty() && matches(rest, &n[1..]),
-            Some(('[', rest)) => {
-                let Some(close) = rest.iter().skip(1).position(|&c| c == ']').map(|i| i + 1) else {
-                    return n.first() == Some(&'[') && matches(rest, &n[1..]);
-                };
-                let Some(&c) = n.first() else {
-                    return false;
-                };
-                let (negate, set) = match rest[0] {
-                    '!' | '^' => (true, &rest[1..close]),
-                    _ => (false, &rest[..close]),
-                };
-                let mut hit = false;
-                let mut i = 0;
-                while i < set.len() {
-                    if i + 2 < set.len() && set[i + 1] == '-' {
-                        hit |= set[i] <= c && c <= set[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= set[i] == c;
-                        i += 1;
-                    }
-                }
-                hit != negate && matches(&rest[close + 1..], &n[1..])
-            }
-            Some((c, rest)) => n.first() == Some(c) && matches(rest, &n[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    matches(&p, &n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patterns_match_as_systemd_matches_them() {
-        assert!(glob("api@*.service", "api@1.service"));
-        assert!(glob("api@*.service", "api@12.service"));
-        assert!(!glob("api@*.service", "api@1.socket"));
-        assert!(!glob("api@*.service", "web@1.service"));
-        assert!(glob("api@?.service", "api@7.service"));
-        assert!(!glob("api@?.service", "api@17.service"));
-        assert!(glob("api@[1-3].service", "api@2.service"));
-        assert!(!glob("api@[1-3].service", "api@4.service"));
-        assert!(glob("api@[!1-3].service", "api@4.service"));
-        assert!(glob("api.service", "api.service"));
-    }
 }
