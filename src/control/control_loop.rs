@@ -314,25 +314,47 @@ impl ControlLoop {
                 self.workers.send_to(0, WorkerCommand::FaultStall);
             }
             Command::Discovered(discovered) => {
-                let mut units = DiscoveredUnits::clone(&self.units);
-                units.extend(discovered.groups);
-                let config = self.shared.config();
-                units.retain(|group, _| {
-                    config
-                        .upstreams
-                        .iter()
-                        .any(|g| g.name == *group && g.discover.is_some())
-                });
-                self.units = Arc::new(units);
+                self.take_units(discovered);
+                // Reads that queued up meanwhile (a generation switch takes a few hundred
+                // milliseconds): only the latest counts, so the controllers do not apply stale
+                // intermediate states one after another.
+                let mut next = None;
+                while let Ok(command) = self.inbox.receiver.try_recv() {
+                    match command {
+                        Command::Discovered(later) => self.take_units(later),
+                        other => {
+                            next = Some(other);
+                            break;
+                        }
+                    }
+                }
                 for index in 0..self.controllers.len() {
                     if self.controllers[index].follows_units() && !self.stopping {
                         self.tick_controller(index, now);
                     }
                 }
+                if let Some(command) = next {
+                    return self.handle(command, now);
+                }
             }
             Command::Exit => return Flow::Exit,
         }
         Flow::Continue
+    }
+
+    /// Keeps what the discovery watcher read (per group; groups that no longer discover are
+    /// dropped) for the controllers' view.
+    fn take_units(&mut self, discovered: super::discovery::Discovered) {
+        let mut units = DiscoveredUnits::clone(&self.units);
+        units.extend(discovered.groups);
+        let config = self.shared.config();
+        units.retain(|group, _| {
+            config
+                .upstreams
+                .iter()
+                .any(|g| g.name == *group && g.discover.is_some())
+        });
+        self.units = Arc::new(units);
     }
 
     /// Runs every job and controller due at `now`.
@@ -888,5 +910,50 @@ mod tests {
         assert_eq!(handle.reloads(), 1);
         assert_eq!(addresses(&handle), ["127.0.0.1:8001"]);
         assert_eq!(taken(&log), ["worker 0: Prepare", "worker 0: Commit"]);
+    }
+
+    #[test]
+    fn reads_that_queued_up_are_applied_as_the_latest_only() {
+        use crate::control::discovery::units::testing::unit;
+        use crate::control::discovery::Discovered;
+        let mut config = config("\"127.0.0.1:8001\"");
+        config.upstreams[0].discover = crate::config::testing::valid(
+            "[listener.http]\naddress = \"127.0.0.1:0\"\nupstream = \"api\"\n\
+             [upstream.api.discover]\nsystemd = \"api@*.service\"\n\
+             address = \"127.0.0.1:{8000+N}\"\n",
+        )
+        .upstreams[0]
+            .discover
+            .clone();
+        let (workers, log) = fake_workers(&[Behaviour::Answers]);
+        let options = LoopOptions {
+            controllers: with_discovery(Vec::new()),
+            ..LoopOptions::default()
+        };
+        let (mut control_loop, handle) = ControlLoop::with_workers(
+            Arc::new(config),
+            vec![Arc::default()],
+            workers,
+            channel(),
+            options,
+        );
+        let t0 = Instant::now();
+        control_loop.start(t0);
+        // api@1 stopping, gone, then back: three reads, queued while the loop was busy.
+        let read = |state: &str, invocation: &str| {
+            Command::Discovered(Discovered {
+                bus: None,
+                groups: [("api".to_owned(), vec![unit(1, state, invocation)])].into(),
+            })
+        };
+        handle.commands().send(read("deactivating", "a"));
+        handle.commands().send(read("inactive", "a"));
+        handle.commands().send(read("active", "b"));
+        step(&mut control_loop, t0 + SECOND);
+        assert!(
+            !taken(&log).iter().any(|l| l.contains("Prepare")),
+            "the latest read leaves the backend as it is: no generation"
+        );
+        assert_eq!(handle.config().upstreams[0].backends.len(), 1);
     }
 }
