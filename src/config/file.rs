@@ -162,6 +162,8 @@ pub(crate) struct FileUpstream {
     pub backends: Option<Vec<FileBackend>>,
     /// `[upstream.NAME.discover]`: the backends are systemd units.
     pub discover: Option<FileDiscover>,
+    /// `[upstream.NAME.autoscale]`: the number of instances follows the load.
+    pub autoscale: Option<FileAutoscale>,
     #[serde(default)]
     pub pool: FilePool,
     /// Present: active health checks on. Read by `read` (absent stays `None`).
@@ -219,6 +221,35 @@ pub(crate) struct FileDiscover {
     pub cpu_quota: Option<String>,
     pub memory_max: Option<FileSize>,
     pub tasks_max: Option<FileInt>,
+}
+
+/// `[upstream.NAME.autoscale]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileAutoscale {
+    pub min: Option<FileInt>,
+    pub max: Option<FileInt>,
+    /// `"in_flight"`, `"rps"`, `"p99"` or `"cpu"`.
+    pub metric: Option<String>,
+    /// A number (`10`, `2.5`) or a string of one.
+    pub target: Option<FileNumber>,
+    /// `"10%"`.
+    pub tolerance: Option<String>,
+    pub scale_up_window: Option<FileDuration>,
+    pub scale_down_window: Option<FileDuration>,
+    pub max_step: Option<FileInt>,
+    /// `"200%"`.
+    pub panic_threshold: Option<String>,
+    pub panic_window: Option<FileDuration>,
+    pub drain_timeout: Option<FileDuration>,
+}
+
+/// A number written as an integer, a float or a string of one.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum FileNumber {
+    Int(i64),
+    Float(f64),
 }
 
 /// `[upstream.NAME.pool]`

@@ -288,6 +288,7 @@ mod tests {
                     backend("127.0.0.1:8003", 1),
                 ],
                 discover: None,
+                autoscale: None,
                 pool: PoolConfig {
                     max_idle_per_backend: 64,
                     idle_timeout: secs(60),

@@ -315,6 +315,9 @@ pub struct UpstreamConfig {
     /// `[upstream.NAME.discover]`: the backends are systemd units, followed over D-Bus by the
     /// control loop; `None`: the static `backends` list.
     pub discover: Option<DiscoverConfig>,
+    /// `[upstream.NAME.autoscale]`: the number of instances follows the load; `None`: fixed.
+    /// Only with `discover` (systemd units) or as `lbproxy up`'s group.
+    pub autoscale: Option<AutoscaleConfig>,
     pub pool: PoolConfig,
     /// A backend that becomes usable again (health check passes, readmitted after an ejection,
     /// added by a reload) ramps its weight from 10% to 100% over this long. Zero (the default)
@@ -352,6 +355,70 @@ pub struct DiscoverConfig {
     pub resync: Duration,
     /// cgroup limits applied to every discovered instance at runtime (SetUnitProperties).
     pub resources: UnitResources,
+    /// The instances are `lbproxy up`'s child processes, which `up` reports itself (set by
+    /// `lbproxy up --autoscale`, never by the file): no bus is read for this group.
+    pub children: bool,
+}
+
+/// The unit of instance N for a discover pattern `PREFIX@*.service`: `(PREFIX@, .service)`;
+/// `None` for any other pattern (an autoscaled group needs to name the units it starts).
+pub fn unit_template(pattern: &str) -> Option<(&str, &str)> {
+    let (prefix, suffix) = pattern.split_once('*')?;
+    (prefix.ends_with('@') && suffix == ".service" && !prefix.contains(['*', '?', '[']))
+        .then_some((prefix, suffix))
+}
+
+/// `[upstream.NAME.autoscale]`: how many instances the group runs, from the proxy's own
+/// signals (Kubernetes' HPA algorithm with Knative's panic mode).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoscaleConfig {
+    /// Never fewer instances (0: scale to zero). Default 1.
+    pub min: u32,
+    /// Never more. Required.
+    pub max: u32,
+    /// What is compared with `target`. Default in-flight requests per instance.
+    pub metric: AutoscaleMetric,
+    /// The wanted value of `metric` per instance (requests in flight, req/s, p99 milliseconds
+    /// or CPU percent of one core). Default 10 for `in_flight`.
+    pub target: f64,
+    /// No change while `signal / target` is within 1 ± tolerance. Default 0.1.
+    pub tolerance: f64,
+    /// A scale-up needs every recommendation of this window to be higher (HPA: 0 s).
+    pub scale_up_window: Duration,
+    /// A scale-down takes the highest recommendation of this window (HPA: 300 s).
+    pub scale_down_window: Duration,
+    /// Instances added or removed by one decision at most. Default 4.
+    pub max_step: u32,
+    /// Panic when `signal / target` reaches this (Knative: 2.0): scale up at once, ignoring the
+    /// scale-up window, and no scale-down until `panic_window` has passed without it.
+    pub panic_threshold: f64,
+    pub panic_window: Duration,
+    /// How long a drained instance may keep requests in flight before it is stopped anyway.
+    pub drain_timeout: Duration,
+}
+
+/// `metric` of an `autoscale` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoscaleMetric {
+    /// Requests in flight per routed instance (the default; Knative's concurrency).
+    InFlight,
+    /// Responses per second per routed instance.
+    Rps,
+    /// The group's p99 latency over the sampler's window, in milliseconds.
+    P99,
+    /// The instances' CPU use (cgroup CPUUsageNSec rate), in percent of one core, on average.
+    Cpu,
+}
+
+impl AutoscaleMetric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoscaleMetric::InFlight => "in_flight",
+            AutoscaleMetric::Rps => "rps",
+            AutoscaleMetric::P99 => "p99",
+            AutoscaleMetric::Cpu => "cpu",
+        }
+    }
 }
 
 /// `bus` of a `discover` table.

@@ -25,10 +25,11 @@
 //! [`Shared`] and sends its verdicts as [`Command::Health`], which the loop keeps for the view and
 //! publishes to the workers.
 
+use super::autoscale::InstanceActions;
 use super::broadcast::{Gathered, Workers};
 use super::command::{Command, Commands, Inbox, ReloadFrom};
 use super::controller::{Action, Controller, View};
-use super::controllers::DiscoveryController;
+use super::controllers::{AutoscaleController, DiscoveryController};
 use super::discovery::DiscoveredUnit;
 use super::discovery_watcher::DiscoveryWatcher;
 use super::handle::ControlHandle;
@@ -76,6 +77,9 @@ pub struct LoopOptions {
     pub adjust_reload: Option<AdjustReload>,
     /// Ticked from the start, each on its own period.
     pub controllers: Vec<Box<dyn Controller>>,
+    /// Who starts and stops instances for the autoscaler; `None`: systemd's units over D-Bus
+    /// (a thread the loop starts).
+    pub instances: Option<Box<dyn InstanceActions>>,
 }
 
 impl Default for LoopOptions {
@@ -86,6 +90,7 @@ impl Default for LoopOptions {
             state_file: None,
             adjust_reload: None,
             controllers: Vec::new(),
+            instances: None,
         }
     }
 }
@@ -98,6 +103,7 @@ impl std::fmt::Debug for LoopOptions {
             .field("state_file", &self.state_file)
             .field("adjust_reload", &self.adjust_reload.is_some())
             .field("controllers", &names(&self.controllers))
+            .field("instances", &self.instances.is_some())
             .finish()
     }
 }
@@ -147,6 +153,9 @@ pub struct ControlLoop {
     /// By [`Task::Job`] index; `None` once a job is done.
     jobs: Vec<Option<Box<dyn Job>>>,
     controllers: Vec<Box<dyn Controller>>,
+    /// Starts and stops instances for the autoscaler (set at [`ControlLoop::spawn`] when the
+    /// options named none).
+    instances: Option<Box<dyn InstanceActions>>,
     /// The latest health verdicts, as published to the workers.
     health: Arc<HealthTable>,
     /// The discovered units, as the watcher last sent them.
@@ -185,7 +194,13 @@ impl ControlLoop {
     ) -> (ControlLoop, ControlHandle) {
         let (shared, senders) = links.into_iter().map(|l| (l.shared, l.commands)).unzip();
         options.controllers = with_discovery(options.controllers);
-        Self::with_workers(config, shared, Workers::new(senders), channel, options)
+        let (mut control_loop, handle) =
+            Self::with_workers(config, shared, Workers::new(senders), channel, options);
+        let board = control_loop.shared.autoscale().clone();
+        control_loop
+            .controllers
+            .push(Box::new(AutoscaleController::new(board)));
+        (control_loop, handle)
     }
 
     fn with_workers(
@@ -209,6 +224,7 @@ impl ControlLoop {
             schedule: Schedule::default(),
             jobs: Vec::new(),
             controllers: options.controllers,
+            instances: options.instances,
             health: Arc::default(),
             units: Arc::default(),
             observe: Box::new(observe),
@@ -219,7 +235,7 @@ impl ControlLoop {
 
     /// Starts the health checker, the discovery watcher and the loop's thread,
     /// `lbproxy-control`.
-    pub fn spawn(self) -> anyhow::Result<LoopThread> {
+    pub fn spawn(mut self) -> anyhow::Result<LoopThread> {
         use anyhow::Context;
         let commands = self.commands.clone();
         let health =
@@ -227,6 +243,11 @@ impl ControlLoop {
                 .context("spawning the health-check thread")?;
         let discovery = DiscoveryWatcher::spawn(self.shared.clone(), commands.clone())
             .context("spawning the discovery thread")?;
+        if self.instances.is_none() {
+            let units = super::autoscale::systemd::SystemdInstances::spawn()
+                .context("spawning the instance-actions thread")?;
+            self.instances = Some(Box::new(units));
+        }
         let thread = std::thread::Builder::new()
             .name("lbproxy-control".into())
             .spawn(move || {
@@ -428,6 +449,14 @@ impl ControlLoop {
             }
             // Logged by the switch, either way; the controller tries again on its next tick if
             // it failed (the running set still differs).
+            Action::StartUnit { group, unit } => match &self.instances {
+                Some(instances) => instances.start(&group, &unit),
+                None => tracing::error!(controller, "no way to start {unit}: no instance actions"),
+            },
+            Action::StopUnit { group, unit } => match &self.instances {
+                Some(instances) => instances.stop(&group, &unit),
+                None => tracing::error!(controller, "no way to stop {unit}: no instance actions"),
+            },
             Action::SetBackends {
                 group,
                 backends,

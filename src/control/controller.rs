@@ -108,6 +108,12 @@ pub enum Action {
     /// Reload with this configuration (checked as any reload: what only a restart can change
     /// refuses it).
     Reload(Box<Config>),
+    /// Start instance `unit` of autoscaled group `group` (through the loop's
+    /// `InstanceActions`, off its thread).
+    StartUnit { group: String, unit: String },
+    /// Stop instance `unit` of autoscaled group `group` (drain it first, with
+    /// [`Action::Backend`]).
+    StopUnit { group: String, unit: String },
     /// Give discovered group `group` these backends (the rest of the configuration stays;
     /// runtime overrides stay). `what` says what changed, for the log.
     SetBackends {
@@ -127,6 +133,8 @@ impl std::fmt::Display for Action {
             } => write!(f, "{change:?} backend {address} of upstream \"{group}\""),
             Action::Reload(_) => f.write_str("reload with a new configuration"),
             Action::SetBackends { what, .. } => write!(f, "set discovered backends: {what}"),
+            Action::StartUnit { group, unit } => write!(f, "start {unit} (upstream \"{group}\")"),
+            Action::StopUnit { group, unit } => write!(f, "stop {unit} (upstream \"{group}\")"),
         }
     }
 }

@@ -152,4 +152,9 @@ impl ControlHandle {
     pub fn inventory(&self) -> Arc<super::discovery::Inventory> {
         self.shared.inventory()
     }
+
+    /// The autoscaler's state per autoscaled group (empty without `[upstream.NAME.autoscale]`).
+    pub fn autoscale(&self) -> &Arc<super::autoscale::AutoscaleBoard> {
+        self.shared.autoscale()
+    }
 }

@@ -22,6 +22,7 @@
 //! view and actions), `health_checker.rs` (active probes, on their own thread), `signals.rs` (the
 //! one signal thread), `systemd/` (the jobs and the reload record that speak to systemd).
 
+pub mod autoscale;
 mod background;
 mod broadcast;
 mod command;

@@ -3,6 +3,7 @@
 //! health probes' log and the sampler's history ([`Shared`]); and the control side's end of each
 //! worker ([`WorkerLink`]).
 
+use super::autoscale::AutoscaleBoard;
 use super::discovery::Inventory;
 use super::sampler::Sampler;
 use crate::config::Config;
@@ -42,6 +43,8 @@ pub struct Shared {
     sampler: Arc<Sampler>,
     /// The discovered units (written by the discovery watcher).
     inventory: Mutex<Arc<Inventory>>,
+    /// What the autoscaler decided, per group (written by the autoscale controller).
+    autoscale: Arc<AutoscaleBoard>,
 }
 
 #[derive(Debug)]
@@ -63,6 +66,7 @@ impl Shared {
             probe_log: ProbeLog::default(),
             sampler: Arc::default(),
             inventory: Mutex::default(),
+            autoscale: Arc::default(),
         }
     }
 
@@ -159,6 +163,11 @@ impl Shared {
 
     fn running(&self) -> MutexGuard<'_, Running> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The autoscaler's state per autoscaled group.
+    pub fn autoscale(&self) -> &Arc<AutoscaleBoard> {
+        &self.autoscale
     }
 
     /// The latest inventory of discovered units (empty without discovery).

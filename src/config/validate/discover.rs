@@ -86,6 +86,7 @@ impl Validator<'_> {
                 memory_max: memory_max?,
                 tasks_max: tasks_max?,
             },
+            children: false,
         })
     }
 

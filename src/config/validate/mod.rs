@@ -13,6 +13,7 @@
 //! A [`Config`] is returned only when nothing at all was wrong.
 
 mod admin;
+mod autoscale;
 mod discover;
 pub use admin::{is_loopback, DEFAULT_ADMIN_ADDRESS};
 mod health;

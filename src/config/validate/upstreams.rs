@@ -79,6 +79,33 @@ impl Validator<'_> {
             None => Some(None),
             Some(discover) => self.discover(discover, &path.key("discover")).map(Some),
         };
+        let autoscale = match &raw.autoscale {
+            None => Some(None),
+            Some(autoscale) => self.autoscale(autoscale, &path.key("autoscale")).map(Some),
+        };
+        if let (Some(_), Some(None)) = (&raw.autoscale, &discover) {
+            self.push(
+                path.key("autoscale"),
+                "",
+                "the group's instances are a static list: there is nothing to start or stop",
+                "discover them from systemd units ([upstream.NAME.discover] systemd = \
+                 \"api@*.service\"), or run them with `lbproxy up --autoscale`",
+            );
+        }
+        if let (Some(Some(_)), Some(Some(discover))) = (&autoscale, &discover) {
+            if crate::config::unit_template(&discover.systemd).is_none() {
+                self.push(
+                    path.key("autoscale"),
+                    "",
+                    format!(
+                        "new instances cannot be named from the pattern \"{}\"",
+                        discover.systemd
+                    ),
+                    "discover a template's instances by number, systemd = \"api@*.service\", so \
+                     that instance N is api@N.service",
+                );
+            }
+        }
         let backends = match (raw.backends.as_deref(), &raw.discover) {
             (None, Some(_)) => Some(Vec::new()),
             (Some(list), Some(_)) => {
@@ -147,6 +174,7 @@ impl Validator<'_> {
             hash_key: hash_key?,
             backends: backends?,
             discover: discover?,
+            autoscale: autoscale?,
             pool: PoolConfig {
                 max_idle_per_backend: usize::try_from(max_idle?).ok()?,
                 idle_timeout: idle_timeout?,
