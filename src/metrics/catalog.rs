@@ -89,6 +89,10 @@ macro_rules! upstream_metrics {
                 json "requests_total";
             /// Requests of the group not finished yet.
             count in_flight: Gauge = "lbproxy_upstream_in_flight_requests", json "in_flight";
+            /// Requests waiting for an instance of an autoscaled group that has none (scale
+            /// from zero): the autoscaler starts one.
+            count waiting_for_instance: Gauge = "lbproxy_upstream_waiting_for_instance_requests",
+                json "waiting_for_instance";
             /// Attempts after the first (to the next backend, or the same one on a fresh
             /// connection).
             count retries: Counter = "lbproxy_upstream_retries_total", json "retries_total";
