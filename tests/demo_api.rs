@@ -957,7 +957,9 @@ fn socket_activated_a_restart_refuses_no_connection_and_the_next_instance_serves
     let first_pid = u64::from(first.child.id());
     assert_eq!(pid_answering(TcpStream::connect(addr).unwrap()), first_pid);
     let in_flight = get_in_background(first.url("/delay?ms=1000"));
-    wait_until_received(&first, 1);
+    // Two others: pid_answering's GET / and the background request, which is in flight once
+    // counted (the count is taken as a request starts).
+    wait_until_received(&first, 2);
 
     first.send_signal(libc::SIGTERM);
     let status = first.wait_for_exit();
