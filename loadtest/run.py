@@ -1,10 +1,11 @@
 """Runs the fault-under-load scenarios and prints one verdict each; exit status 1 if any FAILs.
 
-    python3 loadtest/run.py [--seconds N] [--bin-dir DIR] [SCENARIO|soak|soak-2min|chaos ...]
+    python3 loadtest/run.py [--seconds N] [--bin-dir DIR] [SCENARIO|soak|soak-2min|chaos|autoscale ...]
 
 Without names it runs the fault scenarios (scenarios.py). The soak (`soak`: an hour;
-`soak-2min`: the test suite's two minutes) and the chaos scenarios (`chaos-*`, or `chaos` for all
-of them; root) run only when named. `--seconds` overrides each one's own duration.
+`soak-2min`: the test suite's two minutes), the chaos scenarios (`chaos-*`, or `chaos` for all
+of them; root) and `autoscale` (autoscale.py: `lbproxy up --autoscale` under stepped oha load)
+run only when named. `--seconds` overrides each one's own duration (autoscale: the step length).
 """
 
 import argparse
@@ -14,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from autoscale import autoscale  # noqa: E402
 from chaos import CHAOS  # noqa: E402
 import harness  # noqa: E402
 from harness import Result, set_bin_dir, set_results_dir  # noqa: E402
@@ -22,7 +24,7 @@ from soak import soak_hour, soak_two_minutes  # noqa: E402
 
 # Every scenario takes its duration in seconds, or None for its own default.
 ALL = {name: (lambda seconds, run=run: run(seconds or SECONDS)) for name, run in SCENARIOS.items()}
-ALL |= {"soak": soak_hour, "soak-2min": soak_two_minutes} | CHAOS
+ALL |= {"soak": soak_hour, "soak-2min": soak_two_minutes, "autoscale": autoscale} | CHAOS
 GROUPS = {"chaos": list(CHAOS)}
 
 
@@ -31,7 +33,8 @@ def main() -> int:
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
                         help=f"one of {', '.join(ALL)}, or chaos (default: {', '.join(SCENARIOS)})")
     parser.add_argument("--seconds", type=int, default=None,
-                        help=f"load duration per scenario (default {SECONDS}; soak 3600, soak-2min 120)")
+                        help=f"load duration per scenario (default {SECONDS}; soak 3600, soak-2min 120; "
+                             "autoscale: seconds per step, default 15)")
     parser.add_argument("--bin-dir", type=Path, default=None,
                         help="where lbproxy and lbproxy-demo-api are (default target/release)")
     parser.add_argument("--results-dir", type=Path, default=None,
@@ -85,7 +88,8 @@ def write_summary(latest):
     lines += ["", "Each row's details (errors by kind, checks, the exact wrk command) are in",
               "`results/<scenario>.json`. A chaos row's failed requests are the proxy's documented",
               "answers to the fault (504 after `upstream_response`), which the scenario's checks bound;",
-              "a soak's are those outside the injected faults (see README.md). Plots: `results/soak*.png`."]
+              "a soak's are those outside the injected faults (see README.md). Plots: `results/soak*.png`,",
+              "`results/autoscale.png`."]
     harness.RESULTS.mkdir(parents=True, exist_ok=True)
     (harness.RESULTS / "RESULTS.md").write_text("\n".join(lines) + "\n")
 

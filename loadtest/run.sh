@@ -6,6 +6,7 @@
 #   loadtest/run.sh [--seconds N] [kill-instance|rolling-restart|reload-storm|bad-reload|slow-clients|10k-connections|dead-backends ...]
 #   loadtest/run.sh soak                  # an hour; --seconds N to shorten it; soak-2min: 2 minutes
 #   loadtest/run.sh chaos                 # chaos-delay, -loss, -reorder, -link-cut, -blackhole (root)
+#   loadtest/run.sh autoscale             # lbproxy up --autoscale under stepped oha load (needs oha)
 #
 # Exit status 1 if any scenario FAILs. Results: loadtest/results/RESULTS.md and one JSON per
 # scenario.
@@ -21,7 +22,7 @@ as_root() {
 
 soak=false chaos=false
 for arg in "$@"; do
-    case "$arg" in soak | soak-2min) soak=true ;; chaos | chaos-*) chaos=true ;; esac
+    case "$arg" in soak | soak-2min | autoscale) soak=true ;; chaos | chaos-*) chaos=true ;; esac
 done
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
