@@ -11,12 +11,15 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 
 /// One unit matching a group's pattern, as last read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DiscoveredUnit {
     pub unit: UnitState,
     /// From the group's address template, or the unit's socket; `None` when neither gives one
     /// (the instance is not a number, or its socket unit listens on no stream address).
     pub address: Option<SocketAddr>,
+    /// Its cgroup CPU use between the watcher's last two readings, in percent of one core
+    /// (the autoscaler's `cpu` metric); `None` before two readings of one invocation.
+    pub cpu_percent: Option<f64>,
 }
 
 impl DiscoveredUnit {
@@ -28,7 +31,7 @@ impl DiscoveredUnit {
 /// Every discovered group of one bus, as one read found them: group name → its units, sorted by
 /// unit name. A group is missing when its units could not be read this time (its backends stay
 /// as they are).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Discovered {
     pub bus: Option<SystemdBus>,
     pub groups: BTreeMap<String, Vec<DiscoveredUnit>>,
@@ -113,6 +116,7 @@ pub(crate) mod testing {
                 ..UnitState::default()
             },
             address: Some(SocketAddr::from(([127, 0, 0, 1], 8000 + n))),
+            cpu_percent: None,
         }
     }
 }

@@ -365,6 +365,7 @@ impl BusWatch {
                             AddressSource::Socket => k.socket_address,
                         },
                         unit: k.state.clone(),
+                        cpu_percent: k.cpu_percent,
                     })
                     .collect();
                 (group.clone(), units)
