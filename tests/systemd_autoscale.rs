@@ -43,9 +43,8 @@ fn start(autoscale: &str, instances: &[&str]) -> Sandbox {
 
 /// `/api/autoscale`'s group `api`.
 fn autoscale(sandbox: &Sandbox) -> serde_json::Value {
-    let answer = sandbox.in_net(|| {
-        common::admin::json("127.0.0.1:9901".parse().unwrap(), "/api/autoscale", None)
-    });
+    let answer = sandbox
+        .in_net(|| common::admin::json("127.0.0.1:9901".parse().unwrap(), "/api/autoscale", None));
     answer["groups"]
         .as_array()
         .into_iter()
@@ -67,7 +66,12 @@ fn running(sandbox: &Sandbox) -> Vec<u32> {
     let mut units: Vec<u32> = out
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter_map(|u| u.strip_prefix("api@")?.strip_suffix(".service")?.parse().ok())
+        .filter_map(|u| {
+            u.strip_prefix("api@")?
+                .strip_suffix(".service")?
+                .parse()
+                .ok()
+        })
         .collect();
     units.sort_unstable();
     units
@@ -92,7 +96,8 @@ fn oha(sandbox: &Sandbox, rate: u32, seconds: u32, delay_ms: u32) -> serde_json:
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("oha's JSON: {e}: {}", text(&out)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("oha's JSON: {e}: {}", text(&out)))
 }
 
 /// Every request of an oha report answered 200.
@@ -102,7 +107,9 @@ fn assert_all_ok(what: &str, report: &serde_json::Value) {
     let ok = statuses["200"].as_u64().unwrap_or(0);
     assert!(ok > 0, "{what}: no request succeeded: {report:#}");
     assert!(
-        statuses.as_object().is_some_and(|s| s.keys().all(|k| k == "200")),
+        statuses
+            .as_object()
+            .is_some_and(|s| s.keys().all(|k| k == "200")),
         "{what}: statuses {statuses}"
     );
     assert!(
@@ -119,7 +126,9 @@ fn the_instance_count_follows_a_load_ramp_and_scales_in_without_a_failed_request
         "min = 1\nmax = 3\ntarget = 2\nscale_down_window = \"8s\"\ndrain_timeout = \"10s\"\n",
         &["api@1.service"],
     );
-    wait_until(START, "api@1 routed", || autoscale(&sandbox)["current"] == 1);
+    wait_until(START, "api@1 routed", || {
+        autoscale(&sandbox)["current"] == 1
+    });
 
     let low = oha(&sandbox, 40, 8, 100);
     assert_all_ok("40 req/s", &low);
@@ -150,7 +159,9 @@ fn a_load_that_oscillates_faster_than_the_window_does_not_flap() {
         "min = 1\nmax = 3\ntarget = 2\nscale_down_window = \"20s\"\n",
         &["api@1.service"],
     );
-    wait_until(START, "api@1 routed", || autoscale(&sandbox)["current"] == 1);
+    wait_until(START, "api@1 routed", || {
+        autoscale(&sandbox)["current"] == 1
+    });
     assert_all_ok("high", &oha(&sandbox, 60, 4, 100));
     wait_until(SCALE, "scaled up", || running(&sandbox).len() >= 2);
     let peak = running(&sandbox).len();
@@ -164,7 +175,9 @@ fn a_load_that_oscillates_faster_than_the_window_does_not_flap() {
             running(&sandbox)
         );
     }
-    assert!(sandbox.journal_entries(LBPROXY, &["EVENT=scale-down"]).is_empty());
+    assert!(sandbox
+        .journal_entries(LBPROXY, &["EVENT=scale-down"])
+        .is_empty());
 }
 
 #[test]
@@ -180,7 +193,10 @@ fn scaled_to_zero_the_first_request_starts_an_instance_and_is_served() {
             "127.0.0.1:8080".parse().unwrap(),
             b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
         );
-        (response.map(|r| r.status).map_err(|e| e.to_string()), t.elapsed())
+        (
+            response.map(|r| r.status).map_err(|e| e.to_string()),
+            t.elapsed(),
+        )
     });
     eprintln!("the first request after scale-to-zero: {answered:?}");
     assert_eq!(answered.0, Ok(200), "served, not failed");

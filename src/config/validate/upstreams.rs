@@ -93,6 +93,17 @@ impl Validator<'_> {
             );
         }
         if let (Some(Some(_)), Some(Some(discover))) = (&autoscale, &discover) {
+            if let crate::config::AddressSource::Template(template) = &discover.address {
+                if template.port_offset == 0 {
+                    self.push(
+                        path.key("discover").key("address"),
+                        crate::config::error::quote(&template.text),
+                        "the autoscaler numbers the instances it starts from 1: instance 1 \
+                         would listen on port 1",
+                        "give the port an offset, e.g. \"127.0.0.1:{8000+N}\"",
+                    );
+                }
+            }
             if crate::config::unit_template(&discover.systemd).is_none() {
                 self.push(
                     path.key("autoscale"),

@@ -42,6 +42,8 @@ pub(super) struct BusWatch {
     read: bool,
     /// What was last sent to the loop, as [`routing_key`] sees it.
     pub(super) sent: Option<RoutingKey>,
+    /// When it was last sent.
+    pub(super) sent_at: Option<Instant>,
     known: BTreeMap<String, Known>,
 }
 
@@ -56,6 +58,7 @@ impl BusWatch {
             last_poll: None,
             read: false,
             sent: None,
+            sent_at: None,
             known: BTreeMap::new(),
         }
     }

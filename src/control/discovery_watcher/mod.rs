@@ -34,6 +34,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// How often every known unit is read again (state, cgroup figures).
 pub const POLL: Duration = Duration::from_secs(1);
+/// The longest the loop goes without a fresh read when nothing routing-relevant changed.
+const REFRESH: Duration = Duration::from_secs(5);
 /// How long after a failed connection the next try comes.
 const RETRY: Duration = Duration::from_secs(2);
 /// A unit whose `NRestarts` rose within this long is flapping.
@@ -92,10 +94,16 @@ fn watch(shared: &Shared, commands: &Commands, stop: &AtomicBool) {
             let wait = if round == 0 { POLL } else { Duration::ZERO };
             watch.round(groups, wait, Instant::now());
             if let Some(discovered) = watch.discovered(groups) {
-                // Only what can change a backend: the cgroup figures move every second.
+                // At once when something that can change a backend changed; otherwise every
+                // REFRESH, for the figures that move every second (the autoscaler's CPU).
                 let key = routing_key(&discovered);
-                if watch.sent.as_ref() != Some(&key) {
+                let now = Instant::now();
+                let stale = watch
+                    .sent_at
+                    .is_none_or(|at| now.duration_since(at) >= REFRESH);
+                if watch.sent.as_ref() != Some(&key) || stale {
                     watch.sent = Some(key);
+                    watch.sent_at = Some(now);
                     commands.send(Command::Discovered(discovered));
                 }
             }
