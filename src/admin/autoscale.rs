@@ -14,6 +14,7 @@
 
 use super::http::AdminResponse;
 use super::AdminState;
+use crate::config::AutoscaleMetric;
 use crate::control::autoscale::{AutoscaleBoard, Decision, GroupAutoscale, Mode};
 use crate::metrics::catalog::{autoscale_metrics, autoscale_signal_metrics};
 use crate::metrics::counters::{Counter, Gauge};
@@ -107,7 +108,7 @@ fn group_view(group: &str, a: &GroupAutoscale) -> AutoscaleView {
         group: group.to_owned(),
         min: a.min,
         max: a.max,
-        metric: a.metric.map(|m| m.as_str()),
+        metric: a.metric.map(AutoscaleMetric::as_str),
         target: a.target,
         signal: a.signal.filter(|s| s.is_finite()),
         current: a.current,
@@ -271,7 +272,7 @@ mod tests {
                 from: 3,
                 to: 3,
                 reason: "held".into(),
-            })
+            });
         });
         let a = &board.snapshot()["api"];
         assert_eq!((a.ups, a.downs), (0, 0));
