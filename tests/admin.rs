@@ -612,7 +612,13 @@ fn a_non_loopback_admin_address_needs_a_token_and_enforces_it() {
     let admin = SocketAddr::from(([127, 0, 0, 1], proxy.admin_addr().port()));
     assert!(proxy.admin_addr().ip().is_unspecified());
 
-    for path in ["/metrics", "/api/status", "/api/backends", "/api/instances"] {
+    for path in [
+        "/metrics",
+        "/api/status",
+        "/api/backends",
+        "/api/instances",
+        "/api/autoscale",
+    ] {
         let refused = admin::get(admin, path, None);
         assert_eq!(refused.status, 401, "{path}");
         assert_eq!(
@@ -721,6 +727,54 @@ fn instances_are_empty_without_discovery_and_ctl_says_how_to_discover() {
         "{out}"
     );
     let json = ctl(&["--admin", &admin_arg, "--json", "instances"], &[]);
+    assert!(json.status.success(), "{:?}", said(&json));
+    let printed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("--json is JSON");
+    assert_eq!(printed, listed);
+}
+
+/// Without `[upstream.NAME.autoscale]` no group is autoscaled: `/api/autoscale` lists none,
+/// `/metrics` declares the autoscale families with no sample, and `ctl autoscale` says how to
+/// configure autoscaling.
+#[test]
+fn autoscale_is_empty_without_autoscaling_and_ctl_says_how_to_configure_it() {
+    let api = RawBackend::start(Reply::Fixed(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()));
+    let proxy = Proxy::start(&config("legacy", &[api.addr], ""));
+    let admin = proxy.admin_addr();
+
+    let listed = admin::json(admin, "/api/autoscale", None);
+    assert_eq!(listed, serde_json::json!({"groups": []}));
+    let post = admin::request(admin, "POST", "/api/autoscale", None, "");
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), Some("GET"));
+
+    let exposition = admin::get(admin, "/metrics", None).text();
+    for family in [
+        "lbproxy_autoscale_desired_instances gauge",
+        "lbproxy_autoscale_decisions_total counter",
+        "lbproxy_autoscale_signal gauge",
+    ] {
+        assert!(
+            exposition.contains(&format!("# TYPE {family}\n")),
+            "{family}"
+        );
+    }
+    assert!(
+        !exposition
+            .lines()
+            .any(|line| line.starts_with("lbproxy_autoscale_")),
+        "no autoscaled group, no sample"
+    );
+
+    let admin_arg = admin.to_string();
+    let table = ctl(&["--admin", &admin_arg, "autoscale"], &[]);
+    let (out, err) = said(&table);
+    assert!(table.status.success(), "{err}");
+    assert!(
+        out.starts_with("no autoscaling: no upstream group has [upstream.NAME.autoscale]"),
+        "{out}"
+    );
+    assert!(out.contains("`min` and `max`"), "{out}");
+    let json = ctl(&["--admin", &admin_arg, "--json", "autoscale"], &[]);
     assert!(json.status.success(), "{:?}", said(&json));
     let printed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("--json is JSON");
     assert_eq!(printed, listed);

@@ -1,8 +1,9 @@
 //! The live dashboard in a real browser: headless Chromium (Debian's `chromium`, installed by
 //! tests/run.sh) loads `/` from a proxy under live traffic, runs its script, and the test reads
 //! the rendered DOM: a row per backend, the totals changing between two loads, and a backend
-//! drained through `lbproxy ctl` shown as draining, and the Instances panel hidden on a proxy
-//! that discovers no backends. A screenshot is saved to
+//! drained through `lbproxy ctl` shown as draining, and the Instances and Autoscaling panels
+//! hidden on a proxy that discovers and autoscales nothing; and the Autoscaling panel's rows, with
+//! their data attributes, from a hand-made `/api/autoscale` answer. A screenshot is saved to
 //! `target/tmp/admin-dashboard.png` for people to look at.
 
 mod common;
@@ -151,6 +152,14 @@ fn the_dashboard_shows_live_backends_in_a_real_browser() {
     let instances = tag_with_id(&first, "instances");
     assert!(instances.contains(" hidden"), "{instances}");
     assert_eq!(text_of(&first, "instances-note"), "");
+    // No group is autoscaled: the Autoscaling panel stays hidden and empty (the page is "live"
+    // only once /api/autoscale answered too).
+    let autoscale = tag_with_id(&first, "autoscale");
+    assert!(autoscale.contains(" hidden"), "{autoscale}");
+    assert!(
+        !first.contains("class=\"autoscale-group\""),
+        "no group, no row"
+    );
     let before = total_requests(&first);
     assert!(before > 0, "requests total {before}");
 
@@ -175,4 +184,121 @@ fn the_dashboard_shows_live_backends_in_a_real_browser() {
 
     let report = load.stop();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
+}
+
+/// Serves what a real proxy's admin server answered for the page, its assets, `/api/status` and
+/// `/api/instances`, and `autoscale` for `/api/autoscale` (no group is autoscaled without
+/// systemd): the page as it renders autoscaled groups. Returns the address.
+fn replay(proxy: SocketAddr, autoscale: serde_json::Value) -> SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let mut answers = std::collections::HashMap::new();
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/assets/dashboard.js", "text/javascript; charset=utf-8"),
+        ("/assets/dashboard.css", "text/css; charset=utf-8"),
+        ("/api/status", "application/json"),
+        ("/api/instances", "application/json"),
+    ] {
+        let body = common::admin::get(proxy, path, None).text();
+        answers.insert(path.to_owned(), (content_type, body));
+    }
+    answers.insert(
+        "/api/autoscale".into(),
+        ("application/json", autoscale.to_string()),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut header = String::new();
+            while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                header.clear();
+            }
+            let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+            let (status, content_type, body) = match answers.get(&path) {
+                Some((content_type, body)) => ("200 OK", *content_type, body.as_str()),
+                None => ("404 Not Found", "text/plain", "no"),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_autoscaling_panel_shows_each_group_with_its_chart() {
+    let apis = [DemoApi::start(1)];
+    let addrs: Vec<SocketAddr> = apis.iter().map(|a| a.addr).collect();
+    let proxy = Proxy::start(&config("legacy", &addrs, ""));
+    let now_ms = 1_796_644_800_000_u64;
+    let history: Vec<serde_json::Value> = (0..60)
+        .map(|i| serde_json::json!([now_ms - 60_000 + i * 1000, 1 + i / 20, 1 + i / 15]))
+        .collect();
+    let autoscale = serde_json::json!({"groups": [{
+        "group": "api", "min": 1, "max": 8, "metric": "in_flight", "target": 10.0,
+        "signal": 25.0, "current": 3, "starting": 1, "stopping": 0, "desired": 4,
+        "mode": "panic", "holding_reason": null, "waiting": 0,
+        "last_decision": {"at_ms": now_ms, "from": 3, "to": 4, "reason": "in_flight 25 > 10"},
+        "decisions": {"up": 3, "down": 0}, "history": history,
+    }, {
+        "group": "batch", "min": 0, "max": 3, "metric": "cpu", "target": 60.0,
+        "signal": null, "current": 0, "starting": 0, "stopping": 0, "desired": 0,
+        "mode": "holding", "holding_reason": "a start is pending", "waiting": 2,
+        "last_decision": null, "decisions": {"up": 0, "down": 0}, "history": [],
+    }]});
+    let url = format!("http://{}/", replay(proxy.admin_addr(), autoscale));
+    let profile = tempfile::tempdir().unwrap();
+    let dom = browse(&url, profile.path(), &["--dump-dom"]);
+    assert_eq!(
+        text_of(&dom, "live").trim(),
+        "live",
+        "the page got its data"
+    );
+    let panel = tag_with_id(&dom, "autoscale");
+    assert!(!panel.contains(" hidden"), "{panel}");
+    for (group, mode, current, desired) in
+        [("api", "panic", "3", "4"), ("batch", "holding", "0", "0")]
+    {
+        let needle = format!("<div class=\"autoscale-group\" data-upstream=\"{group}\"");
+        let start = dom
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no row for {group} in:\n{dom}"));
+        let tag = &dom[start..=start + dom[start..].find('>').unwrap()];
+        assert_eq!(attribute(tag, "data-mode"), mode);
+        assert_eq!(attribute(tag, "data-current"), current);
+        assert_eq!(attribute(tag, "data-desired"), desired);
+    }
+    assert!(
+        dom.contains("a start is pending"),
+        "the holding reason is shown"
+    );
+    assert!(
+        dom.contains("in_flight 25 &gt; 10"),
+        "the last decision's reason"
+    );
+    assert!(
+        dom.contains("3 +1 starting"),
+        "starting instances are shown"
+    );
+
+    let screenshot =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin-dashboard-autoscale.png");
+    let _ = std::fs::remove_file(&screenshot);
+    browse(
+        &url,
+        profile.path(),
+        &[&format!("--screenshot={}", screenshot.display())],
+    );
+    assert!(std::fs::read(&screenshot).is_ok_and(|png| png.starts_with(b"\x89PNG")));
 }

@@ -1,6 +1,6 @@
 //! The admin plane: an HTTP server on the control side (never on a worker) with the live
 //! dashboard (`/`), Prometheus metrics (`/metrics`), the JSON API (`/api/…`: status, backends,
-//! drain / enable / weight, reload, the discovered instances), and `lbproxy ctl`, its command-line client.
+//! drain / enable / weight, reload, the discovered instances, the autoscaled groups), and `lbproxy ctl`, its command-line client.
 //!
 //! Flow: [`crate::server::Server::start`] binds the admin address before the workers start (a
 //! busy port fails the start, with the reason) and spawns [`AdminServer`] once they listen. Its
@@ -20,6 +20,7 @@
 //! the control loop's ([`crate::control::sampler`]), named here for the paths that read it.
 
 pub mod api;
+pub mod autoscale;
 pub mod client;
 pub mod ctl;
 pub mod dashboard;

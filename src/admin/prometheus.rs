@@ -8,9 +8,11 @@
 //! constants below. Counters are summed over the workers at scrape time; gauges that describe a
 //! per-worker condition (`lbproxy_backend_state`, `lbproxy_backend_circuit`) say on how many
 //! workers it holds. Latencies are histograms with fixed buckets (500 µs … 10 s). The discovered
-//! instances' families (`lbproxy_instance_*`, declared in the catalog too) come last, over the
-//! `/api/instances` view of the discovery inventory.
+//! instances' families (`lbproxy_instance_*`, declared in the catalog too) come next, over the
+//! `/api/instances` view of the discovery inventory, and the autoscaled groups' families
+//! (`lbproxy_autoscale_*`) last, over the `/api/autoscale` view of the autoscaler's board.
 
+use super::autoscale::{AutoscaleView, AUTOSCALE, AUTOSCALE_SIGNAL};
 use super::instances::{InstanceView, INSTANCES};
 use super::ServerInfo;
 use crate::metrics::counters::{ClassCounts, Latency, LATENCY_BOUNDS_US, STATUS_CLASSES};
@@ -84,10 +86,12 @@ pub const WORKER_CONNECTIONS: Family = gauge(
 );
 
 /// Renders the whole exposition: the proxy's own families, then those of the discovered
-/// `instances` (their families are there, without samples, when nothing is discovered).
+/// `instances` and of the `autoscale`d groups (their families are there, without samples, when
+/// nothing is discovered or autoscaled).
 pub fn render(
     aggregate: &Aggregate,
     instances: &[InstanceView],
+    autoscale: &[AutoscaleView],
     info: &ServerInfo,
     reloads: u64,
     now_ms: u64,
@@ -173,6 +177,16 @@ pub fn render(
         .map(|i| (vec![i.group.as_str(), i.unit.as_str()], i))
         .collect();
     out.table(&INSTANCES, &instances);
+    let groups: Vec<_> = autoscale
+        .iter()
+        .map(|a| (vec![a.group.as_str()], a))
+        .collect();
+    out.table(&AUTOSCALE, &groups);
+    let signals: Vec<_> = autoscale
+        .iter()
+        .map(|a| (vec![a.group.as_str(), a.metric.unwrap_or("none")], a))
+        .collect();
+    out.table(&AUTOSCALE_SIGNAL, &signals);
     out.text
 }
 
@@ -326,7 +340,7 @@ mod tests {
             started_ms: 0,
             listeners: Vec::new(),
         };
-        let text = render(&Aggregate::default(), &view.instances, &info, 0, 0);
+        let text = render(&Aggregate::default(), &view.instances, &[], &info, 0, 0);
         let up = "{upstream=\"api\",unit=\"api@1.service\"}";
         let failed = "{upstream=\"api\",unit=\"api@2.service\"}";
         for line in [
@@ -361,6 +375,60 @@ mod tests {
             let sample = format!("lbproxy_instance_{family}{failed}");
             assert!(!text.contains(&sample), "no figure, no sample: {sample}");
         }
+    }
+
+    fn info() -> ServerInfo {
+        ServerInfo {
+            driver: crate::sys::driver::Driver::Legacy,
+            started_ms: 0,
+            listeners: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn autoscaled_groups_are_labelled_by_upstream_and_the_signal_by_metric_too() {
+        let view = super::super::autoscale::fixture::view();
+        let text = render(&Aggregate::default(), &[], &view.groups, &info(), 0, 0);
+        let api = "{upstream=\"api\"}";
+        let batch = "{upstream=\"batch\"}";
+        for line in [
+            "# TYPE lbproxy_autoscale_desired_instances gauge".to_owned(),
+            "# TYPE lbproxy_autoscale_decisions_total counter".to_owned(),
+            "# TYPE lbproxy_autoscale_signal gauge".to_owned(),
+            format!("lbproxy_autoscale_desired_instances{api} 5"),
+            format!("lbproxy_autoscale_current_instances{api} 2"),
+            format!("lbproxy_autoscale_starting_instances{api} 1"),
+            format!("lbproxy_autoscale_stopping_instances{api} 0"),
+            format!("lbproxy_autoscale_target{api} 10"),
+            format!("lbproxy_autoscale_min_instances{api} 1"),
+            format!("lbproxy_autoscale_max_instances{api} 8"),
+            format!("lbproxy_autoscale_panic{api} 1"),
+            format!("lbproxy_autoscale_panic{batch} 0"),
+            format!("lbproxy_autoscale_min_instances{batch} 0"),
+            format!("lbproxy_autoscale_target{batch} 60"),
+            "lbproxy_autoscale_decisions_total{upstream=\"api\",direction=\"up\"} 1".to_owned(),
+            "lbproxy_autoscale_decisions_total{upstream=\"api\",direction=\"down\"} 1".to_owned(),
+            "lbproxy_autoscale_decisions_total{upstream=\"batch\",direction=\"up\"} 0".to_owned(),
+            "lbproxy_autoscale_signal{upstream=\"api\",metric=\"in_flight\"} 25".to_owned(),
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} in:\n{text}");
+        }
+        assert!(
+            !text.contains("lbproxy_autoscale_signal{upstream=\"batch\""),
+            "no signal yet, no sample:\n{text}"
+        );
+    }
+
+    #[test]
+    fn without_autoscale_the_families_have_no_samples() {
+        let text = render(&Aggregate::default(), &[], &[], &info(), 0, 0);
+        assert!(text.contains("# TYPE lbproxy_autoscale_desired_instances gauge\n"));
+        assert!(text.contains("# HELP lbproxy_autoscale_signal "));
+        let samples = text
+            .lines()
+            .filter(|l| l.starts_with("lbproxy_autoscale_"))
+            .count();
+        assert_eq!(samples, 0, "{text}");
     }
 
     #[test]

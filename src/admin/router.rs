@@ -7,7 +7,7 @@
 //! a DNS name (DNS rebinding) and a POST from another origin (403).
 
 use super::http::{AdminRequest, AdminResponse};
-use super::{api, dashboard, instances, prometheus, AdminState};
+use super::{api, autoscale, dashboard, instances, prometheus, AdminState};
 use crate::config::AdminToken;
 use crate::http::Method;
 use crate::runtime::now_ms;
@@ -32,9 +32,11 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
                 &state.sampler.latest().unwrap_or_default(),
                 std::time::SystemTime::now(),
             );
+            let autoscale = autoscale::view(state.control.autoscale());
             let text = prometheus::render(
                 &aggregate,
                 &instances.instances,
+                &autoscale.groups,
                 &state.info,
                 state.control.reloads(),
                 now_ms(),
@@ -44,6 +46,7 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
         (Method::Get, "/api/status") => api::status(state),
         (Method::Get, "/api/backends") => api::backends(state),
         (Method::Get, "/api/instances") => instances::instances(state),
+        (Method::Get, "/api/autoscale") => autoscale::autoscale(state),
         (Method::Post, "/api/reload") => api::reload(state),
         (Method::Post, _) if segments.len() == 5 && segments[..2] == ["api", "backends"] => {
             let force = request.flag("force");
@@ -58,7 +61,8 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
         }
         (
             _,
-            "/" | "/index.html" | "/metrics" | "/api/status" | "/api/backends" | "/api/instances",
+            "/" | "/index.html" | "/metrics" | "/api/status" | "/api/backends" | "/api/instances"
+            | "/api/autoscale",
         ) => not_allowed("GET"),
         (_, "/api/reload") => not_allowed("POST"),
         (_, _) if segments.len() == 5 && segments[..2] == ["api", "backends"] => {
@@ -68,7 +72,7 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
             404,
             format!(
                 "no {path} here: the admin server serves / (dashboard), /metrics, \
-                 /api/status, /api/backends, /api/instances, \
+                 /api/status, /api/backends, /api/instances, /api/autoscale, \
                  POST /api/backends/GROUP/BACKEND/drain|enable|weight and POST /api/reload"
             ),
         ),

@@ -2,7 +2,8 @@
 //! and code have this one place to look.
 //!
 //! Each scope's metrics are one macro below, `listener_metrics!`, `upstream_metrics!`,
-//! `backend_metrics!` and `instance_metrics!` (the systemd units of `discover` groups), listing
+//! `backend_metrics!`, `instance_metrics!` (the systemd units of `discover` groups) and
+//! `autoscale_metrics!` / `autoscale_signal_metrics!` (the autoscaled groups), listing
 //! an entry per metric family in exposition order: its doc comment is the Prometheus HELP text,
 //! then its name in code, its type, its Prometheus name and, if it has one, its JSON API field.
 //! The macro hands its entries to the macro it is given (an "x-macro"), and two read them:
@@ -12,7 +13,8 @@
 //! - [`super::tables`] makes the family tables (`metrics_table!`: [`LISTENERS`], [`UPSTREAMS`],
 //!   [`BACKENDS`]) that `/metrics` (`admin/prometheus.rs`) and the JSON API (`admin/api.rs`,
 //!   which the dashboard reads) are rendered from, in entry order; `instance_metrics!` is made
-//!   into a table by `admin/instances.rs`, over its view of the discovery inventory.
+//!   into a table by `admin/instances.rs`, over its view of the discovery inventory, and the
+//!   autoscale ones by `admin/autoscale.rs`, over its view of the autoscaler's board.
 //!
 //! Flow: a worker increments the cells on the request path (methods in [`super::stats`]); its
 //! tick publishes `snapshot()`s ([`super::snapshot`]); the control side sums them with `merge`
@@ -256,4 +258,67 @@ macro_rules! instance_metrics {
     };
 }
 
-pub(crate) use {backend_metrics, instance_metrics, listener_metrics, upstream_metrics};
+/// Every metric of an autoscaled group (`[upstream.NAME.autoscale]`), in exposition order. Like
+/// [`instance_metrics!`], `show` entries only, over the admin's view of the autoscaler's board
+/// (`admin::autoscale::AutoscaleView`, which also answers `/api/autoscale`); the table is made
+/// there (`AUTOSCALE`, label `upstream`). The signal has a label more, the metric it measures,
+/// and so a table of its own: [`autoscale_signal_metrics!`].
+macro_rules! autoscale_metrics {
+    ($then:ident! { $($head:tt)* }) => {
+        $then! {
+            $($head)*
+
+            /// The instance count the autoscaling policy wants now (within min and max).
+            show desired: Gauge = "lbproxy_autoscale_desired_instances",
+                from |a| Value::Number(u64::from(a.desired));
+            /// Instances of the group routed now.
+            show current: Gauge = "lbproxy_autoscale_current_instances",
+                from |a| Value::Number(u64::from(a.current));
+            /// Instances the autoscaler started that are not routed yet.
+            show starting: Gauge = "lbproxy_autoscale_starting_instances",
+                from |a| Value::Number(u64::from(a.starting));
+            /// Instances the autoscaler is draining or stopping.
+            show stopping: Gauge = "lbproxy_autoscale_stopping_instances",
+                from |a| Value::Number(u64::from(a.stopping));
+            /// The wanted value of the group's metric per instance (requests in flight, req/s,
+            /// p99 milliseconds or CPU percent of one core).
+            show target: Gauge = "lbproxy_autoscale_target",
+                from |a| Value::Real(a.target);
+            /// The fewest instances the autoscaler keeps (0: scale to zero).
+            show min: Gauge = "lbproxy_autoscale_min_instances",
+                from |a| Value::Number(u64::from(a.min));
+            /// The most instances the autoscaler starts.
+            show max: Gauge = "lbproxy_autoscale_max_instances",
+                from |a| Value::Number(u64::from(a.max));
+            /// 1 while the group is in panic mode (the signal passed the panic threshold: scale
+            /// up at once, no scale-down), else 0.
+            show panic: Gauge = "lbproxy_autoscale_panic",
+                from |a| Value::Number(u64::from(a.mode == "panic"));
+            /// Decisions that changed the group's instance count, by direction (up, down).
+            show decisions: Counter = "lbproxy_autoscale_decisions_total",
+                from |a| Value::Labelled {
+                    label: "direction",
+                    samples: vec![("up", a.decisions.up), ("down", a.decisions.down)],
+                };
+        }
+    };
+}
+
+/// The autoscaled group's signal, labelled `upstream` and `metric` (see [`autoscale_metrics!`]).
+macro_rules! autoscale_signal_metrics {
+    ($then:ident! { $($head:tt)* }) => {
+        $then! {
+            $($head)*
+
+            /// The group's metric at the autoscaler's last tick, per routed instance (the group's
+            /// p99 for metric p99); no sample without data (no instance, no sample yet).
+            show signal: Gauge = "lbproxy_autoscale_signal",
+                from |a| a.signal.map_or(Value::Unknown, Value::Real);
+        }
+    };
+}
+
+pub(crate) use {
+    autoscale_metrics, autoscale_signal_metrics, backend_metrics, instance_metrics,
+    listener_metrics, upstream_metrics,
+};

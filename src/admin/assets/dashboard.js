@@ -1,4 +1,4 @@
-// lbproxy dashboard: polls /api/status and /api/instances once a second and renders them. No dependencies; every
+// lbproxy dashboard: polls /api/status, /api/instances and /api/autoscale once a second and renders them. No dependencies; every
 // value reaches the page through textContent (never as HTML).
 "use strict";
 
@@ -257,6 +257,45 @@ function renderInstances(v) {
   $("instances-table").tBodies[0].replaceChildren(...v.instances.map(instanceRow));
 }
 
+// One autoscaled group (`a`): its numbers, and its instance count and desired count over time.
+function autoscaleGroup(a) {
+  const chart = el("canvas", { width: 600, height: 90 });
+  const current = `${a.current}` + (a.starting ? ` +${a.starting} starting` : "") +
+    (a.stopping ? ` −${a.stopping} stopping` : "");
+  const mode = a.mode + (a.holding_reason ? ` (${a.holding_reason})` : "");
+  const d = a.last_decision;
+  const last = d ? `${d.from} → ${d.to} at ${new Date(d.at_ms).toLocaleTimeString()}: ${d.reason}` : "none yet";
+  const fig = (label, cls, value) =>
+    el("div", { class: "kpi" }, el("span", { class: "label" }, label), el("b", { class: cls }, value));
+  const node = el("div", { class: "autoscale-group", "data-upstream": a.group, "data-mode": a.mode,
+    "data-current": a.current, "data-desired": a.desired },
+    el("h3", {}, `upstream ${a.group}`,
+      el("span", { class: `badge mode-${a.mode}` }, mode),
+      el("span", { class: "detail" }, `${a.metric || "?"} · min ${a.min} · max ${a.max}` +
+        ` · ${a.decisions.up} up, ${a.decisions.down} down`)),
+    el("div", { class: "kpis" },
+      fig(`signal (${a.metric || "?"})`, "signal", known(a.signal, fmtRate)),
+      fig("target", "target", fmtRate(a.target)),
+      fig("instances", "current", current),
+      fig("desired", "desired", a.desired),
+      fig("waiting", "waiting" + (a.waiting ? " warn" : ""), fmtCount(a.waiting))),
+    el("p", { class: "note last-decision" }, `last decision: ${last}`),
+    el("figure", {}, chart));
+  return { node, draw: () => drawChart(chart, [
+    { values: a.history.map((p) => p[1]), color: COLORS.ok },
+    { values: a.history.map((p) => p[2]), color: COLORS.info },
+  ], { axis: true, min: a.max }) };
+}
+
+// The Autoscaling panel: hidden when no group is autoscaled.
+function renderAutoscale(v) {
+  const groups = v.groups || [];
+  $("autoscale").hidden = groups.length === 0;
+  const rendered = groups.map(autoscaleGroup);
+  $("autoscale-groups").replaceChildren(...rendered.map((g) => g.node));
+  rendered.forEach((g) => g.draw());
+}
+
 function setLive(ok, why) {
   const live = $("live");
   live.className = "live " + (ok ? "ok" : "stale");
@@ -282,6 +321,9 @@ async function refresh() {
     const instances = await fetch("/api/instances", { headers, cache: "no-store" });
     if (!instances.ok) throw new Error(`/api/instances: HTTP ${instances.status}`);
     renderInstances(await instances.json());
+    const autoscale = await fetch("/api/autoscale", { headers, cache: "no-store" });
+    if (!autoscale.ok) throw new Error(`/api/autoscale: HTTP ${autoscale.status}`);
+    renderAutoscale(await autoscale.json());
     lastUpdate = Date.now();
     setLive(true);
   } catch (error) {

@@ -1,5 +1,5 @@
 //! `lbproxy ctl`: the admin API from the command line — `status`, `backends`, `instances`,
-//! `drain`, `enable`, `weight`, `reload` — with readable tables ([`tables`]), or the API's JSON with `--json` for
+//! `autoscale`, `drain`, `enable`, `weight`, `reload` — with readable tables ([`tables`]), or the API's JSON with `--json` for
 //! scripts.
 //!
 //! Which proxy: `--admin ADDR`, or `-c FILE` (the proxy's configuration: its `[admin]` address
@@ -15,7 +15,7 @@ use super::client::{backend_path, AdminClient, Reply};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use tables::{backends_table, instances_table, status_text};
+use tables::{autoscale_table, backends_table, instances_table, status_text};
 
 #[derive(Debug, Clone, Args)]
 pub struct CtlArgs {
@@ -39,6 +39,10 @@ pub enum CtlCommand {
     /// and requests in flight. Needs a group with `[upstream.NAME.discover]`, e.g.
     /// `systemd = "api@*.service"`.
     Instances,
+    /// Every autoscaled group: its metric, the signal measured against its target, the instances
+    /// routed and the count the policy wants, its bounds, its mode and its last decision. Needs a
+    /// group with `[upstream.NAME.autoscale]`, e.g. `min = 1`, `max = 8`.
+    Autoscale,
     /// Send a backend no new requests (those in flight finish), until `enable` or the next reload.
     /// Refused for the last backend of its group that serves, unless --force.
     Drain(DrainArgs),
@@ -91,6 +95,10 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Instances => {
             let reply = client.get("/api/instances")?;
             render(args.json, &reply, instances_table)?
+        }
+        CtlCommand::Autoscale => {
+            let reply = client.get("/api/autoscale")?;
+            render(args.json, &reply, autoscale_table)?
         }
         CtlCommand::Drain(d) => {
             let action = if d.force { "drain?force=true" } else { "drain" };

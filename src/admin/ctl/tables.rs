@@ -1,5 +1,5 @@
 //! `lbproxy ctl`'s tables: the admin API's JSON (`/api/status`, `/api/backends`,
-//! `/api/instances`) as plain text for a terminal, numbers right-aligned.
+//! `/api/instances`, `/api/autoscale`) as plain text for a terminal, numbers right-aligned.
 
 use serde_json::Value;
 
@@ -206,6 +206,101 @@ pub(super) fn instances_table(v: &Value) -> String {
     text
 }
 
+/// What a group the proxy autoscales is configured with.
+pub(super) const HOW_TO_AUTOSCALE: &str = "to scale a group's instances with its load, give a \
+     group that discovers its units from a template (`systemd = \"api@*.service\"`), or \
+     `lbproxy up`'s group, `[upstream.NAME.autoscale]` with `min` and `max` (and `metric`, \
+     `target`; docs/config.md)";
+
+/// `/api/autoscale`: one line per autoscaled group (`a`), or why there is none.
+pub(super) fn autoscale_table(v: &Value) -> String {
+    let groups = v["groups"].as_array().map_or(&[][..], Vec::as_slice);
+    if groups.is_empty() {
+        return format!(
+            "no autoscaling: no upstream group has [upstream.NAME.autoscale]; {HOW_TO_AUTOSCALE}\n"
+        );
+    }
+    let mut table = Table::new(&[
+        "GROUP",
+        "METRIC",
+        ">SIGNAL",
+        ">TARGET",
+        ">CURRENT",
+        ">DESIRED",
+        ">MIN",
+        ">MAX",
+        "MODE",
+        "LAST-DECISION",
+    ]);
+    let mut reasons = Vec::new();
+    for a in groups {
+        let mut current = a["current"].to_string();
+        let (starting, stopping) = (
+            a["starting"].as_u64().unwrap_or(0),
+            a["stopping"].as_u64().unwrap_or(0),
+        );
+        if starting > 0 {
+            current.push_str(&format!(" +{starting}"));
+        }
+        if stopping > 0 {
+            current.push_str(&format!(" -{stopping}"));
+        }
+        let mut mode = a["mode"].as_str().unwrap_or("?").to_owned();
+        if let Some(reason) = a["holding_reason"].as_str() {
+            mode = format!("{mode} ({reason})");
+        }
+        let waiting = a["waiting"].as_u64().unwrap_or(0);
+        if waiting > 0 {
+            mode.push_str(&format!(", {waiting} waiting"));
+        }
+        let d = &a["last_decision"];
+        let last = if d.is_object() {
+            let group = a["group"].as_str().unwrap_or("?");
+            reasons.push(format!("{group}: {}", d["reason"].as_str().unwrap_or("")));
+            format!("{} -> {} at {}", d["from"], d["to"], clock(&d["at_ms"]))
+        } else {
+            "-".to_owned()
+        };
+        table.row(vec![
+            a["group"].as_str().unwrap_or("").to_owned(),
+            a["metric"].as_str().unwrap_or("-").to_owned(),
+            a["signal"].as_f64().map_or("-".into(), figure),
+            a["target"].as_f64().map_or("-".into(), figure),
+            current,
+            a["desired"].to_string(),
+            a["min"].to_string(),
+            a["max"].to_string(),
+            mode,
+            last,
+        ]);
+    }
+    let mut text = table.render();
+    if groups
+        .iter()
+        .any(|a| a["starting"].as_u64().unwrap_or(0) + a["stopping"].as_u64().unwrap_or(0) > 0)
+    {
+        text.push_str("(current +N -M: N instances starting, M stopping)\n");
+    }
+    for reason in reasons {
+        text.push_str(&format!("last decision of {reason}\n"));
+    }
+    text
+}
+
+/// A signal or a target: up to two decimals, no trailing zeros (`10`, `2.5`, `0.33`).
+fn figure(x: f64) -> String {
+    let text = format!("{x:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// Milliseconds since the Unix epoch as the UTC time of day, `12:00:05`.
+fn clock(ms: &Value) -> String {
+    ms.as_u64().map_or("?".into(), |ms| {
+        let s = ms / 1000 % 86_400;
+        format!("{:02}:{:02}:{:02} UTC", s / 3600, s % 3600 / 60, s % 60)
+    })
+}
+
 /// Bytes in binary units: `512 B`, `50.0 MiB`.
 fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -393,6 +488,55 @@ mod tests {
         );
         assert!(lines[3].contains("activating/start") && lines[3].contains("waiting"));
         assert!(lines[4].starts_with("(restarts!: flapping"), "{text}");
+    }
+
+    fn autoscale_json() -> Value {
+        serde_json::to_value(crate::admin::autoscale::fixture::view()).unwrap()
+    }
+
+    #[test]
+    fn autoscale_shows_the_signal_against_the_target_and_the_last_decision() {
+        let text = autoscale_table(&autoscale_json());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "GROUP  METRIC     SIGNAL  TARGET  CURRENT  DESIRED  MIN  MAX  MODE                                     LAST-DECISION"
+        );
+        assert_eq!(
+            lines[1],
+            "api    in_flight      25      10     2 +1        5    1    8  panic                                    1 -> 2 at 11:59:50 UTC"
+        );
+        assert_eq!(
+            lines[2],
+            "batch  cpu             -      60        0        0    0    3  holding (a start is pending), 4 waiting  -"
+        );
+        assert_eq!(
+            lines[3],
+            "(current +N -M: N instances starting, M stopping)"
+        );
+        assert_eq!(
+            lines[4],
+            "last decision of api: in_flight 25.0 per instance, target 10: panic"
+        );
+        assert_eq!(lines.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn no_autoscaling_says_what_to_configure() {
+        let text = autoscale_table(&serde_json::json!({"groups": []}));
+        assert!(
+            text.starts_with("no autoscaling: no upstream group has [upstream.NAME.autoscale]; ")
+                && text.contains("`min` and `max`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn figures_drop_trailing_zeros() {
+        assert_eq!(figure(10.0), "10");
+        assert_eq!(figure(2.5), "2.5");
+        assert_eq!(figure(1.0 / 3.0), "0.33");
+        assert_eq!(figure(0.0), "0");
     }
 
     #[test]

@@ -61,6 +61,24 @@ pub struct GroupAutoscale {
     pub last_decision: Option<Decision>,
     /// (time, routed instances, desired), oldest first, at most [`HISTORY`].
     pub history: VecDeque<(SystemTime, u32, u32)>,
+    /// Decisions that raised (`ups`) and lowered (`downs`) the instance count since the proxy
+    /// started: they only grow (`lbproxy_autoscale_decisions_total`). [`GroupAutoscale::decided`]
+    /// counts them.
+    pub ups: u64,
+    pub downs: u64,
+}
+
+impl GroupAutoscale {
+    /// Records `decision` as the last one, and counts it as a scale-up or a scale-down (one
+    /// that changes nothing is not counted).
+    pub fn decided(&mut self, decision: Decision) {
+        match decision.to.cmp(&decision.from) {
+            std::cmp::Ordering::Greater => self.ups += 1,
+            std::cmp::Ordering::Less => self.downs += 1,
+            std::cmp::Ordering::Equal => {}
+        }
+        self.last_decision = Some(decision);
+    }
 }
 
 /// What the policy is doing.
