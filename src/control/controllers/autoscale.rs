@@ -406,12 +406,15 @@ fn tick_group(
                     outcome.desired,
                     outcome.reason
                 );
-                state.last_decision = Some(Decision {
+                let decision = Decision {
                     at: SystemTime::now(),
                     from: current,
                     to: outcome.desired,
                     reason: outcome.reason.clone(),
-                });
+                };
+                // Counted once, here (lbproxy_autoscale_decisions_total).
+                board.update(name, |b| b.decided(decision.clone()));
+                state.last_decision = Some(decision);
             } else {
                 mode = Mode::Holding("no instance number is free to start, or none to stop");
             }
