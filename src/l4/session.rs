@@ -37,27 +37,31 @@ use crate::runtime::context::WorkerContext;
 use crate::upstream::backend::Backend;
 use crate::upstream::balancer::hash_ip;
 use crate::upstream::connect::connect_tcp;
-use crate::upstream::failover::{self, GiveUp, Leg, Protocol, Retrying, Served};
+use crate::upstream::failover::{self, GaveUp, GiveUp, Leg, Protocol, Retrying, Served};
 use crate::upstream::failure::UpstreamFailure;
 use crate::upstream::outlier::Verdict;
 use crate::upstream::route::find_route;
+use crate::upstream::scale_from_zero::{self, scaled_to_zero};
 use crate::upstream::{Generation, UpstreamGroup};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Serves one accepted connection of tcp listener `listener`.
 pub async fn serve(ctx: &WorkerContext, listener: usize, client: TcpStream, peer: SocketAddr) {
-    let generation = ctx.generation();
+    let mut generation = ctx.generation();
     let mut record = ConnectionRecord::new(Instant::now());
-    relay_connection(ctx, &generation, listener, client, peer, &mut record).await;
+    relay_connection(ctx, &mut generation, listener, client, peer, &mut record).await;
     record.finish(ctx, peer, &generation, listener);
 }
 
+/// `generation`: the one the connection started on, replaced by a newer one when the group was
+/// scaled to zero and an instance appeared there ([`scale_from_zero`]).
 async fn relay_connection(
     ctx: &WorkerContext,
-    generation: &Generation,
+    generation: &mut Rc<Generation>,
     listener: usize,
     mut client: TcpStream,
     peer: SocketAddr,
@@ -90,16 +94,43 @@ async fn relay_connection(
         return;
     };
     record.upstream = Some(upstream);
-    let group = &generation.upstreams[upstream];
-    let limit = config.timeouts.upstream_connect;
-    let Some(Served {
+    let mut upstream = upstream;
+    // Set when the connection first waits for an instance: `queue_timeout` from then.
+    let mut instance_deadline = None;
+    let Served {
         index,
         mut attempt,
         output: mut backend,
-    }) = connect_with_failover(ctx, group, peer, limit, record).await
-    else {
+    } = loop {
+        let group = &generation.upstreams[upstream];
+        let limit = generation.config.timeouts.upstream_connect;
+        let mut give_up = match connect_with_failover(ctx, group, peer, limit, record).await {
+            Ok(served) => break served,
+            Err(give_up) => give_up,
+        };
+        if give_up.reason == GaveUp::NoUsableBackend && scaled_to_zero(group) {
+            let deadline = *instance_deadline
+                .get_or_insert_with(|| Instant::now() + group.config.queue_timeout);
+            let current = || ctx.generation();
+            let found =
+                scale_from_zero::wait_for_instance(group, deadline, current, &ctx.commits).await;
+            match found {
+                Some((next, index)) => {
+                    *generation = next;
+                    upstream = index;
+                    record.upstream = Some(upstream);
+                    continue;
+                }
+                None => give_up = GiveUp::no_instance(group),
+            }
+        }
+        gave_up(ctx, group, peer, record, &give_up);
         return;
     };
+    let generation = &**generation;
+    let config = &generation.config;
+    let listener_config = &config.listeners[listener];
+    let group = &generation.upstreams[upstream];
     // Connected: the backend took the connection.
     attempt.judge(ctx.id, Verdict::Success);
     record.connected = Some(index);
@@ -181,15 +212,15 @@ async fn read_client_hello(
     }
 }
 
-/// Picks and connects backends until one accepts, or retrying stops (logged; `None`): the
-/// failover engine with the TCP leg.
+/// Picks and connects backends until one accepts, or retrying stops (`Err`: why, for
+/// [`gave_up`]): the failover engine with the TCP leg.
 async fn connect_with_failover<'g>(
     ctx: &WorkerContext,
     group: &'g UpstreamGroup,
     peer: SocketAddr,
     limit: Duration,
     record: &mut ConnectionRecord,
-) -> Option<Served<'g, TcpStream>> {
+) -> Result<Served<'g, TcpStream>, GiveUp> {
     let key = match group.config.hash_key {
         Some(HashKey::ClientIp) => Some(hash_ip(peer.ip())),
         // Refused by validation for groups of tcp listeners.
@@ -201,13 +232,7 @@ async fn connect_with_failover<'g>(
         limit,
         record,
     };
-    match failover::run(ctx.id, group, key, &mut leg).await {
-        Ok(served) => Some(served),
-        Err(give_up) => {
-            gave_up(ctx, group, peer, leg.record, &give_up);
-            None
-        }
-    }
+    failover::run(ctx.id, group, key, &mut leg).await
 }
 
 /// The TCP side of the failover engine: connect only (no pool, no exchange: once connected, the
@@ -341,10 +366,10 @@ mod tests {
     //! The TCP leg's decisions on scripted streams: which backend a connection gets, or the word
     //! its log line ends with, and the group counters that word adds to.
     use super::*;
-    use crate::upstream::failover::GaveUp;
     use crate::upstream::outlier::Attempt;
     use crate::upstream::testing::{
-        backends, generation, on_both_drivers, refusing, ScriptedBackend, Step, Unaccepting,
+        autoscaled, backends, generation, on_both_drivers, refusing, ScriptedBackend, Step,
+        Unaccepting,
     };
 
     const LIMIT: Duration = Duration::from_millis(200);
@@ -365,7 +390,13 @@ mod tests {
         let mut record = ConnectionRecord::new(Instant::now());
         record.upstream = Some(0);
         let served = connect_with_failover(ctx, group, client, LIMIT, &mut record).await;
-        let index = served.map(|served| served.index);
+        let index = match served {
+            Ok(served) => Some(served.index),
+            Err(give_up) => {
+                gave_up(ctx, group, client, &mut record, &give_up);
+                None
+            }
+        };
         record.finish(ctx, client, &generation, 0);
         (index, record)
     }
@@ -448,6 +479,83 @@ mod tests {
             assert_eq!(counts.queue_timeouts, 1);
             drop(busy);
             assert_eq!(connect_one(&ctx).await.0, Some(0));
+        });
+    }
+
+    #[test]
+    fn a_connection_to_a_group_scaled_to_zero_waits_for_an_instance() {
+        on_both_drivers(|| async {
+            let open = ScriptedBackend::start(vec![vec![Step::Silent]]);
+            let ctx = std::rc::Rc::new(WorkerContext::new(
+                0,
+                Generation::first(autoscaled("tcp", &[], ""), 0),
+            ));
+            let first = ctx.generation();
+            let waiting = || {
+                first.upstreams[0]
+                    .state
+                    .stats
+                    .snapshot()
+                    .waiting_for_instance
+            };
+            let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let address = proxy.local_addr().unwrap();
+            let client = std::thread::spawn(move || std::net::TcpStream::connect(address));
+            let (accepted, peer) = proxy.accept().unwrap();
+            let accepted = TcpStream::from_std(accepted).unwrap();
+            let _client = client.join().unwrap().unwrap();
+            let serving = monoio::spawn({
+                let ctx = ctx.clone();
+                async move {
+                    let mut generation = ctx.generation();
+                    let mut record = ConnectionRecord::new(Instant::now());
+                    relay_connection(&ctx, &mut generation, 0, accepted, peer, &mut record).await;
+                    (generation.number, record)
+                }
+            });
+            monoio::time::sleep(Duration::from_millis(30)).await;
+            assert_eq!(waiting(), 1);
+            ctx.commit(first.next(autoscaled("tcp", &[open.address], ""), 0), true);
+            // The backend took it; the relay then ends on the idle timeout or the close.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while open.connections() == 0 && Instant::now() < deadline {
+                monoio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(open.connections(), 1);
+            assert_eq!(waiting(), 0);
+            drop(_client);
+            let (number, record) = serving.await;
+            assert_eq!(
+                (number, record.connected, record.gave_up),
+                (1, Some(0), None)
+            );
+        });
+    }
+
+    #[test]
+    fn a_group_scaled_to_zero_ends_no_instance_after_the_queue_timeout() {
+        on_both_drivers(|| async {
+            let config = autoscaled("tcp", &[], "queue_timeout = \"50ms\"\n");
+            let ctx = WorkerContext::new(0, Generation::first(config, 0));
+            let generation = ctx.generation();
+            let group = &generation.upstreams[0];
+            assert!(scaled_to_zero(group));
+            let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
+            let mut record = ConnectionRecord::new(Instant::now());
+            let give_up = connect_with_failover(&ctx, group, client, LIMIT, &mut record)
+                .await
+                .expect_err("no backend");
+            assert_eq!(give_up.reason, GaveUp::NoUsableBackend, "the engine's word");
+            let deadline = Instant::now() + group.config.queue_timeout;
+            let found = scale_from_zero::wait_for_instance(
+                group,
+                deadline,
+                || ctx.generation(),
+                &ctx.commits,
+            )
+            .await;
+            assert!(found.is_none());
+            assert_eq!(GiveUp::no_instance(group).reason.as_str(), "no_instance");
         });
     }
 }

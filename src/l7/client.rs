@@ -80,6 +80,19 @@ impl PendingRequest {
         self.upstream as usize
     }
 
+    /// Moves the request onto generation `next`, where its group is `upstream` (scale from zero:
+    /// the generation it started on had no instance). `false`, unchanged, when `next` no longer
+    /// has its route.
+    pub fn move_to(&mut self, next: Rc<Generation>, upstream: usize) -> bool {
+        let Some(route) = next.route_index(&self.generation, self.listener(), self.route()) else {
+            return false;
+        };
+        self.route = route as u32;
+        self.upstream = upstream as u32;
+        self.generation = next;
+        true
+    }
+
     /// The trace id of the `traceparent` sent upstream, read back from the head (for the access
     /// log: keeping a copy would cost every request, logged or not).
     pub fn trace_id(&self) -> &str {

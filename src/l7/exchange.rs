@@ -40,10 +40,11 @@ use crate::net::io::write_all_within;
 use crate::runtime::context::WorkerContext;
 use crate::upstream::backend::Backend;
 use crate::upstream::connect::connect;
-use crate::upstream::failover::{self, GiveUp, Leg, Protocol, Retrying, Served};
+use crate::upstream::failover::{self, GaveUp, GiveUp, Leg, Protocol, Retrying, Served};
 use crate::upstream::failure::UpstreamFailure;
 use crate::upstream::outlier::Verdict;
 use crate::upstream::pool::UpstreamConn;
+use crate::upstream::scale_from_zero::{self, scaled_to_zero};
 use crate::upstream::UpstreamGroup;
 use monoio::io::AsyncWriteRentExt;
 use std::cell::Cell;
@@ -69,52 +70,72 @@ pub async fn forward(
 }
 
 /// Runs the failover engine with the HTTP leg, then judges the attempt that answered or answers
-/// the client with why none did.
+/// the client with why none did. A group scaled to zero makes the request wait for an instance
+/// first ([`scale_from_zero`]), then run on the generation that has one.
 async fn forward_with_failover(
     ctx: &WorkerContext,
     client: &mut ClientConn,
     request: &mut PendingRequest,
     record: &RequestRecord,
 ) -> bool {
-    let generation = request.generation.clone();
-    let group = &generation.upstreams[request.upstream()];
-    let key = request.hash_key;
-    let mut leg = HttpLeg {
-        ctx,
-        client,
-        request,
-        record,
-        group,
-    };
-    let give_up = match failover::run(ctx.id, group, key, &mut leg).await {
-        Ok(Served {
-            index,
-            attempt,
-            output,
-        }) => match output {
-            AttemptEnd::Done { keep_client } => {
-                record.answered_by_backend.set(true);
-                let verdict = attempt.verdict_for_status(record.status.get());
-                attempt.finish(ctx.id, verdict);
-                return keep_client;
-            }
-            AttemptEnd::Abort { upstream_failure } => {
-                // The response had started (its status is the backend's), or the client left.
-                record.answered_by_backend.set(record.status.get() != 0);
-                if let Some(failure) = &upstream_failure {
-                    group.backends[index].stats.failed_attempt();
-                    attempt.finish(ctx.id, Verdict::Failed(failure));
+    // Set when the request first waits for an instance: `queue_timeout` from then.
+    let mut instance_deadline = None;
+    loop {
+        let generation = request.generation.clone();
+        let group = &generation.upstreams[request.upstream()];
+        let key = request.hash_key;
+        let mut leg = HttpLeg {
+            ctx,
+            client: &mut *client,
+            request: &mut *request,
+            record,
+            group,
+        };
+        let give_up = match failover::run(ctx.id, group, key, &mut leg).await {
+            Ok(Served {
+                index,
+                attempt,
+                output,
+            }) => match output {
+                AttemptEnd::Done { keep_client } => {
+                    record.answered_by_backend.set(true);
+                    let verdict = attempt.verdict_for_status(record.status.get());
+                    attempt.finish(ctx.id, verdict);
+                    return keep_client;
                 }
-                return false;
+                AttemptEnd::Abort { upstream_failure } => {
+                    // The response had started (its status is the backend's), or the client left.
+                    record.answered_by_backend.set(record.status.get() != 0);
+                    if let Some(failure) = &upstream_failure {
+                        group.backends[index].stats.failed_attempt();
+                        attempt.finish(ctx.id, Verdict::Failed(failure));
+                    }
+                    return false;
+                }
+                AttemptEnd::ClientError { status, detail } => {
+                    drop(attempt);
+                    GiveUp::client_error(group.backends[index].address, status, detail)
+                }
+            },
+            Err(give_up) if give_up.reason == GaveUp::NoUsableBackend && scaled_to_zero(group) => {
+                let deadline = *instance_deadline
+                    .get_or_insert_with(|| Instant::now() + group.config.queue_timeout);
+                let current = || ctx.generation();
+                match scale_from_zero::wait_for_instance(group, deadline, current, &ctx.commits)
+                    .await
+                {
+                    Some((next, upstream)) => match request.move_to(next, upstream) {
+                        true => continue,
+                        // Its route is gone from the configuration: it stays on its own.
+                        false => give_up,
+                    },
+                    None => GiveUp::no_instance(group),
+                }
             }
-            AttemptEnd::ClientError { status, detail } => {
-                drop(attempt);
-                GiveUp::client_error(group.backends[index].address, status, detail)
-            }
-        },
-        Err(give_up) => give_up,
-    };
-    fail(ctx, client, request, group, give_up, record).await
+            Err(give_up) => give_up,
+        };
+        return fail(ctx, client, request, group, give_up, record).await;
+    }
 }
 
 /// The HTTP side of the failover engine: pooled connections, the exchange, replay only of
@@ -465,13 +486,16 @@ mod tests {
     //! as told; on both io drivers.
     use super::*;
     use crate::l7::session::testing::{client_pair, pending};
-    use crate::upstream::failover::GaveUp;
     use crate::upstream::outlier::Attempt;
     use crate::upstream::testing::{
-        backends, config, generation, on_both_drivers, refusing, ScriptedBackend, Step, OK,
+        autoscaled, backends, config, generation, on_both_drivers, refusing, ScriptedBackend, Step,
+        OK,
     };
+    use crate::upstream::Generation;
     use std::io::Read;
     use std::net::{Shutdown, SocketAddr};
+    use std::rc::Rc;
+    use std::time::Duration;
 
     const GET: &str = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     /// Not idempotent: never sent twice once it may have arrived.
@@ -691,6 +715,60 @@ mod tests {
             forward_with_failover(&ctx, &mut client, &mut request, &record).await;
             assert_eq!(record.status.get(), 200, "it finishes on its generation");
             assert_eq!(retired.pool.idle_count(), 0);
+        });
+    }
+
+    #[test]
+    fn a_request_to_a_group_scaled_to_zero_waits_for_an_instance_and_runs_on_its_generation() {
+        on_both_drivers(|| async {
+            let ok = ScriptedBackend::start(vec![vec![Step::Answer(OK)]]);
+            let ctx = Rc::new(WorkerContext::new(
+                0,
+                Generation::first(autoscaled("http", &[], ""), 0),
+            ));
+            let first = ctx.generation();
+            let waiting = || {
+                first.upstreams[0]
+                    .state
+                    .stats
+                    .snapshot()
+                    .waiting_for_instance
+            };
+            let request = monoio::spawn({
+                let ctx = ctx.clone();
+                async move { forward_one(&ctx, GET).await }
+            });
+            monoio::time::sleep(Duration::from_millis(30)).await;
+            assert_eq!(waiting(), 1);
+            ctx.commit(first.next(autoscaled("http", &[ok.address], ""), 0), true);
+            let forwarded = request.await;
+            assert_eq!((forwarded.status, forwarded.gave_up), (200, None));
+            assert!(forwarded.response.starts_with("HTTP/1.1 200 OK"));
+            assert_eq!(waiting(), 0);
+            assert_eq!(ok.requests(), 1);
+        });
+    }
+
+    #[test]
+    fn a_group_scaled_to_zero_answers_503_no_instance_after_the_queue_timeout() {
+        on_both_drivers(|| async {
+            let config = autoscaled("http", &[], "queue_timeout = \"100ms\"\n");
+            let ctx = WorkerContext::new(0, Generation::first(config, 0));
+            let started = Instant::now();
+            let forwarded = forward_one(&ctx, GET).await;
+            assert!(started.elapsed() >= Duration::from_millis(100));
+            assert_eq!(forwarded.status, 503);
+            assert_eq!(forwarded.gave_up, Some(GaveUp::NoInstance));
+            assert!(
+                forwarded.response.contains(
+                    "upstream \"api\" has no instance: scaled to zero and none became ready \
+                     within 100ms"
+                ),
+                "{}",
+                forwarded.response
+            );
+            let counts = ctx.generation().upstreams[0].state.stats.snapshot();
+            assert_eq!(counts.waiting_for_instance, 0);
         });
     }
 }

@@ -135,6 +135,16 @@ impl UpstreamStats {
         self.in_flight.inc();
     }
 
+    /// A request began waiting for an instance of this group (scaled to zero);
+    /// [`UpstreamStats::instance_wait_ended`] when it stops waiting, however.
+    pub fn instance_wait_started(&self) {
+        self.waiting_for_instance.inc();
+    }
+
+    pub fn instance_wait_ended(&self) {
+        self.waiting_for_instance.dec();
+    }
+
     /// A request routed here ended with `outcome`, after `retries` retries.
     #[inline]
     pub fn request_finished(&self, outcome: &Outcome, retries: u32) {

@@ -1,5 +1,5 @@
-//! A worker's own state: the configuration generation it serves, request and trace ids, the
-//! drain signal, the pipes its splice relays borrow, the counts of open client connections and
+//! A worker's own state: the configuration generation it serves (and the wake-up of requests
+//! waiting for the next one: scale from zero), request and trace ids, the drain signal, the pipes its splice relays borrow, the counts of open client connections and
 //! answered requests, and each listener's counters. `!Send` by design: it never leaves the worker
 //! thread.
 
@@ -7,6 +7,7 @@ use super::ids::{RequestIds, TraceIds};
 use crate::metrics::stats::ListenerStats;
 use crate::relay::splice::PipePool;
 use crate::runtime::drain::DrainSignal;
+use crate::upstream::scale_from_zero::CommitSignal;
 use crate::upstream::Generation;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -16,6 +17,8 @@ pub struct WorkerContext {
     pub id: usize,
     /// The generation new requests start on; swapped whole by a committed reload.
     generation: RefCell<Rc<Generation>>,
+    /// Wakes the requests waiting for an instance of a group scaled to zero at each commit.
+    pub commits: CommitSignal,
     pub drain: DrainSignal,
     pub request_ids: RequestIds,
     /// Empty pipes for splice relays (tcp listeners with `relay = "splice"`).
@@ -39,6 +42,7 @@ impl WorkerContext {
         Self {
             id,
             generation: RefCell::new(Rc::new(generation)),
+            commits: CommitSignal::default(),
             drain: DrainSignal::new(),
             request_ids: RequestIds::new(id),
             pipes: PipePool::default(),
@@ -61,6 +65,7 @@ impl WorkerContext {
         let next = Rc::new(next);
         let old = self.generation.replace(next.clone());
         next.take_over(&old, keep_overrides);
+        self.commits.notify();
     }
 
     pub fn open_connections(&self) -> usize {

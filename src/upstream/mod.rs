@@ -5,7 +5,8 @@
 //! ([`select`]), the wait for a connection slot ([`queue`]), the retry limits ([`retry`]),
 //! outlier detection ([`outlier`]), what a failed attempt says about retrying ([`failure`]), and
 //! the failover engine that HTTP requests and TCP connections both run on ([`failover`]: choose,
-//! queue, connect or reuse, judge, retry or give up).
+//! queue, connect or reuse, judge, retry or give up), and the wait of a request to an autoscaled
+//! group that has no instance ([`scale_from_zero`]).
 //!
 //! A worker's view of one configuration is a [`Generation`]: its upstream groups, each with a
 //! balancer, the worker-local state of every backend ([`Backend`]) and of the group itself
@@ -41,6 +42,7 @@ pub mod pool;
 pub mod queue;
 pub mod retry;
 pub mod route;
+pub mod scale_from_zero;
 pub mod select;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -192,6 +194,24 @@ impl Generation {
                     && self.config.upstreams[r.upstream].name == *group
             })
             .map(|i| self.routes[index][i].clone())
+    }
+
+    /// The index in `self` of route `route` of listener `listener` of `old` (the same host, path
+    /// prefix and group name), if `self` still has it: where a request that moves onto `self`
+    /// (scale from zero) is counted.
+    pub fn route_index(&self, old: &Generation, listener: usize, route: usize) -> Option<usize> {
+        let was = &old.config.listeners[listener].routes[route];
+        let group = &old.config.upstreams[was.upstream].name;
+        self.config
+            .listeners
+            .get(listener)?
+            .routes
+            .iter()
+            .position(|r| {
+                r.host == was.host
+                    && r.path_prefix == was.path_prefix
+                    && self.config.upstreams[r.upstream].name == *group
+            })
     }
 
     /// Makes `self` (just committed) the serving generation after `old`: backends that stay take

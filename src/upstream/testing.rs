@@ -49,6 +49,47 @@ pub fn generation(listener: &str, group: &str) -> Generation {
     Generation::first(config(listener, group), 0)
 }
 
+/// A config like [`config`] whose group "api" autoscales (with a `children` discover, so no bus
+/// is read) and has `addresses` as its backends: none at all is a group scaled to zero.
+pub fn autoscaled(listener: &str, addresses: &[SocketAddr], extra: &str) -> Arc<Config> {
+    let placeholder = [refusing()];
+    let listed = if addresses.is_empty() {
+        &placeholder[..]
+    } else {
+        addresses
+    };
+    let mut config = Config::clone(&config(
+        listener,
+        &format!("[upstream.api]\n{}{extra}", backends(listed)),
+    ));
+    let group = &mut config.upstreams[0];
+    if addresses.is_empty() {
+        group.backends.clear();
+    }
+    group.discover = Some(crate::config::DiscoverConfig {
+        systemd: "api@*.service".to_owned(),
+        bus: crate::config::SystemdBus::System,
+        address: crate::config::AddressSource::Socket,
+        resync: Duration::from_secs(30),
+        resources: crate::config::UnitResources::default(),
+        children: true,
+    });
+    group.autoscale = Some(crate::config::AutoscaleConfig {
+        min: 0,
+        max: 4,
+        metric: crate::config::AutoscaleMetric::InFlight,
+        target: 10.0,
+        tolerance: 0.1,
+        scale_up_window: Duration::ZERO,
+        scale_down_window: Duration::from_secs(300),
+        max_step: 4,
+        panic_threshold: 2.0,
+        panic_window: Duration::from_secs(60),
+        drain_timeout: Duration::from_secs(30),
+    });
+    Arc::new(config)
+}
+
 /// `backends = [...]` for a group section.
 pub fn backends(addresses: &[SocketAddr]) -> String {
     let list: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();

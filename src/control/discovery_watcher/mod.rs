@@ -61,11 +61,12 @@ impl DiscoveryWatcher {
     }
 }
 
-/// The discovered groups of `config`, by bus.
+/// The discovered groups of `config`, by bus; not those whose instances are `lbproxy up`'s
+/// children (`children`: `up` reports them, no bus is read).
 fn groups_by_bus(config: &Config) -> BTreeMap<SystemdBus, Vec<(String, DiscoverConfig)>> {
     let mut buses: BTreeMap<SystemdBus, Vec<(String, DiscoverConfig)>> = BTreeMap::new();
     for group in &config.upstreams {
-        if let Some(discover) = &group.discover {
+        if let Some(discover) = group.discover.as_ref().filter(|d| !d.children) {
             buses
                 .entry(discover.bus)
                 .or_default()
@@ -149,7 +150,7 @@ pub fn with_first_backends(config: Arc<Config>) -> anyhow::Result<Arc<Config>> {
     let groups: Vec<String> = config
         .upstreams
         .iter()
-        .filter(|g| g.discover.is_some())
+        .filter(|g| g.discover.as_ref().is_some_and(|d| !d.children))
         .map(|g| format!("[upstream.{}.discover]", g.name))
         .collect();
     if groups.is_empty() {

@@ -18,6 +18,9 @@ use std::net::SocketAddr;
 pub enum GaveUp {
     /// No backend was usable at all (down, draining, none left): 503.
     NoUsableBackend,
+    /// An autoscaled group had no instance at all, and none became usable within its
+    /// `queue_timeout` (see [`crate::upstream::scale_from_zero`]): 503.
+    NoInstance,
     /// Backends were tried, and no other one is usable now.
     AllTried,
     /// The request reached `retry.max_retries`.
@@ -40,6 +43,7 @@ impl GaveUp {
     pub fn as_str(self) -> &'static str {
         match self {
             GaveUp::NoUsableBackend => "no_usable_backend",
+            GaveUp::NoInstance => "no_instance",
             GaveUp::AllTried => "all_backends_failed",
             GaveUp::MaxRetries => "max_retries",
             GaveUp::RetryBudget => "retry_budget_exhausted",
@@ -54,7 +58,8 @@ impl GaveUp {
     pub fn counted(self) -> Option<GaveUpCount> {
         match self {
             GaveUp::RetryBudget => Some(GaveUpCount::RetryBudget),
-            GaveUp::NoUsableBackend => Some(GaveUpCount::NoUsableBackend),
+            // Counted with the other requests that found no usable backend.
+            GaveUp::NoUsableBackend | GaveUp::NoInstance => Some(GaveUpCount::NoUsableBackend),
             GaveUp::QueueTimeout => Some(GaveUpCount::QueueTimeout),
             GaveUp::LocalResources => Some(GaveUpCount::OutOfResources),
             _ => None,
@@ -113,6 +118,20 @@ impl GiveUp {
                 "upstream \"{}\" has no usable backend ({})",
                 group.name,
                 select::why_none_usable(group)
+            ),
+            backend: None,
+        }
+    }
+
+    /// `group` (autoscaled) had no instance, and none became usable within its `queue_timeout`.
+    pub fn no_instance(group: &UpstreamGroup) -> Self {
+        GiveUp {
+            reason: GaveUp::NoInstance,
+            status: 503,
+            detail: format!(
+                "upstream \"{}\" has no instance: scaled to zero and none became ready within \
+                 {:?}",
+                group.name, group.config.queue_timeout
             ),
             backend: None,
         }

@@ -436,6 +436,11 @@ fn the_words_are_the_access_logs_and_some_are_counted() {
             "no_usable_backend",
             Some(GaveUpCount::NoUsableBackend),
         ),
+        (
+            GaveUp::NoInstance,
+            "no_instance",
+            Some(GaveUpCount::NoUsableBackend),
+        ),
         (GaveUp::AllTried, "all_backends_failed", None),
         (GaveUp::MaxRetries, "max_retries", None),
         (
