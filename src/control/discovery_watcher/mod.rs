@@ -63,7 +63,8 @@ impl DiscoveryWatcher {
 fn groups_by_bus(config: &Config) -> BTreeMap<SystemdBus, Vec<(String, DiscoverConfig)>> {
     let mut buses: BTreeMap<SystemdBus, Vec<(String, DiscoverConfig)>> = BTreeMap::new();
     for group in &config.upstreams {
-        if let Some(discover) = &group.discover {
+        // `lbproxy up`'s children are reported by `up` itself: no bus to read.
+        if let Some(discover) = group.discover.as_ref().filter(|d| !d.children) {
             buses
                 .entry(discover.bus)
                 .or_default()
@@ -141,7 +142,7 @@ pub fn with_first_backends(config: Arc<Config>) -> anyhow::Result<Arc<Config>> {
     let groups: Vec<String> = config
         .upstreams
         .iter()
-        .filter(|g| g.discover.is_some())
+        .filter(|g| g.discover.as_ref().is_some_and(|d| !d.children))
         .map(|g| format!("[upstream.{}.discover]", g.name))
         .collect();
     if groups.is_empty() {
