@@ -244,7 +244,8 @@ impl ControlLoop {
         let discovery = DiscoveryWatcher::spawn(self.shared.clone(), commands.clone())
             .context("spawning the discovery thread")?;
         if self.instances.is_none() {
-            let units = super::autoscale::systemd::SystemdInstances::spawn(self.shared.clone())
+            let shared = self.shared.clone();
+            let units = super::autoscale::systemd::SystemdInstances::spawn(move || shared.config())
                 .context("spawning the instance-actions thread")?;
             self.instances = Some(Box::new(units));
         }

@@ -98,7 +98,9 @@ impl InstanceActions for ChildActions {
 
 impl ChildActions {
     fn lock(&self) -> std::sync::MutexGuard<'_, Sender<Request>> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -16,9 +16,8 @@
 //! to systemd (the thread ends once it returns) rather than holding up the proxy's exit.
 
 use super::InstanceActions;
-use crate::config::SystemdBus;
+use crate::config::{Config, SystemdBus};
 use crate::control::background::Background;
-use crate::control::shared::Shared;
 use crate::systemd::bus::{BusError, Manager};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,10 +70,15 @@ pub struct SystemdInstances {
 }
 
 impl SystemdInstances {
-    /// Starts the thread; it reads each group's bus from `shared`'s running configuration.
-    pub fn spawn(shared: Arc<Shared>) -> std::io::Result<SystemdInstances> {
+    /// Starts the thread; it reads each group's bus from the running configuration, which
+    /// `config` returns (the loop's `Shared`: a getter, since `Shared` holds the autoscale board).
+    pub fn spawn(
+        config: impl Fn() -> Arc<Config> + Send + 'static,
+    ) -> std::io::Result<SystemdInstances> {
         let mut managers = Managers::default();
-        Self::spawn_with(Box::new(move |request| managers.actuate(&shared, request)))
+        Self::spawn_with(Box::new(move |request| {
+            managers.actuate(&config(), request)
+        }))
     }
 
     /// Starts the thread with `actuate` in place of D-Bus.
@@ -98,7 +102,7 @@ impl SystemdInstances {
                     let key = (request.verb, request.unit);
                     pending
                         .lock()
-                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .remove(&key);
                     busy.store(false, Ordering::SeqCst);
                 }
@@ -116,7 +120,7 @@ impl SystemdInstances {
         let fresh = self
             .pending
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert((verb, unit.to_owned()));
         if !fresh {
             tracing::debug!(
@@ -185,8 +189,8 @@ struct Managers {
 }
 
 impl Managers {
-    fn actuate(&mut self, shared: &Shared, request: &Request) -> Result<(), String> {
-        let bus = bus_of(&shared.config(), &request.group)?;
+    fn actuate(&mut self, config: &Config, request: &Request) -> Result<(), String> {
+        let bus = bus_of(config, &request.group)?;
         let manager = match self.connected.get(&bus) {
             Some(manager) => manager,
             None => {
@@ -209,7 +213,7 @@ impl Managers {
 }
 
 /// The bus of `group`'s units: its `discover` table's.
-fn bus_of(config: &crate::config::Config, group: &str) -> Result<SystemdBus, String> {
+fn bus_of(config: &Config, group: &str) -> Result<SystemdBus, String> {
     let discover = config
         .upstreams
         .iter()
