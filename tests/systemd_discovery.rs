@@ -503,3 +503,33 @@ fn wrk_sees_no_error_while_units_join_and_leave() {
     assert!(wrk_errors(&report).is_empty(), "wrk saw errors:\n{report}");
     eprintln!("wrk while units joined, left and restarted:\n{report}");
 }
+
+/// Depends on the autoscale controller (issue 16, built in parallel): with only api@1 running and
+/// `min = 2`, the proxy starts api@2 over D-Bus itself (`lbproxy-instances`), logs it, and
+/// discovery routes it.
+#[test]
+fn the_autoscaler_starts_units_up_to_min_over_dbus() {
+    let sandbox = start(
+        "[upstream.api.autoscale]\nmin = 2\nmax = 3\n",
+        &["api@1.service"],
+    );
+    common::wait_until(CHANGE, "api@2 started by the proxy and routed", || {
+        routed(&sandbox) == [1, 2]
+    });
+    let state = |unit: &str| {
+        let output = sandbox.systemctl(&["is-active", unit]);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(state("api@2.service"), "active");
+    let started = events(&sandbox, "started", "api@2.service");
+    assert!(!started.is_empty(), "the start is in the journal");
+    assert!(
+        events(&sandbox, "start-failed", "api@2.service").is_empty(),
+        "no failed start"
+    );
+    assert_ne!(
+        state("api@3.service"),
+        "active",
+        "no more than min without load"
+    );
+}

@@ -319,3 +319,61 @@ fn a_busy_proxy_port_fails_up_before_any_instance_starts() {
     );
     assert!(std::net::TcpStream::connect(instance).is_err());
 }
+
+#[test]
+fn up_autoscale_starts_min_instances_routes_them_as_units_and_keeps_them_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = free_ports(3);
+    // One backend in the file; --min 2 makes up start two, on consecutive ports from its port.
+    let path = common::one_backend_config_file(dir.path(), first);
+    let (up, banner) = launch(&path, &["--autoscale", "--min", "2", "--max", "3"]);
+    let proxy: SocketAddr = from_banner(&banner, "listening on http://", "/")
+        .parse()
+        .unwrap();
+    let admin: SocketAddr = from_banner(&banner, "dashboard on http://", "/")
+        .parse()
+        .unwrap();
+    let pids: Vec<u32> = banner
+        .iter()
+        .filter(|l| l.contains("lbproxy up: instance "))
+        .map(|l| {
+            from_banner(std::slice::from_ref(l), "(pid ", ")")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(pids.len(), 2, "two instances: {banner:?}");
+    let instances: Vec<String> = (0..2)
+        .map(|i| SocketAddr::new(first.ip(), first.port() + i).to_string())
+        .collect();
+    assert_eq!(backend_addresses(admin), instances);
+
+    // Reported as units (api@1, api@2), they stay routed: every instance serves.
+    std::thread::sleep(Duration::from_secs(2));
+    let serving = |what: &str| {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..8 {
+            let response = client::get(proxy, "/");
+            assert_eq!(response.status, 200, "{what}");
+            seen.insert(response.header("x-instance").unwrap().to_owned());
+        }
+        assert_eq!(seen.len(), 2, "both instances serve {what}: {seen:?}");
+    };
+    serving("once reported");
+    assert_eq!(backend_addresses(admin), instances);
+
+    // A reload keeps the autoscaled group and its instances.
+    // SAFETY: SIGHUP to our own child, not yet reaped.
+    unsafe { libc::kill(up.0.id() as libc::pid_t, libc::SIGHUP) };
+    common::wait_until(Duration::from_secs(20), "the reload", || {
+        admin::json(admin, "/api/status", None)["reloads"] == 1
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(backend_addresses(admin), instances, "after SIGHUP");
+    serving("after the reload");
+
+    drop(up);
+    common::wait_until(Duration::from_secs(5), "the instances to exit", || {
+        pids.iter().all(|&pid| !alive(pid) || zombie(pid))
+    });
+}

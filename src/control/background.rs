@@ -35,6 +35,13 @@ impl Background {
         self.stop_inner();
     }
 
+    /// Asks the thread to stop and does not wait for it: it ends on its own (a thread blocked
+    /// in a long call, such as a systemd job, finishes it first).
+    pub fn detach(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take();
+    }
+
     fn stop_inner(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {

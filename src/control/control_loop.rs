@@ -233,8 +233,8 @@ impl ControlLoop {
         (control_loop, handle)
     }
 
-    /// Starts the health checker, the discovery watcher and the loop's thread,
-    /// `lbproxy-control`.
+    /// Starts the health checker, the discovery watcher, the instance actions (systemd's, when
+    /// the options named none) and the loop's thread, `lbproxy-control`; all stop with it.
     pub fn spawn(mut self) -> anyhow::Result<LoopThread> {
         use anyhow::Context;
         let commands = self.commands.clone();
@@ -244,7 +244,8 @@ impl ControlLoop {
         let discovery = DiscoveryWatcher::spawn(self.shared.clone(), commands.clone())
             .context("spawning the discovery thread")?;
         if self.instances.is_none() {
-            let units = super::autoscale::systemd::SystemdInstances::spawn()
+            let shared = self.shared.clone();
+            let units = super::autoscale::systemd::SystemdInstances::spawn(move || shared.config())
                 .context("spawning the instance-actions thread")?;
             self.instances = Some(Box::new(units));
         }
@@ -252,6 +253,8 @@ impl ControlLoop {
             .name("lbproxy-control".into())
             .spawn(move || {
                 self.run();
+                // Queued starts and stops are dropped; a job in progress is left to systemd.
+                drop(self.instances.take());
                 health.stop();
                 discovery.stop();
             })
@@ -262,7 +265,7 @@ impl ControlLoop {
         })
     }
 
-    fn run(mut self) {
+    fn run(&mut self) {
         self.start(Instant::now());
         loop {
             let wait = self

@@ -55,6 +55,8 @@ pub struct Instance {
     started_at: Instant,
     backoff: Duration,
     restart_at: Option<Instant>,
+    /// When [`Instance::begin_stop`] sent SIGTERM.
+    stopping_since: Option<Instant>,
 }
 
 impl Instance {
@@ -68,6 +70,7 @@ impl Instance {
             started_at: Instant::now(),
             backoff: FIRST_BACKOFF,
             restart_at: None,
+            stopping_since: None,
         })
     }
 
@@ -181,6 +184,58 @@ impl Instance {
         );
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// One readiness probe, without waiting: true once `ready_path` answers 2xx.
+    pub fn probe_ready(&self) -> bool {
+        self.child.is_some() && probe(self.spec.address, &self.ready_path)
+    }
+
+    /// SIGTERM without waiting (the autoscaler's scale-in): [`Instance::poll_stopped`] follows
+    /// the exit, and kills it after [`STOP_TIMEOUT`]. No restart follows.
+    pub fn begin_stop(&mut self) {
+        self.restart_at = None;
+        if let Some(child) = &self.child {
+            if self.stopping_since.is_none() {
+                // SAFETY: kill(2) with a pid we spawned and have not yet reaped.
+                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+            }
+        }
+        self.stopping_since.get_or_insert_with(Instant::now);
+    }
+
+    /// After [`Instance::begin_stop`]: true once the process has exited (and was reaped).
+    pub fn poll_stopped(&mut self) -> bool {
+        let Some(child) = &mut self.child else {
+            return true;
+        };
+        if let Ok(Some(status)) = child.try_wait() {
+            tracing::info!(
+                instance = self.spec.number,
+                "API instance stopped ({status})"
+            );
+            self.child = None;
+            return true;
+        }
+        if self
+            .stopping_since
+            .is_some_and(|since| since.elapsed() >= STOP_TIMEOUT)
+        {
+            tracing::warn!(
+                instance = self.spec.number,
+                "API instance did not stop within {STOP_TIMEOUT:?}; killing it"
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+            self.child = None;
+            return true;
+        }
+        false
+    }
+
+    /// Whether a restart is waiting for its backoff (the process exited).
+    pub fn restarting(&self) -> bool {
+        self.restart_at.is_some() || self.child.is_none()
     }
 
     fn exit_status(&mut self) -> Option<ExitStatus> {

@@ -21,10 +21,11 @@
 //! the shutdown order stays ours.
 
 mod instance;
+mod instances;
 mod locate;
 
 use crate::config::ConfigArgs;
-use crate::config::{BackendConfig, Config};
+use crate::config::{AutoscaleConfig, BackendConfig, Config, DiscoverConfig};
 use crate::control::signals::{self, Signal};
 use crate::control::{Command, LoopOptions, ReloadError, ReloadFrom};
 use crate::server::Server;
@@ -52,6 +53,19 @@ pub struct UpArgs {
     /// embedded default).
     #[arg(short = 'n', long, value_name = "N")]
     pub instances: Option<u16>,
+    /// Scale the instances with the load, as the proxy scales systemd units: the group gets an
+    /// autoscale policy (the `[upstream.NAME.autoscale]` defaults: 10 requests in flight per
+    /// instance, scale-down window 300 s) between --min and --max. Instance N listens on the
+    /// group's first backend's port + N − 1; up starts as many as it would without the flag
+    /// (kept within --min and --max), then starts and stops them as the autoscaler decides.
+    #[arg(long)]
+    pub autoscale: bool,
+    /// With --autoscale: never fewer instances. Default 1.
+    #[arg(long, value_name = "N", requires = "autoscale")]
+    pub min: Option<u32>,
+    /// With --autoscale: never more instances. Default twice the starting count (at least 4).
+    #[arg(long, value_name = "N", requires = "autoscale")]
+    pub max: Option<u32>,
 }
 
 pub fn run(args: &UpArgs) -> anyhow::Result<()> {
@@ -77,6 +91,12 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
             Some(backends)
         }
         None => None,
+    };
+    // With --autoscale, up is the service manager of its instances: the group discovers them
+    // (as units that up reports) and the autoscaler starts and stops them.
+    let scaled = match args.autoscale {
+        true => Some(autoscale_group(&mut config, group_index, args)?),
+        false => None,
     };
     let specs = instance_specs(&config, group_index)?;
 
@@ -117,33 +137,60 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
     }
 
     let keep = Keep {
-        group: group_name,
+        group: group_name.clone(),
         instances: instances_override,
         running: specs.iter().map(|s| s.address).collect(),
+        scaled: scaled.clone(),
     };
-    let options = LoopOptions {
+    let mut options = LoopOptions {
         adjust_reload: Some(Box::new(move |config| keep_instances(config, &keep))),
         ..LoopOptions::default()
     };
+    let mut children = None;
+    if scaled.is_some() {
+        let commands = bound.commands();
+        let (owned, actions) = instances::Children::new(
+            &group_name,
+            config.upstreams[group_index].backends[0].address,
+            instance_template(&config)?,
+            (&config.up.ready_path, config.up.ready_timeout),
+            std::mem::take(&mut instances),
+            Box::new(move |read| {
+                commands.send(Command::Discovered(read));
+            }),
+        );
+        options.instances = Some(Box::new(actions));
+        children = Some(owned);
+    }
     let server = match bound.start_with(options) {
         Ok(server) => server,
         Err(e) => {
             stop_all(&mut instances);
+            if let Some(children) = &mut children {
+                children.stop_all();
+            }
             return Err(e.context("starting the proxy"));
         }
     };
-    print_banner(&server, &instances, args);
+    match &children {
+        Some(children) => print_banner(&server, children.instances(), args),
+        None => print_banner(&server, instances.iter(), args),
+    }
 
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(SUPERVISE_EVERY);
-        for instance in &mut instances {
-            instance.supervise();
+        match &mut children {
+            Some(children) => children.step(),
+            None => instances.iter_mut().for_each(Instance::supervise),
         }
     }
 
     server.control().shutdown();
     let drained = server.wait();
     stop_all(&mut instances);
+    if let Some(children) = &mut children {
+        children.stop_all();
+    }
     say(format_args!("lbproxy up: stopped"));
     drained
 }
@@ -183,6 +230,8 @@ struct Keep {
     instances: Option<Vec<BackendConfig>>,
     /// The addresses the instances listen on.
     running: Vec<SocketAddr>,
+    /// With --autoscale: the group's `discover` (children) and `autoscale` tables.
+    scaled: Option<(DiscoverConfig, AutoscaleConfig)>,
 }
 
 /// Applies `keep` to a configuration read for a reload: the `[up]` group must be the same; with
@@ -197,6 +246,12 @@ fn keep_instances(config: &mut Config, keep: &Keep) -> Result<(), ReloadError> {
             keep.group
         )]));
     };
+    if let Some((discover, autoscale)) = &keep.scaled {
+        // The running instances stay the backends (the loop keeps a discovered group's).
+        group.discover = Some(discover.clone());
+        group.autoscale = Some(autoscale.clone());
+        return Ok(());
+    }
     match &keep.instances {
         Some(backends) => group.backends = backends.clone(),
         None => {
@@ -219,9 +274,57 @@ fn addresses(list: &[SocketAddr]) -> String {
     list.join(", ")
 }
 
+/// `--autoscale`: the `[up]` group's `discover` (children) and `autoscale` tables, set on
+/// `config`; its backends become the instances up starts with (as many as without the flag, kept
+/// within the bounds), numbered from its first backend's port.
+fn autoscale_group(
+    config: &mut Config,
+    group_index: usize,
+    args: &UpArgs,
+) -> anyhow::Result<(DiscoverConfig, AutoscaleConfig)> {
+    let group = &mut config.upstreams[group_index];
+    let count = u32::try_from(group.backends.len()).unwrap_or(u32::MAX);
+    let min = args.min.unwrap_or(1);
+    let max = args.max.unwrap_or((count * 2).max(4));
+    anyhow::ensure!(
+        min <= max && (1..=999).contains(&max),
+        "--autoscale needs --min ≤ --max, and --max between 1 and 999 (got --min {min} --max {max})"
+    );
+    // Every instance up may start must have a port.
+    numbered_backends(&group.backends, max as u16)?;
+    let start = count.clamp(min.max(1), max) as u16;
+    group.backends = numbered_backends(&group.backends, start)?;
+    anyhow::ensure!(
+        crate::config::unit_template(&format!("{}@*.service", group.name)).is_some(),
+        "--autoscale names instance N of upstream \"{}\" {0}@N.service: the group's name \
+         cannot hold *, ? or [",
+        group.name
+    );
+    let (discover, autoscale) = instances::scaled(&group.name, group.backends[0].address, min, max);
+    group.discover = Some(discover.clone());
+    group.autoscale = Some(autoscale.clone());
+    tracing::info!(
+        target: "lbproxy::autoscale",
+        upstream = %group.name,
+        "lbproxy up --autoscale: {start} instance(s) to start, between {min} and {max}"
+    );
+    Ok((discover, autoscale))
+}
+
 fn instance_specs(config: &Config, group_index: usize) -> anyhow::Result<Vec<InstanceSpec>> {
     let group = &config.upstreams[group_index];
-    let template = match &config.up.command {
+    let template = instance_template(config)?;
+    Ok(group
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, backend)| InstanceSpec::new(i + 1, backend.address, &template))
+        .collect())
+}
+
+/// What runs each instance: `[up] command`, or the demo API.
+fn instance_template(config: &Config) -> anyhow::Result<Vec<String>> {
+    Ok(match &config.up.command {
         Some(command) => command.clone(),
         None => {
             let demo = locate::demo_api_binary()?;
@@ -233,13 +336,7 @@ fn instance_specs(config: &Config, group_index: usize) -> anyhow::Result<Vec<Ins
                 "{instance}".into(),
             ]
         }
-    };
-    Ok(group
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, backend)| InstanceSpec::new(i + 1, backend.address, &template))
-        .collect())
+    })
 }
 
 /// Starts every instance in order and waits until each is ready.
@@ -267,7 +364,7 @@ fn stop_all(instances: &mut [Instance]) {
     }
 }
 
-fn print_banner(server: &Server, instances: &[Instance], args: &UpArgs) {
+fn print_banner<'a>(server: &Server, instances: impl Iterator<Item = &'a Instance>, args: &UpArgs) {
     say(format_args!(""));
     let running = server.control().config();
     for (name, address) in server.listen_addrs() {
@@ -357,6 +454,7 @@ mod tests {
             group: "api".into(),
             instances: Some(five.clone()),
             running: five.iter().map(|b| b.address).collect(),
+            scaled: None,
         };
         let mut reread = config("\"127.0.0.1:8001\", \"127.0.0.1:8002\", \"127.0.0.1:8003\"");
         keep_instances(&mut reread, &keep).unwrap();

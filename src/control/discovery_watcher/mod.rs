@@ -66,6 +66,7 @@ impl DiscoveryWatcher {
 fn groups_by_bus(config: &Config) -> BTreeMap<SystemdBus, Vec<(String, DiscoverConfig)>> {
     let mut buses: BTreeMap<SystemdBus, Vec<(String, DiscoverConfig)>> = BTreeMap::new();
     for group in &config.upstreams {
+        // `lbproxy up`'s children are reported by `up` itself: no bus to read.
         if let Some(discover) = group.discover.as_ref().filter(|d| !d.children) {
             buses
                 .entry(discover.bus)
