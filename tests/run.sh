@@ -95,6 +95,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     echo "tests/run.sh: installing cargo-nextest (cargo install)"
     cargo install cargo-nextest --locked
 fi
+# oha: the autoscaling tests' load ramps at fixed rates (tests/systemd_autoscale.rs); the bench
+# harness installs it the same way.
+if ! command -v oha >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/oha" ]; then
+    echo "tests/run.sh: installing oha (cargo install)"
+    cargo install oha --locked
+fi
 
 # sslyze (PyPI) checks the https listener against Mozilla's "intermediate" TLS profile
 # (tests/sslyze.rs). Debian's own Python refuses pip installs outside a venv unless told.

@@ -41,7 +41,7 @@ fn start(autoscale: &str, instances: &[&str]) -> Sandbox {
     sandbox
 }
 
-/// `/api/autoscale`'s group `api`.
+/// `/api/autoscale`'s group `api` (`null` before the autoscaler's first tick).
 fn autoscale(sandbox: &Sandbox) -> serde_json::Value {
     let answer = sandbox
         .in_net(|| common::admin::json("127.0.0.1:9901".parse().unwrap(), "/api/autoscale", None));
@@ -51,7 +51,7 @@ fn autoscale(sandbox: &Sandbox) -> serde_json::Value {
         .flatten()
         .find(|g| g["group"] == "api")
         .cloned()
-        .unwrap_or_else(|| panic!("no group api in {answer:#}"))
+        .unwrap_or_default()
 }
 
 /// The `api@N` units systemd runs now.
@@ -80,9 +80,9 @@ fn running(sandbox: &Sandbox) -> Vec<u32> {
 /// oha at `rate` req/s for `seconds` on `GET /delay?ms=MS` through the proxy, inside the
 /// sandbox; its JSON report.
 fn oha(sandbox: &Sandbox, rate: u32, seconds: u32, delay_ms: u32) -> serde_json::Value {
-    let oha = common::require_tool("oha", "cargo install oha");
+    let oha = oha_path();
     let out = sandbox.run(
-        oha,
+        &oha,
         &[
             "-q",
             &rate.to_string(),
@@ -98,6 +98,16 @@ fn oha(sandbox: &Sandbox, rate: u32, seconds: u32, delay_ms: u32) -> serde_json:
     assert!(out.status.success(), "{}", text(&out));
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("oha's JSON: {e}: {}", text(&out)))
+}
+
+/// oha's full path (the sandbox's PATH has no ~/.cargo/bin): tests/run.sh installs it.
+fn oha_path() -> String {
+    common::require_tool("oha", "cargo install oha --locked");
+    let out = std::process::Command::new("sh")
+        .args(["-c", "command -v oha"])
+        .output()
+        .expect("sh");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Every request of an oha report answered 200.
@@ -121,9 +131,11 @@ fn assert_all_ok(what: &str, report: &serde_json::Value) {
 #[test]
 fn the_instance_count_follows_a_load_ramp_and_scales_in_without_a_failed_request() {
     // 2 requests in flight per instance; 100 ms requests: 40 req/s ≈ 4 in flight → 2 instances,
-    // 100 req/s ≈ 10 → 3 (max).
+    // 100 req/s ≈ 10 → 3 (max). A short panic window, so that the scale-in follows the 8 s
+    // scale-down window, not the 60 s default panic window.
     let sandbox = start(
-        "min = 1\nmax = 3\ntarget = 2\nscale_down_window = \"8s\"\ndrain_timeout = \"10s\"\n",
+        "min = 1\nmax = 3\ntarget = 2\nscale_down_window = \"8s\"\ndrain_timeout = \"10s\"\n\
+         panic_window = \"4s\"\n",
         &["api@1.service"],
     );
     wait_until(START, "api@1 routed", || {
@@ -156,7 +168,8 @@ fn the_instance_count_follows_a_load_ramp_and_scales_in_without_a_failed_request
 #[test]
 fn a_load_that_oscillates_faster_than_the_window_does_not_flap() {
     let sandbox = start(
-        "min = 1\nmax = 3\ntarget = 2\nscale_down_window = \"20s\"\n",
+        "min = 1\nmax = 3\ntarget = 2\nscale_down_window = \"20s\"\n\
+         panic_threshold = \"10000%\"\n",
         &["api@1.service"],
     );
     wait_until(START, "api@1 routed", || {
@@ -165,7 +178,8 @@ fn a_load_that_oscillates_faster_than_the_window_does_not_flap() {
     assert_all_ok("high", &oha(&sandbox, 60, 4, 100));
     wait_until(SCALE, "scaled up", || running(&sandbox).len() >= 2);
     let peak = running(&sandbox).len();
-    // High and low every 3 s, for 15 s: shorter than the 20 s scale-down window.
+    // High and low every 3 s, for 15 s: shorter than the 20 s scale-down window (panic mode is
+    // off here, so the window alone keeps the instances).
     for round in 0..5 {
         let rate = if round % 2 == 0 { 2 } else { 60 };
         assert_all_ok("oscillating", &oha(&sandbox, rate, 3, 100));
@@ -194,11 +208,17 @@ fn scaled_to_zero_the_first_request_starts_an_instance_and_is_served() {
             b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
         );
         (
-            response.map(|r| r.status).map_err(|e| e.to_string()),
+            response
+                .map(|r| (r.status, r.text().trim().to_owned()))
+                .map_err(|e| e.to_string()),
             t.elapsed(),
         )
     });
     eprintln!("the first request after scale-to-zero: {answered:?}");
-    assert_eq!(answered.0, Ok(200), "served, not failed");
+    assert_eq!(
+        answered.0.as_ref().map(|(status, _)| *status),
+        Ok(200),
+        "served, not failed: {answered:?}"
+    );
     assert_eq!(running(&sandbox).len(), 1);
 }

@@ -42,10 +42,12 @@ use std::time::{Duration, Instant};
 pub const RECHECK: Duration = Duration::from_millis(25);
 
 /// Whether a request that found no usable backend in `group` should wait for an instance:
-/// the group autoscales and has no backend at all.
+/// the group autoscales and has no backend, or only draining ones — the last instance of a
+/// scale to zero is leaving (its unit stops a moment later), or every instance is being
+/// replaced. A group whose instances are up but unhealthy or ejected still fails at once.
 #[inline]
 pub fn scaled_to_zero(group: &UpstreamGroup) -> bool {
-    group.config.autoscale.is_some() && group.backends.is_empty()
+    group.config.autoscale.is_some() && group.backends.iter().all(|b| b.is_draining())
 }
 
 /// Whether some backend of `group` may take a request now (up and not draining; ejection and
