@@ -284,11 +284,17 @@ fn autoscale_group(
 ) -> anyhow::Result<(DiscoverConfig, AutoscaleConfig)> {
     let group = &mut config.upstreams[group_index];
     let count = u32::try_from(group.backends.len()).unwrap_or(u32::MAX);
-    let min = args.min.unwrap_or(1);
-    let max = args.max.unwrap_or((count * 2).max(4));
+    // The file's [upstream.NAME.autoscale] when it has one, else the defaults; --min and --max
+    // override its bounds.
+    let file = group.autoscale.take();
+    let min = args.min.or(file.as_ref().map(|a| a.min)).unwrap_or(1);
+    let max = args
+        .max
+        .or(file.as_ref().map(|a| a.max))
+        .unwrap_or((count * 2).max(4));
     anyhow::ensure!(
         min <= max && (1..=999).contains(&max),
-        "--autoscale needs --min ≤ --max, and --max between 1 and 999 (got --min {min} --max {max})"
+        "--autoscale needs min ≤ max, and max between 1 and 999 (got min {min} max {max})"
     );
     // Every instance up may start must have a port.
     numbered_backends(&group.backends, max as u16)?;
@@ -300,7 +306,11 @@ fn autoscale_group(
          cannot hold *, ? or [",
         group.name
     );
-    let (discover, autoscale) = instances::scaled(&group.name, group.backends[0].address, min, max);
+    let (discover, defaults) = instances::scaled(&group.name, group.backends[0].address, min, max);
+    let autoscale = match file {
+        Some(file) => AutoscaleConfig { min, max, ..file },
+        None => defaults,
+    };
     group.discover = Some(discover.clone());
     group.autoscale = Some(autoscale.clone());
     tracing::info!(

@@ -266,15 +266,26 @@ mod tests {
     #[test]
     fn only_a_group_whose_units_can_be_started_scales() {
         let static_group = one_error(
-            "[listener.http]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n\
-             [upstream.api]\nbackends = [\"127.0.0.1:8001\"]\n[upstream.api.autoscale]\nmax = 4\n",
+            "[listener.http]\naddress = \"127.0.0.1:8080\"\nupstream = \"web\"\n\
+             [upstream.web]\nbackends = [\"127.0.0.1:8001\"]\n[upstream.web.autoscale]\nmax = 4\n",
         )
         .to_string();
         assert!(
-            static_group.contains("upstream.api.autoscale"),
+            static_group.contains("upstream.web.autoscale"),
             "{static_group}"
         );
         assert!(static_group.contains("discover"), "{static_group}");
+        assert!(
+            static_group.contains("lbproxy up --autoscale"),
+            "{static_group}"
+        );
+        // `lbproxy up`'s group (a group named api, or [up] upstream) may: `up --autoscale`
+        // scales its own instances.
+        let up = valid(
+            "[listener.http]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n\
+             [upstream.api]\nbackends = [\"127.0.0.1:8001\"]\n[upstream.api.autoscale]\nmax = 4\n",
+        );
+        assert_eq!(up.upstreams[0].autoscale.as_ref().map(|a| a.max), Some(4));
         let socket = one_error(&format!(
             "{}[upstream.api.autoscale]\nmax = 4\n",
             GROUP.replace("api@*.service", "api-*.service")

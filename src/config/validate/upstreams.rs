@@ -33,10 +33,13 @@ impl Validator<'_> {
         file: &FileConfig,
         path: &KeyPath,
     ) -> Option<Vec<UpstreamConfig>> {
+        // `lbproxy up`'s group (`[up] upstream`, else a group named `api`): `up --autoscale`
+        // scales its own instances, so a static list may autoscale there.
+        let up_group = file.up.upstream.as_deref().unwrap_or("api");
         let groups: Vec<Option<UpstreamConfig>> = file
             .upstream
             .iter()
-            .map(|(name, raw)| self.upstream(name, raw, &path.key(name)))
+            .map(|(name, raw)| self.upstream(name, raw, &path.key(name), name == up_group))
             .collect();
         all(groups)
     }
@@ -46,6 +49,7 @@ impl Validator<'_> {
         name: &str,
         raw: &FileUpstream,
         path: &KeyPath,
+        up_group: bool,
     ) -> Option<UpstreamConfig> {
         let named = self.name("upstream group", name, path);
         let balance = match &raw.balance {
@@ -83,13 +87,14 @@ impl Validator<'_> {
             None => Some(None),
             Some(autoscale) => self.autoscale(autoscale, &path.key("autoscale")).map(Some),
         };
-        if let (Some(_), Some(None)) = (&raw.autoscale, &discover) {
+        if let (Some(_), Some(None), false) = (&raw.autoscale, &discover, up_group) {
             self.push(
                 path.key("autoscale"),
                 "",
                 "the group's instances are a static list: there is nothing to start or stop",
                 "discover them from systemd units ([upstream.NAME.discover] systemd = \
-                 \"api@*.service\"), or run them with `lbproxy up --autoscale`",
+                 \"api@*.service\"), or make it `lbproxy up`'s group ([up] upstream) and run \
+                 `lbproxy up --autoscale`",
             );
         }
         if let (Some(Some(_)), Some(Some(discover))) = (&autoscale, &discover) {

@@ -148,6 +148,19 @@ pub fn read_once(config: &Config) -> Result<Discovered, BusError> {
 /// starts, so the first request finds them. Unchanged without `discover`. `Err` when a bus
 /// cannot be reached: the message says why and what to use instead.
 pub fn with_first_backends(config: Arc<Config>) -> anyhow::Result<Arc<Config>> {
+    if let Some(group) = config
+        .upstreams
+        .iter()
+        .find(|g| g.autoscale.is_some() && g.discover.is_none())
+    {
+        anyhow::bail!(
+            "upstream \"{0}\" autoscales ([upstream.{0}.autoscale]) a static list of backends: \
+             only `lbproxy up --autoscale` can scale it (it runs the instances itself). Under \
+             `lbproxy serve`, discover the instances from systemd units instead \
+             ([upstream.{0}.discover] systemd = \"{0}@*.service\"), or remove the autoscale table",
+            group.name
+        );
+    }
     let groups: Vec<String> = config
         .upstreams
         .iter()
