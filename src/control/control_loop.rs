@@ -408,6 +408,9 @@ impl ControlLoop {
         if self.stopping || self.shared.is_shutting_down() {
             return;
         }
+        if !self.controllers[index].applies_to(&self.shared.config()) {
+            return;
+        }
         let view = (self.observe)(&self.shared, &self.health, &self.units);
         let controller = &mut self.controllers[index];
         let actions = controller.tick(now, &view);

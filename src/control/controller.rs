@@ -47,6 +47,13 @@ pub trait Controller: Send {
         false
     }
 
+    /// Whether it has anything to do under `config`; when not, the loop neither builds a view
+    /// for it nor ticks it (a view sums every worker's metrics). Default: always.
+    fn applies_to(&self, config: &Config) -> bool {
+        let _ = config;
+        true
+    }
+
     /// What should happen now, given `view`. Called on the loop's thread: must not block.
     fn tick(&mut self, now: Instant, view: &View) -> Vec<Action>;
 }

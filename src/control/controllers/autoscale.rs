@@ -93,6 +93,11 @@ impl Controller for AutoscaleController {
         true
     }
 
+    /// While a group autoscales, or once more after the last one stopped (to clear the board).
+    fn applies_to(&self, config: &crate::config::Config) -> bool {
+        !self.groups.is_empty() || config.upstreams.iter().any(|g| g.autoscale.is_some())
+    }
+
     fn tick(&mut self, now: Instant, view: &View) -> Vec<Action> {
         let scaled = |g: &&UpstreamConfig| g.autoscale.is_some() && g.discover.is_some();
         self.board.retain(|group| {

@@ -41,6 +41,10 @@ impl Controller for DiscoveryController {
         true
     }
 
+    fn applies_to(&self, config: &crate::config::Config) -> bool {
+        config.upstreams.iter().any(|g| g.discover.is_some())
+    }
+
     fn tick(&mut self, _now: Instant, view: &View) -> Vec<Action> {
         let mut actions = Vec::new();
         for group in view
