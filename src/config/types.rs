@@ -397,6 +397,25 @@ pub struct AutoscaleConfig {
     pub drain_timeout: Duration,
 }
 
+impl AutoscaleConfig {
+    /// Every key's default (those `[upstream.NAME.autoscale]` documents) within `min..=max`.
+    pub fn defaults(min: u32, max: u32) -> Self {
+        AutoscaleConfig {
+            min,
+            max,
+            metric: AutoscaleMetric::InFlight,
+            target: 10.0,
+            tolerance: 0.1,
+            scale_up_window: Duration::ZERO,
+            scale_down_window: Duration::from_secs(300),
+            max_step: 4,
+            panic_threshold: 2.0,
+            panic_window: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// `metric` of an `autoscale` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AutoscaleMetric {

@@ -15,8 +15,7 @@
 
 use super::instance::{Instance, InstanceSpec};
 use crate::config::{
-    AddressSource, AddressTemplate, AutoscaleConfig, AutoscaleMetric, DiscoverConfig, SystemdBus,
-    UnitResources,
+    AddressSource, AddressTemplate, AutoscaleConfig, DiscoverConfig, SystemdBus, UnitResources,
 };
 use crate::control::autoscale::InstanceActions;
 use crate::control::discovery::{Discovered, DiscoveredUnit};
@@ -55,20 +54,7 @@ pub fn scaled(
         resources: UnitResources::default(),
         children: true,
     };
-    // The defaults of `[upstream.NAME.autoscale]` (config/validate/autoscale.rs).
-    let autoscale = AutoscaleConfig {
-        min,
-        max,
-        metric: AutoscaleMetric::InFlight,
-        target: 10.0,
-        tolerance: 0.1,
-        scale_up_window: Duration::ZERO,
-        scale_down_window: Duration::from_secs(300),
-        max_step: 4,
-        panic_threshold: 2.0,
-        panic_window: Duration::from_secs(60),
-        drain_timeout: Duration::from_secs(30),
-    };
+    let autoscale = AutoscaleConfig::defaults(min, max);
     (discover, autoscale)
 }
 

@@ -74,19 +74,7 @@ pub fn autoscaled(listener: &str, addresses: &[SocketAddr], extra: &str) -> Arc<
         resources: crate::config::UnitResources::default(),
         children: true,
     });
-    group.autoscale = Some(crate::config::AutoscaleConfig {
-        min: 0,
-        max: 4,
-        metric: crate::config::AutoscaleMetric::InFlight,
-        target: 10.0,
-        tolerance: 0.1,
-        scale_up_window: Duration::ZERO,
-        scale_down_window: Duration::from_secs(300),
-        max_step: 4,
-        panic_threshold: 2.0,
-        panic_window: Duration::from_secs(60),
-        drain_timeout: Duration::from_secs(30),
-    });
+    group.autoscale = Some(crate::config::AutoscaleConfig::defaults(0, 4));
     Arc::new(config)
 }
 

@@ -2,7 +2,7 @@
 //! panic mode and the drain timeout of a scale-in. Whether the group can be scaled (its units
 //! are discovered from a template, or it is `lbproxy up`'s group) is checked with the group.
 
-use super::{secs, Validator};
+use super::Validator;
 use crate::config::error::{quote, KeyPath};
 use crate::config::file::{FileAutoscale, FileNumber};
 use crate::config::{AutoscaleConfig, AutoscaleMetric};
@@ -23,7 +23,15 @@ impl Validator<'_> {
         raw: &FileAutoscale,
         path: &KeyPath,
     ) -> Option<AutoscaleConfig> {
-        let min = self.int(raw.min.as_ref(), &path.key("min"), 1, 0, MAX_INSTANCES);
+        // The defaults, written once (`AutoscaleConfig::defaults`, also `lbproxy up`'s).
+        let d = AutoscaleConfig::defaults(1, 8);
+        let min = self.int(
+            raw.min.as_ref(),
+            &path.key("min"),
+            d.min.into(),
+            0,
+            MAX_INSTANCES,
+        );
         let max = match &raw.max {
             None => {
                 self.push(
@@ -34,10 +42,10 @@ impl Validator<'_> {
                 );
                 None
             }
-            Some(raw) => self.int(Some(raw), &path.key("max"), 8, 1, MAX_INSTANCES),
+            Some(raw) => self.int(Some(raw), &path.key("max"), d.max.into(), 1, MAX_INSTANCES),
         };
         let metric = match &raw.metric {
-            None => Some(AutoscaleMetric::InFlight),
+            None => Some(d.metric),
             Some(text) => self.choice(
                 text,
                 &path.key("metric"),
@@ -48,43 +56,49 @@ impl Validator<'_> {
             ),
         };
         let target = metric.and_then(|metric| self.target(raw.target, metric, &path.key("target")));
-        let tolerance = self.percent(raw.tolerance.as_deref(), &path.key("tolerance"), 10, 0, 100);
+        let tolerance = self.percent(
+            raw.tolerance.as_deref(),
+            &path.key("tolerance"),
+            percent_of(d.tolerance),
+            0,
+            100,
+        );
         let scale_up_window = self.duration(
             raw.scale_up_window.as_ref(),
             &path.key("scale_up_window"),
-            secs(0),
+            d.scale_up_window,
             false,
         );
         let scale_down_window = self.duration(
             raw.scale_down_window.as_ref(),
             &path.key("scale_down_window"),
-            secs(300),
+            d.scale_down_window,
             false,
         );
         let max_step = self.int(
             raw.max_step.as_ref(),
             &path.key("max_step"),
-            4,
+            d.max_step.into(),
             1,
             MAX_INSTANCES,
         );
         let panic_threshold = self.percent(
             raw.panic_threshold.as_deref(),
             &path.key("panic_threshold"),
-            200,
+            percent_of(d.panic_threshold),
             101,
             10_000,
         );
         let panic_window = self.duration(
             raw.panic_window.as_ref(),
             &path.key("panic_window"),
-            secs(60),
+            d.panic_window,
             true,
         );
         let drain_timeout = self.duration(
             raw.drain_timeout.as_ref(),
             &path.key("drain_timeout"),
-            secs(30),
+            d.drain_timeout,
             true,
         );
         let (min, max) = (min?, max?);
@@ -126,7 +140,9 @@ impl Validator<'_> {
             AutoscaleMetric::Cpu => "target = 70 (percent of one core per instance)",
         };
         let value = match raw {
-            None if metric == AutoscaleMetric::InFlight => return Some(10.0),
+            None if metric == AutoscaleMetric::InFlight => {
+                return Some(AutoscaleConfig::defaults(1, 1).target)
+            }
             None => {
                 self.push(
                     path.clone(),
@@ -178,6 +194,11 @@ impl Validator<'_> {
         }
         value
     }
+}
+
+/// A ratio as the whole percent the configuration writes (0.1 → 10).
+fn percent_of(ratio: f64) -> u32 {
+    (ratio * 100.0).round() as u32
 }
 
 #[cfg(test)]

@@ -296,19 +296,7 @@ mod tests {
     use super::*;
 
     fn config() -> AutoscaleConfig {
-        AutoscaleConfig {
-            min: 1,
-            max: 10,
-            metric: AutoscaleMetric::InFlight,
-            target: 10.0,
-            tolerance: 0.1,
-            scale_up_window: Duration::ZERO,
-            scale_down_window: Duration::from_secs(300),
-            max_step: 4,
-            panic_threshold: 2.0,
-            panic_window: Duration::from_secs(60),
-            drain_timeout: Duration::from_secs(30),
-        }
+        AutoscaleConfig::defaults(1, 10)
     }
 
     /// A fake timeline: one decision per second.
