@@ -889,6 +889,23 @@ mod tests {
         );
     }
 
+    /// A loop over one answering fake worker running `config`, with the discovery controller.
+    fn discovery_loop(config: Config) -> (ControlLoop, ControlHandle, Arc<Mutex<Vec<String>>>) {
+        let (workers, log) = fake_workers(&[Behaviour::Answers]);
+        let options = LoopOptions {
+            controllers: with_discovery(Vec::new()),
+            ..LoopOptions::default()
+        };
+        let (control_loop, handle) = ControlLoop::with_workers(
+            Arc::new(config),
+            vec![Arc::default()],
+            workers,
+            channel(),
+            options,
+        );
+        (control_loop, handle, log)
+    }
+
     #[test]
     fn discovered_units_become_backends_without_a_reload_and_a_reload_keeps_them() {
         use crate::control::discovery::units::testing::unit;
@@ -900,18 +917,7 @@ mod tests {
                     address = \"127.0.0.1:{8000+N}\"\n";
         std::fs::write(&path, file).unwrap();
         let config = config::load(Some(&path), None).unwrap();
-        let (workers, log) = fake_workers(&[Behaviour::Answers]);
-        let options = LoopOptions {
-            controllers: with_discovery(Vec::new()),
-            ..LoopOptions::default()
-        };
-        let (mut control_loop, handle) = ControlLoop::with_workers(
-            Arc::new(config),
-            vec![Arc::default()],
-            workers,
-            channel(),
-            options,
-        );
+        let (mut control_loop, handle, log) = discovery_loop(config);
         let t0 = Instant::now();
         control_loop.start(t0);
         handle.commands().send(Command::Discovered(Discovered {
@@ -960,18 +966,7 @@ mod tests {
         .upstreams[0]
             .discover
             .clone();
-        let (workers, log) = fake_workers(&[Behaviour::Answers]);
-        let options = LoopOptions {
-            controllers: with_discovery(Vec::new()),
-            ..LoopOptions::default()
-        };
-        let (mut control_loop, handle) = ControlLoop::with_workers(
-            Arc::new(config),
-            vec![Arc::default()],
-            workers,
-            channel(),
-            options,
-        );
+        let (mut control_loop, handle, log) = discovery_loop(config);
         let t0 = Instant::now();
         control_loop.start(t0);
         // api@1 stopping, gone, then back: three reads, queued while the loop was busy.
