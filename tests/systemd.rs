@@ -367,7 +367,8 @@ fn your_own_api_runs_through_the_documented_drop_in() {
 fn a_drain_that_makes_progress_outlives_timeout_stop_sec() {
     let sandbox = Sandbox::start();
     // systemd would kill the proxy 2 s into its stop; the drain may take 20 s; requests in flight
-    // finish one per second for 5 s. EXTEND_TIMEOUT_USEC= keeps the proxy alive while they do.
+    // finish one per second for 5 s, the first within 1 s of the stop. EXTEND_TIMEOUT_USEC= (each
+    // look that sees one finish, every 250 ms) keeps the proxy alive while they do.
     sandbox.write_config(
         &lbproxy::config::EMBEDDED_DEFAULT
             .replace("drain_timeout = \"30s\"", "drain_timeout = \"20s\""),
@@ -380,7 +381,7 @@ fn a_drain_that_makes_progress_outlives_timeout_stop_sec() {
             let enter = sandbox.net_entry();
             std::thread::spawn(move || {
                 enter();
-                let path = format!("/delay?ms={}", 500 + 1000 * i);
+                let path = format!("/delay?ms={}", 1000 * i);
                 client::get(proxy_addr(), &path).status
             })
         })
