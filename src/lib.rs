@@ -21,6 +21,7 @@ pub(crate) mod admin;
 pub mod cli;
 pub mod config;
 pub(crate) mod control;
+pub(crate) mod deploy;
 #[doc(hidden)]
 pub mod fuzzing;
 pub(crate) mod generate;

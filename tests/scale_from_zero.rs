@@ -42,6 +42,7 @@ fn scaled(proxy: &Proxy, backends: &[SocketAddr]) -> Config {
             weight: NonZeroU32::MIN,
             backup: false,
             drain: false,
+            canary: false,
         })
         .collect();
     group.discover = Some(DiscoverConfig {

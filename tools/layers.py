@@ -18,7 +18,7 @@ from pathlib import Path
 LAYERS = [
     ["sys"],
     ["config", "http", "tls", "metrics"],
-    ["systemd", "net", "relay", "health"],
+    ["systemd", "net", "relay", "health", "deploy"],
     ["logging", "listener", "upstream"],
     ["runtime"],
     ["l4", "l7"],

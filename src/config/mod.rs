@@ -222,6 +222,7 @@ mod tests {
             weight: NonZeroU32::new(weight).expect("weight"),
             backup: false,
             drain: false,
+            canary: false,
         }
     }
 
@@ -296,6 +297,7 @@ mod tests {
                 tls: None,
                 proxy_protocol: None,
                 hash_key: None,
+                split: TrafficSplit::default(),
                 slow_start: Duration::ZERO,
                 max_connections: NonZeroU32::new(1024),
                 queue_timeout: secs(5),

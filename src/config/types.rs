@@ -340,6 +340,39 @@ pub struct UpstreamConfig {
     /// A PROXY protocol header sent first on every connection to a backend (tcp listeners
     /// only), so the backend sees the real client address. `None` (the default): none.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// How requests are split between the backends marked `canary` (a deployment's new
+    /// version) and the rest. Set at runtime by the deployment controller, never by the file;
+    /// it only matters while some backend is a canary.
+    pub split: TrafficSplit,
+}
+
+/// A deployment's traffic split of one group: a share of the clients goes to the new version's
+/// backends (`BackendConfig::canary`), the rest to the stable ones. A client is known by its key
+/// (its address, a header or a cookie; without the header or cookie, its address) and lands in
+/// one of 10,000 buckets by a hash of it; buckets below `weight_bp` go to the canary. As the
+/// weight only grows during a deployment, a client moves only toward the canary, never back
+/// and forth; an abort sets it to 0 in one generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrafficSplit {
+    /// The canary's share in basis points, 0..=10_000 (10_000: every client).
+    pub weight_bp: u16,
+    /// What a client is recognized by.
+    pub key: HashKey,
+}
+
+impl TrafficSplit {
+    /// Every client: `weight_bp` 10,000.
+    pub const ALL_BP: u16 = 10_000;
+}
+
+impl Default for TrafficSplit {
+    /// No client to the canary, clients known by their address.
+    fn default() -> Self {
+        Self {
+            weight_bp: 0,
+            key: HashKey::ClientIp,
+        }
+    }
 }
 
 /// `[upstream.NAME.discover]`: backends discovered from systemd units.
@@ -598,6 +631,10 @@ pub struct BackendConfig {
     /// Draining: no new requests; requests in flight finish; idle connections to it are closed.
     /// Default false.
     pub drain: bool,
+    /// Runs the new version of a deployment in progress: it takes the clients the group's
+    /// [`UpstreamConfig::split`] sends to the canary. Set by discovery for the units a
+    /// deployment started, never by the file. Default false.
+    pub canary: bool,
 }
 
 /// `[upstream.NAME.health]`: active health probes, run once per backend by the control side.

@@ -455,14 +455,40 @@ impl ControlLoop {
             }
             // Logged by the switch, either way; the controller tries again on its next tick if
             // it failed (the running set still differs).
-            Action::StartUnit { group, unit } => match &self.instances {
-                Some(instances) => instances.start(&group, &unit),
+            Action::StartUnit {
+                group,
+                unit,
+                version,
+            } => match &self.instances {
+                Some(instances) => instances.start(&group, &unit, version),
                 None => tracing::error!(controller, "no way to start {unit}: no instance actions"),
             },
-            Action::StopUnit { group, unit } => match &self.instances {
-                Some(instances) => instances.stop(&group, &unit),
+            Action::StopUnit {
+                group,
+                unit,
+                version,
+            } => match &self.instances {
+                Some(instances) => instances.stop(&group, &unit, version),
                 None => tracing::error!(controller, "no way to stop {unit}: no instance actions"),
             },
+            Action::RestartUnit {
+                group,
+                unit,
+                version,
+            } => match &self.instances {
+                Some(instances) => instances.restart(&group, &unit, version),
+                None => {
+                    tracing::error!(controller, "no way to restart {unit}: no instance actions");
+                }
+            },
+            Action::SetSplit { group, split, what } => {
+                let mut config = Config::clone(&self.shared.config());
+                let Some(target) = config.upstreams.iter_mut().find(|g| g.name == group) else {
+                    return;
+                };
+                target.split = split;
+                let _ = reload::apply_discovered(&self.shared, &self.workers, config, &what);
+            }
             Action::SetBackends {
                 group,
                 backends,

@@ -21,7 +21,8 @@
 
 use super::discovery::DiscoveredUnit;
 use super::sampler::{BackendKey, Point, RatePoint};
-use crate::config::{BackendConfig, Config};
+use crate::config::{BackendConfig, Config, TrafficSplit};
+use crate::deploy::version::VersionChange;
 use crate::health::HealthTable;
 use crate::metrics::aggregate::BackendRow;
 use crate::metrics::Aggregate;
@@ -115,12 +116,35 @@ pub enum Action {
     /// Reload with this configuration (checked as any reload: what only a restart can change
     /// refuses it).
     Reload(Box<Config>),
-    /// Start instance `unit` of autoscaled group `group` (through the loop's
-    /// `InstanceActions`, off its thread).
-    StartUnit { group: String, unit: String },
-    /// Stop instance `unit` of autoscaled group `group` (drain it first, with
-    /// [`Action::Backend`]).
-    StopUnit { group: String, unit: String },
+    /// Start instance `unit` of discovered group `group` (through the loop's
+    /// `InstanceActions`, off its thread), with `version` done to its version file first.
+    StartUnit {
+        group: String,
+        unit: String,
+        version: VersionChange,
+    },
+    /// Stop instance `unit` of discovered group `group` (drain it first, with
+    /// [`Action::Backend`]), with `version` done to its version file after.
+    StopUnit {
+        group: String,
+        unit: String,
+        version: VersionChange,
+    },
+    /// Restart instance `unit` (drain it first), with `version` done to its version file
+    /// before.
+    RestartUnit {
+        group: String,
+        unit: String,
+        version: VersionChange,
+    },
+    /// Set group `group`'s traffic split (the deployment's weight and client key), as a new
+    /// generation on every worker (not a reload: runtime overrides stay). `what` says why, for
+    /// the log.
+    SetSplit {
+        group: String,
+        split: TrafficSplit,
+        what: String,
+    },
     /// Give discovered group `group` these backends (the rest of the configuration stays;
     /// runtime overrides stay). `what` says what changed, for the log.
     SetBackends {
@@ -140,8 +164,16 @@ impl std::fmt::Display for Action {
             } => write!(f, "{change:?} backend {address} of upstream \"{group}\""),
             Action::Reload(_) => f.write_str("reload with a new configuration"),
             Action::SetBackends { what, .. } => write!(f, "set discovered backends: {what}"),
-            Action::StartUnit { group, unit } => write!(f, "start {unit} (upstream \"{group}\")"),
-            Action::StopUnit { group, unit } => write!(f, "stop {unit} (upstream \"{group}\")"),
+            Action::StartUnit { group, unit, .. } => {
+                write!(f, "start {unit} (upstream \"{group}\")")
+            }
+            Action::StopUnit { group, unit, .. } => {
+                write!(f, "stop {unit} (upstream \"{group}\")")
+            }
+            Action::RestartUnit { group, unit, .. } => {
+                write!(f, "restart {unit} (upstream \"{group}\")")
+            }
+            Action::SetSplit { what, .. } => write!(f, "set the traffic split: {what}"),
         }
     }
 }

@@ -157,4 +157,10 @@ impl ControlHandle {
     pub fn autoscale(&self) -> &Arc<super::autoscale::AutoscaleBoard> {
         self.shared.autoscale()
     }
+
+    /// The deployment board: the deployment in progress, the history, and where requests for
+    /// it are submitted.
+    pub fn deploy(&self) -> &Arc<crate::deploy::board::DeployBoard> {
+        self.shared.deploy()
+    }
 }

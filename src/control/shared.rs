@@ -7,6 +7,7 @@ use super::autoscale::AutoscaleBoard;
 use super::discovery::Inventory;
 use super::sampler::Sampler;
 use crate::config::Config;
+use crate::deploy::board::DeployBoard;
 use crate::health::ProbeLog;
 use crate::metrics::{Aggregate, WorkerSnapshot};
 use crate::runtime::command::WorkerCommand;
@@ -45,6 +46,9 @@ pub struct Shared {
     inventory: Mutex<Arc<Inventory>>,
     /// What the autoscaler decided, per group (written by the autoscale controller).
     autoscale: Arc<AutoscaleBoard>,
+    /// The deployment in progress, its history and the requests for it (written by the admin
+    /// API and the deploy controller).
+    deploy: Arc<DeployBoard>,
 }
 
 #[derive(Debug)]
@@ -67,6 +71,7 @@ impl Shared {
             sampler: Arc::default(),
             inventory: Mutex::default(),
             autoscale: Arc::default(),
+            deploy: Arc::default(),
         }
     }
 
@@ -168,6 +173,11 @@ impl Shared {
     /// The autoscaler's state per autoscaled group.
     pub fn autoscale(&self) -> &Arc<AutoscaleBoard> {
         &self.autoscale
+    }
+
+    /// The deployment board.
+    pub fn deploy(&self) -> &Arc<DeployBoard> {
+        &self.deploy
     }
 
     /// The latest inventory of discovered units (empty without discovery).

@@ -19,6 +19,7 @@ use crate::config::{
 };
 use crate::control::autoscale::InstanceActions;
 use crate::control::discovery::{Discovered, DiscoveredUnit};
+use crate::deploy::version::VersionChange;
 use crate::systemd::bus::{instance_of, UnitState};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -73,12 +74,21 @@ pub struct ChildActions {
 }
 
 impl InstanceActions for ChildActions {
-    fn start(&self, _group: &str, unit: &str) {
+    fn start(&self, _group: &str, unit: &str, _version: VersionChange) {
         let _ = self.lock().send(Request::Start(unit.to_owned()));
     }
 
-    fn stop(&self, _group: &str, unit: &str) {
+    fn stop(&self, _group: &str, unit: &str, _version: VersionChange) {
         let _ = self.lock().send(Request::Stop(unit.to_owned()));
+    }
+
+    /// Deployments run on systemd units only (`lbproxy deploy` refuses `up`'s group), so no
+    /// restart is ever asked of a child.
+    fn restart(&self, group: &str, unit: &str, _version: VersionChange) {
+        tracing::error!(
+            "cannot restart {unit} of upstream \"{group}\": lbproxy up's instances are child \
+             processes, not units; deployments need systemd"
+        );
     }
 }
 
@@ -428,8 +438,8 @@ mod tests {
             Vec::new(),
             Box::new(move |read| reads.send(read).unwrap()),
         );
-        actions.start("api", "api@2.service");
-        actions.start("api", "web@3.service");
+        actions.start("api", "api@2.service", VersionChange::Keep);
+        actions.start("api", "web@3.service", VersionChange::Keep);
         children.step();
         let read = |inbox: &Receiver<Discovered>| {
             let mut last = None;
@@ -446,7 +456,7 @@ mod tests {
         assert!(units[0].unit.main_pid > 0);
         assert_eq!(units[0].unit.invocation_id.len(), 32);
 
-        actions.stop("api", "api@2.service");
+        actions.stop("api", "api@2.service", VersionChange::Keep);
         children.step();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {

@@ -217,6 +217,7 @@ fn numbered_backends(
             weight: NonZeroU32::MIN,
             backup: false,
             drain: false,
+            canary: false,
         })
         .collect())
 }
@@ -432,6 +433,7 @@ mod tests {
                 weight: NonZeroU32::MIN,
                 backup: false,
                 drain: false,
+                canary: false,
             })
             .collect()
     }

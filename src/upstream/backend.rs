@@ -370,6 +370,7 @@ mod tests {
             weight: NonZeroU32::new(3).unwrap(),
             backup: false,
             drain: false,
+            canary: false,
         })
     }
 

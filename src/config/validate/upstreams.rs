@@ -9,7 +9,8 @@ use super::{all, secs, Validator};
 use crate::config::error::{did_you_mean, quote, KeyPath};
 use crate::config::file::{FileBackend, FileConfig, FileInt, FileScalar, FileUpstream};
 use crate::config::{
-    BackendConfig, BalanceAlgorithm, HashKey, PoolConfig, ProxyProtocol, UpstreamConfig,
+    BackendConfig, BalanceAlgorithm, HashKey, PoolConfig, ProxyProtocol, TrafficSplit,
+    UpstreamConfig,
 };
 
 const BALANCES: [(&str, BalanceAlgorithm); 6] = [
@@ -197,6 +198,7 @@ impl Validator<'_> {
             },
             tls: tls?,
             proxy_protocol: proxy_protocol?,
+            split: TrafficSplit::default(),
             slow_start: slow_start?,
             max_connections: NonZeroU32::new(u32::try_from(max_connections?).ok()?),
             queue_timeout: queue_timeout?,
@@ -323,6 +325,7 @@ impl Validator<'_> {
                     weight,
                     backup,
                     drain,
+                    canary: false,
                 }),
                 _ => None,
             });

@@ -18,6 +18,7 @@
 use super::InstanceActions;
 use crate::config::{Config, SystemdBus};
 use crate::control::background::Background;
+use crate::deploy::version::VersionChange;
 use crate::systemd::bus::{BusError, Manager};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +37,7 @@ const LOOK_EVERY: Duration = Duration::from_millis(200);
 pub enum Verb {
     Start,
     Stop,
+    Restart,
 }
 
 impl Verb {
@@ -43,6 +45,7 @@ impl Verb {
         match self {
             Verb::Start => "start",
             Verb::Stop => "stop",
+            Verb::Restart => "restart",
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct Request {
     pub verb: Verb,
     pub group: String,
     pub unit: String,
+    /// Done to the unit's version file: before a start or restart, after a stop.
+    pub version: VersionChange,
 }
 
 /// Carries out one request on the thread (D-Bus in production, a fake in tests).
@@ -116,7 +121,7 @@ impl SystemdInstances {
         })
     }
 
-    fn queue(&self, verb: Verb, group: &str, unit: &str) {
+    fn queue(&self, verb: Verb, group: &str, unit: &str, version: VersionChange) {
         let fresh = self
             .pending
             .lock()
@@ -136,6 +141,7 @@ impl SystemdInstances {
             verb,
             group: group.to_owned(),
             unit: unit.to_owned(),
+            version,
         };
         if self.queue.send(request).is_err() {
             tracing::error!(
@@ -173,12 +179,16 @@ impl Drop for SystemdInstances {
 }
 
 impl InstanceActions for SystemdInstances {
-    fn start(&self, group: &str, unit: &str) {
-        self.queue(Verb::Start, group, unit);
+    fn start(&self, group: &str, unit: &str, version: VersionChange) {
+        self.queue(Verb::Start, group, unit, version);
     }
 
-    fn stop(&self, group: &str, unit: &str) {
-        self.queue(Verb::Stop, group, unit);
+    fn stop(&self, group: &str, unit: &str, version: VersionChange) {
+        self.queue(Verb::Stop, group, unit, version);
+    }
+
+    fn restart(&self, group: &str, unit: &str, version: VersionChange) {
+        self.queue(Verb::Restart, group, unit, version);
     }
 }
 
@@ -198,10 +208,17 @@ impl Managers {
                 self.connected.entry(bus).or_insert(manager)
             }
         };
+        if request.verb != Verb::Stop {
+            request.version.apply()?;
+        }
         let result = match request.verb {
             Verb::Start => manager.start(&request.unit, JOB_WITHIN),
             Verb::Stop => manager.stop(&request.unit, JOB_WITHIN),
+            Verb::Restart => manager.restart(&request.unit, JOB_WITHIN),
         };
+        if request.verb == Verb::Stop && result.is_ok() {
+            request.version.apply()?;
+        }
         if let Err(error) = &result {
             // The connection may be what failed: the next request connects again.
             if matches!(error, BusError::Call { .. } | BusError::Unavailable { .. }) {
@@ -261,6 +278,20 @@ fn log_outcome(request: &Request, outcome: &Result<(), String>, took: Duration) 
             instance = %unit,
             "cannot stop {unit} of upstream \"{group}\": {error}"
         ),
+        (Verb::Restart, Ok(())) => tracing::info!(
+            target: "lbproxy::autoscale",
+            event = "restarted",
+            upstream = %group,
+            instance = %unit,
+            "restarted {unit} of upstream \"{group}\" (in {took:.1?})"
+        ),
+        (Verb::Restart, Err(error)) => tracing::error!(
+            target: "lbproxy::autoscale",
+            event = "restart-failed",
+            upstream = %group,
+            instance = %unit,
+            "cannot restart {unit} of upstream \"{group}\": {error}"
+        ),
     }
 }
 
@@ -295,6 +326,7 @@ mod tests {
             verb,
             group: "api".into(),
             unit: unit.into(),
+            version: VersionChange::Keep,
         }
     }
 
@@ -304,17 +336,17 @@ mod tests {
     fn requests_run_in_order_off_the_callers_thread_and_repeats_are_dropped() {
         let (instances, seen, gate) = gated();
         let began = Instant::now();
-        instances.start("api", "api@2.service");
-        instances.start("api", "api@2.service");
-        instances.start("api", "api@3.service");
-        instances.stop("api", "api@1.service");
+        instances.start("api", "api@2.service", VersionChange::Keep);
+        instances.start("api", "api@2.service", VersionChange::Keep);
+        instances.start("api", "api@3.service", VersionChange::Keep);
+        instances.stop("api", "api@1.service", VersionChange::Keep);
         assert!(began.elapsed() < Duration::from_millis(100), "never blocks");
         assert_eq!(
             seen.recv_timeout(WAIT).unwrap(),
             request(Verb::Start, "api@2.service")
         );
         // While api@2's start runs, asking again is dropped too.
-        instances.start("api", "api@2.service");
+        instances.start("api", "api@2.service", VersionChange::Keep);
         for _ in 0..3 {
             gate.send(Ok(())).unwrap();
         }
@@ -333,7 +365,7 @@ mod tests {
             assert!(Instant::now() < deadline);
             std::thread::sleep(Duration::from_millis(5));
         }
-        instances.start("api", "api@2.service");
+        instances.start("api", "api@2.service", VersionChange::Keep);
         gate.send(Err("refused".into())).unwrap();
         assert_eq!(
             seen.recv_timeout(WAIT).unwrap(),
@@ -346,8 +378,8 @@ mod tests {
     #[test]
     fn stopping_drops_what_is_queued_and_does_not_wait_for_a_job_in_progress() {
         let (instances, seen, _gate) = gated();
-        instances.start("api", "api@2.service");
-        instances.start("api", "api@3.service");
+        instances.start("api", "api@2.service", VersionChange::Keep);
+        instances.start("api", "api@3.service", VersionChange::Keep);
         assert_eq!(
             seen.recv_timeout(WAIT).unwrap(),
             request(Verb::Start, "api@2.service")

@@ -24,6 +24,7 @@ use crate::control::autoscale::policy::{self, Direction, InstanceSample, Policy}
 use crate::control::autoscale::{AutoscaleBoard, Decision, GroupAutoscale, Mode};
 use crate::control::controller::{Action, Controller, View};
 use crate::control::discovery::{DiscoveredUnit, Routing};
+use crate::deploy::version::VersionChange;
 use crate::runtime::command::BackendChange;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -264,6 +265,7 @@ fn tick_group(
             actions.push(Action::StopUnit {
                 group: name.to_owned(),
                 unit: leaving.unit.clone(),
+                version: VersionChange::Keep,
             });
             leaving.stopped_at = Some(now);
         }
@@ -350,6 +352,7 @@ fn tick_group(
                         actions.push(Action::StartUnit {
                             group: name.to_owned(),
                             unit: unit.clone(),
+                            version: VersionChange::Keep,
                         });
                     }
                     !free.is_empty()
@@ -655,10 +658,12 @@ mod tests {
             Action::StartUnit {
                 group: "api".into(),
                 unit: "api@2.service".into(),
+                version: VersionChange::Keep,
             },
             Action::StartUnit {
                 group: "api".into(),
                 unit: "api@3.service".into(),
+                version: VersionChange::Keep,
             },
         ]);
         world.load(30);

@@ -188,6 +188,7 @@ mod tests {
                 weight: NonZeroU32::MIN,
                 backup: false,
                 drain,
+                canary: false,
             })
             .collect();
         View {
@@ -299,6 +300,7 @@ mod tests {
             weight: NonZeroU32::new(5).unwrap(),
             backup: false,
             drain: false,
+            canary: false,
         }];
         let desired = desired_backends(&[unit(1, "active", "a")], &current);
         assert_eq!(desired, current);

@@ -83,6 +83,7 @@ pub fn desired_backends(units: &[DiscoveredUnit], current: &[BackendConfig]) -> 
             weight,
             backup: false,
             drain,
+            canary: false,
         });
     }
     backends

@@ -153,6 +153,7 @@ mod tests {
             weight: NonZeroU32::new(weight).unwrap(),
             backup: false,
             drain: false,
+            canary: false,
         }
     }
 

@@ -182,6 +182,7 @@ mod tests {
                 weight: NonZeroU32::MIN,
                 backup: false,
                 drain: false,
+                canary: false,
             })
             .collect()
     }

@@ -1,0 +1,152 @@
+//! The deployment's meeting point between the admin side and the control loop: the admin API
+//! (and so `lbproxy deploy …`) submits requests here; the deploy controller takes them on its
+//! next tick and publishes the deployment as it goes; the discovery controller reads which
+//! units run the new version (to mark them `canary`), the autoscaler whether a group is being
+//! deployed (it holds meanwhile). Locked only to copy in or out; nothing waits here.
+
+use super::record::{Deployment, HISTORY_KEPT};
+use super::spec::DeploySpec;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// What the admin side asks of the deploy controller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Start a deployment (checked against the running configuration by the caller).
+    Start(Box<DeploySpec>),
+    /// Canary: skip the remaining steps and promote now.
+    Promote,
+    /// Stop the deployment in progress and go back to the old version; the reason is the
+    /// operator's.
+    Abort { reason: String },
+    /// Blue-green, switched: back to blue at once. Canary: as `Abort`.
+    Rollback { reason: String },
+}
+
+#[derive(Debug, Default)]
+pub struct DeployBoard {
+    state: Mutex<BoardState>,
+}
+
+#[derive(Debug, Default)]
+struct BoardState {
+    pending: VecDeque<Request>,
+    current: Option<Deployment>,
+    /// Ended deployments, oldest first, at most [`HISTORY_KEPT`].
+    history: VecDeque<Deployment>,
+}
+
+impl DeployBoard {
+    /// A board that starts with the history read from the state directory.
+    pub fn with_history(history: Vec<Deployment>) -> Self {
+        let board = Self::default();
+        {
+            let mut state = board.lock();
+            for deployment in history {
+                state.push_history(deployment);
+            }
+        }
+        board
+    }
+
+    /// Queues `request`; `Err` refuses it at once: a start while a deployment is in progress
+    /// (or already queued), anything else while none is.
+    pub fn submit(&self, request: Request) -> Result<(), String> {
+        let mut state = self.lock();
+        let busy = state.current.as_ref().is_some_and(Deployment::in_progress)
+            || state.pending.iter().any(|r| matches!(r, Request::Start(_)));
+        match (&request, busy) {
+            (Request::Start(_), true) => {
+                let current = state
+                    .current
+                    .as_ref()
+                    .map(|d| {
+                        format!(
+                            " (deployment {} of \"{}\", {})",
+                            d.id,
+                            d.spec.version,
+                            d.phase.as_str()
+                        )
+                    })
+                    .unwrap_or_default();
+                return Err(format!(
+                    "a deployment is in progress{current}: wait for it to end, or \
+                     `lbproxy deploy abort`"
+                ));
+            }
+            (Request::Start(_), false) => {}
+            (_, false) => return Err("no deployment is in progress".to_owned()),
+            (_, true) => {}
+        }
+        state.pending.push_back(request);
+        Ok(())
+    }
+
+    /// The requests queued since the last call, oldest first.
+    pub fn take_requests(&self) -> Vec<Request> {
+        self.lock().pending.drain(..).collect()
+    }
+
+    /// The deployment in progress, or the last one that ended while nothing newer started.
+    pub fn current(&self) -> Option<Deployment> {
+        self.lock().current.clone()
+    }
+
+    /// Publishes `deployment` as the current one; one that ended also joins the history.
+    pub fn publish(&self, deployment: &Deployment) {
+        let mut state = self.lock();
+        if !deployment.in_progress() {
+            state.push_history(deployment.clone());
+        }
+        state.current = Some(deployment.clone());
+    }
+
+    /// Ended deployments, oldest first.
+    pub fn history(&self) -> Vec<Deployment> {
+        self.lock().history.iter().cloned().collect()
+    }
+
+    /// The id the next deployment gets.
+    pub fn next_id(&self) -> u64 {
+        let state = self.lock();
+        let last_ended = state.history.back().map_or(0, |d| d.id);
+        last_ended.max(state.current.as_ref().map_or(0, |d| d.id)) + 1
+    }
+
+    /// Per group being deployed, the units that run the new version.
+    pub fn new_version_units(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let state = self.lock();
+        let mut units = BTreeMap::new();
+        if let Some(d) = state.current.as_ref().filter(|d| d.in_progress()) {
+            units.insert(
+                d.spec.upstream.clone(),
+                d.new_units.iter().cloned().collect(),
+            );
+        }
+        units
+    }
+
+    /// Whether group `group` has a deployment in progress.
+    pub fn deploying(&self, group: &str) -> bool {
+        self.lock()
+            .current
+            .as_ref()
+            .is_some_and(|d| d.in_progress() && d.spec.upstream == group)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BoardState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl BoardState {
+    fn push_history(&mut self, deployment: Deployment) {
+        if self.history.back().is_some_and(|d| d.id == deployment.id) {
+            self.history.pop_back();
+        }
+        if self.history.len() == HISTORY_KEPT {
+            self.history.pop_front();
+        }
+        self.history.push_back(deployment);
+    }
+}

@@ -1,0 +1,111 @@
+//! Where the proxy keeps what must outlive its process (the deployment in progress and its
+//! history, the configurations that served, the instances' version files), and how a file
+//! there is replaced without a reader ever seeing half of it.
+//!
+//! The directory is, first found: `$STATE_DIRECTORY` (systemd's `StateDirectory=lbproxy`:
+//! `/var/lib/lbproxy` for the system unit, `~/.local/state/lbproxy` for the user unit; the first
+//! path when it lists several), `$XDG_STATE_HOME/lbproxy`, `$HOME/.local/state/lbproxy`. The
+//! user unit and `lbproxy serve` from the same user's shell therefore share one. Instance units
+//! name the same place as `%S/lbproxy` (systemd's state root: `/var/lib` or
+//! `~/.local/state`).
+
+// Until the deploy controller and the config history use it (removed when they land).
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The state directory, from the process environment (see the module docs); created if
+/// missing. `Err` names what was tried.
+pub fn state_dir() -> Result<PathBuf, String> {
+    let dir = state_dir_from(&|name| std::env::var(name).ok())?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot create the state directory {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The state directory `lookup` (an environment) names, not created.
+pub fn state_dir_from(lookup: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, String> {
+    let set = |name: &str| lookup(name).filter(|v| !v.is_empty());
+    if let Some(dirs) = set("STATE_DIRECTORY") {
+        let first = dirs.split(':').next().unwrap_or(&dirs);
+        return Ok(PathBuf::from(first));
+    }
+    if let Some(xdg) = set("XDG_STATE_HOME") {
+        return Ok(Path::new(&xdg).join("lbproxy"));
+    }
+    if let Some(home) = set("HOME") {
+        return Ok(Path::new(&home).join(".local/state/lbproxy"));
+    }
+    Err(
+        "no state directory: none of STATE_DIRECTORY (systemd's StateDirectory=), \
+         XDG_STATE_HOME or HOME is set"
+            .to_owned(),
+    )
+}
+
+/// Replaces `path` with `bytes` atomically: written to a temporary file beside it, flushed to
+/// disk, then renamed over it (a crash leaves the old file or the new one, never a mix). The
+/// parent directory is created if missing.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".tmp{}", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn systemd_first_then_xdg_then_home() {
+        let all = [
+            ("STATE_DIRECTORY", "/var/lib/lbproxy:/var/lib/other"),
+            ("XDG_STATE_HOME", "/x"),
+            ("HOME", "/home/u"),
+        ];
+        assert_eq!(
+            state_dir_from(&env(&all)).unwrap(),
+            Path::new("/var/lib/lbproxy")
+        );
+        assert_eq!(
+            state_dir_from(&env(&all[1..])).unwrap(),
+            Path::new("/x/lbproxy")
+        );
+        assert_eq!(
+            state_dir_from(&env(&all[2..])).unwrap(),
+            Path::new("/home/u/.local/state/lbproxy")
+        );
+        let none = state_dir_from(&env(&[])).unwrap_err();
+        assert!(none.contains("STATE_DIRECTORY"), "{none}");
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_the_whole_file() {
+        let dir = std::env::temp_dir().join(format!("lbproxy-state-{}", std::process::id()));
+        let path = dir.join("sub/file.json");
+        write_atomically(&path, b"first").unwrap();
+        write_atomically(&path, b"second").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second");
+        let leftovers = std::fs::read_dir(dir.join("sub")).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary file left");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
