@@ -29,7 +29,7 @@ use super::autoscale::InstanceActions;
 use super::broadcast::{Gathered, Workers};
 use super::command::{Command, Commands, Inbox, ReloadFrom};
 use super::controller::{Action, Controller, View};
-use super::controllers::{AutoscaleController, DiscoveryController};
+use super::controllers::{AutoscaleController, DeployController, DiscoveryController};
 use super::discovery::DiscoveredUnit;
 use super::discovery_watcher::DiscoveryWatcher;
 use super::handle::ControlHandle;
@@ -200,6 +200,18 @@ impl ControlLoop {
         control_loop
             .controllers
             .push(Box::new(AutoscaleController::new(board)));
+        let state_dir = crate::sys::state_dir::state_dir()
+            .map_err(|error| {
+                tracing::warn!(
+                    target: "lbproxy::deploy",
+                    "{error}: deployments will not survive a restart of the proxy"
+                );
+            })
+            .ok();
+        let deploy = control_loop.shared.deploy().clone();
+        control_loop
+            .controllers
+            .push(Box::new(DeployController::new(deploy, state_dir)));
         (control_loop, handle)
     }
 
@@ -597,6 +609,8 @@ fn observe(shared: &Shared, health: &Arc<HealthTable>, units: &Arc<DiscoveredUni
         metrics: shared.aggregate(),
         latest: shared.sampler().latest(),
         units: units.clone(),
+        new_version_units: shared.deploy().new_version_units(),
+        stable_versions: shared.deploy().stable_versions(),
     }
 }
 

@@ -22,12 +22,12 @@
 use super::discovery::DiscoveredUnit;
 use super::sampler::{BackendKey, Point, RatePoint};
 use crate::config::{BackendConfig, Config, TrafficSplit};
-use crate::deploy::version::VersionChange;
+use crate::deploy::version::{StableVersion, VersionChange};
 use crate::health::HealthTable;
 use crate::metrics::aggregate::BackendRow;
 use crate::metrics::Aggregate;
 use crate::runtime::command::BackendChange;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,6 +76,12 @@ pub struct View {
     /// The units of each discovered group as the discovery watcher last read them (a group
     /// not read yet is missing).
     pub units: Arc<BTreeMap<String, Vec<DiscoveredUnit>>>,
+    /// Per group being deployed, the units that run the new version (discovery marks their
+    /// backends `canary`).
+    pub new_version_units: BTreeMap<String, BTreeSet<String>>,
+    /// Per group whose last deployment was promoted, the version its instances run: an
+    /// instance started later (the autoscaler's) gets that version's file too.
+    pub stable_versions: BTreeMap<String, StableVersion>,
 }
 
 impl View {
@@ -94,6 +100,23 @@ impl View {
     pub fn rates(&self, group: &str, address: SocketAddr) -> Option<RatePoint> {
         let key: BackendKey = (group.to_owned(), address);
         self.latest.as_ref()?.backends.get(&key).copied()
+    }
+
+    /// What to do with `unit`'s version file as it starts (`starting`) or stops, outside a
+    /// deployment: write or remove the group's promoted version's file; keep it as it is when
+    /// no deployment was ever promoted (the template's own version).
+    pub fn stable_version(&self, group: &str, unit: &str, starting: bool) -> VersionChange {
+        let Some(stable) = self.stable_versions.get(group) else {
+            return VersionChange::Keep;
+        };
+        let path = crate::deploy::version::file_for(&stable.state_dir, unit);
+        match starting {
+            true => VersionChange::Write {
+                path,
+                content: stable.content.clone(),
+            },
+            false => VersionChange::Remove { path },
+        }
     }
 
     /// Its active health verdict: `true` when it is not probed (as the workers take it).
@@ -274,6 +297,8 @@ pub(crate) mod tests {
                 ..Point::default()
             }),
             units: Arc::default(),
+            new_version_units: BTreeMap::new(),
+            stable_versions: BTreeMap::new(),
         }
     }
 

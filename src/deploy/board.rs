@@ -4,9 +4,11 @@
 //! units run the new version (to mark them `canary`), the autoscaler whether a group is being
 //! deployed (it holds meanwhile). Locked only to copy in or out; nothing waits here.
 
-use super::record::{Deployment, HISTORY_KEPT};
+use super::record::{Deployment, Outcome, HISTORY_KEPT};
 use super::spec::DeploySpec;
+use super::version::{self, StableVersion};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// What the admin side asks of the deploy controller.
@@ -34,6 +36,7 @@ struct BoardState {
     current: Option<Deployment>,
     /// Ended deployments, oldest first, at most [`HISTORY_KEPT`].
     history: VecDeque<Deployment>,
+    state_dir: Option<PathBuf>,
 }
 
 impl DeployBoard {
@@ -47,6 +50,14 @@ impl DeployBoard {
             }
         }
         board
+    }
+
+    /// Adds the ended deployments read from the state directory (oldest first).
+    pub fn load_history(&self, history: Vec<Deployment>) {
+        let mut state = self.lock();
+        for deployment in history {
+            state.push_history(deployment);
+        }
     }
 
     /// Queues `request`; `Err` refuses it at once: a start while a deployment is in progress
@@ -124,6 +135,33 @@ impl DeployBoard {
             );
         }
         units
+    }
+
+    /// Per group whose last ended deployment was promoted (and was not followed by one
+    /// rolled back after promotion), the version its instances run, as a file's text.
+    pub fn stable_versions(&self) -> BTreeMap<String, StableVersion> {
+        let state = self.lock();
+        let Some(dir) = state.state_dir.clone() else {
+            return BTreeMap::new();
+        };
+        let mut versions = BTreeMap::new();
+        for d in &state.history {
+            if d.outcome == Some(Outcome::Promoted) {
+                versions.insert(
+                    d.spec.upstream.clone(),
+                    StableVersion {
+                        state_dir: dir.clone(),
+                        content: version::content(&d.spec, &d.id.to_string()),
+                    },
+                );
+            }
+        }
+        versions
+    }
+
+    /// Sets the state directory the version files are in (the deploy controller's, at start).
+    pub fn set_state_dir(&self, dir: PathBuf) {
+        self.lock().state_dir = Some(dir);
     }
 
     /// Whether group `group` has a deployment in progress.

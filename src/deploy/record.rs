@@ -125,6 +125,17 @@ impl Deployment {
     }
 }
 
+/// The deployment in progress in the state directory of this process, if any (`None` also when
+/// there is no state directory or its file cannot be read: the deploy controller reports that).
+pub fn in_progress_at_start() -> Option<Deployment> {
+    let dir = crate::sys::state_dir::state_dir().ok()?;
+    Store::new(&dir)
+        .load_current()
+        .ok()
+        .flatten()
+        .filter(Deployment::in_progress)
+}
+
 /// The deployment files in the state directory.
 #[derive(Debug, Clone)]
 pub struct Store {

@@ -41,6 +41,14 @@ fn quote(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// The version a group's instances run after a promotion, and where its files go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StableVersion {
+    pub state_dir: PathBuf,
+    /// The version file's text.
+    pub content: String,
+}
+
 /// What happens to an instance's version file with a start, stop or restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VersionChange {

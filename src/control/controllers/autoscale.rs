@@ -24,7 +24,6 @@ use crate::control::autoscale::policy::{self, Direction, InstanceSample, Policy}
 use crate::control::autoscale::{AutoscaleBoard, Decision, GroupAutoscale, Mode};
 use crate::control::controller::{Action, Controller, View};
 use crate::control::discovery::{DiscoveredUnit, Routing};
-use crate::deploy::version::VersionChange;
 use crate::runtime::command::BackendChange;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -40,6 +39,7 @@ const HOLD_OVERRIDE: &str = "a backend is drained by an operator or a rollout";
 const HOLD_STARTING: &str = "a start is pending";
 const HOLD_STOPPING: &str = "a scale-in is draining or stopping";
 const HOLD_UNREAD: &str = "the units have not been read yet";
+const HOLD_DEPLOYING: &str = "a deployment is in progress (lbproxy deploy status)";
 
 #[derive(Debug)]
 pub struct AutoscaleController {
@@ -171,6 +171,13 @@ fn tick_group(
         board.update(name, |b| b.mode = Mode::Holding(HOLD_UNREAD));
         return;
     };
+    if view.new_version_units.contains_key(name) {
+        // Never during a deployment: its steps start and stop instances of their own, and its
+        // analysis compares the versions at a fixed fleet. Scaling resumes when it ends.
+        board_base(board, state);
+        board.update(name, |b| b.mode = Mode::Holding(HOLD_DEPLOYING));
+        return;
+    }
     let template = unit_template(&discover.systemd);
     let unit_named = |unit: &str| units.iter().find(|u| u.unit.name == unit);
 
@@ -265,7 +272,7 @@ fn tick_group(
             actions.push(Action::StopUnit {
                 group: name.to_owned(),
                 unit: leaving.unit.clone(),
-                version: VersionChange::Keep,
+                version: view.stable_version(name, &leaving.unit, false),
             });
             leaving.stopped_at = Some(now);
         }
@@ -352,7 +359,7 @@ fn tick_group(
                         actions.push(Action::StartUnit {
                             group: name.to_owned(),
                             unit: unit.clone(),
-                            version: VersionChange::Keep,
+                            version: view.stable_version(name, unit, true),
                         });
                     }
                     !free.is_empty()
@@ -488,6 +495,7 @@ mod tests {
     use crate::config::testing::valid;
     use crate::control::controller::tests::view_with_error_rate;
     use crate::control::discovery::units::testing::unit;
+    use crate::deploy::version::VersionChange;
     use crate::metrics::aggregate::{BackendRow, UpstreamRow};
     use crate::metrics::stats::{BackendCounts, UpstreamCounts};
 

@@ -13,7 +13,7 @@ use crate::config::{BackendConfig, UpstreamConfig};
 use crate::control::controller::{Action, Controller, View};
 use crate::control::discovery::{desired_backends, DiscoveredUnit, Routing};
 use crate::runtime::command::BackendChange;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,12 @@ impl Controller for DiscoveryController {
             let Some(units) = view.units.get(&group.name) else {
                 continue;
             };
-            let desired = desired_backends(units, &group.backends);
+            let no_new_version = BTreeSet::new();
+            let new_version = view
+                .new_version_units
+                .get(&group.name)
+                .unwrap_or(&no_new_version);
+            let desired = desired_backends(units, &group.backends, new_version);
             if desired != group.backends {
                 let what = log_changes(group, units, &desired);
                 actions.push(Action::SetBackends {
@@ -302,13 +307,14 @@ mod tests {
             drain: false,
             canary: false,
         }];
-        let desired = desired_backends(&[unit(1, "active", "a")], &current);
+        let desired = desired_backends(&[unit(1, "active", "a")], &current, &BTreeSet::new());
         assert_eq!(desired, current);
         current.clear();
         let mut twice = unit(9, "active", "b");
         twice.unit.name = "api@1b.service".into();
         twice.address = Some(SocketAddr::from(([127, 0, 0, 1], 8001)));
-        let desired = desired_backends(&[unit(1, "active", "a"), twice], &current);
+        let desired =
+            desired_backends(&[unit(1, "active", "a"), twice], &current, &BTreeSet::new());
         assert_eq!(desired.len(), 1, "one backend per address");
     }
 }

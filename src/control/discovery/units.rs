@@ -6,7 +6,7 @@
 use super::inventory::Routing;
 use crate::config::{BackendConfig, SystemdBus};
 use crate::systemd::bus::UnitState;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 
@@ -60,7 +60,12 @@ pub fn routing_of(unit: &UnitState, address: Option<SocketAddr>) -> Routing {
 /// The backends a discovered group should have: each routed unit's address, each draining
 /// unit's address drained (only while it is still a backend: one never routed is not added to
 /// be drained), in unit-name order; a second unit with an address already taken is left out.
-pub fn desired_backends(units: &[DiscoveredUnit], current: &[BackendConfig]) -> Vec<BackendConfig> {
+/// The units in `new_version` (a deployment's canary or green instances) are marked `canary`.
+pub fn desired_backends(
+    units: &[DiscoveredUnit],
+    current: &[BackendConfig],
+    new_version: &BTreeSet<String>,
+) -> Vec<BackendConfig> {
     let mut backends: Vec<BackendConfig> = Vec::new();
     for unit in units {
         let Some(address) = unit.address else {
@@ -83,7 +88,7 @@ pub fn desired_backends(units: &[DiscoveredUnit], current: &[BackendConfig]) -> 
             weight,
             backup: false,
             drain,
-            canary: false,
+            canary: new_version.contains(&unit.unit.name),
         });
     }
     backends

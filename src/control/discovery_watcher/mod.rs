@@ -22,12 +22,12 @@ mod glob;
 
 use super::background::Background;
 use super::discovery::{desired_backends, Discovered, Inventory, Routing};
-use crate::config::{Config, DiscoverConfig, SystemdBus};
+use crate::config::{Config, DiscoverConfig, SystemdBus, TrafficSplit};
 use crate::control::command::{Command, Commands};
 use crate::control::shared::Shared;
 use crate::systemd::bus::{BusError, Manager};
 use bus_watch::{routing_key, BusWatch};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -176,10 +176,38 @@ pub fn with_first_backends(config: Arc<Config>) -> anyhow::Result<Arc<Config>> {
             groups.join(", ")
         )
     })?;
+    // A deployment the proxy was driving when it stopped: its new version's instances are
+    // canaries again, at the weight it had, from the first request (the deploy controller
+    // resumes it on its first tick).
+    let deployment = crate::deploy::record::in_progress_at_start();
     let mut config = Config::clone(&config);
     for group in &mut config.upstreams {
         if let Some(units) = discovered.groups.get(&group.name) {
-            group.backends = desired_backends(units, &[]);
+            let deployed = deployment
+                .as_ref()
+                .filter(|d| d.spec.upstream == group.name);
+            let new_version: BTreeSet<String> = deployed
+                .map(|d| d.new_units.iter().cloned().collect())
+                .unwrap_or_default();
+            group.backends = desired_backends(units, &[], &new_version);
+            if let Some(d) = deployed {
+                group.split = TrafficSplit {
+                    weight_bp: d.weight_bp,
+                    key: d.spec.canary.key.clone(),
+                };
+                tracing::info!(
+                    target: "lbproxy::deploy",
+                    upstream = %group.name,
+                    "upstream \"{}\": deployment {} of {} was in progress ({}, {} % of \
+                     the clients on {}): resumed at that weight",
+                    group.name,
+                    d.id,
+                    d.spec.version,
+                    d.phase.as_str(),
+                    f64::from(d.weight_bp) / 100.0,
+                    d.new_units.join(", ")
+                );
+            }
             let names: Vec<String> = units
                 .iter()
                 .filter(|u| u.routing() == Routing::Routed)
