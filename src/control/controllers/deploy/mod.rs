@@ -17,7 +17,10 @@
 //! with nobody watching: a deployment that cannot be read back is reported, and one whose
 //! group is gone is aborted.
 
-mod phases;
+mod canary;
+mod ending;
+mod instances;
+mod run;
 mod window;
 
 use crate::control::controller::{Action, Controller, View};
@@ -25,7 +28,7 @@ use crate::deploy::board::{DeployBoard, Request};
 use crate::deploy::record::{Deployment, Outcome, Phase, Store};
 use crate::deploy::spec::DeploySpec;
 use crate::runtime::now_ms;
-use phases::Run;
+use run::Run;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
