@@ -79,6 +79,19 @@ pub struct ReloadArgs {
     pub no_wait: bool,
 }
 
+/// The state directory for deployments; `None` (with a warning: deployments refuse to start)
+/// when none can be found or made.
+fn deploy_state_dir() -> Option<PathBuf> {
+    crate::sys::state_dir::state_dir()
+        .map_err(|error| {
+            tracing::warn!(
+                target: "lbproxy::deploy",
+                "{error}: `lbproxy deploy` is refused (deployments need a state directory)"
+            );
+        })
+        .ok()
+}
+
 /// `lbproxy reload`'s exit status when the signal was sent but the outcome is unknown.
 pub const RELOAD_OUTCOME_UNKNOWN: u8 = 2;
 
@@ -207,6 +220,7 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
         notifier: notifier.clone(),
         watchdog: Watchdog::from_env(),
         state_file: StateFile::from_env(),
+        state_dir: deploy_state_dir(),
         ..LoopOptions::default()
     };
     let server = match Server::bind(config, inherited).and_then(|bound| bound.start_with(options)) {

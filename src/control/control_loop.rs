@@ -49,6 +49,7 @@ use crate::runtime::WorkerShared;
 use crate::systemd::Notifier;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -80,6 +81,9 @@ pub struct LoopOptions {
     /// Who starts and stops instances for the autoscaler; `None`: systemd's units over D-Bus
     /// (a thread the loop starts).
     pub instances: Option<Box<dyn InstanceActions>>,
+    /// Where deployments and the instances' version files are kept (`lbproxy serve`: the
+    /// state directory); `None`: deployments refuse to start (they need version files).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for LoopOptions {
@@ -91,6 +95,7 @@ impl Default for LoopOptions {
             adjust_reload: None,
             controllers: Vec::new(),
             instances: None,
+            state_dir: None,
         }
     }
 }
@@ -194,20 +199,13 @@ impl ControlLoop {
     ) -> (ControlLoop, ControlHandle) {
         let (shared, senders) = links.into_iter().map(|l| (l.shared, l.commands)).unzip();
         options.controllers = with_discovery(options.controllers);
+        let state_dir = options.state_dir.take();
         let (mut control_loop, handle) =
             Self::with_workers(config, shared, Workers::new(senders), channel, options);
         let board = control_loop.shared.autoscale().clone();
         control_loop
             .controllers
             .push(Box::new(AutoscaleController::new(board)));
-        let state_dir = crate::sys::state_dir::state_dir()
-            .map_err(|error| {
-                tracing::warn!(
-                    target: "lbproxy::deploy",
-                    "{error}: deployments will not survive a restart of the proxy"
-                );
-            })
-            .ok();
         let deploy = control_loop.shared.deploy().clone();
         control_loop
             .controllers
