@@ -5,7 +5,8 @@
 //! the test needs full control (chunked request bodies, repeated headers, reading the echo while
 //! still sending). Waiting is always polling against a deadline, never a fixed sleep. The
 //! [`DemoApi`] guard kills the process when a test ends, failed or not, and prints its log on
-//! failure.
+//! failure. The bad-version flags (`--fail-ratio`, `--delay`, `--crash-after`, `--version`) are
+//! checked at the end, as the deployment tests rely on them.
 
 mod common;
 
@@ -31,6 +32,8 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Size of the `/echo` bodies: several MiB, so streaming (not buffering) is what makes it work.
 const ECHO_BODY_LEN: usize = 4 << 20;
+/// The version an instance reports without `--version` or `LBPROXY_VERSION`.
+const DEFAULT_VERSION: &str = "v1";
 
 // ---------------------------------------------------------------------------------------------
 // The process under test
@@ -50,8 +53,8 @@ impl DemoApi {
         DemoApi::start_with_env(extra_args, &[])
     }
 
-    /// [`DemoApi::start`] with extra environment variables (`NOTIFY_SOCKET` is only ever set
-    /// from here, never inherited).
+    /// [`DemoApi::start`] with extra environment variables (`NOTIFY_SOCKET` and
+    /// `LBPROXY_VERSION` are only ever set from here, never inherited).
     fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> DemoApi {
         let mut command = Command::new(common::demo::demo_api_binary());
         command
@@ -79,8 +82,15 @@ impl DemoApi {
     }
 
     /// Spawns `command` (the binary, its arguments, `NOTIFY_SOCKET` removed or set) with the
-    /// test's stdio and log level, and waits for its listening line.
+    /// test's stdio and log level, and waits for its listening line. `LBPROXY_VERSION` is not
+    /// inherited (the instance reports `v1`) unless the command sets it.
     fn spawn(mut command: Command) -> DemoApi {
+        let sets_version = command
+            .get_envs()
+            .any(|(name, value)| name == "LBPROXY_VERSION" && value.is_some());
+        if !sets_version {
+            command.env_remove("LBPROXY_VERSION");
+        }
         let mut child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -236,6 +246,8 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 struct Reply {
     status: u16,
     instance: Option<String>,
+    /// `X-Api-Version`.
+    version: Option<String>,
     content_type: Option<String>,
     content_length: Option<String>,
     body: Vec<u8>,
@@ -262,6 +274,7 @@ fn get(url: &str) -> Reply {
     };
     let header = |name: &str| response.header(name).map(str::to_owned);
     let (instance, content_type) = (header("X-Instance"), header("Content-Type"));
+    let version = header("X-Api-Version");
     let content_length = header("Content-Length");
     let status = response.status();
     let mut body = Vec::new();
@@ -272,6 +285,7 @@ fn get(url: &str) -> Reply {
     Reply {
         status,
         instance,
+        version,
         content_type,
         content_length,
         body,
@@ -286,6 +300,7 @@ fn post(url: &str, body: &str) -> Reply {
     };
     let status = response.status();
     let instance = response.header("X-Instance").map(str::to_owned);
+    let version = response.header("X-Api-Version").map(str::to_owned);
     let mut body = Vec::new();
     response
         .into_reader()
@@ -294,6 +309,7 @@ fn post(url: &str, body: &str) -> Reply {
     Reply {
         status,
         instance,
+        version,
         content_type: None,
         content_length: None,
         body,
@@ -458,6 +474,7 @@ fn root_identifies_the_instance_and_counts_requests() {
         first.json(),
         json!({
             "instance": INSTANCE,
+            "version": DEFAULT_VERSION,
             "pid": api.child.id(),
             "listen": api.addr.to_string(),
             "requests_served": 1,
@@ -533,7 +550,7 @@ fn delay_sleeps_then_answers_and_rejects_bad_durations() {
     assert_eq!(reply.instance.as_deref(), Some("7"));
     assert_eq!(
         reply.json(),
-        json!({ "instance": INSTANCE, "delayed_ms": 300 })
+        json!({ "instance": INSTANCE, "version": DEFAULT_VERSION, "delayed_ms": 300 })
     );
 
     assert_eq!(get(&api.url("/delay?ms=0")).status, 200);
@@ -799,7 +816,7 @@ fn sigterm_drains_with_shutdown_delay_and_exits_zero() {
     assert_eq!(reply.status, 200);
     assert_eq!(
         reply.json(),
-        json!({ "instance": INSTANCE, "delayed_ms": 1500 })
+        json!({ "instance": INSTANCE, "version": DEFAULT_VERSION, "delayed_ms": 1500 })
     );
 
     let status = api.wait_for_exit();
@@ -1020,4 +1037,157 @@ fn listen_variables_for_another_process_are_ignored() {
     let api = DemoApi::start_with_env(&[], &[("LISTEN_PID", "1"), ("LISTEN_FDS", "1")]);
     assert_eq!(get(&api.url("/")).status, 200);
     assert!(!api.log().contains("passed by systemd"), "{}", api.log());
+}
+
+// ---------------------------------------------------------------------------------------------
+// A bad version: --version, --fail-ratio, --delay, --crash-after
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn version_flag_names_the_version_in_every_response_and_in_the_body() {
+    let api = DemoApi::start(&["--version", "v7"]);
+
+    let root = get(&api.url("/"));
+    assert_eq!(root.version.as_deref(), Some("v7"));
+    assert_eq!(root.json()["version"], "v7");
+    assert_eq!(get(&api.url("/delay?ms=0")).json()["version"], "v7");
+    for path in ["/health/ready", "/no/such/path", "/admin/faults"] {
+        assert_eq!(get(&api.url(path)).version.as_deref(), Some("v7"), "{path}");
+    }
+}
+
+#[test]
+fn lbproxy_version_in_the_environment_names_the_version_unless_the_flag_does() {
+    let from_env = DemoApi::start_with_env(&[], &[("LBPROXY_VERSION", "v9")]);
+    let reply = get(&from_env.url("/"));
+    assert_eq!(reply.version.as_deref(), Some("v9"));
+    assert_eq!(reply.json()["version"], "v9");
+
+    let flag_wins = DemoApi::start_with_env(&["--version", "v7"], &[("LBPROXY_VERSION", "v9")]);
+    assert_eq!(get(&flag_wins.url("/")).version.as_deref(), Some("v7"));
+
+    let default = DemoApi::start(&[]);
+    assert_eq!(
+        get(&default.url("/")).version.as_deref(),
+        Some(DEFAULT_VERSION)
+    );
+}
+
+#[test]
+fn a_bad_version_name_in_the_environment_fails_the_start_naming_the_variable() {
+    let output = Command::new(common::demo::demo_api_binary())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("LBPROXY_VERSION", "v2; rm -rf")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lbproxy-demo-api");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(output.stdout.is_empty(), "it listened anyway");
+    assert!(
+        stderr.contains("LBPROXY_VERSION") && stderr.contains("not a version name"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn version_without_a_name_prints_the_program_version() {
+    for flag in ["--version", "-V"] {
+        let output = Command::new(common::demo::demo_api_binary())
+            .arg(flag)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run lbproxy-demo-api");
+        assert!(output.status.success(), "{flag}: {}", output.status);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            stdout,
+            format!("lbproxy-demo-api {}\n", env!("CARGO_PKG_VERSION")),
+            "{flag}"
+        );
+    }
+}
+
+#[test]
+fn fail_ratio_fails_exactly_its_share_of_ordinary_requests_evenly() {
+    let api = DemoApi::start(&["--fail-ratio", "0.2"]);
+
+    let mut failed = Vec::new();
+    for n in 1..=100 {
+        let reply = get(&api.url("/"));
+        match reply.status {
+            200 => {}
+            500 => {
+                assert_eq!(reply.text(), "500 bad version (--fail-ratio)\n");
+                assert_eq!(reply.instance.as_deref(), Some("7"));
+                failed.push(n);
+            }
+            other => panic!("request {n}: status {other}"),
+        }
+        // Probes and admin requests are not ordinary: never failed, and not counted.
+        assert_eq!(readiness(&api).0, 200);
+    }
+    assert_eq!(failed.len(), 20, "{failed:?}");
+    assert_eq!(failed, (1..=20).map(|i| i * 5).collect::<Vec<_>>());
+
+    let faults = get(&api.url("/admin/faults")).json();
+    assert_eq!(faults["fail_ratio"], json!(0.2), "{faults}");
+    assert_eq!(faults["ordinary_requests"], json!(100), "{faults}");
+}
+
+#[test]
+fn delay_is_added_to_every_ordinary_request() {
+    let api = DemoApi::start(&["--delay", "100ms"]);
+
+    for path in ["/", "/status?code=204", "/no/such/path"] {
+        let started = Instant::now();
+        let reply = get(&api.url(path));
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(100),
+            "{path} took {took:?}, status {}",
+            reply.status
+        );
+    }
+    assert_eq!(get(&api.url("/admin/faults")).json()["delay_ms"], 100);
+}
+
+#[test]
+fn crash_after_answers_n_ordinary_requests_then_exits_with_a_failure() {
+    let mut api = DemoApi::start(&["--crash-after", "3"]);
+
+    for n in 1..=3 {
+        // Probes do not count towards the crash (asked before, as the crash follows the 3rd).
+        assert_eq!(readiness(&api).0, 200);
+        let reply = get(&api.url("/"));
+        assert_eq!(reply.status, 200, "request {n}");
+        assert_eq!(reply.json()["instance"], INSTANCE, "request {n} whole");
+    }
+
+    // The fourth gets no answer: refused once the process is gone, or closed unanswered by
+    // the crash if it connected before.
+    if let Ok(mut stream) = TcpStream::connect(api.addr) {
+        stream.set_read_timeout(Some(WAIT_TIMEOUT)).unwrap();
+        let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n");
+        let mut answer = Vec::new();
+        match stream.read_to_end(&mut answer) {
+            Ok(_) => assert!(
+                answer.is_empty(),
+                "answered after --crash-after 3: {}",
+                String::from_utf8_lossy(&answer)
+            ),
+            Err(error) => assert_ne!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock,
+                "no crash within {WAIT_TIMEOUT:?}"
+            ),
+        }
+    }
+    let status = api.wait_for_exit();
+    assert!(
+        !status.success(),
+        "a crash must not look like a clean exit: {status}"
+    );
+    assert_eq!(status.code(), Some(70), "exit status {status}");
+    assert!(api.log().contains("crashing on purpose"), "{}", api.log());
 }

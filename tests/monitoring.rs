@@ -1,8 +1,12 @@
 //! packaging/monitoring/ against the real thing: Prometheus (Debian's `prometheus` package,
 //! installed by tests/run.sh) scrapes a proxy under traffic with the shipped scrape config, and
 //! every query of the Grafana dashboard and of the README runs on it without error, the main ones
-//! with data; `promtool check metrics` finds nothing to say about the exposition; the README's
-//! table lists exactly the metric families `/metrics` has.
+//! with data, and every alerting rule evaluates without error; `promtool check metrics` finds
+//! nothing to say about the exposition; the README's table lists exactly the metric families
+//! `/metrics` has. The alerting rules (alerts.yml) pass `promtool check rules` and their unit
+//! tests (`promtool test rules alerts.test.yml`: each alert fires, and stays quiet, where it
+//! should), and each is in the README's table of alerts. Without promtool these tests fail,
+//! naming the package to install; they never skip.
 
 mod common;
 
@@ -82,16 +86,24 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// Prometheus with the shipped scrape config, its target set to `admin` and its intervals
-    /// shortened for the test.
+    /// Prometheus with the shipped scrape config and alerting rules, its target set to `admin`
+    /// and its intervals shortened for the test.
     fn start(admin: SocketAddr) -> Prometheus {
         let shipped = std::fs::read_to_string(monitoring_dir().join("prometheus.yml")).unwrap();
         assert!(shipped.contains("[\"127.0.0.1:9901\"]"), "{shipped}");
+        assert!(shipped.contains("\n  - alerts.yml\n"), "{shipped}");
         let config = shipped
             .replace("[\"127.0.0.1:9901\"]", &format!("[\"{admin}\"]"))
             .replace("scrape_interval: 15s", "scrape_interval: 1s")
+            .replace("evaluation_interval: 15s", "evaluation_interval: 1s")
             .replace("scrape_timeout: 5s", "scrape_timeout: 1s");
         let dir = tempfile::tempdir().unwrap();
+        // rule_files names alerts.yml beside the configuration.
+        std::fs::copy(
+            monitoring_dir().join("alerts.yml"),
+            dir.path().join("alerts.yml"),
+        )
+        .unwrap();
         let path = dir.path().join("prometheus.yml");
         std::fs::write(&path, config).unwrap();
         let addr = free_port();
@@ -133,6 +145,19 @@ impl Prometheus {
             .unwrap_or_else(|_| panic!("{query}: {}", response.text()));
         assert_eq!(answer["status"], "success", "{query}: {answer}");
         answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `GET /api/v1/rules`: the rule groups as Prometheus loaded and last evaluated them.
+    fn rule_groups(&self) -> Vec<serde_json::Value> {
+        let raw = b"GET /api/v1/rules HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n";
+        let response = client::request(self.addr, raw);
+        let answer: serde_json::Value = serde_json::from_slice(&response.body)
+            .unwrap_or_else(|_| panic!("/api/v1/rules: {}", response.text()));
+        assert_eq!(answer["status"], "success", "{answer}");
+        answer["data"]["groups"]
             .as_array()
             .cloned()
             .unwrap_or_default()
@@ -242,6 +267,30 @@ fn prometheus_scrapes_the_proxy_and_every_dashboard_query_runs() {
         "about half fail: {error_share}"
     );
     assert_eq!(prometheus.value("sum(lbproxy_backend_up)"), Some(2.0));
+
+    // The alerting rules loaded, and each evaluates on the real metrics without an error.
+    let alerts = alert_names();
+    wait_until(
+        Duration::from_secs(30),
+        "Prometheus to evaluate every alerting rule",
+        || {
+            let groups = prometheus.rule_groups();
+            let rules = groups
+                .iter()
+                .filter(|g| g["name"] == "lbproxy")
+                .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default());
+            let evaluated = rules
+                .filter(|r| {
+                    !r["lastEvaluation"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("0001-")
+                })
+                .inspect(|r| assert_eq!(r["health"], "ok", "{r}"))
+                .count();
+            evaluated == alerts.len()
+        },
+    );
 }
 
 #[test]
@@ -309,6 +358,139 @@ fn promtool_finds_nothing_to_say_and_the_readme_lists_every_family() {
         assert!(
             is_exported(&name),
             "{name} is used but /metrics has no such series"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerting rules: alerts.yml and its unit tests, alerts.test.yml
+// ---------------------------------------------------------------------------------------------
+
+/// Families the alerts use that another part of the proxy adds (the deploy controller's
+/// `lbproxy_deploys_total{upstream, result}`): not in the README's table of metrics yet.
+const ALERTED_BEFORE_EXPORTED: [&str; 1] = ["lbproxy_deploys_total"];
+
+/// The `alert:` names of alerts.yml, in order.
+fn alert_names() -> Vec<String> {
+    let rules = std::fs::read_to_string(monitoring_dir().join("alerts.yml")).unwrap();
+    rules
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("- alert: "))
+        .map(|name| name.trim().to_owned())
+        .collect()
+}
+
+/// `promtool ARGS` in packaging/monitoring/: its output, after asserting it succeeded.
+fn promtool(args: &[&str]) -> String {
+    let out = Command::new(tool("promtool"))
+        .args(args)
+        .current_dir(monitoring_dir())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {}:\n{said}", args.join(" "));
+    said
+}
+
+#[test]
+fn promtool_checks_the_alerting_rules_and_their_unit_tests_pass() {
+    let checked = promtool(&["check", "rules", "alerts.yml"]);
+    let alerts = alert_names();
+    assert!(
+        checked.contains(&format!("SUCCESS: {} rules found", alerts.len())),
+        "{checked}"
+    );
+    let tested = promtool(&["test", "rules", "alerts.test.yml"]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+    promtool(&["check", "config", "prometheus.yml"]);
+}
+
+/// Each alert has a test where it fires (expected alerts listed) and one where it stays quiet
+/// (`exp_alerts: []`), a `for:`, a severity and both annotations; the README's table of alerts
+/// lists it; every metric it uses is one `/metrics` has (the README's table of metrics, which
+/// the test above holds to the exposition).
+#[test]
+fn every_alert_is_tested_both_ways_documented_and_on_real_metrics() {
+    let alerts = alert_names();
+    for expected in [
+        "LbproxyUpstreamErrorRatioHigh",
+        "LbproxyUpstreamLatencyP99High",
+        "LbproxyBackendDown",
+        "LbproxyDeploymentAborted",
+        "LbproxyRestarted",
+    ] {
+        assert!(
+            alerts.iter().any(|a| a == expected),
+            "{expected}: {alerts:?}"
+        );
+    }
+
+    let rules = std::fs::read_to_string(monitoring_dir().join("alerts.yml")).unwrap();
+    let blocks: Vec<&str> = rules.split("      - alert: ").skip(1).collect();
+    assert_eq!(blocks.len(), alerts.len(), "one block per rule");
+    for block in &blocks {
+        let name = block.lines().next().unwrap();
+        for needed in [
+            "\n        for: ",
+            "\n          severity: ",
+            "\n          summary: ",
+            "\n          description: ",
+        ] {
+            assert!(block.contains(needed), "{name} lacks {needed:?}");
+        }
+    }
+
+    // Per alert: (fires somewhere, stays quiet somewhere).
+    let tests = std::fs::read_to_string(monitoring_dir().join("alerts.test.yml")).unwrap();
+    let mut seen: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    let mut current = None;
+    for line in tests.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("alertname: ") {
+            current = Some(name.to_owned());
+        } else if let (Some(name), Some(expected)) = (&current, line.strip_prefix("exp_alerts:")) {
+            let entry = seen.entry(name.clone()).or_default();
+            if expected.trim() == "[]" {
+                entry.1 = true;
+            } else {
+                entry.0 = true;
+            }
+        }
+    }
+    for alert in &alerts {
+        assert_eq!(
+            seen.get(alert),
+            Some(&(true, true)),
+            "{alert}: alerts.test.yml must make it fire and keep it quiet"
+        );
+    }
+
+    let readme = std::fs::read_to_string(monitoring_dir().join("README.md")).unwrap();
+    for alert in &alerts {
+        assert!(
+            readme.contains(&format!("| `{alert}` |")),
+            "the README's table of alerts lacks {alert}"
+        );
+    }
+
+    let documented: BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `lbproxy_"))
+        .filter_map(|l| l.split('`').next())
+        .map(|name| format!("lbproxy_{name}"))
+        .collect();
+    for name in metric_names(&rules) {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .filter(|base| documented.contains(*base))
+            .unwrap_or(&name);
+        assert!(
+            documented.contains(family) || ALERTED_BEFORE_EXPORTED.contains(&family),
+            "alerts.yml uses {name}, which /metrics does not have"
         );
     }
 }

@@ -44,7 +44,8 @@ as_root() {
 # tests that run the units under a real systemd (tests/systemd/sandbox.sh); curl (an https client
 # in the TLS tests); Python with pip for sslyze (the TLS profile check) and prometheus_client (the
 # /metrics parser); chromium (headless, the dashboard's browser test); prometheus (Prometheus and
-# promtool: packaging/monitoring/ checked against the real thing, tests/monitoring.rs); varnish
+# promtool: packaging/monitoring/ checked against the real thing, and the alerting rules' unit
+# tests, `promtool test rules`: tests/monitoring.rs, which fails without them); varnish
 # for varnishtest (HAProxy's HTTP reg-tests ported to lbproxy, tests/conformance.rs; varnishd
 # itself is not used).
 missing=()

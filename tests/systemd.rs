@@ -363,6 +363,136 @@ fn your_own_api_runs_through_the_documented_drop_in() {
     assert!(listen.contains("\"listen\":\"127.0.0.1:8002\""), "{listen}");
 }
 
+/// own-api.conf's versioned command, as its comment shows it: one install per version, the
+/// version from the instance's version file, the drop-in's `Environment=` without one.
+#[test]
+fn your_own_api_runs_the_install_its_version_file_names() {
+    let sandbox = Sandbox::start();
+    let example = include_str!("../systemd/examples/own-api.conf");
+    let versioned: Vec<&str> = example
+        .lines()
+        .skip_while(|l| !l.starts_with("# Versions"))
+        .filter_map(|l| l.strip_prefix("#   "))
+        .collect();
+    assert_eq!(versioned.len(), 3, "{example}");
+    // Installs of 2.4.0 and 2.4.1 of "my-api": the demo API (its --listen takes IP:PORT).
+    let installs = sandbox.home().join("opt-my-api");
+    for version in ["2.4.0", "2.4.1"] {
+        let bin = installs.join(version).join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(common::demo::demo_api_binary(), bin.join("my-api")).unwrap();
+    }
+    let drop_in = format!("[Service]\nType=exec\n{}\n", versioned.join("\n"))
+        .replace("/opt/my-api/", &format!("{}/", installs.display()))
+        .replace("my-api --port ", "my-api --listen 127.0.0.1:");
+    sandbox.drop_in("api@.service", "own-api.conf", &drop_in);
+    // Where api@.service reads it (%S/lbproxy/versions/%n.env: the drop-in keeps the line).
+    let file = sandbox.property("api@2.service", "EnvironmentFiles");
+    let file = file
+        .strip_suffix(" (ignore_errors=yes)")
+        .unwrap_or_else(|| panic!("{file}"));
+    assert!(
+        file.ends_with("/lbproxy/versions/api@2.service.env"),
+        "{file}"
+    );
+    std::fs::create_dir_all(std::path::Path::new(file).parent().unwrap()).unwrap();
+    std::fs::write(file, "LBPROXY_VERSION=\"v2\"\nAPI_VERSION=\"2.4.1\"\n").unwrap();
+    sandbox.start_units(&["api@1.service", "api@2.service"]);
+
+    let command = |unit: &str| {
+        let pid = sandbox.property(unit, "MainPID");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        String::from_utf8_lossy(&cmdline).replace('\0', " ")
+    };
+    let installed = |version: &str| format!("{}/{version}/bin/my-api ", installs.display());
+    assert!(command("api@1.service").starts_with(&installed("2.4.0")));
+    assert!(command("api@2.service").starts_with(&installed("2.4.1")));
+    let version = sandbox.in_net(|| {
+        let response = client::get("127.0.0.1:8002".parse().unwrap(), "/");
+        response.header("X-Api-Version").map(str::to_owned)
+    });
+    assert_eq!(version.as_deref(), Some("v2"));
+}
+
+/// The version file `lbproxy deploy` writes is what an instance runs: the proxy's unit gets
+/// `$STATE_DIRECTORY` (its `StateDirectory=`), the instance reads
+/// `%S/lbproxy/versions/%n.env`, and the two are one directory whatever the systemd version
+/// (`%S` of a user manager moved from ~/.config to ~/.local/state in systemd 254).
+/// `LBPROXY_VERSION` is the version the demo reports and `DEMO_API_ARGS` reaches its command
+/// line as separate words. An instance without a file runs the template's own version; one
+/// whose version crashes is restarted by systemd.
+#[test]
+fn an_instance_runs_the_version_its_file_names() {
+    let sandbox = Sandbox::start();
+    sandbox.start_units(&[LBPROXY]);
+    let state_dir = state_directory(&sandbox, LBPROXY);
+    let versions = std::path::Path::new(&state_dir).join("versions");
+    std::fs::create_dir_all(&versions).unwrap();
+    std::fs::write(
+        versions.join("api@2.service.env"),
+        "# as lbproxy deploy writes it\nLBPROXY_VERSION=\"v2\"\n\
+         DEMO_API_ARGS=\"--fail-ratio 0.5 --delay 10ms\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        versions.join("api@3.service.env"),
+        "LBPROXY_VERSION=\"v3\"\nDEMO_API_ARGS=\"--crash-after 1\"\n",
+    )
+    .unwrap();
+    sandbox.start_units(&API);
+    assert_eq!(
+        sandbox.property("api@2.service", "EnvironmentFiles"),
+        format!(
+            "{}/api@2.service.env (ignore_errors=yes)",
+            versions.display()
+        )
+    );
+
+    let answers = |port: u16, requests: usize| {
+        sandbox.in_net(move || {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            (0..requests)
+                .map(|_| {
+                    let response = client::get(addr, "/");
+                    let version = response.header("X-Api-Version").map(str::to_owned);
+                    (response.status, version)
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    let v2 = Some("v2".to_owned());
+    // --fail-ratio 0.5: every second ordinary request fails.
+    assert_eq!(
+        answers(8002, 4),
+        [
+            (200, v2.clone()),
+            (500, v2.clone()),
+            (200, v2.clone()),
+            (500, v2)
+        ]
+    );
+    let v1 = Some("v1".to_owned());
+    assert_eq!(answers(8001, 2), [(200, v1.clone()), (200, v1)]);
+
+    // --crash-after 1: answered, then gone, and systemd (Restart=on-failure) starts it again.
+    assert_eq!(answers(8003, 1), [(200, Some("v3".to_owned()))]);
+    sandbox.wait_for("api@3.service", "NRestarts", "1", START);
+    sandbox.wait_for("api@3.service", "ActiveState", "active", START);
+    let log = sandbox.journal(&["--user-unit", "api@3.service", "-o", "cat"]);
+    assert!(log.contains("crashing on purpose"), "{log}");
+}
+
+/// `$STATE_DIRECTORY` of `unit`'s running main process.
+fn state_directory(sandbox: &Sandbox, unit: &str) -> String {
+    let pid = sandbox.property(unit, "MainPID");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    environ
+        .split(|&b| b == 0)
+        .find_map(|entry| entry.strip_prefix(b"STATE_DIRECTORY="))
+        .map(|dir| String::from_utf8(dir.to_vec()).unwrap())
+        .unwrap_or_else(|| panic!("{unit} (pid {pid}) has no STATE_DIRECTORY"))
+}
+
 #[test]
 fn a_drain_that_makes_progress_outlives_timeout_stop_sec() {
     let sandbox = Sandbox::start();

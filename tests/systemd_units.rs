@@ -195,7 +195,7 @@ fn the_api_units_state_the_port_rule_their_command_follows() {
             value("Description=")
         );
         assert!(
-            value("ExecStart=").ends_with("/lbproxy-demo-api --instance %i"),
+            value("ExecStart=").ends_with("/lbproxy-demo-api --instance %i $DEMO_API_ARGS"),
             "{dir}/api@.service: {}",
             value("ExecStart=")
         );
@@ -210,6 +210,42 @@ fn the_api_units_state_the_port_rule_their_command_follows() {
     }
     let own = std::fs::read_to_string(repo().join("systemd/examples/own-api.conf")).unwrap();
     assert!(own.contains("$$((8000 + %i))"), "{own}");
+}
+
+/// Each instance runs the version its file names (`lbproxy deploy` writes
+/// `%S/lbproxy/versions/%n.env`, src/deploy/version.rs): the file is optional (`-`), the demo's
+/// arguments from it reach the command, and a unit without a file has the variable set empty
+/// (no "unset variable" notice). The proxy's unit gets the same directory as its
+/// `$STATE_DIRECTORY` (tests/systemd.rs runs it).
+#[test]
+fn the_api_units_read_the_version_file_the_proxy_writes() {
+    for dir in ["systemd/system", "systemd/user"] {
+        let unit = std::fs::read_to_string(repo().join(dir).join("api@.service")).unwrap();
+        let settings: Vec<&str> = unit.lines().filter(|l| !l.starts_with('#')).collect();
+        let at = |line: &str| {
+            settings
+                .iter()
+                .position(|l| *l == line)
+                .unwrap_or_else(|| panic!("{dir}/api@.service lacks {line}"))
+        };
+        let default = at("Environment=DEMO_API_ARGS=");
+        let file = at("EnvironmentFile=-%S/lbproxy/versions/%n.env");
+        assert!(
+            default < file,
+            "{dir}/api@.service: the file must override the default"
+        );
+        assert!(
+            settings
+                .iter()
+                .any(|l| l.starts_with("ExecStart=") && l.ends_with(" $DEMO_API_ARGS")),
+            "{dir}/api@.service"
+        );
+        let proxy = std::fs::read_to_string(repo().join(dir).join("lbproxy.service")).unwrap();
+        assert!(
+            proxy.lines().any(|l| l == "StateDirectory=lbproxy"),
+            "{dir}/lbproxy.service"
+        );
+    }
 }
 
 /// `api@.socket` has no `ListenStream=` (systemd cannot compute 8000+N): an instance with its

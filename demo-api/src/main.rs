@@ -4,7 +4,10 @@
 //! one identifies itself (the `X-Instance` header on every response, `GET /`) so balancing is
 //! visible, and offers endpoints that exercise a proxy: slow responses, arbitrary statuses,
 //! streamed bodies in both directions, a WebSocket echo (`GET /ws`), a view of the request headers as received, and fault
-//! injection at runtime ([`faults`]: readiness held off, every request failing).
+//! injection ([`faults`]: at runtime readiness held off and every request failing; from the
+//! start a bad version, with `--fail-ratio`, `--delay` and `--crash-after`). `--version NAME` (or
+//! `LBPROXY_VERSION`, which a deployment's version file sets) names the version it runs, in the
+//! `X-Api-Version` header and `GET /`.
 //!
 //! Flow: [`cli::Cli`] parses the flags → [`activation`] takes the listening socket systemd passed,
 //! if any (socket activation, `api@N.socket`) → a tokio runtime with `--threads` workers starts →
@@ -16,10 +19,12 @@
 //!
 //! Exit status: 0 after a graceful shutdown, 1 on a startup error (e.g. the address is in use, or
 //! the passed descriptor is not a listening TCP socket) or
-//! a second signal during the drain, 2 on bad command-line arguments.
+//! a second signal during the drain, 2 on bad command-line arguments, 70 for the crash
+//! `--crash-after` asks for ([`crash`]).
 
 mod activation;
 mod cli;
+mod crash;
 mod faults;
 mod params;
 mod readiness;
@@ -34,7 +39,7 @@ mod websocket;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
@@ -43,6 +48,10 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if cli.prints_program_version() {
+        print!("{}", cli::Cli::command().render_version());
+        return ExitCode::SUCCESS;
+    }
     init_logging();
     // Before the runtime starts its threads: this edits the environment (unsets LISTEN_*).
     let inherited = match activation::take_listener() {

@@ -1,6 +1,6 @@
-//! The HTTP surface: the router, the middleware every request passes through (count it, tag the
-//! response with `X-Instance`), and the small handlers. The streaming ones live in
-//! [`crate::streaming`].
+//! The HTTP surface: the router, the middleware every request passes through (count it, apply
+//! the faults to it, tag the response with `X-Instance` and `X-Api-Version`), and the small
+//! handlers. The streaming ones live in [`crate::streaming`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,7 +14,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tracing::debug;
 
-use crate::faults;
+use crate::crash;
+use crate::faults::{self, Verdict};
 use crate::params::{integer_in_range, BadRequest, QueryParams};
 use crate::readiness::Readiness;
 use crate::state::SharedState;
@@ -23,6 +24,9 @@ use crate::websocket;
 
 /// Names this instance on every response, 404s included.
 const INSTANCE_HEADER: HeaderName = HeaderName::from_static("x-instance");
+
+/// Names the version this instance runs on every response, 404s included.
+const VERSION_HEADER: HeaderName = HeaderName::from_static("x-api-version");
 
 /// Longest `/delay`: a minute.
 const MAX_DELAY_MS: u64 = 60_000;
@@ -44,14 +48,16 @@ pub fn router(state: SharedState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            count_and_tag_instance,
+            count_fault_and_tag,
         ))
         .with_state(state)
 }
 
-/// Counts the request before its handler runs (so `GET /` includes itself), answers it with the
-/// injected status when `/admin/fail` says so, and adds `X-Instance: N` to whatever is answered.
-async fn count_and_tag_instance(
+/// Counts the request before its handler runs (so `GET /` includes itself); for an ordinary
+/// request, applies the faults ([`faults::Faults::admit`]: the delay, a failure answered instead
+/// of serving it, the crash once it is answered, or no answer at all); adds `X-Instance: N` and
+/// `X-Api-Version: NAME` to whatever is answered.
+async fn count_fault_and_tag(
     State(state): State<SharedState>,
     request: Request,
     next: Next,
@@ -59,21 +65,45 @@ async fn count_and_tag_instance(
     state.count_request();
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let mut response = match state.faults.injected_status(uri.path()) {
-        Some(status) => (status, format!("{} injected failure\n", status.as_u16())).into_response(),
-        None => next.run(request).await,
+    let mut then_crash = false;
+    let mut response = if faults::is_ordinary(uri.path()) {
+        match state.faults.admit() {
+            Verdict::Unanswered => return std::future::pending().await,
+            Verdict::Answer {
+                delay,
+                failure,
+                then_crash: crash,
+            } => {
+                then_crash = crash;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                match failure {
+                    Some(failure) => failure.into_response(),
+                    None => next.run(request).await,
+                }
+            }
+        }
+    } else {
+        next.run(request).await
     };
-    response
-        .headers_mut()
-        .insert(INSTANCE_HEADER, HeaderValue::from(state.instance));
+    let headers = response.headers_mut();
+    headers.insert(INSTANCE_HEADER, HeaderValue::from(state.instance));
+    if let Ok(version) = HeaderValue::from_str(&state.version) {
+        headers.insert(VERSION_HEADER, version);
+    }
     debug!(%method, %uri, status = response.status().as_u16(), "request");
+    if then_crash {
+        response = crash::once_sent(response);
+    }
     response
 }
 
-/// `GET /`: who answered.
+/// `GET /`: who answered, and which version.
 async fn identify(State(state): State<SharedState>) -> Json<Value> {
     Json(json!({
         "instance": state.instance,
+        "version": state.version,
         "pid": state.pid,
         "listen": state.listen.to_string(),
         "requests_served": state.requests_served(),
@@ -108,9 +138,11 @@ async fn delay(
 ) -> Result<Json<Value>, BadRequest> {
     let delay_ms = integer_in_range(&query, "ms", 0..=MAX_DELAY_MS)?;
     tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-    Ok(Json(
-        json!({ "instance": state.instance, "delayed_ms": delay_ms }),
-    ))
+    Ok(Json(json!({
+        "instance": state.instance,
+        "version": state.version,
+        "delayed_ms": delay_ms,
+    })))
 }
 
 /// `GET /status?code=N`: answers with status N (200..=599) and a one-line body naming it.

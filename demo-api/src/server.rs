@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::activation::Inherited;
-use crate::cli::Cli;
+use crate::cli::{Cli, VERSION_ENV};
+use crate::faults::BadVersion;
 use crate::readiness::start_warm_up;
 use crate::routes::router;
 use crate::shutdown::{drain_on_signal, ShutdownSignals};
@@ -24,6 +25,8 @@ pub async fn run(cli: Cli, inherited: Option<Inherited>) -> anyhow::Result<()> {
 }
 
 async fn serve(cli: Cli, inherited: Option<Inherited>) -> anyhow::Result<()> {
+    let version = cli.version_name(std::env::var_os(VERSION_ENV))?;
+    let bad_version = BadVersion::new(cli.fail_ratio, cli.delay, cli.crash_after);
     let signals = ShutdownSignals::install().context("cannot install signal handlers")?;
     let socket_activated = inherited.is_some();
     let listener = match inherited {
@@ -39,10 +42,18 @@ async fn serve(cli: Cli, inherited: Option<Inherited>) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the bound address")?;
 
-    let state = AppState::new(cli.instance, listen);
+    let state = AppState::new(cli.instance, version, listen, bad_version);
     start_warm_up(state.clone(), cli.startup_delay);
     announce(cli.instance, listen);
-    info!(%listen, threads = cli.threads, "serving");
+    info!(
+        %listen,
+        threads = cli.threads,
+        version = %state.version,
+        fail_ratio = cli.fail_ratio,
+        delay = ?cli.delay,
+        crash_after = ?cli.crash_after,
+        "serving"
+    );
 
     let shutdown = drain_on_signal(signals, state.clone(), cli.shutdown_delay, socket_activated)
         .in_current_span();

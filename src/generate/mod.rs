@@ -142,6 +142,14 @@ mod tests {
         assert!(!rollout.contains('\x1b'), "no terminal escapes: {rollout}");
         let demo = std::fs::read_to_string(dir.path().join("lbproxy-demo-api.1")).unwrap();
         assert!(demo.contains("instance"), "{demo}");
+        for flag in [
+            "\\-\\-fail\\-ratio",
+            "\\-\\-delay",
+            "\\-\\-crash\\-after",
+            "LBPROXY_VERSION",
+        ] {
+            assert!(demo.contains(flag), "{flag} in {demo}");
+        }
     }
 
     #[test]

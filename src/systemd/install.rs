@@ -246,6 +246,27 @@ mod tests {
     }
 
     #[test]
+    fn the_installed_instance_unit_keeps_its_version_file_and_arguments() {
+        let bins = fake_bin_dir();
+        let home = tempfile::tempdir().unwrap();
+        let dirs = UserDirs {
+            config_home: home.path().to_path_buf(),
+        };
+        install_user(&dirs, bins.path()).unwrap();
+        let api = std::fs::read_to_string(dirs.unit_dir().join("api@.service")).unwrap();
+        let settings: Vec<&str> = api.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(
+            settings.contains(&"EnvironmentFile=-%S/lbproxy/versions/%n.env"),
+            "{api}"
+        );
+        let exec_start = format!(
+            "ExecStart={}/lbproxy-demo-api --instance %i $DEMO_API_ARGS",
+            bins.path().display()
+        );
+        assert!(settings.contains(&exec_start.as_str()), "{api}");
+    }
+
+    #[test]
     fn every_shipped_user_unit_runs_binaries_from_the_cargo_bin_dir() {
         for (name, text) in USER_UNITS {
             for line in text.lines().filter(|l| l.starts_with("Exec")) {
