@@ -2,7 +2,9 @@
 //!
 //! The instance template names one file per instance in the proxy's state directory,
 //! `EnvironmentFile=-%S/lbproxy/versions/%n.env` (`%S`: `/var/lib` for system units,
-//! `~/.local/state` for user units; `%n`: `api@4.service`; the `-`: no file, no error). A unit
+//! `~/.local/state` for user units — `~/.config` before systemd 254 —, which the proxy's unit
+//! passes as `$STATE_DIRECTORY` with `StateDirectory=lbproxy`; `%n`: `api@4.service`; the `-`:
+//! no file, no error). A unit
 //! without a file runs what its template says (the version it was installed with). A deployment
 //! writes the file of each instance it starts or restarts for the new version — `LBPROXY_VERSION=`
 //! the version's name, then the spec's `[environment]` — before systemd starts it, and removes

@@ -3,11 +3,11 @@
 //! there is replaced without a reader ever seeing half of it.
 //!
 //! The directory is, first found: `$STATE_DIRECTORY` (systemd's `StateDirectory=lbproxy`:
-//! `/var/lib/lbproxy` for the system unit, `~/.local/state/lbproxy` for the user unit; the first
-//! path when it lists several), `$XDG_STATE_HOME/lbproxy`, `$HOME/.local/state/lbproxy`. The
-//! user unit and `lbproxy serve` from the same user's shell therefore share one. Instance units
-//! name the same place as `%S/lbproxy` (systemd's state root: `/var/lib` or
-//! `~/.local/state`).
+//! `/var/lib/lbproxy` for the system unit; for the user unit `~/.local/state/lbproxy`, or
+//! `~/.config/lbproxy` before systemd 254; the first path when it lists several),
+//! `$XDG_STATE_HOME/lbproxy`, `$HOME/.local/state/lbproxy`. Instance units name the unit's
+//! place as `%S/lbproxy` (systemd's state root), so deployments need the proxy run by its unit
+//! (`StateDirectory=` keeps the two in step whatever the systemd version).
 
 // Until the deploy controller and the config history use it (removed when they land).
 #![allow(dead_code)]
