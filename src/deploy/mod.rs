@@ -28,4 +28,5 @@ pub mod record;
 pub mod spec;
 pub mod spec_check;
 pub mod spec_file;
+pub mod spec_json;
 pub mod version;
