@@ -241,7 +241,7 @@ fn run_start(client: &AdminClient, args: &StartArgs, again: &str) -> anyhow::Res
         println!("follow it with `{again} status`, or `{again} abort`");
         return Ok(());
     }
-    wait(client, id, again)
+    wait(client, id, again, POLL, &mut std::io::stdout())
 }
 
 impl StartArgs {
@@ -277,8 +277,15 @@ impl StartArgs {
     }
 }
 
-/// Polls until deployment `id` ends, printing each new decision; `Err` unless it was promoted.
-fn wait(client: &AdminClient, id: u64, again: &str) -> anyhow::Result<()> {
+/// Polls every `poll` until deployment `id` ends, writing each new decision to `out`; `Err`
+/// unless it was promoted.
+fn wait(
+    client: &AdminClient,
+    id: u64,
+    again: &str,
+    poll: Duration,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last: Option<Decision> = None;
     let mut unreachable_since: Option<Instant> = None;
@@ -287,11 +294,11 @@ fn wait(client: &AdminClient, id: u64, again: &str) -> anyhow::Result<()> {
             Ok(Some(d)) => {
                 unreachable_since = None;
                 for decision in new_decisions(&d.decisions, last.as_ref()) {
-                    println!("{}", decision_line(decision));
+                    writeln!(out, "{}", decision_line(decision))?;
                 }
                 last = d.decisions.last().cloned().or(last);
                 if let Some(outcome) = &d.outcome {
-                    return ended(&d, outcome);
+                    return ended(&d, outcome, out);
                 }
             }
             Ok(None) if started.elapsed() > TAKEN_WITHIN => bail!(
@@ -314,7 +321,7 @@ fn wait(client: &AdminClient, id: u64, again: &str) -> anyhow::Result<()> {
             }
             Err(e) => return Err(e.into()),
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(poll);
     }
 }
 
@@ -338,15 +345,16 @@ fn follow(client: &AdminClient, id: u64) -> Result<Option<Deployment>, ClientErr
     Ok(full.into_iter().flatten().find(|d| d.id == id))
 }
 
-fn ended(d: &Deployment, outcome: &Outcome) -> anyhow::Result<()> {
+fn ended(d: &Deployment, outcome: &Outcome, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let old = from(d.from_version.as_deref());
     let (upstream, version) = (&d.spec.upstream, &d.spec.version);
     match outcome {
         Outcome::Promoted => {
-            println!(
+            writeln!(
+                out,
                 "deployment {} promoted: every instance of {upstream} runs {version}",
                 d.id
-            );
+            )?;
             Ok(())
         }
         Outcome::Aborted { reason } => {
@@ -554,6 +562,99 @@ mod tests {
         assert_eq!(spec.analysis, defaults.analysis);
         assert_eq!(spec.blue_green, defaults.blue_green);
         assert_eq!(spec.strategy, defaults.strategy);
+    }
+
+    /// An admin server that answers the `GET /api/deploy`s of `wait` from `script`, one body
+    /// per request (the last one again once they run out).
+    fn scripted(script: Vec<serde_json::Value>) -> AdminClient {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let mut script = script.into_iter().peekable();
+            let mut last = serde_json::Value::Null;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut head = [0; 4096];
+                let _ = stream.read(&mut head);
+                if let Some(next) = script.next() {
+                    last = next;
+                }
+                let body = last.to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        AdminClient::new(&address, None)
+    }
+
+    /// Deployment 3 of the fixture with its first `decisions`, ended with `outcome`.
+    fn at(decisions: usize, outcome: Option<Outcome>) -> serde_json::Value {
+        let mut d = crate::admin::deploy::fixture::board().current().unwrap();
+        d.decisions.truncate(decisions);
+        if outcome.is_some() {
+            d.phase = crate::deploy::record::Phase::Ended;
+            d.outcome = outcome;
+        }
+        serde_json::json!({"current": d, "history": []})
+    }
+
+    #[test]
+    fn wait_prints_each_decision_once_and_fails_unless_promoted() {
+        let before = serde_json::json!({"current": null, "history": []});
+        let aborted = Outcome::Aborted {
+            reason: "p99_ratio 4.0000 > 1.5000, twice".into(),
+        };
+        let client = scripted(vec![
+            before,
+            at(1, None),
+            at(3, None),
+            at(3, None),
+            at(4, Some(aborted)),
+        ]);
+        let mut out = Vec::new();
+        let error = wait(
+            &client,
+            3,
+            "lbproxy deploy",
+            Duration::from_millis(1),
+            &mut out,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error,
+            "deployment 3 aborted: p99_ratio 4.0000 > 1.5000, twice; api runs v1"
+        );
+        let printed = String::from_utf8(out).unwrap();
+        let events: Vec<&str> = printed
+            .lines()
+            .map(|l| l.split_whitespace().nth(2).unwrap())
+            .collect();
+        assert_eq!(
+            events,
+            ["started", "step", "analysis-failed", "step"],
+            "{printed}"
+        );
+
+        let client = scripted(vec![at(4, Some(Outcome::Promoted))]);
+        let mut out = Vec::new();
+        wait(
+            &client,
+            3,
+            "lbproxy deploy",
+            Duration::from_millis(1),
+            &mut out,
+        )
+        .unwrap();
+        let printed = String::from_utf8(out).unwrap();
+        assert!(
+            printed.ends_with("deployment 3 promoted: every instance of api runs v3\n"),
+            "{printed}"
+        );
     }
 
     #[test]
