@@ -52,6 +52,9 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Talk to a running proxy's admin API: status, backends, drain, enable, weight, reload.
     Ctl(crate::admin::ctl::CtlArgs),
+    /// Deploy a new version of a group's systemd instances, canary or blue-green, with automatic
+    /// analysis and rollback: start, status, promote, abort, rollback, history.
+    Deploy(crate::admin::ctl::DeployArgs),
     /// Restart the API instances one at a time through systemd, with no failed request.
     ///
     /// For each backend of an upstream group in turn: drain it, wait until nothing is in flight,
@@ -123,6 +126,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Up(args) => crate::up::run(&args),
         Command::Reload(args) => return reload(&args),
         Command::Ctl(args) => crate::admin::ctl::run(&args),
+        Command::Deploy(args) => crate::admin::ctl::deploy::run(&args),
         Command::Rollout(args) => crate::rollout::run(&args),
         Command::Systemd(SystemdCommand::Install(args)) => install(&args),
         Command::Generate(args) => crate::generate::run(&args, Cli::command()),

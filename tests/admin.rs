@@ -780,6 +780,121 @@ fn autoscale_is_empty_without_autoscaling_and_ctl_says_how_to_configure_it() {
     assert_eq!(printed, listed);
 }
 
+/// Runs `lbproxy deploy ARGS` (without the test's own `LBPROXY_ADMIN*` variables).
+fn deploy(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .arg("deploy")
+        .args(args)
+        .env_remove("LBPROXY_ADMIN")
+        .env_remove("LBPROXY_ADMIN_TOKEN")
+        .env_remove("LBPROXY_ADMIN_TOKEN_FILE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run lbproxy deploy")
+}
+
+/// A group of fixed backends cannot be deployed: `/api/deploy` has no deployment, `/metrics`
+/// declares the deploy families with no sample, a start is refused with the reason and its fix
+/// (through the API and through `lbproxy deploy`, which names a spec's own mistakes before
+/// sending it), and promote, abort and rollback say that nothing is in progress.
+#[test]
+fn a_group_of_fixed_backends_cannot_be_deployed_and_deploy_says_why() {
+    let api = RawBackend::start(Reply::Fixed(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()));
+    let proxy = Proxy::start(&config("legacy", &[api.addr], ""));
+    let admin = proxy.admin_addr();
+
+    let overview = admin::json(admin, "/api/deploy", None);
+    assert_eq!(
+        overview,
+        serde_json::json!({"current": null, "history": []})
+    );
+    assert_eq!(
+        admin::json(admin, "/api/deploy/history", None),
+        serde_json::json!({"history": []})
+    );
+    let put = admin::request(admin, "PUT", "/api/deploy", None, "");
+    assert_eq!((put.status, put.header("allow")), (405, Some("GET, POST")));
+    let get = admin::request(admin, "GET", "/api/deploy/abort", None, "");
+    assert_eq!((get.status, get.header("allow")), (405, Some("POST")));
+    let refused = admin::request(
+        admin,
+        "POST",
+        "/api/deploy",
+        None,
+        r#"{"upstream": "api", "version": "v2"}"#,
+    );
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused.text().contains("fixed list of backends"),
+        "{}",
+        refused.text()
+    );
+    let abort = admin::request(admin, "POST", "/api/deploy/abort", None, "why");
+    assert_eq!(abort.status, 409, "{}", abort.text());
+
+    let exposition = admin::get(admin, "/metrics", None).text();
+    for family in [
+        "lbproxy_deploy_in_progress gauge",
+        "lbproxy_deploys_total counter",
+    ] {
+        assert!(
+            exposition.contains(&format!("# TYPE {family}\n")),
+            "{family}"
+        );
+    }
+    assert!(
+        !exposition
+            .lines()
+            .any(|line| line.starts_with("lbproxy_deploy")),
+        "nothing deployed, no sample"
+    );
+
+    let admin_arg = admin.to_string();
+    let target = ["--admin", admin_arg.as_str()];
+    let start = deploy(
+        &[
+            &target[..],
+            &["start", "--upstream", "api", "--version", "v2"],
+        ]
+        .concat(),
+    );
+    let (out, err) = said(&start);
+    assert_eq!(start.status.code(), Some(1), "{out}");
+    assert!(err.contains("the proxy refused the deployment"), "{err}");
+    assert!(err.contains("[upstream.api.discover]"), "{err}");
+    let bad = deploy(
+        &[
+            &target[..],
+            &["start", "--upstream", "api", "--version", "v 2"],
+        ]
+        .concat(),
+    );
+    let (_, err) = said(&bad);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        err.contains("the deployment spec (the command line) has 1 problem"),
+        "named before it is sent: {err}"
+    );
+    for action in ["promote", "abort", "rollback"] {
+        let output = deploy(&[&target[..], &[action]].concat());
+        let (_, err) = said(&output);
+        assert_eq!(output.status.code(), Some(1), "{action}");
+        assert!(
+            err.contains("no deployment is in progress"),
+            "{action}: {err}"
+        );
+    }
+    let status = deploy(&[&target[..], &["status"]].concat());
+    let (out, err) = said(&status);
+    assert!(status.status.success(), "{err}");
+    assert!(out.starts_with("no deployment yet; "), "{out}");
+    let json = deploy(&[&target[..], &["status", "--json"]].concat());
+    let printed: serde_json::Value = serde_json::from_slice(&json.stdout).expect("--json is JSON");
+    assert_eq!(printed, overview);
+    let history = deploy(&[&target[..], &["history"]].concat());
+    assert!(said(&history).0.starts_with("no deployment has ended yet"));
+}
+
 #[test]
 fn ctl_says_when_no_proxy_answers() {
     let nobody = refusing_port().to_string();

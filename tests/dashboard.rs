@@ -1,10 +1,11 @@
 //! The live dashboard in a real browser: headless Chromium (Debian's `chromium`, installed by
 //! tests/run.sh) loads `/` from a proxy under live traffic, runs its script, and the test reads
 //! the rendered DOM: a row per backend, the totals changing between two loads, and a backend
-//! drained through `lbproxy ctl` shown as draining, and the Instances and Autoscaling panels
-//! hidden on a proxy that discovers and autoscales nothing; and the Autoscaling panel's rows, with
-//! their data attributes, from a hand-made `/api/autoscale` answer. A screenshot is saved to
-//! `target/tmp/admin-dashboard.png` for people to look at.
+//! drained through `lbproxy ctl` shown as draining, and the Instances, Autoscaling and Deployment
+//! panels hidden on a proxy that discovers, autoscales and deploys nothing; and the Autoscaling
+//! panel's rows and the Deployment panel's checks, with their data attributes, from hand-made
+//! `/api/autoscale` and `/api/deploy` answers. Screenshots are saved to
+//! `target/tmp/admin-dashboard*.png` for people to look at.
 
 mod common;
 
@@ -160,6 +161,10 @@ fn the_dashboard_shows_live_backends_in_a_real_browser() {
         !first.contains("class=\"autoscale-group\""),
         "no group, no row"
     );
+    // Nothing was deployed: the Deployment panel stays hidden and empty.
+    let deploy = tag_with_id(&first, "deploy");
+    assert!(deploy.contains(" hidden"), "{deploy}");
+    assert!(!first.contains("class=\"deploy-current\""), "no deployment");
     let before = total_requests(&first);
     assert!(before > 0, "requests total {before}");
 
@@ -186,26 +191,27 @@ fn the_dashboard_shows_live_backends_in_a_real_browser() {
     assert!(report.failures.is_empty(), "{:?}", report.failures);
 }
 
-/// Serves what a real proxy's admin server answered for the page, its assets, `/api/status` and
-/// `/api/instances`, and `autoscale` for `/api/autoscale` (no group is autoscaled without
-/// systemd): the page as it renders autoscaled groups. Returns the address.
-fn replay(proxy: SocketAddr, autoscale: serde_json::Value) -> SocketAddr {
+/// Serves what a real proxy's admin server answered for the page, its assets and its API, but
+/// `answers` (path, JSON) instead where given (no group is autoscaled or deployed without
+/// systemd): the page as it renders autoscaled groups and deployments. Returns the address.
+fn replay(proxy: SocketAddr, answers: &[(&str, serde_json::Value)]) -> SocketAddr {
     use std::io::{BufRead, BufReader, Write};
-    let mut answers = std::collections::HashMap::new();
+    let mut replies = std::collections::HashMap::new();
     for (path, content_type) in [
         ("/", "text/html; charset=utf-8"),
         ("/assets/dashboard.js", "text/javascript; charset=utf-8"),
         ("/assets/dashboard.css", "text/css; charset=utf-8"),
         ("/api/status", "application/json"),
         ("/api/instances", "application/json"),
+        ("/api/autoscale", "application/json"),
+        ("/api/deploy", "application/json"),
     ] {
         let body = common::admin::get(proxy, path, None).text();
-        answers.insert(path.to_owned(), (content_type, body));
+        replies.insert(path.to_owned(), (content_type, body));
     }
-    answers.insert(
-        "/api/autoscale".into(),
-        ("application/json", autoscale.to_string()),
-    );
+    for (path, answer) in answers {
+        replies.insert((*path).to_owned(), ("application/json", answer.to_string()));
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -221,7 +227,7 @@ fn replay(proxy: SocketAddr, autoscale: serde_json::Value) -> SocketAddr {
                 header.clear();
             }
             let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-            let (status, content_type, body) = match answers.get(&path) {
+            let (status, content_type, body) = match replies.get(&path) {
                 Some((content_type, body)) => ("200 OK", *content_type, body.as_str()),
                 None => ("404 Not Found", "text/plain", "no"),
             };
@@ -257,7 +263,10 @@ fn the_autoscaling_panel_shows_each_group_with_its_chart() {
         "mode": "holding", "holding_reason": "a start is pending", "waiting": 2,
         "last_decision": null, "decisions": {"up": 0, "down": 0}, "history": [],
     }]});
-    let url = format!("http://{}/", replay(proxy.admin_addr(), autoscale));
+    let url = format!(
+        "http://{}/",
+        replay(proxy.admin_addr(), &[("/api/autoscale", autoscale)])
+    );
     let profile = tempfile::tempdir().unwrap();
     let dom = browse(&url, profile.path(), &["--dump-dom"]);
     assert_eq!(
@@ -294,6 +303,119 @@ fn the_autoscaling_panel_shows_each_group_with_its_chart() {
 
     let screenshot =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin-dashboard-autoscale.png");
+    let _ = std::fs::remove_file(&screenshot);
+    browse(
+        &url,
+        profile.path(),
+        &[&format!("--screenshot={}", screenshot.display())],
+    );
+    assert!(std::fs::read(&screenshot).is_ok_and(|png| png.starts_with(b"\x89PNG")));
+}
+
+#[test]
+fn the_deployment_panel_shows_the_canary_against_its_limits() {
+    let apis = [DemoApi::start(1)];
+    let addrs: Vec<SocketAddr> = apis.iter().map(|a| a.addr).collect();
+    let proxy = Proxy::start(&config("legacy", &addrs, ""));
+    let now_ms = 1_796_644_800_000_u64;
+    let check = |name: &str, canary: f64, stable: Option<f64>, limit: f64, passed: bool| {
+        serde_json::json!({"name": name, "canary": canary, "stable": stable, "limit": limit,
+            "passed": passed})
+    };
+    let analysis = serde_json::json!({
+        "verdict": "fail",
+        "summary": "p99_ratio 4.0000 > 1.5000",
+        "checks": [
+            check("error_ratio", 0.0, Some(0.001), 0.05, true),
+            check("error_ratio_increase", -0.001, None, 0.02, true),
+            check("p99_ms", 40.0, Some(10.0), 1000.0, true),
+            check("p99_ratio", 4.0, None, 1.5, false),
+        ],
+        "canary": {"requests": 120, "server_errors": 0, "failed_attempts": 0,
+            "connect_errors": 0, "p99_ms": 40.0},
+        "stable": {"requests": 880, "server_errors": 1, "failed_attempts": 0,
+            "connect_errors": 0, "p99_ms": 10.0},
+    });
+    let decision = |at_s: u64, event: &str, weight_bp: u16, message: &str| {
+        serde_json::json!({"at_ms": now_ms + at_s * 1000, "event": event, "message": message,
+            "weight_bp": weight_bp, "analysis": null})
+    };
+    let deploy = serde_json::json!({
+        "current": {
+            "id": 7,
+            "spec": {
+                "upstream": "api", "version": "v3", "strategy": "canary", "environment": {},
+                "canary": {"instances": 1, "steps": [5.0, 25.0, 50.0, 100.0], "interval": 30.0,
+                    "key": "client_ip"},
+                "analysis": {"min_requests": 50, "max_error_ratio": 0.05,
+                    "max_error_ratio_increase": 0.02, "max_p99_ms": 1000.0, "max_p99_ratio": 1.5,
+                    "failure_limit": 2},
+                "blue_green": {"keep_blue": 300.0},
+            },
+            "phase": "stepping",
+            "from_version": "v2",
+            "old_units": ["api@1.service", "api@2.service"],
+            "new_units": ["api@3.service"],
+            "step": 1,
+            "weight_bp": 2500,
+            "failures_in_a_row": 1,
+            "last_analysis": analysis,
+            "started_ms": now_ms,
+            "updated_ms": now_ms + 65_000,
+            "keep_blue_until_ms": null,
+            "decisions": [
+                decision(0, "started", 0, "starting api@3.service on v3"),
+                decision(5, "step", 500, "step 1 of 4: 5% of the clients"),
+                decision(35, "step", 2500, "step 2 of 4: 25% of the clients"),
+                decision(65, "analysis-failed", 2500, "p99_ratio 4.0000 > 1.5000"),
+            ],
+            "outcome": null,
+        },
+        "history": [],
+    });
+    let url = format!(
+        "http://{}/",
+        replay(proxy.admin_addr(), &[("/api/deploy", deploy)])
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let dom = browse(&url, profile.path(), &["--dump-dom"]);
+    assert_eq!(
+        text_of(&dom, "live").trim(),
+        "live",
+        "the page got its data"
+    );
+    let panel = tag_with_id(&dom, "deploy");
+    assert!(!panel.contains(" hidden"), "{panel}");
+    let start = dom
+        .find("<div class=\"deploy-current\"")
+        .unwrap_or_else(|| panic!("no deployment in:\n{dom}"));
+    let tag = &dom[start..=start + dom[start..].find('>').unwrap()];
+    assert_eq!(attribute(tag, "data-id"), "7");
+    assert_eq!(attribute(tag, "data-phase"), "stepping");
+    assert_eq!(attribute(tag, "data-strategy"), "canary");
+    assert_eq!(attribute(tag, "data-weight-bp"), "2500");
+    assert!(dom.contains("v2 → v3"), "from and to");
+    assert!(dom.contains("step 2 of 4"), "the step");
+    assert!(dom.contains("api@3.service"), "the new instance");
+    for (check, passed) in [
+        ("error_ratio", "true"),
+        ("p99_ms", "true"),
+        ("p99_ratio", "false"),
+    ] {
+        let needle = format!("<tr data-check=\"{check}\"");
+        let start = dom
+            .find(&needle)
+            .unwrap_or_else(|| panic!("no row for {check} in:\n{dom}"));
+        let tag = &dom[start..=start + dom[start..].find('>').unwrap()];
+        assert_eq!(attribute(tag, "data-passed"), passed, "{check}");
+    }
+    assert!(dom.contains("check-failed"), "the failed check is marked");
+    assert!(
+        dom.contains("<tr data-event=\"analysis-failed\""),
+        "the decisions are listed"
+    );
+
+    let screenshot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("admin-dashboard-deploy.png");
     let _ = std::fs::remove_file(&screenshot);
     browse(
         &url,

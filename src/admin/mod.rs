@@ -1,6 +1,7 @@
 //! The admin plane: an HTTP server on the control side (never on a worker) with the live
 //! dashboard (`/`), Prometheus metrics (`/metrics`), the JSON API (`/api/…`: status, backends,
-//! drain / enable / weight, reload, the discovered instances, the autoscaled groups), and `lbproxy ctl`, its command-line client.
+//! drain / enable / weight, reload, the discovered instances, the autoscaled groups, the
+//! deployments), and `lbproxy ctl` and `lbproxy deploy`, its command-line clients.
 //!
 //! Flow: [`crate::server::Server::start`] binds the admin address before the workers start (a
 //! busy port fails the start, with the reason) and spawns [`AdminServer`] once they listen. Its
@@ -15,15 +16,18 @@
 //! exposition, rendered from [`crate::metrics::tables`]; every listener, group and backend
 //! metric is declared once, in [`crate::metrics::catalog`]), `api.rs` (JSON, changes),
 //! `instances.rs` (the systemd units of `discover` groups: `/api/instances` and their metrics),
-//! `drain_guard.rs` (no drain of a group's last serving backend without `force`),
-//! `dashboard.rs` + `assets/` (the page), `client.rs` + `ctl.rs` (`lbproxy ctl`). `sampler` is
-//! the control loop's ([`crate::control::sampler`]), named here for the paths that read it.
+//! `autoscale.rs` and `deploy.rs` (the autoscaler's and the deploy controller's boards: their
+//! endpoints and metrics), `drain_guard.rs` (no drain of a group's last serving backend
+//! without `force`), `dashboard.rs` + `assets/` (the page), `client.rs` + `ctl/` (`lbproxy
+//! ctl`, `lbproxy deploy`). `sampler` is the control loop's ([`crate::control::sampler`]),
+//! named here for the paths that read it.
 
 pub mod api;
 pub mod autoscale;
 pub mod client;
 pub mod ctl;
 pub mod dashboard;
+pub mod deploy;
 pub mod drain_guard;
 pub mod http;
 pub mod instances;

@@ -9,10 +9,12 @@
 //! per-worker condition (`lbproxy_backend_state`, `lbproxy_backend_circuit`) say on how many
 //! workers it holds. Latencies are histograms with fixed buckets (500 µs … 10 s). The discovered
 //! instances' families (`lbproxy_instance_*`, declared in the catalog too) come next, over the
-//! `/api/instances` view of the discovery inventory, and the autoscaled groups' families
-//! (`lbproxy_autoscale_*`) last, over the `/api/autoscale` view of the autoscaler's board.
+//! `/api/instances` view of the discovery inventory, the autoscaled groups' families
+//! (`lbproxy_autoscale_*`) over the `/api/autoscale` view of the autoscaler's board, and the
+//! deployments' (`lbproxy_deploy_*`, `lbproxy_deploys_total`) last, over the deployment board.
 
 use super::autoscale::{AutoscaleView, AUTOSCALE, AUTOSCALE_SIGNAL};
+use super::deploy::{DeployMetrics, DEPLOY, DEPLOY_CHECK, DEPLOY_CHECK_VALUE, DEPLOY_WEIGHT};
 use super::instances::{InstanceView, INSTANCES};
 use super::ServerInfo;
 use crate::metrics::counters::{ClassCounts, Latency, LATENCY_BOUNDS_US, STATUS_CLASSES};
@@ -86,12 +88,13 @@ pub const WORKER_CONNECTIONS: Family = gauge(
 );
 
 /// Renders the whole exposition: the proxy's own families, then those of the discovered
-/// `instances` and of the `autoscale`d groups (their families are there, without samples, when
-/// nothing is discovered or autoscaled).
+/// `instances`, of the `autoscale`d groups and of the deployments (`deploy`: their families are
+/// there, without samples, when nothing is discovered, autoscaled or deployed).
 pub fn render(
     aggregate: &Aggregate,
     instances: &[InstanceView],
     autoscale: &[AutoscaleView],
+    deploy: &DeployMetrics,
     info: &ServerInfo,
     reloads: u64,
     now_ms: u64,
@@ -187,6 +190,30 @@ pub fn render(
         .map(|a| (vec![a.group.as_str(), a.metric.unwrap_or("none")], a))
         .collect();
     out.table(&AUTOSCALE_SIGNAL, &signals);
+    let groups: Vec<_> = deploy
+        .groups
+        .iter()
+        .map(|d| (vec![d.upstream.as_str()], d))
+        .collect();
+    out.table(&DEPLOY, &groups);
+    let weights: Vec<_> = deploy
+        .weights
+        .iter()
+        .map(|w| (vec![w.upstream.as_str(), w.version.as_str()], w))
+        .collect();
+    out.table(&DEPLOY_WEIGHT, &weights);
+    let checks: Vec<_> = deploy
+        .checks
+        .iter()
+        .map(|c| (vec![c.upstream.as_str(), c.check.as_str()], c))
+        .collect();
+    out.table(&DEPLOY_CHECK, &checks);
+    let values: Vec<_> = deploy
+        .values
+        .iter()
+        .map(|v| (vec![v.upstream.as_str(), v.check.as_str(), v.side], v))
+        .collect();
+    out.table(&DEPLOY_CHECK_VALUE, &values);
     out.text
 }
 
@@ -340,7 +367,15 @@ mod tests {
             started_ms: 0,
             listeners: Vec::new(),
         };
-        let text = render(&Aggregate::default(), &view.instances, &[], &info, 0, 0);
+        let text = render(
+            &Aggregate::default(),
+            &view.instances,
+            &[],
+            &DeployMetrics::default(),
+            &info,
+            0,
+            0,
+        );
         let up = "{upstream=\"api\",unit=\"api@1.service\"}";
         let failed = "{upstream=\"api\",unit=\"api@2.service\"}";
         for line in [
@@ -388,7 +423,15 @@ mod tests {
     #[test]
     fn autoscaled_groups_are_labelled_by_upstream_and_the_signal_by_metric_too() {
         let view = super::super::autoscale::fixture::view();
-        let text = render(&Aggregate::default(), &[], &view.groups, &info(), 0, 0);
+        let text = render(
+            &Aggregate::default(),
+            &[],
+            &view.groups,
+            &DeployMetrics::default(),
+            &info(),
+            0,
+            0,
+        );
         let api = "{upstream=\"api\"}";
         let batch = "{upstream=\"batch\"}";
         for line in [
@@ -421,7 +464,15 @@ mod tests {
 
     #[test]
     fn without_autoscale_the_families_have_no_samples() {
-        let text = render(&Aggregate::default(), &[], &[], &info(), 0, 0);
+        let text = render(
+            &Aggregate::default(),
+            &[],
+            &[],
+            &DeployMetrics::default(),
+            &info(),
+            0,
+            0,
+        );
         assert!(text.contains("# TYPE lbproxy_autoscale_desired_instances gauge\n"));
         assert!(text.contains("# HELP lbproxy_autoscale_signal "));
         let samples = text
@@ -429,6 +480,49 @@ mod tests {
             .filter(|l| l.starts_with("lbproxy_autoscale_"))
             .count();
         assert_eq!(samples, 0, "{text}");
+    }
+
+    #[test]
+    fn deployments_are_labelled_by_upstream_and_their_checks_by_check_and_side() {
+        let deploy = super::super::deploy::metrics(&super::super::deploy::fixture::board());
+        let text = render(&Aggregate::default(), &[], &[], &deploy, &info(), 0, 0);
+        let api = "{upstream=\"api\"}";
+        for line in [
+            "# TYPE lbproxy_deploy_in_progress gauge".to_owned(),
+            "# TYPE lbproxy_deploys_total counter".to_owned(),
+            "# TYPE lbproxy_deploy_analysis_value gauge".to_owned(),
+            format!("lbproxy_deploy_in_progress{api} 1"),
+            format!("lbproxy_deploy_step{api} 2"),
+            format!("lbproxy_deploy_failures_in_a_row{api} 1"),
+            "lbproxy_deploys_total{upstream=\"api\",result=\"promoted\"} 1".to_owned(),
+            "lbproxy_deploys_total{upstream=\"api\",result=\"aborted\"} 1".to_owned(),
+            "lbproxy_deploys_total{upstream=\"api\",result=\"rolled-back\"} 0".to_owned(),
+            "lbproxy_deploy_weight_ratio{upstream=\"api\",version=\"v3\"} 0.25".to_owned(),
+            "lbproxy_deploy_analysis_limit{upstream=\"api\",check=\"p99_ms\"} 1000".to_owned(),
+            "lbproxy_deploy_analysis_value{upstream=\"api\",check=\"p99_ms\",side=\"canary\"} 12"
+                .to_owned(),
+            "lbproxy_deploy_analysis_value{upstream=\"api\",check=\"p99_ms\",side=\"stable\"} 10"
+                .to_owned(),
+            "lbproxy_deploy_analysis_value{upstream=\"api\",check=\"p99_ratio\",side=\"canary\"} 1.2"
+                .to_owned(),
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} in:\n{text}");
+        }
+        assert!(
+            !text.contains("check=\"p99_ratio\",side=\"stable\""),
+            "a ratio has no stable side:\n{text}"
+        );
+        let idle = render(
+            &Aggregate::default(),
+            &[],
+            &[],
+            &DeployMetrics::default(),
+            &info(),
+            0,
+            0,
+        );
+        assert!(idle.contains("# HELP lbproxy_deploy_weight_ratio "));
+        assert!(!idle.lines().any(|l| l.starts_with("lbproxy_deploy")));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! a DNS name (DNS rebinding) and a POST from another origin (403).
 
 use super::http::{AdminRequest, AdminResponse};
-use super::{api, autoscale, dashboard, instances, prometheus, AdminState};
+use super::{api, autoscale, dashboard, deploy, instances, prometheus, AdminState};
 use crate::config::AdminToken;
 use crate::http::Method;
 use crate::runtime::now_ms;
@@ -33,10 +33,12 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
                 std::time::SystemTime::now(),
             );
             let autoscale = autoscale::view(state.control.autoscale());
+            let deployments = deploy::metrics(state.control.deploy());
             let text = prometheus::render(
                 &aggregate,
                 &instances.instances,
                 &autoscale.groups,
+                &deployments,
                 &state.info,
                 state.control.reloads(),
                 now_ms(),
@@ -47,6 +49,16 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
         (Method::Get, "/api/backends") => api::backends(state),
         (Method::Get, "/api/instances") => instances::instances(state),
         (Method::Get, "/api/autoscale") => autoscale::autoscale(state),
+        (Method::Get, "/api/deploy") => deploy::deploy(state),
+        (Method::Get, "/api/deploy/history") => deploy::history(state),
+        (Method::Post, "/api/deploy") => deploy::start(
+            state.control.deploy(),
+            &state.control.config(),
+            &request.body,
+        ),
+        (Method::Post, "/api/deploy/promote" | "/api/deploy/abort" | "/api/deploy/rollback") => {
+            deploy::command(state.control.deploy(), segments[2], &request.body)
+        }
         (Method::Post, "/api/reload") => api::reload(state),
         (Method::Post, _) if segments.len() == 5 && segments[..2] == ["api", "backends"] => {
             let force = request.flag("force");
@@ -61,10 +73,20 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
         }
         (
             _,
-            "/" | "/index.html" | "/metrics" | "/api/status" | "/api/backends" | "/api/instances"
-            | "/api/autoscale",
+            "/"
+            | "/index.html"
+            | "/metrics"
+            | "/api/status"
+            | "/api/backends"
+            | "/api/instances"
+            | "/api/autoscale"
+            | "/api/deploy/history",
         ) => not_allowed("GET"),
-        (_, "/api/reload") => not_allowed("POST"),
+        (_, "/api/deploy") => not_allowed("GET, POST"),
+        (
+            _,
+            "/api/reload" | "/api/deploy/promote" | "/api/deploy/abort" | "/api/deploy/rollback",
+        ) => not_allowed("POST"),
         (_, _) if segments.len() == 5 && segments[..2] == ["api", "backends"] => {
             not_allowed("POST")
         }
@@ -72,8 +94,10 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
             404,
             format!(
                 "no {path} here: the admin server serves / (dashboard), /metrics, \
-                 /api/status, /api/backends, /api/instances, /api/autoscale, \
-                 POST /api/backends/GROUP/BACKEND/drain|enable|weight and POST /api/reload"
+                 /api/status, /api/backends, /api/instances, /api/autoscale, /api/deploy, \
+                 /api/deploy/history, POST /api/backends/GROUP/BACKEND/drain|enable|weight, \
+                 POST /api/reload, POST /api/deploy (a deployment spec) and POST \
+                 /api/deploy/promote|abort|rollback"
             ),
         ),
     }

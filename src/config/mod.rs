@@ -29,7 +29,11 @@ mod units;
 mod validate;
 
 pub use args::{load_from_args, ConfigArgs};
+/// For other files read the configuration's way (the deployment spec): the same suggestions,
+/// lists and duration spelling.
+pub(crate) use error::{did_you_mean, list};
 pub use types::*;
+pub(crate) use units::format_duration;
 pub use validate::{is_loopback, DEFAULT_ADMIN_ADDRESS};
 
 use std::path::Path;

@@ -26,4 +26,7 @@ pub mod analysis;
 pub mod board;
 pub mod record;
 pub mod spec;
+pub mod spec_check;
+pub mod spec_file;
+pub mod spec_json;
 pub mod version;

@@ -3,7 +3,8 @@
 //!
 //! Each scope's metrics are one macro below, `listener_metrics!`, `upstream_metrics!`,
 //! `backend_metrics!`, `instance_metrics!` (the systemd units of `discover` groups) and
-//! `autoscale_metrics!` / `autoscale_signal_metrics!` (the autoscaled groups), listing
+//! `autoscale_metrics!` / `autoscale_signal_metrics!` (the autoscaled groups) and
+//! `deploy_metrics!` with its three companions (the deployments), listing
 //! an entry per metric family in exposition order: its doc comment is the Prometheus HELP text,
 //! then its name in code, its type, its Prometheus name and, if it has one, its JSON API field.
 //! The macro hands its entries to the macro it is given (an "x-macro"), and two read them:
@@ -14,7 +15,8 @@
 //!   [`BACKENDS`]) that `/metrics` (`admin/prometheus.rs`) and the JSON API (`admin/api.rs`,
 //!   which the dashboard reads) are rendered from, in entry order; `instance_metrics!` is made
 //!   into a table by `admin/instances.rs`, over its view of the discovery inventory, and the
-//!   autoscale ones by `admin/autoscale.rs`, over its view of the autoscaler's board.
+//!   autoscale ones by `admin/autoscale.rs`, over its view of the autoscaler's board, and the
+//!   deploy ones by `admin/deploy.rs`, over its rows of the deployment board.
 //!
 //! Flow: a worker increments the cells on the request path (methods in [`super::stats`]); its
 //! tick publishes `snapshot()`s ([`super::snapshot`]); the control side sums them with `merge`
@@ -318,7 +320,88 @@ macro_rules! autoscale_signal_metrics {
     };
 }
 
+/// Every metric of a group with deployments (`lbproxy deploy`), in exposition order. Like
+/// [`autoscale_metrics!`], `show` entries only, over the admin's rows of the deployment board
+/// (`admin::deploy::DeployGroupRow`, one per group the board has seen deployed); the tables are
+/// made there (`DEPLOY`, label `upstream`). The new version's weight, and the last analysis's
+/// checks, have labels more and so tables of their own: [`deploy_weight_metrics!`],
+/// [`deploy_check_metrics!`] and [`deploy_check_value_metrics!`].
+macro_rules! deploy_metrics {
+    ($then:ident! { $($head:tt)* }) => {
+        $then! {
+            $($head)*
+
+            /// 1 while a deployment of the group is in progress (from its start until its
+            /// old or new instances are stopped), else 0.
+            show in_progress: Gauge = "lbproxy_deploy_in_progress",
+                from |d| Value::Number(u64::from(d.in_progress));
+            /// The canary step in force, counting from 1 (0 while the canary instances start);
+            /// no sample for blue-green or without a deployment in progress.
+            show step: Gauge = "lbproxy_deploy_step",
+                from |d| d.step.map_or(Value::Unknown, Value::Number);
+            /// Failed canary analyses in a row (failure_limit of them abort); no sample
+            /// without a deployment in progress.
+            show failures: Gauge = "lbproxy_deploy_failures_in_a_row",
+                from |d| d.failures_in_a_row.map_or(Value::Unknown, |n| Value::Number(u64::from(n)));
+            /// Ended deployments of the group the proxy keeps in its history (the last 50), by
+            /// result (promoted, aborted, rolled-back).
+            show ended: Counter = "lbproxy_deploys_total", from |d| Value::Labelled {
+                label: "result",
+                samples: vec![
+                    ("promoted", d.promoted),
+                    ("aborted", d.aborted),
+                    ("rolled-back", d.rolled_back),
+                ],
+            };
+        }
+    };
+}
+
+/// The new version's share of the clients, labelled `upstream` and `version` (see
+/// [`deploy_metrics!`]).
+macro_rules! deploy_weight_metrics {
+    ($then:ident! { $($head:tt)* }) => {
+        $then! {
+            $($head)*
+
+            /// The share of the group's clients the deployment in progress sends to its new
+            /// version, 0 to 1; no sample without a deployment in progress.
+            show weight: Gauge = "lbproxy_deploy_weight_ratio",
+                from |w| Value::Real(f64::from(w.weight_bp) / 10_000.0);
+        }
+    };
+}
+
+/// The limits of the last canary analysis's checks, labelled `upstream` and `check` (see
+/// [`deploy_metrics!`]).
+macro_rules! deploy_check_metrics {
+    ($then:ident! { $($head:tt)* }) => {
+        $then! {
+            $($head)*
+
+            /// The limit of a check of the last canary analysis (error_ratio,
+            /// error_ratio_increase, p99_ms, p99_ratio): the value fails above it.
+            show limit: Gauge = "lbproxy_deploy_analysis_limit", from |c| Value::Real(c.limit);
+        }
+    };
+}
+
+/// The values the last canary analysis measured, labelled `upstream`, `check` and `side` (see
+/// [`deploy_metrics!`]).
+macro_rules! deploy_check_value_metrics {
+    ($then:ident! { $($head:tt)* }) => {
+        $then! {
+            $($head)*
+
+            /// A check's value in the last canary analysis, for the canary and (for the checks
+            /// that compare) stable; no sample before the first analysis.
+            show value: Gauge = "lbproxy_deploy_analysis_value", from |c| Value::Real(c.value);
+        }
+    };
+}
+
 pub(crate) use {
-    autoscale_metrics, autoscale_signal_metrics, backend_metrics, instance_metrics,
+    autoscale_metrics, autoscale_signal_metrics, backend_metrics, deploy_check_metrics,
+    deploy_check_value_metrics, deploy_metrics, deploy_weight_metrics, instance_metrics,
     listener_metrics, upstream_metrics,
 };

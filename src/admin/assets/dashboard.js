@@ -1,4 +1,4 @@
-// lbproxy dashboard: polls /api/status, /api/instances and /api/autoscale once a second and renders them. No dependencies; every
+// lbproxy dashboard: polls /api/status, /api/instances, /api/autoscale and /api/deploy once a second and renders them. No dependencies; every
 // value reaches the page through textContent (never as HTML).
 "use strict";
 
@@ -296,6 +296,109 @@ function renderAutoscale(v) {
   rendered.forEach((g) => g.draw());
 }
 
+// A share of the clients (0 to 1) as a bar on a canvas, with a tick at each of `steps` (percent).
+function drawWeight(canvas, share, steps) {
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth || canvas.width;
+  const height = canvas.clientHeight || canvas.height;
+  canvas.width = Math.round(width * ratio);
+  canvas.height = Math.round(height * ratio);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.fillStyle = COLORS.grid;
+  ctx.fillRect(0, 0, width, height);
+  ctx.fillStyle = COLORS.info;
+  ctx.fillRect(0, 0, Math.round(width * Math.min(Math.max(share, 0), 1)), height);
+  ctx.fillStyle = COLORS.muted;
+  for (const step of steps) {
+    const x = Math.min(Math.round((width * step) / 100), width - 1);
+    ctx.fillRect(x, 0, 1, height);
+  }
+}
+
+function fmtWeight(bp) {
+  const pct = bp / 100;
+  return (Number.isInteger(pct) ? pct.toFixed(0) : pct.toFixed(2).replace(/0$/, "")) + "%";
+}
+
+function fmtTime(ms) {
+  return new Date(ms).toLocaleTimeString();
+}
+
+// A check's value or limit: up to four decimals.
+function fmtCheck(value) {
+  if (value === null || value === undefined) return "–";
+  return String(Number(value.toFixed(4)));
+}
+
+function deployOutcome(o) {
+  if (!o) return null;
+  if (o.result === "promoted") return "promoted";
+  return `${o.result === "rolled-back" ? "rolled back" : "aborted"}: ${o.reason}`;
+}
+
+// The Deployment panel: the deployment in progress, or the last one (with how it ended);
+// hidden before the first.
+function renderDeploy(v) {
+  const d = v.current;
+  $("deploy").hidden = !d;
+  if (!d) {
+    $("deploy-body").replaceChildren();
+    return;
+  }
+  const spec = d.spec;
+  const canary = spec.strategy === "canary";
+  const steps = spec.canary.steps;
+  const stepText = !canary ? (d.keep_blue_until_ms ? `blue kept until ${fmtTime(d.keep_blue_until_ms)}` : "all at once") :
+    d.phase === "starting" ? `starting, then ${steps.length} steps` : `step ${d.step + 1} of ${steps.length}`;
+  const outcome = deployOutcome(d.outcome);
+  const fig = (label, cls, value) =>
+    el("div", { class: "kpi" }, el("span", { class: "label" }, label), el("b", { class: cls }, value));
+  const bar = el("canvas", { width: 600, height: 14 });
+  const a = d.last_analysis;
+  let analysis = el("p", { class: "note" }, canary ? "no analysis yet" : null);
+  if (a) {
+    const rows = a.checks.map((c) => el("tr", { "data-check": c.name, "data-passed": String(c.passed) },
+      el("td", {}, c.name),
+      el("td", { class: "num canary" + (c.passed ? "" : " bad") }, fmtCheck(c.canary)),
+      el("td", { class: "num stable" }, fmtCheck(c.stable)),
+      el("td", { class: "num limit" }, fmtCheck(c.limit)),
+      el("td", {}, el("span", { class: `badge check-${c.passed ? "ok" : "failed"}` }, c.passed ? "ok" : "failed"))));
+    analysis = el("div", { class: "deploy-analysis" },
+      el("p", { class: "note" }, `last analysis: ${a.verdict} · canary ${fmtCount(a.canary.requests)} requests, ` +
+        `stable ${fmtCount(a.stable.requests)} · ${d.failures_in_a_row} failed in a row (${spec.analysis.failure_limit} abort)`),
+      el("table", { class: "checks" },
+        el("thead", {}, el("tr", {}, el("th", {}, "check"), el("th", { class: "num" }, "canary"),
+          el("th", { class: "num" }, "stable"), el("th", { class: "num" }, "limit"), el("th", {}, "verdict"))),
+        el("tbody", {}, ...rows)),
+      el("p", { class: "note" }, a.summary));
+  }
+  const decisions = d.decisions.slice(-8).map((x) => el("tr", { "data-event": x.event },
+    el("td", {}, fmtTime(x.at_ms)),
+    el("td", {}, x.event),
+    el("td", { class: "num" }, fmtWeight(x.weight_bp)),
+    el("td", { class: "message" }, x.message)));
+  const node = el("div", { class: "deploy-current", "data-id": d.id, "data-upstream": spec.upstream,
+    "data-phase": d.phase, "data-strategy": spec.strategy, "data-weight-bp": d.weight_bp },
+    el("h3", {}, `deployment ${d.id} · upstream ${spec.upstream} · ${d.from_version || "template"} → ${spec.version}`,
+      el("span", { class: `badge phase-${d.phase}` }, d.phase),
+      outcome ? el("span", { class: "outcome" }, outcome) : null,
+      el("span", { class: "detail" }, `${spec.strategy} · started ${fmtTime(d.started_ms)}`)),
+    el("div", { class: "kpis" },
+      fig("new version's share", "weight", fmtWeight(d.weight_bp)),
+      fig(canary ? "step" : "switch", "step", stepText),
+      fig("old instances", "old-units", d.old_units.length ? d.old_units.join(", ") : "none"),
+      fig("new instances", "new-units", d.new_units.length ? d.new_units.join(", ") : "none")),
+    el("figure", { class: "weight-bar" }, bar),
+    analysis,
+    el("table", { class: "decisions" },
+      el("thead", {}, el("tr", {}, el("th", {}, "time"), el("th", {}, "decision"), el("th", { class: "num" }, "weight"),
+        el("th", {}, "why"))),
+      el("tbody", {}, ...decisions)));
+  $("deploy-body").replaceChildren(node);
+  drawWeight(bar, d.weight_bp / 10000, canary ? steps : []);
+}
+
 function setLive(ok, why) {
   const live = $("live");
   live.className = "live " + (ok ? "ok" : "stale");
@@ -324,6 +427,9 @@ async function refresh() {
     const autoscale = await fetch("/api/autoscale", { headers, cache: "no-store" });
     if (!autoscale.ok) throw new Error(`/api/autoscale: HTTP ${autoscale.status}`);
     renderAutoscale(await autoscale.json());
+    const deploy = await fetch("/api/deploy", { headers, cache: "no-store" });
+    if (!deploy.ok) throw new Error(`/api/deploy: HTTP ${deploy.status}`);
+    renderDeploy(await deploy.json());
     lastUpdate = Date.now();
     setLive(true);
   } catch (error) {

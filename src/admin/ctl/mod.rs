@@ -1,14 +1,17 @@
 //! `lbproxy ctl`: the admin API from the command line — `status`, `backends`, `instances`,
 //! `autoscale`, `drain`, `enable`, `weight`, `reload` — with readable tables ([`tables`]), or the API's JSON with `--json` for
-//! scripts.
+//! scripts; and `lbproxy deploy` ([`deploy`]), the deployments through the same API.
 //!
 //! Which proxy: `--admin ADDR`, or `-c FILE` (the proxy's configuration: its `[admin]` address
 //! and token), or the environment, or `127.0.0.1:9901` ([`target`] has the order). Exit status
 //! 0 on success, 1 with the reason otherwise.
 
+pub mod deploy;
+mod deploy_text;
 mod tables;
 mod target;
 
+pub use deploy::DeployArgs;
 pub use target::{command_for, AdminTargetArgs};
 
 use super::client::{backend_path, AdminClient, Reply};

@@ -288,13 +288,13 @@ pub(super) fn autoscale_table(v: &Value) -> String {
 }
 
 /// A signal or a target: up to two decimals, no trailing zeros (`10`, `2.5`, `0.33`).
-fn figure(x: f64) -> String {
+pub(super) fn figure(x: f64) -> String {
     let text = format!("{x:.2}");
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// Milliseconds since the Unix epoch as the UTC time of day, `12:00:05`.
-fn clock(ms: &Value) -> String {
+pub(super) fn clock(ms: &Value) -> String {
     ms.as_u64().map_or("?".into(), |ms| {
         let s = ms / 1000 % 86_400;
         format!("{:02}:{:02}:{:02} UTC", s / 3600, s % 3600 / 60, s % 60)
@@ -340,13 +340,13 @@ fn uptime(seconds: u64) -> String {
 }
 
 /// A plain-text table: headers starting with `>` are right-aligned (numbers).
-struct Table {
+pub(super) struct Table {
     headers: Vec<(String, bool)>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(headers: &[&str]) -> Self {
+    pub(super) fn new(headers: &[&str]) -> Self {
         Self {
             headers: headers
                 .iter()
@@ -359,11 +359,11 @@ impl Table {
         }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    pub(super) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let widths: Vec<usize> = self
             .headers
             .iter()
