@@ -275,14 +275,15 @@ pub fn metrics(board: &DeployBoard) -> DeployMetrics {
                 ..DeployGroupRow::default()
             })
     }
+    // Every group deployed before shows its counters, at 0 until one ends in this process.
     for d in board.history() {
-        let g = group(&mut groups, &d.spec.upstream);
-        match d.outcome {
-            Some(Outcome::Promoted) => g.promoted += 1,
-            Some(Outcome::Aborted { .. }) => g.aborted += 1,
-            Some(Outcome::RolledBack { .. }) => g.rolled_back += 1,
-            None => {}
-        }
+        group(&mut groups, &d.spec.upstream);
+    }
+    for (upstream, ended) in board.ended_counts() {
+        let g = group(&mut groups, &upstream);
+        g.promoted = ended.promoted;
+        g.aborted = ended.aborted;
+        g.rolled_back = ended.rolled_back;
     }
     let mut metrics = DeployMetrics::default();
     if let Some(d) = board.current() {
@@ -375,7 +376,9 @@ pub(crate) mod fixture {
     /// Current: 3, v3 over v1, canary at step 2 of 4 (25%), one failed analysis in a row, the
     /// last one a pass after a failure on p99, with four decisions.
     pub fn board() -> DeployBoard {
-        let board = DeployBoard::with_history(vec![
+        // Ended in this process (published): in the history and counted.
+        let board = DeployBoard::default();
+        for ended in [
             deployment(1, "v1", None, 7200, Some(Outcome::Promoted)),
             deployment(
                 2,
@@ -386,7 +389,9 @@ pub(crate) mod fixture {
                     reason: "analysis failed twice: error_ratio 0.2000 > 0.0500".into(),
                 }),
             ),
-        ]);
+        ] {
+            board.publish(&ended);
+        }
         let mut d = deployment(3, "v3", Some("v1"), 60, None);
         let stable = SideFigures {
             requests: 900,

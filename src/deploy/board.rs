@@ -37,25 +37,27 @@ struct BoardState {
     /// Ended deployments, oldest first, at most [`HISTORY_KEPT`].
     history: VecDeque<Deployment>,
     state_dir: Option<PathBuf>,
+    /// Deployments that ended in this process, per group (the `lbproxy_deploys_total`
+    /// counter: it only grows, unlike the history, which keeps the last ones).
+    ended: BTreeMap<String, EndedCounts>,
+    /// The last deployment counted in `ended`.
+    last_counted: u64,
+}
+
+/// How many deployments of one group ended in this process, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndedCounts {
+    pub promoted: u64,
+    pub aborted: u64,
+    pub rolled_back: u64,
 }
 
 impl DeployBoard {
-    /// A board that starts with the history read from the state directory.
-    pub fn with_history(history: Vec<Deployment>) -> Self {
-        let board = Self::default();
-        {
-            let mut state = board.lock();
-            for deployment in history {
-                state.push_history(deployment);
-            }
-        }
-        board
-    }
-
     /// Adds the ended deployments read from the state directory (oldest first).
     pub fn load_history(&self, history: Vec<Deployment>) {
         let mut state = self.lock();
         for deployment in history {
+            state.last_counted = state.last_counted.max(deployment.id);
             state.push_history(deployment);
         }
     }
@@ -108,8 +110,26 @@ impl DeployBoard {
         let mut state = self.lock();
         if !deployment.in_progress() {
             state.push_history(deployment.clone());
+            if deployment.id > state.last_counted {
+                state.last_counted = deployment.id;
+                let counts = state
+                    .ended
+                    .entry(deployment.spec.upstream.clone())
+                    .or_default();
+                match deployment.outcome {
+                    Some(Outcome::Promoted) => counts.promoted += 1,
+                    Some(Outcome::Aborted { .. }) => counts.aborted += 1,
+                    Some(Outcome::RolledBack { .. }) => counts.rolled_back += 1,
+                    None => {}
+                }
+            }
         }
         state.current = Some(deployment.clone());
+    }
+
+    /// Deployments that ended since this process started, per group.
+    pub fn ended_counts(&self) -> BTreeMap<String, EndedCounts> {
+        self.lock().ended.clone()
     }
 
     /// Ended deployments, oldest first.

@@ -19,9 +19,6 @@
 //! Nothing here runs on a worker; nothing here does I/O but [`record::Store`] and
 //! [`version::VersionChange::apply`], which the control side calls.
 
-// Until the deploy controller and the admin side use every item (removed when they land).
-#![allow(dead_code)]
-
 pub mod analysis;
 pub mod board;
 pub mod record;

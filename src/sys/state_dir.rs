@@ -9,9 +9,6 @@
 //! place as `%S/lbproxy` (systemd's state root), so deployments need the proxy run by its unit
 //! (`StateDirectory=` keeps the two in step whatever the systemd version).
 
-// Until the deploy controller and the config history use it (removed when they land).
-#![allow(dead_code)]
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
