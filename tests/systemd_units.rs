@@ -138,6 +138,7 @@ fn the_proxy_units_keep_what_the_proxy_needs() {
             "Restart=on-failure",
             "LimitNOFILE=",
             "RuntimeDirectory=lbproxy",
+            "StateDirectory=lbproxy",
             "SystemCallFilter=io_uring_setup io_uring_enter io_uring_register",
             "ExecReload=",
         ] {
