@@ -1,8 +1,9 @@
 //! The units under a real systemd: a user manager and journald in a sandbox of their own
 //! (tests/common/systemd.rs), the units installed by `lbproxy systemd install --user`, and every
 //! step done with `systemctl --user` and `journalctl` as a person would — start, stop an instance
-//! under load, reload under load, a broken reload, a stalled worker, a restart with socket
-//! activation, and the system unit's hardening with io_uring.
+//! under load, reload under load (each configuration recorded in the unit's state directory), a
+//! broken reload, a stalled worker, a restart with socket activation, the system unit's
+//! hardening with io_uring, and the example backup timer's archive restored.
 
 mod common;
 
@@ -540,4 +541,68 @@ fn a_socket_activated_instance_restarts_under_load_without_a_refused_connection(
         activated, 4,
         "only the socket-activated starts used the socket:\n{log}"
     );
+}
+
+#[test]
+fn the_backup_service_archives_what_a_restore_rebuilds() {
+    let sandbox = Sandbox::start();
+    start_all(&sandbox);
+    sandbox.write_config(&config_with_only_instance_1());
+    sandbox.systemctl_ok(&["reload", LBPROXY]);
+    let history = unit_history(&sandbox, 2);
+
+    // The example units, installed as a person would (the binary's path pointing at this build).
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    for unit in ["lbproxy-backup.service", "lbproxy-backup.timer"] {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("systemd/examples/user")
+            .join(unit);
+        let text = std::fs::read_to_string(example)
+            .unwrap()
+            .replace("%h/.cargo/bin/", &format!("{bin_dir}/"));
+        std::fs::write(sandbox.unit_dir().join(unit), text).unwrap();
+    }
+    sandbox.systemctl_ok(&["daemon-reload"]);
+    sandbox.systemctl_ok(&["enable", "--now", "lbproxy-backup.timer"]);
+    assert_eq!(
+        sandbox.property("lbproxy-backup.timer", "ActiveState"),
+        "active"
+    );
+    // What the timer starts, started now (a oneshot: `start` returns once it has run).
+    sandbox.systemctl_ok(&["start", "lbproxy-backup.service"]);
+    let backups: Vec<std::path::PathBuf> =
+        std::fs::read_dir(sandbox.home().join("backups/lbproxy"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+
+    // Restored elsewhere: the configuration that runs and the history as the proxy recorded it.
+    let dir = tempfile::tempdir().unwrap();
+    let (config, state) = (dir.path().join("lbproxy.toml"), dir.path().join("state"));
+    let restore = std::process::Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .arg("restore")
+        .arg(&backups[0])
+        .arg("-c")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(restore.status.success(), "{}", text(&restore));
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        config_with_only_instance_1()
+    );
+    let restored: Vec<serde_json::Value> =
+        std::fs::read_to_string(state.join("configs/history.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(restored, history);
 }

@@ -70,14 +70,17 @@ pub fn run(args: &BackupArgs) -> anyhow::Result<()> {
         state_dir: std::path::absolute(&state_dir).unwrap_or(state_dir.clone()),
         files: members.iter().map(FileRecord::of).collect(),
     };
-    let output = args.output.clone().unwrap_or_else(|| {
-        let stamp: String = time
-            .chars()
-            .filter(|c| c.is_ascii_digit() || *c == 'T')
-            .take(15)
-            .collect();
-        PathBuf::from(format!("lbproxy-backup-{host}-{stamp}Z.tar.gz"))
-    });
+    let stamp: String = time
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .take(15)
+        .collect();
+    let default_name = format!("lbproxy-backup-{host}-{stamp}Z.tar.gz");
+    let output = match &args.output {
+        Some(dir) if dir.is_dir() => dir.join(default_name),
+        Some(file) => file.clone(),
+        None => PathBuf::from(default_name),
+    };
     let mut bytes = Vec::new();
     archive::write(&mut bytes, &manifest, &members)?;
     // Not world-readable: the configuration may hold the admin token.

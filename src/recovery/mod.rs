@@ -103,7 +103,8 @@ pub struct RollbackArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BackupArgs {
-    /// The archive to write. Default: lbproxy-backup-HOST-TIME.tar.gz in this directory.
+    /// The archive to write, or a directory to write lbproxy-backup-HOST-TIME.tar.gz in (the
+    /// systemd timer's way). Default: that name in this directory.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// The configuration file to include (the proxy's `-c FILE`). Default: the file the
