@@ -195,10 +195,12 @@ fn a_rollback_under_load_serves_the_previous_configuration_with_no_failed_reques
     let close = Load::start(proxy.addr, 2, Connections::Close, || {});
     keep_alive.wait_for_more(100, WAIT);
     close.wait_for_more(100, WAIT);
+    let (ok_before, started) = (keep_alive.ok() + close.ok(), std::time::Instant::now());
     let rollback = lbproxy(
         &proxy.state_home,
         &["config", "rollback", "--admin", &admin],
     );
+    let (took, during) = (started.elapsed(), keep_alive.ok() + close.ok() - ok_before);
     assert!(rollback.status.success(), "{}", said(&rollback));
     let out = stdout(&rollback);
     assert!(
@@ -222,7 +224,9 @@ fn a_rollback_under_load_serves_the_previous_configuration_with_no_failed_reques
     }
     keep_alive.wait_for_more(100, WAIT);
     close.wait_for_more(100, WAIT);
+    eprintln!("config rollback took {took:?}; {during} requests answered meanwhile");
     for load in [keep_alive.stop(), close.stop()] {
+        eprintln!("{} requests, {} failed", load.ok, load.failures.len());
         assert!(load.ok > 0);
         assert!(
             load.failures.is_empty(),

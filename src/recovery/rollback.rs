@@ -54,6 +54,8 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
         );
     };
     let env = args.target.env.clone().or_else(|| running.env.clone());
+    // The file itself when `path` is a link: a rename over the link would replace the link.
+    let file = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
 
     // 2. Checked as `lbproxy check` checks the file it goes to.
     if let Err(errors) = crate::config::load_text_as(&text, Some(&path), env.as_deref()) {
@@ -80,12 +82,12 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
     };
 
     // 4. Keep what the file holds, mark the rollback, write.
-    let before = match std::fs::read(&path) {
+    let before = match std::fs::read(&file) {
         Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let owner = Owner::of(&path);
+    let owner = Owner::of(&file);
     if let Some(saved) =
         keep_unrecorded(&store, &entries, before.as_deref(), &path, env.as_deref())?
     {
@@ -104,7 +106,7 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
     if client.is_some() {
         store.mark_rollback(&mark)?;
     }
-    files::replace(&path, text.as_bytes(), owner)
+    files::replace(&file, text.as_bytes(), owner)
         .with_context(|| format!("writing {}", path.display()))?;
     let running_text = store.text(&running).unwrap_or_default();
     let changes = diff::changed_lines(&running_text, &text);
@@ -157,7 +159,7 @@ pub fn run(args: &RollbackArgs) -> anyhow::Result<()> {
         }
         Err(ClientError::Refused { status, message }) => {
             store.clear_rollback();
-            put_back(&path, before.as_deref(), owner)?;
+            put_back(&file, before.as_deref(), owner)?;
             bail!(
                 "the proxy refused entry {}'s configuration ({status}): {message}\n{} is back as \
                  it was; the running configuration (entry {}) stays",
