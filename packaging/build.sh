@@ -108,10 +108,19 @@ fi
 
 # /usr/share/lbproxy: examples and monitoring files (data for other tools, so not under
 # /usr/share/doc, which minimal installs drop). The own-API drop-in is for the demo's
-# api@.service: /usr/share/lbproxy-demo/.
+# api@.service: /usr/share/lbproxy-demo/. The backup timers (docs/disaster-recovery.md) are the
+# proxy's, one pair per manager, naming the packaged binary: examples/backup-{system,user}/.
 install -m 644 examples/*.toml "$proxy/share/examples/"
 if [ -d systemd/examples ]; then
-    install -m 644 systemd/examples/* "$demo/share/"
+    install -m 644 systemd/examples/*.conf "$demo/share/"
+    for kind in system user; do
+        [ -d "systemd/examples/$kind" ] || continue
+        mkdir -p "$proxy/share/examples/backup-$kind"
+        for unit in "systemd/examples/$kind"/*; do
+            sed 's|%h/\.cargo/bin/|/usr/bin/|g' "$unit" >"$proxy/share/examples/backup-$kind/$(basename "$unit")"
+            chmod 644 "$proxy/share/examples/backup-$kind/$(basename "$unit")"
+        done
+    done
 fi
 if [ -d packaging/monitoring ]; then
     mkdir -p "$proxy/share/monitoring"

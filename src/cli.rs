@@ -1,5 +1,6 @@
 //! Command-line interface: `lbproxy serve`, `check`, `reload`, `up`, `ctl`, `rollout`,
-//! `systemd install`.
+//! `systemd install`, and the recovery commands ([`crate::recovery`]: `config history|rollback`,
+//! `backup`, `restore`).
 //!
 //! The binary only parses arguments and calls into the library; every subcommand that reads a
 //! configuration goes through [`crate::config::load`], so `check` validates exactly what `serve`
@@ -64,6 +65,10 @@ pub enum Command {
     /// systemd helpers: install the user units.
     #[command(subcommand)]
     Systemd(SystemdCommand),
+    /// `lbproxy config history|rollback`, `lbproxy backup`, `lbproxy restore`
+    /// (docs/disaster-recovery.md).
+    #[command(flatten)]
+    Recovery(crate::recovery::RecoveryCommand),
     /// Write the manual pages or shell completions into a directory (packaging/build.sh).
     #[command(hide = true)]
     Generate(crate::generate::GenerateArgs),
@@ -129,6 +134,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Deploy(args) => crate::admin::ctl::deploy::run(&args),
         Command::Rollout(args) => crate::rollout::run(&args),
         Command::Systemd(SystemdCommand::Install(args)) => install(&args),
+        Command::Recovery(command) => crate::recovery::run(&command),
         Command::Generate(args) => crate::generate::run(&args, Cli::command()),
     };
     match result {
@@ -225,6 +231,8 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
         watchdog: Watchdog::from_env(),
         state_file: StateFile::from_env(),
         state_dir: deploy_state_dir(),
+        // Every configuration that serves, in the state directory (`lbproxy config history`).
+        history: crate::history::Recorder::from_env(),
         ..LoopOptions::default()
     };
     let server = match Server::bind(config, inherited).and_then(|bound| bound.start_with(options)) {

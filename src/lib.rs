@@ -11,7 +11,9 @@
 //! services (watchdog, `STATUS=`, reload confirmation); workers count what they do ([`metrics`]),
 //! and the [`admin`] server shows it (dashboard, Prometheus, JSON API) and changes backends at
 //! runtime. `lbproxy up` ([`up`]) runs API instances and the proxy together; [`rollout`]
-//! restarts the API instances one at a time through systemd. ARCHITECTURE.md has the picture.
+//! restarts the API instances one at a time through systemd. Every configuration that serves is
+//! recorded in the state directory ([`history`]); [`recovery`] rolls back to one, and backs up
+//! and restores the configuration and the state directory. ARCHITECTURE.md has the picture.
 //!
 //! The library's API is what the binary, the tests and the fuzz targets use: [`cli`],
 //! [`config`], [`http`], [`logging`], [`server`], the hidden `fuzzing` and the hidden
@@ -26,6 +28,7 @@ pub(crate) mod deploy;
 pub mod fuzzing;
 pub(crate) mod generate;
 pub(crate) mod health;
+pub(crate) mod history;
 pub mod http;
 pub(crate) mod l4;
 pub(crate) mod l7;
@@ -33,6 +36,7 @@ pub(crate) mod listener;
 pub mod logging;
 pub(crate) mod metrics;
 pub(crate) mod net;
+pub(crate) mod recovery;
 pub(crate) mod relay;
 pub(crate) mod rollout;
 pub(crate) mod runtime;

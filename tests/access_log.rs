@@ -157,7 +157,8 @@ fn json_lines_carry_the_request_and_trace_ids_the_backend_got() {
         ),
     )
     .unwrap();
-    let mut proxy = Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+    let mut proxy = Command::new(env!("CARGO_BIN_EXE_lbproxy"));
+    let mut proxy = common::isolate_state(&mut proxy, &dir.path().join("state"))
         .args(["serve", "-c"])
         .arg(&path)
         .env("LBPROXY_LOG", "info")

@@ -585,7 +585,8 @@ fn a_non_loopback_admin_address_needs_a_token_and_enforces_it() {
     std::fs::write(&file, &open).unwrap();
     // The proxy refuses to start, saying why (and `check` says the same).
     for command in ["check", "serve"] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+        let mut output = std::process::Command::new(env!("CARGO_BIN_EXE_lbproxy"));
+        let output = common::isolate_state(&mut output, &dir.path().join("state"))
             .args([command, "-c"])
             .arg(&file)
             .output()
@@ -1029,7 +1030,8 @@ fn a_reload_through_the_api_tells_systemd_as_sighup_does() {
         ),
     )
     .unwrap();
-    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_lbproxy"));
+    let mut proxy = common::isolate_state(&mut proxy, &dir.path().join("state"))
         .args(["serve", "-c"])
         .arg(&file)
         .env("NOTIFY_SOCKET", &notify_path)

@@ -28,6 +28,14 @@ fn lbproxy() -> Command {
     command
 }
 
+/// [`lbproxy`] with its state directory under `dir`: every `serve` records its configuration
+/// there, never in the real ~/.local/state.
+fn lbproxy_in(dir: &std::path::Path) -> Command {
+    let mut command = lbproxy();
+    common::isolate_state(&mut command, &dir.join("state"));
+    command
+}
+
 /// Reads a child's log as it comes: each read sends the whole log so far; the thread returns
 /// the whole log once the child closes it.
 fn read_log(
@@ -88,7 +96,7 @@ fn a_log_written_to_a_file_has_no_colour_and_human_addresses() {
     let log_path = dir.path().join("log.txt");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut proxy = Running(
-        lbproxy()
+        lbproxy_in(dir.path())
             .args(["serve", "-c"])
             .arg(&path)
             .stdout(Stdio::null())
@@ -128,7 +136,7 @@ fn a_reload_refused_through_the_api_is_logged_once_with_its_fix() {
     let path = common::one_backend_config_file(dir.path(), backend.addr);
     // stderr is a pipe, as in `lbproxy serve 2>&1 | tee`.
     let mut proxy = Running(
-        lbproxy()
+        lbproxy_in(dir.path())
             .args(["serve", "-c"])
             .arg(&path)
             .stdout(Stdio::null())
@@ -227,7 +235,7 @@ fn reload_says_when_it_cannot_tell_the_outcome() {
     let path = common::one_backend_config_file(dir.path(), "127.0.0.1:9".parse().unwrap());
     let log_path = dir.path().join("log.txt");
     let mut proxy = Running(
-        lbproxy()
+        lbproxy_in(dir.path())
             .args(["serve", "-c"])
             .arg(&path)
             .stdout(Stdio::null())
@@ -270,7 +278,7 @@ fn a_sighup_during_start_reloads_instead_of_ending_the_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let path = common::one_backend_config_file(dir.path(), backend.addr);
     let mut proxy = Running(
-        lbproxy()
+        lbproxy_in(dir.path())
             .env("LBPROXY_LOG", "info,lbproxy::control::signals=debug")
             .args(["serve", "-c"])
             .arg(&path)

@@ -37,7 +37,12 @@ fn vtc_dir() -> PathBuf {
 
 fn run(name: &str, driver: &str) {
     let file = vtc_dir().join(format!("{name}.vtc"));
+    // The `lbproxy serve` each file starts records its configuration in a state directory:
+    // this test's own, never the real ~/.local/state.
+    let state_home = tempfile::tempdir().unwrap();
     let output = Command::new("varnishtest")
+        .env("XDG_STATE_HOME", state_home.path())
+        .env_remove("STATE_DIRECTORY")
         // -v: the whole log, shown only when the test fails; -t: varnishtest's own time limit.
         .args(["-v", "-t", "60"])
         .arg("-D")

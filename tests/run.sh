@@ -15,6 +15,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every `lbproxy serve` records its configuration in its state directory (src/history/). The
+# tests give each proxy they start a state directory of its own; this one catches whatever else
+# the suite runs (the bench smoke, the soak), so that nothing goes to the real ~/.local/state.
+XDG_STATE_HOME=$(mktemp -d -t lbproxy-state.XXXXXX)
+export XDG_STATE_HOME
+trap 'rm -rf "$XDG_STATE_HOME"' EXIT
+
 stage=all
 case "${1:-}" in
 "") ;;

@@ -1,8 +1,9 @@
 //! The units under a real systemd: a user manager and journald in a sandbox of their own
 //! (tests/common/systemd.rs), the units installed by `lbproxy systemd install --user`, and every
 //! step done with `systemctl --user` and `journalctl` as a person would — start, stop an instance
-//! under load, reload under load, a broken reload, a stalled worker, a restart with socket
-//! activation, and the system unit's hardening with io_uring.
+//! under load, reload under load (each configuration recorded in the unit's state directory), a
+//! broken reload, a stalled worker, a restart with socket activation, the system unit's
+//! hardening with io_uring, and the example backup timer's archive restored.
 
 mod common;
 
@@ -46,6 +47,29 @@ fn instance_behind_proxy(sandbox: &Sandbox) -> u64 {
         let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
         body["instance"].as_u64().unwrap()
     })
+}
+
+/// The proxy unit's configuration history once it has `count` entries, as `lbproxy config
+/// history --json` lists it. The unit's `StateDirectory=lbproxy` is `%S/lbproxy`: systemd 254 and
+/// later put it in ~/.local/state, earlier ones in ~/.config.
+fn unit_history(sandbox: &Sandbox, count: usize) -> Vec<serde_json::Value> {
+    let places = [".local/state/lbproxy", ".config/lbproxy"].map(|p| sandbox.home().join(p));
+    let mut listed = Vec::new();
+    wait_until(START, &format!("{count} entries in the history"), || {
+        let Some(dir) = places
+            .iter()
+            .find(|d| d.join("configs/history.jsonl").is_file())
+        else {
+            return false;
+        };
+        let dir = dir.display().to_string();
+        let args = ["config", "history", "--json", "--state-dir", &dir];
+        let out = sandbox.run(env!("CARGO_BIN_EXE_lbproxy"), &args);
+        assert!(out.status.success(), "{}", text(&out));
+        listed = serde_json::from_slice(&out.stdout).unwrap();
+        listed.len() >= count
+    });
+    listed
 }
 
 fn start_all(sandbox: &Sandbox) {
@@ -186,6 +210,22 @@ fn reloads_under_load_drop_nothing_and_a_broken_config_fails_the_reload() {
         sandbox.property(LBPROXY, "StatusText").contains("reload"),
         "the status line tells of the reloads"
     );
+    // Each configuration that served is in the unit's state directory: the start, then every
+    // reload (`systemctl reload` signals the proxy), two texts stored in all.
+    let history = unit_history(&sandbox, 21);
+    assert_eq!(history.len(), 21, "{history:#?}");
+    assert_eq!(history[0]["who"], "start");
+    assert!(
+        history[1..]
+            .iter()
+            .all(|e| e["who"] == "reload" && e["via"] == "signal"),
+        "{history:#?}"
+    );
+    let stored: BTreeSet<u64> = history
+        .iter()
+        .map(|e| e["stored"].as_u64().unwrap())
+        .collect();
+    assert!(stored.len() <= 3, "{stored:?}");
 
     // A file that does not validate: `lbproxy check` fails the reload, the proxy keeps serving.
     sandbox.write_config("[runtime]\nwokers = 4\n");
@@ -209,6 +249,11 @@ fn reloads_under_load_drop_nothing_and_a_broken_config_fails_the_reload() {
     ]);
     assert_eq!(sandbox.property(LBPROXY, "ActiveState"), "active");
     sandbox.in_net(|| assert_eq!(client::get(proxy_addr(), "/").status, 200));
+    assert_eq!(
+        unit_history(&sandbox, 21).len(),
+        21,
+        "a refused reload records nothing"
+    );
 }
 
 #[test]
@@ -307,16 +352,13 @@ fn the_system_units_sandbox_keeps_io_uring_working() {
     );
     // With PrivateTmp=, a checkout under /tmp (CI's clean clone may be one) is hidden from the
     // unit: its binaries and the sandbox's config are bound into the unit's namespace as they
-    // are, read-only, as a package's /usr/bin and /etc would be.
-    let config_dir = sandbox
-        .config_path()
-        .parent()
-        .unwrap()
-        .display()
-        .to_string();
+    // are, read-only, as a package's /usr/bin and /etc would be, and its state directory
+    // (`%S/lbproxy`: ~/.config/lbproxy before systemd 254, beside the config) writable, as
+    // /var/lib/lbproxy would be.
+    let config = sandbox.config_path().display().to_string();
     let unit = unit.replace(
         "[Service]\n",
-        &format!("[Service]\nBindReadOnlyPaths={bin_dir} {config_dir}\n"),
+        &format!("[Service]\nBindReadOnlyPaths={bin_dir} {config}\nBindPaths=%S/lbproxy\n"),
     );
     std::fs::write(sandbox.unit_dir().join("lbproxy-hardened.service"), unit).unwrap();
     sandbox.systemctl_ok(&["daemon-reload"]);
@@ -326,6 +368,14 @@ fn the_system_units_sandbox_keeps_io_uring_working() {
     let seen: BTreeSet<u64> = (0..9).map(|_| instance_behind_proxy(&sandbox)).collect();
     assert_eq!(seen.len(), 3, "{seen:?}");
     sandbox.systemctl_ok(&["reload", "lbproxy-hardened.service"]);
+    // Its StateDirectory= is writable in that sandbox: the start and the reload are recorded.
+    let history = unit_history(&sandbox, 2);
+    assert_eq!(
+        (&history[0]["who"], &history[1]["who"]),
+        (&"start".into(), &"reload".into())
+    );
+    let journal = sandbox.journal(&["--user-unit", "lbproxy-hardened.service"]);
+    assert!(!journal.contains("cannot record"), "{journal}");
 }
 
 #[test]
@@ -621,4 +671,68 @@ fn a_socket_activated_instance_restarts_under_load_without_a_refused_connection(
         activated, 4,
         "only the socket-activated starts used the socket:\n{log}"
     );
+}
+
+#[test]
+fn the_backup_service_archives_what_a_restore_rebuilds() {
+    let sandbox = Sandbox::start();
+    start_all(&sandbox);
+    sandbox.write_config(&config_with_only_instance_1());
+    sandbox.systemctl_ok(&["reload", LBPROXY]);
+    let history = unit_history(&sandbox, 2);
+
+    // The example units, installed as a person would (the binary's path pointing at this build).
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    for unit in ["lbproxy-backup.service", "lbproxy-backup.timer"] {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("systemd/examples/user")
+            .join(unit);
+        let text = std::fs::read_to_string(example)
+            .unwrap()
+            .replace("%h/.cargo/bin/", &format!("{bin_dir}/"));
+        std::fs::write(sandbox.unit_dir().join(unit), text).unwrap();
+    }
+    sandbox.systemctl_ok(&["daemon-reload"]);
+    sandbox.systemctl_ok(&["enable", "--now", "lbproxy-backup.timer"]);
+    assert_eq!(
+        sandbox.property("lbproxy-backup.timer", "ActiveState"),
+        "active"
+    );
+    // What the timer starts, started now (a oneshot: `start` returns once it has run).
+    sandbox.systemctl_ok(&["start", "lbproxy-backup.service"]);
+    let backups: Vec<std::path::PathBuf> =
+        std::fs::read_dir(sandbox.home().join("backups/lbproxy"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+
+    // Restored elsewhere: the configuration that runs and the history as the proxy recorded it.
+    let dir = tempfile::tempdir().unwrap();
+    let (config, state) = (dir.path().join("lbproxy.toml"), dir.path().join("state"));
+    let restore = std::process::Command::new(env!("CARGO_BIN_EXE_lbproxy"))
+        .arg("restore")
+        .arg(&backups[0])
+        .arg("-c")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(restore.status.success(), "{}", text(&restore));
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        config_with_only_instance_1()
+    );
+    let restored: Vec<serde_json::Value> =
+        std::fs::read_to_string(state.join("configs/history.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(restored, history);
 }

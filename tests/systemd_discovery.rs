@@ -301,7 +301,7 @@ fn without_a_bus(args: &[&str]) -> std::process::Output {
     let config = config.replace("127.0.0.1:8080", "127.0.0.1:0");
     std::fs::write(&path, format!("{config}[up]\nupstream = \"api\"\n")).unwrap();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lbproxy"));
-    command
+    common::isolate_state(&mut command, &dir.path().join("state"))
         .args(args)
         .arg("-c")
         .arg(&path)

@@ -138,6 +138,7 @@ fn the_proxy_units_keep_what_the_proxy_needs() {
             "Restart=on-failure",
             "LimitNOFILE=",
             "RuntimeDirectory=lbproxy",
+            "StateDirectory=lbproxy",
             "SystemCallFilter=io_uring_setup io_uring_enter io_uring_register",
             "ExecReload=",
         ] {
@@ -283,4 +284,39 @@ fn the_api_socket_template_takes_its_port_from_a_drop_in() {
         "api@2.socket without a drop-in:\n{}",
         all_output(&out)
     );
+}
+
+/// The backup timer and service of systemd/examples, system and user, as a person would install
+/// them (the binary's path pointing at this build).
+#[test]
+fn the_backup_examples_verify_clean() {
+    for (manager, dir) in [("--system", "system"), ("--user", "user")] {
+        let installed = tempfile::tempdir().unwrap();
+        for unit in ["lbproxy-backup.service", "lbproxy-backup.timer"] {
+            let text =
+                std::fs::read_to_string(repo().join("systemd/examples").join(dir).join(unit))
+                    .unwrap();
+            let text = text
+                .replace("/usr/bin/lbproxy", &format!("{}/lbproxy", bin_dir()))
+                .replace("%h/.cargo/bin/", &format!("{}/", bin_dir()));
+            std::fs::write(installed.path().join(unit), text).unwrap();
+        }
+        let runtime = installed.path().join("runtime");
+        std::fs::create_dir(&runtime).unwrap();
+        let out = run(Command::new("systemd-analyze")
+            .args([
+                manager,
+                "verify",
+                "lbproxy-backup.service",
+                "lbproxy-backup.timer",
+            ])
+            .current_dir(installed.path())
+            .env("HOME", installed.path())
+            .env("XDG_RUNTIME_DIR", &runtime));
+        assert!(
+            out.status.success() && all_output(&out).is_empty(),
+            "systemd-analyze {manager} verify on the {dir} backup units:\n{}",
+            all_output(&out)
+        );
+    }
 }

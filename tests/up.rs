@@ -69,8 +69,7 @@ fn start_up(dir: &tempfile::TempDir) -> (Up, SocketAddr, SocketAddr, SocketAddr)
         ),
     )
     .unwrap();
-    let mut up = Up(lbproxy_up()
-        .arg(&path)
+    let mut up = Up(lbproxy_up(&path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -156,12 +155,14 @@ fn instances_do_not_outlive_a_killed_up() {
     );
 }
 
-/// `lbproxy up -c …`, once the demo API it runs by default is known to be built (under cargo,
-/// `lbproxy up` would build a missing one itself, slowly and silently within a test's deadline).
-fn lbproxy_up() -> Command {
+/// `lbproxy up -c path`, once the demo API it runs by default is known to be built (under
+/// cargo, `lbproxy up` would build a missing one itself, slowly and silently within a test's
+/// deadline), with its state directory beside `path`.
+fn lbproxy_up(path: &std::path::Path) -> Command {
     common::demo::demo_api_binary();
     let mut command = Command::new(env!("CARGO_BIN_EXE_lbproxy"));
-    command.args(["up", "-c"]);
+    common::isolate_state(&mut command, &path.with_file_name("state"));
+    command.args(["up", "-c"]).arg(path);
     command
 }
 
@@ -173,8 +174,7 @@ fn zombie(pid: u32) -> bool {
 /// Runs `lbproxy up -c path ARGS` and returns it with its banner, once printed (up to the
 /// `try curl` line, the last).
 fn launch(path: &std::path::Path, args: &[&str]) -> (Up, Vec<String>) {
-    let mut up = Up(lbproxy_up()
-        .arg(path)
+    let mut up = Up(lbproxy_up(path)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -299,8 +299,7 @@ fn a_busy_proxy_port_fails_up_before_any_instance_starts() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let output = lbproxy_up()
-        .arg(&path)
+    let output = lbproxy_up(&path)
         .env("LBPROXY_LOG", "info")
         .stdin(Stdio::null())
         .output()

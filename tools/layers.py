@@ -18,7 +18,7 @@ from pathlib import Path
 LAYERS = [
     ["sys"],
     ["config", "http", "tls", "metrics"],
-    ["systemd", "net", "relay", "health", "deploy"],
+    ["systemd", "net", "relay", "health", "deploy", "history"],
     ["logging", "listener", "upstream"],
     ["runtime"],
     ["l4", "l7"],
@@ -26,7 +26,7 @@ LAYERS = [
     ["control"],
     ["admin"],
     ["server"],
-    ["rollout", "up", "generate"],
+    ["rollout", "up", "generate", "recovery"],
     ["cli", "fuzzing", "lib"],
 ]
 __doc__ += "\n".join("  " + ", ".join(layer) for layer in LAYERS) + "\n"

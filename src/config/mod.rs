@@ -69,6 +69,22 @@ pub fn load(path: Option<&Path>, env: Option<&str>) -> Result<Config, ConfigErro
     load_with_env(path, env, &|name| std::env::var(name).ok())
 }
 
+/// [`load`] of a text not read from `path` (yet): validated exactly as if `path` held it
+/// (`None`: as the embedded default), so that errors name the file and the paths it names
+/// resolve from its directory. `lbproxy config rollback` and `lbproxy restore` check a stored
+/// text with it before they write it there.
+pub fn load_text_as(
+    text: &str,
+    path: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Config, ConfigErrors> {
+    let source = match path {
+        Some(path) => ConfigSource::File(path.to_path_buf()),
+        None => ConfigSource::Embedded,
+    };
+    load_text(text, source, env, &|name| std::env::var(name).ok())
+}
+
 /// A duration written as in the configuration (`"500ms"`, `"2s"`, `"1m"`), for command-line
 /// options (clap's `value_parser`); the error says what to write instead.
 pub fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
@@ -116,6 +132,7 @@ pub(crate) fn load_text(
     let context = validate::Context {
         source,
         env: env.map(str::to_string),
+        text: SourceText::from(text),
         driver_override: lookup(validate::DRIVER_VAR),
     };
     match validate::validate(raw, context, &mut issues) {
@@ -335,6 +352,7 @@ mod tests {
                 ready_path: "/health/ready".into(),
                 ready_timeout: secs(30),
             },
+            text: SourceText::from(EMBEDDED_DEFAULT),
         };
         assert_eq!(config, expected);
     }

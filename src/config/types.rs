@@ -28,12 +28,38 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Settings for `lbproxy up` (the local deployment).
     pub up: UpConfig,
+    /// The text this configuration was loaded from, exactly as read (the file's, or
+    /// [`super::EMBEDDED_DEFAULT`]): what the configuration history records when it serves.
+    pub text: SourceText,
 }
 
 impl Config {
     /// The listener named `name`.
     pub fn listener(&self, name: &str) -> Option<&ListenerConfig> {
         self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
+/// A configuration's text, shared by every copy of the [`Config`]; its `Debug` gives only the
+/// size (a whole file in a log line helps nobody).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SourceText(Arc<str>);
+
+impl SourceText {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SourceText {
+    fn from(text: &str) -> Self {
+        Self(Arc::from(text))
+    }
+}
+
+impl std::fmt::Debug for SourceText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SourceText({} bytes)", self.0.len())
     }
 }
 

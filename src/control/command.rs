@@ -11,6 +11,7 @@ use super::discovery::Discovered;
 use super::reload::{ReloadError, ReloadReport};
 use crate::config::Config;
 use crate::health::HealthTable;
+pub use crate::history::Via;
 use crate::runtime::command::{BackendChange, Reply};
 use std::net::SocketAddr;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -54,8 +55,9 @@ pub enum ReloadFrom {
     /// Read again from where the running one came from (same file, same `--env`, the process
     /// environment for `${VAR}`), adjusted as the process asks (`lbproxy up` keeps its
     /// instances). Under systemd it is announced (`RELOADING=1` … `READY=1`) and its outcome
-    /// recorded for `lbproxy reload`.
-    Source,
+    /// recorded for `lbproxy reload`; once it serves, it goes to the configuration history,
+    /// with how it was asked for (SIGHUP or the admin API).
+    Source(Via),
     /// This configuration (a controller's action, or a library caller's).
     Config(Box<Config>),
 }

@@ -44,6 +44,7 @@ use super::systemd::watchdog::Watchdog;
 use super::systemd::{drain, status};
 use crate::config::{self, Config};
 use crate::health::HealthTable;
+use crate::history::Recorder;
 use crate::runtime::command::{BackendChange, BackendCommand, Reply, WorkerCommand};
 use crate::runtime::WorkerShared;
 use crate::systemd::Notifier;
@@ -84,6 +85,9 @@ pub struct LoopOptions {
     /// Where deployments and the instances' version files are kept (`lbproxy serve`: the
     /// state directory); `None`: deployments refuse to start (they need version files).
     pub state_dir: Option<PathBuf>,
+    /// Where the configurations that serve are recorded (`lbproxy serve` and `lbproxy up`: the
+    /// state directory's history); `None`: nowhere.
+    pub history: Option<Recorder>,
 }
 
 impl Default for LoopOptions {
@@ -96,6 +100,7 @@ impl Default for LoopOptions {
             controllers: Vec::new(),
             instances: None,
             state_dir: None,
+            history: None,
         }
     }
 }
@@ -109,6 +114,7 @@ impl std::fmt::Debug for LoopOptions {
             .field("adjust_reload", &self.adjust_reload.is_some())
             .field("controllers", &names(&self.controllers))
             .field("instances", &self.instances.is_some())
+            .field("history", &self.history)
             .finish()
     }
 }
@@ -166,6 +172,7 @@ pub struct ControlLoop {
     /// The discovered units, as the watcher last sent them.
     units: Arc<DiscoveredUnits>,
     observe: Observe,
+    history: Option<Recorder>,
     stopping: bool,
 }
 
@@ -238,6 +245,7 @@ impl ControlLoop {
             health: Arc::default(),
             units: Arc::default(),
             observe: Box::new(observe),
+            history: options.history,
             stopping: false,
         };
         (control_loop, handle)
@@ -276,6 +284,10 @@ impl ControlLoop {
     }
 
     fn run(&mut self) {
+        // Before any command: the start is the history's entry before any reload's.
+        if let Some(history) = &self.history {
+            history.started(&self.shared.config());
+        }
         self.start(Instant::now());
         loop {
             let wait = self
@@ -518,12 +530,17 @@ impl ControlLoop {
         let (shared, workers) = (&self.shared, &self.workers);
         match from {
             ReloadFrom::Config(config) => reload::apply(shared, workers, *config),
-            ReloadFrom::Source => {
-                let adjust = &mut self.adjust_reload;
+            ReloadFrom::Source(via) => {
+                let (adjust, history) = (&mut self.adjust_reload, &self.history);
                 let shutting_down = shared.is_shutting_down();
                 let (_, result) = self.reloader.attempt(shutting_down, || {
                     let config = read_source(shared, adjust)?;
-                    reload::apply(shared, workers, config)
+                    let report = reload::apply(shared, workers, config)?;
+                    // Before READY=1 and the answer: whoever asked finds it recorded.
+                    if let Some(history) = history {
+                        history.reloaded(&shared.config(), via);
+                    }
+                    Ok(report)
                 });
                 result
             }
@@ -982,7 +999,7 @@ mod tests {
         );
         // SIGHUP: the file has no backends for the group; the discovered one stays.
         handle.commands().send(Command::Reload {
-            from: ReloadFrom::Source,
+            from: ReloadFrom::Source(crate::history::Via::Signal),
             reply: None,
         });
         step(&mut control_loop, t0 + SECOND * 2);

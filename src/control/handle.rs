@@ -9,7 +9,7 @@
 //! controllers get [`Shared`] and return actions instead).
 
 use super::broadcast::Gathered;
-use super::command::{Command, Commands, ReloadFrom};
+use super::command::{Command, Commands, ReloadFrom, Via};
 use super::reload::{ReloadError, ReloadReport};
 use super::sampler::Sampler;
 use super::shared::{Counters, Shared};
@@ -49,9 +49,10 @@ impl ControlHandle {
     /// every worker, as SIGHUP does (under systemd: `RELOADING=1` … `READY=1`, and the outcome
     /// recorded for `lbproxy reload`; under `lbproxy up`: its instances kept). Returns once
     /// every worker serves it. On any error the running configuration stays; the loop logs the
-    /// outcome (every reason with its fix), so callers do not log it again.
+    /// outcome (every reason with its fix), so callers do not log it again. The configuration
+    /// history (when the loop keeps one) records it as a reload through the admin API.
     pub fn reload_from_source(&self) -> Result<ReloadReport, ReloadError> {
-        self.reload_from(ReloadFrom::Source)
+        self.reload_from(ReloadFrom::Source(Via::Api))
     }
 
     /// Switches every worker to `config` (two-phase: prepare on all, then commit on all, or

@@ -3,7 +3,7 @@
 //! it a command to the control loop ([`to_control`] for `lbproxy serve`; `lbproxy up` stops its
 //! instances too). It only forwards: the reload, the drain and the fault are the loop's.
 
-use super::command::{Command, ReloadFrom};
+use super::command::{Command, ReloadFrom, Via};
 use super::ControlHandle;
 use anyhow::Context;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
@@ -75,7 +75,7 @@ pub fn to_control(control: ControlHandle) -> impl FnMut(Signal) + Send + 'static
         Signal::Reload => {
             tracing::info!("received SIGHUP; reloading the configuration");
             control.commands().send(Command::Reload {
-                from: ReloadFrom::Source,
+                from: ReloadFrom::Source(Via::Signal),
                 reply: None,
             });
         }

@@ -1,6 +1,7 @@
 //! Where the proxy keeps what must outlive its process (the deployment in progress and its
-//! history, the configurations that served, the instances' version files), and how a file
-//! there is replaced without a reader ever seeing half of it.
+//! history, the configurations that served, the instances' version files), how a file
+//! there is replaced without a reader ever seeing half of it, and how writers from several
+//! processes take turns ([`lock`]).
 //!
 //! The directory is, first found: `$STATE_DIRECTORY` (systemd's `StateDirectory=lbproxy`:
 //! `/var/lib/lbproxy` for the system unit; for the user unit `~/.local/state/lbproxy`, or
@@ -58,6 +59,38 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&temporary, path)
 }
 
+/// An exclusive lock on a file, held until dropped (closing the file releases it).
+#[derive(Debug)]
+pub struct FileLock {
+    _file: std::fs::File,
+}
+
+/// Takes an exclusive `flock(2)` on `path` (created if missing, with its parent), waiting while
+/// another process holds it: several processes may write the same files of the state
+/// directory (the proxy, `lbproxy config rollback`, `lbproxy restore`), one at a time.
+pub fn lock(path: &Path) -> std::io::Result<FileLock> {
+    use std::os::fd::AsRawFd;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    loop {
+        // SAFETY: flock(2) on a descriptor this function owns, open for the whole call.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if locked == 0 {
+            return Ok(FileLock { _file: file });
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +137,25 @@ mod tests {
         let leftovers = std::fs::read_dir(dir.join("sub")).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary file left");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_lock_waits_for_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/.lock");
+        let held = lock(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let _second = lock(&path).unwrap();
+            tx.send(()).unwrap();
+        });
+        // flock locks belong to the open file, so a second open in this process waits too.
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_err());
+        drop(held);
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .expect("taken once released");
+        waiter.join().unwrap();
     }
 }

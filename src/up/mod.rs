@@ -117,7 +117,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
                 tracing::info!("received SIGHUP; reloading the configuration");
                 // Logged by the control loop, either way.
                 commands.send(Command::Reload {
-                    from: ReloadFrom::Source,
+                    from: ReloadFrom::Source(crate::history::Via::Signal),
                     reply: None,
                 });
             }
@@ -144,6 +144,7 @@ pub fn run(args: &UpArgs) -> anyhow::Result<()> {
     };
     let mut options = LoopOptions {
         adjust_reload: Some(Box::new(move |config| keep_instances(config, &keep))),
+        history: crate::history::Recorder::from_env(),
         ..LoopOptions::default()
     };
     let mut children = None;

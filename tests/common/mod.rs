@@ -192,6 +192,19 @@ pub fn one_backend_config_file(dir: &std::path::Path, backend: SocketAddr) -> st
     path
 }
 
+/// Gives `command` (an `lbproxy` that may serve: `serve`, `up`, a script that runs them) a state
+/// directory of its own under `state_home` (`XDG_STATE_HOME`; `STATE_DIRECTORY` removed), so that
+/// the configuration history it records never goes to the real ~/.local/state and no two tests
+/// share one.
+pub fn isolate_state<'a>(
+    command: &'a mut std::process::Command,
+    state_home: &std::path::Path,
+) -> &'a mut std::process::Command {
+    command
+        .env("XDG_STATE_HOME", state_home)
+        .env_remove("STATE_DIRECTORY")
+}
+
 /// `toml` with the admin server on a port the kernel picks, unless `toml` has its own `[admin]`:
 /// tests run side by side, and the default admin port (9901) can only be bound once.
 pub fn with_admin_on_any_port(toml: &str) -> String {

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -10,7 +11,13 @@ use std::time::Duration;
 pub struct LbproxyProcess {
     child: Child,
     pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    /// Where its admin server listens, as it logged it (`None` when it has none).
+    pub admin: Option<SocketAddr>,
+    /// The configuration file it serves.
+    pub config_path: PathBuf,
+    /// Its `XDG_STATE_HOME` (its state directory is `lbproxy/` in it).
+    pub state_home: PathBuf,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl LbproxyProcess {
@@ -24,15 +31,61 @@ impl LbproxyProcess {
 
     /// [`start`](Self::start) with its open-files limit (soft and hard) set to `nofile`.
     pub fn start_with_fd_limit(toml: &str, nofile: Option<u64>) -> LbproxyProcess {
-        use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lbproxy.toml");
         std::fs::write(&path, super::with_admin_on_any_port(toml)).unwrap();
+        let state_home = dir.path().join("state");
+        let mut process = Self::spawn(&path, &state_home, nofile, &[]);
+        process._dir = Some(dir);
+        process
+    }
+
+    /// Runs `lbproxy serve -c path` with `state_home` as its `XDG_STATE_HOME`, both left in
+    /// place when it stops (a test that restarts a proxy on the same files).
+    pub fn serve_file(path: &Path, state_home: &Path) -> LbproxyProcess {
+        Self::spawn(path, state_home, None, &[])
+    }
+
+    /// [`serve_file`](Self::serve_file) with these environment variables set.
+    pub fn serve_file_with_env(
+        path: &Path,
+        state_home: &Path,
+        env: &[(&str, &str)],
+    ) -> LbproxyProcess {
+        Self::spawn(path, state_home, None, env)
+    }
+
+    /// The configuration history it records (`configs/history.jsonl` of its state directory),
+    /// one JSON value per entry.
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        let index = self.state_home.join("lbproxy/configs/history.jsonl");
+        std::fs::read_to_string(index)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// Sends it SIGHUP (a reload, as `systemctl reload` does).
+    pub fn sighup(&self) {
+        // SAFETY: kill(2) with a valid signal number on our own child, not yet reaped.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(sent, 0, "SIGHUP to lbproxy serve");
+    }
+
+    fn spawn(
+        path: &Path,
+        state_home: &Path,
+        nofile: Option<u64>,
+        env: &[(&str, &str)],
+    ) -> LbproxyProcess {
+        use std::os::unix::process::CommandExt;
         let mut command = Command::new(env!("CARGO_BIN_EXE_lbproxy"));
+        super::isolate_state(&mut command, state_home).envs(env.iter().copied());
         command
             .arg("serve")
             .arg("-c")
-            .arg(&path)
+            .arg(path)
             .env("LBPROXY_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -56,7 +109,7 @@ impl LbproxyProcess {
         }
         let mut child = command.spawn().expect("spawn lbproxy serve");
         let listening = first_listener(child.stderr.take().expect("stderr is piped"));
-        let Ok(addr) = listening.recv_timeout(Duration::from_secs(20)) else {
+        let Ok((addr, admin)) = listening.recv_timeout(Duration::from_secs(20)) else {
             let _ = child.kill();
             let status = child.wait();
             panic!("lbproxy serve logged no listener within 20s (exit: {status:?})");
@@ -64,7 +117,10 @@ impl LbproxyProcess {
         let mut process = LbproxyProcess {
             child,
             addr,
-            _dir: dir,
+            admin,
+            config_path: path.to_path_buf(),
+            state_home: state_home.to_path_buf(),
+            _dir: None,
         };
         super::wait_until(Duration::from_secs(20), "lbproxy serve to listen", || {
             if let Ok(Some(status)) = process.child.try_wait() {
@@ -77,12 +133,23 @@ impl LbproxyProcess {
 }
 
 /// Copies the proxy's log to the test's stderr and sends the address of the first
-/// `listener NAME: SCHEME://ADDRESS/` line it logs.
-fn first_listener(log: std::process::ChildStderr) -> mpsc::Receiver<SocketAddr> {
+/// `listener NAME: SCHEME://ADDRESS/` line it logs, with its admin server's (the `admin=` field
+/// of the startup line, logged before the listeners; `None` when it is `off`).
+fn first_listener(
+    log: std::process::ChildStderr,
+) -> mpsc::Receiver<(SocketAddr, Option<SocketAddr>)> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut admin = None;
         for line in BufReader::new(log).lines().map_while(Result::ok) {
             eprintln!("{line}");
+            if line.contains("lbproxy is accepting connections") {
+                admin = line
+                    .split(" admin=")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|address| address.parse().ok());
+            }
             let address = line
                 .contains(" listener ")
                 .then(|| line.split_once("://"))
@@ -90,7 +157,7 @@ fn first_listener(log: std::process::ChildStderr) -> mpsc::Receiver<SocketAddr> 
                 .and_then(|(_, rest)| rest.split('/').next())
                 .and_then(|address| address.parse().ok());
             if let Some(address) = address {
-                let _ = tx.send(address);
+                let _ = tx.send((address, admin));
             }
         }
     });

@@ -76,8 +76,8 @@ EXPECTED_FILES=(
     /usr/share/fish/vendor_completions.d/lbproxy.fish
     /usr/share/lbproxy/examples/routes.toml
     /usr/share/lbproxy/examples/polkit-other-template.rules
-    /usr/share/lbproxy/monitoring/grafana-dashboard.json
-    /usr/share/lbproxy/monitoring/alerts.yml
+    /usr/share/lbproxy/examples/backup-system/lbproxy-backup.timer
+    /usr/share/lbproxy/examples/backup-user/lbproxy-backup.service
     /usr/share/doc/lbproxy/README.md
     /usr/share/doc/lbproxy/config.md
     /usr/share/doc/lbproxy/http.md

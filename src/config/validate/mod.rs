@@ -31,7 +31,8 @@ use super::error::{did_you_mean, is_bare_key, list, quote, Issues, KeyPath};
 use super::file::{FileConfig, FileDuration, FileScalar, FileSize, FileUp};
 use super::units::format_size;
 use super::{
-    Config, ConfigSource, DriverChoice, LimitsConfig, RuntimeConfig, TimeoutsConfig, UpConfig,
+    Config, ConfigSource, DriverChoice, LimitsConfig, RuntimeConfig, SourceText, TimeoutsConfig,
+    UpConfig,
 };
 
 /// Environment variable that overrides `runtime.driver`.
@@ -42,6 +43,8 @@ pub(crate) const DRIVER_VAR: &str = "LBPROXY_DRIVER";
 pub(crate) struct Context {
     pub source: ConfigSource,
     pub env: Option<String>,
+    /// The text being validated, kept in the [`Config`].
+    pub text: SourceText,
     /// The value of [`DRIVER_VAR`], if set.
     pub driver_override: Option<String>,
 }
@@ -90,6 +93,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
         listeners: listeners?,
         upstreams: upstreams?,
         up: up?,
+        text: ctx.text,
     };
     v.issues.is_empty().then_some(config)
 }
