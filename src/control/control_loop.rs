@@ -1009,6 +1009,72 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_from_the_file_keeps_a_running_deployments_split_and_canaries() {
+        use crate::config::{HashKey, TrafficSplit};
+        use crate::control::discovery::units::testing::unit;
+        use crate::control::discovery::Discovered;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lbproxy.toml");
+        let file = "[runtime]\nworkers = 1\n[listener.http]\naddress = \"127.0.0.1:0\"\n\
+                    upstream = \"api\"\n[upstream.api.discover]\nsystemd = \"api@*.service\"\n\
+                    address = \"127.0.0.1:{8000+N}\"\n";
+        std::fs::write(&path, file).unwrap();
+        let (mut control_loop, handle, log) =
+            discovery_loop(config::load(Some(&path), None).unwrap());
+        let t0 = Instant::now();
+        control_loop.start(t0);
+        handle.commands().send(Command::Discovered(Discovered {
+            bus: None,
+            groups: [(
+                "api".to_owned(),
+                vec![unit(1, "active", "a"), unit(2, "active", "b")],
+            )]
+            .into(),
+        }));
+        step(&mut control_loop, t0 + SECOND);
+        // A deployment: api@2 runs the new version and takes a quarter of the clients.
+        let mut backends = handle.config().upstreams[0].backends.clone();
+        backends[1].canary = true;
+        control_loop.execute(
+            "deploy",
+            Action::SetBackends {
+                group: "api".to_owned(),
+                backends,
+                what: "api@2 is the canary".to_owned(),
+            },
+        );
+        let split = TrafficSplit {
+            weight_bp: 2500,
+            key: HashKey::Cookie("session".to_owned()),
+        };
+        control_loop.execute(
+            "deploy",
+            Action::SetSplit {
+                group: "api".to_owned(),
+                split: split.clone(),
+                what: "25 %".to_owned(),
+            },
+        );
+        taken(&log);
+        // SIGHUP: the file has neither; both stay.
+        handle.commands().send(Command::Reload {
+            from: ReloadFrom::Source,
+            reply: None,
+        });
+        step(&mut control_loop, t0 + SECOND * 2);
+        assert_eq!(handle.reloads(), 1);
+        assert_eq!(taken(&log), ["worker 0: Prepare", "worker 0: Commit"]);
+        let group = &handle.config().upstreams[0];
+        assert_eq!(group.split, split);
+        let canary: Vec<(u16, bool)> = group
+            .backends
+            .iter()
+            .map(|b| (b.address.port(), b.canary))
+            .collect();
+        assert_eq!(canary, [(8001, false), (8002, true)]);
+    }
+
+    #[test]
     fn reads_that_queued_up_are_applied_as_the_latest_only() {
         use crate::control::discovery::units::testing::unit;
         use crate::control::discovery::Discovered;

@@ -9,6 +9,9 @@
 //! a reload that would leave an admin server reachable from other machines without a token is
 //! refused.
 //!
+//! A deployment's traffic split and canary flags are not the file's: a reload keeps them
+//! ([`reconcile`]).
+//!
 //! [`apply`] makes one on the control loop's thread: [`reconcile`] with the running
 //! configuration, `Prepare` on every worker and gather the answers, then `Commit` on every worker
 //! (gathered too, so the caller returns once the new configuration serves everywhere) or `Abort`
@@ -175,7 +178,8 @@ pub(super) fn logged(error: ReloadError) -> ReloadError {
 }
 
 /// Checks `new` against `running` and returns the configuration to commit (with the runtime
-/// settings that need a restart kept as they run) and the warnings about them.
+/// settings that need a restart kept as they run, and a deployment's split and canary flags as
+/// they run) and the warnings about them.
 pub(super) fn reconcile(
     running: &Config,
     mut new: Config,
@@ -255,7 +259,28 @@ pub(super) fn reconcile(
             now.address
         )]));
     }
+    keep_deployments(running, &mut new);
     Ok((new, warnings))
+}
+
+/// A deployment's traffic split and its canary flags are set at runtime (by the deployment
+/// controller and discovery), never by the file: a reload keeps the split of every group that
+/// stays (same name), and the canary flag of every backend that stays in it (same address), so
+/// a reload in the middle of a deployment moves no client. A discovered group's backends are
+/// kept whole before this (the control loop's `keep_discovered`), flags included.
+fn keep_deployments(running: &Config, new: &mut Config) {
+    for group in &mut new.upstreams {
+        let Some(was) = running.upstreams.iter().find(|g| g.name == group.name) else {
+            continue;
+        };
+        group.split = was.split.clone();
+        for backend in &mut group.backends {
+            backend.canary = was
+                .backends
+                .iter()
+                .any(|b| b.address == backend.address && b.canary);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -323,5 +348,42 @@ mod tests {
             warnings,
             ["runtime.workers changed from 2 to 4: takes effect at the next restart"]
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_a_deployments_split_and_canary_flags() {
+        use crate::config::{HashKey, TrafficSplit};
+        let file = |backends: &str| {
+            valid(&format!(
+                "[listener.http]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n\
+                 [upstream.api]\nbackends = [{backends}]\n\
+                 [upstream.web]\nbackends = [\"127.0.0.1:9001\"]\n"
+            ))
+        };
+        let split = TrafficSplit {
+            weight_bp: 2500,
+            key: HashKey::Cookie("session".to_owned()),
+        };
+        let mut running = file("\"127.0.0.1:8001\", \"127.0.0.1:8002\"");
+        running.upstreams[0].split = split.clone();
+        running.upstreams[0].backends[1].canary = true;
+
+        let reloaded = file("\"127.0.0.1:8002\", \"127.0.0.1:8003\"");
+        assert_eq!(
+            reloaded.upstreams[0].split,
+            TrafficSplit::default(),
+            "not in the file"
+        );
+        let (applied, warnings) = reconcile(&running, reloaded).unwrap();
+        assert!(warnings.is_empty());
+        let api = &applied.upstreams[0];
+        assert_eq!(api.split, split, "the deployment's weight and key stay");
+        let canary: Vec<(u16, bool)> = api
+            .backends
+            .iter()
+            .map(|b| (b.address.port(), b.canary))
+            .collect();
+        assert_eq!(canary, [(8002, true), (8003, false)]);
+        assert_eq!(applied.upstreams[1].split, TrafficSplit::default());
     }
 }

@@ -26,7 +26,7 @@
 //! `least_conn` and `p2c`) until the connection closes; what happens inside the relay is the
 //! protocol's business and does not count against the backend.
 
-use crate::config::{HashKey, RelayMode};
+use crate::config::RelayMode;
 use crate::l4::record::ConnectionRecord;
 use crate::l4::sni::{self, Hello, MAX_CLIENT_HELLO};
 use crate::net::io::{read_append, write_all_within};
@@ -35,13 +35,13 @@ use crate::net::stream;
 use crate::relay::{self, copy, splice, Direction, Progress, Relayed};
 use crate::runtime::context::WorkerContext;
 use crate::upstream::backend::Backend;
-use crate::upstream::balancer::hash_ip;
 use crate::upstream::connect::connect_tcp;
 use crate::upstream::failover::{self, GaveUp, GiveUp, Leg, Protocol, Retrying, Served};
 use crate::upstream::failure::UpstreamFailure;
 use crate::upstream::outlier::Verdict;
 use crate::upstream::route::find_route;
 use crate::upstream::scale_from_zero::{self, scaled_to_zero};
+use crate::upstream::select;
 use crate::upstream::{Generation, UpstreamGroup};
 use monoio::net::TcpStream;
 use std::net::SocketAddr;
@@ -221,18 +221,14 @@ async fn connect_with_failover<'g>(
     limit: Duration,
     record: &mut ConnectionRecord,
 ) -> Result<Served<'g, TcpStream>, GiveUp> {
-    let key = match group.config.hash_key {
-        Some(HashKey::ClientIp) => Some(hash_ip(peer.ip())),
-        // Refused by validation for groups of tcp listeners.
-        _ => None,
-    };
+    let keys = select::connection_keys(group, peer);
     let mut leg = TcpLeg {
         worker: ctx.id,
         peer,
         limit,
         record,
     };
-    failover::run(ctx.id, group, key, &mut leg).await
+    failover::run(ctx.id, group, keys, &mut leg).await
 }
 
 /// The TCP side of the failover engine: connect only (no pool, no exchange: once connected, the

@@ -7,6 +7,7 @@ use crate::http::write_error_response;
 use crate::http::{Method, RequestBody, Version};
 use crate::net::io::{write_all_within, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
+use crate::upstream::select::RequestKeys;
 use crate::upstream::Generation;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use std::net::SocketAddr;
@@ -57,9 +58,10 @@ pub struct PendingRequest {
     pub(super) listener: u16,
     pub(super) route: u32,
     pub(super) upstream: u32,
-    /// What a consistent-hashing group balances on (client IP, header or cookie); `None` for
-    /// other groups and when the header or cookie is absent.
-    pub hash_key: Option<u64>,
+    /// What the group balances it on: the hash key of a consistent-hashing group (client IP,
+    /// header or cookie; none when the header or cookie is absent) and the bucket of a group
+    /// with a traffic split. Computed once, when the request is prepared.
+    pub keys: RequestKeys,
     /// The head to send upstream (request line and headers, rebuilt by the codec), with the W3C
     /// `traceparent` (the client's, or one the proxy started): see [`PendingRequest::trace_id`].
     pub upstream_head: Vec<u8>,

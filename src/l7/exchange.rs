@@ -83,7 +83,7 @@ async fn forward_with_failover(
     loop {
         let generation = request.generation.clone();
         let group = &generation.upstreams[request.upstream()];
-        let key = request.hash_key;
+        let keys = request.keys;
         let mut leg = HttpLeg {
             ctx,
             client: &mut *client,
@@ -91,7 +91,7 @@ async fn forward_with_failover(
             record,
             group,
         };
-        let give_up = match failover::run(ctx.id, group, key, &mut leg).await {
+        let give_up = match failover::run(ctx.id, group, keys, &mut leg).await {
             Ok(Served {
                 index,
                 attempt,

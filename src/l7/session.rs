@@ -313,8 +313,7 @@ fn prepare(
     summary.push_str(request.method_str);
     summary.push(' ');
     summary.push_str(request.target);
-    let hash_key =
-        select::request_key(config.upstreams[upstream].hash_key.as_ref(), &request, peer);
+    let keys = select::request_keys(&generation.upstreams[upstream], &request, peer);
     let pending = PendingRequest {
         generation,
         method: request.method,
@@ -330,7 +329,7 @@ fn prepare(
         listener: listener as u16,
         route: route as u32,
         upstream: upstream as u32,
-        hash_key,
+        keys,
         upstream_head,
     };
     Ok(pending)

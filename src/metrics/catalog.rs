@@ -104,6 +104,11 @@ macro_rules! upstream_metrics {
             /// fast).
             count budget_rejections: Counter = "lbproxy_upstream_retry_budget_rejections_total",
                 json "retry_budget_rejections_total";
+            /// Backends chosen on the other side of a deployment's traffic split than the
+            /// client's (canary or stable), because no backend of its own side could take the
+            /// request: down, draining, ejected, full or already tried.
+            count split_fallbacks: Counter = "lbproxy_upstream_split_fallbacks_total",
+                json "split_fallbacks_total";
             /// Requests answered 503 because no backend of the group was usable.
             count no_usable_backend: Counter = "lbproxy_upstream_no_usable_backend_total",
                 json "no_usable_backend_total";

@@ -154,6 +154,12 @@ impl UpstreamStats {
         self.retries.add(u64::from(retries));
     }
 
+    /// A backend was chosen on the other side of the group's traffic split than the client's.
+    #[cold]
+    pub fn split_fallback(&self) {
+        self.split_fallbacks.inc();
+    }
+
     /// Retries of a TCP (L4) connection's connect.
     #[inline]
     pub fn add_retries(&self, retries: u32) {

@@ -2,7 +2,8 @@
 //! ([`route`]), the upstream groups of one configuration ([`Generation`]) with their balancers
 //! ([`balancer`]), the worker-local state of every backend ([`backend`]: health, ejection,
 //! drain, slow start, counters) and its keep-alive [`pool`], the choice of a backend
-//! ([`select`]), the wait for a connection slot ([`queue`]), the retry limits ([`retry`]),
+//! ([`select`]) and the deployment's traffic split between canary and stable backends
+//! ([`split`]), the wait for a connection slot ([`queue`]), the retry limits ([`retry`]),
 //! outlier detection ([`outlier`]), what a failed attempt says about retrying ([`failure`]), and
 //! the failover engine that HTTP requests and TCP connections both run on ([`failover`]: choose,
 //! queue, connect or reuse, judge, retry or give up), and the wait of a request to an autoscaled
@@ -44,6 +45,7 @@ pub mod retry;
 pub mod route;
 pub mod scale_from_zero;
 pub mod select;
+pub mod split;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -54,6 +56,7 @@ use backend::{Backend, Settings};
 use balancer::Balancer;
 use queue::SlotQueue;
 use retry::RetryBudget;
+use split::Split;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -81,6 +84,11 @@ pub struct UpstreamGroup {
     pub balancer: Balancer,
     /// Whether any backend is a backup (selection skips the backup tier otherwise).
     pub has_backups: bool,
+    /// The deployment's traffic split, while some backend is a canary ([`split`]): then each
+    /// side is balanced on its own and `balancer` is not asked. Built from this generation's
+    /// configuration, like the canary flags it reads: a backend carried over from the last
+    /// generation takes the side the new configuration gives it.
+    pub split: Option<Box<Split>>,
     /// Requests in flight to one backend this worker allows: its share of `max_connections`
     /// (`usize::MAX`: no limit).
     pub max_in_flight_per_backend: usize,
@@ -142,6 +150,7 @@ impl Generation {
                     backends,
                     balancer: Balancer::new(group.balance, &group.backends, worker),
                     has_backups: group.backends.iter().any(|b| b.backup),
+                    split: Split::new(group, worker).map(Box::new),
                     max_in_flight_per_backend: group.max_connections.map_or(usize::MAX, |max| {
                         (max.get() as usize).div_ceil(config.runtime.workers.get())
                     }),
@@ -293,6 +302,16 @@ impl UpstreamGroup {
     pub fn backend(&self, address: std::net::SocketAddr) -> Option<&Rc<Backend>> {
         self.backends.iter().find(|b| b.address == address)
     }
+
+    /// A backend's weight changed at runtime (an admin override): the balancers that decide
+    /// how to rotate when they are built (round robin) learn the weights in force.
+    pub fn weights_changed(&self) {
+        let weights = self.backends.iter().map(|b| b.weight().get());
+        self.balancer.set_weights(weights);
+        if let Some(split) = &self.split {
+            split.set_weights(&self.backends);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -427,5 +446,40 @@ mod tests {
         assert!(!api.backends[1].admits(true));
         first.apply_health(&HealthTable::default(), 0);
         assert!(api.backends[1].admits(false), "no verdict: healthy");
+    }
+
+    #[test]
+    fn a_backend_that_stays_takes_its_side_from_the_new_configuration() {
+        use crate::upstream::split::Side;
+        let with_canary = |canary: Option<usize>| {
+            let mut config = valid(
+                "[listener.http]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n\
+                 [upstream.api]\nbackends = [\"127.0.0.1:8001\", \"127.0.0.1:8002\"]\n",
+            );
+            let group = &mut config.upstreams[0];
+            if let Some(i) = canary {
+                group.backends[i].canary = true;
+            }
+            group.split.weight_bp = 2500;
+            Arc::new(config)
+        };
+        let first = Generation::first(with_canary(Some(1)), 0);
+        let split = first.upstreams[0].split.as_deref().expect("a canary");
+        assert_eq!(split.weight_bp, 2500);
+        assert_eq!(&*split.part(Side::Canary).members, [1]);
+
+        // The other backend is the canary now: the state stays, the side follows the config.
+        let second = first.next(with_canary(Some(0)), 0);
+        assert!(Rc::ptr_eq(
+            &first.upstreams[0].backends[1],
+            &second.upstreams[0].backends[1]
+        ));
+        let split = second.upstreams[0].split.as_deref().expect("a canary");
+        assert_eq!(&*split.part(Side::Canary).members, [0]);
+        assert_eq!(&*split.part(Side::Stable).members, [1]);
+
+        // No canary left (promoted or rolled back): no split, whatever its weight.
+        let third = second.next(with_canary(None), 0);
+        assert!(third.upstreams[0].split.is_none());
     }
 }

@@ -148,9 +148,7 @@ fn change_backend(ctx: &WorkerContext, command: &BackendCommand) -> Result<(), S
         }
         BackendChange::Weight(weight) => {
             backend.override_weight(Some(weight));
-            group
-                .balancer
-                .set_weights(group.backends.iter().map(|b| b.weight().get()));
+            group.weights_changed();
         }
         BackendChange::Restarted => backend.restarted(Instant::now(), group.config.slow_start),
     }

@@ -109,12 +109,19 @@ impl Proxy {
     /// Starts a proxy from TOML text (written to a temp file and loaded as `lbproxy serve -c`
     /// would). The first listener's bound address is `addr`.
     pub fn start(toml: &str) -> Proxy {
+        Self::start_adjusted(toml, |_| {})
+    }
+
+    /// [`Proxy::start`], with the loaded configuration changed by `adjust` first: for settings
+    /// that only the proxy sets at runtime (a deployment's traffic split, canary backends).
+    pub fn start_adjusted(toml: &str, adjust: impl FnOnce(&mut lbproxy::config::Config)) -> Proxy {
         init_logging();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lbproxy.toml");
         std::fs::write(&path, with_admin_on_any_port(toml)).unwrap();
-        let config = lbproxy::config::load(Some(&path), None)
+        let mut config = lbproxy::config::load(Some(&path), None)
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n{toml}"));
+        adjust(&mut config);
         let server = Server::start(Arc::new(config)).expect("proxy starts");
         let addr = server.listen_addrs()[0].1;
         let control = server.control();

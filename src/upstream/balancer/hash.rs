@@ -20,12 +20,17 @@ pub fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
 
 /// Hash of a client address (its octets, not its text form).
 pub fn hash_ip(ip: IpAddr) -> u64 {
+    hash_ip_seeded(0, ip)
+}
+
+/// Hash of a client address under `seed` (see [`hash_bytes`]).
+pub fn hash_ip_seeded(seed: u64, ip: IpAddr) -> u64 {
     match ip {
-        IpAddr::V4(v4) => hash_bytes(0, &v4.octets()),
+        IpAddr::V4(v4) => hash_bytes(seed, &v4.octets()),
         // An IPv4-mapped IPv6 address is the same client as the IPv4 one.
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => hash_bytes(0, &v4.octets()),
-            None => hash_bytes(0, &v6.octets()),
+            Some(v4) => hash_bytes(seed, &v4.octets()),
+            None => hash_bytes(seed, &v6.octets()),
         },
     }
 }

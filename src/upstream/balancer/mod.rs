@@ -22,7 +22,7 @@ mod rng;
 mod round_robin;
 mod weighted;
 
-pub use hash::{hash_bytes, hash_ip};
+pub use hash::{hash_bytes, hash_ip, hash_ip_seeded};
 pub use least_conn::LeastConn;
 pub use maglev::Maglev;
 pub use p2c::PowerOfTwo;

@@ -3,10 +3,11 @@
 //!
 //! Flow of [`run`]:
 //! 1. Choose a backend ([`select::choose`]: balancer, health, ejection, drain, backups, backends
-//!    already tried). When every usable one has `max_connections` in flight, wait in the group's
-//!    queue ([`select::wait_for_slot`]) and choose again; past `queue_timeout`, give up
-//!    ([`GaveUp::QueueTimeout`]). Nothing left to choose: [`GaveUp::NoUsableBackend`] when nothing
-//!    was tried, else [`GaveUp::AllTried`] with the last failure.
+//!    already tried, the side of a traffic split). When every usable one has `max_connections`
+//!    in flight, wait in the group's queue ([`select::wait_for_slot`]) and choose again; past
+//!    `queue_timeout`, give up ([`GaveUp::QueueTimeout`]). Nothing left to choose:
+//!    [`GaveUp::NoUsableBackend`] when nothing was tried, else [`GaveUp::AllTried`] with the last
+//!    failure.
 //! 2. Begin an [`Attempt`] (the request counts in flight), and take a connection: an idle one from
 //!    the backend's pool when the protocol pools ([`Leg::reuse`]), else a new one
 //!    ([`Leg::connect`]). The proxy's own lack of resources ends it at once, with no verdict
@@ -41,7 +42,7 @@ use super::backend::Backend;
 use super::failure::{RetrySafety, UpstreamFailure};
 use super::outlier::{Attempt, Verdict};
 use super::retry::RetryCount;
-use super::select;
+use super::select::{self, RequestKeys};
 use super::UpstreamGroup;
 use std::fmt;
 use std::net::SocketAddr;
@@ -129,12 +130,13 @@ impl fmt::Display for Retrying<'_> {
     }
 }
 
-/// Picks backends for one request or connection of `group` (balanced on `key`) until one
-/// serves it or retrying stops; `worker` names the worker in outlier logs. See the module doc.
+/// Picks backends for one request or connection of `group` (balanced on `keys`: its hash key
+/// and its traffic-split bucket) until one serves it or retrying stops; `worker` names the
+/// worker in outlier logs. See the module doc.
 pub async fn run<'g, L: Leg>(
     worker: usize,
     group: &'g UpstreamGroup,
-    key: Option<u64>,
+    keys: RequestKeys,
     leg: &mut L,
 ) -> Result<Served<'g, L::Output>, GiveUp> {
     group.state.retry_budget.record_request();
@@ -157,7 +159,7 @@ pub async fn run<'g, L: Leg>(
         let fresh_only = again_fresh.is_some();
         let chosen = again_fresh
             .take()
-            .or_else(|| select::choose(group, key, &tried));
+            .or_else(|| select::choose(group, keys, &tried));
         if chosen.is_none() && select::all_full(group, &tried) {
             if select::wait_for_slot(group, &mut queue_deadline).await {
                 continue;

@@ -122,7 +122,7 @@ async fn run_on<'g, const P: bool>(
     generation: &'g Generation,
     leg: &mut Scripted<P>,
 ) -> Result<Served<'g, Vec<u8>>, GiveUp> {
-    run(0, &generation.upstreams[0], None, leg).await
+    run(0, &generation.upstreams[0], RequestKeys::default(), leg).await
 }
 
 fn group_of(addresses: &[SocketAddr], extra: &str) -> String {
