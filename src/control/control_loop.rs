@@ -1058,7 +1058,7 @@ mod tests {
         taken(&log);
         // SIGHUP: the file has neither; both stay.
         handle.commands().send(Command::Reload {
-            from: ReloadFrom::Source,
+            from: ReloadFrom::Source(crate::history::Via::Signal),
             reply: None,
         });
         step(&mut control_loop, t0 + SECOND * 2);
