@@ -443,6 +443,7 @@ impl ControlLoop {
             }
             self.execute(&name, action);
         }
+        self.controllers[index].actions_done();
     }
 
     /// Carries out one controller's action; the outcome is logged (the controller sees it in its

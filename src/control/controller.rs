@@ -57,6 +57,10 @@ pub trait Controller: Send {
 
     /// What should happen now, given `view`. Called on the loop's thread: must not block.
     fn tick(&mut self, now: Instant, view: &View) -> Vec<Action>;
+
+    /// Called once the actions of its last tick were carried out (a split or backends set on
+    /// every worker): what it publishes from then on is in force. Default: nothing.
+    fn actions_done(&mut self) {}
 }
 
 /// What the loop knows, as of one controller tick.

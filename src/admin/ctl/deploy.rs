@@ -297,7 +297,9 @@ fn wait(
                     writeln!(out, "{}", decision_line(decision))?;
                 }
                 last = d.decisions.last().cloned().or(last);
-                if let Some(outcome) = &d.outcome {
+                // The outcome is known as soon as it is decided; the deployment has ended once
+                // the leaving instances are gone (the old version alone serves again).
+                if let (Some(outcome), false) = (&d.outcome, d.in_progress()) {
                     return ended(&d, outcome, out);
                 }
             }

@@ -202,14 +202,27 @@ impl Run {
                 }
                 Stage::Restarting => {
                     let invocation = restarting.invocation.clone();
-                    let fresh = unit_named(view, &group, &unit)
-                        .is_some_and(|u| u.unit.invocation_id != invocation);
-                    if fresh && self.ready(view, &unit) {
+                    let fresh = unit_named(view, &group, &unit).is_some_and(|u| {
+                        u.unit.invocation_id != invocation && u.routing() == Routing::Routed
+                    });
+                    if fresh && view.backend(&group, address).is_some() {
                         actions.push(Action::Backend {
                             group: group.clone(),
                             address,
                             change: BackendChange::Enable,
                         });
+                        restarting.stage = Stage::Enabling;
+                        return;
+                    }
+                    if waited >= READY_WITHIN {
+                        let why = self.promotion_stalled(&unit);
+                        self.restarting = None;
+                        return self.abort(now, view, actions, why);
+                    }
+                    return;
+                }
+                Stage::Enabling => {
+                    if self.ready(view, &unit) {
                         self.restarting = None;
                         let message = format!(
                             "{unit} ({address}) runs {}: routed, up and healthy",
@@ -218,14 +231,7 @@ impl Run {
                         return self.decide("restarted", message, None);
                     }
                     if waited >= READY_WITHIN {
-                        let why = format!(
-                            "the promotion stopped: {unit} was not routed, up and healthy on {} \
-                             within {}s of its restart; instances already restarted run {}, the \
-                             others their old version",
-                            self.d.spec.version,
-                            READY_WITHIN.as_secs(),
-                            self.d.spec.version
-                        );
+                        let why = self.promotion_stalled(&unit);
                         self.restarting = None;
                         return self.abort(now, view, actions, why);
                     }
@@ -278,5 +284,16 @@ impl Run {
                 );
             }
         }
+    }
+
+    /// Why a promotion stops at `unit`.
+    fn promotion_stalled(&self, unit: &str) -> String {
+        format!(
+            "the promotion stopped: {unit} was not routed, up and healthy on {} within {}s of \
+             its restart; instances already restarted run {}, the others their old version",
+            self.d.spec.version,
+            READY_WITHIN.as_secs(),
+            self.d.spec.version
+        )
     }
 }

@@ -44,6 +44,10 @@ pub struct DeployController {
     run: Option<Run>,
     /// The deployment found in the state directory at start, resumed on the first tick.
     stored: Option<Deployment>,
+    /// The deployment changed in the last tick: published once its actions are done.
+    unpublished: bool,
+    /// The deployment ended in the last tick: recorded once its actions are done.
+    ended: Option<Deployment>,
 }
 
 impl std::fmt::Debug for DeployController {
@@ -86,6 +90,8 @@ impl DeployController {
             state_dir,
             run: None,
             stored,
+            unpublished: false,
+            ended: None,
         }
     }
 
@@ -202,15 +208,25 @@ impl Controller for DeployController {
         run.advance(now, view, &mut actions);
         let changed = run.d.updated_ms != before || run.d.phase == Phase::Ended;
         if run.d.phase == Phase::Ended {
-            let d = self.run.take().map(|r| r.d);
-            if let Some(d) = d {
-                self.end(&d);
-            }
+            self.ended = self.run.take().map(|r| r.d);
         } else if changed || !actions.is_empty() {
-            let d = run.d.clone();
-            self.keep(&d);
+            self.unpublished = true;
         }
         actions
+    }
+
+    /// Publishes (and saves) the deployment once this tick's split and instance actions are in
+    /// force: whoever reads "switched" or "stepping at 50 %" finds the traffic split so.
+    fn actions_done(&mut self) {
+        if let Some(ended) = self.ended.take() {
+            self.end(&ended);
+        }
+        if std::mem::take(&mut self.unpublished) {
+            if let Some(run) = &self.run {
+                let d = run.d.clone();
+                self.keep(&d);
+            }
+        }
     }
 }
 

@@ -77,6 +77,9 @@ pub(super) struct Restarting {
 pub(super) enum Stage {
     Draining,
     Restarting,
+    /// Restarted, routed and healthy: enabled (a restart quicker than discovery's read keeps
+    /// the backend, and so its drain), waiting until it is up.
+    Enabling,
 }
 
 #[derive(Debug, Default)]

@@ -169,6 +169,7 @@ impl World {
         self.now += Duration::from_secs_f64(seconds);
         let actions = controller.tick(self.now, &self.view());
         self.apply(&actions);
+        controller.actions_done();
         actions
     }
 }
