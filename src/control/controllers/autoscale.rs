@@ -927,6 +927,41 @@ mod tests {
     }
 
     #[test]
+    fn a_deployment_holds_scaling_and_later_starts_get_the_promoted_version() {
+        let board = Arc::new(AutoscaleBoard::default());
+        let mut controller = AutoscaleController::new(board.clone());
+        let mut clock = Clock::new();
+        let mut world = World::new("max = 8\n", &[(1, "active")]);
+        world.load(100);
+        let mut deploying = world.view();
+        deploying.new_version_units =
+            BTreeMap::from([("api".to_owned(), ["api@2.service".to_owned()].into())]);
+        assert!(controller.tick(clock.next(), &deploying).is_empty());
+        assert_eq!(board.snapshot()["api"].mode, Mode::Holding(HOLD_DEPLOYING));
+
+        let dir = std::path::PathBuf::from("/state");
+        let mut promoted = world.view();
+        promoted.stable_versions = BTreeMap::from([(
+            "api".to_owned(),
+            crate::deploy::version::StableVersion {
+                state_dir: dir.clone(),
+                content: "LBPROXY_VERSION=\"v2\"\n".to_owned(),
+            },
+        )]);
+        let actions = controller.tick(clock.next(), &promoted);
+        let Some(Action::StartUnit { unit, version, .. }) = actions.first() else {
+            panic!("{actions:?}");
+        };
+        assert_eq!(
+            *version,
+            VersionChange::Write {
+                path: crate::deploy::version::file_for(&dir, unit),
+                content: "LBPROXY_VERSION=\"v2\"\n".to_owned(),
+            }
+        );
+    }
+
+    #[test]
     fn instance_numbers() {
         assert_eq!(
             instance_number("api@12.service", ("api@", ".service")),
