@@ -337,34 +337,9 @@ fn variable_name_like(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::testing::valid;
+
     use crate::deploy::spec_file::parse;
-
-    const FILE: &str = "v2.toml";
-
-    /// The errors of a text that must not read, each checked to name the file.
-    fn errors(text: &str) -> Vec<String> {
-        let errors = parse(text, FILE).expect_err("expected errors");
-        assert!(
-            errors
-                .iter()
-                .all(|e| e.starts_with(&format!("error: {FILE}: "))),
-            "{errors:#?}"
-        );
-        errors
-    }
-
-    /// The only error of a text with exactly one, and it says each of `says`.
-    fn one_error(text: &str, says: &[&str]) -> String {
-        let mut errors = errors(text);
-        assert_eq!(errors.len(), 1, "{errors:#?}");
-        let error = errors.remove(0);
-        for part in says {
-            assert!(error.contains(part), "{part:?} in:\n{error}");
-        }
-        error
-    }
-
-    const MINIMAL: &str = "upstream = \"api\"\nversion = \"v2\"\n";
+    use crate::deploy::spec_file::testing::{one_error, FILE, MINIMAL};
 
     #[test]
     fn version_names_are_short_and_plain() {

@@ -448,15 +448,15 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
+/// What the spec tests of this file and of `spec_check.rs` share.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::HashKey;
+pub(crate) mod testing {
+    use super::parse;
 
-    const FILE: &str = "v2.toml";
+    pub const FILE: &str = "v2.toml";
 
     /// The errors of a text that must not read, each checked to name the file.
-    fn errors(text: &str) -> Vec<String> {
+    pub fn errors(text: &str) -> Vec<String> {
         let errors = parse(text, FILE).expect_err("expected errors");
         assert!(
             errors
@@ -468,7 +468,7 @@ mod tests {
     }
 
     /// The only error of a text with exactly one, and it says each of `says`.
-    fn one_error(text: &str, says: &[&str]) -> String {
+    pub fn one_error(text: &str, says: &[&str]) -> String {
         let mut errors = errors(text);
         assert_eq!(errors.len(), 1, "{errors:#?}");
         let error = errors.remove(0);
@@ -478,7 +478,15 @@ mod tests {
         error
     }
 
-    const MINIMAL: &str = "upstream = \"api\"\nversion = \"v2\"\n";
+    pub const MINIMAL: &str = "upstream = \"api\"\nversion = \"v2\"\n";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HashKey;
+
+    use super::testing::{errors, one_error, FILE, MINIMAL};
 
     #[test]
     fn the_documented_example_reads_in_full() {
