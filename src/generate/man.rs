@@ -29,23 +29,8 @@ fn date() -> String {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs())
         });
-    let (year, month, day) = civil_from_days(seconds / 86_400);
+    let (year, month, day) = crate::history::time::civil_from_days(seconds / 86_400);
     format!("{year:04}-{month:02}-{day:02}")
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// lbproxy(8) and one page per visible subcommand, at any depth (lbproxy-serve(8), …), the way
@@ -213,8 +198,8 @@ mod tests {
 
     #[test]
     fn page_dates_are_calendar_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+        assert_eq!(crate::history::time::civil_from_days(0), (1970, 1, 1));
+        assert_eq!(crate::history::time::civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(crate::history::time::civil_from_days(20_454), (2026, 1, 1));
     }
 }

@@ -262,28 +262,13 @@ fn took(ms: u64) -> String {
 /// Milliseconds since the Unix epoch as a UTC date and time, `2026-12-07 12:00:05 UTC`.
 pub(super) fn datetime(ms: u64) -> String {
     let s = ms / 1000;
-    let (year, month, day) = civil_from_days(s / 86_400);
+    let (year, month, day) = crate::history::time::civil_from_days(s / 86_400);
     format!(
         "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
         s % 86_400 / 3600,
         s % 3600 / 60,
         s % 60
     )
-}
-
-/// Days since 1970-01-01 as (year, month, day) in the proleptic Gregorian calendar (Howard
-/// Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
