@@ -1,5 +1,5 @@
 //! A deployment as it is kept: its spec, its phase, the units of both versions, the weight, the
-//! last analysis and every decision with its figures — in memory on the [`DeployBoard`]
+//! last analysis and every decision with its figures — in memory on the [`DeployBoard`](super::board::DeployBoard)
 //! (`super::board`), and on disk in the state directory so that a proxy restart finds it:
 //!
 //! - `deploy/current.json`: the deployment in progress (rewritten atomically at each change of

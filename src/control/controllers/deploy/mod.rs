@@ -3,12 +3,14 @@
 //! but the deployment's own file in the state directory, written when it changes).
 //!
 //! Each tick: take the operator's requests from the [`DeployBoard`] (start, promote, abort,
-//! rollback) → advance the deployment by what the view shows ([`phases`]: units routed and
-//! healthy, a canary that failed or restarted, the analysis window over) → return the actions
-//! (start, stop and restart units with their version files; drain and enable backends; set the
-//! group's traffic split) → record every decision with its figures in the journal (target
-//! `lbproxy::deploy`), on the board (admin API, dashboard, `lbproxy deploy status`) and in the
-//! state directory (`deploy/current.json`, `deploy/history.jsonl`).
+//! rollback) → advance the deployment by what the view shows (`run.rs`, `canary.rs`,
+//! `ending.rs`: units routed and healthy, a canary that failed or restarted, the analysis window
+//! over) → return the actions (start, stop and restart units with their version files; drain
+//! and enable backends; set the group's traffic split) → once the loop has carried them out
+//! (`actions_done`), record the deployment with every decision and its figures on the board
+//! (admin API, dashboard, `lbproxy deploy status`) and in the state directory
+//! (`deploy/current.json`, `deploy/history.jsonl`); each decision also goes to the journal
+//! (target `lbproxy::deploy`) as it is made.
 //!
 //! A proxy that stops mid-deployment finds it in the state directory at its next start: the
 //! first generation already splits the traffic as it was (`with_first_backends`), and the first
