@@ -6,7 +6,7 @@ mod common;
 
 use common::backend::{RawBackend, Reply};
 use common::client::{self, Conn};
-use common::{config, on_both_drivers, wait_until, Proxy};
+use common::{config, on_both_drivers, wait_until, with_admin_on_any_port, Proxy};
 use lbproxy::server::ReloadError;
 use std::time::Duration;
 
@@ -97,7 +97,7 @@ fn a_reload_that_moves_a_listener_is_refused_and_the_old_config_keeps_serving(dr
 
 fn an_invalid_file_is_refused_with_its_errors(driver: &str) {
     let a = named("A");
-    let proxy = Proxy::start(&config(driver, &[a.addr], ""));
+    let proxy = Proxy::start(&with_admin_on_any_port(&config(driver, &[a.addr], "")));
     let broken = config(driver, &[a.addr], "[timeouts]\nclient_header = \"soon\"\n");
     let err = proxy
         .reload(&broken)
@@ -107,4 +107,11 @@ fn an_invalid_file_is_refused_with_its_errors(driver: &str) {
     assert!(text.contains("timeouts.client_header"), "{text}");
     assert!(text.contains("the running one stays"), "{text}");
     assert_eq!(client::get(proxy.addr, "/").text(), "A");
+    // Counted for the alert on refused reloads (packaging/monitoring/alerts.yml).
+    let metrics = common::admin::get(proxy.admin_addr(), "/metrics", None).text();
+    assert!(
+        metrics.contains("\nlbproxy_reload_failures_total 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nlbproxy_reloads_total 0\n"), "{metrics}");
 }

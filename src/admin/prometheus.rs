@@ -62,6 +62,11 @@ pub const RELOADS: Family = counter(
     "lbproxy_reloads_total",
     "Configuration reloads applied since start.",
 );
+pub const RELOAD_FAILURES: Family = counter(
+    "lbproxy_reload_failures_total",
+    "Configuration reloads refused since start (a file that does not validate, a change that \
+     needs a restart, a worker that could not prepare it); the running configuration stays.",
+);
 pub const WORKER_DRIVER: Family = gauge(
     "lbproxy_worker_driver_info",
     "Always 1; the driver label says the worker's io driver (io_uring or legacy).",
@@ -90,13 +95,20 @@ pub const WORKER_CONNECTIONS: Family = gauge(
 /// Renders the whole exposition: the proxy's own families, then those of the discovered
 /// `instances`, of the `autoscale`d groups and of the deployments (`deploy`: their families are
 /// there, without samples, when nothing is discovered, autoscaled or deployed).
+/// Reloads since start: applied and refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reloads {
+    pub applied: u64,
+    pub failed: u64,
+}
+
 pub fn render(
     aggregate: &Aggregate,
     instances: &[InstanceView],
     autoscale: &[AutoscaleView],
     deploy: &DeployMetrics,
     info: &ServerInfo,
-    reloads: u64,
+    reloads: Reloads,
     now_ms: u64,
 ) -> String {
     let mut out = Exposition::default();
@@ -107,7 +119,9 @@ pub fn render(
     out.family(START_TIME);
     out.sample(START_TIME.name, &[], seconds(info.started_ms * 1000));
     out.family(RELOADS);
-    out.sample(RELOADS.name, &[], reloads);
+    out.sample(RELOADS.name, &[], reloads.applied);
+    out.family(RELOAD_FAILURES);
+    out.sample(RELOAD_FAILURES.name, &[], reloads.failed);
 
     let workers = &aggregate.workers;
     let worker_ids: Vec<String> = workers.iter().map(|w| w.worker.to_string()).collect();
@@ -373,7 +387,7 @@ mod tests {
             &[],
             &DeployMetrics::default(),
             &info,
-            0,
+            Reloads::default(),
             0,
         );
         let up = "{upstream=\"api\",unit=\"api@1.service\"}";
@@ -429,7 +443,7 @@ mod tests {
             &view.groups,
             &DeployMetrics::default(),
             &info(),
-            0,
+            Reloads::default(),
             0,
         );
         let api = "{upstream=\"api\"}";
@@ -470,7 +484,7 @@ mod tests {
             &[],
             &DeployMetrics::default(),
             &info(),
-            0,
+            Reloads::default(),
             0,
         );
         assert!(text.contains("# TYPE lbproxy_autoscale_desired_instances gauge\n"));
@@ -485,7 +499,15 @@ mod tests {
     #[test]
     fn deployments_are_labelled_by_upstream_and_their_checks_by_check_and_side() {
         let deploy = super::super::deploy::metrics(&super::super::deploy::fixture::board());
-        let text = render(&Aggregate::default(), &[], &[], &deploy, &info(), 0, 0);
+        let text = render(
+            &Aggregate::default(),
+            &[],
+            &[],
+            &deploy,
+            &info(),
+            Reloads::default(),
+            0,
+        );
         let api = "{upstream=\"api\"}";
         for line in [
             "# TYPE lbproxy_deploy_in_progress gauge".to_owned(),
@@ -518,7 +540,7 @@ mod tests {
             &[],
             &DeployMetrics::default(),
             &info(),
-            0,
+            Reloads::default(),
             0,
         );
         assert!(idle.contains("# HELP lbproxy_deploy_weight_ratio "));

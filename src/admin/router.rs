@@ -40,7 +40,10 @@ pub fn route(request: &AdminRequest, state: &AdminState) -> AdminResponse {
                 &autoscale.groups,
                 &deployments,
                 &state.info,
-                state.control.reloads(),
+                prometheus::Reloads {
+                    applied: state.control.reloads(),
+                    failed: state.control.failed_reloads(),
+                },
                 now_ms(),
             );
             AdminResponse::new(200, prometheus::CONTENT_TYPE, text)

@@ -474,7 +474,8 @@ impl ControlLoop {
             }
             // Logged by the reload, either way.
             Action::Reload(config) => {
-                let _ = reload::apply(&self.shared, &self.workers, *config);
+                let result = reload::apply(&self.shared, &self.workers, *config);
+                self.count_failure(&result);
             }
             // Logged by the switch, either way; the controller tries again on its next tick if
             // it failed (the running set still differs).
@@ -528,6 +529,20 @@ impl ControlLoop {
     }
 
     fn reload(&mut self, from: ReloadFrom) -> Result<ReloadReport, ReloadError> {
+        let result = self.attempt_reload(from);
+        self.count_failure(&result);
+        result
+    }
+
+    /// Counts a refused reload (`lbproxy_reload_failures_total`), unless the proxy refused it
+    /// because it is shutting down.
+    fn count_failure(&self, result: &Result<ReloadReport, ReloadError>) {
+        if matches!(result, Err(e) if !matches!(e, ReloadError::ShuttingDown)) {
+            self.shared.reload_failed();
+        }
+    }
+
+    fn attempt_reload(&mut self, from: ReloadFrom) -> Result<ReloadReport, ReloadError> {
         let (shared, workers) = (&self.shared, &self.workers);
         match from {
             ReloadFrom::Config(config) => reload::apply(shared, workers, *config),

@@ -139,6 +139,11 @@ impl ControlHandle {
         self.shared.reloads()
     }
 
+    /// Refused reloads since start.
+    pub fn failed_reloads(&self) -> u64 {
+        self.shared.failed_reloads()
+    }
+
     /// Number of worker threads.
     pub fn worker_count(&self) -> usize {
         self.shared.worker_count()

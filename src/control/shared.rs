@@ -12,7 +12,7 @@ use crate::health::ProbeLog;
 use crate::metrics::{Aggregate, WorkerSnapshot};
 use crate::runtime::command::WorkerCommand;
 use crate::runtime::WorkerShared;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -49,6 +49,8 @@ pub struct Shared {
     /// The deployment in progress, its history and the requests for it (written by the admin
     /// API and the deploy controller).
     deploy: Arc<DeployBoard>,
+    /// Reloads refused since start (`lbproxy_reload_failures_total`); written by the loop only.
+    failed_reloads: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -72,6 +74,7 @@ impl Shared {
             inventory: Mutex::default(),
             autoscale: Arc::default(),
             deploy: Arc::default(),
+            failed_reloads: AtomicU64::new(0),
         }
     }
 
@@ -142,6 +145,18 @@ impl Shared {
     /// Successful reloads since start.
     pub fn reloads(&self) -> u64 {
         self.running().reloads
+    }
+
+    /// Reloads refused since start: a file that does not validate, a change that needs a
+    /// restart, a worker that could not prepare it (not those refused because the proxy is
+    /// shutting down).
+    pub fn failed_reloads(&self) -> u64 {
+        self.failed_reloads.load(Ordering::Relaxed)
+    }
+
+    /// Counts a refused reload.
+    pub(super) fn reload_failed(&self) {
+        self.failed_reloads.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Configurations committed on the workers since start: every reload, and every change of a
