@@ -95,6 +95,11 @@ impl DeployBoard {
         Ok(())
     }
 
+    /// Whether a request waits for the controller.
+    pub fn has_requests(&self) -> bool {
+        !self.lock().pending.is_empty()
+    }
+
     /// The requests queued since the last call, oldest first.
     pub fn take_requests(&self) -> Vec<Request> {
         self.lock().pending.drain(..).collect()

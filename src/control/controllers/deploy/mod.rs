@@ -189,6 +189,12 @@ impl Controller for DeployController {
         true
     }
 
+    /// Only while there is something to do: a view sums every worker's metrics, which an idle
+    /// proxy should not pay for twice a second.
+    fn applies_to(&self, _config: &crate::config::Config) -> bool {
+        self.run.is_some() || self.stored.is_some() || self.board.has_requests()
+    }
+
     fn tick(&mut self, now: Instant, view: &View) -> Vec<Action> {
         let mut actions = Vec::new();
         if let Some(stored) = self.stored.take() {

@@ -486,3 +486,24 @@ fn a_second_start_is_refused_while_one_is_in_progress() {
     assert!(refused.contains("in progress"), "{refused}");
     let _ = VersionChange::Keep;
 }
+
+#[test]
+fn an_idle_controller_asks_for_no_view() {
+    let mut world = World::new(&[1, 2, 3]);
+    let (mut controller, board) = controller(&world);
+    let config = valid(CONFIG);
+    assert!(!controller.applies_to(&config), "nothing to do");
+    board
+        .submit(Request::Start(Box::new(spec(Strategy::BlueGreen))))
+        .unwrap();
+    assert!(controller.applies_to(&config), "a request waits");
+    world.tick(&mut controller, 0.5);
+    assert!(controller.applies_to(&config), "a deployment runs");
+    board
+        .submit(Request::Abort {
+            reason: "done".into(),
+        })
+        .unwrap();
+    run_to_end(&mut world, &mut controller, &board, 0, 0, 10);
+    assert!(!controller.applies_to(&config), "ended");
+}
