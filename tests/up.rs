@@ -211,17 +211,25 @@ fn from_banner<'a>(banner: &'a [String], before: &str, after: &str) -> &'a str {
     &line[start..end]
 }
 
-/// The first of `n` consecutive ports free right now (each bound once, then released).
+/// The first of `n` consecutive ports free right now (each bound once, then released), taken
+/// below the kernel's ephemeral range: a port released there can be handed to any other test's
+/// bind to port 0 before `lbproxy up` binds it, which made this test fail at random.
 fn free_ports(n: u16) -> SocketAddr {
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(n).max(10_001));
+    // Spread the tests of one run: start from a place of this process's own.
+    let mut port = low + (std::process::id() as u16 % (high - low));
     loop {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = first.local_addr().unwrap().port();
-        let rest: Result<Vec<_>, _> = (1..n)
-            .map(|i| std::net::TcpListener::bind(("127.0.0.1", port.saturating_add(i))))
+        let all: Result<Vec<_>, _> = (0..n)
+            .map(|i| std::net::TcpListener::bind(("127.0.0.1", port + i)))
             .collect();
-        if port <= u16::MAX - n && rest.is_ok() {
-            return first.local_addr().unwrap();
+        if all.is_ok() {
+            return SocketAddr::from(([127, 0, 0, 1], port));
         }
+        port = if port + n >= high { low } else { port + n };
     }
 }
 
