@@ -34,6 +34,7 @@ pub use args::{load_from_args, ConfigArgs};
 pub(crate) use error::{did_you_mean, list};
 pub use types::*;
 pub(crate) use units::format_duration;
+pub(crate) use validate::parse_hash_key;
 pub use validate::{is_loopback, DEFAULT_ADMIN_ADDRESS};
 
 use std::path::Path;

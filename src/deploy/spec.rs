@@ -170,26 +170,10 @@ pub mod hash_key {
         }
     }
 
-    /// `Err`: what is wrong, with the accepted forms.
+    /// `Err`: what is wrong, with the accepted forms (the configuration's `hash_key` rules).
     pub fn from_text(text: &str) -> Result<HashKey, String> {
-        let named = |name: &str| {
-            (!name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
-            .then(|| name.to_owned())
-        };
-        match text.split_once(':') {
-            None if text == "client_ip" => Ok(HashKey::ClientIp),
-            Some(("header", name)) if named(name).is_some() => {
-                Ok(HashKey::Header(name.to_ascii_lowercase()))
-            }
-            Some(("cookie", name)) if named(name).is_some() => Ok(HashKey::Cookie(name.to_owned())),
-            _ => Err(format!(
-                "\"{text}\" is not a client key: write \"client_ip\", \"header:NAME\" or \
-                 \"cookie:NAME\""
-            )),
-        }
+        crate::config::parse_hash_key(text)
+            .map_err(|(problem, fix)| format!("\"{text}\" is not a client key: {problem}; {fix}"))
     }
 
     pub fn serialize<S: Serializer>(key: &HashKey, s: S) -> Result<S::Ok, S::Error> {

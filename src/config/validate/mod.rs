@@ -21,6 +21,7 @@ mod listeners;
 mod tcp;
 mod tls;
 mod upstreams;
+pub(crate) use upstreams::parse_hash_key;
 mod values;
 
 use std::num::NonZeroUsize;

@@ -362,8 +362,9 @@ impl Validator<'_> {
     }
 }
 
-/// `"client_ip"`, `"header:NAME"` or `"cookie:NAME"`.
-fn parse_hash_key(text: &str) -> Result<HashKey, (String, String)> {
+/// `"client_ip"`, `"header:NAME"` or `"cookie:NAME"`; `Err((problem, fix))`. Also the
+/// deployment spec's client key (`crate::deploy::spec::hash_key`).
+pub(crate) fn parse_hash_key(text: &str) -> Result<HashKey, (String, String)> {
     const FORMS: [&str; 3] = ["client_ip", "header", "cookie"];
     let (kind, name) = match text.split_once(':') {
         Some((kind, name)) => (kind.trim(), Some(name.trim())),

@@ -89,6 +89,30 @@ pub(super) struct Leaving {
 }
 
 impl Run {
+    fn new(d: Deployment, state_dir: Option<PathBuf>, now: Instant) -> Run {
+        Run {
+            d,
+            state_dir,
+            since: now,
+            window: None,
+            last_stable: None,
+            seen: BTreeMap::new(),
+            restarting: None,
+            leaving: BTreeMap::new(),
+        }
+    }
+
+    /// Asks for the new version's units, each with its version file written first.
+    fn start_new_units(&self, actions: &mut Vec<Action>) {
+        for unit in &self.d.new_units {
+            actions.push(Action::StartUnit {
+                group: self.d.spec.upstream.clone(),
+                unit: unit.clone(),
+                version: self.version_write(unit),
+            });
+        }
+    }
+
     /// Starts deployment `id` of `spec`: the split at 0 %, then the new instances. `Err`: it
     /// could not begin (the ended deployment says why).
     pub fn start(
@@ -133,16 +157,7 @@ impl Run {
             decisions: Vec::new(),
             outcome: None,
         };
-        let mut run = Run {
-            d: d.clone(),
-            state_dir,
-            since: now,
-            window: None,
-            last_stable: None,
-            seen: BTreeMap::new(),
-            restarting: None,
-            leaving: BTreeMap::new(),
-        };
+        let mut run = Run::new(d.clone(), state_dir, now);
         let refusal = if run.d.old_units.is_empty() {
             Some(format!(
                 "upstream \"{group}\" has no routed instance to deploy beside"
@@ -165,13 +180,7 @@ impl Run {
             return Err(Box::new(d));
         }
         run.set_weight(0, actions, "0 % before the new instances start");
-        for unit in run.d.new_units.clone() {
-            actions.push(Action::StartUnit {
-                group: group.clone(),
-                unit: unit.clone(),
-                version: run.version_write(&unit),
-            });
-        }
+        run.start_new_units(actions);
         let message = format!(
             "{} of \"{}\" to upstream \"{group}\" (from {}): starting {} beside {}",
             run.d.spec.strategy.as_str(),
@@ -195,26 +204,12 @@ impl Run {
         view: &View,
         actions: &mut Vec<Action>,
     ) -> Run {
-        let mut run = Run {
-            d,
-            state_dir,
-            since: now,
-            window: None,
-            last_stable: None,
-            seen: BTreeMap::new(),
-            restarting: None,
-            leaving: BTreeMap::new(),
-        };
+        let mut run = Run::new(d, state_dir, now);
         let weight = run.d.weight_bp;
         run.set_weight(weight, actions, "as it was before the restart");
         if run.d.phase == Phase::Starting {
-            for unit in run.d.new_units.clone() {
-                actions.push(Action::StartUnit {
-                    group: run.d.spec.upstream.clone(),
-                    unit: unit.clone(),
-                    version: run.version_write(&unit),
-                });
-            }
+            // Started already or not: a start of an active unit is a no-op job.
+            run.start_new_units(actions);
         }
         if run.d.phase == Phase::Stepping {
             run.window = Some(Window::open(&run.d.spec.upstream, view, now));
