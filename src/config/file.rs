@@ -38,6 +38,8 @@ pub(crate) struct FileConfig {
     pub upstream: BTreeMap<String, FileUpstream>,
     #[serde(default)]
     pub up: FileUp,
+    #[serde(default)]
+    pub compression: FileCompression,
     /// `[env.NAME]` overlays: merged by `overlay`, removed before the rest is typed. Never read
     /// from here; declared so the schema (and the unknown-key check) is complete.
     #[serde(default)]
@@ -113,6 +115,8 @@ pub(crate) struct FileListener {
     pub tls: Option<FileListenerTls>,
     /// `"copy"` or `"splice"`, for tcp listeners.
     pub relay: Option<String>,
+    /// `true` or the https port: every request is redirected to https (http listeners).
+    pub redirect_https: Option<toml::Value>,
 }
 
 /// `[listener.NAME.tls]`
@@ -147,6 +151,73 @@ pub(crate) struct FileRoute {
     pub upstream: Option<String>,
     /// `CONNECT host:port` requests may open a tunnel through this route (http/https only).
     pub allow_connect: Option<bool>,
+    /// The path must be exactly this.
+    pub path: Option<String>,
+    /// The path must match this regular expression.
+    pub path_regex: Option<String>,
+    /// The method must be one of these.
+    pub methods: Option<Vec<String>>,
+    /// `{ "X-Name" = "value" | true | false }`
+    pub headers: Option<toml::Table>,
+    /// `{ name = "value" | true | false }`
+    pub query: Option<toml::Table>,
+    /// Answer with a redirect to this (a template) instead of forwarding.
+    pub redirect: Option<String>,
+    /// 301, 302, 307 or 308.
+    pub redirect_status: Option<FileInt>,
+    /// Replace the matched `path_prefix` with this before forwarding.
+    pub rewrite_prefix: Option<String>,
+    /// `[pattern, replacement]`
+    pub rewrite_regex: Option<Vec<String>>,
+    /// `[listener.NAME.route.request_headers]`
+    pub request_headers: Option<FileHeaderEdits>,
+    /// `[listener.NAME.route.response_headers]`
+    pub response_headers: Option<FileHeaderEdits>,
+    /// `timeouts = { upstream_response = "…", client_body = "…" }`
+    pub timeouts: Option<FileSettingsTimeouts>,
+    /// `[listener.NAME.route.retry]`: only `max_retries`.
+    pub retry: Option<FileRouteRetry>,
+    /// The request body limit for this route (`"10MiB"`, `"unlimited"`).
+    pub max_body: Option<FileSize>,
+    /// Compress this route's responses (`[compression]`); default `compression.enabled`.
+    pub compress: Option<bool>,
+}
+
+/// `[listener.NAME.route.request_headers]` / `response_headers`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileHeaderEdits {
+    pub remove: Option<Vec<String>>,
+    pub set: Option<toml::Table>,
+    pub add: Option<toml::Table>,
+}
+
+/// The timeouts a route or a group overrides.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileSettingsTimeouts {
+    pub upstream_response: Option<FileDuration>,
+    pub client_body: Option<FileDuration>,
+}
+
+/// A route's `retry` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRouteRetry {
+    pub max_retries: Option<FileInt>,
+}
+
+/// `[compression]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileCompression {
+    pub enabled: Option<FileBool>,
+    pub algorithms: Option<Vec<String>>,
+    pub min_size: Option<FileSize>,
+    pub content_types: Option<Vec<String>>,
+    pub gzip_level: Option<FileInt>,
+    pub brotli_level: Option<FileInt>,
+    pub zstd_level: Option<FileInt>,
 }
 
 /// `[upstream.NAME]`
@@ -172,6 +243,10 @@ pub(crate) struct FileUpstream {
     pub outlier: FileOutlier,
     #[serde(default)]
     pub retry: FileRetry,
+    /// `timeouts = { upstream_response = "…", client_body = "…" }` for the group's requests.
+    pub timeouts: Option<FileSettingsTimeouts>,
+    /// The request body limit for the group's requests.
+    pub max_body: Option<FileSize>,
     /// `[upstream.NAME.tls]`: TLS to the backends.
     pub tls: Option<FileUpstreamTls>,
     /// `"v1"` or `"v2"`: a PROXY protocol header toward the backends.
@@ -467,12 +542,28 @@ mod tests {
     fn field_names_come_from_the_structs() {
         assert_eq!(
             fields_of::<FileListener>(),
-            ["address", "protocol", "upstream", "route", "tls", "relay"]
+            [
+                "address",
+                "protocol",
+                "upstream",
+                "route",
+                "tls",
+                "relay",
+                "redirect_https"
+            ]
         );
         assert_eq!(
             fields_of::<FileConfig>(),
             [
-                "runtime", "limits", "timeouts", "log", "admin", "listener", "upstream", "up",
+                "runtime",
+                "limits",
+                "timeouts",
+                "log",
+                "admin",
+                "listener",
+                "upstream",
+                "up",
+                "compression",
                 "env"
             ]
         );

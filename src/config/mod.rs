@@ -18,12 +18,15 @@
 //! file order.
 
 mod args;
+mod compression;
 mod error;
 mod file;
 mod key_path;
 mod overlay;
 mod read;
+mod routing;
 mod source;
+mod template;
 mod types;
 mod units;
 mod validate;
@@ -294,16 +297,22 @@ mod tests {
                 address: "127.0.0.1:8080".parse().expect("address"),
                 protocol: ListenerProtocol::Http,
                 tls: None,
-                routes: vec![RouteConfig {
-                    host: None,
-                    path_prefix: "/".into(),
-                    upstream: 0,
-                    allow_connect: false,
-                }],
+                routes: vec![RouteConfig::forward(
+                    None,
+                    "/",
+                    0,
+                    RouteSettings {
+                        upstream_response: secs(30),
+                        client_body: secs(60),
+                        max_retries: 2,
+                        max_body_bytes: Some(100 * 1024 * 1024),
+                    },
+                )],
                 relay: RelayMode::DEFAULT,
             }],
             upstreams: vec![UpstreamConfig {
                 name: "api".into(),
+                settings: GroupSettings::default(),
                 balance: BalanceAlgorithm::RoundRobin,
                 backends: vec![
                     backend("127.0.0.1:8001", 1),
@@ -353,6 +362,18 @@ mod tests {
                 ready_path: "/health/ready".into(),
                 ready_timeout: secs(30),
             },
+            compression: CompressionConfig {
+                enabled: false,
+                algorithms: vec![Encoding::Zstd, Encoding::Brotli, Encoding::Gzip],
+                min_size: 1024,
+                content_types: validate::DEFAULT_CONTENT_TYPES
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect(),
+                gzip_level: 5,
+                brotli_level: 4,
+                zstd_level: 3,
+            },
             text: SourceText::from(EMBEDDED_DEFAULT),
         };
         assert_eq!(config, expected);
@@ -396,17 +417,17 @@ mod tests {
         assert_eq!(names, ["api", "web"]);
         let public = &config.listeners[0];
         assert_eq!(public.address, "127.0.0.1:8080".parse().unwrap());
-        let routes: Vec<(Option<&str>, &str, usize)> = public
+        let routes: Vec<(Option<&str>, &str, Option<usize>)> = public
             .routes
             .iter()
-            .map(|r| (r.host.as_deref(), r.path_prefix.as_str(), r.upstream))
+            .map(|r| (r.host.as_deref(), r.path_prefix.as_str(), r.upstream()))
             .collect();
         assert_eq!(
             routes,
             [
-                (Some("api.example.com"), "/", 0),
-                (Some("*.example.com"), "/static/", 1),
-                (None, "/", 1)
+                (Some("api.example.com"), "/", Some(0)),
+                (Some("*.example.com"), "/static/", Some(1)),
+                (None, "/", Some(1))
             ]
         );
         assert_eq!(config.upstreams[0].balance, BalanceAlgorithm::Weighted);

@@ -33,6 +33,11 @@ pub(crate) fn read(mut root: toml::Table, issues: &mut Issues) -> FileConfig {
         log: section(root.remove("log"), &root_path.key("log"), issues),
         admin: section(root.remove("admin"), &root_path.key("admin"), issues),
         up: section(root.remove("up"), &root_path.key("up"), issues),
+        compression: section(
+            root.remove("compression"),
+            &root_path.key("compression"),
+            issues,
+        ),
         ..FileConfig::default()
     };
     let listeners = root_path.key("listener");

@@ -10,6 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use super::compression::{CompressionConfig, Encoding};
+pub use super::routing::{
+    FieldMatch, GroupSettings, HeaderEdits, HeaderRules, PathRewrite, Pattern, Redirect,
+    RouteAction, RouteMatch, RouteSettings, ValueMatch,
+};
+pub use super::template::{Template, TemplateError, TemplateVars, Var};
+
 /// A fully validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -28,6 +35,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Settings for `lbproxy up` (the local deployment).
     pub up: UpConfig,
+    /// `[compression]`: response compression (routes turn it on or off with `compress`).
+    pub compression: CompressionConfig,
     /// The text this configuration was loaded from, exactly as read (the file's, or
     /// [`super::EMBEDDED_DEFAULT`]): what the configuration history records when it serves.
     pub text: SourceText,
@@ -320,12 +329,66 @@ pub struct RouteConfig {
     pub host: Option<String>,
     /// Path prefix, always starting with `/`. Default `/`.
     pub path_prefix: String,
-    /// Index into `Config::upstreams`.
-    pub upstream: usize,
+    /// The other conditions (exact path, pattern, methods, headers, query).
+    pub matches: RouteMatch,
+    /// Forward to a group, or answer with a redirect.
+    pub action: RouteAction,
     /// `CONNECT host:port` requests that match are sent to the upstream and, on a 2xx answer,
     /// become a two-way tunnel (as after `101 Switching Protocols`). Off by default: a CONNECT
     /// anywhere else is answered 501.
     pub allow_connect: bool,
+    /// The path sent upstream, when it is not the client's.
+    pub rewrite: Option<PathRewrite>,
+    /// Fields added, set and removed on the request and the response.
+    pub headers: HeaderRules,
+    /// Timeouts, retries and the body limit for requests of this route, resolved.
+    pub settings: RouteSettings,
+    /// Responses to this route's requests are compressed (`[compression]`, resolved with the
+    /// route's `compress`).
+    pub compress: bool,
+}
+
+impl RouteConfig {
+    /// A route that forwards what matches `host` and `path_prefix` to group `upstream`, with
+    /// nothing else set: the catch-all, tcp listeners' routes, tests.
+    pub fn forward(
+        host: Option<String>,
+        path_prefix: &str,
+        upstream: usize,
+        settings: RouteSettings,
+    ) -> Self {
+        RouteConfig {
+            host,
+            path_prefix: path_prefix.to_owned(),
+            matches: RouteMatch::default(),
+            action: RouteAction::Forward(upstream),
+            allow_connect: false,
+            rewrite: None,
+            headers: HeaderRules::default(),
+            settings,
+            compress: false,
+        }
+    }
+
+    /// The group it forwards to; `None` for a redirect.
+    pub fn upstream(&self) -> Option<usize> {
+        match self.action {
+            RouteAction::Forward(upstream) => Some(upstream),
+            RouteAction::Redirect(_) => None,
+        }
+    }
+}
+
+impl RouteSettings {
+    /// The global settings, for a route neither it nor its group overrides.
+    pub fn global(timeouts: &TimeoutsConfig, limits: &LimitsConfig, retry: &RetryConfig) -> Self {
+        RouteSettings {
+            upstream_response: timeouts.upstream_response,
+            client_body: timeouts.client_body,
+            max_retries: retry.max_retries,
+            max_body_bytes: limits.max_body_bytes,
+        }
+    }
 }
 
 /// `[upstream.NAME]`
@@ -361,6 +424,8 @@ pub struct UpstreamConfig {
     pub outlier: OutlierConfig,
     /// `[upstream.NAME.retry]`: retry limits.
     pub retry: RetryConfig,
+    /// `timeouts` and `max_body` the group overrides for its routes.
+    pub settings: GroupSettings,
     /// TLS to the backends; `None`: plain TCP.
     pub tls: Option<UpstreamTlsConfig>,
     /// A PROXY protocol header sent first on every connection to a backend (tcp listeners

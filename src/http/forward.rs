@@ -158,6 +158,8 @@ mod tests {
             request_id: "rid-1",
             traceparent: started_trace(),
             upstream_keep_alive: keep_alive,
+            target: None,
+            edits: None,
         }
     }
 

@@ -11,6 +11,7 @@ use super::request_fields::{validate, RequestLine};
 use super::target::TargetForm;
 use super::trace_context::Traceparent;
 use super::{Method, RequestBody, Version};
+use crate::config::{HeaderEdits, TemplateVars};
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
 
@@ -84,6 +85,11 @@ pub struct ForwardContext<'a> {
     /// Whether the proxy wants the upstream connection kept alive (`Connection: keep-alive` is
     /// implicit in HTTP/1.1: write `Connection: close` only when false).
     pub upstream_keep_alive: bool,
+    /// The origin-form target (path and query) to send instead of the client's: the route's
+    /// rewrite. `None`: the client's target.
+    pub target: Option<&'a [u8]>,
+    /// The route's request header rules and what their values name. `None`: the route has none.
+    pub edits: Option<(&'a HeaderEdits, &'a TemplateVars<'a>)>,
 }
 
 /// A complete, validated request head borrowed from the read buffer.
@@ -613,6 +619,8 @@ mod tests {
             request_id: "id",
             traceparent: &Traceparent::start(&TracePrefix::new(0), 1, 2),
             upstream_keep_alive: true,
+            target: None,
+            edits: None,
         };
         let mut out = Vec::new();
         request.write_upstream_head(&ctx, &mut out);

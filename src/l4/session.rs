@@ -82,7 +82,7 @@ async fn relay_connection(
         record.sni = server_name.clone();
     }
     let route = find_route(&listener_config.routes, server_name.as_deref(), "/");
-    let Some(upstream) = route.map(|route| listener_config.routes[route].upstream) else {
+    let Some(upstream) = route.and_then(|route| listener_config.routes[route].upstream()) else {
         tracing::debug!(
             worker = ctx.id,
             client = %peer,

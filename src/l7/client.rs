@@ -3,6 +3,7 @@
 //! ([`PendingRequest`]), and the two ways the proxy ends a connection itself
 //! ([`respond_and_close`], [`linger_close`]).
 
+use crate::config::RouteConfig;
 use crate::http::write_error_response;
 use crate::http::{Method, RequestBody, Version};
 use crate::net::io::{write_all_within, QuietReadCanceller};
@@ -80,6 +81,12 @@ impl PendingRequest {
 
     pub fn upstream(&self) -> usize {
         self.upstream as usize
+    }
+
+    /// The route it matched, as configured in its generation (its settings, header rules,
+    /// compression).
+    pub fn route_config(&self) -> &RouteConfig {
+        &self.generation.config.listeners[self.listener()].routes[self.route()]
     }
 
     /// Moves the request onto generation `next`, where its group is `upstream` (scale from zero:

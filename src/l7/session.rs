@@ -4,6 +4,7 @@
 
 use super::client::{respond_and_close, ClientConn, PendingRequest};
 use super::exchange;
+use crate::config::RouteAction;
 use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent};
 use crate::net::io::{read_append, read_unless_quiet, wait_readable, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
@@ -270,7 +271,17 @@ fn prepare(
         );
         return Err(reject(404, detail, &request_id));
     };
-    let upstream = routes[route].upstream;
+    let upstream = match &routes[route].action {
+        RouteAction::Forward(upstream) => *upstream,
+        RouteAction::Redirect(_) => {
+            // Skeleton: answered by the routing work (issue 22).
+            return Err(reject(
+                501,
+                "redirects are not answered yet".to_owned(),
+                &request_id,
+            ));
+        }
+    };
     if request.method == Method::Connect {
         // A tunnel the proxy cannot see into: only where a route asks for it. Relayed as a plain
         // request, a backend's 2xx would make the client believe a tunnel is open while the
@@ -306,6 +317,8 @@ fn prepare(
         request_id: &request_id,
         traceparent: &traceparent,
         upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
+        target: None,
+        edits: None,
     };
     request.write_upstream_head(&forward, &mut upstream_head);
     // For log lines; built without `format!`, which costs several times the copy (bench/ profile).

@@ -46,6 +46,18 @@ pub mod route;
 pub mod scale_from_zero;
 pub mod select;
 pub mod split;
+/// Whether route `a` of configuration `a_config` is route `b` of `b_config` for its counters: it
+/// matches the same requests and sends them to the group of the same name (or redirects them
+/// alike).
+fn same_route(a_config: &Config, a: &RouteConfig, b_config: &Config, b: &RouteConfig) -> bool {
+    let same_action = match (a.upstream(), b.upstream()) {
+        (Some(x), Some(y)) => a_config.upstreams[x].name == b_config.upstreams[y].name,
+        (None, None) => a.action == b.action,
+        _ => false,
+    };
+    a.host == b.host && a.path_prefix == b.path_prefix && a.matches == b.matches && same_action
+}
+
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -193,34 +205,24 @@ impl Generation {
             .listeners
             .iter()
             .position(|l| l.name == listener)?;
-        let group = &config.upstreams[route.upstream].name;
         self.config.listeners[index]
             .routes
             .iter()
-            .position(|r| {
-                r.host == route.host
-                    && r.path_prefix == route.path_prefix
-                    && self.config.upstreams[r.upstream].name == *group
-            })
+            .position(|r| same_route(&self.config, r, config, route))
             .map(|i| self.routes[index][i].clone())
     }
 
-    /// The index in `self` of route `route` of listener `listener` of `old` (the same host, path
-    /// prefix and group name), if `self` still has it: where a request that moves onto `self`
+    /// The index in `self` of route `route` of listener `listener` of `old` (the same match
+    /// conditions and group name, see [`same_route`]), if `self` still has it: where a request that moves onto `self`
     /// (scale from zero) is counted.
     pub fn route_index(&self, old: &Generation, listener: usize, route: usize) -> Option<usize> {
         let was = &old.config.listeners[listener].routes[route];
-        let group = &old.config.upstreams[was.upstream].name;
         self.config
             .listeners
             .get(listener)?
             .routes
             .iter()
-            .position(|r| {
-                r.host == was.host
-                    && r.path_prefix == was.path_prefix
-                    && self.config.upstreams[r.upstream].name == *group
-            })
+            .position(|r| same_route(&self.config, r, &old.config, was))
     }
 
     /// Makes `self` (just committed) the serving generation after `old`: backends that stay take

@@ -47,7 +47,7 @@ mod tests {
     use super::*;
 
     fn find_upstream(routes: &[RouteConfig], host: Option<&str>, path: &str) -> Option<usize> {
-        find_route(routes, host, path).map(|i| routes[i].upstream)
+        find_route(routes, host, path).and_then(|i| routes[i].upstream())
     }
 
     #[test]
@@ -60,12 +60,12 @@ mod tests {
     }
 
     fn route(host: Option<&str>, prefix: &str, upstream: usize) -> RouteConfig {
-        RouteConfig {
-            host: host.map(str::to_owned),
-            path_prefix: prefix.to_owned(),
+        RouteConfig::forward(
+            host.map(str::to_owned),
+            prefix,
             upstream,
-            allow_connect: false,
-        }
+            crate::config::RouteSettings::default(),
+        )
     }
 
     #[test]

@@ -86,7 +86,9 @@ impl Publisher {
                     listener: listener.name.clone(),
                     index,
                     matches: route_label(route),
-                    upstream: config.upstreams[route.upstream].name.clone(),
+                    upstream: route
+                        .upstream()
+                        .map_or_else(|| "-".to_owned(), |u| config.upstreams[u].name.clone()),
                     responses: stats.snapshot(),
                 });
             }

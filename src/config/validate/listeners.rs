@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use super::{all, Validator};
 use crate::config::error::{did_you_mean, quote, KeyPath};
 use crate::config::file::{FileConfig, FileListener, FileRoute};
-use crate::config::{ListenerConfig, ListenerProtocol, RouteConfig};
+use crate::config::{ListenerConfig, ListenerProtocol, RouteAction, RouteConfig, RouteSettings};
 
 const PROTOCOLS: [&str; 3] = ["http", "https", "tcp"];
 
@@ -135,12 +135,12 @@ impl Validator<'_> {
         }
         let mut routes = all(routes)?;
         if let Some(index) = catch_all {
-            routes.push(RouteConfig {
-                host: None,
-                path_prefix: "/".into(),
-                upstream: index?,
-                allow_connect: false,
-            });
+            routes.push(RouteConfig::forward(
+                None,
+                "/",
+                index?,
+                RouteSettings::default(),
+            ));
         }
         named?;
         Some(ListenerConfig {
@@ -236,12 +236,22 @@ impl Validator<'_> {
                  target's host), e.g. host = \"db.internal\"",
             );
         }
+        let matches = self.route_match(raw, protocol, path);
+        let rewrite = self.rewrite(raw, path);
+        let headers = self.header_rules(raw, path);
+        let compress = raw.compress;
         ok.then_some(())?;
         Some(RouteConfig {
             host: host?,
             path_prefix: prefix?,
-            upstream: upstream?,
+            matches: matches?,
+            action: RouteAction::Forward(upstream?),
             allow_connect,
+            rewrite: rewrite?,
+            headers: headers?,
+            // Resolved once the groups and the global values are known (`route_settings`).
+            settings: RouteSettings::default(),
+            compress: compress.unwrap_or(self.compress_by_default),
         })
     }
 
@@ -524,17 +534,17 @@ mod tests {
         );
         let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(names, ["alpha", "zeta"]);
-        let routes: Vec<(Option<&str>, &str, usize)> = config.listeners[0]
+        let routes: Vec<(Option<&str>, &str, Option<usize>)> = config.listeners[0]
             .routes
             .iter()
-            .map(|r| (r.host.as_deref(), r.path_prefix.as_str(), r.upstream))
+            .map(|r| (r.host.as_deref(), r.path_prefix.as_str(), r.upstream()))
             .collect();
         assert_eq!(
             routes,
             [
-                (Some("api.example.com"), "/", 0),
-                (None, "/static/", 1),
-                (None, "/", 1)
+                (Some("api.example.com"), "/", Some(0)),
+                (None, "/static/", Some(1)),
+                (None, "/", Some(1))
             ],
             "explicit routes in file order, then the catch-all"
         );
@@ -622,11 +632,13 @@ mod tests {
 
     #[test]
     fn covering_rules() {
-        let route = |host: Option<&str>, prefix: &str| RouteConfig {
-            host: host.map(str::to_string),
-            path_prefix: prefix.to_string(),
-            upstream: 0,
-            allow_connect: false,
+        let route = |host: Option<&str>, prefix: &str| {
+            RouteConfig::forward(
+                host.map(str::to_string),
+                prefix,
+                0,
+                RouteSettings::default(),
+            )
         };
         let wild = route(Some("*.example.com"), "/");
         assert!(covers(&wild, &route(Some("a.example.com"), "/x")));

@@ -14,10 +14,15 @@
 
 mod admin;
 mod autoscale;
+mod compression;
+#[cfg(test)]
+pub(crate) use compression::DEFAULT_CONTENT_TYPES;
 mod discover;
 pub use admin::{is_loopback, DEFAULT_ADMIN_ADDRESS};
 mod health;
 mod listeners;
+mod route_extras;
+mod route_settings;
 mod tcp;
 mod tls;
 mod upstreams;
@@ -69,6 +74,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
         issues,
         groups,
         base,
+        compress_by_default: false,
     };
     let root = KeyPath::root();
     let runtime = v.runtime(&file, &root.key("runtime"), ctx.driver_override.as_deref());
@@ -77,11 +83,18 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
     let log = v.log(&file, &root.key("log"));
     let admin = v.admin(&file, &root.key("admin"));
     let upstreams = v.upstreams(&file, &root.key("upstream"));
-    let listeners = v.listeners(&file, &root.key("listener"));
+    let compression = v.compression(&file, &root.key("compression"));
+    v.compress_by_default = compression.as_ref().is_some_and(|c| c.enabled);
+    let mut listeners = v.listeners(&file, &root.key("listener"));
     v.listener_groups(&file, &root.key("upstream"));
     let up = v.up(&file.up, &root.key("up"));
     if let (Some(admin), Some(listeners)) = (&admin, &listeners) {
         v.admin_beside_listeners(&file, admin, listeners);
+    }
+    if let (Some(listeners), Some(upstreams), Some(timeouts), Some(limits)) =
+        (&mut listeners, &upstreams, &timeouts, &limits)
+    {
+        route_settings::resolve(listeners, upstreams, timeouts, limits);
     }
     let config = Config {
         source: ctx.source,
@@ -94,6 +107,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
         listeners: listeners?,
         upstreams: upstreams?,
         up: up?,
+        compression: compression?,
         text: ctx.text,
     };
     v.issues.is_empty().then_some(config)
@@ -105,6 +119,8 @@ struct Validator<'a> {
     groups: Vec<String>,
     /// Directory that relative file paths (certificates, keys) are resolved against.
     base: PathBuf,
+    /// `compression.enabled`: what a route without `compress` does.
+    compress_by_default: bool,
 }
 
 /// `Some` of every item only if all are `Some`, after looking at all of them.

@@ -184,9 +184,11 @@ impl Validator<'_> {
                 )
                 .map(Some),
         };
+        let settings = self.group_settings(raw, path);
         named?;
         Some(UpstreamConfig {
             name: name.to_string(),
+            settings: settings?,
             balance: balance?,
             hash_key: hash_key?,
             backends: backends?,
