@@ -1,11 +1,11 @@
 //! The parts of a route beyond host, path prefix and group: its other match conditions, its
-//! redirect, its rewrite and its header rules (`[[listener.NAME.route]]`), each checked with the
+//! redirect and its rewrite (`[[listener.NAME.route]]`), each checked with the
 //! fix for every mistake.
 
 use super::Validator;
 use crate::config::file::FileRoute;
 use crate::config::key_path::KeyPath;
-use crate::config::{HeaderRules, ListenerProtocol, PathRewrite, RouteMatch};
+use crate::config::{ListenerProtocol, PathRewrite, RouteMatch};
 
 impl Validator<'_> {
     /// `path`, `path_regex`, `methods`, `headers`, `query`.
@@ -25,14 +25,5 @@ impl Validator<'_> {
         _path: &KeyPath,
     ) -> Option<Option<PathRewrite>> {
         Some(None)
-    }
-
-    /// `request_headers`, `response_headers`.
-    pub(super) fn header_rules(
-        &mut self,
-        _raw: &FileRoute,
-        _path: &KeyPath,
-    ) -> Option<HeaderRules> {
-        Some(HeaderRules::default())
     }
 }
