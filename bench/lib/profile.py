@@ -25,22 +25,69 @@ from targets import start_backend
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def start_lbproxy(layout, binary, wrapper, driver):
+# `--route`: what the profiled listener's one route does besides forwarding, to price each
+# routing feature of docs/config.md against `plain` (a route that only forwards). Every variant
+# sends the same requests to the same backend paths, so the difference is the feature's cost.
+ROUTES = {
+    "plain": """
+[[listener.bench_http.route]]
+path_prefix = "/"
+upstream = "bench"
+""",
+    "match": """
+[[listener.bench_http.route]]
+path_regex = "^/(small|upload)$"
+methods = ["GET", "POST"]
+headers = { "x-canary" = false }
+query = { debug = false }
+upstream = "bench"
+""",
+    "rewrite": """
+[[listener.bench_http.route]]
+path_prefix = "/"
+rewrite_regex = ["^/(small|upload)$", "/{1}"]
+upstream = "bench"
+""",
+    "headers": """
+[[listener.bench_http.route]]
+path_prefix = "/"
+upstream = "bench"
+[listener.bench_http.route.request_headers]
+remove = ["X-Debug"]
+set = { "X-Env" = "bench" }
+add = { "X-Client" = "{client_ip}" }
+[listener.bench_http.route.response_headers]
+remove = ["Server"]
+add = { "X-Served-By" = "{backend}" }
+""",
+}
+
+
+def lbproxy_config(layout, port, driver, route):
+    """The benchmark's lbproxy configuration; with `route`, its catch-all becomes that route."""
+    text = configs.lbproxy(layout, {"http": port}, set(), driver)
+    if route is None:
+        return text
+    text = text.replace('protocol = "http"\nupstream = "bench"\n', 'protocol = "http"\n', 1)
+    return text + ROUTES[route]
+
+
+def start_lbproxy(layout, binary, wrapper, driver, route=None):
     port = Layout.target_port(0, "http")
     path = layout.path("profile-lbproxy.conf")
     with open(path, "w") as f:
-        f.write(configs.lbproxy(layout, {"http": port}, set(), driver))
+        f.write(lbproxy_config(layout, port, driver, route))
     process = Process("lbproxy", wrapper + [binary, "serve", "-c", path], layout.proxy_cpu_list,
                       layout.path("profile-lbproxy.log"), env={"LBPROXY_LOG": "error"})
     wait_until_serving(process, port, deadline_s=60)
     return process, port
 
 
-def callgrind(layout, binary, out, driver, rate, seconds, post_bytes=0):
+def callgrind(layout, binary, out, driver, rate, seconds, post_bytes=0, route=None):
     data = os.path.join(out, "callgrind.out")
     wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={data}", "--dump-instr=no",
                "--collect-jumps=no"]
-    process, port = start_lbproxy(layout, binary, wrapper, driver)
+    process, port = start_lbproxy(layout, binary, wrapper, driver, route)
     body = None
     url = f"http://127.0.0.1:{port}/small"
     if post_bytes:
@@ -61,6 +108,8 @@ def callgrind(layout, binary, out, driver, rate, seconds, post_bytes=0):
     per_request = instructions / max(figures["requests"], 1)
     with open(os.path.join(out, "callgrind-top.txt"), "w") as f:
         what = f"{post_bytes}-byte POSTs" if post_bytes else "GETs"
+        if route is not None:
+            what += f" (route: {route})"
         f.write(f"lbproxy (one worker), {figures['requests']} keep-alive {what} at {rate} req/s: "
                 f"{per_request:,.0f} instructions per request (user space)\n\n")
         f.write(callgrind_top.table(self_cost, instructions, 40, "Self cost") + "\n\n")
@@ -102,6 +151,9 @@ def main():
                    help="under callgrind, POST bodies of BYTES to /upload instead of GETs")
     p.add_argument("--path", default="/small", choices=["/small", "/1m"],
                    help="what wrk fetches under perf (the 128-byte or the 1 MiB file)")
+    p.add_argument("--route", choices=sorted(ROUTES), default=None,
+                   help="under callgrind, the listener's one route does this (default: the "
+                        "catch-all upstream of the benchmark)")
     p.add_argument("--workdir", default=f"/tmp/lbproxy-bench-{os.getuid()}-{PORT_BASE}")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -115,7 +167,7 @@ def main():
     try:
         if args.tool in ("callgrind", "both"):
             figures = callgrind(layout, args.lbproxy, args.out, args.driver, args.rate, args.seconds,
-                                args.post)
+                                args.post, args.route)
             print(f"callgrind: {figures['requests']} requests, "
                   f"{figures['instructions_per_request']:,.0f} instructions per request "
                   f"(user space, lbproxy process); tables in {args.out}/callgrind-*.txt")
