@@ -21,6 +21,7 @@
 
 mod chunk_lines;
 mod chunked;
+mod edits;
 mod error_response;
 mod forward;
 mod framing;

@@ -12,4 +12,5 @@ pub mod body;
 pub mod client;
 pub mod exchange;
 pub mod record;
+pub mod rule_vars;
 pub mod session;
