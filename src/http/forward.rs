@@ -402,7 +402,7 @@ mod tests {
                 .collect()
         };
         HeaderEdits {
-            remove: remove.iter().map(|name| name.to_string()).collect(),
+            remove: remove.iter().map(ToString::to_string).collect(),
             set: parsed(set),
             add: parsed(add),
         }
