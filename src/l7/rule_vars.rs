@@ -134,6 +134,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn captures_and_the_route_are_computed_only_when_named() {
+        use crate::config::{Pattern, RouteSettings, Template};
+        let mut route = RouteConfig::forward(None, "/users/", 0, RouteSettings::default());
+        route.matches.path_regex = Some(Pattern(
+            regex::Regex::new("^/users/(?P<id>[0-9]+)").unwrap(),
+        ));
+        let parts = || RequestParts {
+            scheme: "http",
+            host: Some("a"),
+            path: "/users/42/x",
+            query: None,
+            method: "GET",
+            client_ip: "192.0.2.1".parse().unwrap(),
+            request_id: "r",
+        };
+        let edits = |value: &str| HeaderEdits {
+            add: vec![("X".into(), Template::parse(value).unwrap())],
+            ..HeaderEdits::default()
+        };
+        let expand = |value: &str| {
+            let edits = edits(value);
+            let vars = RuleVars::new(&route, &edits, parts(), None);
+            let mut out = Vec::new();
+            edits.add[0].1.expand(&vars.vars(), &mut out);
+            (
+                String::from_utf8(out).unwrap(),
+                vars.route.is_empty(),
+                vars.captures.is_none(),
+            )
+        };
+        assert_eq!(
+            expand("{id}/{1} {route}"),
+            ("42/42 /users/".into(), false, false)
+        );
+        assert_eq!(expand("{client_ip}"), ("192.0.2.1".into(), true, true));
+    }
+
+    #[test]
     fn targets_split_into_path_and_query() {
         assert_eq!(split_target("/a/b?x=1"), ("/a/b", Some("x=1")));
         assert_eq!(split_target("/a"), ("/a", None));

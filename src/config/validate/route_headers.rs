@@ -565,6 +565,31 @@ mod tests {
     }
 
     #[test]
+    fn captures_must_be_groups_of_the_pattern() {
+        use super::{var_problem, Direction};
+        use crate::config::{Pattern, Template};
+        let pattern = Pattern(regex::Regex::new("^/users/(?P<id>[0-9]+)/(.*)$").unwrap());
+        let problems = |text: &str| -> Vec<String> {
+            Template::parse(text)
+                .unwrap()
+                .vars()
+                .filter_map(|var| var_problem(var, Direction::Request, Some(Some(&pattern))))
+                .map(|(problem, fix)| format!("{problem} / {fix}"))
+                .collect()
+        };
+        assert!(problems("{1}-{2}-{id}-{0}").is_empty());
+        let three = problems("{3}");
+        assert!(three[0].contains("has 2 capture group(s)"), "{three:?}");
+        let unknown = problems("{ids}");
+        assert!(unknown[0].contains("unknown variable {ids}"), "{unknown:?}");
+        assert!(unknown[0].contains("(?P<ids>"), "{unknown:?}");
+        // Unknown captures are not judged when the route's match had problems of its own.
+        let template = Template::parse("{9}").unwrap();
+        let var = template.vars().next().unwrap();
+        assert_eq!(var_problem(var, Direction::Request, None), None);
+    }
+
+    #[test]
     fn both_removed_and_set_is_a_mistake() {
         let errors = invalid(&route(
             "request_headers = { remove = [\"x-a\", \"X-B\"], set = { \"X-A\" = \"1\" }, \
@@ -572,11 +597,15 @@ mod tests {
         ));
         assert_eq!(errors.len(), 2, "{errors:#?}");
         assert!(
-            errors[0].problem.contains("both removed and set"),
+            errors
+                .iter()
+                .any(|e| e.problem.contains("both removed and set")),
             "{errors:#?}"
         );
         assert!(
-            errors[1].fix.contains("move it from `add` to `set`"),
+            errors
+                .iter()
+                .any(|e| e.fix.contains("move it from `add` to `set`")),
             "{errors:#?}"
         );
     }

@@ -60,6 +60,31 @@ impl Validator<'_> {
         true
     }
 
+    /// The keys of this file and of `route_headers` on a route of a tcp listener, which relays
+    /// bytes and has no HTTP head, timeout or body of its own to apply them to. `false` when one
+    /// is there (reported).
+    pub(super) fn http_only_route_keys(&mut self, raw: &FileRoute, path: &KeyPath) -> bool {
+        let keys = [
+            ("request_headers", raw.request_headers.is_some()),
+            ("response_headers", raw.response_headers.is_some()),
+            ("timeouts", raw.timeouts.is_some()),
+            ("retry", raw.retry.is_some()),
+            ("max_body", raw.max_body.is_some()),
+        ];
+        let mut ok = true;
+        for (key, _) in keys.into_iter().filter(|(_, present)| *present) {
+            ok = false;
+            self.push(
+                path.key(key),
+                "",
+                format!("a tcp listener sees no HTTP requests, so a route cannot set {key}"),
+                "remove it (a tcp listener's connections use the group's retry.max_retries and \
+                 the global timeouts.tcp_idle), or set protocol = \"http\" on the listener",
+            );
+        }
+        ok
+    }
+
     /// `timeouts = { upstream_response, client_body }` and `max_body` (a size or
     /// `"unlimited"`), with the global keys' parsers.
     fn settings(
@@ -227,6 +252,22 @@ mod tests {
         assert_eq!(all[0].max_body_bytes, Some(1 << 20));
         assert_eq!(all[1].max_body_bytes, Some(4 << 10));
         assert_eq!(all[2].max_body_bytes, None);
+    }
+
+    #[test]
+    fn a_tcp_route_cannot_have_them() {
+        let e = one_error(
+            "[listener.db]\naddress = \"127.0.0.1:5432\"\nprotocol = \"tcp\"\n\
+             [[listener.db.route]]\nupstream = \"db\"\nretry = { max_retries = 1 }\n\
+             [upstream.db]\nbackends = [\"127.0.0.1:5433\"]\n",
+        );
+        assert_error(
+            &e,
+            "listener.db.route[0].retry",
+            "",
+            "a tcp listener sees no HTTP requests",
+            "protocol = \"http\"",
+        );
     }
 
     #[test]
