@@ -14,6 +14,7 @@ use super::headers::{push_decimal, push_field, FieldLines};
 use super::request::{ForwardContext, Request};
 use super::target::TargetForm;
 use super::{Method, RequestBody};
+use crate::config::{HeaderEdits, TemplateVars};
 use std::io::Write as _;
 use std::net::IpAddr;
 
@@ -50,7 +51,7 @@ impl Request<'_> {
     ///
     /// With the route's header rules (`ctx.edits`), the client's lines of a name removed or set
     /// are left out, and the `set` then `add` fields follow the client's (a `set` of `Host`
-    /// replaces the Host line itself); without, that costs one branch per field.
+    /// replaces the Host line itself); without, that costs one branch.
     pub fn write_upstream_head(&self, ctx: &ForwardContext<'_>, out: &mut Vec<u8>) {
         // One reservation: the new head is the old one give or take the fields the proxy adds.
         out.reserve(self.head_len + 192 + ctx.request_id.len());
@@ -58,23 +59,16 @@ impl Request<'_> {
         out.push(b' ');
         self.write_origin_form(out);
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        let host = ctx
-            .edits
-            .and_then(|(rules, vars)| edits::set_value(rules, b"Host").map(|host| (host, vars)));
-        match host {
-            Some((host, vars)) => edits::write_field("Host", host, vars, out),
-            None => push_field(out, b"Host", self.authority.unwrap_or("").as_bytes()),
-        }
-        for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
-            let edited = ctx
-                .edits
-                .is_some_and(|(rules, _)| edits::drops(rules, name));
-            if !self.dropped.contains(index) && !edited {
-                push_field(out, name, value);
+        match ctx.edits {
+            None => {
+                push_field(out, b"Host", self.authority.unwrap_or("").as_bytes());
+                for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
+                    if !self.dropped.contains(index) {
+                        push_field(out, name, value);
+                    }
+                }
             }
-        }
-        if let Some((rules, vars)) = ctx.edits {
-            edits::write_fields(rules, vars, Some(b"Host"), out);
+            Some((rules, vars)) => self.write_edited_fields(rules, vars, out),
         }
         self.write_forwarded_for(ctx.client_ip, out);
         push_field(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
@@ -109,6 +103,22 @@ impl Request<'_> {
             None => {}
         }
         out.extend_from_slice(b"\r\n");
+    }
+
+    /// `Host` and the client's fields under the route's header rules: a `set` of `Host`
+    /// replaces the Host line, the client's lines of a name removed or set are left out, and the
+    /// `set`, then `add` fields follow the client's.
+    fn write_edited_fields(&self, rules: &HeaderEdits, vars: &TemplateVars<'_>, out: &mut Vec<u8>) {
+        match edits::set_value(rules, b"Host") {
+            Some(host) => edits::write_field("Host", host, vars, out),
+            None => push_field(out, b"Host", self.authority.unwrap_or("").as_bytes()),
+        }
+        for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
+            if !self.dropped.contains(index) && !edits::drops(rules, name) {
+                push_field(out, name, value);
+            }
+        }
+        edits::write_fields(rules, vars, Some(b"Host"), out);
     }
 
     fn write_origin_form(&self, out: &mut Vec<u8>) {
@@ -163,7 +173,7 @@ mod tests {
     use super::super::request::{parse_request, HeadLimits};
     use super::super::trace_context::{TracePrefix, Traceparent};
     use super::*;
-    use crate::config::{HeaderEdits, Template, TemplateVars};
+    use crate::config::Template;
 
     const LIMITS: HeadLimits = HeadLimits {
         max_head_bytes: 8192,

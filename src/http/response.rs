@@ -281,14 +281,22 @@ impl Response<'_> {
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         let rules = ctx.edits.filter(|_| self.status >= 200);
-        for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
-            let edited = rules.is_some_and(|(rules, _)| edits::drops(rules, name));
-            if !self.dropped.contains(index) && !edited {
-                push_field(out, name, value);
+        match rules {
+            None => {
+                for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
+                    if !self.dropped.contains(index) {
+                        push_field(out, name, value);
+                    }
+                }
             }
-        }
-        if let Some((rules, vars)) = rules {
-            edits::write_fields(rules, vars, None, out);
+            Some((rules, vars)) => {
+                for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
+                    if !self.dropped.contains(index) && !edits::drops(rules, name) {
+                        push_field(out, name, value);
+                    }
+                }
+                edits::write_fields(rules, vars, None, out);
+            }
         }
         if self.status < 200 {
             if let (101, Some(protocol)) = (self.status, self.upgrade) {
