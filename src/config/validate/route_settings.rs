@@ -8,9 +8,12 @@
 //! until [`resolve`] fills every route's [`RouteSettings`].
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::Validator;
-use crate::config::file::{FileRoute, FileScalar, FileSettingsTimeouts, FileSize, FileUpstream};
+use crate::config::file::{
+    FileDuration, FileRoute, FileScalar, FileSettingsTimeouts, FileSize, FileUpstream,
+};
 use crate::config::key_path::KeyPath;
 use crate::config::{
     GroupSettings, LimitsConfig, ListenerConfig, RouteSettings, TimeoutsConfig, UpstreamConfig,
@@ -94,12 +97,23 @@ impl Validator<'_> {
         path: &KeyPath,
     ) -> Option<GroupSettings> {
         let timeouts_path = path.key("timeouts");
-        let timeout = |v: &mut Self, raw, key: &str| match raw {
-            None => Some(None),
-            Some(raw) => v
-                // The default only shows in the fix of a zero: the global one.
-                .duration(Some(raw), &timeouts_path.key(key), default_of(key), true)
-                .map(Some),
+        let timeout = |v: &mut Self, raw: Option<&FileDuration>, key: &str| {
+            let Some(raw) = raw else { return Some(None) };
+            let at = timeouts_path.key(key);
+            let duration = v.duration(Some(raw), &at, Duration::ZERO, false)?;
+            if duration.is_zero() {
+                v.push(
+                    at,
+                    raw.0.as_written(),
+                    "must be greater than zero",
+                    format!(
+                        "write a positive duration such as \"30s\", or leave {key} out to use \
+                         the group's or the global [timeouts] value"
+                    ),
+                );
+                return None;
+            }
+            Some(Some(duration))
         };
         let upstream_response = timeout(
             self,
@@ -124,14 +138,6 @@ impl Validator<'_> {
             max_body_bytes: max_body_bytes?,
         })
     }
-}
-
-/// The global default of a timeout a route or group overrides (for the fix of a zero).
-fn default_of(key: &str) -> std::time::Duration {
-    std::time::Duration::from_secs(match key {
-        "upstream_response" => 30,
-        _ => 60,
-    })
 }
 
 /// Fills every route's [`RouteSettings`]: the route's own value, else its group's, else the
@@ -278,7 +284,7 @@ mod tests {
             "upstream.api.timeouts.upstream_response",
             "\"0s\"",
             "greater than zero",
-            "\"30s\"",
+            "leave upstream_response out to use the group's or the global",
         );
         let e = one_error(&file("timeouts = { client_body = \"soon\" }\n", "", ""));
         assert_eq!(e.key, "listener.http.route[0].timeouts.client_body", "{e}");
