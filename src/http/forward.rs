@@ -1,16 +1,20 @@
 //! The request head sent upstream, rebuilt from a parsed [`Request`] instead of copied, so that
 //! whatever a backend parses is what this codec validated.
 //!
-//! Layout: request line (origin-form target, always `HTTP/1.1`), `Host`, the client's fields in
-//! their order minus the dropped ones, then the fields the proxy owns: `X-Forwarded-For`,
+//! Layout: request line (origin-form target, always `HTTP/1.1`), `Host` (the route's `set` of
+//! it, else the client's), the client's fields in their order minus the dropped ones (and minus
+//! those the route's header rules remove or set), the route's `set` and `add` fields, then the
+//! fields the proxy owns: `X-Forwarded-For`,
 //! `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Request-Id`, `traceparent`, framing,
 //! `Connection`/`Upgrade`.
 //! Every line ends in CRLF whatever the client used.
 
+use super::edits;
 use super::headers::{push_decimal, push_field, FieldLines};
 use super::request::{ForwardContext, Request};
 use super::target::TargetForm;
 use super::{Method, RequestBody};
+use crate::config::{HeaderEdits, TemplateVars};
 use std::io::Write as _;
 use std::net::IpAddr;
 
@@ -44,6 +48,10 @@ impl Request<'_> {
     /// must carry Host, empty when the target has no authority (RFC 9112 §3.2), and strict
     /// backends answer 400 without it. An upgrade on a connection not to be kept writes
     /// `Connection: upgrade, close`.
+    ///
+    /// With the route's header rules (`ctx.edits`), the client's lines of a name removed or set
+    /// are left out, and the `set` then `add` fields follow the client's (a `set` of `Host`
+    /// replaces the Host line itself); without, that costs one branch.
     pub fn write_upstream_head(&self, ctx: &ForwardContext<'_>, out: &mut Vec<u8>) {
         // One reservation: the new head is the old one give or take the fields the proxy adds.
         out.reserve(self.head_len + 192 + ctx.request_id.len());
@@ -51,11 +59,16 @@ impl Request<'_> {
         out.push(b' ');
         self.write_origin_form(out);
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        push_field(out, b"Host", self.authority.unwrap_or("").as_bytes());
-        for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
-            if !self.dropped.contains(index) {
-                push_field(out, name, value);
+        match ctx.edits {
+            None => {
+                push_field(out, b"Host", self.authority.unwrap_or("").as_bytes());
+                for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
+                    if !self.dropped.contains(index) {
+                        push_field(out, name, value);
+                    }
+                }
             }
+            Some((rules, vars)) => self.write_edited_fields(rules, vars, out),
         }
         self.write_forwarded_for(ctx.client_ip, out);
         push_field(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
@@ -90,6 +103,22 @@ impl Request<'_> {
             None => {}
         }
         out.extend_from_slice(b"\r\n");
+    }
+
+    /// `Host` and the client's fields under the route's header rules: a `set` of `Host`
+    /// replaces the Host line, the client's lines of a name removed or set are left out, and the
+    /// `set`, then `add` fields follow the client's.
+    fn write_edited_fields(&self, rules: &HeaderEdits, vars: &TemplateVars<'_>, out: &mut Vec<u8>) {
+        match edits::set_value(rules, b"Host") {
+            Some(host) => edits::write_field("Host", host, vars, out),
+            None => push_field(out, b"Host", self.authority.unwrap_or("").as_bytes()),
+        }
+        for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
+            if !self.dropped.contains(index) && !edits::drops(rules, name) {
+                push_field(out, name, value);
+            }
+        }
+        edits::write_fields(rules, vars, Some(b"Host"), out);
     }
 
     fn write_origin_form(&self, out: &mut Vec<u8>) {
@@ -144,6 +173,7 @@ mod tests {
     use super::super::request::{parse_request, HeadLimits};
     use super::super::trace_context::{TracePrefix, Traceparent};
     use super::*;
+    use crate::config::Template;
 
     const LIMITS: HeadLimits = HeadLimits {
         max_head_bytes: 8192,
@@ -372,6 +402,74 @@ mod tests {
         let expected = "GET /old HTTP/1.1\r\nHost: \r\nAccept: */*\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
                         X-Request-Id: rid-1\r\ntraceparent: 00-00000000000000000000000000000001-0000000000000002-01\r\nConnection: close\r\n\r\n";
         assert_eq!(forward_with(raw, &context(false)), expected);
+    }
+
+    fn rules(remove: &[&str], set: &[(&str, &str)], add: &[(&str, &str)]) -> HeaderEdits {
+        let parsed = |fields: &[(&str, &str)]| {
+            fields
+                .iter()
+                .map(|(name, value)| (name.to_string(), Template::parse(value).unwrap()))
+                .collect()
+        };
+        HeaderEdits {
+            remove: remove.iter().map(ToString::to_string).collect(),
+            set: parsed(set),
+            add: parsed(add),
+        }
+    }
+
+    #[test]
+    fn header_rules_remove_set_and_add_after_the_client_s_fields() {
+        let raw = "GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nX-Debug: 1\r\nX-Env: dev\r\n\
+                   Accept: */*\r\nx-env: dev2\r\nX-Tag: client\r\n\r\n";
+        let edits = rules(
+            &["x-debug"],
+            &[("X-Env", "prod")],
+            &[
+                ("X-Client", "{client_ip}"),
+                ("X-Tag", "{route} {method} {path} {query}"),
+            ],
+        );
+        let vars = TemplateVars {
+            client_ip: Some("192.0.2.7".parse().unwrap()),
+            route: "example.com/a",
+            method: "GET",
+            path: "/a",
+            query: Some("x=1"),
+            ..TemplateVars::default()
+        };
+        let ctx = ForwardContext {
+            edits: Some((&edits, &vars)),
+            ..context(true)
+        };
+        assert_eq!(
+            forward_with(raw, &ctx),
+            format!(
+                "GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nX-Tag: client\r\n\
+                 X-Env: prod\r\nX-Client: 192.0.2.7\r\nX-Tag: example.com/a GET /a x=1\r\n\
+                 {PROXY_FIELDS}\r\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_host_rule_replaces_the_host_line_and_forwarded_host_keeps_the_client_s() {
+        let raw = "GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n";
+        let edits = rules(&[], &[("host", "internal.{host}")], &[]);
+        let vars = TemplateVars {
+            host: Some("example.com"),
+            ..TemplateVars::default()
+        };
+        let ctx = ForwardContext {
+            edits: Some((&edits, &vars)),
+            ..context(true)
+        };
+        assert_eq!(
+            forward_with(raw, &ctx),
+            format!(
+                "GET / HTTP/1.1\r\nHost: internal.example.com\r\nAccept: */*\r\n{PROXY_FIELDS}\r\n"
+            )
+        );
     }
 
     #[test]

@@ -17,10 +17,12 @@
 //! head); `chunked.rs` (decoder) over `chunk_lines.rs` (chunk header and trailer grammar);
 //! shared by all: `framing.rs` (Content-Length, Transfer-Encoding), `target.rs` (request targets,
 //! Host), `headers.rs` (field names, lists, the per-field mask, head writers);
-//! `trace_context.rs` (W3C `traceparent`).
+//! `trace_context.rs` (W3C `traceparent`); `edits.rs` (a route's header rules, applied by both
+//! head writers).
 
 mod chunk_lines;
 mod chunked;
+mod edits;
 mod error_response;
 mod forward;
 mod framing;

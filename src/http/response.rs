@@ -6,12 +6,14 @@
 //! then decides the framing from the request method and the status. The client head is rebuilt
 //! from the buffer and those marks, with framing written by us for the client's version.
 
+use super::edits;
 use super::framing::{ContentLength, TransferCodings};
 use super::headers::{
     classify, list_elements, push_decimal, push_field, ConnectionOptions, FieldLines, FieldMask,
     KnownField,
 };
 use super::{Method, ResponseBody, Version};
+use crate::config::{HeaderEdits, TemplateVars};
 use std::mem::MaybeUninit;
 
 /// Why a backend's response was refused: the client gets 502 and that upstream connection is
@@ -36,6 +38,10 @@ pub struct ResponseContext<'a> {
     pub client_keep_alive: bool,
     /// Added as `X-Request-Id` when the response has none.
     pub request_id: &'a str,
+    /// The route's response header rules and what their values name (`{backend}`: the backend
+    /// that answered). Applied to final responses only: an interim one (`100`, `103`, `101
+    /// Switching Protocols`) goes out as the backend sent it. `None`: the route has none.
+    pub edits: Option<(&'a HeaderEdits, &'a TemplateVars<'a>)>,
 }
 
 /// A complete, validated response head borrowed from the read buffer.
@@ -259,6 +265,10 @@ impl Response<'_> {
     /// Bodiless responses: a HEAD or 304 response keeps the backend's `Content-Length` (it
     /// describes the representation), a 204 or CONNECT 2xx gets no framing field, any other gets
     /// `Content-Length: 0`. An HTTP/1.0 client kept alive gets `Connection: keep-alive`.
+    ///
+    /// The route's response header rules (`ctx.edits`) apply to final responses: the backend's
+    /// lines of a name removed or set are left out and the `set`, then `add` fields follow the
+    /// backend's; when they name `X-Request-Id`, the proxy does not add one.
     pub fn write_client_head(&self, ctx: &ResponseContext<'_>, out: &mut Vec<u8>) {
         debug_assert_eq!(
             ctx.request_method, self.request_method,
@@ -270,9 +280,22 @@ impl Response<'_> {
         out.push(b' ');
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
-        for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
-            if !self.dropped.contains(index) {
-                push_field(out, name, value);
+        let rules = ctx.edits.filter(|_| self.status >= 200);
+        match rules {
+            None => {
+                for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
+                    if !self.dropped.contains(index) {
+                        push_field(out, name, value);
+                    }
+                }
+            }
+            Some((rules, vars)) => {
+                for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
+                    if !self.dropped.contains(index) && !edits::drops(rules, name) {
+                        push_field(out, name, value);
+                    }
+                }
+                edits::write_fields(rules, vars, None, out);
             }
         }
         if self.status < 200 {
@@ -283,7 +306,8 @@ impl Response<'_> {
             out.extend_from_slice(b"\r\n");
             return;
         }
-        if !self.has_request_id {
+        let id_ruled = rules.is_some_and(|(rules, _)| edits::names(rules, b"X-Request-Id"));
+        if !self.has_request_id && !id_ruled {
             push_field(out, b"X-Request-Id", ctx.request_id.as_bytes());
         }
         let framing = self.client_framing(ctx.client_version);
@@ -349,6 +373,7 @@ mod tests {
             client_version: version,
             client_keep_alive: keep_alive,
             request_id: "rid-1",
+            edits: None,
         }
     }
 
@@ -365,6 +390,50 @@ mod tests {
 
     fn client_head_11(raw: &str) -> String {
         client_head(raw, &context(Method::Get, Version::Http11, true))
+    }
+
+    #[test]
+    fn header_rules_apply_to_final_responses_only() {
+        let template = |text| crate::config::Template::parse(text).unwrap();
+        let rules = HeaderEdits {
+            remove: vec!["server".into(), "x-powered-by".into()],
+            set: vec![("Cache-Control".into(), template("no-store"))],
+            add: vec![("X-Backend".into(), template("{backend} {request_id}"))],
+        };
+        let vars = TemplateVars {
+            backend: Some("10.0.0.1:8080".parse().unwrap()),
+            request_id: "rid-1",
+            ..TemplateVars::default()
+        };
+        let ctx = ResponseContext {
+            edits: Some((&rules, &vars)),
+            ..context(Method::Get, Version::Http11, true)
+        };
+        let raw = "HTTP/1.1 200 OK\r\nServer: nginx/1.2\r\ncache-control: max-age=60\r\n\
+                   X-Powered-By: PHP\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            client_head(raw, &ctx),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nCache-Control: no-store\r\n\
+             X-Backend: 10.0.0.1:8080 rid-1\r\nX-Request-Id: rid-1\r\nContent-Length: 0\r\n\r\n"
+        );
+        let interim = "HTTP/1.1 103 Early Hints\r\nServer: nginx\r\nLink: </a>\r\n\r\n";
+        assert_eq!(
+            client_head(interim, &ctx),
+            "HTTP/1.1 103 Early Hints\r\nServer: nginx\r\nLink: </a>\r\n\r\n"
+        );
+        // A rule naming X-Request-Id leaves it to the rule.
+        let rules = HeaderEdits {
+            set: vec![("X-Request-Id".into(), template("id-{request_id}"))],
+            ..HeaderEdits::default()
+        };
+        let ctx = ResponseContext {
+            edits: Some((&rules, &vars)),
+            ..context(Method::Get, Version::Http11, true)
+        };
+        assert_eq!(
+            client_head("HTTP/1.1 204 No Content\r\n\r\n", &ctx),
+            "HTTP/1.1 204 No Content\r\nX-Request-Id: id-rid-1\r\n\r\n"
+        );
     }
 
     #[test]

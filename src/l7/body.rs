@@ -8,7 +8,8 @@
 
 use super::client::{ClientConn, PendingRequest};
 use super::record::RequestRecord;
-use crate::config::Config;
+use super::rule_vars::{forwarded_host, split_target, RequestParts, RuleVars};
+use crate::config::{HeaderEdits, RouteConfig, RouteSettings, TemplateVars};
 use crate::http::{
     parse_response, ChunkedDecoder, ChunkedOutput, Method, RequestBody, ResponseBody,
     ResponseContext, Version,
@@ -21,6 +22,7 @@ use crate::upstream::failure::UpstreamFailure;
 use monoio::io::AsyncWriteRentExt;
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,10 @@ pub struct Relay<'a> {
     pub record: &'a RequestRecord,
     /// The client's TCP socket, reset when the client stops reading ([`ClientSink`]).
     pub client_fd: RawFd,
+    /// The client's address and the backend answering: what the route's response header rules
+    /// may name (`{client_ip}`, `{backend}`).
+    pub client_ip: IpAddr,
+    pub backend: SocketAddr,
 }
 
 /// The client's write half with its write deadline, counting what reaches the client.
@@ -202,6 +208,13 @@ pub async fn relay_response(
 ) -> Result<ResponseRelayed, RelayError> {
     let request = relay.request;
     let timeouts = &request.generation.config.timeouts;
+    let route = request.route_config();
+    let upstream_response = route.settings.upstream_response;
+    // The route's response header rules: their values are gathered only for a route with some.
+    let rules = &route.headers.response;
+    let rule_vars = (!rules.is_empty()).then(|| response_vars(&relay, route));
+    let template_vars = rule_vars.as_ref().map(RuleVars::vars);
+    let edits = template_vars.as_ref().map(|vars| (rules, vars));
     let mut client = ClientSink {
         w: client_w,
         fd: relay.client_fd,
@@ -233,7 +246,8 @@ pub async fn relay_response(
                         && !(status == 100 && request.expect_continue);
                     out.clear();
                     if forward {
-                        response.write_client_head(&response_context(request, true), &mut out);
+                        response
+                            .write_client_head(&response_context(request, true, edits), &mut out);
                     }
                     buf.drain(..head_len);
                     if forward {
@@ -252,7 +266,7 @@ pub async fn relay_response(
                         )));
                     }
                     out.clear();
-                    response.write_client_head(&response_context(request, true), &mut out);
+                    response.write_client_head(&response_context(request, true, edits), &mut out);
                     buf.drain(..head_len);
                     relay.record.status.set(status);
                     client.send(out).await?;
@@ -269,7 +283,8 @@ pub async fn relay_response(
                 let upstream_keep = response.keep_alive;
                 let upstream_body = response.body;
                 out.clear();
-                response.write_client_head(&response_context(request, client_keep), &mut out);
+                response
+                    .write_client_head(&response_context(request, client_keep, edits), &mut out);
                 buf.drain(..head_len);
                 relay.record.status.set(status);
                 let end = relay_body(
@@ -279,7 +294,7 @@ pub async fn relay_response(
                     framing,
                     buf,
                     out,
-                    timeouts.upstream_response,
+                    upstream_response,
                 )
                 .await?;
                 return Ok(ResponseRelayed {
@@ -298,9 +313,9 @@ pub async fn relay_response(
         let (result, b) = loop {
             monoio::select! {
                 done = read.as_mut() => break done,
-                _ = monoio::time::sleep(timeouts.upstream_response) => {
+                _ = monoio::time::sleep(upstream_response) => {
                     if relay.upload_done.get() {
-                        return Err(RelayError::Upstream(UpstreamFailure::Timeout(timeouts.upstream_response)));
+                        return Err(RelayError::Upstream(UpstreamFailure::Timeout(upstream_response)));
                     }
                 }
             }
@@ -321,13 +336,41 @@ pub async fn relay_response(
     }
 }
 
-fn response_context(request: &PendingRequest, client_keep_alive: bool) -> ResponseContext<'_> {
+fn response_context<'a>(
+    request: &'a PendingRequest,
+    client_keep_alive: bool,
+    edits: Option<(&'a HeaderEdits, &'a TemplateVars<'a>)>,
+) -> ResponseContext<'a> {
     ResponseContext {
         request_method: request.method,
         client_version: request.version,
         client_keep_alive,
         request_id: &request.request_id,
+        edits,
     }
+}
+
+/// What the route's response header rules name, from what the request kept: its `METHOD target`
+/// summary, the host read back from the head sent upstream, and the backend that answered.
+fn response_vars<'a>(relay: &Relay<'a>, route: &RouteConfig) -> RuleVars<'a> {
+    let request = relay.request;
+    let (method, target) = request
+        .summary
+        .split_once(' ')
+        .unwrap_or((&request.summary, ""));
+    let (path, query) = split_target(target);
+    let parts = RequestParts {
+        scheme: request.generation.config.listeners[request.listener()]
+            .protocol
+            .scheme(),
+        host: forwarded_host(&request.upstream_head),
+        path,
+        query,
+        method,
+        client_ip: relay.client_ip,
+        request_id: &request.request_id,
+    };
+    RuleVars::new(route, &route.headers.response, parts, Some(relay.backend))
 }
 
 /// Relays a response body. `buf` holds body bytes that arrived with the head, `out` the client
@@ -465,7 +508,7 @@ async fn read_within(
 /// Streams the request body from the client to the backend. Bytes of the body already buffered
 /// with the head are sent first; bytes after the body (a pipelined request) stay in `client_buf`.
 pub async fn upload(
-    config: &Config,
+    settings: &RouteSettings,
     body: RequestBody,
     client_r: &mut ClientReader,
     client_buf: &mut Vec<u8>,
@@ -473,16 +516,15 @@ pub async fn upload(
     progress: &UploadProgress,
     record: &RequestRecord,
 ) -> Result<(), UploadError> {
-    let timeouts = &config.timeouts;
-    let deadline = Instant::now() + timeouts.client_body;
+    let deadline = Instant::now() + settings.client_body;
     let too_slow = || UploadError::Client {
         status: 408,
         detail: format!(
             "the request body did not arrive within {:?}",
-            timeouts.client_body
+            settings.client_body
         ),
     };
-    let write_limit = timeouts.upstream_response;
+    let write_limit = settings.upstream_response;
 
     match body {
         RequestBody::None => {}
@@ -517,7 +559,7 @@ pub async fn upload(
             }
         }
         RequestBody::Chunked => {
-            let max = config.limits.max_body_bytes;
+            let max = settings.max_body_bytes;
             let mut decoder = ChunkedDecoder::new(ChunkedOutput::Chunked {
                 keep_trailers: true,
             });
@@ -671,6 +713,8 @@ mod tests {
             upload_done: &upload_done,
             record: &record,
             client_fd: client.fd,
+            client_ip: client.peer.ip(),
+            backend: listener.local_addr().unwrap(),
         };
         let result = relay_response(relay, &mut up_r, &mut client.w).await;
         drop(client);

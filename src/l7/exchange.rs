@@ -198,6 +198,11 @@ impl Leg for HttpLeg<'_> {
         self.request.body == RequestBody::None && self.request.method.is_idempotent()
     }
 
+    fn max_retries(&self, _group: &UpstreamGroup) -> u32 {
+        // The route's own, else its group's (resolved into the route's settings).
+        self.request.route_config().settings.max_retries
+    }
+
     fn retrying(&self, retrying: Retrying<'_>) {
         tracing::debug!(request_id = %self.request.request_id, backend = %retrying.backend, "{retrying}");
     }
@@ -274,6 +279,9 @@ async fn exchange(
 ) -> Result<AttemptEnd, UpstreamFailure> {
     let generation = request.generation.clone();
     let timeouts = &generation.config.timeouts;
+    // The route's own, or its group's, or the global ones (`RouteSettings`).
+    let settings =
+        &generation.config.listeners[request.listener()].routes[request.route()].settings;
     let has_body = request.body != RequestBody::None;
     if request.expect_continue
         && has_body
@@ -306,7 +314,7 @@ async fn exchange(
     let mut head = std::mem::take(&mut request.upstream_head);
     let head_len = head.len();
     head.extend_from_slice(&client.buf[..with_head]);
-    match monoio::time::timeout(timeouts.upstream_response, conn.w.write_all(head)).await {
+    match monoio::time::timeout(settings.upstream_response, conn.w.write_all(head)).await {
         Ok((Ok(_), mut head)) => {
             head.truncate(head_len);
             request.upstream_head = head;
@@ -316,7 +324,7 @@ async fn exchange(
             request.upstream_head = head;
             return Err(UpstreamFailure::Send(e));
         }
-        Err(_) => return Err(UpstreamFailure::Timeout(timeouts.upstream_response)),
+        Err(_) => return Err(UpstreamFailure::Timeout(settings.upstream_response)),
     }
     let mut body_left = request.body;
     if let RequestBody::Length(length) = request.body {
@@ -339,6 +347,8 @@ async fn exchange(
         upload_done: &progress.done,
         record,
         client_fd: client.fd,
+        client_ip: client.peer.ip(),
+        backend: backend.address,
     };
     let (relayed, uploaded) = {
         let ClientConn {
@@ -355,13 +365,7 @@ async fn exchange(
             (download.await, Ok(()))
         } else {
             let upload = body::upload(
-                &generation.config,
-                body_left,
-                client_r,
-                client_buf,
-                up_w,
-                &progress,
-                record,
+                settings, body_left, client_r, client_buf, up_w, &progress, record,
             );
             let mut upload = std::pin::pin!(upload);
             let mut download = std::pin::pin!(download);

@@ -6,10 +6,12 @@
 //! request body up and the response back ([`body`]), retries what is safe to retry, and returns
 //! the upstream connection to the pool when both sides ended cleanly; a `101 Switching Protocols` turns the connection into the
 //! byte relay ([`body::tunnel`], [`crate::relay`]). Each request is counted once when it ends
-//! ([`record`]).
+//! ([`record`]). A route's header rules name request properties gathered by [`rule_vars`], only
+//! for a route that has rules.
 
 pub mod body;
 pub mod client;
 pub mod exchange;
 pub mod record;
+pub mod rule_vars;
 pub mod session;

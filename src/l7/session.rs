@@ -4,6 +4,7 @@
 
 use super::client::{respond_and_close, ClientConn, PendingRequest};
 use super::exchange;
+use super::rule_vars::{split_target, RequestParts, RuleVars};
 use crate::config::RouteAction;
 use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent};
 use crate::net::io::{read_append, read_unless_quiet, wait_readable, QuietReadCanceller};
@@ -298,7 +299,10 @@ fn prepare(
             return Err(reject(400, detail, &request_id));
         }
     }
-    if let (RequestBody::Length(length), Some(max)) = (request.body, config.limits.max_body_bytes) {
+    let route_config = &routes[route];
+    if let (RequestBody::Length(length), Some(max)) =
+        (request.body, route_config.settings.max_body_bytes)
+    {
         if length > max {
             let detail =
                 format!("request body of {length} bytes is larger than the limit of {max} bytes");
@@ -311,6 +315,22 @@ fn prepare(
         None => ctx.trace_ids.start(),
     };
     let mut upstream_head = Vec::with_capacity(request.head_len + 256);
+    // The route's request header rules: their values are gathered only for a route with some.
+    let rules = &route_config.headers.request;
+    let rule_vars = (!rules.is_empty()).then(|| {
+        let (_, query) = split_target(request.target);
+        let parts = RequestParts {
+            scheme: proto,
+            host: request.host,
+            path: request.path(),
+            query,
+            method: request.method_str,
+            client_ip: peer.ip(),
+            request_id: &request_id,
+        };
+        RuleVars::new(route_config, rules, parts, None)
+    });
+    let template_vars = rule_vars.as_ref().map(RuleVars::vars);
     let forward = ForwardContext {
         client_ip: peer.ip(),
         proto,
@@ -318,7 +338,7 @@ fn prepare(
         traceparent: &traceparent,
         upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
         target: None,
-        edits: None,
+        edits: template_vars.as_ref().map(|vars| (rules, vars)),
     };
     request.write_upstream_head(&forward, &mut upstream_head);
     // For log lines; built without `format!`, which costs several times the copy (bench/ profile).

@@ -238,7 +238,12 @@ impl Validator<'_> {
         }
         let matches = self.route_match(raw, protocol, path);
         let rewrite = self.rewrite(raw, path);
-        let headers = self.header_rules(raw, path);
+        let headers = self.header_rules(raw, matches.as_ref(), path);
+        // Kept by the validator for `route_settings::resolve`.
+        ok &= match tcp {
+            true => self.http_only_route_keys(raw, path),
+            false => self.route_overrides(raw, path),
+        };
         let compress = raw.compress;
         ok.then_some(())?;
         Some(RouteConfig {

@@ -76,6 +76,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
         groups,
         base,
         compress_by_default: false,
+        route_overrides: route_settings::Overrides::new(),
     };
     let root = KeyPath::root();
     let runtime = v.runtime(&file, &root.key("runtime"), ctx.driver_override.as_deref());
@@ -95,7 +96,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
     if let (Some(listeners), Some(upstreams), Some(timeouts), Some(limits)) =
         (&mut listeners, &upstreams, &timeouts, &limits)
     {
-        route_settings::resolve(listeners, upstreams, timeouts, limits);
+        route_settings::resolve(listeners, upstreams, timeouts, limits, &v.route_overrides);
     }
     let config = Config {
         source: ctx.source,
@@ -122,6 +123,8 @@ struct Validator<'a> {
     base: PathBuf,
     /// `compression.enabled`: what a route without `compress` does.
     compress_by_default: bool,
+    /// The routes' own settings, from `route()` until `route_settings::resolve`.
+    route_overrides: route_settings::Overrides,
 }
 
 /// `Some` of every item only if all are `Some`, after looking at all of them.

@@ -1,18 +1,612 @@
 //! A route's header rules (`[listener.NAME.route.request_headers]` and `response_headers`):
 //! names, templates and the variables each direction may use, checked with the fix.
+//!
+//! Flow: for each direction, `remove` names, then the `set` and `add` tables; each name must be
+//! an HTTP token and not a field the proxy writes itself in that direction (framing, the
+//! forwarding fields); each value must be a string without control characters, parsed as a
+//! [`Template`] whose variables exist in that direction (`{backend}`: responses only) and whose
+//! captures the route's `path_regex` has.
 
 use super::Validator;
-use crate::config::file::FileRoute;
+use crate::config::error::{did_you_mean, quote};
+use crate::config::file::{FileHeaderEdits, FileRoute};
 use crate::config::key_path::KeyPath;
-use crate::config::HeaderRules;
+use crate::config::template::{Template, Var};
+use crate::config::{HeaderEdits, HeaderRules, Pattern, RouteMatch};
+
+/// The variables a template may name besides captures, for "did you mean".
+const VARIABLES: [&str; 10] = [
+    "scheme",
+    "host",
+    "path",
+    "query",
+    "uri",
+    "method",
+    "client_ip",
+    "request_id",
+    "route",
+    "backend",
+];
+
+/// Which message the edits apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Request,
+    Response,
+}
+
+/// The three kinds of edit, as their keys are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edit {
+    Remove,
+    Set,
+    Add,
+}
+
+impl Edit {
+    fn key(self) -> &'static str {
+        match self {
+            Edit::Remove => "remove",
+            Edit::Set => "set",
+            Edit::Add => "add",
+        }
+    }
+}
 
 impl Validator<'_> {
-    /// `request_headers`, `response_headers`.
+    /// `request_headers`, `response_headers`. `matches` is the route's validated match (`None`
+    /// when it had problems of its own: captures are then not checked).
     pub(super) fn header_rules(
         &mut self,
-        _raw: &FileRoute,
-        _path: &KeyPath,
+        raw: &FileRoute,
+        matches: Option<&RouteMatch>,
+        path: &KeyPath,
     ) -> Option<HeaderRules> {
-        Some(HeaderRules::default())
+        let captures = matches.map(|m| m.path_regex.as_ref());
+        let request = match &raw.request_headers {
+            Some(edits) => self.header_edits(
+                edits,
+                Direction::Request,
+                captures,
+                &path.key("request_headers"),
+            ),
+            None => Some(HeaderEdits::default()),
+        };
+        let response = match &raw.response_headers {
+            Some(edits) => self.header_edits(
+                edits,
+                Direction::Response,
+                captures,
+                &path.key("response_headers"),
+            ),
+            None => Some(HeaderEdits::default()),
+        };
+        Some(HeaderRules {
+            request: request?,
+            response: response?,
+        })
+    }
+
+    fn header_edits(
+        &mut self,
+        raw: &FileHeaderEdits,
+        direction: Direction,
+        captures: Option<Option<&Pattern>>,
+        path: &KeyPath,
+    ) -> Option<HeaderEdits> {
+        let mut ok = true;
+        let mut edits = HeaderEdits::default();
+        for (i, name) in raw.remove.iter().flatten().enumerate() {
+            let at = path.key("remove").index(i);
+            if self.field_name(name, direction, Edit::Remove, &at) {
+                edits.remove.push(name.to_ascii_lowercase());
+            } else {
+                ok = false;
+            }
+        }
+        for edit in [Edit::Set, Edit::Add] {
+            let table = match edit {
+                Edit::Set => &raw.set,
+                _ => &raw.add,
+            };
+            for (name, value) in table.iter().flatten() {
+                let at = path.key(edit.key()).key(name);
+                let named = self.field_name(name, direction, edit, &at);
+                let value = self.field_value(value, direction, captures, &at);
+                match (named, value) {
+                    (true, Some(value)) => match edit {
+                        Edit::Set => edits.set.push((name.clone(), value)),
+                        _ => edits.add.push((name.clone(), value)),
+                    },
+                    _ => ok = false,
+                }
+            }
+        }
+        ok &= self.edits_overlap(&edits, path);
+        ok.then_some(edits)
+    }
+
+    /// A field name: a token, and not one the proxy owns in this direction.
+    fn field_name(&mut self, name: &str, direction: Direction, edit: Edit, path: &KeyPath) -> bool {
+        if name.is_empty() {
+            self.push(
+                path.clone(),
+                quote(name),
+                "empty field name",
+                "write a field name such as \"X-Env\"",
+            );
+            return false;
+        }
+        if let Some((at, c)) = name.char_indices().find(|(_, c)| !is_tchar(*c)) {
+            self.push(
+                path.clone(),
+                quote(name),
+                format!("{c:?} at position {at} cannot be part of a field name"),
+                "a field name is letters, digits and !#$%&'*+-.^_`|~ (no spaces or colons), \
+                 e.g. \"X-Env\"",
+            );
+            return false;
+        }
+        let lower = name.to_ascii_lowercase();
+        let owned = match direction {
+            Direction::Request => request_owned(&lower, edit),
+            Direction::Response => response_owned(&lower),
+        };
+        if let Some(fix) = owned {
+            let message = match direction {
+                Direction::Request => "the proxy writes this field of the request itself",
+                Direction::Response => "the proxy writes this field of the response itself",
+            };
+            self.push(path.clone(), quote(name), message, fix);
+            return false;
+        }
+        true
+    }
+
+    /// A field value: a string without control characters, parsed as a template whose
+    /// variables exist in this direction.
+    fn field_value(
+        &mut self,
+        value: &toml::Value,
+        direction: Direction,
+        captures: Option<Option<&Pattern>>,
+        path: &KeyPath,
+    ) -> Option<Template> {
+        let toml::Value::String(text) = value else {
+            self.push(
+                path.clone(),
+                value.to_string(),
+                "a field value is a string",
+                format!("write it quoted: \"{value}\""),
+            );
+            return None;
+        };
+        if let Some((at, c)) = text
+            .char_indices()
+            .find(|(_, c)| c.is_control() && *c != '\t')
+        {
+            self.push(
+                path.clone(),
+                quote(text),
+                format!("control character {c:?} at offset {at}"),
+                "a field value is one line: remove the line break or control character",
+            );
+            return None;
+        }
+        let template = match Template::parse(text) {
+            Ok(template) => template,
+            Err(error) => {
+                self.push(
+                    path.clone(),
+                    quote(text),
+                    format!("{} (at offset {})", error.problem, error.offset),
+                    "write variables as {client_ip}, {request_id}, {route}…, and literal braces \
+                     as {{ and }}",
+                );
+                return None;
+            }
+        };
+        let mut ok = true;
+        for var in template.vars() {
+            if let Some((problem, fix)) = var_problem(var, direction, captures) {
+                self.push(path.clone(), quote(text), problem, fix);
+                ok = false;
+            }
+        }
+        ok.then_some(template)
+    }
+
+    /// A name removed and also set, or set twice (the table's keys differ only in case).
+    fn edits_overlap(&mut self, edits: &HeaderEdits, path: &KeyPath) -> bool {
+        let mut ok = true;
+        for (i, (name, _)) in edits.set.iter().enumerate() {
+            let lower = name.to_ascii_lowercase();
+            if edits.remove.contains(&lower) {
+                ok = false;
+                self.push(
+                    path.key("set").key(name),
+                    quote(name),
+                    "the field is both removed and set",
+                    format!(
+                        "remove {} from `remove`: `set` already replaces every line of it",
+                        quote(name)
+                    ),
+                );
+            }
+            if edits.set[..i]
+                .iter()
+                .any(|(other, _)| other.eq_ignore_ascii_case(name))
+            {
+                ok = false;
+                self.push(
+                    path.key("set").key(name),
+                    quote(name),
+                    "set twice (field names are case-insensitive)",
+                    "keep one of the two",
+                );
+            }
+        }
+        for (name, _) in &edits.add {
+            if edits.remove.contains(&name.to_ascii_lowercase()) {
+                ok = false;
+                self.push(
+                    path.key("add").key(name),
+                    quote(name),
+                    "the field is both removed and added",
+                    format!(
+                        "to replace the message's lines with this one, move it from `add` to \
+                         `set` and remove {} from `remove`",
+                        quote(name)
+                    ),
+                );
+            }
+        }
+        ok
+    }
+}
+
+fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// Why a request field cannot be edited, as a fix; `None` when it can.
+fn request_owned(lower: &str, edit: Edit) -> Option<String> {
+    let fix = match lower {
+        "host" if edit == Edit::Set => return None,
+        "host" => {
+            "a request carries exactly one Host: use `set` to send another one upstream \
+                   (X-Forwarded-Host keeps the client's)"
+        }
+        "content-length" | "transfer-encoding" => {
+            "the framing sent upstream is the proxy's, from the body it relays: remove this rule"
+        }
+        "connection" | "keep-alive" | "proxy-connection" | "upgrade" | "te" | "trailer"
+        | "expect" => {
+            "a hop-by-hop field is between the client and the proxy only; the proxy writes its \
+             own toward the backend: remove this rule"
+        }
+        "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" => {
+            "the proxy writes the forwarding fields from the connection (X-Forwarded-For \
+             appends the client's address): remove this rule, or use another name such as \
+             \"X-Client\" = \"{client_ip}\""
+        }
+        "x-request-id" | "traceparent" => {
+            "the proxy sends the request's id and trace itself (the client's when valid): \
+             remove this rule; {request_id} names the id in other fields"
+        }
+        _ => return None,
+    };
+    Some(fix.to_owned())
+}
+
+/// Why a response field cannot be edited, as a fix; `None` when it can.
+fn response_owned(lower: &str) -> Option<String> {
+    let fix = match lower {
+        "content-length" | "transfer-encoding" => {
+            "the framing sent to the client is the proxy's, from the body it relays: remove \
+             this rule"
+        }
+        "connection" | "keep-alive" | "upgrade" => {
+            "whether the client connection stays open (or switches protocol) is the proxy's \
+             call: remove this rule"
+        }
+        _ => return None,
+    };
+    Some(fix.to_owned())
+}
+
+/// Why a variable cannot be used in this direction (problem, fix).
+fn var_problem(
+    var: &Var,
+    direction: Direction,
+    captures: Option<Option<&Pattern>>,
+) -> Option<(String, String)> {
+    let no_regex = || {
+        Some((
+            "a capture, but the route has no path_regex".to_owned(),
+            "add path_regex = \"^/users/(?P<id>[0-9]+)\" to the route, or use a request \
+             variable such as {path}"
+                .to_owned(),
+        ))
+    };
+    match var {
+        Var::Backend if direction == Direction::Request => Some((
+            "{backend} is not known yet when the request head is built".to_owned(),
+            "use {backend} in response_headers: the backend is chosen (and may change on a \
+             retry) after the request head is built, as in HAProxy and nginx"
+                .to_owned(),
+        )),
+        Var::Capture(index) => match captures {
+            Some(None) => no_regex(),
+            Some(Some(pattern)) if *index >= pattern.0.captures_len() => Some((
+                format!(
+                    "{{{index}}}: path_regex {} has {} capture group(s)",
+                    quote(pattern.as_str()),
+                    pattern.0.captures_len() - 1
+                ),
+                "use a capture the pattern has ({1} is the first), or add a group to it".to_owned(),
+            )),
+            _ => None,
+        },
+        Var::NamedCapture(name) => match captures {
+            Some(None) => Some((
+                format!("unknown variable {{{name}}}"),
+                format!(
+                    "{}the variables are {}; a name of a path_regex group needs the route's \
+                     path_regex",
+                    did_you_mean(name, VARIABLES),
+                    VARIABLES.map(|v| format!("{{{v}}}")).join(" ")
+                ),
+            )),
+            Some(Some(pattern)) if !pattern.0.capture_names().flatten().any(|n| n == name) => {
+                Some((
+                    format!(
+                        "unknown variable {{{name}}}: not a variable nor a group of path_regex {}",
+                        quote(pattern.as_str())
+                    ),
+                    format!(
+                        "{}name a group (?P<{name}>…) in path_regex, or use one of {}",
+                        did_you_mean(name, VARIABLES),
+                        VARIABLES.map(|v| format!("{{{v}}}")).join(" ")
+                    ),
+                ))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::{assert_error, invalid, one_error, valid, API};
+    use crate::config::TemplateVars;
+
+    /// A file with one route carrying `rules` (TOML lines after the route's own keys).
+    fn route(rules: &str) -> String {
+        format!(
+            "[listener.http]\naddress = \"127.0.0.1:8080\"\n[[listener.http.route]]\n\
+             path_prefix = \"/\"\nupstream = \"api\"\n{rules}{API}"
+        )
+    }
+
+    #[test]
+    fn rules_are_parsed_in_order() {
+        let config = valid(&route(
+            "request_headers = { remove = [\"X-Debug\"], set = { \"X-Env\" = \"prod\" }, \
+             add = { \"X-Client\" = \"{client_ip}\" } }\n\
+             response_headers = { remove = [\"Server\", \"X-Powered-By\"], \
+             set = { \"Host\" = \"h\" }, add = { \"X-Backend\" = \"{backend}\" } }\n",
+        ));
+        let rules = &config.listeners[0].routes[0].headers;
+        assert_eq!(rules.request.remove, ["x-debug"]);
+        assert_eq!(rules.request.set[0].0, "X-Env");
+        assert_eq!(rules.request.add[0].0, "X-Client");
+        assert_eq!(rules.response.remove, ["server", "x-powered-by"]);
+        let mut out = Vec::new();
+        let vars = TemplateVars {
+            backend: Some("10.0.0.1:80".parse().unwrap()),
+            ..TemplateVars::default()
+        };
+        rules.response.add[0].1.expand(&vars, &mut out);
+        assert_eq!(out, b"10.0.0.1:80");
+        let none = valid(&route(""));
+        assert!(none.listeners[0].routes[0].headers.is_empty());
+    }
+
+    #[test]
+    fn names_must_be_tokens() {
+        let e = one_error(&route("request_headers = { remove = [\"X Debug\"] }\n"));
+        assert_error(
+            &e,
+            "listener.http.route[0].request_headers.remove[0]",
+            "\"X Debug\"",
+            "' ' at position 1",
+            "no spaces or colons",
+        );
+        let e = one_error(&route(
+            "response_headers = { set = { \"X-A:\" = \"1\" } }\n",
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[0].response_headers.set.\"X-A:\"",
+            "\"X-A:\"",
+            "':' at position 3",
+            "e.g. \"X-Env\"",
+        );
+        let e = one_error(&route("request_headers = { add = { \"\" = \"1\" } }\n"));
+        assert_error(
+            &e,
+            "listener.http.route[0].request_headers.add.\"\"",
+            "\"\"",
+            "empty",
+            "X-Env",
+        );
+    }
+
+    #[test]
+    fn values_are_strings_without_control_characters() {
+        let e = one_error(&route("request_headers = { set = { \"X-N\" = 5 } }\n"));
+        assert_error(
+            &e,
+            "listener.http.route[0].request_headers.set.X-N",
+            "5",
+            "a string",
+            "\"5\"",
+        );
+        let e = one_error(&route(
+            "request_headers = { set = { \"X-N\" = \"a\\r\\nEvil: 1\" } }\n",
+        ));
+        assert_eq!(
+            e.key, "listener.http.route[0].request_headers.set.X-N",
+            "{e}"
+        );
+        assert!(e.problem.contains("'\\r' at offset 1"), "{e}");
+        assert!(e.fix.contains("one line"), "{e}");
+        let e = one_error(&route(
+            "response_headers = { add = { \"X-N\" = \"a\\u0000\" } }\n",
+        ));
+        assert!(e.problem.contains("'\\0' at offset 1"), "{e}");
+        valid(&route(
+            "request_headers = { set = { \"X-N\" = \"a\\tb\" } }\n",
+        ));
+    }
+
+    #[test]
+    fn template_errors_name_the_offset() {
+        let e = one_error(&route(
+            "request_headers = { set = { \"X-Id\" = \"id-{request_id\" } }\n",
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[0].request_headers.set.X-Id",
+            "\"id-{request_id\"",
+            "at offset 3",
+            "{{ and }}",
+        );
+    }
+
+    #[test]
+    fn fields_the_proxy_owns_are_refused_with_a_fix() {
+        for (name, fix) in [
+            ("Content-Length", "framing"),
+            ("Transfer-Encoding", "framing"),
+            ("Connection", "hop-by-hop"),
+            ("Upgrade", "hop-by-hop"),
+            ("TE", "hop-by-hop"),
+            ("X-Forwarded-For", "forwarding fields"),
+            ("X-Forwarded-Proto", "forwarding fields"),
+            ("x-forwarded-host", "forwarding fields"),
+            ("X-Request-Id", "{request_id}"),
+            ("traceparent", "trace"),
+        ] {
+            for edit in ["set", "add"] {
+                let e = one_error(&route(&format!(
+                    "request_headers = {{ {edit} = {{ \"{name}\" = \"1\" }} }}\n"
+                )));
+                assert!(
+                    e.problem.contains("writes this field of the request"),
+                    "{e}"
+                );
+                assert!(e.fix.contains(fix), "{name}: {e}");
+            }
+            let e = one_error(&route(&format!(
+                "request_headers = {{ remove = [\"{name}\"] }}\n"
+            )));
+            assert!(e.fix.contains(fix), "{name}: {e}");
+        }
+        for name in ["Content-Length", "Transfer-Encoding", "Connection"] {
+            let e = one_error(&route(&format!(
+                "response_headers = {{ add = {{ \"{name}\" = \"1\" }} }}\n"
+            )));
+            assert!(e.problem.contains("of the response itself"), "{e}");
+            assert!(e.fix.contains("remove this rule"), "{e}");
+        }
+        // The response's X-Request-Id and the request's Host (set only) may be edited.
+        valid(&route(
+            "response_headers = { set = { \"X-Request-Id\" = \"{request_id}\" } }\n\
+             request_headers = { set = { \"Host\" = \"internal.example\" } }\n",
+        ));
+        let e = one_error(&route("request_headers = { remove = [\"Host\"] }\n"));
+        assert!(e.fix.contains("use `set`"), "{e}");
+    }
+
+    #[test]
+    fn backend_is_for_responses_only() {
+        let e = one_error(&route(
+            "request_headers = { add = { \"X-B\" = \"{backend}\" } }\n",
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[0].request_headers.add.X-B",
+            "\"{backend}\"",
+            "not known yet",
+            "use {backend} in response_headers",
+        );
+    }
+
+    #[test]
+    fn captures_need_the_route_s_path_regex() {
+        let e = one_error(&route(
+            "request_headers = { add = { \"X-U\" = \"{1}\" } }\n",
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[0].request_headers.add.X-U",
+            "\"{1}\"",
+            "no path_regex",
+            "add path_regex",
+        );
+        let e = one_error(&route(
+            "request_headers = { add = { \"X-U\" = \"{clientip}\" } }\n",
+        ));
+        assert!(e.problem.contains("unknown variable {clientip}"), "{e}");
+        assert!(e.fix.contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn captures_must_be_groups_of_the_pattern() {
+        use super::{var_problem, Direction};
+        use crate::config::{Pattern, Template};
+        let pattern = Pattern(regex::Regex::new("^/users/(?P<id>[0-9]+)/(.*)$").unwrap());
+        let problems = |text: &str| -> Vec<String> {
+            Template::parse(text)
+                .unwrap()
+                .vars()
+                .filter_map(|var| var_problem(var, Direction::Request, Some(Some(&pattern))))
+                .map(|(problem, fix)| format!("{problem} / {fix}"))
+                .collect()
+        };
+        assert!(problems("{1}-{2}-{id}-{0}").is_empty());
+        let three = problems("{3}");
+        assert!(three[0].contains("has 2 capture group(s)"), "{three:?}");
+        let unknown = problems("{ids}");
+        assert!(unknown[0].contains("unknown variable {ids}"), "{unknown:?}");
+        assert!(unknown[0].contains("(?P<ids>"), "{unknown:?}");
+        // Unknown captures are not judged when the route's match had problems of its own.
+        let template = Template::parse("{9}").unwrap();
+        let var = template.vars().next().unwrap();
+        assert_eq!(var_problem(var, Direction::Request, None), None);
+    }
+
+    #[test]
+    fn both_removed_and_set_is_a_mistake() {
+        let errors = invalid(&route(
+            "request_headers = { remove = [\"x-a\", \"X-B\"], set = { \"X-A\" = \"1\" }, \
+             add = { \"x-b\" = \"2\" } }\n",
+        ));
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.problem.contains("both removed and set")),
+            "{errors:#?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.fix.contains("move it from `add` to `set`")),
+            "{errors:#?}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! kept as they were ([`Protocol`]): a TCP connection is "open" at a backend where an HTTP request
 //! is "in flight", and only HTTP says "all N backends failed" when every backend was tried.
 
+use crate::config::RetryConfig;
 use crate::metrics::stats::GaveUpCount;
 use crate::upstream::failure::UpstreamFailure;
 use crate::upstream::retry::{Refusal, RetryBudget};
@@ -191,6 +192,7 @@ impl GiveUp {
     /// A retry was due after `attempts` attempts but the limits refused it.
     pub(super) fn not_retried(
         group: &UpstreamGroup,
+        retry: &RetryConfig,
         backend: SocketAddr,
         failure: &UpstreamFailure,
         refusal: Refusal,
@@ -200,7 +202,7 @@ impl GiveUp {
             Refusal::MaxRetries => (
                 format!(
                     "gave up after {attempts} attempts (retry.max_retries = {})",
-                    group.config.retry.max_retries
+                    retry.max_retries
                 ),
                 GaveUp::MaxRetries,
             ),

@@ -44,6 +44,7 @@ use super::outlier::{Attempt, Verdict};
 use super::retry::RetryCount;
 use super::select::{self, RequestKeys};
 use super::UpstreamGroup;
+use crate::config::RetryConfig;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -85,6 +86,12 @@ pub trait Leg {
 
     /// The engine goes on after a failure (a debug line, with what the caller knows).
     fn retrying(&self, retrying: Retrying<'_>);
+
+    /// Retries allowed per request: the group's `retry.max_retries` unless the leg's request
+    /// has its own (an HTTP route's resolved setting).
+    fn max_retries(&self, group: &UpstreamGroup) -> u32 {
+        group.config.retry.max_retries
+    }
 }
 
 /// An attempt that ended the failover, with what its leg gave back.
@@ -148,11 +155,18 @@ pub async fn run<'g, L: Leg>(
     let mut again_fresh: Option<usize> = None;
     // Set when the request first has to wait for a backend under its `max_connections`.
     let mut queue_deadline = None;
-    // Asks the retry limits before another backend is tried.
+    // Asks the retry limits before another backend is tried. The budget is the group's; the
+    // number of retries may be the request's own.
+    let retry = RetryConfig {
+        max_retries: leg.max_retries(group),
+        ..group.config.retry.clone()
+    };
     let mut permit = |failure: &UpstreamFailure, address: SocketAddr, attempts: u32| {
         retries
-            .permit_after(failure, &group.config.retry, &group.state.retry_budget)
-            .map_err(|refusal| GiveUp::not_retried(group, address, failure, refusal, attempts))
+            .permit_after(failure, &retry, &group.state.retry_budget)
+            .map_err(|refusal| {
+                GiveUp::not_retried(group, &retry, address, failure, refusal, attempts)
+            })
     };
 
     loop {
