@@ -206,6 +206,38 @@ impl Template {
     }
 }
 
+/// The template as it would be written (`https://{host}{uri}`), for `check` and logs.
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => f.write_str(&text.replace('{', "{{").replace('}', "}}"))?,
+                Part::Var(var) => {
+                    let name = match var {
+                        Var::Scheme => "scheme",
+                        Var::Host => "host",
+                        Var::Path => "path",
+                        Var::Query => "query",
+                        Var::Uri => "uri",
+                        Var::Method => "method",
+                        Var::ClientIp => "client_ip",
+                        Var::RequestId => "request_id",
+                        Var::Route => "route",
+                        Var::Backend => "backend",
+                        Var::Capture(index) => {
+                            write!(f, "{{{index}}}")?;
+                            continue;
+                        }
+                        Var::NamedCapture(name) => name,
+                    };
+                    write!(f, "{{{name}}}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
