@@ -65,13 +65,13 @@ pub fn rewritten_target(
         PathRewrite::Regex { pattern, to } => match pattern.0.captures(path) {
             Some(captures) => {
                 let whole = captures.get(0).expect("group 0 is the match");
-                out.extend_from_slice(path[..whole.start()].as_bytes());
+                out.extend_from_slice(&path.as_bytes()[..whole.start()]);
                 let vars = TemplateVars {
                     captures: Some(&captures),
                     ..vars
                 };
                 to.expand(&vars, &mut out);
-                out.extend_from_slice(path[whole.end()..].as_bytes());
+                out.extend_from_slice(&path.as_bytes()[whole.end()..]);
             }
             None => out.extend_from_slice(path.as_bytes()),
         },

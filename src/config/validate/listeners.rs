@@ -684,6 +684,49 @@ mod tests {
         ));
         assert!(!covers(&route(None, "/api"), &route(None, "/apis")));
         assert!(covers(&route(None, "/api/"), &route(None, "/api/")));
+
+        // Extra conditions: an earlier conditional route covers nothing; a later one is covered
+        // by an unconditional route as its host and prefix (or exact path) are.
+        let with = |prefix: &str, matches: crate::config::RouteMatch| {
+            let mut r = route(None, prefix);
+            r.matches = matches;
+            r
+        };
+        let get = || crate::config::RouteMatch {
+            methods: vec!["GET".to_owned()],
+            ..Default::default()
+        };
+        let exact = |path: &str| crate::config::RouteMatch {
+            exact_path: Some(path.to_owned()),
+            ..Default::default()
+        };
+        assert!(!covers(&with("/", get()), &route(None, "/x")));
+        assert!(!covers(&with("/", get()), &with("/", get())));
+        assert!(covers(&route(None, "/api/"), &with("/api/", get())));
+        assert!(covers(&route(None, "/api/"), &with("/", exact("/api/x"))));
+        assert!(!covers(&route(None, "/api/"), &with("/", exact("/api"))));
+    }
+
+    #[test]
+    fn routes_with_conditions_shadow_nothing_and_are_shadowed_by_covers() {
+        // A GET-only route first, then everything: the second is still used (and the
+        // listener's catch-all `upstream` after it would not be).
+        valid(&format!(
+            "[listener.http]\naddress = \"127.0.0.1:8080\"\n{API}\
+             [[listener.http.route]]\nmethods = [\"GET\"]\nupstream = \"api\"\n\
+             [[listener.http.route]]\nupstream = \"api\"\n"
+        ));
+        let e = one_error(&format!(
+            "{LISTENER}{API}[[listener.http.route]]\npath_prefix = \"/a/\"\nupstream = \"api\"\n\
+             [[listener.http.route]]\npath = \"/a/b\"\nupstream = \"api\"\n"
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[1]",
+            "",
+            "never matched: route[0] comes first",
+            "move this route above route[0]",
+        );
     }
 
     #[test]
