@@ -233,6 +233,16 @@ fn redirect_https_sends_every_request_to_https(driver: &str) {
         "HTTP/1.1 308 Permanent Redirect\r\nLocation: https://example.com:8443/a/b?x=1\r\n\
          Content-Length: 0\r\nX-Request-Id: h1\r\n\r\n"
     );
+    // HTTP/1.0: kept alive only when asked; without a Host there is no host to redirect to.
+    conn.send(b"GET /x HTTP/1.0\r\nHost: example.com\r\nConnection: keep-alive\r\nX-Request-Id: h2\r\n\r\n");
+    assert_eq!(
+        conn.read_response("GET").text(),
+        "HTTP/1.1 308 Permanent Redirect\r\nLocation: https://example.com:8443/x\r\n\
+         Content-Length: 0\r\nX-Request-Id: h2\r\nConnection: keep-alive\r\n\r\n"
+    );
+    conn.send(b"GET /x HTTP/1.0\r\n\r\n");
+    assert_eq!(conn.read_response("GET").status, 400);
+    conn.assert_closed();
     assert!(api.requests().is_empty());
 }
 

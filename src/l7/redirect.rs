@@ -10,7 +10,7 @@
 
 use super::client::{linger_close, ClientConn};
 use super::rewrite::{label_if_named, request_vars};
-use crate::config::{Redirect, RouteConfig};
+use crate::config::{Redirect, RouteConfig, Var};
 use crate::http::{reason_phrase, Request, RequestBody, Version};
 use crate::metrics::counters::Outcome;
 use crate::net::io::write_all_within;
@@ -60,6 +60,12 @@ pub fn location(
     let mut out = Vec::with_capacity(64 + path.len());
     redirect.location.expand(&vars, &mut out);
     out
+}
+
+/// The `Location` names `{host}` (an HTTP/1.0 request without `Host` cannot be redirected
+/// there: it is answered 400).
+pub fn names_host(redirect: &Redirect) -> bool {
+    redirect.location.vars().any(|var| *var == Var::Host)
 }
 
 /// Answers `redirected` on `client`. `true`: the connection goes on to its next request.

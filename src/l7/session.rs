@@ -291,9 +291,29 @@ fn prepare(
         );
         return Err(reject(404, detail, &request_id));
     };
+    if request.method == Method::Connect {
+        // A tunnel the proxy cannot see into: only where a route asks for it. Relayed as a plain
+        // request, a backend's 2xx would make the client believe a tunnel is open while the
+        // proxy goes on reading its bytes as HTTP.
+        if !routes[route].allow_connect {
+            let detail = format!(
+                "tunnels (CONNECT {}) are not enabled on this route",
+                request.target
+            );
+            return Err(reject(501, detail, &request_id));
+        }
+        if request.body != RequestBody::None {
+            let detail = "a CONNECT request has no content (RFC 9110 §9.3.6)".to_owned();
+            return Err(reject(400, detail, &request_id));
+        }
+    }
     let upstream = match &routes[route].action {
         RouteAction::Forward(upstream) => *upstream,
         RouteAction::Redirect(redirect) => {
+            if request.host.is_none() && redirect::names_host(redirect) {
+                let detail = "the redirect names the request's host, and it sent none".to_owned();
+                return Err(reject(400, detail, &request_id));
+            }
             let location =
                 redirect::location(redirect, &routes[route], &request, proto, peer, &request_id);
             return Ok(Prepared::Redirect(Box::new(Redirected {
@@ -311,22 +331,6 @@ fn prepare(
             })));
         }
     };
-    if request.method == Method::Connect {
-        // A tunnel the proxy cannot see into: only where a route asks for it. Relayed as a plain
-        // request, a backend's 2xx would make the client believe a tunnel is open while the
-        // proxy goes on reading its bytes as HTTP.
-        if !routes[route].allow_connect {
-            let detail = format!(
-                "tunnels (CONNECT {}) are not enabled on this route",
-                request.target
-            );
-            return Err(reject(501, detail, &request_id));
-        }
-        if request.body != RequestBody::None {
-            let detail = "a CONNECT request has no content (RFC 9110 §9.3.6)".to_owned();
-            return Err(reject(400, detail, &request_id));
-        }
-    }
     if let (RequestBody::Length(length), Some(max)) = (request.body, config.limits.max_body_bytes) {
         if length > max {
             let detail =
