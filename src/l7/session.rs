@@ -307,6 +307,13 @@ fn prepare(
             return Err(reject(400, detail, &request_id));
         }
     }
+    if let (RequestBody::Length(length), Some(max)) = (request.body, config.limits.max_body_bytes) {
+        if length > max {
+            let detail =
+                format!("request body of {length} bytes is larger than the limit of {max} bytes");
+            return Err(reject(413, detail, &request_id));
+        }
+    }
     let upstream = match &routes[route].action {
         RouteAction::Forward(upstream) => *upstream,
         RouteAction::Redirect(redirect) => {
@@ -331,14 +338,6 @@ fn prepare(
             })));
         }
     };
-    if let (RequestBody::Length(length), Some(max)) = (request.body, config.limits.max_body_bytes) {
-        if length > max {
-            let detail =
-                format!("request body of {length} bytes is larger than the limit of {max} bytes");
-            return Err(reject(413, detail, &request_id));
-        }
-    }
-
     let traceparent = match request.traceparent {
         Some(incoming) => Traceparent::from_valid(incoming),
         None => ctx.trace_ids.start(),
