@@ -22,6 +22,7 @@ pub use admin::{is_loopback, DEFAULT_ADMIN_ADDRESS};
 mod health;
 mod listeners;
 mod redirect_https;
+mod route_actions;
 mod route_extras;
 mod route_headers;
 mod route_settings;
