@@ -1,11 +1,29 @@
 //! A route's templates expanded for one request: the variables a request gives
 //! ([`request_vars`]) and the target sent upstream when the route rewrites the path
-//! ([`rewritten_target`]). Only routes that rewrite or redirect come here.
+//! ([`upstream_target`]). Only routes that rewrite or redirect come here.
 
 use crate::config::{PathRewrite, RouteConfig, Template, TemplateVars, Var};
 use crate::http::Request;
 use crate::upstream::route::route_label;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+
+/// The target sent upstream for a request of `route`, which rewrites the path (`rewrite`).
+pub fn upstream_target(
+    rewrite: &PathRewrite,
+    route: &RouteConfig,
+    request: &Request<'_>,
+    scheme: &str,
+    peer: SocketAddr,
+    request_id: &str,
+) -> Vec<u8> {
+    let label = match rewrite {
+        PathRewrite::Regex { to, .. } => label_if_named(to, route),
+        PathRewrite::Prefix(_) => String::new(),
+    };
+    let path = request.path();
+    let vars = request_vars(request, path, scheme, peer.ip(), request_id, &label);
+    rewritten_target(rewrite, route, request, vars)
+}
 
 /// What a template may name of `request` (`path` is its path, `route` its route's label when a
 /// template names `{route}`, else empty; see [`label_if_named`]). No backend, no captures: the

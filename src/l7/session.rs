@@ -7,8 +7,8 @@
 use super::client::{respond_and_close, ClientConn, PendingRequest};
 use super::exchange;
 use super::redirect::{self, Redirected};
-use super::rewrite::{label_if_named, request_vars, rewritten_target};
-use crate::config::{PathRewrite, RouteAction};
+use super::rewrite;
+use crate::config::RouteAction;
 use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent};
 use crate::net::io::{read_append, read_unless_quiet, wait_readable, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
@@ -345,7 +345,7 @@ fn prepare(
     let mut upstream_head = Vec::with_capacity(request.head_len + 256);
     // The one branch a route without a rewrite pays.
     let target = match &routes[route].rewrite {
-        Some(rewrite) if request.has_path() => Some(rewrite_target(
+        Some(rewrite) if request.has_path() => Some(rewrite::upstream_target(
             rewrite,
             &routes[route],
             &request,
@@ -396,24 +396,6 @@ fn summary(request: &crate::http::Request<'_>) -> String {
     summary.push(' ');
     summary.push_str(request.target);
     summary
-}
-
-/// The target sent upstream for a route that rewrites the path.
-fn rewrite_target(
-    rewrite: &PathRewrite,
-    route: &crate::config::RouteConfig,
-    request: &crate::http::Request<'_>,
-    scheme: &str,
-    peer: SocketAddr,
-    request_id: &str,
-) -> Vec<u8> {
-    let label = match rewrite {
-        PathRewrite::Regex { to, .. } => label_if_named(to, route),
-        PathRewrite::Prefix(_) => String::new(),
-    };
-    let path = request.path();
-    let vars = request_vars(request, path, scheme, peer.ip(), request_id, &label);
-    rewritten_target(rewrite, route, request, vars)
 }
 
 /// Resolves when a drain should close a connection that has not sent a byte of its next head:
