@@ -278,6 +278,13 @@ mod tests {
     }
 
     #[test]
+    fn a_template_displays_as_written() {
+        for text in ["https://{host}{uri}", "{{x}} /{1}/{id}?r={route}", ""] {
+            assert_eq!(Template::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
     fn mistakes_name_their_offset() {
         assert_eq!(Template::parse("/a/{host").unwrap_err().offset, 3);
         assert_eq!(Template::parse("/a/}").unwrap_err().offset, 3);
