@@ -172,6 +172,9 @@ fn check(args: &ConfigArgs) -> ExitCode {
             for line in discovery {
                 println!("{line}");
             }
+            for line in route_table(&config) {
+                println!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -179,6 +182,45 @@ fn check(args: &ConfigArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Each http(s) listener's routes in the order a request tries them (first match wins), with
+/// what each one matches (`route_label`) and does: `-> GROUP`, `redirect STATUS LOCATION`, plus
+/// the rewrite. tcp listeners' routes are listed by server name.
+fn route_table(config: &config::Config) -> Vec<String> {
+    use crate::config::{PathRewrite, RouteAction};
+    use crate::upstream::route::route_label;
+    let mut lines = Vec::new();
+    for listener in &config.listeners {
+        lines.push(format!(
+            "listener \"{}\" ({}): routes in the order they are tried",
+            listener.name,
+            listener.protocol.scheme()
+        ));
+        let labels: Vec<String> = listener.routes.iter().map(route_label).collect();
+        let width = labels.iter().map(String::len).max().unwrap_or(0).max(7);
+        lines.push(format!("  {:>3}  {:<width$}  action", "#", "matches"));
+        for (index, (route, label)) in listener.routes.iter().zip(&labels).enumerate() {
+            let mut action = match &route.action {
+                RouteAction::Forward(group) => format!("-> {}", config.upstreams[*group].name),
+                RouteAction::Redirect(redirect) => {
+                    format!("redirect {} {}", redirect.status, redirect.location)
+                }
+            };
+            match &route.rewrite {
+                Some(PathRewrite::Prefix(to)) => {
+                    action.push_str(&format!(" (rewrite {} -> {to})", route.path_prefix));
+                }
+                Some(PathRewrite::Regex { pattern, to }) => {
+                    action.push_str(&format!(" (rewrite ~{} -> {to})", pattern.as_str()));
+                }
+                None => {}
+            }
+            let label = if label.is_empty() { "*" } else { label };
+            lines.push(format!("  {index:>3}  {label:<width$}  {action}"));
+        }
+    }
+    lines
 }
 
 /// For each group that discovers its backends: whether its bus answers, and which units match

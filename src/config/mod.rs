@@ -425,11 +425,16 @@ mod tests {
         assert_eq!(
             routes,
             [
+                (Some("api.example.com"), "/v1/", Some(0)),
                 (Some("api.example.com"), "/", Some(0)),
                 (Some("*.example.com"), "/static/", Some(1)),
+                (None, "/", None),
                 (None, "/", Some(1))
             ]
         );
+        assert_eq!(public.routes[0].matches.methods, ["POST", "PUT", "DELETE"]);
+        assert!(public.routes[0].rewrite.is_some());
+        assert!(matches!(&public.routes[3].action, RouteAction::Redirect(r) if r.status == 301));
         assert_eq!(config.upstreams[0].balance, BalanceAlgorithm::Weighted);
         assert_eq!(
             config.upstreams[0].backends[1],

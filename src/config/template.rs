@@ -206,6 +206,38 @@ impl Template {
     }
 }
 
+/// The template as it would be written (`https://{host}{uri}`), for `check` and logs.
+impl std::fmt::Display for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => f.write_str(&text.replace('{', "{{").replace('}', "}}"))?,
+                Part::Var(var) => {
+                    let name = match var {
+                        Var::Scheme => "scheme",
+                        Var::Host => "host",
+                        Var::Path => "path",
+                        Var::Query => "query",
+                        Var::Uri => "uri",
+                        Var::Method => "method",
+                        Var::ClientIp => "client_ip",
+                        Var::RequestId => "request_id",
+                        Var::Route => "route",
+                        Var::Backend => "backend",
+                        Var::Capture(index) => {
+                            write!(f, "{{{index}}}")?;
+                            continue;
+                        }
+                        Var::NamedCapture(name) => name,
+                    };
+                    write!(f, "{{{name}}}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +275,13 @@ mod tests {
             ..TemplateVars::default()
         };
         assert_eq!(expand("/u/{id}/{2}/{9}", &vars), "/u/42/posts/");
+    }
+
+    #[test]
+    fn a_template_displays_as_written() {
+        for text in ["https://{host}{uri}", "{{x}} /{1}/{id}?r={route}", ""] {
+            assert_eq!(Template::parse(text).unwrap().to_string(), text);
+        }
     }
 
     #[test]

@@ -35,7 +35,8 @@ impl Request<'_> {
         }
     }
 
-    /// Appends the head to send upstream to `out`: request line (origin-form target, HTTP/1.1),
+    /// Appends the head to send upstream to `out`: request line (origin-form target, or
+    /// `ctx.target` when the route rewrote it; HTTP/1.1),
     /// headers minus hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
     /// Transfer-Encoding, Upgrade unless upgrading, Expect) and minus those named in `Connection`,
     /// minus incoming X-Request-Id/X-Forwarded-Proto/X-Forwarded-Host/traceparent (replaced), with
@@ -57,7 +58,10 @@ impl Request<'_> {
         out.reserve(self.head_len + 192 + ctx.request_id.len());
         out.extend_from_slice(self.method_str.as_bytes());
         out.push(b' ');
-        self.write_origin_form(out);
+        match ctx.target {
+            Some(target) => out.extend_from_slice(target),
+            None => self.write_origin_form(out),
+        }
         out.extend_from_slice(b" HTTP/1.1\r\n");
         match ctx.edits {
             None => {

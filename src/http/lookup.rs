@@ -1,9 +1,11 @@
 //! Reading a field or a cookie of a parsed request by name: what consistent hashing on a header
-//! or a cookie needs. A second pass over the head's field lines (see [`FieldLines`]), done only
-//! for groups that hash on one; nothing is allocated.
+//! or a cookie needs, and the query and fields a route's conditions test. A second pass over the
+//! head's field lines (see [`FieldLines`]), done only for groups that hash on one and routes that
+//! test one; nothing is allocated.
 
 use super::headers::{trim_ows, FieldLines};
 use super::request::Request;
+use super::target::TargetForm;
 
 impl<'a> Request<'a> {
     /// The value of the first field named `name` (case-insensitive), trimmed, as received.
@@ -11,6 +13,34 @@ impl<'a> Request<'a> {
         FieldLines::new(self.fields)
             .find(|(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, value)| value)
+    }
+
+    /// The values of every field named `name` (case-insensitive), trimmed, in order: each field
+    /// line is one value, as received (a list in one line is not split).
+    pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        FieldLines::new(self.fields)
+            .filter(move |(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
+    }
+
+    /// The query of the target, after its `?`, as sent (`None` without a `?`, and for
+    /// authority-form and `*` targets).
+    pub fn query(&self) -> Option<&'a str> {
+        let origin = match self.target_form {
+            TargetForm::Origin => self.target,
+            TargetForm::Absolute { origin_start, .. } => &self.target[origin_start..],
+            TargetForm::Authority | TargetForm::Asterisk => return None,
+        };
+        origin.split_once('?').map(|(_, query)| query)
+    }
+
+    /// The target has a path to rewrite: origin-form, or absolute-form (not `*`, not CONNECT's
+    /// authority-form).
+    pub fn has_path(&self) -> bool {
+        matches!(
+            self.target_form,
+            TargetForm::Origin | TargetForm::Absolute { .. }
+        )
     }
 
     /// The value of the first cookie named `name` (case-sensitive, RFC 6265 §5.4) in the
@@ -39,6 +69,22 @@ mod tests {
         assert_eq!(request.header("x-user"), Some(&b"alice"[..]));
         assert_eq!(request.header("X-USER"), Some(&b"alice"[..]));
         assert_eq!(request.header("x-other"), None);
+    }
+
+    #[test]
+    fn every_value_of_a_field_and_the_query() {
+        let request = complete(
+            "GET /a?x=1&y HTTP/1.1\r\nHost: a\r\nX-Tag: one\r\nx-tag:  two, three \r\n\r\n",
+        );
+        let values: Vec<&[u8]> = request.header_values("X-TAG").collect();
+        assert_eq!(values, [&b"one"[..], &b"two, three"[..]]);
+        assert_eq!(request.query(), Some("x=1&y"));
+        assert!(request.has_path());
+        assert_eq!(complete("GET / HTTP/1.1\r\nHost: a\r\n\r\n").query(), None);
+        let absolute = complete("GET http://a/p?q HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(absolute.query(), Some("q"));
+        let star = complete("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(!star.has_path());
     }
 
     #[test]

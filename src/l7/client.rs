@@ -102,6 +102,24 @@ impl PendingRequest {
         true
     }
 
+    /// The target sent upstream when the route rewrote it, read back from the head's request
+    /// line (for the access log's `rewritten`); `-` when the route does not rewrite.
+    pub fn rewritten(&self) -> &str {
+        if self.route_config().rewrite.is_none() {
+            return "-";
+        }
+        let line = self
+            .upstream_head
+            .split(|&b| b == b'\r')
+            .next()
+            .unwrap_or(&[]);
+        let mut parts = line.splitn(3, |&b| b == b' ');
+        parts
+            .nth(1)
+            .and_then(|target| std::str::from_utf8(target).ok())
+            .unwrap_or("-")
+    }
+
     /// The trace id of the `traceparent` sent upstream, read back from the head (for the access
     /// log: keeping a copy would cost every request, logged or not).
     pub fn trace_id(&self) -> &str {

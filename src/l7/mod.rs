@@ -6,12 +6,15 @@
 //! request body up and the response back ([`body`]), retries what is safe to retry, and returns
 //! the upstream connection to the pool when both sides ended cleanly; a `101 Switching Protocols` turns the connection into the
 //! byte relay ([`body::tunnel`], [`crate::relay`]). Each request is counted once when it ends
-//! ([`record`]). A route's header rules name request properties gathered by [`rule_vars`], only
-//! for a route that has rules.
+//! ([`record`]). A redirect route is answered by the proxy ([`redirect`]); a route that rewrites
+//! the path has its upstream target built by [`rewrite`]. A route's header rules name request
+//! properties gathered by [`rule_vars`], only for a route that has rules.
 
 pub mod body;
 pub mod client;
 pub mod exchange;
 pub mod record;
+pub mod redirect;
+pub mod rewrite;
 pub mod rule_vars;
 pub mod session;

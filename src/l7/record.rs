@@ -123,6 +123,7 @@ impl RequestRecord {
             trace_id = %request.trace_id(),
             client = %client,
             request = %request.summary,
+            rewritten = %request.rewritten(),
             listener = %listener.name,
             route = %route_label(&listener.routes[request.route()]),
             upstream = %generation.upstreams[request.upstream()].name,

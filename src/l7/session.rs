@@ -1,16 +1,20 @@
 //! One client connection: read request heads (with the header and idle timeouts), route them,
-//! refuse what must be refused, and hand the rest to [`super::exchange::forward`], one request at
-//! a time, so pipelined requests are answered in order.
+//! refuse what must be refused, answer what a redirect route matched ([`super::redirect`]), and
+//! hand the rest to [`super::exchange::forward`], one request at a time, so pipelined requests are
+//! answered in order. A route that rewrites the path has its target built here
+//! ([`super::rewrite`]).
 
 use super::client::{respond_and_close, ClientConn, PendingRequest};
 use super::exchange;
+use super::redirect::{self, Redirected};
+use super::rewrite;
 use super::rule_vars::{split_target, RequestParts, RuleVars};
 use crate::config::RouteAction;
 use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent};
 use crate::net::io::{read_append, read_unless_quiet, wait_readable, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
 use crate::runtime::context::WorkerContext;
-use crate::upstream::route::find_route;
+use crate::upstream::route::find_http_route;
 use crate::upstream::select;
 use crate::upstream::Generation;
 use monoio::io::OwnedReadHalf;
@@ -29,6 +33,12 @@ const INITIAL_CLIENT_BUFFER: usize = 4096;
 const PARK_AFTER: Duration = Duration::from_millis(500);
 /// How long a drain waits for the first byte of a connection accepted just before it.
 const FIRST_REQUEST_GRACE_ON_DRAIN: Duration = Duration::from_secs(1);
+
+/// A request read and routed: to forward, or answered by the proxy.
+enum Prepared {
+    Forward(PendingRequest),
+    Redirect(Box<Redirected>),
+}
 
 /// Why reading the next request ended the connection instead.
 enum Stop {
@@ -61,7 +71,16 @@ pub async fn serve(
     let mut first = true;
     loop {
         let mut request = match next_request(ctx, &mut client, listener, first).await {
-            Ok(request) => request,
+            Ok(Prepared::Forward(request)) => request,
+            Ok(Prepared::Redirect(redirected)) => {
+                first = false;
+                if !redirect::answer(ctx, &mut client, *redirected).await
+                    || ctx.drain.is_triggered()
+                {
+                    return;
+                }
+                continue;
+            }
             Err(Stop::Close) => return,
             Err(Stop::Reject {
                 status,
@@ -110,7 +129,7 @@ async fn next_request(
     client: &mut ClientConn,
     listener: usize,
     first: bool,
-) -> Result<PendingRequest, Stop> {
+) -> Result<Prepared, Stop> {
     // Limits and timeouts as configured when the head starts; the request then runs on the
     // generation current when its head is complete (an idle keep-alive connection must not pin an
     // old configuration).
@@ -244,14 +263,15 @@ async fn between_requests(
     }
 }
 
-/// Routes a parsed head, applies the body limit, and builds the head for the backend.
+/// Routes a parsed head, applies the body limit, and builds the head for the backend (or, for a
+/// redirect route, the answer).
 fn prepare(
     ctx: &WorkerContext,
     generation: Rc<Generation>,
     peer: SocketAddr,
     listener: usize,
     request: crate::http::Request<'_>,
-) -> Result<PendingRequest, Stop> {
+) -> Result<Prepared, Stop> {
     let config = &generation.config;
     let request_id = request
         .request_id
@@ -264,24 +284,13 @@ fn prepare(
 
     let routes = &config.listeners[listener].routes;
     let proto = config.listeners[listener].protocol.scheme();
-    let Some(route) = find_route(routes, request.host, request.path()) else {
+    let Some(route) = find_http_route(routes, &request) else {
         let detail = format!(
             "no route for host {:?} and path {:?}",
             request.host.unwrap_or(""),
             request.path()
         );
         return Err(reject(404, detail, &request_id));
-    };
-    let upstream = match &routes[route].action {
-        RouteAction::Forward(upstream) => *upstream,
-        RouteAction::Redirect(_) => {
-            // Skeleton: answered by the routing work (issue 22).
-            return Err(reject(
-                501,
-                "redirects are not answered yet".to_owned(),
-                &request_id,
-            ));
-        }
     };
     if request.method == Method::Connect {
         // A tunnel the proxy cannot see into: only where a route asks for it. Relayed as a plain
@@ -309,12 +318,47 @@ fn prepare(
             return Err(reject(413, detail, &request_id));
         }
     }
-
+    let upstream = match &routes[route].action {
+        RouteAction::Forward(upstream) => *upstream,
+        RouteAction::Redirect(redirect) => {
+            if request.host.is_none() && redirect::names_host(redirect) {
+                let detail = "the redirect names the request's host, and it sent none".to_owned();
+                return Err(reject(400, detail, &request_id));
+            }
+            let location =
+                redirect::location(redirect, &routes[route], &request, proto, peer, &request_id);
+            return Ok(Prepared::Redirect(Box::new(Redirected {
+                listener,
+                route,
+                status: redirect.status,
+                location,
+                summary: summary(&request),
+                keep_alive: request.keep_alive,
+                version: request.version,
+                body: request.body,
+                started: Instant::now(),
+                request_id,
+                generation,
+            })));
+        }
+    };
     let traceparent = match request.traceparent {
         Some(incoming) => Traceparent::from_valid(incoming),
         None => ctx.trace_ids.start(),
     };
     let mut upstream_head = Vec::with_capacity(request.head_len + 256);
+    // The one branch a route without a rewrite pays.
+    let target = match &routes[route].rewrite {
+        Some(rewrite) if request.has_path() => Some(rewrite::upstream_target(
+            rewrite,
+            &routes[route],
+            &request,
+            proto,
+            peer,
+            &request_id,
+        )),
+        _ => None,
+    };
     // The route's request header rules: their values are gathered only for a route with some.
     let rules = &route_config.headers.request;
     let rule_vars = (!rules.is_empty()).then(|| {
@@ -337,15 +381,11 @@ fn prepare(
         request_id: &request_id,
         traceparent: &traceparent,
         upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
-        target: None,
+        target: target.as_deref(),
         edits: template_vars.as_ref().map(|vars| (rules, vars)),
     };
     request.write_upstream_head(&forward, &mut upstream_head);
-    // For log lines; built without `format!`, which costs several times the copy (bench/ profile).
-    let mut summary = String::with_capacity(request.method_str.len() + 1 + request.target.len());
-    summary.push_str(request.method_str);
-    summary.push(' ');
-    summary.push_str(request.target);
+    let summary = summary(&request);
     let keys = select::request_keys(&generation.upstreams[upstream], &request, peer);
     let pending = PendingRequest {
         generation,
@@ -365,7 +405,17 @@ fn prepare(
         keys,
         upstream_head,
     };
-    Ok(pending)
+    Ok(Prepared::Forward(pending))
+}
+
+/// `METHOD target`, for log lines; built without `format!`, which costs several times the copy
+/// (bench/ profile).
+fn summary(request: &crate::http::Request<'_>) -> String {
+    let mut summary = String::with_capacity(request.method_str.len() + 1 + request.target.len());
+    summary.push_str(request.method_str);
+    summary.push(' ');
+    summary.push_str(request.target);
+    summary
 }
 
 /// Resolves when a drain should close a connection that has not sent a byte of its next head:
@@ -396,8 +446,10 @@ pub(crate) mod testing {
             .expect("a valid head")
             .expect("a complete head");
         match prepare(ctx, ctx.generation(), peer, 0, request) {
-            Ok(pending) => pending,
-            Err(_) => panic!("refused: {}", String::from_utf8_lossy(head)),
+            Ok(Prepared::Forward(pending)) => pending,
+            Ok(Prepared::Redirect(_)) | Err(_) => {
+                panic!("refused: {}", String::from_utf8_lossy(head))
+            }
         }
     }
 

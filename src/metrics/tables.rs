@@ -24,8 +24,9 @@ pub const ROUTES: Table<RouteRow> = Table {
     families: &[Family {
         name: "lbproxy_route_requests_total",
         kind: Kind::Counter,
-        help: "Requests a route matched, by status class; route is what it matches (host and \
-               path prefix).",
+        help: "Requests a route matched, by status class; route is what it matches (host, \
+               path prefix and conditions). A redirect route (upstream \"-\") counts each \
+               redirect it answered as a 3xx.",
         json: None,
         value: |r| Value::Classes(&r.responses),
     }],

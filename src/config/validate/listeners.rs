@@ -92,6 +92,7 @@ impl Validator<'_> {
         };
         let tls = self.listener_tls(protocol, raw.tls.as_ref(), path);
         let relay = self.relay(protocol, raw.relay.as_deref(), path);
+        let https_redirect = self.redirect_https(raw, protocol, path);
         let routes: Vec<Option<RouteConfig>> = raw
             .route
             .iter()
@@ -102,9 +103,10 @@ impl Validator<'_> {
         let catch_all = raw.upstream.as_deref().map(|group| {
             let catch_path = path.key("upstream");
             let index = self.group(group, &catch_path);
-            let covering = routes.iter().position(
-                |route| matches!(route, Some(r) if r.host.is_none() && r.path_prefix == "/"),
-            );
+            let covering = routes.iter().position(|route| {
+                matches!(route, Some(r) if r.host.is_none() && r.path_prefix == "/"
+                    && r.matches.is_empty())
+            });
             if let Some(j) = covering {
                 self.push(
                     catch_path,
@@ -121,7 +123,8 @@ impl Validator<'_> {
         });
         let mistyped = self.issues.has_failed(&path.key("route"))
             || self.issues.has_failed(&path.key("upstream"));
-        if raw.route.is_empty() && raw.upstream.is_none() && !mistyped {
+        let redirects = (raw.redirect_https.as_ref()).is_some_and(|v| v.as_bool() != Some(false));
+        if raw.route.is_empty() && raw.upstream.is_none() && !mistyped && !redirects {
             self.push(
                 path.clone(),
                 "",
@@ -134,6 +137,7 @@ impl Validator<'_> {
             return None;
         }
         let mut routes = all(routes)?;
+        routes.extend(https_redirect?);
         if let Some(index) = catch_all {
             routes.push(RouteConfig::forward(
                 None,
@@ -203,6 +207,8 @@ impl Validator<'_> {
         };
         let upstream = match &raw.upstream {
             Some(group) => self.group(group, &path.key("upstream")),
+            // A redirect route names none (`redirect` reports one it names).
+            None if raw.redirect.is_some() && !tcp => Some(0),
             None => {
                 self.push(
                     path.key("upstream"),
@@ -236,8 +242,15 @@ impl Validator<'_> {
                  target's host), e.g. host = \"db.internal\"",
             );
         }
-        let matches = self.route_match(raw, protocol, path);
-        let rewrite = self.rewrite(raw, path);
+        let matches = self.route_match(raw, tcp, path);
+        let (redirect, rewrite) = if tcp {
+            (Some(None), Some(None))
+        } else {
+            let redirect = self.redirect(raw, matches.as_ref(), path);
+            let is_redirect = raw.redirect.is_some();
+            let rewrite = self.rewrite(raw, raw.path_prefix.as_deref(), is_redirect, path);
+            (redirect, rewrite)
+        };
         let headers = self.header_rules(raw, matches.as_ref(), path);
         // Kept by the validator for `route_settings::resolve`.
         ok &= match tcp {
@@ -246,11 +259,15 @@ impl Validator<'_> {
         };
         let compress = raw.compress;
         ok.then_some(())?;
+        let action = match redirect? {
+            Some(redirect) => RouteAction::Redirect(redirect),
+            None => RouteAction::Forward(upstream?),
+        };
         Some(RouteConfig {
             host: host?,
             path_prefix: prefix?,
             matches: matches?,
-            action: RouteAction::Forward(upstream?),
+            action,
             allow_connect,
             rewrite: rewrite?,
             headers: headers?,
@@ -360,7 +377,15 @@ pub(super) fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
 /// conservatively, so it holds however the router implements the details: prefixes are compared
 /// at `/` boundaries (string or segment matching), and `*.example.com` is only taken to cover
 /// names one label deeper (`a.example.com`).
+///
+/// An earlier route with conditions beyond host and prefix (exact path, pattern, methods,
+/// headers, query) is taken to cover nothing: a request the later route matches may fail them.
+/// A later route's exact `path` is compared as a prefix would be; its own extra conditions only
+/// narrow it, so an unconditional earlier route still covers it.
 fn covers(earlier: &RouteConfig, later: &RouteConfig) -> bool {
+    if !earlier.matches.is_empty() {
+        return false;
+    }
     let host = match (&earlier.host, &later.host) {
         (None, _) => true,
         (Some(_), None) => false,
@@ -372,7 +397,12 @@ fn covers(earlier: &RouteConfig, later: &RouteConfig) -> bool {
                 })
         }
     };
-    let (e, l) = (earlier.path_prefix.as_str(), later.path_prefix.as_str());
+    let l = later
+        .matches
+        .exact_path
+        .as_deref()
+        .unwrap_or(&later.path_prefix);
+    let e = earlier.path_prefix.as_str();
     let prefix = l.starts_with(e)
         && (e.ends_with('/') || l.len() == e.len() || l.as_bytes()[e.len()] == b'/');
     host && prefix
@@ -659,6 +689,49 @@ mod tests {
         ));
         assert!(!covers(&route(None, "/api"), &route(None, "/apis")));
         assert!(covers(&route(None, "/api/"), &route(None, "/api/")));
+
+        // Extra conditions: an earlier conditional route covers nothing; a later one is covered
+        // by an unconditional route as its host and prefix (or exact path) are.
+        let with = |prefix: &str, matches: crate::config::RouteMatch| {
+            let mut r = route(None, prefix);
+            r.matches = matches;
+            r
+        };
+        let get = || crate::config::RouteMatch {
+            methods: vec!["GET".to_owned()],
+            ..Default::default()
+        };
+        let exact = |path: &str| crate::config::RouteMatch {
+            exact_path: Some(path.to_owned()),
+            ..Default::default()
+        };
+        assert!(!covers(&with("/", get()), &route(None, "/x")));
+        assert!(!covers(&with("/", get()), &with("/", get())));
+        assert!(covers(&route(None, "/api/"), &with("/api/", get())));
+        assert!(covers(&route(None, "/api/"), &with("/", exact("/api/x"))));
+        assert!(!covers(&route(None, "/api/"), &with("/", exact("/api"))));
+    }
+
+    #[test]
+    fn routes_with_conditions_shadow_nothing_and_are_shadowed_by_covers() {
+        // A GET-only route first, then everything: the second is still used (and the
+        // listener's catch-all `upstream` after it would not be).
+        valid(&format!(
+            "[listener.http]\naddress = \"127.0.0.1:8080\"\n{API}\
+             [[listener.http.route]]\nmethods = [\"GET\"]\nupstream = \"api\"\n\
+             [[listener.http.route]]\nupstream = \"api\"\n"
+        ));
+        let e = one_error(&format!(
+            "{LISTENER}{API}[[listener.http.route]]\npath_prefix = \"/a/\"\nupstream = \"api\"\n\
+             [[listener.http.route]]\npath = \"/a/b\"\nupstream = \"api\"\n"
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[1]",
+            "",
+            "never matched: route[0] comes first",
+            "move this route above route[0]",
+        );
     }
 
     #[test]

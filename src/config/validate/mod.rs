@@ -21,6 +21,8 @@ mod discover;
 pub use admin::{is_loopback, DEFAULT_ADMIN_ADDRESS};
 mod health;
 mod listeners;
+mod redirect_https;
+mod route_actions;
 mod route_extras;
 mod route_headers;
 mod route_settings;

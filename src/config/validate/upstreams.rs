@@ -402,7 +402,7 @@ pub(crate) fn parse_hash_key(text: &str) -> Result<HashKey, (String, String)> {
 }
 
 /// An HTTP token (header field names; cookie names use the same grammar).
-fn is_token(name: &str) -> bool {
+pub(super) fn is_token(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()

@@ -1,0 +1,456 @@
+//! What a route does besides forwarding as sent: its redirect (`redirect`, `redirect_status`)
+//! and its rewrite of the upstream path (`rewrite_prefix`, `rewrite_regex`), each checked with the
+//! fix for every mistake, and the templates both use (a parse error names its offset; a capture
+//! the pattern does not have, and `{backend}`, are errors). `listeners::route` calls them after
+//! `route_match`, whose `path_regex` says which captures a redirect may name.
+//!
+//! Combinations refused (each names the fix): `redirect` with `upstream`, `allow_connect` or a
+//! rewrite (nothing is forwarded); `redirect_status` without `redirect`; `rewrite_prefix` without
+//! a `path_prefix` other than `/`; `rewrite_prefix` with `rewrite_regex`.
+
+use super::Validator;
+use crate::config::error::{did_you_mean, quote};
+use crate::config::file::FileRoute;
+use crate::config::key_path::KeyPath;
+use crate::config::{PathRewrite, Pattern, Redirect, RouteMatch, Template, Var};
+
+/// The variables a template may name besides captures (for suggestions).
+const TEMPLATE_VARS: [&str; 9] = [
+    "scheme",
+    "host",
+    "path",
+    "query",
+    "uri",
+    "method",
+    "client_ip",
+    "request_id",
+    "route",
+];
+
+/// Redirect statuses: permanent or not, method kept (307/308) or not (301/302).
+const REDIRECT_STATUSES: [i64; 4] = [301, 302, 307, 308];
+
+impl Validator<'_> {
+    /// `redirect` and `redirect_status`: `Some(None)` for a route that forwards. `matches` (the
+    /// route's conditions, when valid) tells which captures `{1}`/`{name}` may name.
+    pub(super) fn redirect(
+        &mut self,
+        raw: &FileRoute,
+        matches: Option<&RouteMatch>,
+        path: &KeyPath,
+    ) -> Option<Option<Redirect>> {
+        let Some(text) = &raw.redirect else {
+            if let Some(status) = &raw.redirect_status {
+                self.push(
+                    path.key("redirect_status"),
+                    status.0.as_written(),
+                    "a status without a redirect",
+                    "add redirect = \"https://{host}{uri}\" (the Location), or remove \
+                     redirect_status",
+                );
+                return None;
+            }
+            return Some(None);
+        };
+        let mut ok = true;
+        if let Some(group) = &raw.upstream {
+            ok = false;
+            self.push(
+                path.key("upstream"),
+                quote(group),
+                "a redirect route is answered by the proxy: it forwards nothing upstream",
+                "remove `upstream` from this route (or remove `redirect` to forward)",
+            );
+        }
+        if raw.allow_connect == Some(true) {
+            ok = false;
+            self.push(
+                path.key("allow_connect"),
+                "true",
+                "a redirect route opens no tunnel",
+                "remove allow_connect from this route",
+            );
+        }
+        let status = self.int(
+            raw.redirect_status.as_ref(),
+            &path.key("redirect_status"),
+            302,
+            0,
+            i64::from(u16::MAX),
+        );
+        if let Some(status) = status.filter(|s| !REDIRECT_STATUSES.contains(s)) {
+            ok = false;
+            self.push(
+                path.key("redirect_status"),
+                status.to_string(),
+                "not a redirect status",
+                "write 301 or 308 (permanent) or 302 or 307 (temporary); 307 and 308 keep the \
+                 method and body, 301 and 302 let clients turn a POST into a GET. Default 302",
+            );
+        }
+        // Without valid conditions, no capture can be judged: report only parse errors then.
+        let captures = matches.map(|m| m.path_regex.as_ref());
+        let location = self.template(text, captures, &path.key("redirect"));
+        ok.then_some(())?;
+        Some(Some(Redirect {
+            location: location?,
+            status: status? as u16,
+        }))
+    }
+
+    /// `rewrite_prefix`, `rewrite_regex`. `prefix` is the route's `path_prefix` as written;
+    /// `redirect`: the route answers with a redirect.
+    pub(super) fn rewrite(
+        &mut self,
+        raw: &FileRoute,
+        prefix: Option<&str>,
+        redirect: bool,
+        path: &KeyPath,
+    ) -> Option<Option<PathRewrite>> {
+        let (key, value) = match (&raw.rewrite_prefix, &raw.rewrite_regex) {
+            (None, None) => return Some(None),
+            (Some(text), Some(_)) => {
+                self.push(
+                    path.key("rewrite_prefix"),
+                    quote(text),
+                    "`rewrite_prefix` and `rewrite_regex` in one route",
+                    "keep one: rewrite_prefix replaces the path_prefix, rewrite_regex = \
+                     [pattern, replacement] anything else",
+                );
+                return None;
+            }
+            (Some(text), None) => ("rewrite_prefix", quote(text)),
+            (None, Some(pair)) => ("rewrite_regex", format!("{pair:?}")),
+        };
+        if redirect {
+            self.push(
+                path.key(key),
+                value,
+                "a redirect route forwards nothing, so there is no path to rewrite",
+                "remove the rewrite, or name the target in the redirect (`/new{path}`)",
+            );
+            return None;
+        }
+        if let Some(text) = &raw.rewrite_prefix {
+            return self.rewrite_prefix(text, prefix, &path.key(key)).map(Some);
+        }
+        let Some([pattern, to]) = raw.rewrite_regex.as_deref() else {
+            self.push(
+                path.key(key),
+                value,
+                "rewrite_regex is a pattern and its replacement",
+                "write rewrite_regex = [\"^/old/(.*)$\", \"/new/{1}\"]",
+            );
+            return None;
+        };
+        let pattern = self.pattern(pattern, &path.key(key).index(0));
+        let to = match &pattern {
+            Some(pattern) => self.template(to, Some(Some(pattern)), &path.key(key).index(1)),
+            None => self.template(to, None, &path.key(key).index(1)),
+        };
+        Some(Some(PathRewrite::Regex {
+            pattern: pattern?,
+            to: to?,
+        }))
+    }
+
+    fn rewrite_prefix(
+        &mut self,
+        text: &str,
+        prefix: Option<&str>,
+        path: &KeyPath,
+    ) -> Option<PathRewrite> {
+        let Some(prefix) = prefix.filter(|p| *p != "/") else {
+            self.push(
+                path.clone(),
+                quote(text),
+                "rewrite_prefix replaces the route's path_prefix, and this route has none",
+                format!(
+                    "add path_prefix = \"/api/\" (what to replace), or use rewrite_regex = \
+                     [\"^/\", {}] to prepend",
+                    quote(text)
+                ),
+            );
+            return None;
+        };
+        let text = self.path(text, path, "/v2/")?;
+        if prefix.ends_with('/') && !text.ends_with('/') {
+            self.push(
+                path.clone(),
+                quote(&text),
+                format!(
+                    "path_prefix {} ends with `/` and its replacement does not: `{prefix}users` \
+                     would become `{text}users`",
+                    quote(prefix)
+                ),
+                format!("write {}", quote(&format!("{text}/"))),
+            );
+            return None;
+        }
+        Some(PathRewrite::Prefix(text))
+    }
+
+    /// A template forwarded upstream or sent to the client. `captures`: `Some(pattern)` when the
+    /// captures it may name are known (`Some(None)`: the route has no pattern, so it may name
+    /// none); `None` when they are not (the pattern itself was wrong).
+    pub(super) fn template(
+        &mut self,
+        text: &str,
+        captures: Option<Option<&Pattern>>,
+        path: &KeyPath,
+    ) -> Option<Template> {
+        if text.chars().any(char::is_control) {
+            self.push(
+                path.clone(),
+                quote(text),
+                "control characters (a line break, a tab) cannot be sent in a request line or \
+                 a field",
+                "remove them; percent-encode what the target needs (%0A)",
+            );
+            return None;
+        }
+        let template = match Template::parse(text) {
+            Ok(template) => template,
+            Err(e) => {
+                self.push(
+                    path.clone(),
+                    quote(text),
+                    format!("error at offset {}: {}", e.offset, e.problem),
+                    "variables are written {host}, {path}, {uri}, {query}, {scheme}, {method}, \
+                     {client_ip}, {request_id}, {route}, or a capture {1} / {name}; {{ and }} \
+                     are literal braces",
+                );
+                return None;
+            }
+        };
+        let mut ok = true;
+        for var in template.vars() {
+            let problem = match var {
+                Var::Backend => Some((
+                    "{backend} names the backend, and none is chosen yet".to_owned(),
+                    "remove {backend}; it is only known for response header rules".to_owned(),
+                )),
+                Var::Capture(index) => match captures {
+                    Some(None) => Some((
+                        format!("{{{index}}} names a capture, and there is no pattern to capture"),
+                        "add a path_regex with groups, e.g. path_regex = \"^/users/([0-9]+)$\", \
+                         or remove it"
+                            .to_owned(),
+                    )),
+                    Some(Some(pattern)) if *index >= pattern.0.captures_len() => Some((
+                        format!(
+                            "{{{index}}} names a capture, and the pattern {} has {} group(s)",
+                            quote(pattern.as_str()),
+                            pattern.0.captures_len() - 1
+                        ),
+                        "name one of its groups ({1} is the first, {0} the whole match)".to_owned(),
+                    )),
+                    _ => None,
+                },
+                Var::NamedCapture(name) => {
+                    let names: Vec<&str> = match captures {
+                        Some(Some(pattern)) => pattern.0.capture_names().flatten().collect(),
+                        Some(None) => Vec::new(),
+                        None => continue,
+                    };
+                    (!names.contains(&name.as_str())).then(|| {
+                        let candidates = TEMPLATE_VARS.iter().copied().chain(names);
+                        (
+                            format!("no variable or named capture `{{{name}}}`"),
+                            format!(
+                                "{}variables: {{host}}, {{path}}, {{uri}}, {{query}}, \
+                                 {{scheme}}, {{method}}, {{client_ip}}, {{request_id}}, \
+                                 {{route}}; a named group (?P<{name}>…) in the pattern",
+                                did_you_mean(name, candidates)
+                            ),
+                        )
+                    })
+                }
+                _ => None,
+            };
+            if let Some((problem, fix)) = problem {
+                ok = false;
+                self.push(path.clone(), quote(text), problem, fix);
+            }
+        }
+        ok.then_some(template)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::{assert_error, one_error, valid, API, LISTENER};
+    use crate::config::{PathRewrite, RouteAction, RouteConfig};
+
+    /// A listener with one route of `body` (the catch-all `api` after it).
+    fn route(body: &str) -> String {
+        format!("{LISTENER}{API}[[listener.http.route]]\n{body}\n")
+    }
+
+    fn first_route(body: &str) -> RouteConfig {
+        valid(&route(body)).listeners[0].routes[0].clone()
+    }
+
+    #[test]
+    fn redirects_with_captures_and_status() {
+        let r = first_route(
+            "path_regex = \"^/u/(?P<id>[0-9]+)/(.*)$\"\n\
+             redirect = \"https://{host}/users/{id}/{2}\"\nredirect_status = 301",
+        );
+        let RouteAction::Redirect(redirect) = &r.action else {
+            panic!("{r:?}")
+        };
+        assert_eq!(redirect.status, 301);
+        assert_eq!(
+            redirect.location.to_string(),
+            "https://{host}/users/{id}/{2}"
+        );
+        let r = first_route("path = \"/old\"\nredirect = \"/new\"");
+        assert!(matches!(&r.action, RouteAction::Redirect(r) if r.status == 302));
+    }
+
+    #[test]
+    fn redirect_mistakes() {
+        let e = one_error(&route("redirect = \"https://{host{uri}\""));
+        assert_error(
+            &e,
+            "listener.http.route[0].redirect",
+            "\"https://{host{uri}\"",
+            "error at offset 8",
+            "{{ and }} are literal braces",
+        );
+        let e = one_error(&route("path_regex = \"^/u/(.*)$\"\nredirect = \"/v/{2}\""));
+        assert_error(
+            &e,
+            "listener.http.route[0].redirect",
+            "\"/v/{2}\"",
+            "{2} names a capture, and the pattern \"^/u/(.*)$\" has 1 group(s)",
+            "{1} is the first",
+        );
+        let e = one_error(&route("redirect = \"/v/{1}\""));
+        assert_error(
+            &e,
+            "listener.http.route[0].redirect",
+            "\"/v/{1}\"",
+            "no pattern to capture",
+            "add a path_regex",
+        );
+        let e = one_error(&route("redirect = \"https://{hots}{uri}\""));
+        assert_error(
+            &e,
+            "listener.http.route[0].redirect",
+            "\"https://{hots}{uri}\"",
+            "no variable or named capture `{hots}`",
+            "did you mean `host`?",
+        );
+        let e = one_error(&route("redirect = \"http://{backend}/\""));
+        assert_error(
+            &e,
+            "listener.http.route[0].redirect",
+            "\"http://{backend}/\"",
+            "{backend}",
+            "remove {backend}",
+        );
+        let e = one_error(&route("redirect = \"/x\"\nupstream = \"api\""));
+        assert_error(
+            &e,
+            "listener.http.route[0].upstream",
+            "\"api\"",
+            "forwards nothing upstream",
+            "remove `upstream`",
+        );
+        let e = one_error(&route("redirect = \"/x\"\nredirect_status = 303"));
+        assert_error(
+            &e,
+            "listener.http.route[0].redirect_status",
+            "303",
+            "not a redirect status",
+            "301 or 308",
+        );
+        let e = one_error(&route("redirect_status = 301\nupstream = \"api\""));
+        assert_error(
+            &e,
+            "listener.http.route[0].redirect_status",
+            "301",
+            "without a redirect",
+            "add redirect",
+        );
+        let e = one_error(&route(
+            "path_prefix = \"/a/\"\nredirect = \"/x\"\nrewrite_prefix = \"/\"",
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[0].rewrite_prefix",
+            "\"/\"",
+            "no path to rewrite",
+            "remove the rewrite",
+        );
+    }
+
+    #[test]
+    fn rewrites() {
+        let r = first_route("path_prefix = \"/api/\"\nrewrite_prefix = \"/\"\nupstream = \"api\"");
+        assert_eq!(r.rewrite, Some(PathRewrite::Prefix("/".to_owned())));
+        let r = first_route(
+            "path_prefix = \"/old/\"\nrewrite_regex = [\"^/old/(.*)$\", \"/new/{1}\"]\n\
+             upstream = \"api\"",
+        );
+        let Some(PathRewrite::Regex { pattern, to }) = r.rewrite else {
+            panic!()
+        };
+        assert_eq!(
+            (pattern.as_str(), to.to_string().as_str()),
+            ("^/old/(.*)$", "/new/{1}")
+        );
+    }
+
+    #[test]
+    fn rewrite_mistakes() {
+        let e = one_error(&route("rewrite_prefix = \"/v2/\"\nupstream = \"api\""));
+        assert_error(
+            &e,
+            "listener.http.route[0].rewrite_prefix",
+            "\"/v2/\"",
+            "this route has none",
+            "add path_prefix",
+        );
+        let e = one_error(&route(
+            "path_prefix = \"/api/\"\nrewrite_prefix = \"/v2\"\nupstream = \"api\"",
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[0].rewrite_prefix",
+            "\"/v2\"",
+            "ends with `/`",
+            "write \"/v2/\"",
+        );
+        let e = one_error(&route(
+            "rewrite_regex = [\"^/(a\", \"/{1}\"]\nupstream = \"api\"",
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[0].rewrite_regex[0]",
+            "\"^/(a\"",
+            "error at offset 2: unclosed group",
+            "`)`",
+        );
+        let e = one_error(&route(
+            "rewrite_regex = [\"^/(a)\", \"/{2}\"]\nupstream = \"api\"",
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[0].rewrite_regex[1]",
+            "\"/{2}\"",
+            "has 1 group(s)",
+            "{1}",
+        );
+        let e = one_error(&route("rewrite_regex = [\"^/a\"]\nupstream = \"api\""));
+        assert_error(
+            &e,
+            "listener.http.route[0].rewrite_regex",
+            "[\"^/a\"]",
+            "a pattern and its replacement",
+            "rewrite_regex = [",
+        );
+    }
+}
