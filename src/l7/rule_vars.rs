@@ -166,7 +166,7 @@ mod tests {
         };
         assert_eq!(
             expand("{id}/{1} {route}"),
-            ("42/42 /users/".into(), false, false)
+            ("42/42 /users/ ~^/users/(?P<id>[0-9]+)".into(), false, false)
         );
         assert_eq!(expand("{client_ip}"), ("192.0.2.1".into(), true, true));
     }
