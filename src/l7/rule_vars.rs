@@ -87,7 +87,7 @@ impl<'a> RuleVars<'a> {
             path: self.path,
             query: self.query,
             method: self.method,
-            client_ip: Some(self.client_ip),
+            client_ip: Some(self.client_ip.to_canonical()),
             request_id: self.request_id,
             route: &self.route,
             backend: self.backend,

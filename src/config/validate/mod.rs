@@ -27,6 +27,7 @@ mod route_extras;
 mod route_headers;
 mod route_settings;
 mod tcp;
+mod templates;
 mod tls;
 mod upstreams;
 pub(crate) use upstreams::parse_hash_key;

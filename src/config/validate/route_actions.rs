@@ -8,24 +8,12 @@
 //! rewrite (nothing is forwarded); `redirect_status` without `redirect`; `rewrite_prefix` without
 //! a `path_prefix` other than `/`; `rewrite_prefix` with `rewrite_regex`.
 
+use super::templates::TemplateSite;
 use super::Validator;
-use crate::config::error::{did_you_mean, quote};
+use crate::config::error::quote;
 use crate::config::file::FileRoute;
 use crate::config::key_path::KeyPath;
-use crate::config::{PathRewrite, Pattern, Redirect, RouteMatch, Template, Var};
-
-/// The variables a template may name besides captures (for suggestions).
-const TEMPLATE_VARS: [&str; 9] = [
-    "scheme",
-    "host",
-    "path",
-    "query",
-    "uri",
-    "method",
-    "client_ip",
-    "request_id",
-    "route",
-];
+use crate::config::{PathRewrite, Redirect, RouteMatch};
 
 /// Redirect statuses: permanent or not, method kept (307/308) or not (301/302).
 const REDIRECT_STATUSES: [i64; 4] = [301, 302, 307, 308];
@@ -90,7 +78,7 @@ impl Validator<'_> {
         }
         // Without valid conditions, no capture can be judged: report only parse errors then.
         let captures = matches.map(|m| m.path_regex.as_ref());
-        let location = self.template(text, captures, &path.key("redirect"));
+        let location = self.template(text, TemplateSite::Target, captures, &path.key("redirect"));
         ok.then_some(())?;
         Some(Some(Redirect {
             location: location?,
@@ -145,8 +133,13 @@ impl Validator<'_> {
         };
         let pattern = self.pattern(pattern, &path.key(key).index(0));
         let to = match &pattern {
-            Some(pattern) => self.template(to, Some(Some(pattern)), &path.key(key).index(1)),
-            None => self.template(to, None, &path.key(key).index(1)),
+            Some(pattern) => self.template(
+                to,
+                TemplateSite::Target,
+                Some(Some(pattern)),
+                &path.key(key).index(1),
+            ),
+            None => self.template(to, TemplateSite::Target, None, &path.key(key).index(1)),
         };
         Some(Some(PathRewrite::Regex {
             pattern: pattern?,
@@ -188,92 +181,6 @@ impl Validator<'_> {
             return None;
         }
         Some(PathRewrite::Prefix(text))
-    }
-
-    /// A template forwarded upstream or sent to the client. `captures`: `Some(pattern)` when the
-    /// captures it may name are known (`Some(None)`: the route has no pattern, so it may name
-    /// none); `None` when they are not (the pattern itself was wrong).
-    pub(super) fn template(
-        &mut self,
-        text: &str,
-        captures: Option<Option<&Pattern>>,
-        path: &KeyPath,
-    ) -> Option<Template> {
-        if text.chars().any(char::is_control) {
-            self.push(
-                path.clone(),
-                quote(text),
-                "control characters (a line break, a tab) cannot be sent in a request line or \
-                 a field",
-                "remove them; percent-encode what the target needs (%0A)",
-            );
-            return None;
-        }
-        let template = match Template::parse(text) {
-            Ok(template) => template,
-            Err(e) => {
-                self.push(
-                    path.clone(),
-                    quote(text),
-                    format!("error at offset {}: {}", e.offset, e.problem),
-                    "variables are written {host}, {path}, {uri}, {query}, {scheme}, {method}, \
-                     {client_ip}, {request_id}, {route}, or a capture {1} / {name}; {{ and }} \
-                     are literal braces",
-                );
-                return None;
-            }
-        };
-        let mut ok = true;
-        for var in template.vars() {
-            let problem = match var {
-                Var::Backend => Some((
-                    "{backend} names the backend, and none is chosen yet".to_owned(),
-                    "remove {backend}; it is only known for response header rules".to_owned(),
-                )),
-                Var::Capture(index) => match captures {
-                    Some(None) => Some((
-                        format!("{{{index}}} names a capture, and there is no pattern to capture"),
-                        "add a path_regex with groups, e.g. path_regex = \"^/users/([0-9]+)$\", \
-                         or remove it"
-                            .to_owned(),
-                    )),
-                    Some(Some(pattern)) if *index >= pattern.0.captures_len() => Some((
-                        format!(
-                            "{{{index}}} names a capture, and the pattern {} has {} group(s)",
-                            quote(pattern.as_str()),
-                            pattern.0.captures_len() - 1
-                        ),
-                        "name one of its groups ({1} is the first, {0} the whole match)".to_owned(),
-                    )),
-                    _ => None,
-                },
-                Var::NamedCapture(name) => {
-                    let names: Vec<&str> = match captures {
-                        Some(Some(pattern)) => pattern.0.capture_names().flatten().collect(),
-                        Some(None) => Vec::new(),
-                        None => continue,
-                    };
-                    (!names.contains(&name.as_str())).then(|| {
-                        let candidates = TEMPLATE_VARS.iter().copied().chain(names);
-                        (
-                            format!("no variable or named capture `{{{name}}}`"),
-                            format!(
-                                "{}variables: {{host}}, {{path}}, {{uri}}, {{query}}, \
-                                 {{scheme}}, {{method}}, {{client_ip}}, {{request_id}}, \
-                                 {{route}}; a named group (?P<{name}>…) in the pattern",
-                                did_you_mean(name, candidates)
-                            ),
-                        )
-                    })
-                }
-                _ => None,
-            };
-            if let Some((problem, fix)) = problem {
-                ok = false;
-                self.push(path.clone(), quote(text), problem, fix);
-            }
-        }
-        ok.then_some(template)
     }
 }
 
@@ -324,7 +231,7 @@ mod tests {
             &e,
             "listener.http.route[0].redirect",
             "\"/v/{2}\"",
-            "{2} names a capture, and the pattern \"^/u/(.*)$\" has 1 group(s)",
+            "{2}: the pattern \"^/u/(.*)$\" has 1 capture group(s)",
             "{1} is the first",
         );
         let e = one_error(&route("redirect = \"/v/{1}\""));
@@ -332,15 +239,15 @@ mod tests {
             &e,
             "listener.http.route[0].redirect",
             "\"/v/{1}\"",
-            "no pattern to capture",
-            "add a path_regex",
+            "the route has no path_regex",
+            "add path_regex",
         );
         let e = one_error(&route("redirect = \"https://{hots}{uri}\""));
         assert_error(
             &e,
             "listener.http.route[0].redirect",
             "\"https://{hots}{uri}\"",
-            "no variable or named capture `{hots}`",
+            "unknown variable {hots}",
             "did you mean `host`?",
         );
         let e = one_error(&route("redirect = \"http://{backend}/\""));
@@ -441,7 +348,7 @@ mod tests {
             &e,
             "listener.http.route[0].rewrite_regex[1]",
             "\"/{2}\"",
-            "has 1 group(s)",
+            "has 1 capture group(s)",
             "{1}",
         );
         let e = one_error(&route("rewrite_regex = [\"^/a\"]\nupstream = \"api\""));

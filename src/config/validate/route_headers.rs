@@ -7,26 +7,13 @@
 //! [`Template`] whose variables exist in that direction (`{backend}`: responses only) and whose
 //! captures the route's `path_regex` has.
 
+use super::templates::TemplateSite;
 use super::Validator;
-use crate::config::error::{did_you_mean, quote};
+use crate::config::error::quote;
 use crate::config::file::{FileHeaderEdits, FileRoute};
 use crate::config::key_path::KeyPath;
-use crate::config::template::{Template, Var};
+use crate::config::template::Template;
 use crate::config::{HeaderEdits, HeaderRules, Pattern, RouteMatch};
-
-/// The variables a template may name besides captures, for "did you mean".
-const VARIABLES: [&str; 10] = [
-    "scheme",
-    "host",
-    "path",
-    "query",
-    "uri",
-    "method",
-    "client_ip",
-    "request_id",
-    "route",
-    "backend",
-];
 
 /// Which message the edits apply to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,39 +168,11 @@ impl Validator<'_> {
             );
             return None;
         };
-        if let Some((at, c)) = text
-            .char_indices()
-            .find(|(_, c)| c.is_control() && *c != '\t')
-        {
-            self.push(
-                path.clone(),
-                quote(text),
-                format!("control character {c:?} at offset {at}"),
-                "a field value is one line: remove the line break or control character",
-            );
-            return None;
-        }
-        let template = match Template::parse(text) {
-            Ok(template) => template,
-            Err(error) => {
-                self.push(
-                    path.clone(),
-                    quote(text),
-                    format!("{} (at offset {})", error.problem, error.offset),
-                    "write variables as {client_ip}, {request_id}, {route}…, and literal braces \
-                     as {{ and }}",
-                );
-                return None;
-            }
+        let site = match direction {
+            Direction::Request => TemplateSite::RequestHeader,
+            Direction::Response => TemplateSite::ResponseHeader,
         };
-        let mut ok = true;
-        for var in template.vars() {
-            if let Some((problem, fix)) = var_problem(var, direction, captures) {
-                self.push(path.clone(), quote(text), problem, fix);
-                ok = false;
-            }
-        }
-        ok.then_some(template)
+        self.template(text, site, captures, path)
     }
 
     /// A name removed and also set, or set twice (the table's keys differ only in case).
@@ -313,68 +272,6 @@ fn response_owned(lower: &str) -> Option<String> {
         _ => return None,
     };
     Some(fix.to_owned())
-}
-
-/// Why a variable cannot be used in this direction (problem, fix).
-fn var_problem(
-    var: &Var,
-    direction: Direction,
-    captures: Option<Option<&Pattern>>,
-) -> Option<(String, String)> {
-    let no_regex = || {
-        Some((
-            "a capture, but the route has no path_regex".to_owned(),
-            "add path_regex = \"^/users/(?P<id>[0-9]+)\" to the route, or use a request \
-             variable such as {path}"
-                .to_owned(),
-        ))
-    };
-    match var {
-        Var::Backend if direction == Direction::Request => Some((
-            "{backend} is not known yet when the request head is built".to_owned(),
-            "use {backend} in response_headers: the backend is chosen (and may change on a \
-             retry) after the request head is built, as in HAProxy and nginx"
-                .to_owned(),
-        )),
-        Var::Capture(index) => match captures {
-            Some(None) => no_regex(),
-            Some(Some(pattern)) if *index >= pattern.0.captures_len() => Some((
-                format!(
-                    "{{{index}}}: path_regex {} has {} capture group(s)",
-                    quote(pattern.as_str()),
-                    pattern.0.captures_len() - 1
-                ),
-                "use a capture the pattern has ({1} is the first), or add a group to it".to_owned(),
-            )),
-            _ => None,
-        },
-        Var::NamedCapture(name) => match captures {
-            Some(None) => Some((
-                format!("unknown variable {{{name}}}"),
-                format!(
-                    "{}the variables are {}; a name of a path_regex group needs the route's \
-                     path_regex",
-                    did_you_mean(name, VARIABLES),
-                    VARIABLES.map(|v| format!("{{{v}}}")).join(" ")
-                ),
-            )),
-            Some(Some(pattern)) if !pattern.0.capture_names().flatten().any(|n| n == name) => {
-                Some((
-                    format!(
-                        "unknown variable {{{name}}}: not a variable nor a group of path_regex {}",
-                        quote(pattern.as_str())
-                    ),
-                    format!(
-                        "{}name a group (?P<{name}>…) in path_regex, or use one of {}",
-                        did_you_mean(name, VARIABLES),
-                        VARIABLES.map(|v| format!("{{{v}}}")).join(" ")
-                    ),
-                ))
-            }
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -562,31 +459,6 @@ mod tests {
         ));
         assert!(e.problem.contains("unknown variable {clientip}"), "{e}");
         assert!(e.fix.contains("did you mean"), "{e}");
-    }
-
-    #[test]
-    fn captures_must_be_groups_of_the_pattern() {
-        use super::{var_problem, Direction};
-        use crate::config::{Pattern, Template};
-        let pattern = Pattern(regex::Regex::new("^/users/(?P<id>[0-9]+)/(.*)$").unwrap());
-        let problems = |text: &str| -> Vec<String> {
-            Template::parse(text)
-                .unwrap()
-                .vars()
-                .filter_map(|var| var_problem(var, Direction::Request, Some(Some(&pattern))))
-                .map(|(problem, fix)| format!("{problem} / {fix}"))
-                .collect()
-        };
-        assert!(problems("{1}-{2}-{id}-{0}").is_empty());
-        let three = problems("{3}");
-        assert!(three[0].contains("has 2 capture group(s)"), "{three:?}");
-        let unknown = problems("{ids}");
-        assert!(unknown[0].contains("unknown variable {ids}"), "{unknown:?}");
-        assert!(unknown[0].contains("(?P<ids>"), "{unknown:?}");
-        // Unknown captures are not judged when the route's match had problems of its own.
-        let template = Template::parse("{9}").unwrap();
-        let var = template.vars().next().unwrap();
-        assert_eq!(var_problem(var, Direction::Request, None), None);
     }
 
     #[test]
