@@ -14,6 +14,7 @@ on_both_drivers!(
     request_rules_shape_the_upstream_head,
     response_rules_shape_the_client_head,
     a_switching_protocols_response_goes_out_as_sent,
+    captures_of_the_route_pattern_name_values_after_a_rewrite,
 );
 
 const BACKEND_REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.25\r\nX-Powered-By: PHP/8\r\n\
@@ -115,5 +116,30 @@ fn a_switching_protocols_response_goes_out_as_sent(driver: &str) {
         response.text(),
         "HTTP/1.1 101 Switching Protocols\r\nServer: ws\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
     );
+    proxy.stop();
+}
+
+/// A route with a pattern, a rewrite and header rules: the request rules name the pattern's
+/// captures (of the path as the client sent it), the upstream gets the rewritten target.
+fn captures_of_the_route_pattern_name_values_after_a_rewrite(driver: &str) {
+    let backend = RawBackend::start(Reply::Fixed(BACKEND_REPLY.to_vec()));
+    let config = format!(
+        "[runtime]\nworkers = 1\ndriver = \"{driver}\"\ndrain_timeout = \"2s\"\n\
+         [listener.http]\naddress = \"127.0.0.1:0\"\n\
+         [[listener.http.route]]\npath_regex = \"^/users/(?P<id>[0-9]+)/(.*)$\"\n\
+         rewrite_regex = [\"^/users/([0-9]+)/\", \"/u/{{1}}/\"]\nupstream = \"api\"\n\
+         request_headers = {{ set = {{ \"X-User\" = \"{{id}}\", \"X-Rest\" = \"{{2}}\" }} }}\n\
+         [upstream.api]\nbackends = [\"{}\"]\n",
+        backend.addr
+    );
+    let proxy = Proxy::start(&config);
+    let mut conn = RawConn::open(proxy.addr);
+    conn.send(b"GET /users/42/posts/7?full=1 HTTP/1.1\r\nHost: a\r\nX-Request-Id: req-9\r\n\r\n");
+    assert_eq!(conn.read_response("GET").status, 200);
+    let expected = format!(
+        "GET /u/42/posts/7?full=1 HTTP/1.1\r\nHost: a\r\nX-Rest: posts/7\r\nX-User: 42\r\n{}\r\n",
+        proxy_fields(Some("a"), "req-9")
+    );
+    assert_eq!(String::from_utf8_lossy(&backend.requests()[0]), expected);
     proxy.stop();
 }
