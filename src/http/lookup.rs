@@ -1,5 +1,5 @@
 //! Reading a field or a cookie of a parsed request by name: what consistent hashing on a header
-//! or a cookie needs. A second pass over the head's field lines (see [`FieldLines`]), done only
+//! or a cookie needs, and compression (`Accept-Encoding`). A second pass over the head's field lines (see [`FieldLines`]), done only
 //! for groups that hash on one; nothing is allocated.
 
 use super::headers::{trim_ows, FieldLines};
@@ -10,6 +10,14 @@ impl<'a> Request<'a> {
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
         FieldLines::new(self.fields)
             .find(|(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value)
+    }
+
+    /// The values of every field named `name` (case-insensitive), in order: all the lines of a
+    /// list field such as `Accept-Encoding`.
+    pub fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        FieldLines::new(self.fields)
+            .filter(move |(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, value)| value)
     }
 
@@ -39,6 +47,8 @@ mod tests {
         assert_eq!(request.header("x-user"), Some(&b"alice"[..]));
         assert_eq!(request.header("X-USER"), Some(&b"alice"[..]));
         assert_eq!(request.header("x-other"), None);
+        let all: Vec<_> = request.header_values("X-User").collect();
+        assert_eq!(all, [&b"alice"[..], &b"bob"[..]]);
     }
 
     #[test]

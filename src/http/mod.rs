@@ -17,10 +17,12 @@
 //! head); `chunked.rs` (decoder) over `chunk_lines.rs` (chunk header and trailer grammar);
 //! shared by all: `framing.rs` (Content-Length, Transfer-Encoding), `target.rs` (request targets,
 //! Host), `headers.rs` (field names, lists, the per-field mask, head writers);
-//! `trace_context.rs` (W3C `traceparent`).
+//! `trace_context.rs` (W3C `traceparent`); `compress/` (response compression: `Accept-Encoding`,
+//! which responses, the encoders).
 
 mod chunk_lines;
 mod chunked;
+pub mod compress;
 mod error_response;
 mod forward;
 mod framing;

@@ -6,6 +6,7 @@
 //! then decides the framing from the request method and the status. The client head is rebuilt
 //! from the buffer and those marks, with framing written by us for the client's version.
 
+use super::compress::HeadChange;
 use super::framing::{ContentLength, TransferCodings};
 use super::headers::{
     classify, list_elements, push_decimal, push_field, ConnectionOptions, FieldLines, FieldMask,
@@ -36,6 +37,9 @@ pub struct ResponseContext<'a> {
     pub client_keep_alive: bool,
     /// Added as `X-Request-Id` when the response has none.
     pub request_id: &'a str,
+    /// What compression changes ([`Response::compression`]); [`HeadChange::NONE`] on routes
+    /// that do not compress.
+    pub compression: HeadChange,
 }
 
 /// A complete, validated response head borrowed from the read buffer.
@@ -52,9 +56,9 @@ pub struct Response<'a> {
     /// Bytes of the head, including the final empty line.
     pub head_len: usize,
     /// The field lines of the head, from the first field to the end of the empty line.
-    fields: &'a [u8],
+    pub(super) fields: &'a [u8],
     /// Fields not copied to the client as they came.
-    dropped: FieldMask,
+    pub(super) dropped: FieldMask,
     /// The validated Content-Length, forwarded on bodiless HEAD and 304 responses, where it
     /// describes the representation rather than framing this message.
     content_length: Option<u64>,
@@ -270,10 +274,14 @@ impl Response<'_> {
         out.push(b' ');
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
-        for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
-            if !self.dropped.contains(index) {
-                push_field(out, name, value);
+        if ctx.compression.is_none() {
+            for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
+                if !self.dropped.contains(index) {
+                    push_field(out, name, value);
+                }
             }
+        } else {
+            self.write_changed_fields(ctx.compression, out);
         }
         if self.status < 200 {
             if let (101, Some(protocol)) = (self.status, self.upgrade) {
@@ -286,7 +294,11 @@ impl Response<'_> {
         if !self.has_request_id {
             push_field(out, b"X-Request-Id", ctx.request_id.as_bytes());
         }
-        let framing = self.client_framing(ctx.client_version);
+        let framing = if ctx.compression.encode.is_some() {
+            ResponseBody::Chunked
+        } else {
+            self.client_framing(ctx.client_version)
+        };
         match framing {
             ResponseBody::Length(length) => push_content_length(out, length),
             ResponseBody::Chunked => push_field(out, b"Transfer-Encoding", b"chunked"),
@@ -349,6 +361,7 @@ mod tests {
             client_version: version,
             client_keep_alive: keep_alive,
             request_id: "rid-1",
+            compression: HeadChange::NONE,
         }
     }
 

@@ -5,6 +5,7 @@
 use super::client::{respond_and_close, ClientConn, PendingRequest};
 use super::exchange;
 use crate::config::RouteAction;
+use crate::http::compress::{self, Choice};
 use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent};
 use crate::net::io::{read_append, read_unless_quiet, wait_readable, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
@@ -327,6 +328,15 @@ fn prepare(
     summary.push(' ');
     summary.push_str(request.target);
     let keys = select::request_keys(&generation.upstreams[upstream], &request, peer);
+    let compress = if routes[route].compress {
+        let offered = &config.compression.algorithms;
+        match compress::negotiate(request.header_values("accept-encoding"), offered) {
+            Some(encoding) => Choice::With(encoding),
+            None => Choice::Identity,
+        }
+    } else {
+        Choice::Off
+    };
     let pending = PendingRequest {
         generation,
         method: request.method,
@@ -336,7 +346,8 @@ fn prepare(
         expect_continue: request.expect_continue,
         continue_sent: false,
         upgrade: request.upgrade.is_some(),
-        summary,
+        // Allocated at its length: no reallocation.
+        summary: summary.into_boxed_str(),
         request_id,
         // Lossless: a configuration cannot hold 65536 listeners (one port each) or 2^32 routes.
         listener: listener as u16,
@@ -344,6 +355,7 @@ fn prepare(
         upstream: upstream as u32,
         keys,
         upstream_head,
+        compress,
     };
     Ok(pending)
 }
