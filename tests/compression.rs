@@ -124,6 +124,34 @@ fn each_coding_gives_the_original_back(driver: &str) {
     }
     // The same connection served them all, and the upstream one was reused.
     assert_eq!(backend.connections(), 1);
+
+    // Counted per coding once the worker has published (its 100 ms tick).
+    let admin = proxy.admin_addr();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let samples = loop {
+        let text = common::admin::get(admin, "/metrics", None).text();
+        let samples = common::admin::parse_metrics(&text);
+        let responses = |coding| {
+            common::admin::sum(
+                &samples,
+                "lbproxy_compression_responses_total",
+                &[("algorithm", coding)],
+            )
+        };
+        if responses("gzip") == 2.0 {
+            assert_eq!((responses("br"), responses("zstd")), (1.0, 1.0));
+            break samples;
+        }
+        assert!(std::time::Instant::now() < deadline, "not counted: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let bytes = |name, coding| common::admin::sum(&samples, name, &[("algorithm", coding)]);
+    assert_eq!(
+        bytes("lbproxy_compression_bytes_in_total", "gzip"),
+        2.0 * body.len() as f64
+    );
+    let out = bytes("lbproxy_compression_bytes_out_total", "br");
+    assert!(out > 0.0 && out < body.len() as f64 / 4.0, "{out}");
 }
 
 fn a_chunked_or_close_delimited_body_is_compressed_too(driver: &str) {

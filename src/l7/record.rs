@@ -94,6 +94,9 @@ impl RequestRecord {
         if self.slow_reader_reset.get() {
             listener.slow_reader_reset();
         }
+        if let Some((encoding, bytes_in, bytes_out)) = self.compressed.get() {
+            ctx.compression.count(encoding, bytes_in, bytes_out);
+        }
         generation.routes[request.listener()][request.route()].count(&outcome);
         let stats = &group.state.stats;
         stats.request_finished(&outcome, self.retries());
