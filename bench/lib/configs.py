@@ -54,6 +54,7 @@ http {{
         }}
         location = /drop {{ internal; return 204; }}
         location = /data.json {{ default_type application/json; }}
+        location = /small.json {{ default_type application/json; }}
     }}
 }}
 """

@@ -78,6 +78,11 @@ SCENARIOS = [
              "(libslz in Debian's build: one speed, no level). bytes/response shows what each "
              "sends; the direct row is the backend without compression.",
              "gzip", "wrk", path="/data.json", accept_encoding="gzip"),
+    Scenario("compression-small", "L7, a small JSON response on a compressing listener",
+             "GET of a 128-byte JSON document with `Accept-Encoding: gzip` on the compression "
+             "scenario's listeners: below every proxy's minimum size, so nothing is compressed. "
+             "What compression costs the responses it leaves alone (compare l7-keepalive).",
+             "gzip", "wrk", path="/small.json", accept_encoding="gzip"),
     Scenario("fixed-rate", "Latency at a fixed offered rate",
              "Keep-alive GET at a fixed request rate well below saturation (oha, corrected for "
              "coordinated omission): the latency a client sees in normal operation.",

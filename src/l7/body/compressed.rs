@@ -7,7 +7,8 @@
 //! message ends at its framing; a backend that fails mid-body ends the relay with the error, and
 //! the client, whose body never got its last chunk, sees a truncated message, never a complete
 //! one. The upstream side keeps the uncompressed relay's rules: bytes past the framing are never
-//! forwarded and make the connection [`BodyEnd::Overrun`].
+//! forwarded and make the connection [`BodyEnd::Overrun`]. An encoder that fails (it writes into
+//! memory: it does not, short of a bug) ends the relay as a client failure: the connection closes.
 
 use super::{end_after, read_within, BodyEnd, ClientSink, RelayError, RELAY_BUFFER};
 use crate::http::compress::Encoder;
