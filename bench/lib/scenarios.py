@@ -80,8 +80,8 @@ SCENARIOS = [
              "gzip", "wrk", path="/data.json", accept_encoding="gzip"),
     Scenario("compression-small", "L7, a small JSON response on a compressing listener",
              "GET of a 128-byte JSON document with `Accept-Encoding: gzip` on the compression "
-             "scenario's listeners: below every proxy's minimum size, so nothing is compressed. "
-             "What compression costs the responses it leaves alone (compare l7-keepalive).",
+             "scenario's listeners: below lbproxy's and nginx's minimum size (1 KiB), sent as it "
+             "is. What compression costs the responses it leaves alone (compare l7-keepalive).",
              "gzip", "wrk", path="/small.json", accept_encoding="gzip"),
     Scenario("fixed-rate", "Latency at a fixed offered rate",
              "Keep-alive GET at a fixed request rate well below saturation (oha, corrected for "

@@ -12,7 +12,7 @@ mod compressed;
 use super::client::{ClientConn, PendingRequest};
 use super::record::RequestRecord;
 use crate::config::Config;
-use crate::http::compress::{Choice, Encoder, HeadChange};
+use crate::http::compress::{Encoder, HeadChange};
 use crate::http::{
     parse_response, ChunkedDecoder, ChunkedOutput, Method, RequestBody, ResponseBody,
     ResponseContext, Version,
@@ -269,16 +269,7 @@ pub async fn relay_response(
                     });
                 }
 
-                let config = &request.generation.config;
-                let compression = match request.compress {
-                    Choice::Off => HeadChange::NONE,
-                    choice => response.compression(
-                        &config.compression,
-                        choice.coding(),
-                        request.method,
-                        request.version,
-                    ),
-                };
+                let compression = compressed::decide(request, &response);
                 let framing = if compression.encode.is_some() {
                     ResponseBody::Chunked
                 } else {
@@ -308,13 +299,14 @@ pub async fn relay_response(
                         .await?
                     }
                     Some(encoding) => {
-                        let encoder = Encoder::new(encoding, &config.compression)
-                            .map_err(|_| RelayError::Client)?;
-                        let record = relay.record;
+                        let config = &request.generation.config.compression;
+                        let encoder =
+                            Encoder::new(encoding, config).map_err(|_| RelayError::Client)?;
+                        let (body, record) = (upstream_body, relay.record);
                         relay_compressed(
                             up_r,
                             &mut client,
-                            upstream_body,
+                            body,
                             buf,
                             out,
                             read_limit,

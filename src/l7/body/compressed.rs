@@ -11,13 +11,28 @@
 //! memory: it does not, short of a bug) ends the relay as a client failure: the connection closes.
 
 use super::{end_after, read_within, BodyEnd, ClientSink, RelayError, RELAY_BUFFER};
-use crate::http::compress::Encoder;
-use crate::http::{ChunkedDecoder, ChunkedOutput, ResponseBody};
+use crate::http::compress::{Choice, Encoder, HeadChange};
+use crate::http::{ChunkedDecoder, ChunkedOutput, Response, ResponseBody};
+use crate::l7::client::PendingRequest;
 use crate::l7::record::RequestRecord;
 use crate::net::io::read_append;
 use crate::net::stream::StreamReader;
 use crate::upstream::failure::UpstreamFailure;
 use std::time::Duration;
+
+/// What compression does to `response`: nothing on a route that does not compress (one branch),
+/// else as [`Response::compression`] decides from its status and fields.
+pub(super) fn decide(request: &PendingRequest, response: &Response<'_>) -> HeadChange {
+    match request.compress {
+        Choice::Off => HeadChange::NONE,
+        choice => response.compression(
+            &request.generation.config.compression,
+            choice.coding(),
+            request.method,
+            request.version,
+        ),
+    }
+}
 
 /// The encoder and the bytes it took and gave, for the record.
 struct Compressing<'a> {
