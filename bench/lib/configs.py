@@ -53,6 +53,8 @@ http {{
             error_page 405 =200 /small;
         }}
         location = /drop {{ internal; return 204; }}
+        location = /data.json {{ default_type application/json; }}
+        location = /small.json {{ default_type application/json; }}
     }}
 }}
 """
@@ -82,8 +84,31 @@ relay = "{relay}"
 """
 
 
+# The compression scenario: gzip only, on a listener of its own whose one route compresses
+# ([compression] stays off for the others). nginx at gzip_comp_level 1 (its default); lbproxy at
+# the level that gives the same size: its zlib-rs, like zlib-ng, runs level 1 as "deflate_quick"
+# (static codes, about 30 % larger here), so zlib's level 1 corresponds to its level 2.
+NGINX_GZIP_LEVEL = 1
+LBPROXY_GZIP_LEVEL = 2
+
+LBPROXY_GZIP_LISTENER = """
+[compression]
+algorithms = ["gzip"]
+gzip_level = {level}
+content_types = ["application/json"]
+
+[listener.bench_gzip]
+address = "127.0.0.1:{port}"
+protocol = "http"
+[[listener.bench_gzip.route]]
+path_prefix = "/"
+upstream = "bench"
+compress = true
+"""
+
+
 def lbproxy(layout, ports, features, driver="auto"):
-    """`features`: the subset of {"https", "l4_splice", "l4_copy"} to include."""
+    """`features`: the subset of {"https", "l4_splice", "l4_copy", "gzip"} to include."""
     backends = ", ".join(f'"{b}"' for b in BACKENDS)
     text = f"""# bench/: lbproxy under test
 [runtime]
@@ -119,6 +144,8 @@ idle_timeout = "60s"
     for relay in ("splice", "copy"):
         if f"l4_{relay}" in features:
             text += LBPROXY_TCP_LISTENER.format(relay=relay, port=ports[f"l4_{relay}"])
+    if "gzip" in features:
+        text += LBPROXY_GZIP_LISTENER.format(port=ports["gzip"], level=LBPROXY_GZIP_LEVEL)
     return text
 
 
@@ -192,6 +219,14 @@ http {{
         ssl_certificate {layout.cert};
         ssl_certificate_key {layout.key};{location}
     }}
+    server {{
+        listen 127.0.0.1:{ports["gzip"]} backlog=4096;
+        gzip on;
+        gzip_types application/json;
+        gzip_comp_level {NGINX_GZIP_LEVEL};
+        gzip_min_length 1024;
+        gzip_vary on;{location}
+    }}
 }}
 {stream}"""
 
@@ -225,6 +260,16 @@ frontend bench_http
     mode http
     bind 127.0.0.1:{ports["http"]}
     http-request set-header X-Forwarded-Proto http
+    default_backend bench
+
+# HAProxy's gzip is libslz here (`haproxy -vv`: "Built with libslz"): one speed, about zlib's
+# level 1, so no level to set.
+frontend bench_gzip
+    mode http
+    bind 127.0.0.1:{ports["gzip"]}
+    http-request set-header X-Forwarded-Proto http
+    compression algo gzip
+    compression type application/json
     default_backend bench
 
 frontend bench_https

@@ -8,7 +8,8 @@ Ports (loopback, below the ephemeral range so no test's port-0 bind can take the
 default BENCH_PORT_BASE=18000):
   18101, 18102  the two HTTP backends (one static nginx, two listeners)
   18103         the backend's TLS listener (the "direct" row of the TLS scenarios)
-  182N1..182N4  target N's HTTP, HTTPS, L4 (splice) and L4 (copy) listeners
+  182N1..182N5  target N's HTTP, HTTPS, L4 (splice), L4 (copy) and gzip (HTTP, compressing)
+                listeners
 """
 
 import os
@@ -23,6 +24,8 @@ BACKEND_PORTS = (PORT_BASE + 101, PORT_BASE + 102)
 BACKEND_TLS_PORT = PORT_BASE + 103
 SMALL_BODY_BYTES = 128
 LARGE_BODY_BYTES = 1 << 20
+# The compression scenario's document: JSON of this size, as an API would send it.
+JSON_BODY_BYTES = 100 * 1024
 
 
 @dataclass
@@ -67,7 +70,7 @@ class Layout:
 
     @staticmethod
     def target_port(index, kind):
-        offset = {"http": 1, "https": 2, "l4_splice": 3, "l4_copy": 4}[kind]
+        offset = {"http": 1, "https": 2, "l4_splice": 3, "l4_copy": 4, "gzip": 5}[kind]
         return PORT_BASE + 200 + 10 * index + offset
 
     def _write_files(self):
@@ -77,6 +80,10 @@ class Layout:
             f.write(b"POST target (see configs.backend_nginx)\n")
         with open(self.path("www", "1m"), "wb") as f:
             f.write(os.urandom(LARGE_BODY_BYTES))
+        with open(self.path("www", "data.json"), "wb") as f:
+            f.write(json_document(JSON_BODY_BYTES))
+        with open(self.path("www", "small.json"), "wb") as f:
+            f.write(json_document(SMALL_BODY_BYTES))
         # The L4 transfer: a file the backend sends with sendfile (kept in the page cache).
         big = self.path("www", "big")
         if not os.path.exists(big) or os.path.getsize(big) != self.l4_bytes:
@@ -110,3 +117,29 @@ class Layout:
     @property
     def combined_pem(self):
         return self.path("combined.pem")
+
+
+def json_document(size):
+    """A JSON array of API-like records, exactly `size` bytes: it compresses as such data does
+    (about 4 to 5 times with gzip), not as a run of one byte would."""
+    import json
+    import random
+
+    rng = random.Random(22)
+    words = ["alpha", "beta", "gamma", "delta", "status", "active", "pending", "region",
+             "eu-west", "us-east", "order", "invoice", "customer", "widget", "premium"]
+    items, text = [], "[]"
+    while len(text) < size:
+        i = len(items)
+        items.append({"id": i, "name": f"{rng.choice(words)} {rng.choice(words)} {i}",
+                      "price": round(rng.uniform(1, 500), 2), "tags": rng.sample(words, 3),
+                      "active": rng.random() < 0.7, "updated": 1700000000 + rng.randrange(10**7)})
+        text = json.dumps(items, separators=(",", ":"))
+    # Whole records while they fit, then a last record that pads to the exact size.
+    while True:
+        text = json.dumps(items, separators=(",", ":"))[:-1]
+        tail = '{"pad":""}]' if not items else ',{"pad":""}]'
+        if len(text) + len(tail) <= size or not items:
+            break
+        items.pop()
+    return (text + tail[:-3] + "x" * (size - len(text) - len(tail)) + tail[-3:]).encode()

@@ -24,9 +24,11 @@ def _run(argv, env=None, timeout=None):
     return result.stdout
 
 
-def wrk_command(url, connections, duration_s, body_bytes=0, close=False):
+def wrk_command(url, connections, duration_s, body_bytes=0, close=False, accept_encoding=None):
     """(argv, env) for one wrk run; the same text goes into RESULTS.md."""
     env = {}
+    if accept_encoding:
+        env["BENCH_ACCEPT_ENCODING"] = accept_encoding
     if body_bytes:
         env["BENCH_BODY_BYTES"] = str(body_bytes)
     if close:
@@ -36,8 +38,8 @@ def wrk_command(url, connections, duration_s, body_bytes=0, close=False):
     return argv, env
 
 
-def wrk(url, connections, duration_s, body_bytes=0, close=False):
-    argv, env = wrk_command(url, connections, duration_s, body_bytes, close)
+def wrk(url, connections, duration_s, body_bytes=0, close=False, accept_encoding=None):
+    argv, env = wrk_command(url, connections, duration_s, body_bytes, close, accept_encoding)
     out = _run(argv, env, timeout=duration_s + 60)
     line = next((l for l in out.splitlines() if l.startswith("BENCH_JSON ")), None)
     if line is None:
@@ -50,6 +52,8 @@ def wrk(url, connections, duration_s, body_bytes=0, close=False):
         "bytes": raw["bytes"],
         "seconds": seconds,
         "rps": raw["requests"] / seconds,
+        # Response bytes on the wire (head and body, as framed) per response.
+        "bytes_per_resp": raw["bytes"] / max(raw["requests"], 1),
         "p50_ms": raw["p50_us"] / 1000,
         "p99_ms": raw["p99_us"] / 1000,
         "p999_ms": raw["p999_us"] / 1000,

@@ -53,7 +53,9 @@ def _table(scenario):
         best_kib = _best(rows, "kib_per_connection", False)
     else:
         large = scenario["key"] == "l7-1mib"
-        header = ["target", "req/s"] + (["GiB/s"] if large else []) + [
+        compressed = scenario["key"] == "compression"
+        header = ["target", "req/s"] + (["GiB/s"] if large else []) + (
+            ["bytes/response"] if compressed else []) + [
             "p50 ms", "p99 ms", "p99.9 ms", "proxy CPU µs/req", "proxy CPU (of its core)",
             "peak RSS MiB", "errors", "vs best peer"]
         best_rps = _best(rows, "rps", True)
@@ -89,6 +91,8 @@ def _table(scenario):
             cells = [row["label"], _fmt(m.get("rps"), 0)]
             if scenario["key"] == "l7-1mib":
                 cells.append(_fmt(m.get("gibps"), 2))
+            if scenario["key"] == "compression":
+                cells.append(_fmt(m.get("bytes_per_resp"), 0))
             cells += [_fmt(m.get("p50_ms"), 2), _fmt(m.get("p99_ms"), 2), _fmt(m.get("p999_ms"), 2),
                       _fmt(m.get("cpu_us_per_req"), 1), util_text,
                       _fmt(_mib(row.get("rss_peak_kib")), 1), errors, _ratio_text(ratios)]

@@ -40,6 +40,7 @@ class Scenario:
     body_bytes: int = 0
     close: bool = False
     large: bool = False
+    accept_encoding: str = ""
 
 
 SCENARIOS = [
@@ -69,6 +70,19 @@ SCENARIOS = [
     Scenario("idle-connections", "Memory with idle keep-alive client connections",
              "Idle keep-alive client connections held open (each after one request); RSS of the "
              "proxy before and with them.", "http", "idle"),
+    Scenario("compression", "L7, gzip of a 100 KiB JSON response",
+             "GET of a 100 KiB JSON document with `Accept-Encoding: gzip`, compressed by the proxy "
+             "on a listener of its own: nginx `gzip on; gzip_comp_level 1` (its default, zlib), "
+             "lbproxy `[compression]` gzip only at level 2 (zlib-rs, whose level 1 is zlib-ng's "
+             "deflate_quick: level 2 gives zlib's level-1 size), HAProxy `compression algo gzip` "
+             "(libslz in Debian's build: one speed, no level). bytes/response shows what each "
+             "sends; the direct row is the backend without compression.",
+             "gzip", "wrk", path="/data.json", accept_encoding="gzip"),
+    Scenario("compression-small", "L7, a small JSON response on a compressing listener",
+             "GET of a 128-byte JSON document with `Accept-Encoding: gzip` on the compression "
+             "scenario's listeners: below lbproxy's and nginx's minimum size (1 KiB), sent as it "
+             "is. What compression costs the responses it leaves alone (compare l7-keepalive).",
+             "gzip", "wrk", path="/small.json", accept_encoding="gzip"),
     Scenario("fixed-rate", "Latency at a fixed offered rate",
              "Keep-alive GET at a fixed request rate well below saturation (oha, corrected for "
              "coordinated omission): the latency a client sees in normal operation.",
@@ -114,7 +128,8 @@ def _one_run(scenario, settings, target, feature, warmup=False):
     address = url(target, feature, scenario.path)
     if scenario.kind == "wrk":
         figures = _measure(target, lambda: loadgen.wrk(
-            address, connections, duration, scenario.body_bytes, scenario.close))
+            address, connections, duration, scenario.body_bytes, scenario.close,
+            scenario.accept_encoding))
         if "cpu_s" in figures:
             figures["cpu_us_per_req"] = figures["cpu_s"] * 1e6 / max(figures["requests"], 1)
         if scenario.large:
@@ -154,7 +169,8 @@ def _command_for(scenario, settings, target, feature):
             return (f"bench/lib/idle_client.py: {settings.idle_connections} connections to "
                     f"{address}, each after one GET, held open")
         argv, env = loadgen.wrk_command(address, connections, settings.duration_s,
-                                        scenario.body_bytes, scenario.close)
+                                        scenario.body_bytes, scenario.close,
+                                        scenario.accept_encoding)
         return loadgen.describe(argv, env)
     if scenario.kind == "oha":
         return loadgen.describe(loadgen.oha_command(address, settings.connections,

@@ -25,7 +25,8 @@ class Target:
     def __init__(self, name, index, layout):
         self.name = name
         self.layout = layout
-        self.ports = {k: Layout.target_port(index, k) for k in ("http", "https", "l4_splice", "l4_copy")}
+        self.ports = {k: Layout.target_port(index, k)
+                      for k in ("http", "https", "l4_splice", "l4_copy", "gzip")}
         self.process = None
         self.config_path = None
         self.unsupported = {}  # feature -> reason
@@ -34,7 +35,7 @@ class Target:
     l4_variants = ()
 
     def endpoint(self, feature):
-        """(port, tls) for "http", "https", "l4_splice" or "l4_copy"."""
+        """(port, tls) for "http", "https", "l4_splice", "l4_copy" or "gzip"."""
         return self.ports[feature], feature == "https"
 
     def why_unsupported(self, feature):
@@ -96,7 +97,7 @@ class Lbproxy(Target):
         """`lbproxy check` on a config with only that listener added: what it rejects is not
         supported by this build yet."""
         unsupported = {}
-        for feature in ("https", "l4_splice", "l4_copy"):
+        for feature in ("https", "l4_splice", "l4_copy", "gzip"):
             probe = self.layout.path(f"{self.name}-probe-{feature}.toml")
             with open(probe, "w") as f:
                 f.write(configs.lbproxy(self.layout, self.ports, {feature}, self.driver))
@@ -108,7 +109,8 @@ class Lbproxy(Target):
         return unsupported
 
     def render_config(self):
-        features = {f for f in ("https", "l4_splice", "l4_copy") if f not in self.unsupported}
+        features = {f for f in ("https", "l4_splice", "l4_copy", "gzip")
+                    if f not in self.unsupported}
         return configs.lbproxy(self.layout, self.ports, features, self.driver)
 
     def argv(self):

@@ -3,12 +3,17 @@
 -- harness reads (latencies in microseconds).
 --   BENCH_BODY_BYTES=N   POST an N-byte body instead of a GET
 --   BENCH_CLOSE=1        send `Connection: close` (one new connection per request)
+--   BENCH_ACCEPT_ENCODING=CODINGS  send `Accept-Encoding: CODINGS` (the compression scenario)
 
 local body_bytes = tonumber(os.getenv("BENCH_BODY_BYTES") or "0")
 if body_bytes > 0 then
    wrk.method = "POST"
    wrk.body = string.rep("x", body_bytes)
    wrk.headers["Content-Type"] = "application/octet-stream"
+end
+local accept_encoding = os.getenv("BENCH_ACCEPT_ENCODING")
+if accept_encoding and accept_encoding ~= "" then
+   wrk.headers["Accept-Encoding"] = accept_encoding
 end
 if os.getenv("BENCH_CLOSE") == "1" then
    wrk.headers["Connection"] = "close"

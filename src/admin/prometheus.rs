@@ -9,7 +9,8 @@
 //! per-worker condition (`lbproxy_backend_state`, `lbproxy_backend_circuit`) say on how many
 //! workers it holds. Latencies are histograms with fixed buckets (500 µs … 10 s). The discovered
 //! instances' families (`lbproxy_instance_*`, declared in the catalog too) come next, over the
-//! `/api/instances` view of the discovery inventory, the autoscaled groups' families
+//! `/api/instances` view of the discovery inventory (after the response compression families,
+//! `lbproxy_compression_*{algorithm}`), the autoscaled groups' families
 //! (`lbproxy_autoscale_*`) over the `/api/autoscale` view of the autoscaler's board, and the
 //! deployments' (`lbproxy_deploy_*`, `lbproxy_deploys_total`) last, over the deployment board.
 
@@ -17,6 +18,7 @@ use super::autoscale::{AutoscaleView, AUTOSCALE, AUTOSCALE_SIGNAL};
 use super::deploy::{DeployMetrics, DEPLOY, DEPLOY_CHECK, DEPLOY_CHECK_VALUE, DEPLOY_WEIGHT};
 use super::instances::{InstanceView, INSTANCES};
 use super::ServerInfo;
+use crate::metrics::compression::{CompressionCounts, CODINGS};
 use crate::metrics::counters::{ClassCounts, Latency, LATENCY_BOUNDS_US, STATUS_CLASSES};
 use crate::metrics::family::{Kind, Table, Value};
 use crate::metrics::tables::{BACKENDS, LISTENERS, ROUTES, UPSTREAMS};
@@ -90,6 +92,18 @@ pub const WORKER_REQUESTS: Family = counter(
 pub const WORKER_CONNECTIONS: Family = gauge(
     "lbproxy_worker_open_connections",
     "Client connections open on the worker.",
+);
+pub const COMPRESSION_RESPONSES: Family = counter(
+    "lbproxy_compression_responses_total",
+    "Responses compressed to their end ([compression]), by coding.",
+);
+pub const COMPRESSION_BYTES_IN: Family = counter(
+    "lbproxy_compression_bytes_in_total",
+    "Body bytes compressed (as the backends sent them), by coding.",
+);
+pub const COMPRESSION_BYTES_OUT: Family = counter(
+    "lbproxy_compression_bytes_out_total",
+    "Compressed body bytes sent to clients (without chunk framing), by coding.",
 );
 
 /// Renders the whole exposition: the proxy's own families, then those of the discovered
@@ -189,6 +203,7 @@ pub fn render(
         })
         .collect();
     out.table(&BACKENDS, &backends);
+    out.compression(&aggregate.compression);
     let instances: Vec<_> = instances
         .iter()
         .map(|i| (vec![i.group.as_str(), i.unit.as_str()], i))
@@ -244,6 +259,21 @@ struct Exposition {
 impl Exposition {
     fn family(&mut self, family: Family) {
         self.head(family.name, family.kind, family.help);
+    }
+
+    /// The compression families, one sample per coding (all three, zeros included).
+    fn compression(&mut self, counts: &CompressionCounts) {
+        let families = [
+            (COMPRESSION_RESPONSES, &counts.responses),
+            (COMPRESSION_BYTES_IN, &counts.bytes_in),
+            (COMPRESSION_BYTES_OUT, &counts.bytes_out),
+        ];
+        for (family, values) in families {
+            self.family(family);
+            for (coding, value) in CODINGS.iter().zip(values) {
+                self.sample(family.name, &[("algorithm", coding.token())], value);
+            }
+        }
     }
 
     fn head(&mut self, name: &str, kind: impl Display, help: &str) {

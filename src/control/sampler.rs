@@ -281,6 +281,7 @@ mod tests {
                 },
                 backends: vec![backend],
             }],
+            compression: Default::default(),
         }
     }
 

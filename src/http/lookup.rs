@@ -1,7 +1,7 @@
 //! Reading a field or a cookie of a parsed request by name: what consistent hashing on a header
-//! or a cookie needs, and the query and fields a route's conditions test. A second pass over the
-//! head's field lines (see [`FieldLines`]), done only for groups that hash on one and routes that
-//! test one; nothing is allocated.
+//! or a cookie needs, the query and fields a route's conditions test, and compression's
+//! `Accept-Encoding`. A second pass over the head's field lines (see [`FieldLines`]), done only for
+//! groups that hash on one, routes that test one and routes that compress; nothing is allocated.
 
 use super::headers::{trim_ows, FieldLines};
 use super::request::Request;
@@ -69,6 +69,8 @@ mod tests {
         assert_eq!(request.header("x-user"), Some(&b"alice"[..]));
         assert_eq!(request.header("X-USER"), Some(&b"alice"[..]));
         assert_eq!(request.header("x-other"), None);
+        let all: Vec<_> = request.header_values("X-User").collect();
+        assert_eq!(all, [&b"alice"[..], &b"bob"[..]]);
     }
 
     #[test]

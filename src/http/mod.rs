@@ -18,10 +18,12 @@
 //! shared by all: `framing.rs` (Content-Length, Transfer-Encoding), `target.rs` (request targets,
 //! Host), `headers.rs` (field names, lists, the per-field mask, head writers);
 //! `trace_context.rs` (W3C `traceparent`); `edits.rs` (a route's header rules, applied by both
-//! head writers).
+//! head writers); `compress/` (response compression: `Accept-Encoding`, which responses, the
+//! encoders).
 
 mod chunk_lines;
 mod chunked;
+pub mod compress;
 mod edits;
 mod error_response;
 mod forward;

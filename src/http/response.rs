@@ -6,6 +6,7 @@
 //! then decides the framing from the request method and the status. The client head is rebuilt
 //! from the buffer and those marks, with framing written by us for the client's version.
 
+use super::compress::{push_compression_fields, HeadChange};
 use super::edits;
 use super::framing::{ContentLength, TransferCodings};
 use super::headers::{
@@ -42,6 +43,9 @@ pub struct ResponseContext<'a> {
     /// that answered). Applied to final responses only: an interim one (`100`, `103`, `101
     /// Switching Protocols`) goes out as the backend sent it. `None`: the route has none.
     pub edits: Option<(&'a HeaderEdits, &'a TemplateVars<'a>)>,
+    /// What compression changes ([`Response::compression`]); [`HeadChange::NONE`] on routes
+    /// that do not compress.
+    pub compression: HeadChange,
 }
 
 /// A complete, validated response head borrowed from the read buffer.
@@ -58,9 +62,9 @@ pub struct Response<'a> {
     /// Bytes of the head, including the final empty line.
     pub head_len: usize,
     /// The field lines of the head, from the first field to the end of the empty line.
-    fields: &'a [u8],
+    pub(super) fields: &'a [u8],
     /// Fields not copied to the client as they came.
-    dropped: FieldMask,
+    pub(super) dropped: FieldMask,
     /// The validated Content-Length, forwarded on bodiless HEAD and 304 responses, where it
     /// describes the representation rather than framing this message.
     content_length: Option<u64>,
@@ -281,22 +285,19 @@ impl Response<'_> {
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
         let rules = ctx.edits.filter(|_| self.status >= 200);
-        match rules {
-            None => {
-                for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
-                    if !self.dropped.contains(index) {
-                        push_field(out, name, value);
-                    }
+        if rules.is_none() && ctx.compression.is_none() {
+            for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
+                if !self.dropped.contains(index) {
+                    push_field(out, name, value);
                 }
             }
-            Some((rules, vars)) => {
-                for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
-                    if !self.dropped.contains(index) && !edits::drops(rules, name) {
-                        push_field(out, name, value);
-                    }
-                }
+        } else {
+            let skip = |name: &[u8]| rules.is_some_and(|(rules, _)| edits::drops(rules, name));
+            self.write_changed_fields(ctx.compression, skip, out);
+            if let Some((rules, vars)) = rules {
                 edits::write_fields(rules, vars, None, out);
             }
+            push_compression_fields(ctx.compression, out);
         }
         if self.status < 200 {
             if let (101, Some(protocol)) = (self.status, self.upgrade) {
@@ -310,7 +311,11 @@ impl Response<'_> {
         if !self.has_request_id && !id_ruled {
             push_field(out, b"X-Request-Id", ctx.request_id.as_bytes());
         }
-        let framing = self.client_framing(ctx.client_version);
+        let framing = if ctx.compression.encode.is_some() {
+            ResponseBody::Chunked
+        } else {
+            self.client_framing(ctx.client_version)
+        };
         match framing {
             ResponseBody::Length(length) => push_content_length(out, length),
             ResponseBody::Chunked => push_field(out, b"Transfer-Encoding", b"chunked"),
@@ -374,6 +379,7 @@ mod tests {
             client_keep_alive: keep_alive,
             request_id: "rid-1",
             edits: None,
+            compression: HeadChange::NONE,
         }
     }
 

@@ -4,12 +4,16 @@
 //!
 //! Bodies are streamed through bounded buffers, never held whole. Chunked bodies go through the
 //! strict [`ChunkedDecoder`], which re-encodes them canonically, so what the other side reads is
-//! exactly what we validated.
+//! exactly what we validated. A body the route and the response allow to compress goes through
+//! [`compressed`] instead.
+
+mod compressed;
 
 use super::client::{ClientConn, PendingRequest};
 use super::record::RequestRecord;
 use super::rule_vars::{forwarded_host, split_target, RequestParts, RuleVars};
 use crate::config::{HeaderEdits, RouteConfig, RouteSettings, TemplateVars};
+use crate::http::compress::{Encoder, HeadChange};
 use crate::http::{
     parse_response, ChunkedDecoder, ChunkedOutput, Method, RequestBody, ResponseBody,
     ResponseContext, Version,
@@ -19,6 +23,7 @@ use crate::net::stream::{StreamReader, StreamWriter};
 use crate::relay::{self, copy, Direction, Progress, Relayed as Tunneled};
 use crate::runtime::drain::DrainSignal;
 use crate::upstream::failure::UpstreamFailure;
+use compressed::relay_compressed;
 use monoio::io::AsyncWriteRentExt;
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -278,25 +283,53 @@ pub async fn relay_response(
                     });
                 }
 
-                let framing = response.client_framing(request.version);
+                let compression = compressed::decide(request, &response);
+                let framing = if compression.encode.is_some() {
+                    ResponseBody::Chunked
+                } else {
+                    response.client_framing(request.version)
+                };
                 let client_keep = relay.client_keep_alive && framing != ResponseBody::UntilClose;
                 let upstream_keep = response.keep_alive;
                 let upstream_body = response.body;
                 out.clear();
-                response
-                    .write_client_head(&response_context(request, client_keep, edits), &mut out);
+                let mut ctx = response_context(request, client_keep, edits);
+                ctx.compression = compression;
+                response.write_client_head(&ctx, &mut out);
                 buf.drain(..head_len);
                 relay.record.status.set(status);
-                let end = relay_body(
-                    up_r,
-                    &mut client,
-                    upstream_body,
-                    framing,
-                    buf,
-                    out,
-                    upstream_response,
-                )
-                .await?;
+                let read_limit = upstream_response;
+                let end = match compression.encode {
+                    None => {
+                        relay_body(
+                            up_r,
+                            &mut client,
+                            upstream_body,
+                            framing,
+                            buf,
+                            out,
+                            read_limit,
+                        )
+                        .await?
+                    }
+                    Some(encoding) => {
+                        let config = &request.generation.config.compression;
+                        let encoder =
+                            Encoder::new(encoding, config).map_err(|_| RelayError::Client)?;
+                        let (body, record) = (upstream_body, relay.record);
+                        relay_compressed(
+                            up_r,
+                            &mut client,
+                            body,
+                            buf,
+                            out,
+                            read_limit,
+                            encoder,
+                            record,
+                        )
+                        .await?
+                    }
+                };
                 return Ok(ResponseRelayed {
                     upstream_reusable: upstream_keep && end == BodyEnd::Exact,
                     end,
@@ -347,6 +380,7 @@ fn response_context<'a>(
         client_keep_alive,
         request_id: &request.request_id,
         edits,
+        compression: HeadChange::NONE,
     }
 }
 

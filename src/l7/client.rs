@@ -4,6 +4,7 @@
 //! ([`respond_and_close`], [`linger_close`]).
 
 use crate::config::RouteConfig;
+use crate::http::compress::Choice;
 use crate::http::write_error_response;
 use crate::http::{Method, RequestBody, Version};
 use crate::net::io::{write_all_within, QuietReadCanceller};
@@ -66,8 +67,12 @@ pub struct PendingRequest {
     /// The head to send upstream (request line and headers, rebuilt by the codec), with the W3C
     /// `traceparent` (the client's, or one the proxy started): see [`PendingRequest::trace_id`].
     pub upstream_head: Vec<u8>,
-    /// `METHOD target` for log lines.
-    pub summary: String,
+    /// `METHOD target` for log lines (boxed: 8 bytes less than a `String`, which keeps the
+    /// request within 128 bytes).
+    pub summary: Box<str>,
+    /// Whether its response may be compressed, and with what ([`Choice::Off`] unless its route
+    /// compresses: `Accept-Encoding` is read only then).
+    pub compress: Choice,
 }
 
 impl PendingRequest {

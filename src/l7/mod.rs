@@ -3,7 +3,7 @@
 //! Flow of one client connection ([`session::serve`]): read a request head with the sans-io
 //! [`crate::http`] codec, route it, and hand it to [`exchange`], which picks a backend and
 //! connects with failover (the engine TCP uses too: [`crate::upstream::failover`]), streams the
-//! request body up and the response back ([`body`]), retries what is safe to retry, and returns
+//! request body up and the response back ([`body`]; compressed by `body/compressed.rs` when the route and the response allow), retries what is safe to retry, and returns
 //! the upstream connection to the pool when both sides ended cleanly; a `101 Switching Protocols` turns the connection into the
 //! byte relay ([`body::tunnel`], [`crate::relay`]). Each request is counted once when it ends
 //! ([`record`]). A redirect route is answered by the proxy ([`redirect`]); a route that rewrites

@@ -6,6 +6,7 @@
 //! (off by default) formats only when it is on.
 
 use super::client::PendingRequest;
+use crate::config::Encoding;
 use crate::metrics::counters::Outcome;
 use crate::runtime::context::WorkerContext;
 use crate::upstream::failover::GaveUp;
@@ -38,6 +39,9 @@ pub struct RequestRecord {
     pub gave_up: Cell<Option<GaveUp>>,
     /// The client stopped reading the response and its connection was reset.
     pub slow_reader_reset: Cell<bool>,
+    /// The response body was compressed to its end: the coding, the bytes it took and the bytes
+    /// it gave.
+    pub compressed: Cell<Option<(Encoding, u64, u64)>>,
 }
 
 impl RequestRecord {
@@ -53,6 +57,7 @@ impl RequestRecord {
             body_from_client: Cell::new(0),
             gave_up: Cell::new(None),
             slow_reader_reset: Cell::new(false),
+            compressed: Cell::new(None),
         }
     }
 
@@ -88,6 +93,9 @@ impl RequestRecord {
         listener.add_sent(to_client);
         if self.slow_reader_reset.get() {
             listener.slow_reader_reset();
+        }
+        if let Some((encoding, bytes_in, bytes_out)) = self.compressed.get() {
+            ctx.compression.count(encoding, bytes_in, bytes_out);
         }
         generation.routes[request.listener()][request.route()].count(&outcome);
         let stats = &group.state.stats;

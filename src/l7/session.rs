@@ -10,6 +10,7 @@ use super::redirect::{self, Redirected};
 use super::rewrite;
 use super::rule_vars::{split_target, RequestParts, RuleVars};
 use crate::config::RouteAction;
+use crate::http::compress::{self, Choice};
 use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent};
 use crate::net::io::{read_append, read_unless_quiet, wait_readable, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
@@ -387,6 +388,15 @@ fn prepare(
     request.write_upstream_head(&forward, &mut upstream_head);
     let summary = summary(&request);
     let keys = select::request_keys(&generation.upstreams[upstream], &request, peer);
+    let compress = if routes[route].compress {
+        let offered = &config.compression.algorithms;
+        match compress::negotiate(request.header_values("accept-encoding"), offered) {
+            Some(encoding) => Choice::With(encoding),
+            None => Choice::Identity,
+        }
+    } else {
+        Choice::Off
+    };
     let pending = PendingRequest {
         generation,
         method: request.method,
@@ -396,7 +406,8 @@ fn prepare(
         expect_continue: request.expect_continue,
         continue_sent: false,
         upgrade: request.upgrade.is_some(),
-        summary,
+        // Allocated at its length: no reallocation.
+        summary: summary.into_boxed_str(),
         request_id,
         // Lossless: a configuration cannot hold 65536 listeners (one port each) or 2^32 routes.
         listener: listener as u16,
@@ -404,6 +415,7 @@ fn prepare(
         upstream: upstream as u32,
         keys,
         upstream_head,
+        compress,
     };
     Ok(Prepared::Forward(pending))
 }

@@ -6,6 +6,7 @@
 //! (backends), in the order the first worker lists them, so that a worker that has not yet
 //! committed a reload (for at most a tick) does not mix rows up.
 
+use super::compression::CompressionCounts;
 use super::snapshot::{ListenerSnapshot, LoopLag, RouteSnapshot, WorkerSnapshot};
 use super::state::{BackendState, CircuitState};
 use super::stats::{BackendCounts, UpstreamCounts};
@@ -21,6 +22,8 @@ pub struct Aggregate {
     pub listeners: Vec<ListenerRow>,
     pub routes: Vec<RouteRow>,
     pub upstreams: Vec<UpstreamRow>,
+    /// Responses compressed, per coding.
+    pub compression: CompressionCounts,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +131,7 @@ impl Aggregate {
             requests: snapshot.requests,
             open_connections: snapshot.open_connections,
         });
+        self.compression.merge(&snapshot.compression);
         for listener in &snapshot.listeners {
             match self.listeners.iter_mut().find(|l| l.name == listener.name) {
                 Some(row) => row.counts.merge(&listener.counts),
@@ -289,6 +293,7 @@ mod tests {
                 counts: UpstreamCounts::default(),
                 backends,
             }],
+            compression: Default::default(),
         })
     }
 

@@ -14,10 +14,13 @@
 //! snapshot of every worker and sums them ([`aggregate`]) when it needs figures: at scrape time,
 //! never on the data path; it renders them through the [`tables`].
 //!
+//! Response compression is counted apart, per coding ([`compression`]), by the same flow.
+//!
 //! [`state`] names backend and circuit states for everything that shows them.
 
 pub mod aggregate;
 pub mod catalog;
+pub mod compression;
 pub mod counters;
 pub mod family;
 pub mod snapshot;

@@ -5,6 +5,7 @@
 //! (100 ms), off the request path; readers (the admin server, the sampler, the systemd status
 //! line) clone the `Arc` and sum over the workers at their own pace.
 
+use super::compression::CompressionCounts;
 use super::counters::ClassCounts;
 use super::state::{BackendState, CircuitState};
 use super::stats::{BackendCounts, ListenerCounts, UpstreamCounts};
@@ -34,6 +35,8 @@ pub struct WorkerSnapshot {
     pub routes: Vec<RouteSnapshot>,
     /// Same order as the configuration's upstream groups.
     pub upstreams: Vec<UpstreamSnapshot>,
+    /// Responses compressed, per coding.
+    pub compression: CompressionCounts,
 }
 
 /// How late the worker's event loop ran its timer: the tick sleeps 100 ms and measures how much

@@ -1,9 +1,10 @@
 //! A worker's own state: the configuration generation it serves (and the wake-up of requests
 //! waiting for the next one: scale from zero), request and trace ids, the drain signal, the pipes its splice relays borrow, the counts of open client connections and
-//! answered requests, and each listener's counters. `!Send` by design: it never leaves the worker
+//! answered requests, each listener's counters and the compression counters. `!Send` by design: it never leaves the worker
 //! thread.
 
 use super::ids::{RequestIds, TraceIds};
+use crate::metrics::compression::CompressionStats;
 use crate::metrics::stats::ListenerStats;
 use crate::relay::splice::PipePool;
 use crate::runtime::drain::DrainSignal;
@@ -26,6 +27,8 @@ pub struct WorkerContext {
     pub trace_ids: TraceIds,
     /// Same order as the configuration's listeners (which a reload cannot change).
     pub listeners: Vec<ListenerStats>,
+    /// Responses compressed, per coding.
+    pub compression: CompressionStats,
     open_connections: Cell<usize>,
     /// Requests answered since the worker started (published on the tick).
     requests: Cell<u64>,
@@ -48,6 +51,7 @@ impl WorkerContext {
             pipes: PipePool::default(),
             trace_ids: TraceIds::new(id),
             listeners,
+            compression: CompressionStats::default(),
             open_connections: Cell::new(0),
             requests: Cell::new(0),
         }

@@ -139,6 +139,7 @@ impl Publisher {
             listeners,
             routes,
             upstreams,
+            compression: ctx.compression.snapshot(),
         }
     }
 }

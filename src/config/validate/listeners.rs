@@ -139,12 +139,9 @@ impl Validator<'_> {
         let mut routes = all(routes)?;
         routes.extend(https_redirect?);
         if let Some(index) = catch_all {
-            routes.push(RouteConfig::forward(
-                None,
-                "/",
-                index?,
-                RouteSettings::default(),
-            ));
+            let mut route = RouteConfig::forward(None, "/", index?, RouteSettings::default());
+            route.compress = self.compress_by_default;
+            routes.push(route);
         }
         named?;
         Some(ListenerConfig {
