@@ -22,6 +22,7 @@ on_both_drivers!(
     a_streamed_response_is_flushed_as_it_comes,
     a_backend_failing_mid_body_leaves_a_truncated_body,
     curl_compressed_decodes_it,
+    header_rules_and_compression_share_the_head,
 );
 
 const ENABLED: &str = "[compression]\nenabled = true\n";
@@ -428,4 +429,41 @@ fn curl_compressed_decodes_it(driver: &str) {
     let head = String::from_utf8_lossy(&text[..head_end]);
     assert!(head.contains("\r\nContent-Encoding: "), "{head}");
     assert_eq!(&text[head_end..], &body[..], "curl decoded the original");
+}
+
+/// A route that compresses and has response header rules: the backend's `Server` is hidden, the
+/// rule's field and compression's fields all in one head, the body decoded whole.
+fn header_rules_and_compression_share_the_head(driver: &str) {
+    let body = json(300);
+    let backend = RawBackend::start(Reply::Fixed(answer(
+        &format!(
+            "HTTP/1.1 200 OK\r\nServer: origin/1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        ),
+        &body,
+    )));
+    let config = format!(
+        "[runtime]\nworkers = 1\ndriver = \"{driver}\"\ndrain_timeout = \"2s\"\n\
+         [listener.http]\naddress = \"127.0.0.1:0\"\n\
+         [[listener.http.route]]\npath_prefix = \"/\"\nupstream = \"api\"\ncompress = true\n\
+         response_headers = {{ remove = [\"Server\"], add = {{ \"X-Backend\" = \"{{backend}}\" }} }}\n\
+         [upstream.api]\nbackends = [\"{}\"]\n",
+        backend.addr
+    );
+    let proxy = Proxy::start(&config);
+    let mut conn = RawConn::open(proxy.addr);
+    conn.send(&get("/data", "gzip"));
+    let response = conn.read_response("GET");
+    assert_head(
+        &response,
+        &format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Backend: {}\r\n\
+             Vary: Accept-Encoding\r\nContent-Encoding: gzip\r\nX-Request-Id: {{id}}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n",
+            backend.addr
+        ),
+    );
+    assert_eq!(decode("gzip", &dechunk(&response.body)), body);
+    proxy.stop();
 }

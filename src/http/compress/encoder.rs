@@ -1,8 +1,10 @@
 //! The streaming encoders: gzip (flate2 on zlib-rs), brotli and zstd behind one type.
 //!
-//! Each call to [`Encoder::compress`] takes the next piece of the body and flushes (zlib's sync
-//! flush, brotli's and zstd's flush): what it appends decodes to every byte given so far, so a
-//! streamed response reaches the client as it comes, never held back by the encoder's window.
+//! Each call to [`Encoder::compress`] takes the next piece of the body and, when asked, flushes
+//! (zlib's sync flush, brotli's and zstd's flush): what it appends then decodes to every byte
+//! given so far, so a streamed response reaches the client as it comes, never held back by the
+//! encoder's window. Without a flush the encoder gives out whole blocks as they fill, which
+//! compresses better and costs less (a body whose length is known is not a stream to hurry).
 //! [`Encoder::finish`] ends the stream (gzip's trailer, brotli's last block, zstd's epilogue).
 
 use crate::config::{CompressionConfig, Encoding};
@@ -62,22 +64,29 @@ impl Encoder {
         }
     }
 
-    /// Compresses `input` and flushes, appending the output to `out`.
-    pub fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    /// Compresses `input`, appending what the encoder gives out to `out`; with `flush`, all of
+    /// it so far (the client can decode every byte given up to now).
+    pub fn compress(&mut self, input: &[u8], flush: bool, out: &mut Vec<u8>) -> io::Result<()> {
         let produced = match &mut self.inner {
             Inner::Gzip(e) => {
                 e.write_all(input)?;
-                e.flush()?;
+                if flush {
+                    e.flush()?;
+                }
                 e.get_mut()
             }
             Inner::Brotli(e) => {
                 e.write_all(input)?;
-                e.flush()?;
+                if flush {
+                    e.flush()?;
+                }
                 e.get_mut()
             }
             Inner::Zstd(e) => {
                 e.write_all(input)?;
-                e.flush()?;
+                if flush {
+                    e.flush()?;
+                }
                 e.get_mut()
             }
         };
@@ -132,8 +141,9 @@ mod tests {
             let mut encoder = Encoder::new(encoding, &config).unwrap();
             assert_eq!(encoder.encoding(), encoding);
             let mut out = Vec::new();
-            for piece in body.chunks(7000) {
-                encoder.compress(piece, &mut out).unwrap();
+            // Flushed at some pieces only: both kinds of call make one stream.
+            for (i, piece) in body.chunks(7000).enumerate() {
+                encoder.compress(piece, i % 2 == 0, &mut out).unwrap();
             }
             encoder.finish(&mut out).unwrap();
             assert!(
@@ -152,7 +162,7 @@ mod tests {
             let mut encoder = Encoder::new(encoding, &config).unwrap();
             let mut out = Vec::new();
             encoder
-                .compress(b"data: first event\n\n", &mut out)
+                .compress(b"data: first event\n\n", true, &mut out)
                 .unwrap();
             assert!(!out.is_empty(), "{encoding:?}: the flush produced nothing");
             // A streaming decoder given only the bytes so far yields the first event.
@@ -166,7 +176,7 @@ mod tests {
             }
             .expect("a prefix decodes");
             assert_eq!(&decoded[..n], b"data: first event\n\n", "{encoding:?}");
-            encoder.compress(b"", &mut out).unwrap();
+            encoder.compress(b"", true, &mut out).unwrap();
             encoder.finish(&mut out).unwrap();
             assert_eq!(decode(encoding, &out), b"data: first event\n\n");
         }

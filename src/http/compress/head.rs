@@ -253,6 +253,7 @@ mod tests {
             client_version: Version::Http11,
             client_keep_alive: true,
             request_id: "rid",
+            edits: None,
             compression: GZIP,
         };
         let mut out = Vec::new();
