@@ -11,7 +11,7 @@ mod compressed;
 
 use super::client::{ClientConn, PendingRequest};
 use super::record::RequestRecord;
-use super::rule_vars::{forwarded_host, split_target, RequestParts, RuleVars};
+use super::rule_vars::{forwarded_host, split_target, Named, RequestParts, RuleVars};
 use crate::config::{HeaderEdits, RouteConfig, RouteSettings, TemplateVars};
 use crate::http::compress::{Encoder, HeadChange};
 use crate::http::{
@@ -392,12 +392,21 @@ fn response_vars<'a>(relay: &Relay<'a>, route: &RouteConfig) -> RuleVars<'a> {
         .summary
         .split_once(' ')
         .unwrap_or((&request.summary, ""));
-    let (path, query) = split_target(target);
+    // Only what the rules name: the host is searched for in the head, the target split.
+    let named = Named::by(&route.headers.response);
+    let (path, query) = if named.target {
+        split_target(target)
+    } else {
+        ("", None)
+    };
     let parts = RequestParts {
         scheme: request.generation.config.listeners[request.listener()]
             .protocol
             .scheme(),
-        host: forwarded_host(&request.upstream_head),
+        host: named
+            .host
+            .then(|| forwarded_host(&request.upstream_head))
+            .flatten(),
         path,
         query,
         method,

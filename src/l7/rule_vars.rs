@@ -10,6 +10,40 @@ use crate::config::{HeaderEdits, RouteConfig, TemplateVars, Var};
 use crate::upstream::route::route_label;
 use std::net::{IpAddr, SocketAddr};
 
+/// Which request properties a rule set names: only those are looked up or computed per request
+/// (the route's label, the pattern's captures, the host, the target's path and query).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Named {
+    pub route: bool,
+    pub captures: bool,
+    pub host: bool,
+    pub target: bool,
+}
+
+impl Named {
+    pub fn by(edits: &HeaderEdits) -> Named {
+        let mut named = Named::default();
+        for var in edits
+            .set
+            .iter()
+            .chain(&edits.add)
+            .flat_map(|(_, t)| t.vars())
+        {
+            match var {
+                Var::Route => named.route = true,
+                Var::Capture(_) | Var::NamedCapture(_) => {
+                    named.captures = true;
+                    named.target = true;
+                }
+                Var::Host => named.host = true,
+                Var::Path | Var::Query | Var::Uri => named.target = true,
+                _ => {}
+            }
+        }
+        named
+    }
+}
+
 /// The owned and borrowed values behind a [`TemplateVars`]: [`RuleVars::vars`] lends them.
 pub struct RuleVars<'a> {
     pub scheme: &'static str,
@@ -45,20 +79,8 @@ impl<'a> RuleVars<'a> {
         parts: RequestParts<'a>,
         backend: Option<SocketAddr>,
     ) -> Self {
-        let (mut names_route, mut names_capture) = (false, false);
-        for var in edits
-            .set
-            .iter()
-            .chain(&edits.add)
-            .flat_map(|(_, t)| t.vars())
-        {
-            match var {
-                Var::Route => names_route = true,
-                Var::Capture(_) | Var::NamedCapture(_) => names_capture = true,
-                _ => {}
-            }
-        }
-        let captures = match (&route.matches.path_regex, names_capture) {
+        let named = Named::by(edits);
+        let captures = match (&route.matches.path_regex, named.captures) {
             (Some(pattern), true) => pattern.0.captures(parts.path),
             _ => None,
         };
@@ -71,7 +93,7 @@ impl<'a> RuleVars<'a> {
             client_ip: parts.client_ip,
             request_id: parts.request_id,
             backend,
-            route: if names_route {
+            route: if named.route {
                 route_label(route)
             } else {
                 String::new()
@@ -118,7 +140,7 @@ pub fn split_target(target: &str) -> (&str, Option<&str>) {
 /// `X-Forwarded-Host` the proxy wrote (the client's, whatever a rule set as `Host`).
 pub fn forwarded_host(head: &[u8]) -> Option<&str> {
     const FIELD: &[u8] = b"\r\nX-Forwarded-Host: ";
-    let at = head.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+    let at = memchr::memmem::find(head, FIELD)? + FIELD.len();
     let len = head[at..].iter().position(|&b| b == b'\r')?;
     let authority = std::str::from_utf8(&head[at..at + len]).ok()?;
     Some(match authority.strip_prefix('[') {
