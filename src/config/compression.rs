@@ -35,7 +35,7 @@ pub struct CompressionConfig {
     /// Media types compressed (`text/html`, or `text/*`), compared without parameters,
     /// lowercase.
     pub content_types: Vec<String>,
-    /// gzip level, 1..=9. Default 5 (nginx's 1 trades much size for little CPU; 6 is zlib's).
+    /// gzip level, 1..=9. Default 2: zlib-rs's level 2 is zlib's level 1 in size (nginx's default).
     pub gzip_level: u32,
     /// brotli quality, 0..=11. Default 4 (11 is for static files compressed ahead of time).
     pub brotli_level: u32,

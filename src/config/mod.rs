@@ -370,7 +370,7 @@ mod tests {
                     .iter()
                     .map(|t| (*t).to_owned())
                     .collect(),
-                gzip_level: 5,
+                gzip_level: 2,
                 brotli_level: 4,
                 zstd_level: 3,
             },

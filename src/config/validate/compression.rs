@@ -36,7 +36,7 @@ impl Validator<'_> {
         let min_size = self.size(raw.min_size.as_ref(), &path.key("min_size"), 1024);
         let content_types =
             self.content_types(raw.content_types.as_deref(), &path.key("content_types"));
-        let gzip_level = self.int(raw.gzip_level.as_ref(), &path.key("gzip_level"), 5, 1, 9);
+        let gzip_level = self.int(raw.gzip_level.as_ref(), &path.key("gzip_level"), 2, 1, 9);
         let brotli_level = self.int(
             raw.brotli_level.as_ref(),
             &path.key("brotli_level"),
@@ -182,7 +182,7 @@ mod tests {
         assert_eq!(c.algorithms, Encoding::ALL.to_vec());
         assert_eq!(c.min_size, 1024);
         assert!(c.content_types.iter().any(|t| t == "application/json"));
-        assert_eq!((c.gzip_level, c.brotli_level, c.zstd_level), (5, 4, 3));
+        assert_eq!((c.gzip_level, c.brotli_level, c.zstd_level), (2, 4, 3));
         assert!(!valid(&with("")).listeners[0].routes[0].compress);
     }
 
