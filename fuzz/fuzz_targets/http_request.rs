@@ -97,6 +97,8 @@ fn check_forwarded(request: &Request<'_>, flags: u8) {
         request_id: "fuzz-request-1",
         traceparent: &traceparent,
         upstream_keep_alive: keep_alive,
+        target: None,
+        edits: None,
     };
     let mut out = Vec::new();
     request.write_upstream_head(&ctx, &mut out);

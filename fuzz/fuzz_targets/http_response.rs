@@ -69,6 +69,8 @@ fn check_relayed(
         client_version,
         client_keep_alive,
         request_id: "fuzz-request-1",
+        edits: None,
+        compression: lbproxy::http::compress::HeadChange::NONE,
     };
     let mut out = Vec::new();
     response.write_client_head(&ctx, &mut out);
