@@ -83,11 +83,22 @@ impl Validator<'_> {
                     path.index(index),
                     quote(text),
                     format!("unknown algorithm `{text}`"),
-                    format!(
-                        "{}use one of {}",
-                        did_you_mean(text, names()),
-                        list(names())
-                    ),
+                    match text.to_ascii_lowercase().as_str() {
+                        "brotli" => "write `br`: brotli's token in Accept-Encoding and \
+                                     Content-Encoding"
+                            .to_owned(),
+                        "zstandard" => "write `zstd`".to_owned(),
+                        "deflate" | "x-gzip" => format!(
+                            "write `gzip`: the same deflate stream, which every client accepts; \
+                             the algorithms are {}",
+                            list(names())
+                        ),
+                        _ => format!(
+                            "{}use one of {}",
+                            did_you_mean(text, names()),
+                            list(names())
+                        ),
+                    },
                 );
                 ok = false;
                 continue;
@@ -215,7 +226,7 @@ mod tests {
             "compression.algorithms[1]",
             "\"brotli\"",
             "unknown algorithm `brotli`",
-            "use one of `zstd`, `br`, `gzip`",
+            "write `br`",
         );
         let e = one_error(&with("[compression]\nalgorithms = [\"gzip\", \"gzip\"]\n"));
         assert_error(

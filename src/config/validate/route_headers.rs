@@ -68,9 +68,31 @@ impl Validator<'_> {
             ),
             None => Some(HeaderEdits::default()),
         };
+        let response = response?;
+        // Compression writes `Content-Encoding` (or leaves the backend's): a rule writing one
+        // too would label a body twice.
+        if raw.compress.unwrap_or(self.compress_by_default) {
+            let writes =
+                |edit: &&(String, Template)| edit.0.eq_ignore_ascii_case("content-encoding");
+            if let Some((name, _)) = response.set.iter().chain(&response.add).find(writes) {
+                let edit = if response.set.iter().any(|e| writes(&e)) {
+                    "set"
+                } else {
+                    "add"
+                };
+                self.push(
+                    path.key("response_headers").key(edit).key(name),
+                    quote(name),
+                    "the route compresses its responses, and compression writes \
+                     Content-Encoding itself",
+                    "remove this rule, or set compress = false on the route",
+                );
+                return None;
+            }
+        }
         Some(HeaderRules {
             request: request?,
-            response: response?,
+            response,
         })
     }
 
@@ -480,5 +502,22 @@ mod tests {
                 .any(|e| e.fix.contains("move it from `add` to `set`")),
             "{errors:#?}"
         );
+    }
+
+    #[test]
+    fn a_compressing_route_leaves_content_encoding_to_compression() {
+        let e = one_error(&route(
+            "compress = true\nresponse_headers = { set = { \"Content-Encoding\" = \"gzip\" } }\n",
+        ));
+        assert_error(
+            &e,
+            "listener.http.route[0].response_headers.set.Content-Encoding",
+            "\"Content-Encoding\"",
+            "compression writes Content-Encoding itself",
+            "compress = false",
+        );
+        valid(&route(
+            "compress = false\nresponse_headers = { set = { \"Content-Encoding\" = \"gzip\" } }\n",
+        ));
     }
 }

@@ -97,6 +97,12 @@ impl Validator<'_> {
         path: &KeyPath,
     ) -> Option<GroupSettings> {
         let timeouts_path = path.key("timeouts");
+        // A route falls back to its group, a group to the global value.
+        let fallback = if path.to_string().starts_with("upstream.") {
+            "the global [timeouts] value"
+        } else {
+            "the group's or the global [timeouts] value"
+        };
         let timeout = |v: &mut Self, raw: Option<&FileDuration>, key: &str| {
             let Some(raw) = raw else { return Some(None) };
             let at = timeouts_path.key(key);
@@ -108,7 +114,7 @@ impl Validator<'_> {
                     "must be greater than zero",
                     format!(
                         "write a positive duration such as \"30s\", or leave {key} out to use \
-                         the group's or the global [timeouts] value"
+                         {fallback}"
                     ),
                 );
                 return None;
@@ -284,7 +290,7 @@ mod tests {
             "upstream.api.timeouts.upstream_response",
             "\"0s\"",
             "greater than zero",
-            "leave upstream_response out to use the group's or the global",
+            "leave upstream_response out to use the global [timeouts] value",
         );
         let e = one_error(&file("timeouts = { client_body = \"soon\" }\n", "", ""));
         assert_eq!(e.key, "listener.http.route[0].timeouts.client_body", "{e}");
