@@ -59,6 +59,26 @@ impl Validator<'_> {
                 "remove allow_connect from this route",
             );
         }
+        // What only a forwarded request has: a redirect would silently ignore it.
+        let forwarding_keys = [
+            ("request_headers", raw.request_headers.is_some()),
+            ("response_headers", raw.response_headers.is_some()),
+            ("timeouts", raw.timeouts.is_some()),
+            ("retry", raw.retry.is_some()),
+            ("max_body", raw.max_body.is_some()),
+            ("compress", raw.compress.is_some()),
+        ];
+        for (key, _) in forwarding_keys.into_iter().filter(|(_, set)| *set) {
+            ok = false;
+            self.push(
+                path.key(key),
+                "",
+                format!(
+                    "a redirect route is answered by the proxy itself, so {key} would never apply"
+                ),
+                format!("remove {key} from this route (or remove `redirect` to forward)"),
+            );
+        }
         let status = self.int(
             raw.redirect_status.as_ref(),
             &path.key("redirect_status"),
@@ -359,5 +379,27 @@ mod tests {
             "a pattern and its replacement",
             "rewrite_regex = [",
         );
+    }
+
+    #[test]
+    fn a_redirect_route_takes_no_forwarding_keys() {
+        for key in [
+            "response_headers = { remove = [\"Server\"] }",
+            "request_headers = { add = { \"X-A\" = \"1\" } }",
+            "timeouts = { upstream_response = \"5s\" }",
+            "retry = { max_retries = 1 }",
+            "max_body = \"1MiB\"",
+            "compress = true",
+        ] {
+            let name = key.split(' ').next().unwrap();
+            let e = one_error(&route(&format!("redirect = \"/x\"\n{key}")));
+            assert_error(
+                &e,
+                &format!("listener.http.route[0].{name}"),
+                "",
+                "would never apply",
+                &format!("remove {name}"),
+            );
+        }
     }
 }
