@@ -151,7 +151,7 @@ pub(crate) fn load_text(
 /// Loading a TOML text from a real temporary file, with a fixed environment.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::{load_with_env, Config, ConfigError, ConfigErrors};
+    use super::{load_with_env, Config, ConfigError, ConfigErrors, RouteConfig};
     use std::io::Write as _;
 
     /// Loads `text` from a temporary file; returns the file's name and the result.
@@ -198,6 +198,16 @@ pub(crate) mod testing {
     pub(crate) const LISTENER: &str =
         "[listener.http]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n";
     pub(crate) const API: &str = "[upstream.api]\nbackends = [\"127.0.0.1:8001\"]\n";
+
+    /// A listener with one route of `body` (the catch-all `api` after it).
+    pub(crate) fn one_route(body: &str) -> String {
+        format!("{LISTENER}{API}[[listener.http.route]]\n{body}\n")
+    }
+
+    /// The route `body` of [`one_route`], validated.
+    pub(crate) fn first_route(body: &str) -> RouteConfig {
+        valid(&one_route(body)).listeners[0].routes[0].clone()
+    }
 
     /// The minimal valid file followed by `extra`.
     pub(crate) fn with(extra: &str) -> String {

@@ -492,22 +492,7 @@ async fn relay_body(
                 if progress.done {
                     return Ok(end_after(&buf));
                 }
-                let Ok((result, b)) =
-                    monoio::time::timeout(read_limit, read_append(up_r, buf, RELAY_BUFFER / 4))
-                        .await
-                else {
-                    return Err(RelayError::Upstream(UpstreamFailure::Timeout(read_limit)));
-                };
-                buf = b;
-                match result {
-                    Ok(0) => {
-                        return Err(RelayError::Upstream(UpstreamFailure::Invalid(
-                            "connection closed in the middle of a chunked body".to_owned(),
-                        )))
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(RelayError::Upstream(UpstreamFailure::Read(e))),
-                }
+                buf = read_more_chunked(up_r, buf, read_limit).await?;
             }
         }
         ResponseBody::UntilClose => {
@@ -531,6 +516,27 @@ fn end_after(left: &[u8]) -> BodyEnd {
         BodyEnd::Exact
     } else {
         BodyEnd::Overrun(left.len())
+    }
+}
+
+/// Appends the next read of a chunked body to `buf` (the part not decoded yet): the backend
+/// closing before the last chunk, failing, or staying silent for `read_limit` is its failure.
+async fn read_more_chunked(
+    up_r: &mut UpstreamReader,
+    buf: Vec<u8>,
+    read_limit: Duration,
+) -> Result<Vec<u8>, RelayError> {
+    let Ok((result, buf)) =
+        monoio::time::timeout(read_limit, read_append(up_r, buf, RELAY_BUFFER / 4)).await
+    else {
+        return Err(RelayError::Upstream(UpstreamFailure::Timeout(read_limit)));
+    };
+    match result {
+        Ok(0) => Err(RelayError::Upstream(UpstreamFailure::Invalid(
+            "connection closed in the middle of a chunked body".to_owned(),
+        ))),
+        Ok(_) => Ok(buf),
+        Err(e) => Err(RelayError::Upstream(UpstreamFailure::Read(e))),
     }
 }
 

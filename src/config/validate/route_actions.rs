@@ -206,17 +206,8 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::{assert_error, one_error, valid, API, LISTENER};
-    use crate::config::{PathRewrite, RouteAction, RouteConfig};
-
-    /// A listener with one route of `body` (the catch-all `api` after it).
-    fn route(body: &str) -> String {
-        format!("{LISTENER}{API}[[listener.http.route]]\n{body}\n")
-    }
-
-    fn first_route(body: &str) -> RouteConfig {
-        valid(&route(body)).listeners[0].routes[0].clone()
-    }
+    use crate::config::testing::{assert_error, first_route, one_error, one_route};
+    use crate::config::{PathRewrite, RouteAction};
 
     #[test]
     fn redirects_with_captures_and_status() {
@@ -238,7 +229,7 @@ mod tests {
 
     #[test]
     fn redirect_mistakes() {
-        let e = one_error(&route("redirect = \"https://{host{uri}\""));
+        let e = one_error(&one_route("redirect = \"https://{host{uri}\""));
         assert_error(
             &e,
             "listener.http.route[0].redirect",
@@ -246,7 +237,9 @@ mod tests {
             "error at offset 8",
             "{{ and }} are literal braces",
         );
-        let e = one_error(&route("path_regex = \"^/u/(.*)$\"\nredirect = \"/v/{2}\""));
+        let e = one_error(&one_route(
+            "path_regex = \"^/u/(.*)$\"\nredirect = \"/v/{2}\"",
+        ));
         assert_error(
             &e,
             "listener.http.route[0].redirect",
@@ -254,7 +247,7 @@ mod tests {
             "{2}: the pattern \"^/u/(.*)$\" has 1 capture group(s)",
             "{1} is the first",
         );
-        let e = one_error(&route("redirect = \"/v/{1}\""));
+        let e = one_error(&one_route("redirect = \"/v/{1}\""));
         assert_error(
             &e,
             "listener.http.route[0].redirect",
@@ -262,7 +255,7 @@ mod tests {
             "the route has no path_regex",
             "add path_regex",
         );
-        let e = one_error(&route("redirect = \"https://{hots}{uri}\""));
+        let e = one_error(&one_route("redirect = \"https://{hots}{uri}\""));
         assert_error(
             &e,
             "listener.http.route[0].redirect",
@@ -270,7 +263,7 @@ mod tests {
             "unknown variable {hots}",
             "did you mean `host`?",
         );
-        let e = one_error(&route("redirect = \"http://{backend}/\""));
+        let e = one_error(&one_route("redirect = \"http://{backend}/\""));
         assert_error(
             &e,
             "listener.http.route[0].redirect",
@@ -278,7 +271,7 @@ mod tests {
             "{backend}",
             "remove {backend}",
         );
-        let e = one_error(&route("redirect = \"/x\"\nupstream = \"api\""));
+        let e = one_error(&one_route("redirect = \"/x\"\nupstream = \"api\""));
         assert_error(
             &e,
             "listener.http.route[0].upstream",
@@ -286,7 +279,7 @@ mod tests {
             "forwards nothing upstream",
             "remove `upstream`",
         );
-        let e = one_error(&route("redirect = \"/x\"\nredirect_status = 303"));
+        let e = one_error(&one_route("redirect = \"/x\"\nredirect_status = 303"));
         assert_error(
             &e,
             "listener.http.route[0].redirect_status",
@@ -294,7 +287,7 @@ mod tests {
             "not a redirect status",
             "301 or 308",
         );
-        let e = one_error(&route("redirect_status = 301\nupstream = \"api\""));
+        let e = one_error(&one_route("redirect_status = 301\nupstream = \"api\""));
         assert_error(
             &e,
             "listener.http.route[0].redirect_status",
@@ -302,7 +295,7 @@ mod tests {
             "without a redirect",
             "add redirect",
         );
-        let e = one_error(&route(
+        let e = one_error(&one_route(
             "path_prefix = \"/a/\"\nredirect = \"/x\"\nrewrite_prefix = \"/\"",
         ));
         assert_error(
@@ -333,7 +326,7 @@ mod tests {
 
     #[test]
     fn rewrite_mistakes() {
-        let e = one_error(&route("rewrite_prefix = \"/v2/\"\nupstream = \"api\""));
+        let e = one_error(&one_route("rewrite_prefix = \"/v2/\"\nupstream = \"api\""));
         assert_error(
             &e,
             "listener.http.route[0].rewrite_prefix",
@@ -341,7 +334,7 @@ mod tests {
             "this route has none",
             "add path_prefix",
         );
-        let e = one_error(&route(
+        let e = one_error(&one_route(
             "path_prefix = \"/api/\"\nrewrite_prefix = \"/v2\"\nupstream = \"api\"",
         ));
         assert_error(
@@ -351,7 +344,7 @@ mod tests {
             "ends with `/`",
             "write \"/v2/\"",
         );
-        let e = one_error(&route(
+        let e = one_error(&one_route(
             "rewrite_regex = [\"^/(a\", \"/{1}\"]\nupstream = \"api\"",
         ));
         assert_error(
@@ -361,7 +354,7 @@ mod tests {
             "error at offset 2: unclosed group",
             "`)`",
         );
-        let e = one_error(&route(
+        let e = one_error(&one_route(
             "rewrite_regex = [\"^/(a)\", \"/{2}\"]\nupstream = \"api\"",
         ));
         assert_error(
@@ -371,7 +364,7 @@ mod tests {
             "has 1 capture group(s)",
             "{1}",
         );
-        let e = one_error(&route("rewrite_regex = [\"^/a\"]\nupstream = \"api\""));
+        let e = one_error(&one_route("rewrite_regex = [\"^/a\"]\nupstream = \"api\""));
         assert_error(
             &e,
             "listener.http.route[0].rewrite_regex",
@@ -392,7 +385,7 @@ mod tests {
             "compress = true",
         ] {
             let name = key.split(' ').next().unwrap();
-            let e = one_error(&route(&format!("redirect = \"/x\"\n{key}")));
+            let e = one_error(&one_route(&format!("redirect = \"/x\"\n{key}")));
             assert_error(
                 &e,
                 &format!("listener.http.route[0].{name}"),

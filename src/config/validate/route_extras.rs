@@ -280,17 +280,8 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::{assert_error, invalid, one_error, valid, API, LISTENER};
-    use crate::config::{FieldMatch, RouteConfig, ValueMatch};
-
-    /// A listener with one route of `body` (the catch-all `api` after it).
-    fn route(body: &str) -> String {
-        format!("{LISTENER}{API}[[listener.http.route]]\n{body}\n")
-    }
-
-    fn first_route(body: &str) -> RouteConfig {
-        valid(&route(body)).listeners[0].routes[0].clone()
-    }
+    use crate::config::testing::{assert_error, first_route, invalid, one_error, one_route, API};
+    use crate::config::{FieldMatch, ValueMatch};
 
     #[test]
     fn conditions_are_parsed_and_header_names_lowercased() {
@@ -327,7 +318,7 @@ mod tests {
 
     #[test]
     fn a_pattern_that_does_not_compile_names_its_offset() {
-        let e = one_error(&route(
+        let e = one_error(&one_route(
             "path_regex = \"^/users/(\\\\d+\"\nupstream = \"api\"",
         ));
         assert_error(
@@ -337,7 +328,7 @@ mod tests {
             "error at offset 8: unclosed group",
             "close the group with `)`",
         );
-        let e = one_error(&route("path_regex = \"*x\"\nupstream = \"api\""));
+        let e = one_error(&one_route("path_regex = \"*x\"\nupstream = \"api\""));
         assert_error(
             &e,
             "listener.http.route[0].path_regex",
@@ -349,7 +340,7 @@ mod tests {
 
     #[test]
     fn exact_path_excludes_prefix_and_pattern() {
-        let errors = invalid(&route(
+        let errors = invalid(&one_route(
             "path = \"/a\"\npath_prefix = \"/a\"\npath_regex = \"a\"\nupstream = \"api\"",
         ));
         assert_eq!(errors.len(), 2, "{errors:#?}");
@@ -367,7 +358,7 @@ mod tests {
             "and `path_regex`",
             "keep one",
         );
-        let e = one_error(&route("path = \"login\"\nupstream = \"api\""));
+        let e = one_error(&one_route("path = \"login\"\nupstream = \"api\""));
         assert_error(
             &e,
             "listener.http.route[0].path",
@@ -379,7 +370,7 @@ mod tests {
 
     #[test]
     fn methods_headers_and_query_mistakes() {
-        let e = one_error(&route("methods = [\"get\"]\nupstream = \"api\""));
+        let e = one_error(&one_route("methods = [\"get\"]\nupstream = \"api\""));
         assert_error(
             &e,
             "listener.http.route[0].methods[0]",
@@ -387,7 +378,7 @@ mod tests {
             "case-sensitive",
             "write \"GET\"",
         );
-        let e = one_error(&route("methods = []\nupstream = \"api\""));
+        let e = one_error(&one_route("methods = []\nupstream = \"api\""));
         assert_error(
             &e,
             "listener.http.route[0].methods",
@@ -395,7 +386,7 @@ mod tests {
             "no method",
             "remove `methods`",
         );
-        let e = one_error(&route("methods = [\"GE T\"]\nupstream = \"api\""));
+        let e = one_error(&one_route("methods = [\"GE T\"]\nupstream = \"api\""));
         assert_error(
             &e,
             "listener.http.route[0].methods[0]",
@@ -403,7 +394,7 @@ mod tests {
             "not a method",
             "GET",
         );
-        let e = one_error(&route(
+        let e = one_error(&one_route(
             "headers = { \"X Canary\" = \"1\" }\nupstream = \"api\"",
         ));
         assert_error(
@@ -413,7 +404,7 @@ mod tests {
             "not a valid name",
             "a token",
         );
-        let e = one_error(&route("headers = { X-Canary = 1 }\nupstream = \"api\""));
+        let e = one_error(&one_route("headers = { X-Canary = 1 }\nupstream = \"api\""));
         assert_error(
             &e,
             "listener.http.route[0].headers.X-Canary",
@@ -421,7 +412,9 @@ mod tests {
             "not a condition",
             "true (present) or false (absent)",
         );
-        let e = one_error(&route("query = { debug = \" on\" }\nupstream = \"api\""));
+        let e = one_error(&one_route(
+            "query = { debug = \" on\" }\nupstream = \"api\"",
+        ));
         assert_error(
             &e,
             "listener.http.route[0].query.debug",

@@ -12,12 +12,13 @@
 //! forwarded and make the connection [`BodyEnd::Overrun`]. An encoder that fails (it writes into
 //! memory: it does not, short of a bug) ends the relay as a client failure: the connection closes.
 
-use super::{end_after, read_within, BodyEnd, ClientSink, RelayError, RELAY_BUFFER};
+use super::{
+    end_after, read_more_chunked, read_within, BodyEnd, ClientSink, RelayError, RELAY_BUFFER,
+};
 use crate::http::compress::{Choice, Encoder, HeadChange};
 use crate::http::{ChunkedDecoder, ChunkedOutput, Response, ResponseBody};
 use crate::l7::client::PendingRequest;
 use crate::l7::record::RequestRecord;
-use crate::net::io::read_append;
 use crate::net::stream::StreamReader;
 use crate::upstream::failure::UpstreamFailure;
 use std::time::Duration;
@@ -191,22 +192,7 @@ pub(super) async fn relay_compressed(
                     out = client.send(out).await?;
                     out.clear();
                 }
-                let Ok((result, b)) =
-                    monoio::time::timeout(read_limit, read_append(up_r, buf, RELAY_BUFFER / 4))
-                        .await
-                else {
-                    return Err(RelayError::Upstream(UpstreamFailure::Timeout(read_limit)));
-                };
-                buf = b;
-                match result {
-                    Ok(0) => {
-                        return Err(RelayError::Upstream(UpstreamFailure::Invalid(
-                            "connection closed in the middle of a chunked body".to_owned(),
-                        )))
-                    }
-                    Ok(_) => {}
-                    Err(e) => return Err(RelayError::Upstream(UpstreamFailure::Read(e))),
-                }
+                buf = read_more_chunked(up_r, buf, read_limit).await?;
             }
         }
         ResponseBody::UntilClose => {
