@@ -36,6 +36,7 @@ pub(crate) mod listener;
 pub mod logging;
 pub(crate) mod metrics;
 pub(crate) mod net;
+pub(crate) mod policy;
 pub(crate) mod recovery;
 pub(crate) mod relay;
 pub(crate) mod rollout;

@@ -19,7 +19,7 @@ LAYERS = [
     ["sys"],
     ["config", "http", "tls", "metrics"],
     ["systemd", "net", "relay", "health", "deploy", "history"],
-    ["logging", "listener", "upstream"],
+    ["logging", "listener", "upstream", "policy"],
     ["runtime"],
     ["l4", "l7"],
     ["worker"],

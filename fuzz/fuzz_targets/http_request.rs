@@ -99,6 +99,8 @@ fn check_forwarded(request: &Request<'_>, flags: u8) {
         upstream_keep_alive: keep_alive,
         target: None,
         edits: None,
+        trust_forwarded: true,
+        client_cert: None,
     };
     let mut out = Vec::new();
     request.write_upstream_head(&ctx, &mut out);

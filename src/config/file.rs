@@ -40,6 +40,9 @@ pub(crate) struct FileConfig {
     pub up: FileUp,
     #[serde(default)]
     pub compression: FileCompression,
+    /// `[rate_limit.NAME]`: request rate limits that listeners and routes name.
+    #[serde(default)]
+    pub rate_limit: BTreeMap<String, FileRateLimit>,
     /// `[env.NAME]` overlays: merged by `overlay`, removed before the rest is typed. Never read
     /// from here; declared so the schema (and the unknown-key check) is complete.
     #[serde(default)]
@@ -117,6 +120,56 @@ pub(crate) struct FileListener {
     pub relay: Option<String>,
     /// `true` or the https port: every request is redirected to https (http listeners).
     pub redirect_https: Option<toml::Value>,
+    /// CIDRs whose `X-Forwarded-For` / `Forwarded` fields and PROXY headers are believed.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2), as HAProxy's
+    /// `accept-proxy` (a group's `proxy_protocol` is the header lbproxy sends to backends).
+    pub accept_proxy_protocol: Option<FileBool>,
+    /// `access = { allow = [...], deny = [...] }`: who may connect.
+    pub access: Option<FileAccess>,
+    /// `[listener.NAME.connection_limits]`
+    pub connection_limits: Option<FileConnectionLimits>,
+    /// `"kernel"` or `"client_address"`: how new connections are spread over the workers.
+    pub worker_steering: Option<String>,
+    /// `[rate_limit.NAME]`s every route of the listener counts against (a route's own list
+    /// replaces it).
+    pub rate_limits: Option<Vec<String>>,
+}
+
+/// `access = { allow = [...], deny = [...], action = "403" | "reset" }`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileAccess {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    /// `403` or `"reset"` (routes; a listener resets refused connections).
+    pub action: Option<toml::Value>,
+}
+
+/// `[listener.NAME.connection_limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConnectionLimits {
+    /// Open connections on the listener.
+    pub max: Option<FileInt>,
+    /// Open connections per client address.
+    pub per_client: Option<FileInt>,
+    /// New connections per client address: `"20/s"`.
+    pub per_client_rate: Option<String>,
+    pub per_client_burst: Option<FileInt>,
+}
+
+/// `[rate_limit.NAME]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileRateLimit {
+    /// `"client"`, `"header:NAME"` or `"route"`.
+    pub key: Option<String>,
+    /// `"100/s"`, `"6000/min"`, `"10/h"`.
+    pub rate: Option<String>,
+    pub burst: Option<FileInt>,
+    pub dry_run: Option<FileBool>,
+    pub max_keys: Option<FileInt>,
 }
 
 /// `[listener.NAME.tls]`
@@ -126,6 +179,10 @@ pub(crate) struct FileListenerTls {
     /// `[[listener.NAME.tls.certificate]]`, in file order: the first is the default.
     #[serde(default)]
     pub certificate: Vec<FileCertificate>,
+    /// PEM bundle of the CAs client certificates must chain to.
+    pub client_ca: Option<String>,
+    /// `"required"` or `"optional"` (with `client_ca`).
+    pub client_auth: Option<String>,
 }
 
 /// `[[listener.NAME.tls.certificate]]`
@@ -181,6 +238,11 @@ pub(crate) struct FileRoute {
     pub max_body: Option<FileSize>,
     /// Compress this route's responses (`[compression]`); default `compression.enabled`.
     pub compress: Option<bool>,
+    /// `access = { allow = [...], deny = [...], action = "403" | "reset" }`
+    pub access: Option<FileAccess>,
+    /// `[rate_limit.NAME]`s this route's requests count against (`[]`: none), instead of the
+    /// listener's.
+    pub rate_limits: Option<Vec<String>>,
 }
 
 /// `[listener.NAME.route.request_headers]` / `response_headers`
@@ -549,7 +611,13 @@ mod tests {
                 "route",
                 "tls",
                 "relay",
-                "redirect_https"
+                "redirect_https",
+                "trusted_proxies",
+                "accept_proxy_protocol",
+                "access",
+                "connection_limits",
+                "worker_steering",
+                "rate_limits"
             ]
         );
         assert_eq!(
@@ -564,6 +632,7 @@ mod tests {
                 "upstream",
                 "up",
                 "compression",
+                "rate_limit",
                 "env"
             ]
         );

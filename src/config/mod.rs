@@ -23,6 +23,7 @@ mod error;
 mod file;
 mod key_path;
 mod overlay;
+mod policy;
 mod read;
 mod routing;
 mod source;
@@ -319,6 +320,7 @@ mod tests {
                     },
                 )],
                 relay: RelayMode::DEFAULT,
+                policy: ListenerPolicy::default(),
             }],
             upstreams: vec![UpstreamConfig {
                 name: "api".into(),
@@ -384,6 +386,7 @@ mod tests {
                 brotli_level: 4,
                 zstd_level: 3,
             },
+            rate_limits: Vec::new(),
             text: SourceText::from(EMBEDDED_DEFAULT),
         };
         assert_eq!(config, expected);

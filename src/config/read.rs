@@ -50,6 +50,11 @@ pub(crate) fn read(mut root: toml::Table, issues: &mut Issues) -> FileConfig {
         let upstream = upstream(value, &upstreams.key(&name), issues);
         file.upstream.insert(name, upstream);
     }
+    let rate_limits = root_path.key("rate_limit");
+    for (name, value) in named_tables(root.remove("rate_limit"), &rate_limits, issues) {
+        let limit = section(Some(value), &rate_limits.key(&name), issues);
+        file.rate_limit.insert(name, limit);
+    }
     file
 }
 

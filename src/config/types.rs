@@ -11,6 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use super::compression::{CompressionConfig, Encoding};
+pub use super::policy::{
+    AccessList, Cidr, CidrSet, ClientAuthConfig, ConnectionLimits, DenyAction, ListenerPolicy,
+    Rate, RateKey, RateLimitConfig, WorkerSteering,
+};
 pub use super::routing::{
     FieldMatch, GroupSettings, HeaderEdits, HeaderRules, PathRewrite, Pattern, Redirect,
     RouteAction, RouteMatch, RouteSettings, ValueMatch,
@@ -37,6 +41,8 @@ pub struct Config {
     pub up: UpConfig,
     /// `[compression]`: response compression (routes turn it on or off with `compress`).
     pub compression: CompressionConfig,
+    /// `[rate_limit.NAME]`, sorted by name: listeners and routes name them by index.
+    pub rate_limits: Vec<RateLimitConfig>,
     /// The text this configuration was loaded from, exactly as read (the file's, or
     /// [`super::EMBEDDED_DEFAULT`]): what the configuration history records when it serves.
     pub text: SourceText,
@@ -232,6 +238,9 @@ pub struct ListenerConfig {
     /// How a tcp listener moves bytes. Validation refuses `relay` on other listeners; their
     /// WebSocket tunnels always copy.
     pub relay: RelayMode,
+    /// Trusted proxies, the PROXY protocol, the access list, connection limits and worker
+    /// steering.
+    pub policy: ListenerPolicy,
 }
 
 impl ListenerConfig {
@@ -291,13 +300,15 @@ pub struct ServerTlsConfig {
     /// In file order; the first is the default, served when the client's SNI names no
     /// certificate (or it sends none).
     pub certificates: Vec<CertificateConfig>,
+    /// Client certificates asked for in the handshake (mTLS); `None`: none asked for.
+    pub client_auth: Option<ClientAuthConfig>,
     /// The rustls configuration built from them, shared by every worker.
     pub rustls: Arc<rustls::ServerConfig>,
 }
 
 impl PartialEq for ServerTlsConfig {
     fn eq(&self, other: &Self) -> bool {
-        self.certificates == other.certificates
+        self.certificates == other.certificates && self.client_auth == other.client_auth
     }
 }
 
@@ -305,6 +316,7 @@ impl std::fmt::Debug for ServerTlsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerTlsConfig")
             .field("certificates", &self.certificates)
+            .field("client_auth", &self.client_auth)
             .finish_non_exhaustive()
     }
 }
@@ -346,6 +358,11 @@ pub struct RouteConfig {
     /// Responses to this route's requests are compressed (`[compression]`, resolved with the
     /// route's `compress`).
     pub compress: bool,
+    /// Who may send requests to this route (the client address after `trusted_proxies`).
+    pub access: Option<AccessList>,
+    /// The rate limits its requests count against (indexes into `Config::rate_limits`): the
+    /// route's `rate_limits`, or the listener's when it names none.
+    pub rate_limits: Vec<usize>,
 }
 
 impl RouteConfig {
@@ -367,6 +384,8 @@ impl RouteConfig {
             headers: HeaderRules::default(),
             settings,
             compress: false,
+            access: None,
+            rate_limits: Vec::new(),
         }
     }
 

@@ -194,6 +194,8 @@ mod tests {
             upstream_keep_alive: keep_alive,
             target: None,
             edits: None,
+            trust_forwarded: true,
+            client_cert: None,
         }
     }
 
@@ -444,6 +446,8 @@ mod tests {
         };
         let ctx = ForwardContext {
             edits: Some((&edits, &vars)),
+            trust_forwarded: true,
+            client_cert: None,
             ..context(true)
         };
         assert_eq!(
@@ -466,6 +470,8 @@ mod tests {
         };
         let ctx = ForwardContext {
             edits: Some((&edits, &vars)),
+            trust_forwarded: true,
+            client_cert: None,
             ..context(true)
         };
         assert_eq!(

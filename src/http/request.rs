@@ -90,6 +90,13 @@ pub struct ForwardContext<'a> {
     pub target: Option<&'a [u8]>,
     /// The route's request header rules and what their values name. `None`: the route has none.
     pub edits: Option<(&'a HeaderEdits, &'a TemplateVars<'a>)>,
+    /// The client's `X-Forwarded-For` and `Forwarded` fields are believed (it is a trusted
+    /// proxy): kept and appended to. Otherwise they are dropped and `X-Forwarded-For` names
+    /// `client_ip` alone.
+    pub trust_forwarded: bool,
+    /// The subject of the client certificate that verified in the TLS handshake (mTLS), for
+    /// the backend; `None`: none was presented (or the listener asks for none).
+    pub client_cert: Option<&'a str>,
 }
 
 /// A complete, validated request head borrowed from the read buffer.
@@ -621,6 +628,8 @@ mod tests {
             upstream_keep_alive: true,
             target: None,
             edits: None,
+            trust_forwarded: true,
+            client_cert: None,
         };
         let mut out = Vec::new();
         request.write_upstream_head(&ctx, &mut out);

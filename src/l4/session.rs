@@ -32,6 +32,7 @@ use crate::l4::sni::{self, Hello, MAX_CLIENT_HELLO};
 use crate::net::io::{read_append, write_all_within};
 use crate::net::proxy_protocol;
 use crate::net::stream;
+use crate::policy::origin::ClientOrigin;
 use crate::relay::{self, copy, splice, Direction, Progress, Relayed};
 use crate::runtime::context::WorkerContext;
 use crate::upstream::backend::Backend;
@@ -49,8 +50,11 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Serves one accepted connection of tcp listener `listener`.
-pub async fn serve(ctx: &WorkerContext, listener: usize, client: TcpStream, peer: SocketAddr) {
+/// Serves one accepted connection of tcp listener `listener`, from the client `origin` names.
+pub async fn serve(ctx: &WorkerContext, listener: usize, client: TcpStream, origin: ClientOrigin) {
+    // The client's address (a PROXY header's source on a listener that reads one) is what the
+    // backend's PROXY header, hashing and the log name.
+    let peer = origin.addr;
     let mut generation = ctx.generation();
     let mut record = ConnectionRecord::new(Instant::now());
     relay_connection(ctx, &mut generation, listener, client, peer, &mut record).await;

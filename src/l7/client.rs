@@ -9,10 +9,11 @@ use crate::http::write_error_response;
 use crate::http::{Method, RequestBody, Version};
 use crate::net::io::{write_all_within, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
+use crate::policy::origin::ClientOrigin;
 use crate::upstream::select::RequestKeys;
 use crate::upstream::Generation;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -28,7 +29,15 @@ pub struct ClientConn {
     pub r: StreamReader,
     pub w: StreamWriter,
     pub buf: Vec<u8>,
+    /// The TCP peer.
     pub peer: SocketAddr,
+    /// Who the client is (the PROXY header's source, else the peer) and whether its requests'
+    /// forwarded fields are believed.
+    pub origin: ClientOrigin,
+    /// The client address of the request being served: `origin`'s, or the one its trusted
+    /// `X-Forwarded-For` / `Forwarded` names. Set when each request is prepared; what limits,
+    /// hashing, access lists, `{client_ip}` and logs use.
+    pub request_ip: IpAddr,
     /// The TCP socket underneath (TLS or not), to reset it when a tunnel's backend fails.
     pub fd: RawFd,
     /// For the reads between requests that may park the connection

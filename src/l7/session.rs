@@ -14,6 +14,7 @@ use crate::http::compress::{self, Choice};
 use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent};
 use crate::net::io::{read_append, read_unless_quiet, wait_readable, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
+use crate::policy::origin::ClientOrigin;
 use crate::runtime::context::WorkerContext;
 use crate::upstream::route::find_http_route;
 use crate::upstream::select;
@@ -59,6 +60,7 @@ pub async fn serve(
     listener: usize,
     (r, w): (StreamReader, StreamWriter),
     peer: SocketAddr,
+    origin: ClientOrigin,
     fd: RawFd,
 ) {
     let mut client = ClientConn {
@@ -66,6 +68,8 @@ pub async fn serve(
         w,
         buf: Vec::with_capacity(INITIAL_CLIENT_BUFFER),
         peer,
+        origin,
+        request_ip: origin.addr.ip(),
         fd,
         quiet_read: QuietReadCanceller::default(),
     };
@@ -384,6 +388,9 @@ fn prepare(
         upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
         target: target.as_deref(),
         edits: template_vars.as_ref().map(|vars| (rules, vars)),
+        // SKELETON: the trust helper passes the connection's trust; the mTLS helper the subject.
+        trust_forwarded: true,
+        client_cert: None,
     };
     request.write_upstream_head(&forward, &mut upstream_head);
     let summary = summary(&request);
@@ -479,6 +486,8 @@ pub(crate) mod testing {
             w,
             buf: Vec::new(),
             peer,
+            origin: ClientOrigin::peer(peer),
+            request_ip: peer.ip(),
             fd,
             quiet_read: QuietReadCanceller::default(),
         };

@@ -77,6 +77,40 @@ macro_rules! listener_metrics {
             /// (64 KiB) within timeouts.client_idle: it stopped reading, or reads too slowly.
             count slow_readers_reset: Counter = "lbproxy_listener_slow_readers_reset_total",
                 json "slow_readers_reset";
+            /// Client connections closed at accept because the listener already had
+            /// connection_limits.max open.
+            count refused_full: Counter = "lbproxy_listener_refused_connections_max_total",
+                json "refused_connections_max";
+            /// Client connections closed because their client address already had
+            /// connection_limits.per_client open, or opened them faster than per_client_rate.
+            count refused_per_client: Counter =
+                "lbproxy_listener_refused_connections_per_client_total",
+                json "refused_connections_per_client";
+            /// Client connections reset when they opened because the listener's access list
+            /// denies their address.
+            count denied_connections: Counter = "lbproxy_listener_denied_connections_total",
+                json "denied_connections";
+            /// Client connections closed because their PROXY protocol header was missing,
+            /// malformed, late, or sent by a peer outside trusted_proxies.
+            count proxy_header_errors: Counter = "lbproxy_listener_proxy_protocol_errors_total",
+                json "proxy_protocol_errors";
+            /// Requests refused (403 or reset) by the access list of their listener or route.
+            count denied_requests: Counter = "lbproxy_listener_denied_requests_total",
+                json "denied_requests";
+            /// Requests answered 429 by a rate limit.
+            count rate_limited: Counter = "lbproxy_listener_rate_limited_requests_total",
+                json "rate_limited_requests";
+            /// Requests a rate limit in dry_run mode would have refused (they were served).
+            count rate_limit_dry_run: Counter = "lbproxy_listener_rate_limit_dry_run_total",
+                json "rate_limit_dry_run";
+            /// TLS handshakes in which the client presented a certificate that verified.
+            count client_certificates: Counter =
+                "lbproxy_listener_client_certificates_total", json "client_certificates";
+            /// TLS handshakes that failed because the client certificate was missing (where
+            /// required) or did not verify against client_ca.
+            count client_certificate_failures: Counter =
+                "lbproxy_listener_client_certificate_failures_total",
+                json "client_certificate_failures";
         }
     };
 }

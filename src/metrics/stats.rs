@@ -97,6 +97,57 @@ impl ListenerStats {
     pub fn slow_reader_reset(&self) {
         self.slow_readers_reset.inc();
     }
+
+    /// A connection was closed at accept: the listener was full.
+    #[cold]
+    pub fn refused_full(&self) {
+        self.refused_full.inc();
+    }
+
+    /// A connection was closed: its client address was over a per-client limit.
+    #[cold]
+    pub fn refused_per_client(&self) {
+        self.refused_per_client.inc();
+    }
+
+    /// A connection was reset when it opened: the access list denies its address.
+    #[cold]
+    pub fn connection_denied(&self) {
+        self.denied_connections.inc();
+    }
+
+    /// A connection was closed for its PROXY header (missing, malformed, late, untrusted).
+    #[cold]
+    pub fn proxy_header_error(&self) {
+        self.proxy_header_errors.inc();
+    }
+
+    /// A request was refused by an access list.
+    #[cold]
+    pub fn request_denied(&self) {
+        self.denied_requests.inc();
+    }
+
+    /// A request was answered 429 (`dry_run`: would have been, and was served).
+    #[cold]
+    pub fn rate_limited(&self, dry_run: bool) {
+        if dry_run {
+            self.rate_limit_dry_run.inc();
+        } else {
+            self.rate_limited.inc();
+        }
+    }
+
+    /// A TLS client presented a certificate that verified (`true`), or failed the handshake for
+    /// its certificate (`false`).
+    #[cold]
+    pub fn client_certificate(&self, verified: bool) {
+        if verified {
+            self.client_certificates.inc();
+        } else {
+            self.client_certificate_failures.inc();
+        }
+    }
 }
 
 /// One route of a listener on one worker.

@@ -27,6 +27,7 @@ pub(crate) mod testing;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::ProducesTickets;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use std::path::Path;
@@ -74,8 +75,14 @@ fn ticketer() -> Result<Arc<dyn ProducesTickets>, Problem> {
     Ok(TICKETER.get_or_init(|| made).clone())
 }
 
-/// The server configuration of an https listener, certificates chosen by `resolver`.
-pub fn server_config(resolver: resolver::SniResolver) -> Result<Arc<ServerConfig>, Problem> {
+/// The server configuration of an https listener, certificates chosen by `resolver`, client
+/// certificates checked by `client_verifier` (`None`: none asked for).
+pub fn server_config(
+    resolver: resolver::SniResolver,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, Problem> {
+    // SKELETON: the mTLS helper uses `client_verifier`.
+    let _ = client_verifier;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(internal)?

@@ -8,10 +8,12 @@
 //! sends something that is not TLS, is closed without disturbing anyone else); `tcp` ones are
 //! relayed to a backend by [`crate::l4::session::serve`].
 
+use super::{admission, proxy_header};
 use crate::config::ListenerProtocol;
 use crate::l4;
 use crate::l7;
 use crate::net::stream::{self, StreamReader, StreamWriter};
+use crate::policy::origin::ClientOrigin;
 use crate::runtime::context::WorkerContext;
 use crate::sys::socket;
 use crate::tls::stream::handshake;
@@ -62,6 +64,9 @@ pub async fn accept_loop(ctx: Rc<WorkerContext>, listener_index: usize, listener
 }
 
 fn start(ctx: &Rc<WorkerContext>, listener: usize, tcp: TcpStream, peer: SocketAddr) {
+    if !admission::admit_at_accept(ctx, listener, &tcp, peer) {
+        return;
+    }
     let _ = tcp.set_nodelay(true);
     monoio::spawn(connection(ctx.clone(), listener, tcp, peer));
 }
@@ -88,6 +93,12 @@ fn take_waiting(ctx: &Rc<WorkerContext>, listener_index: usize, listener: &TcpLi
 /// One accepted connection, from accept to close.
 async fn connection(ctx: Rc<WorkerContext>, listener: usize, tcp: TcpStream, peer: SocketAddr) {
     let _open = ctx.track_connection(listener);
+    let Some(origin) = proxy_header::client_origin(&ctx, listener, &tcp, peer).await else {
+        return;
+    };
+    let Some(_client) = admission::admit_client(&ctx, listener, &tcp, origin) else {
+        return;
+    };
     // A listener's protocol never changes on reload (that needs a restart).
     let protocol = ctx.generation().config.listeners[listener].protocol;
     let fd = tcp.as_raw_fd();
@@ -97,10 +108,14 @@ async fn connection(ctx: Rc<WorkerContext>, listener: usize, tcp: TcpStream, pee
     // (one allocation per TLS or tcp connection instead).
     match protocol {
         ListenerProtocol::Http => {
-            l7::session::serve(&ctx, listener, stream::plain(tcp), peer, fd).await;
+            l7::session::serve(&ctx, listener, stream::plain(tcp), peer, origin, fd).await;
         }
-        ListenerProtocol::Https => Box::pin(serve_tls(&ctx, listener, tcp, peer, fd)).await,
-        ListenerProtocol::Tcp => Box::pin(l4::session::serve(&ctx, listener, tcp, peer)).await,
+        ListenerProtocol::Https => {
+            Box::pin(serve_tls(&ctx, listener, tcp, peer, origin, fd)).await;
+        }
+        ListenerProtocol::Tcp => {
+            Box::pin(l4::session::serve(&ctx, listener, tcp, origin)).await;
+        }
     }
 }
 
@@ -110,10 +125,11 @@ async fn serve_tls(
     listener: usize,
     tcp: TcpStream,
     peer: SocketAddr,
+    origin: ClientOrigin,
     fd: RawFd,
 ) {
     if let Some(halves) = accept_tls(ctx, listener, tcp, peer).await {
-        l7::session::serve(ctx, listener, halves, peer, fd).await;
+        l7::session::serve(ctx, listener, halves, peer, origin, fd).await;
     }
 }
 

@@ -15,7 +15,9 @@
 //! Everything here is worker-local: no lock and no shared atomic on the request path.
 
 mod accept;
+mod admission;
 mod inbox;
+mod proxy_header;
 mod publish;
 pub mod spawn;
 

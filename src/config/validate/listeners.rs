@@ -9,7 +9,9 @@ use std::net::SocketAddr;
 use super::{all, Validator};
 use crate::config::error::{did_you_mean, quote, KeyPath};
 use crate::config::file::{FileConfig, FileListener, FileRoute};
-use crate::config::{ListenerConfig, ListenerProtocol, RouteAction, RouteConfig, RouteSettings};
+use crate::config::{
+    ListenerConfig, ListenerPolicy, ListenerProtocol, RouteAction, RouteConfig, RouteSettings,
+};
 
 const PROTOCOLS: [&str; 3] = ["http", "https", "tcp"];
 
@@ -93,6 +95,11 @@ impl Validator<'_> {
         let tls = self.listener_tls(protocol, raw.tls.as_ref(), path);
         let relay = self.relay(protocol, raw.relay.as_deref(), path);
         let https_redirect = self.redirect_https(raw, protocol, path);
+        let trust = self.trust(raw, protocol, path);
+        let access = self.access(raw.access.as_ref(), protocol, false, path);
+        let connection_limits = self.connection_limits(raw, protocol, path);
+        let listener_rate_limits =
+            self.rate_limit_refs(raw.rate_limits.as_ref(), protocol, &path.key("rate_limits"));
         let routes: Vec<Option<RouteConfig>> = raw
             .route
             .iter()
@@ -143,6 +150,23 @@ impl Validator<'_> {
             route.compress = self.compress_by_default;
             routes.push(route);
         }
+        // A route without its own `rate_limits` counts against the listener's.
+        let listener_rate_limits = listener_rate_limits?.unwrap_or_default();
+        for (i, route) in routes.iter_mut().enumerate() {
+            let own = raw.route.get(i).is_some_and(|r| r.rate_limits.is_some());
+            if !own {
+                route.rate_limits = listener_rate_limits.clone();
+            }
+        }
+        let (trusted_proxies, accept_proxy_protocol) = trust?;
+        let (connection_limits, steering) = connection_limits?;
+        let policy = ListenerPolicy {
+            trusted_proxies,
+            accept_proxy_protocol,
+            access: access?,
+            connection_limits,
+            steering,
+        };
         named?;
         Some(ListenerConfig {
             name: name.to_string(),
@@ -151,6 +175,7 @@ impl Validator<'_> {
             tls: tls?,
             routes,
             relay: relay?,
+            policy,
         })
     }
 
@@ -255,6 +280,9 @@ impl Validator<'_> {
             false => self.route_overrides(raw, path),
         };
         let compress = raw.compress;
+        let access = self.access(raw.access.as_ref(), protocol, true, path);
+        let rate_limits =
+            self.rate_limit_refs(raw.rate_limits.as_ref(), protocol, &path.key("rate_limits"));
         ok.then_some(())?;
         let action = match redirect? {
             Some(redirect) => RouteAction::Redirect(redirect),
@@ -271,6 +299,9 @@ impl Validator<'_> {
             // Resolved once the groups and the global values are known (`route_settings`).
             settings: RouteSettings::default(),
             compress: compress.unwrap_or(self.compress_by_default),
+            access: access?,
+            // The listener's when the route names none (filled in by `listener`).
+            rate_limits: rate_limits?.unwrap_or_default(),
         })
     }
 

@@ -12,15 +12,19 @@
 //!
 //! A [`Config`] is returned only when nothing at all was wrong.
 
+mod access;
 mod admin;
 mod autoscale;
+mod cidrs;
 mod compression;
+mod connection_limits;
 #[cfg(test)]
 pub(crate) use compression::DEFAULT_CONTENT_TYPES;
 mod discover;
 pub use admin::{is_loopback, DEFAULT_ADMIN_ADDRESS};
 mod health;
 mod listeners;
+mod rate_limits;
 mod redirect_https;
 mod route_actions;
 mod route_extras;
@@ -29,6 +33,7 @@ mod route_settings;
 mod tcp;
 mod templates;
 mod tls;
+mod trust;
 mod upstreams;
 pub(crate) use upstreams::parse_hash_key;
 mod values;
@@ -69,6 +74,7 @@ const PLACEHOLDERS: [&str; 3] = ["instance", "port", "address"];
 /// Checks everything; `Some` only when `issues` stayed empty.
 pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> Option<Config> {
     let groups: Vec<String> = file.upstream.keys().cloned().collect();
+    let rate_limit_names: Vec<String> = file.rate_limit.keys().cloned().collect();
     // Files the configuration names are relative to its own directory.
     let base = match &ctx.source {
         ConfigSource::File(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -77,6 +83,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
     let mut v = Validator {
         issues,
         groups,
+        rate_limit_names,
         base,
         compress_by_default: false,
         route_overrides: route_settings::Overrides::new(),
@@ -89,6 +96,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
     let admin = v.admin(&file, &root.key("admin"));
     let upstreams = v.upstreams(&file, &root.key("upstream"));
     let compression = v.compression(&file, &root.key("compression"));
+    let rate_limits = v.rate_limits(&file, &root.key("rate_limit"));
     v.compress_by_default = compression.as_ref().is_some_and(|c| c.enabled);
     let mut listeners = v.listeners(&file, &root.key("listener"));
     v.listener_groups(&file, &root.key("upstream"));
@@ -113,6 +121,7 @@ pub(crate) fn validate(file: FileConfig, ctx: Context, issues: &mut Issues) -> O
         upstreams: upstreams?,
         up: up?,
         compression: compression?,
+        rate_limits: rate_limits?,
         text: ctx.text,
     };
     v.issues.is_empty().then_some(config)
@@ -122,6 +131,9 @@ struct Validator<'a> {
     issues: &'a mut Issues,
     /// Upstream group names, sorted: a group's index here is its index in `Config::upstreams`.
     groups: Vec<String>,
+    /// `[rate_limit.NAME]` names, sorted: a limit's index here is its index in
+    /// `Config::rate_limits`.
+    rate_limit_names: Vec<String>,
     /// Directory that relative file paths (certificates, keys) are resolved against.
     base: PathBuf,
     /// `compression.enabled`: what a route without `compress` does.

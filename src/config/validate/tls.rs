@@ -18,7 +18,9 @@ use rustls::sign::CertifiedKey;
 use super::Validator;
 use crate::config::error::{quote, KeyPath};
 use crate::config::file::{FileCertificate, FileListenerTls, FileUpstreamTls};
-use crate::config::{CertificateConfig, ListenerProtocol, ServerTlsConfig, UpstreamTlsConfig};
+use crate::config::{
+    CertificateConfig, ClientAuthConfig, ListenerProtocol, ServerTlsConfig, UpstreamTlsConfig,
+};
 use crate::tls::{self, certs, resolver::SniResolver, Problem};
 
 /// A certificate that loaded, with the names it is served for.
@@ -98,9 +100,11 @@ impl Validator<'_> {
                 resolver.add(name, certificate.key.clone());
             }
         }
-        match tls::server_config(resolver) {
+        let (client_auth, client_verifier) = self.client_auth(raw, path)?;
+        match tls::server_config(resolver, client_verifier) {
             Ok(rustls) => Some(ServerTlsConfig {
                 certificates: loaded.into_iter().map(|l| l.config).collect(),
+                client_auth,
                 rustls,
             }),
             Err(problem) => {
@@ -108,6 +112,20 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    /// `client_ca` and `client_auth`, and the verifier built from the CA bundle: `(None, None)`
+    /// when no client certificate is asked for.
+    fn client_auth(
+        &mut self,
+        _raw: &FileListenerTls,
+        _path: &KeyPath,
+    ) -> Option<(
+        Option<ClientAuthConfig>,
+        Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    )> {
+        // SKELETON: the mTLS helper reads and checks the CA bundle.
+        Some((None, None))
     }
 
     /// One `[[…tls.certificate]]`: both files read, the key matched to the chain, the names
