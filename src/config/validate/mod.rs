@@ -25,6 +25,7 @@ pub use admin::{is_loopback, DEFAULT_ADMIN_ADDRESS};
 mod health;
 mod listeners;
 mod rate_limits;
+mod rates;
 mod redirect_https;
 mod route_actions;
 mod route_extras;
