@@ -8,7 +8,9 @@ Ports (loopback, below the ephemeral range so no test's port-0 bind can take the
 default BENCH_PORT_BASE=18000):
   18101, 18102  the two HTTP backends (one static nginx, two listeners)
   18103         the backend's TLS listener (the "direct" row of the TLS scenarios)
-  182N1..182N5  target N's HTTP, HTTPS, L4 (splice), L4 (copy) and gzip (HTTP, compressing)
+  182N1..182N6  target N's HTTP, HTTPS, L4 (splice), L4 (copy), gzip (HTTP, compressing) and
+                policy (HTTP with an access list, trusted proxies, a rate limit and connection
+                limits, none of which refuses the load)
                 listeners
 """
 
@@ -70,7 +72,8 @@ class Layout:
 
     @staticmethod
     def target_port(index, kind):
-        offset = {"http": 1, "https": 2, "l4_splice": 3, "l4_copy": 4, "gzip": 5}[kind]
+        offset = {"http": 1, "https": 2, "l4_splice": 3, "l4_copy": 4, "gzip": 5,
+                  "policy": 6}[kind]
         return PORT_BASE + 200 + 10 * index + offset
 
     def _write_files(self):

@@ -83,6 +83,13 @@ SCENARIOS = [
              "scenario's listeners: below lbproxy's and nginx's minimum size (1 KiB), sent as it "
              "is. What compression costs the responses it leaves alone (compare l7-keepalive).",
              "gzip", "wrk", path="/small.json", accept_encoding="gzip"),
+    Scenario("l7-policy", "L7 keep-alive, small GET, traffic policy on",
+             "The keep-alive GET on a listener with an access list, trusted proxies, a rate "
+             "limit per client address and connection limits, set so that none refuses the "
+             "load: what the checks cost a request that passes them (compare l7-keepalive). "
+             "nginx allow/deny, realip, limit_req and limit_conn; HAProxy an ACL and a stick "
+             "table tracking the source's connections and request rate.",
+             "policy", "wrk"),
     Scenario("fixed-rate", "Latency at a fixed offered rate",
              "Keep-alive GET at a fixed request rate well below saturation (oha, corrected for "
              "coordinated omission): the latency a client sees in normal operation.",

@@ -15,6 +15,8 @@ from procs import Process, wait_until_serving
 from procstat import process_tree
 
 NOT_YET = "not supported yet"
+# The listeners beyond plain HTTP, each probed with `lbproxy check` (an older build may lack one).
+OPTIONAL_FEATURES = ("https", "l4_splice", "l4_copy", "gzip", "policy")
 
 
 class Target:
@@ -26,7 +28,7 @@ class Target:
         self.name = name
         self.layout = layout
         self.ports = {k: Layout.target_port(index, k)
-                      for k in ("http", "https", "l4_splice", "l4_copy", "gzip")}
+                      for k in ("http", "https", "l4_splice", "l4_copy", "gzip", "policy")}
         self.process = None
         self.config_path = None
         self.unsupported = {}  # feature -> reason
@@ -35,7 +37,7 @@ class Target:
     l4_variants = ()
 
     def endpoint(self, feature):
-        """(port, tls) for "http", "https", "l4_splice", "l4_copy" or "gzip"."""
+        """(port, tls) for "http", "https", "l4_splice", "l4_copy", "gzip" or "policy"."""
         return self.ports[feature], feature == "https"
 
     def why_unsupported(self, feature):
@@ -97,7 +99,7 @@ class Lbproxy(Target):
         """`lbproxy check` on a config with only that listener added: what it rejects is not
         supported by this build yet."""
         unsupported = {}
-        for feature in ("https", "l4_splice", "l4_copy", "gzip"):
+        for feature in OPTIONAL_FEATURES:
             probe = self.layout.path(f"{self.name}-probe-{feature}.toml")
             with open(probe, "w") as f:
                 f.write(configs.lbproxy(self.layout, self.ports, {feature}, self.driver))
@@ -109,8 +111,7 @@ class Lbproxy(Target):
         return unsupported
 
     def render_config(self):
-        features = {f for f in ("https", "l4_splice", "l4_copy", "gzip")
-                    if f not in self.unsupported}
+        features = {f for f in OPTIONAL_FEATURES if f not in self.unsupported}
         return configs.lbproxy(self.layout, self.ports, features, self.driver)
 
     def argv(self):
