@@ -111,7 +111,12 @@ impl Validator<'_> {
                 did_you_mean(kind, ["client", "header", "route"]),
             ),
         };
-        self.push(path.clone(), quote(text), problem, format!("{hint}{KEY_FIX}"));
+        self.push(
+            path.clone(),
+            quote(text),
+            problem,
+            format!("{hint}{KEY_FIX}"),
+        );
         None
     }
 
@@ -131,7 +136,11 @@ impl Validator<'_> {
                 path.clone(),
                 format!(
                     "[{}]",
-                    names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(", ")
+                    names
+                        .iter()
+                        .map(|n| quote(n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 "a tcp listener carries no HTTP requests to limit",
                 "remove rate_limits here; limit new connections per client with \
@@ -156,7 +165,12 @@ impl Validator<'_> {
                         list(self.rate_limit_names.iter().map(String::as_str))
                     )
                 };
-                self.push(at, quote(name), format!("no rate limit named `{name}`"), fix);
+                self.push(
+                    at,
+                    quote(name),
+                    format!("no rate limit named `{name}`"),
+                    fix,
+                );
                 ok = false;
                 continue;
             };
@@ -274,11 +288,23 @@ mod tests {
         let error = one_error(&with(
             "[rate_limit.x]\nrate = \"1/s\"\nkey = \"header:X Key\"\n",
         ));
-        assert_error(&error, "rate_limit.x.key", "\"header:X Key\"", "not a valid", "");
+        assert_error(
+            &error,
+            "rate_limit.x.key",
+            "\"header:X Key\"",
+            "not a valid",
+            "",
+        );
         let error = one_error(&with(
             "[rate_limit.x]\nrate = \"1/s\"\nkey = \"client:ip\"\n",
         ));
-        assert_error(&error, "rate_limit.x.key", "\"client:ip\"", "takes no name", "");
+        assert_error(
+            &error,
+            "rate_limit.x.key",
+            "\"client:ip\"",
+            "takes no name",
+            "",
+        );
     }
 
     #[test]
