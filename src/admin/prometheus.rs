@@ -10,7 +10,7 @@
 //! workers it holds. Latencies are histograms with fixed buckets (500 µs … 10 s). The discovered
 //! instances' families (`lbproxy_instance_*`, declared in the catalog too) come next, over the
 //! `/api/instances` view of the discovery inventory (after the response compression families,
-//! `lbproxy_compression_*{algorithm}`), the autoscaled groups' families
+//! `lbproxy_compression_*{algorithm}`, and the request rate limits', `lbproxy_rate_limit_*{limit}`), the autoscaled groups' families
 //! (`lbproxy_autoscale_*`) over the `/api/autoscale` view of the autoscaler's board, and the
 //! deployments' (`lbproxy_deploy_*`, `lbproxy_deploys_total`) last, over the deployment board.
 
@@ -21,6 +21,7 @@ use super::ServerInfo;
 use crate::metrics::compression::{CompressionCounts, CODINGS};
 use crate::metrics::counters::{ClassCounts, Latency, LATENCY_BOUNDS_US, STATUS_CLASSES};
 use crate::metrics::family::{Kind, Table, Value};
+use crate::metrics::rate_limits::RateLimitCounts;
 use crate::metrics::tables::{BACKENDS, LISTENERS, ROUTES, UPSTREAMS};
 use crate::metrics::Aggregate;
 use std::fmt::{Display, Write as _};
@@ -104,6 +105,21 @@ pub const COMPRESSION_BYTES_IN: Family = counter(
 pub const COMPRESSION_BYTES_OUT: Family = counter(
     "lbproxy_compression_bytes_out_total",
     "Compressed body bytes sent to clients (without chunk framing), by coding.",
+);
+
+pub const RATE_LIMIT_REQUESTS: Family = counter(
+    "lbproxy_rate_limit_requests_total",
+    "Requests checked against a rate limit ([rate_limit.NAME]), by outcome: allowed, limited \
+     (answered 429) or dry_run (over the limit, served because the limit is dry_run).",
+);
+pub const RATE_LIMIT_KEYS: Family = gauge(
+    "lbproxy_rate_limit_keys",
+    "Keys (clients, header values, routes) a rate limit remembers now, over all workers.",
+);
+pub const RATE_LIMIT_EVICTIONS: Family = counter(
+    "lbproxy_rate_limit_evictions_total",
+    "Keys a rate limit forgot before their state expired because its table was full \
+     (max_keys); they start afresh.",
 );
 
 /// Renders the whole exposition: the proxy's own families, then those of the discovered
@@ -204,6 +220,7 @@ pub fn render(
         .collect();
     out.table(&BACKENDS, &backends);
     out.compression(&aggregate.compression);
+    out.rate_limits(&aggregate.rate_limits);
     let instances: Vec<_> = instances
         .iter()
         .map(|i| (vec![i.group.as_str(), i.unit.as_str()], i))
@@ -272,6 +289,34 @@ impl Exposition {
             self.family(family);
             for (coding, value) in CODINGS.iter().zip(values) {
                 self.sample(family.name, &[("algorithm", coding.token())], value);
+            }
+        }
+    }
+
+    /// The rate limit families, one sample (or one per outcome) per configured limit.
+    fn rate_limits(&mut self, limits: &[RateLimitCounts]) {
+        self.family(RATE_LIMIT_REQUESTS);
+        for limit in limits {
+            let outcomes = [
+                ("allowed", limit.allowed),
+                ("limited", limit.limited),
+                ("dry_run", limit.dry_run),
+            ];
+            for (outcome, value) in outcomes {
+                let labels = [("limit", limit.name.as_str()), ("outcome", outcome)];
+                self.sample(RATE_LIMIT_REQUESTS.name, &labels, value);
+            }
+        }
+        for (family, value) in [
+            (
+                RATE_LIMIT_KEYS,
+                (|l: &RateLimitCounts| l.keys) as fn(&RateLimitCounts) -> u64,
+            ),
+            (RATE_LIMIT_EVICTIONS, |l| l.evictions),
+        ] {
+            self.family(family);
+            for limit in limits {
+                self.sample(family.name, &[("limit", limit.name.as_str())], value(limit));
             }
         }
     }

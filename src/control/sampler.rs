@@ -282,6 +282,7 @@ mod tests {
                 backends: vec![backend],
             }],
             compression: Default::default(),
+            rate_limits: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod client;
 pub mod exchange;
 pub mod record;
 pub mod redirect;
+pub mod refuse;
 pub mod rewrite;
 pub mod rule_vars;
 pub mod session;

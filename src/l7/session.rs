@@ -2,11 +2,13 @@
 //! refuse what must be refused, answer what a redirect route matched ([`super::redirect`]), and
 //! hand the rest to [`super::exchange::forward`], one request at a time, so pipelined requests are
 //! answered in order. A route that rewrites the path has its target built here
-//! ([`super::rewrite`]).
+//! ([`super::rewrite`]). A route that names rate limits has them checked here, after routing
+//! (`policy/rate_limit.rs`); a refused request is answered 429 by [`super::refuse`].
 
 use super::client::{respond_and_close, ClientConn, PendingRequest};
 use super::exchange;
 use super::redirect::{self, Redirected};
+use super::refuse::{self, Refusal};
 use super::rewrite;
 use super::rule_vars::{split_target, RequestParts, RuleVars};
 use crate::config::RouteAction;
@@ -21,7 +23,7 @@ use crate::upstream::select;
 use crate::upstream::Generation;
 use monoio::io::OwnedReadHalf;
 use monoio::net::TcpStream;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -40,6 +42,8 @@ const FIRST_REQUEST_GRACE_ON_DRAIN: Duration = Duration::from_secs(1);
 enum Prepared {
     Forward(PendingRequest),
     Redirect(Box<Redirected>),
+    /// Answered by the proxy with a refusal (a rate limit's 429).
+    Refuse(Box<Refusal>),
 }
 
 /// Why reading the next request ended the connection instead.
@@ -82,6 +86,13 @@ pub async fn serve(
                 if !redirect::answer(ctx, &mut client, *redirected).await
                     || ctx.drain.is_triggered()
                 {
+                    return;
+                }
+                continue;
+            }
+            Ok(Prepared::Refuse(refusal)) => {
+                first = false;
+                if !refuse::answer(ctx, &mut client, *refusal).await || ctx.drain.is_triggered() {
                     return;
                 }
                 continue;
@@ -165,7 +176,13 @@ async fn next_request(
                 Ok(Some(request)) => {
                     let head_len = request.head_len;
                     ctx.listeners[listener].add_received(head_len as u64);
-                    let pending = prepare(ctx, ctx.generation(), client.peer, listener, request);
+                    let pending = prepare(
+                        ctx,
+                        ctx.generation(),
+                        (client.peer, client.request_ip),
+                        listener,
+                        request,
+                    );
                     client.buf.drain(..head_len);
                     return pending;
                 }
@@ -273,7 +290,7 @@ async fn between_requests(
 fn prepare(
     ctx: &WorkerContext,
     generation: Rc<Generation>,
-    peer: SocketAddr,
+    (peer, client_ip): (SocketAddr, IpAddr),
     listener: usize,
     request: crate::http::Request<'_>,
 ) -> Result<Prepared, Stop> {
@@ -321,6 +338,18 @@ fn prepare(
             let detail =
                 format!("request body of {length} bytes is larger than the limit of {max} bytes");
             return Err(reject(413, detail, &request_id));
+        }
+    }
+    // The one branch a route without rate limits pays.
+    if !route_config.rate_limits.is_empty() {
+        if let Some(refusal) = rate_limited(ctx, &generation, &request, client_ip, listener, route)
+        {
+            return Ok(Prepared::Refuse(Box::new(Refusal {
+                summary: summary(&request),
+                request_id,
+                generation,
+                ..refusal
+            })));
         }
     }
     let upstream = match &routes[route].action {
@@ -427,6 +456,60 @@ fn prepare(
     Ok(Prepared::Forward(pending))
 }
 
+/// Checks the request against its route's rate limits; the 429 of the first that refuses (its
+/// `summary`, `request_id` and `generation` are the caller's to fill in).
+#[cold]
+#[inline(never)]
+fn rate_limited(
+    ctx: &WorkerContext,
+    generation: &Rc<Generation>,
+    request: &crate::http::Request<'_>,
+    client_ip: IpAddr,
+    listener: usize,
+    route: usize,
+) -> Option<Refusal> {
+    let indexes = &generation.config.listeners[listener].routes[route].rate_limits;
+    let limited = ctx.rate_limits.borrow_mut().check(
+        indexes,
+        request,
+        client_ip,
+        (listener, route),
+        &ctx.listeners[listener],
+    )?;
+    let name = &limited.name;
+    let fields = vec![
+        ("Retry-After", limited.retry_after_secs.to_string()),
+        (
+            "RateLimit-Policy",
+            format!("\"{name}\";q={};w={}", limited.quota, limited.window_secs),
+        ),
+        (
+            "RateLimit",
+            format!("\"{name}\";r=0;t={}", limited.reset_secs),
+        ),
+    ];
+    Some(Refusal {
+        generation: generation.clone(),
+        listener,
+        route,
+        status: 429,
+        reason: refuse::standard_reason(429),
+        fields,
+        text: format!(
+            "too many requests (rate limit {name}): retry after {} s\n",
+            limited.retry_after_secs
+        ),
+        refused_by: format!("rate_limit:{name}"),
+        request_id: String::new(),
+        summary: String::new(),
+        head_only: request.method == Method::Head,
+        keep_alive: request.keep_alive,
+        version: request.version,
+        body: request.body,
+        started: Instant::now(),
+    })
+}
+
 /// `METHOD target`, for log lines; built without `format!`, which costs several times the copy
 /// (bench/ profile).
 fn summary(request: &crate::http::Request<'_>) -> String {
@@ -464,9 +547,9 @@ pub(crate) mod testing {
         let request = parse_request(head, &limits)
             .expect("a valid head")
             .expect("a complete head");
-        match prepare(ctx, ctx.generation(), peer, 0, request) {
+        match prepare(ctx, ctx.generation(), (peer, peer.ip()), 0, request) {
             Ok(Prepared::Forward(pending)) => pending,
-            Ok(Prepared::Redirect(_)) | Err(_) => {
+            Ok(Prepared::Redirect(_) | Prepared::Refuse(_)) | Err(_) => {
                 panic!("refused: {}", String::from_utf8_lossy(head))
             }
         }

@@ -7,6 +7,7 @@
 //! committed a reload (for at most a tick) does not mix rows up.
 
 use super::compression::CompressionCounts;
+use super::rate_limits::{merge_rows, RateLimitCounts};
 use super::snapshot::{ListenerSnapshot, LoopLag, RouteSnapshot, WorkerSnapshot};
 use super::state::{BackendState, CircuitState};
 use super::stats::{BackendCounts, UpstreamCounts};
@@ -24,6 +25,8 @@ pub struct Aggregate {
     pub upstreams: Vec<UpstreamRow>,
     /// Responses compressed, per coding.
     pub compression: CompressionCounts,
+    /// Each request rate limit, summed over the workers by name.
+    pub rate_limits: Vec<RateLimitCounts>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +135,7 @@ impl Aggregate {
             open_connections: snapshot.open_connections,
         });
         self.compression.merge(&snapshot.compression);
+        merge_rows(&mut self.rate_limits, &snapshot.rate_limits);
         for listener in &snapshot.listeners {
             match self.listeners.iter_mut().find(|l| l.name == listener.name) {
                 Some(row) => row.counts.merge(&listener.counts),
@@ -294,6 +298,7 @@ mod tests {
                 backends,
             }],
             compression: Default::default(),
+            rate_limits: Vec::new(),
         })
     }
 

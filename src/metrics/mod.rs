@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod compression;
 pub mod counters;
 pub mod family;
+pub mod rate_limits;
 pub mod snapshot;
 pub mod state;
 pub mod stats;

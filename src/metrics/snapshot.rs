@@ -7,6 +7,7 @@
 
 use super::compression::CompressionCounts;
 use super::counters::ClassCounts;
+use super::rate_limits::RateLimitCounts;
 use super::state::{BackendState, CircuitState};
 use super::stats::{BackendCounts, ListenerCounts, UpstreamCounts};
 use crate::sys::driver::Driver;
@@ -37,6 +38,8 @@ pub struct WorkerSnapshot {
     pub upstreams: Vec<UpstreamSnapshot>,
     /// Responses compressed, per coding.
     pub compression: CompressionCounts,
+    /// Each configured request rate limit's counters, in the configuration's order.
+    pub rate_limits: Vec<RateLimitCounts>,
 }
 
 /// How late the worker's event loop ran its timer: the tick sleeps 100 ms and measures how much

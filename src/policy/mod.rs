@@ -9,3 +9,4 @@
 pub mod gcra;
 pub mod keyed;
 pub mod origin;
+pub mod rate_limit;

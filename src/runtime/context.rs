@@ -1,11 +1,13 @@
 //! A worker's own state: the configuration generation it serves (and the wake-up of requests
 //! waiting for the next one: scale from zero), request and trace ids, the drain signal, the pipes its splice relays borrow, the counts of open client connections and
-//! answered requests, each listener's counters and the compression counters. `!Send` by design: it never leaves the worker
+//! answered requests, each listener's counters, the compression counters and the request rate
+//! limits' tables. `!Send` by design: it never leaves the worker
 //! thread.
 
 use super::ids::{RequestIds, TraceIds};
 use crate::metrics::compression::CompressionStats;
 use crate::metrics::stats::ListenerStats;
+use crate::policy::rate_limit::RateLimits;
 use crate::relay::splice::PipePool;
 use crate::runtime::drain::DrainSignal;
 use crate::upstream::scale_from_zero::CommitSignal;
@@ -29,6 +31,9 @@ pub struct WorkerContext {
     pub listeners: Vec<ListenerStats>,
     /// Responses compressed, per coding.
     pub compression: CompressionStats,
+    /// The request rate limits' tables, following the generation (swapped with it in
+    /// [`WorkerContext::commit`]).
+    pub rate_limits: RefCell<RateLimits>,
     open_connections: Cell<usize>,
     /// Requests answered since the worker started (published on the tick).
     requests: Cell<u64>,
@@ -42,6 +47,7 @@ impl WorkerContext {
             .iter()
             .map(|_| ListenerStats::default())
             .collect();
+        let rate_limits = RefCell::new(RateLimits::new(&generation.config));
         Self {
             id,
             generation: RefCell::new(Rc::new(generation)),
@@ -52,6 +58,7 @@ impl WorkerContext {
             trace_ids: TraceIds::new(id),
             listeners,
             compression: CompressionStats::default(),
+            rate_limits,
             open_connections: Cell::new(0),
             requests: Cell::new(0),
         }
@@ -69,6 +76,7 @@ impl WorkerContext {
         let next = Rc::new(next);
         let old = self.generation.replace(next.clone());
         next.take_over(&old, keep_overrides);
+        self.rate_limits.borrow_mut().follow(&next.config);
         self.commits.notify();
     }
 

@@ -140,6 +140,7 @@ impl Publisher {
             routes,
             upstreams,
             compression: ctx.compression.snapshot(),
+            rate_limits: ctx.rate_limits.borrow().snapshot(),
         }
     }
 }
