@@ -76,6 +76,7 @@ impl ClientTable {
     }
 
     /// Addresses with open connections on this worker.
+    #[cfg(test)]
     pub fn clients(&self) -> usize {
         self.open.borrow().len()
     }

@@ -87,8 +87,9 @@ pub fn client_address_program(sockets: u32) -> Vec<libc::sock_filter> {
     ]
 }
 
-/// What [`client_address_program`] computes for an IPv4 source address (tests and docs).
-pub fn client_address_index(source: std::net::IpAddr, sockets: u32) -> u32 {
+/// What [`client_address_program`] computes for `source`: the tests check the kernel agrees.
+#[cfg(test)]
+pub(crate) fn client_address_index(source: std::net::IpAddr, sockets: u32) -> u32 {
     let word = match source {
         std::net::IpAddr::V4(v4) => u32::from(v4),
         std::net::IpAddr::V6(v6) => {
