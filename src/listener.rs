@@ -7,25 +7,60 @@
 //! All sockets are bound on the control thread before any worker starts, so a bind error is
 //! reported before anything runs, and a port-0 listener (tests) gets one port shared by every
 //! worker: the first bind picks it, the others reuse it.
+//!
+//! A listener with `worker_steering = "client_address"` gets a reuseport BPF program
+//! ([`crate::sys::reuseport`]) that sends every connection of one client address to one worker:
+//! the sockets are bound in worker order, so the program's index i is worker i. An inherited
+//! socket is one socket shared by every worker and cannot be steered: a warning says so and the
+//! kernel spreads its connections as it likes.
 
-use crate::config::ListenerConfig;
+use crate::config::{ListenerConfig, WorkerSteering};
+use crate::sys::reuseport;
 use crate::systemd::activation::InheritedSockets;
 use anyhow::Context;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 
-/// `count` sockets for `listener` (one per worker) and the address they accept on: the
-/// inherited socket named like the listener and duplicates of it, else `count` fresh
-/// `SO_REUSEPORT` binds of the configured address.
+/// One listener's sockets, one per worker in worker order.
+#[derive(Debug)]
+pub struct ListenerSockets {
+    pub sockets: Vec<TcpListener>,
+    /// The address they accept on (port 0 resolved).
+    pub bound: SocketAddr,
+    /// Every connection of one client address reaches one worker: steered by address, or one
+    /// worker only. Per-client limits are exact then (else each worker enforces its share).
+    pub one_worker_per_client: bool,
+}
+
+/// `count` sockets for `listener` (one per worker): the inherited socket named like the
+/// listener and duplicates of it, else `count` fresh `SO_REUSEPORT` binds of the configured
+/// address, steered by client address when the listener asks for it.
 pub fn sockets_for(
     listener: &ListenerConfig,
     count: usize,
     inherited: &mut InheritedSockets,
     only_listener: bool,
-) -> anyhow::Result<(Vec<TcpListener>, SocketAddr)> {
+) -> anyhow::Result<ListenerSockets> {
+    let steer = listener.policy.steering == WorkerSteering::ClientAddress;
     let Some(socket) = inherited.take(&listener.name, only_listener) else {
-        return bind_reuseport(listener.address, count);
+        let (sockets, bound) = bind_reuseport(listener.address, count)?;
+        let steered = steer && count > 1 && steer_by_client_address(listener, &sockets);
+        return Ok(ListenerSockets {
+            sockets,
+            bound,
+            one_worker_per_client: count == 1 || steered,
+        });
     };
+    if steer && count > 1 {
+        tracing::warn!(
+            listener = %listener.name,
+            "worker_steering = \"client_address\" cannot steer the one socket systemd passes \
+             (every worker accepts on it): per-client connection limits are enforced per worker \
+             (each allows its share); bind the listener without socket activation for exact \
+             limits"
+        );
+    }
     let bound = socket
         .local_addr()
         .context("reading the address of the inherited socket")?;
@@ -49,7 +84,28 @@ pub fn sockets_for(
         );
     }
     sockets.push(socket);
-    Ok((sockets, bound))
+    Ok(ListenerSockets {
+        sockets,
+        bound,
+        one_worker_per_client: count == 1,
+    })
+}
+
+/// Attaches the client-address program to the group of `sockets`; `false` (after a warning)
+/// when the kernel refuses it.
+fn steer_by_client_address(listener: &ListenerConfig, sockets: &[TcpListener]) -> bool {
+    let count = u32::try_from(sockets.len()).unwrap_or(u32::MAX);
+    match reuseport::attach_client_address_steering(sockets[0].as_raw_fd(), count) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(
+                listener = %listener.name,
+                "cannot steer connections by client address ({e}): the kernel spreads them; \
+                 per-client connection limits are enforced per worker (each allows its share)"
+            );
+            false
+        }
+    }
 }
 
 /// Pending-connection queue per socket. The kernel caps it at `net.core.somaxconn`.
@@ -114,7 +170,8 @@ mod tests {
         .listeners[0]
             .clone();
         let mut inherited = InheritedSockets::for_tests(vec![("http", inherited_socket)]);
-        let (sockets, bound) = sockets_for(&listener, 3, &mut inherited, true).unwrap();
+        let ListenerSockets { sockets, bound, .. } =
+            sockets_for(&listener, 3, &mut inherited, true).unwrap();
         assert_eq!(bound, addr);
         assert_eq!(sockets.len(), 3);
         for s in &sockets {
@@ -129,5 +186,40 @@ mod tests {
         let addr = taken.local_addr().unwrap();
         let err = bind_reuseport(addr, 1).unwrap_err();
         assert!(format!("{err:#}").contains(&addr.to_string()), "{err:#}");
+    }
+
+    /// Which of `sockets` accepts the connection just made (polled with a deadline).
+    fn accepted_by(sockets: &[TcpListener]) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            for (i, s) in sockets.iter().enumerate() {
+                if s.accept().is_ok() {
+                    return i;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no socket accepted");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn client_address_steering_sends_each_address_to_one_socket() {
+        let (sockets, bound) = bind_reuseport("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        reuseport::attach_client_address_steering(sockets[0].as_raw_fd(), 2).unwrap();
+        let mut per_socket = [0usize; 2];
+        for host in 1..=40u8 {
+            let source: std::net::IpAddr = [127, 0, 1, host].into();
+            let expected = reuseport::client_address_index(source, 2) as usize;
+            // Several connections per address, each from its own port.
+            for _ in 0..3 {
+                let client = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+                client.bind(&SocketAddr::new(source, 0).into()).unwrap();
+                client.connect(&bound.into()).unwrap();
+                let socket = accepted_by(&sockets);
+                assert_eq!(socket, expected, "{source} landed on socket {socket}");
+                per_socket[socket] += 1;
+            }
+        }
+        assert!(per_socket.iter().all(|&n| n > 0), "{per_socket:?}");
     }
 }

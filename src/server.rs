@@ -120,13 +120,15 @@ impl Server {
         let mut listeners_per_worker: Vec<Vec<std::net::TcpListener>> =
             (0..worker_count).map(|_| Vec::new()).collect();
         let mut listen_addrs = Vec::new();
+        let mut one_worker_per_client = Vec::new();
         let only_listener = config.listeners.len() == 1;
         for listener in &config.listeners {
-            let (sockets, bound) =
+            let bound_sockets =
                 listener::sockets_for(listener, worker_count, &mut inherited, only_listener)
                     .with_context(|| format!("listener \"{}\"", listener.name))?;
-            listen_addrs.push((listener.name.clone(), bound));
-            for (worker, socket) in sockets.into_iter().enumerate() {
+            listen_addrs.push((listener.name.clone(), bound_sockets.bound));
+            one_worker_per_client.push(bound_sockets.one_worker_per_client);
+            for (worker, socket) in bound_sockets.sockets.into_iter().enumerate() {
                 listeners_per_worker[worker].push(socket);
             }
         }
@@ -142,6 +144,7 @@ impl Server {
             driver,
             admin,
             listeners_per_worker,
+            one_worker_per_client,
             listen_addrs,
             channel: control::channel(),
         })
@@ -184,6 +187,8 @@ pub struct Bound {
     driver: Driver,
     admin: Option<std::net::TcpListener>,
     listeners_per_worker: Vec<Vec<std::net::TcpListener>>,
+    /// Per listener: every connection of one client address reaches one worker (steered).
+    one_worker_per_client: Vec<bool>,
     listen_addrs: Vec<(String, SocketAddr)>,
     /// The control loop's channel, open from the bind on (see [`Bound::commands`]).
     channel: (Commands, Inbox),
@@ -214,6 +219,7 @@ impl Bound {
             driver,
             admin: admin_listener,
             listeners_per_worker,
+            one_worker_per_client,
             listen_addrs,
             channel,
         } = self;
@@ -235,6 +241,7 @@ impl Bound {
                 driver,
                 config: config.clone(),
                 listeners,
+                one_worker_per_client: one_worker_per_client.clone(),
                 shared,
                 commands: commands_rx,
             });

@@ -69,6 +69,12 @@ impl ListenerStats {
         self.open.dec();
     }
 
+    /// Client connections open on the listener (this worker's).
+    #[inline]
+    pub fn open(&self) -> u64 {
+        self.open.get()
+    }
+
     /// A response (or, with `status` 0, a request that got none) on this listener.
     #[inline]
     pub fn count_response(&self, status: u16) {

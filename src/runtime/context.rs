@@ -1,9 +1,11 @@
 //! A worker's own state: the configuration generation it serves (and the wake-up of requests
 //! waiting for the next one: scale from zero), request and trace ids, the drain signal, the pipes its splice relays borrow, the counts of open client connections and
-//! answered requests, each listener's counters, the compression counters and the request rate
-//! limits' tables. `!Send` by design: it never leaves the worker
+//! answered requests, each listener's counters and per-client state (`connection_limits`,
+//! [`super::clients`]), the compression counters and the request rate limits' tables. `!Send` by
+//! design: it never leaves the worker
 //! thread.
 
+use super::clients::ClientTable;
 use super::ids::{RequestIds, TraceIds};
 use crate::metrics::compression::CompressionStats;
 use crate::metrics::stats::ListenerStats;
@@ -29,6 +31,8 @@ pub struct WorkerContext {
     pub trace_ids: TraceIds,
     /// Same order as the configuration's listeners (which a reload cannot change).
     pub listeners: Vec<ListenerStats>,
+    /// Per-client connection state, same order as `listeners`.
+    pub clients: Vec<ClientTable>,
     /// Responses compressed, per coding.
     pub compression: CompressionStats,
     /// The request rate limits' tables, following the generation (swapped with it in
@@ -48,6 +52,9 @@ impl WorkerContext {
             .map(|_| ListenerStats::default())
             .collect();
         let rate_limits = RefCell::new(RateLimits::new(&generation.config));
+        let clients = (generation.config.listeners.iter())
+            .map(|_| ClientTable::default())
+            .collect();
         Self {
             id,
             generation: RefCell::new(Rc::new(generation)),
@@ -57,6 +64,7 @@ impl WorkerContext {
             pipes: PipePool::default(),
             trace_ids: TraceIds::new(id),
             listeners,
+            clients,
             compression: CompressionStats::default(),
             rate_limits,
             open_connections: Cell::new(0),
@@ -67,6 +75,12 @@ impl WorkerContext {
     /// The generation serving new requests now. A request keeps the `Rc` it started with.
     pub fn generation(&self) -> Rc<Generation> {
         self.generation.borrow().clone()
+    }
+
+    /// The generation serving new requests now, borrowed: for a check that holds it across no
+    /// `.await` and no commit (the accept path), without touching the `Rc`'s count.
+    pub fn current_generation(&self) -> std::cell::Ref<'_, Rc<Generation>> {
+        self.generation.borrow()
     }
 
     /// Makes `next` the generation for new requests: backends that stay take their new

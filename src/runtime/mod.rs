@@ -1,6 +1,7 @@
 //! What every worker thread has, below the sessions that run on it: its own state
 //! ([`context::WorkerContext`]: the configuration generation it serves, request and trace ids
-//! ([`ids`]), the drain signal ([`drain`]), its open connections and listener counters), the io
+//! ([`ids`]), the drain signal ([`drain`]), its open connections and listener counters, the per-client state of
+//! connection limits ([`clients`])), the io
 //! driver it runs on ([`driver`]), the [`command`]s the control side sends it, and the little it
 //! shares with the control thread ([`WorkerShared`]).
 //!
@@ -10,6 +11,7 @@
 //! drain flag set by the control thread, and a heartbeat, counters and the metrics snapshot
 //! written by the worker alone, plus the [`command`] channel each worker drains on its tick.
 
+pub mod clients;
 pub mod command;
 pub mod context;
 pub mod drain;

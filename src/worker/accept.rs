@@ -14,7 +14,7 @@ use crate::l4;
 use crate::l7;
 use crate::net::stream::{self, StreamReader, StreamWriter};
 use crate::policy::origin::ClientOrigin;
-use crate::runtime::context::WorkerContext;
+use crate::runtime::context::{ConnectionGuard, WorkerContext};
 use crate::sys::socket;
 use crate::tls::stream::handshake;
 use monoio::net::{TcpListener, TcpStream};
@@ -68,7 +68,9 @@ fn start(ctx: &Rc<WorkerContext>, listener: usize, tcp: TcpStream, peer: SocketA
         return;
     }
     let _ = tcp.set_nodelay(true);
-    monoio::spawn(connection(ctx.clone(), listener, tcp, peer));
+    // Counted open before the task runs: the next accept of a batch sees it (`max`).
+    let open = ctx.track_connection(listener);
+    monoio::spawn(connection(ctx.clone(), listener, tcp, peer, open));
 }
 
 /// Takes up to [`ACCEPT_BATCH`] connections already waiting in the listener's queue, without
@@ -91,8 +93,13 @@ fn take_waiting(ctx: &Rc<WorkerContext>, listener_index: usize, listener: &TcpLi
 }
 
 /// One accepted connection, from accept to close.
-async fn connection(ctx: Rc<WorkerContext>, listener: usize, tcp: TcpStream, peer: SocketAddr) {
-    let _open = ctx.track_connection(listener);
+async fn connection(
+    ctx: Rc<WorkerContext>,
+    listener: usize,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    _open: ConnectionGuard,
+) {
     let Some(origin) = proxy_header::client_origin(&ctx, listener, &tcp, peer).await else {
         return;
     };

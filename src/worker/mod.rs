@@ -36,6 +36,9 @@ pub async fn run_worker(spec: WorkerSpec, ready: Sender<Result<(), String>>) {
         spec.id,
         Generation::first(spec.config.clone(), spec.id),
     ));
+    for (clients, &steered) in ctx.clients.iter().zip(&spec.one_worker_per_client) {
+        clients.set_one_worker_per_client(steered);
+    }
     let mut commands = inbox::Inbox::new(spec.commands);
     let mut accept_loops = Vec::new();
     for (index, std_listener) in spec.listeners.into_iter().enumerate() {

@@ -55,6 +55,9 @@ pub struct WorkerSpec {
     pub config: Arc<Config>,
     /// One bound listener per `config.listeners` entry, same order.
     pub listeners: Vec<TcpListener>,
+    /// Per listener: every connection of one client address reaches one worker (steered by
+    /// address, or one worker), so per-client limits apply whole.
+    pub one_worker_per_client: Vec<bool>,
     pub shared: Arc<WorkerShared>,
     /// Commands from the control thread, applied on the worker's tick.
     pub commands: Receiver<WorkerCommand>,
