@@ -154,6 +154,18 @@ fn per_client_serves_exactly_n_per_address_across_workers(driver: &str) {
     }
     wait_for_counter(&proxy, PER_CLIENT_REFUSED, 20);
     assert_eq!(counter(&proxy, MAX_REFUSED), 0);
+    // An address whose connection closes gets its place back (once the proxy has seen it).
+    let first: IpAddr = [127, 0, 1, 1].into();
+    held.remove(0);
+    let mut again = None;
+    wait_until(WITHIN, "a new connection after one closed", || {
+        again = Client::served(first, proxy.addr);
+        again.is_some()
+    });
+    assert!(
+        Client::served(first, proxy.addr).is_none(),
+        "{first} full again"
+    );
 }
 
 fn per_client_rate_refuses_the_connection_past_the_burst(driver: &str) {
