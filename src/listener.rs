@@ -222,4 +222,23 @@ mod tests {
         }
         assert!(per_socket.iter().all(|&n| n > 0), "{per_socket:?}");
     }
+
+    #[test]
+    fn client_address_steering_hashes_an_ipv6_source_as_computed() {
+        // Loopback has one IPv6 address: over several group sizes, its connections land where
+        // the xor of its four words says (a wrong offset would pick other sockets).
+        let source: std::net::IpAddr = std::net::Ipv6Addr::LOCALHOST.into();
+        for size in 2..=5u32 {
+            let Ok((sockets, bound)) = bind_reuseport("[::1]:0".parse().unwrap(), size as usize)
+            else {
+                return; // no IPv6 on this machine
+            };
+            reuseport::attach_client_address_steering(sockets[0].as_raw_fd(), size).unwrap();
+            let expected = reuseport::client_address_index(source, size) as usize;
+            for _ in 0..4 {
+                let _client = std::net::TcpStream::connect(bound).unwrap();
+                assert_eq!(accepted_by(&sockets), expected, "group of {size}");
+            }
+        }
+    }
 }

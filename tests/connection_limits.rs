@@ -21,6 +21,7 @@ on_both_drivers!(
     per_client_serves_exactly_n_per_address_across_workers,
     per_client_rate_refuses_the_connection_past_the_burst,
     a_listener_without_limits_takes_every_connection,
+    a_trusted_proxy_is_not_limited_per_client,
 );
 
 const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -153,6 +154,18 @@ fn per_client_serves_exactly_n_per_address_across_workers(driver: &str) {
     }
     wait_for_counter(&proxy, PER_CLIENT_REFUSED, 20);
     assert_eq!(counter(&proxy, MAX_REFUSED), 0);
+    // An address whose connection closes gets its place back (once the proxy has seen it).
+    let first: IpAddr = [127, 0, 1, 1].into();
+    held.remove(0);
+    let mut again = None;
+    wait_until(WITHIN, "a new connection after one closed", || {
+        again = Client::served(first, proxy.addr);
+        again.is_some()
+    });
+    assert!(
+        Client::served(first, proxy.addr).is_none(),
+        "{first} full again"
+    );
 }
 
 fn per_client_rate_refuses_the_connection_past_the_burst(driver: &str) {
@@ -195,4 +208,26 @@ fn a_listener_without_limits_takes_every_connection(driver: &str) {
     assert!(metrics.contains(MAX_REFUSED), "{metrics}");
     assert_eq!(counter(&proxy, MAX_REFUSED), 0);
     assert_eq!(counter(&proxy, PER_CLIENT_REFUSED), 0);
+}
+
+fn a_trusted_proxy_is_not_limited_per_client(driver: &str) {
+    let backend = RawBackend::start(Reply::Fixed(ANSWER.to_vec()));
+    // Its requests name their clients (X-Forwarded-For): the connections are the proxy's.
+    let proxy = proxy(
+        driver,
+        1,
+        backend.addr,
+        "trusted_proxies = [\"127.0.4.1/32\"]\n\
+         [listener.http.connection_limits]\nper_client = 1",
+    );
+    let trusted: IpAddr = [127, 0, 4, 1].into();
+    let held: Vec<Client> = (0..3)
+        .map(|i| Client::served(trusted, proxy.addr).unwrap_or_else(|| panic!("connection {i}")))
+        .collect();
+    assert_eq!(held.len(), 3);
+    // Anyone else is limited.
+    let other: IpAddr = [127, 0, 4, 2].into();
+    let _first = Client::served(other, proxy.addr).expect("the first connection");
+    assert!(Client::served(other, proxy.addr).is_none(), "a second one");
+    wait_for_counter(&proxy, PER_CLIENT_REFUSED, 1);
 }

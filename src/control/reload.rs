@@ -21,7 +21,7 @@
 use super::broadcast::{Answer, Workers};
 use super::shared::Shared;
 use crate::config::is_loopback;
-use crate::config::{Config, ConfigErrors};
+use crate::config::{Config, ConfigErrors, WorkerSteering};
 use crate::runtime::command::WorkerCommand;
 use crate::runtime::TICK;
 use std::sync::Arc;
@@ -238,6 +238,22 @@ pub(super) fn reconcile(
         ));
         now.pin_workers = was.pin_workers;
     }
+    // The steering program is attached when the sockets are bound.
+    for listener in &mut new.listeners {
+        let Some(was) = running.listeners.iter().find(|l| l.name == listener.name) else {
+            continue;
+        };
+        if was.policy.steering != listener.policy.steering {
+            warnings.push(format!(
+                "listener \"{}\": worker_steering changes from \"{}\" to \"{}\": takes effect at \
+                 the next restart",
+                listener.name,
+                steering_name(was.policy.steering),
+                steering_name(listener.policy.steering)
+            ));
+            listener.policy.steering = was.policy.steering;
+        }
+    }
     let (was, now) = (&running.admin, &mut new.admin);
     if (was.enabled, was.address) != (now.enabled, now.address) {
         let describe = |enabled: bool, address| match enabled {
@@ -261,6 +277,13 @@ pub(super) fn reconcile(
     }
     keep_deployments(running, &mut new);
     Ok((new, warnings))
+}
+
+fn steering_name(steering: WorkerSteering) -> &'static str {
+    match steering {
+        WorkerSteering::Kernel => "kernel",
+        WorkerSteering::ClientAddress => "client_address",
+    }
 }
 
 /// A deployment's traffic split and its canary flags are set at runtime (by the deployment
@@ -347,6 +370,29 @@ mod tests {
         assert_eq!(
             warnings,
             ["runtime.workers changed from 2 to 4: takes effect at the next restart"]
+        );
+    }
+
+    #[test]
+    fn worker_steering_waits_for_a_restart_and_the_limits_apply_at_once() {
+        let with_limits = |limits: &str| {
+            valid(&format!(
+                "[listener.http]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n\
+                 [listener.http.connection_limits]\n{limits}\n\
+                 [upstream.api]\nbackends = [\"127.0.0.1:8001\"]\n"
+            ))
+        };
+        let running = with_limits("max = 10");
+        let (applied, warnings) = reconcile(&running, with_limits("per_client = 4")).unwrap();
+        let policy = &applied.listeners[0].policy;
+        assert_eq!(policy.steering, WorkerSteering::Kernel);
+        assert_eq!(policy.connection_limits.per_client, Some(4));
+        assert_eq!(
+            warnings,
+            [
+                "listener \"http\": worker_steering changes from \"kernel\" to \"client_address\": \
+                 takes effect at the next restart"
+            ]
         );
     }
 

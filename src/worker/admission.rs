@@ -84,7 +84,9 @@ pub fn admit_client(
         }
     }
     let limits = &policy.connection_limits;
-    if !limits.per_client_state() {
+    // A trusted proxy's connection carries many clients (its requests name them): not limited
+    // per client, like the access list above.
+    if !limits.per_client_state() || origin.trust_forwarded {
         return Some(ClientSlot { counted: None });
     }
     let client = origin.addr.ip().to_canonical();

@@ -132,7 +132,6 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::config::testing::{assert_error, one_error, valid, API, LISTENER};
     use crate::config::{ConnectionLimits, WorkerSteering};
     use std::time::Duration;
