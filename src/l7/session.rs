@@ -457,8 +457,8 @@ fn prepare(
 }
 
 /// Checks the request against its route's rate limits; the 429 of the first that refuses (its
-/// `summary`, `request_id` and `generation` are the caller's to fill in).
-#[cold]
+/// `summary`, `request_id` and `generation` are the caller's to fill in). Out of line: `prepare`
+/// stays small for the routes without limits.
 #[inline(never)]
 fn rate_limited(
     ctx: &WorkerContext,
