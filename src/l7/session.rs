@@ -5,13 +5,16 @@
 //! ([`super::rewrite`]).
 
 use super::client::{respond_and_close, ClientConn, PendingRequest};
+use super::deny::{self, Denied};
 use super::exchange;
 use super::redirect::{self, Redirected};
 use super::rewrite;
 use super::rule_vars::{split_target, RequestParts, RuleVars};
 use crate::config::RouteAction;
 use crate::http::compress::{self, Choice};
-use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent};
+use crate::http::{
+    parse_request, ClientCertificate, ForwardContext, HeadLimits, Method, RequestBody, Traceparent,
+};
 use crate::net::io::{read_append, read_unless_quiet, wait_readable, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
 use crate::policy::origin::ClientOrigin;
@@ -21,7 +24,7 @@ use crate::upstream::select;
 use crate::upstream::Generation;
 use monoio::io::OwnedReadHalf;
 use monoio::net::TcpStream;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -40,6 +43,21 @@ const FIRST_REQUEST_GRACE_ON_DRAIN: Duration = Duration::from_secs(1);
 enum Prepared {
     Forward(PendingRequest),
     Redirect(Box<Redirected>),
+    /// An access list refused it: a 403 or a reset, then the connection closes.
+    Denied(Box<Denied>),
+}
+
+/// What [`prepare`] needs to know of the connection besides the head.
+#[derive(Debug, Clone, Copy)]
+struct FromClient<'a> {
+    peer: SocketAddr,
+    /// The request's client address (`ClientConn::request_ip`): what access lists check.
+    request_ip: IpAddr,
+    /// The connection comes from a trusted proxy (its listener's access list is checked per
+    /// request).
+    trust_forwarded: bool,
+    /// The verified client certificate (mTLS), for the backend.
+    client_cert: Option<&'a ClientCertificate>,
 }
 
 /// Why reading the next request ended the connection instead.
@@ -62,6 +80,7 @@ pub async fn serve(
     peer: SocketAddr,
     origin: ClientOrigin,
     fd: RawFd,
+    client_cert: Option<Box<ClientCertificate>>,
 ) {
     let mut client = ClientConn {
         r,
@@ -71,6 +90,7 @@ pub async fn serve(
         origin,
         request_ip: origin.addr.ip(),
         fd,
+        client_cert,
         quiet_read: QuietReadCanceller::default(),
     };
     let mut first = true;
@@ -85,6 +105,10 @@ pub async fn serve(
                     return;
                 }
                 continue;
+            }
+            Ok(Prepared::Denied(denied)) => {
+                deny::answer(ctx, &mut client, *denied).await;
+                return;
             }
             Err(Stop::Close) => return,
             Err(Stop::Reject {
@@ -165,7 +189,13 @@ async fn next_request(
                 Ok(Some(request)) => {
                     let head_len = request.head_len;
                     ctx.listeners[listener].add_received(head_len as u64);
-                    let pending = prepare(ctx, ctx.generation(), client.peer, listener, request);
+                    let from = FromClient {
+                        peer: client.peer,
+                        request_ip: client.request_ip,
+                        trust_forwarded: client.origin.trust_forwarded,
+                        client_cert: client.client_cert.as_deref(),
+                    };
+                    let pending = prepare(ctx, ctx.generation(), from, listener, request);
                     client.buf.drain(..head_len);
                     return pending;
                 }
@@ -273,10 +303,11 @@ async fn between_requests(
 fn prepare(
     ctx: &WorkerContext,
     generation: Rc<Generation>,
-    peer: SocketAddr,
+    from: FromClient<'_>,
     listener: usize,
     request: crate::http::Request<'_>,
 ) -> Result<Prepared, Stop> {
+    let peer = from.peer;
     let config = &generation.config;
     let request_id = request
         .request_id
@@ -297,6 +328,31 @@ fn prepare(
         );
         return Err(reject(404, detail, &request_id));
     };
+    // The one branch a route without an access list pays (on a connection not from a trusted
+    // proxy).
+    if routes[route].access.is_some() || from.trust_forwarded {
+        let refused = deny::check(
+            config,
+            listener,
+            &routes[route],
+            from.request_ip,
+            from.trust_forwarded,
+        );
+        if let Some((action, list)) = refused {
+            return Ok(Prepared::Denied(Box::new(Denied {
+                listener,
+                route,
+                action,
+                list,
+                client_ip: from.request_ip,
+                request_id,
+                summary: summary(&request),
+                head_only: request.method == Method::Head,
+                started: Instant::now(),
+                generation,
+            })));
+        }
+    }
     if request.method == Method::Connect {
         // A tunnel the proxy cannot see into: only where a route asks for it. Relayed as a plain
         // request, a backend's 2xx would make the client believe a tunnel is open while the
@@ -390,7 +446,7 @@ fn prepare(
         edits: template_vars.as_ref().map(|vars| (rules, vars)),
         // SKELETON: the trust helper passes the connection's trust; the mTLS helper the subject.
         trust_forwarded: true,
-        client_cert: None,
+        client_cert: from.client_cert,
     };
     request.write_upstream_head(&forward, &mut upstream_head);
     let summary = summary(&request);
@@ -464,9 +520,15 @@ pub(crate) mod testing {
         let request = parse_request(head, &limits)
             .expect("a valid head")
             .expect("a complete head");
-        match prepare(ctx, ctx.generation(), peer, 0, request) {
+        let from = FromClient {
+            peer,
+            request_ip: peer.ip(),
+            trust_forwarded: false,
+            client_cert: None,
+        };
+        match prepare(ctx, ctx.generation(), from, 0, request) {
             Ok(Prepared::Forward(pending)) => pending,
-            Ok(Prepared::Redirect(_)) | Err(_) => {
+            Ok(Prepared::Redirect(_) | Prepared::Denied(_)) | Err(_) => {
                 panic!("refused: {}", String::from_utf8_lossy(head))
             }
         }
@@ -489,6 +551,7 @@ pub(crate) mod testing {
             origin: ClientOrigin::peer(peer),
             request_ip: peer.ip(),
             fd,
+            client_cert: None,
             quiet_read: QuietReadCanceller::default(),
         };
         (conn, client)
