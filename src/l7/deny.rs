@@ -13,7 +13,7 @@ use super::client::{respond_and_close, ClientConn};
 use crate::config::{Config, DenyAction, RouteConfig};
 use crate::metrics::counters::Outcome;
 use crate::runtime::context::WorkerContext;
-use crate::sys::socket;
+use crate::sys;
 use crate::upstream::route::route_label;
 use crate::upstream::Generation;
 use std::net::IpAddr;
@@ -86,8 +86,9 @@ pub async fn answer(ctx: &WorkerContext, client: &mut ClientConn, denied: Denied
             (if sent > 0 { 403 } else { 0 }, sent as u64)
         }
         DenyAction::Reset => {
-            // Closing the connection (when its halves drop) now sends a reset.
-            socket::reset_on_close(client.fd);
+            // Now, not at close: the split connection's write half sends a FIN when dropped,
+            // which would reach the client first (see `sys::pipe::reset`).
+            let _ = sys::pipe::reset(client.fd);
             (0, 0)
         }
     };

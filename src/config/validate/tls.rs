@@ -23,6 +23,13 @@ use crate::config::{
 };
 use crate::tls::{self, certs, resolver::SniResolver, Problem};
 
+/// `client_auth` as validated, and the verifier that enforces it (both `None`: no client
+/// certificate asked for).
+type ClientAuth = (
+    Option<ClientAuthConfig>,
+    Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+);
+
 /// A certificate that loaded, with the names it is served for.
 struct Loaded {
     config: CertificateConfig,
@@ -121,10 +128,7 @@ impl Validator<'_> {
         &mut self,
         raw: &FileListenerTls,
         path: &KeyPath,
-    ) -> Option<(
-        Option<ClientAuthConfig>,
-        Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
-    )> {
+    ) -> Option<ClientAuth> {
         let ca_path = path.key("client_ca");
         let auth_path = path.key("client_auth");
         let required = match raw.client_auth.as_deref() {
