@@ -1,7 +1,8 @@
 //! One client connection: read request heads (with the header and idle timeouts), route them,
-//! refuse what must be refused, answer what a redirect route matched ([`super::redirect`]), and
-//! hand the rest to [`super::exchange::forward`], one request at a time, so pipelined requests are
-//! answered in order. A route that rewrites the path has its target built here
+//! refuse what must be refused (what an access list refuses: [`super::deny`]), answer what a
+//! redirect route matched ([`super::redirect`]), and hand the rest to
+//! [`super::exchange::forward`], one request at a time, so pipelined requests are answered in
+//! order. A route that rewrites the path has its target built here
 //! ([`super::rewrite`]).
 
 use super::client::{respond_and_close, ClientConn, PendingRequest};
@@ -444,7 +445,7 @@ fn prepare(
         upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
         target: target.as_deref(),
         edits: template_vars.as_ref().map(|vars| (rules, vars)),
-        // SKELETON: the trust helper passes the connection's trust; the mTLS helper the subject.
+        // SKELETON: the trust helper passes the connection's trust.
         trust_forwarded: true,
         client_cert: from.client_cert,
     };

@@ -124,11 +124,7 @@ impl Validator<'_> {
     /// `client_ca` and `client_auth`, and the verifier built from the CA bundle: `(None, None)`
     /// when no client certificate is asked for. The bundle is read now, so `check` and a reload
     /// report a missing or unusable file (and a reload rereads it).
-    fn client_auth(
-        &mut self,
-        raw: &FileListenerTls,
-        path: &KeyPath,
-    ) -> Option<ClientAuth> {
+    fn client_auth(&mut self, raw: &FileListenerTls, path: &KeyPath) -> Option<ClientAuth> {
         let ca_path = path.key("client_ca");
         let auth_path = path.key("client_auth");
         let required = match raw.client_auth.as_deref() {
