@@ -116,6 +116,14 @@ impl CidrSet {
         self.ranges.is_empty()
     }
 
+    /// Whether every address of `cidr` is in the set (within one merged range: they are
+    /// disjoint and not adjacent, so a network spanning two would have a gap).
+    pub fn covers(&self, cidr: &Cidr) -> bool {
+        let (start, end) = cidr.range();
+        let after = self.ranges.partition_point(|&(first, _)| first <= start);
+        after > 0 && end <= self.ranges[after - 1].1
+    }
+
     /// Whether `ip` is in one of the networks (an IPv4-mapped IPv6 address counts as IPv4).
     #[inline]
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -328,6 +336,20 @@ mod tests {
         assert!(Cidr::parse("example.com")
             .unwrap_err()
             .contains("not an IPv4"));
+    }
+
+    #[test]
+    fn a_set_covers_a_network_only_without_gaps() {
+        let s = set(&[
+            "10.0.0.0/9",
+            "10.128.0.0/9",
+            "192.168.0.0/24",
+            "192.168.2.0/24",
+        ]);
+        assert!(s.covers(&Cidr::parse("10.64.0.0/16").unwrap()));
+        assert!(s.covers(&Cidr::parse("10.0.0.0/8").unwrap()));
+        assert!(!s.covers(&Cidr::parse("192.168.0.0/22").unwrap()));
+        assert!(!s.covers(&Cidr::parse("11.0.0.1").unwrap()));
     }
 
     #[test]

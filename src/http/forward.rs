@@ -5,8 +5,9 @@
 //! it, else the client's), the client's fields in their order minus the dropped ones (and minus
 //! those the route's header rules remove or set), the route's `set` and `add` fields, then the
 //! fields the proxy owns: `X-Forwarded-For`,
-//! `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Request-Id`, `traceparent`, framing,
-//! `Connection`/`Upgrade`.
+//! `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Request-Id`, `traceparent`, with mTLS
+//! `X-Client-Cert-Subject` and `X-Client-Cert-Fingerprint` (a client's own lines of these two are
+//! always dropped, so they cannot be forged), framing, `Connection`/`Upgrade`.
 //! Every line ends in CRLF whatever the client used.
 
 use super::edits;
@@ -39,7 +40,8 @@ impl Request<'_> {
     /// `ctx.target` when the route rewrote it; HTTP/1.1),
     /// headers minus hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
     /// Transfer-Encoding, Upgrade unless upgrading, Expect) and minus those named in `Connection`,
-    /// minus incoming X-Request-Id/X-Forwarded-Proto/X-Forwarded-Host/traceparent (replaced), with
+    /// minus incoming X-Request-Id/X-Forwarded-Proto/X-Forwarded-Host/traceparent (replaced) and
+    /// X-Client-Cert-Subject/X-Client-Cert-Fingerprint (written only from `ctx.client_cert`), with
     /// `X-Forwarded-For` appended to, framing written by us (`Content-Length: n` or
     /// `Transfer-Encoding: chunked`), `Connection: close` when `!ctx.upstream_keep_alive`, and
     /// `Connection: upgrade` + `Upgrade` when upgrading. CRLF line endings.
@@ -81,6 +83,14 @@ impl Request<'_> {
         }
         push_field(out, b"X-Request-Id", ctx.request_id.as_bytes());
         push_field(out, b"traceparent", ctx.traceparent.as_bytes());
+        if let Some(cert) = ctx.client_cert {
+            push_field(out, b"X-Client-Cert-Subject", cert.subject.as_bytes());
+            push_field(
+                out,
+                b"X-Client-Cert-Fingerprint",
+                cert.fingerprint.as_bytes(),
+            );
+        }
         match self.body {
             RequestBody::Length(length) => {
                 out.extend_from_slice(b"Content-Length: ");
@@ -174,7 +184,7 @@ impl Request<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::request::{parse_request, HeadLimits};
+    use super::super::request::{parse_request, ClientCertificate, HeadLimits};
     use super::super::trace_context::{TracePrefix, Traceparent};
     use super::*;
     use crate::config::Template;
@@ -341,6 +351,31 @@ mod tests {
         assert_eq!(
             forward(raw),
             format!("GET / HTTP/1.1\r\nHost: example.com\r\n{PROXY_FIELDS}\r\n")
+        );
+    }
+
+    #[test]
+    fn client_certificate_fields_are_the_proxy_s_alone() {
+        let raw = "GET / HTTP/1.1\r\nHost: example.com\r\nX-Client-Cert-Subject: CN=admin\r\n\
+                   x-client-cert-fingerprint: 00\r\nX_Client_Cert_Subject: CN=admin\r\n\r\n";
+        // Without a verified certificate: dropped, whatever the listener.
+        assert_eq!(
+            forward(raw),
+            format!("GET / HTTP/1.1\r\nHost: example.com\r\n{PROXY_FIELDS}\r\n")
+        );
+        let cert = ClientCertificate {
+            subject: "CN=alice,O=Example".into(),
+            fingerprint: "ab01".into(),
+        };
+        let mut ctx = context(true);
+        ctx.client_cert = Some(&cert);
+        assert_eq!(
+            forward_with(raw, &ctx),
+            format!(
+                "GET / HTTP/1.1\r\nHost: example.com\r\n{PROXY_FIELDS}\
+                 X-Client-Cert-Subject: CN=alice,O=Example\r\n\
+                 X-Client-Cert-Fingerprint: ab01\r\n\r\n"
+            )
         );
     }
 

@@ -25,6 +25,9 @@ pub(crate) enum KnownField {
     XForwardedHost,
     XRequestId,
     Traceparent,
+    /// The proxy's own mTLS fields: a client's are always dropped, so a backend can trust them.
+    XClientCertSubject,
+    XClientCertFingerprint,
     /// One of the fields above whose name has a `-`, spelled with `_` instead (`Content_Length`,
     /// `Transfer_Encoding`, `X_Forwarded_For`, …). Never forwarded: a backend behind CGI, WSGI or
     /// PHP maps both spellings to the same variable (`HTTP_CONTENT_LENGTH`), so it could read a
@@ -74,6 +77,8 @@ pub(crate) fn classify(name: &[u8]) -> KnownField {
         (16, b'x') => (XForwardedHost, b"x-forwarded-host"),
         (17, b't') => (TransferEncoding, b"transfer-encoding"),
         (17, b'x') => (XForwardedProto, b"x-forwarded-proto"),
+        (21, _) => (XClientCertSubject, b"x-client-cert-subject"),
+        (25, _) => (XClientCertFingerprint, b"x-client-cert-fingerprint"),
         _ => return Other,
     };
     if name.eq_ignore_ascii_case(lowercase) {

@@ -38,7 +38,9 @@ mod trace_context;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedOutput, DecodeProgress};
 pub use error_response::{reason_phrase, write_error_response};
-pub use request::{parse_request, ForwardContext, HeadLimits, Request, RequestError};
+pub use request::{
+    parse_request, ClientCertificate, ForwardContext, HeadLimits, Request, RequestError,
+};
 pub use response::{parse_response, Response, ResponseContext, ResponseError};
 pub use trace_context::{TracePrefix, Traceparent, TRACEPARENT_LEN};
 

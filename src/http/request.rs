@@ -94,9 +94,20 @@ pub struct ForwardContext<'a> {
     /// proxy): kept and appended to. Otherwise they are dropped and `X-Forwarded-For` names
     /// `client_ip` alone.
     pub trust_forwarded: bool,
-    /// The subject of the client certificate that verified in the TLS handshake (mTLS), for
-    /// the backend; `None`: none was presented (or the listener asks for none).
-    pub client_cert: Option<&'a str>,
+    /// The client certificate that verified in the TLS handshake (mTLS), for the backend
+    /// (`X-Client-Cert-Subject`, `X-Client-Cert-Fingerprint`); `None`: none was presented (or
+    /// the listener asks for none). A client's own fields of these names are always dropped.
+    pub client_cert: Option<&'a ClientCertificate>,
+}
+
+/// A client certificate verified in a connection's TLS handshake, as backends are told of it:
+/// rendered once per connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The leaf's subject, RFC 4514 (`CN=alice,O=Example`), escaped to be a valid field value.
+    pub subject: Box<str>,
+    /// SHA-256 of the leaf's DER, lowercase hex.
+    pub fingerprint: Box<str>,
 }
 
 /// A complete, validated request head borrowed from the read buffer.

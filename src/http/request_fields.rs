@@ -167,6 +167,8 @@ fn scan_fields<'a>(fields: &[httparse::Header<'a>]) -> Result<FieldScan<'a>, Req
             | KnownField::Trailer
             | KnownField::XForwardedProto
             | KnownField::XForwardedHost
+            | KnownField::XClientCertSubject
+            | KnownField::XClientCertFingerprint
             | KnownField::Underscored => {}
         }
         // Every known field is either hop-by-hop, framing we write ourselves, replaced by the

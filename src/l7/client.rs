@@ -6,6 +6,7 @@
 use crate::config::RouteConfig;
 use crate::http::compress::Choice;
 use crate::http::write_error_response;
+use crate::http::ClientCertificate;
 use crate::http::{Method, RequestBody, Version};
 use crate::net::io::{write_all_within, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
@@ -40,6 +41,9 @@ pub struct ClientConn {
     pub request_ip: IpAddr,
     /// The TCP socket underneath (TLS or not), to reset it when a tunnel's backend fails.
     pub fd: RawFd,
+    /// The client certificate verified in the TLS handshake (mTLS), rendered once for the
+    /// backends; `None` for plain connections and clients that sent none.
+    pub client_cert: Option<Box<ClientCertificate>>,
     /// For the reads between requests that may park the connection
     /// ([`super::session`]'s `between_requests`).
     pub quiet_read: QuietReadCanceller,

@@ -7,11 +7,13 @@
 //! the upstream connection to the pool when both sides ended cleanly; a `101 Switching Protocols` turns the connection into the
 //! byte relay ([`body::tunnel`], [`crate::relay`]). Each request is counted once when it ends
 //! ([`record`]). A redirect route is answered by the proxy ([`redirect`]); a route that rewrites
-//! the path has its upstream target built by [`rewrite`]. A route's header rules name request
+//! the path has its upstream target built by [`rewrite`]. A request an access list refuses is
+//! answered (403) or reset by [`deny`]. A route's header rules name request
 //! properties gathered by [`rule_vars`], only for a route that has rules.
 
 pub mod body;
 pub mod client;
+pub mod deny;
 pub mod exchange;
 pub mod record;
 pub mod redirect;

@@ -1,11 +1,13 @@
 //! One client connection: read request heads (with the header and idle timeouts), route them,
-//! refuse what must be refused, answer what a redirect route matched ([`super::redirect`]), and
-//! hand the rest to [`super::exchange::forward`], one request at a time, so pipelined requests are
-//! answered in order. A route that rewrites the path has its target built here
-//! ([`super::rewrite`]). A route that names rate limits has them checked here, after routing
-//! (`policy/rate_limit.rs`); a refused request is answered 429 by [`super::refuse`].
+//! refuse what must be refused (what an access list refuses: [`super::deny`]), answer what a
+//! redirect route matched ([`super::redirect`]), and hand the rest to
+//! [`super::exchange::forward`], one request at a time, so pipelined requests are answered in
+//! order. A route that rewrites the path has its target built here ([`super::rewrite`]). A route
+//! that names rate limits has them checked here, after routing (`policy/rate_limit.rs`); a
+//! refused request is answered 429 by [`super::refuse`].
 
 use super::client::{respond_and_close, ClientConn, PendingRequest};
+use super::deny::{self, Denied};
 use super::exchange;
 use super::redirect::{self, Redirected};
 use super::refuse::{self, Refusal};
@@ -13,7 +15,9 @@ use super::rewrite;
 use super::rule_vars::{split_target, RequestParts, RuleVars};
 use crate::config::RouteAction;
 use crate::http::compress::{self, Choice};
-use crate::http::{parse_request, ForwardContext, HeadLimits, Method, RequestBody, Traceparent};
+use crate::http::{
+    parse_request, ClientCertificate, ForwardContext, HeadLimits, Method, RequestBody, Traceparent,
+};
 use crate::net::io::{read_append, read_unless_quiet, wait_readable, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
 use crate::policy::origin::ClientOrigin;
@@ -44,6 +48,21 @@ enum Prepared {
     Redirect(Box<Redirected>),
     /// Answered by the proxy with a refusal (a rate limit's 429).
     Refuse(Box<Refusal>),
+    /// An access list refused it: a 403 or a reset, then the connection closes.
+    Denied(Box<Denied>),
+}
+
+/// What [`prepare`] needs to know of the connection besides the head.
+#[derive(Debug, Clone, Copy)]
+struct FromClient<'a> {
+    peer: SocketAddr,
+    /// The request's client address (`ClientConn::request_ip`): what access lists check.
+    request_ip: IpAddr,
+    /// The connection comes from a trusted proxy (its listener's access list is checked per
+    /// request).
+    trust_forwarded: bool,
+    /// The verified client certificate (mTLS), for the backend.
+    client_cert: Option<&'a ClientCertificate>,
 }
 
 /// Why reading the next request ended the connection instead.
@@ -66,6 +85,7 @@ pub async fn serve(
     peer: SocketAddr,
     origin: ClientOrigin,
     fd: RawFd,
+    client_cert: Option<Box<ClientCertificate>>,
 ) {
     let mut client = ClientConn {
         r,
@@ -75,6 +95,7 @@ pub async fn serve(
         origin,
         request_ip: origin.addr.ip(),
         fd,
+        client_cert,
         quiet_read: QuietReadCanceller::default(),
     };
     let mut first = true;
@@ -96,6 +117,10 @@ pub async fn serve(
                     return;
                 }
                 continue;
+            }
+            Ok(Prepared::Denied(denied)) => {
+                deny::answer(ctx, &mut client, *denied).await;
+                return;
             }
             Err(Stop::Close) => return,
             Err(Stop::Reject {
@@ -176,13 +201,13 @@ async fn next_request(
                 Ok(Some(request)) => {
                     let head_len = request.head_len;
                     ctx.listeners[listener].add_received(head_len as u64);
-                    let pending = prepare(
-                        ctx,
-                        ctx.generation(),
-                        (client.peer, client.request_ip),
-                        listener,
-                        request,
-                    );
+                    let from = FromClient {
+                        peer: client.peer,
+                        request_ip: client.request_ip,
+                        trust_forwarded: client.origin.trust_forwarded,
+                        client_cert: client.client_cert.as_deref(),
+                    };
+                    let pending = prepare(ctx, ctx.generation(), from, listener, request);
                     client.buf.drain(..head_len);
                     return pending;
                 }
@@ -290,10 +315,11 @@ async fn between_requests(
 fn prepare(
     ctx: &WorkerContext,
     generation: Rc<Generation>,
-    (peer, client_ip): (SocketAddr, IpAddr),
+    from: FromClient<'_>,
     listener: usize,
     request: crate::http::Request<'_>,
 ) -> Result<Prepared, Stop> {
+    let peer = from.peer;
     let config = &generation.config;
     let request_id = request
         .request_id
@@ -314,6 +340,31 @@ fn prepare(
         );
         return Err(reject(404, detail, &request_id));
     };
+    // The one branch a route without an access list pays (on a connection not from a trusted
+    // proxy).
+    if routes[route].access.is_some() || from.trust_forwarded {
+        let refused = deny::check(
+            config,
+            listener,
+            &routes[route],
+            from.request_ip,
+            from.trust_forwarded,
+        );
+        if let Some((action, list)) = refused {
+            return Ok(Prepared::Denied(Box::new(Denied {
+                listener,
+                route,
+                action,
+                list,
+                client_ip: from.request_ip,
+                request_id,
+                summary: summary(&request),
+                head_only: request.method == Method::Head,
+                started: Instant::now(),
+                generation,
+            })));
+        }
+    }
     if request.method == Method::Connect {
         // A tunnel the proxy cannot see into: only where a route asks for it. Relayed as a plain
         // request, a backend's 2xx would make the client believe a tunnel is open while the
@@ -342,7 +393,8 @@ fn prepare(
     }
     // The one branch a route without rate limits pays.
     if !route_config.rate_limits.is_empty() {
-        if let Some(refusal) = rate_limited(ctx, &generation, &request, client_ip, listener, route)
+        if let Some(refusal) =
+            rate_limited(ctx, &generation, &request, from.request_ip, listener, route)
         {
             return Ok(Prepared::Refuse(Box::new(Refusal {
                 summary: summary(&request),
@@ -417,9 +469,9 @@ fn prepare(
         upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
         target: target.as_deref(),
         edits: template_vars.as_ref().map(|vars| (rules, vars)),
-        // SKELETON: the trust helper passes the connection's trust; the mTLS helper the subject.
+        // SKELETON: the trust helper passes the connection's trust.
         trust_forwarded: true,
-        client_cert: None,
+        client_cert: from.client_cert,
     };
     request.write_upstream_head(&forward, &mut upstream_head);
     let summary = summary(&request);
@@ -547,9 +599,15 @@ pub(crate) mod testing {
         let request = parse_request(head, &limits)
             .expect("a valid head")
             .expect("a complete head");
-        match prepare(ctx, ctx.generation(), (peer, peer.ip()), 0, request) {
+        let from = FromClient {
+            peer,
+            request_ip: peer.ip(),
+            trust_forwarded: false,
+            client_cert: None,
+        };
+        match prepare(ctx, ctx.generation(), from, 0, request) {
             Ok(Prepared::Forward(pending)) => pending,
-            Ok(Prepared::Redirect(_) | Prepared::Refuse(_)) | Err(_) => {
+            Ok(Prepared::Redirect(_) | Prepared::Refuse(_) | Prepared::Denied(_)) | Err(_) => {
                 panic!("refused: {}", String::from_utf8_lossy(head))
             }
         }
@@ -572,6 +630,7 @@ pub(crate) mod testing {
             origin: ClientOrigin::peer(peer),
             request_ip: peer.ip(),
             fd,
+            client_cert: None,
             quiet_read: QuietReadCanceller::default(),
         };
         (conn, client)

@@ -17,9 +17,12 @@
 //! (random keys rotated every 6 hours, kept across reloads, so any worker and any configuration
 //! generation resumes a session another one made), plus rustls' stateful session-ID cache for
 //! TLS 1.2 clients without ticket support. Both sit behind locks shared by the workers; they are
-//! touched once per handshake, never per request.
+//! touched once per handshake, never per request. A listener that asks for client certificates
+//! ([`client_auth`]) has ticket keys of its own configuration instead: a resumed session is not
+//! verified again, so tickets must not cross listeners or a reload of its CA.
 
 pub mod certs;
+pub mod client_auth;
 pub mod resolver;
 pub mod stream;
 #[cfg(test)]
@@ -60,6 +63,16 @@ pub fn provider() -> Arc<CryptoProvider> {
         .clone()
 }
 
+/// Ticket keys of one configuration only (a listener asking for client certificates).
+fn own_ticketer() -> Result<Arc<dyn ProducesTickets>, Problem> {
+    rustls::crypto::ring::Ticketer::new().map_err(|e| {
+        Problem::new(
+            format!("cannot create the TLS session ticket keys ({e})"),
+            "this needs the system's random number generator (getrandom)",
+        )
+    })
+}
+
 /// The process-wide session ticket encrypter (see the module docs).
 fn ticketer() -> Result<Arc<dyn ProducesTickets>, Problem> {
     static TICKETER: OnceLock<Arc<dyn ProducesTickets>> = OnceLock::new();
@@ -81,15 +94,25 @@ pub fn server_config(
     resolver: resolver::SniResolver,
     client_verifier: Option<Arc<dyn ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, Problem> {
-    // SKELETON: the mTLS helper uses `client_verifier`.
-    let _ = client_verifier;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(internal)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .map_err(internal)?;
+    let asks_certificates = client_verifier.is_some();
+    let builder = match client_verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
-    config.ticketer = ticketer()?;
+    // A resumed session is not verified again: rustls trusts the client certificate stored in
+    // its ticket. With client certificates, the listener's configuration gets its own ticket
+    // keys, so a ticket from another listener (or from before a reload that changed the CA)
+    // cannot resume here: such a client makes a full handshake and is verified.
+    config.ticketer = if asks_certificates {
+        own_ticketer()?
+    } else {
+        ticketer()?
+    };
     Ok(Arc::new(config))
 }
 

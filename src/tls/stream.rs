@@ -161,6 +161,16 @@ enum Plaintext {
 }
 
 impl TlsReader {
+    /// `f` of the certificate the peer presented and the handshake verified, leaf first (a
+    /// server's client certificate, mTLS); `None` when it presented none.
+    pub fn with_peer_leaf<T>(
+        &self,
+        f: impl FnOnce(Option<&rustls::pki_types::CertificateDer<'static>>) -> T,
+    ) -> T {
+        let conn = self.conn.borrow();
+        f(conn.peer_certificates().and_then(<[_]>::first))
+    }
+
     /// Whether anything already read from the socket waits here unread: ciphertext not yet
     /// given to rustls, plaintext it decrypted that nobody took, or the end of the stream. An
     /// idle pooled connection with any of it holds bytes past its last response, which a peek at

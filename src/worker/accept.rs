@@ -5,19 +5,24 @@
 //! socket. `http` connections go straight to [`crate::l7::session::serve`]; `https` ones first complete their
 //! TLS handshake ([`accept_tls`]) with the certificates of the configuration generation current at
 //! accept time, within `timeouts.tls_handshake` (a client that connects and sends nothing, or
-//! sends something that is not TLS, is closed without disturbing anyone else); `tcp` ones are
+//! sends something that is not TLS, is closed without disturbing anyone else), and a listener
+//! asking for client certificates (mTLS) renders the verified one once for the session and counts
+//! it (or the handshake that failed on it); `tcp` ones are
 //! relayed to a backend by [`crate::l4::session::serve`].
 
 use super::{admission, proxy_header};
 use crate::config::ListenerProtocol;
+use crate::http::ClientCertificate;
 use crate::l4;
 use crate::l7;
 use crate::net::stream::{self, StreamReader, StreamWriter};
 use crate::policy::origin::ClientOrigin;
 use crate::runtime::context::{ConnectionGuard, WorkerContext};
 use crate::sys::socket;
-use crate::tls::stream::handshake;
+use crate::tls::client_auth;
+use crate::tls::stream::{handshake, HandshakeError};
 use monoio::net::{TcpListener, TcpStream};
+use rustls::pki_types::CertificateDer;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -115,7 +120,8 @@ async fn connection(
     // (one allocation per TLS or tcp connection instead).
     match protocol {
         ListenerProtocol::Http => {
-            l7::session::serve(&ctx, listener, stream::plain(tcp), peer, origin, fd).await;
+            let halves = stream::plain(tcp);
+            l7::session::serve(&ctx, listener, halves, peer, origin, fd, None).await;
         }
         ListenerProtocol::Https => {
             Box::pin(serve_tls(&ctx, listener, tcp, peer, origin, fd)).await;
@@ -135,24 +141,26 @@ async fn serve_tls(
     origin: ClientOrigin,
     fd: RawFd,
 ) {
-    if let Some(halves) = accept_tls(ctx, listener, tcp, peer).await {
-        l7::session::serve(ctx, listener, halves, peer, origin, fd).await;
+    if let Some((halves, client_cert)) = accept_tls(ctx, listener, tcp, peer).await {
+        l7::session::serve(ctx, listener, halves, peer, origin, fd, client_cert).await;
     }
 }
 
-/// The server side of a TLS handshake. `None`: it failed, timed out or the worker is draining
-/// (logged at debug level: scanners and health checkers fail handshakes all day).
+/// The server side of a TLS handshake, with the client certificate it verified (mTLS). `None`:
+/// it failed, timed out or the worker is draining (logged at debug level: scanners and health
+/// checkers fail handshakes all day).
 async fn accept_tls(
     ctx: &WorkerContext,
     listener: usize,
     tcp: TcpStream,
     peer: SocketAddr,
-) -> Option<(StreamReader, StreamWriter)> {
-    let (rustls, limit) = {
+) -> Option<TlsAccepted> {
+    let (rustls, limit, asks_certificates) = {
         let generation = ctx.generation();
         let config = &generation.config;
         let tls = config.listeners[listener].tls.as_ref()?;
-        (tls.rustls.clone(), config.timeouts.tls_handshake)
+        let asks = tls.client_auth.is_some();
+        (tls.rustls.clone(), config.timeouts.tls_handshake, asks)
     };
     let server = match rustls::ServerConnection::new(rustls) {
         Ok(server) => server,
@@ -168,8 +176,23 @@ async fn accept_tls(
         _ = ctx.drain.triggered() => return None,
     };
     match outcome {
-        Ok(Ok(halves)) => Some(stream::tls(halves)),
+        Ok(Ok(halves)) => {
+            // Only a listener asking for certificates pays for looking (once per connection).
+            let client_cert = if asks_certificates {
+                let cert = halves.0.with_peer_leaf(|leaf| leaf.map(client_certificate));
+                if cert.is_some() {
+                    ctx.listeners[listener].client_certificate(true);
+                }
+                cert
+            } else {
+                None
+            };
+            Some((stream::tls(halves), client_cert))
+        }
         Ok(Err(e)) => {
+            if asks_certificates && refused_client_certificate(&e) {
+                ctx.listeners[listener].client_certificate(false);
+            }
             tracing::debug!(worker = ctx.id, client = %peer, "TLS handshake failed: {e}");
             None
         }
@@ -182,4 +205,30 @@ async fn accept_tls(
             None
         }
     }
+}
+
+/// A completed handshake: the streams, and the client certificate it verified.
+type TlsAccepted = ((StreamReader, StreamWriter), Option<Box<ClientCertificate>>);
+
+/// The verified leaf as backends are told of it (`X-Client-Cert-Subject`, `-Fingerprint`).
+fn client_certificate(leaf: &CertificateDer<'static>) -> Box<ClientCertificate> {
+    Box::new(ClientCertificate {
+        // rustls verified and so parsed it: the subject is always there.
+        subject: client_auth::subject(leaf).unwrap_or_default().into(),
+        fingerprint: client_auth::fingerprint(leaf).into(),
+    })
+}
+
+/// Whether a handshake failed on the client's certificate: none presented where one is
+/// required, or one that did not verify (unknown issuer, expired, revoked, wrong usage, bad
+/// signature).
+fn refused_client_certificate(error: &HandshakeError) -> bool {
+    matches!(
+        error,
+        HandshakeError::Tls(
+            rustls::Error::NoCertificatesPresented
+                | rustls::Error::InvalidCertificate(_)
+                | rustls::Error::InvalidCertRevocationList(_)
+        )
+    )
 }

@@ -275,6 +275,11 @@ fn request_owned(lower: &str, edit: Edit) -> Option<String> {
             "the proxy sends the request's id and trace itself (the client's when valid): \
              remove this rule; {request_id} names the id in other fields"
         }
+        "x-client-cert-subject" | "x-client-cert-fingerprint" => {
+            "the proxy writes the verified client certificate's fields itself (mTLS: \
+             [listener.NAME.tls] client_ca) and drops any a client sends, so backends can trust \
+             them: remove this rule"
+        }
         _ => return None,
     };
     Some(fix.to_owned())
@@ -418,6 +423,8 @@ mod tests {
             ("x-forwarded-host", "forwarding fields"),
             ("X-Request-Id", "{request_id}"),
             ("traceparent", "trace"),
+            ("X-Client-Cert-Subject", "client certificate"),
+            ("x-client-cert-fingerprint", "client certificate"),
         ] {
             for edit in ["set", "add"] {
                 let e = one_error(&route(&format!(
