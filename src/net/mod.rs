@@ -6,4 +6,5 @@
 
 pub mod io;
 pub mod proxy_protocol;
+pub mod proxy_protocol_parse;
 pub mod stream;
