@@ -21,7 +21,7 @@ use crate::upstream::select;
 use crate::upstream::Generation;
 use monoio::io::OwnedReadHalf;
 use monoio::net::TcpStream;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -165,7 +165,10 @@ async fn next_request(
                 Ok(Some(request)) => {
                     let head_len = request.head_len;
                     ctx.listeners[listener].add_received(head_len as u64);
-                    let pending = prepare(ctx, ctx.generation(), client.peer, listener, request);
+                    let generation = ctx.generation();
+                    client.request_ip = request_ip(&generation, listener, client.origin, &request);
+                    let sender = (client.origin, client.request_ip);
+                    let pending = prepare(ctx, generation, sender, listener, request);
                     client.buf.drain(..head_len);
                     return pending;
                 }
@@ -268,12 +271,29 @@ async fn between_requests(
     }
 }
 
+/// The client address of `request` on a connection from `origin`: the origin's, or — when the
+/// origin is a trusted proxy — the one its `X-Forwarded-For` / `Forwarded` chain names (one
+/// branch for a listener without `trusted_proxies`).
+fn request_ip(
+    generation: &Generation,
+    listener: usize,
+    origin: ClientOrigin,
+    request: &crate::http::Request<'_>,
+) -> IpAddr {
+    if !origin.trust_forwarded {
+        return origin.addr.ip();
+    }
+    let trusted = &generation.config.listeners[listener].policy.trusted_proxies;
+    request.client_address(origin.addr.ip(), trusted)
+}
+
 /// Routes a parsed head, applies the body limit, and builds the head for the backend (or, for a
-/// redirect route, the answer).
+/// redirect route, the answer). `(origin, client_ip)`: who sent the request, and its client
+/// address ([`request_ip`]).
 fn prepare(
     ctx: &WorkerContext,
     generation: Rc<Generation>,
-    peer: SocketAddr,
+    (origin, client_ip): (ClientOrigin, IpAddr),
     listener: usize,
     request: crate::http::Request<'_>,
 ) -> Result<Prepared, Stop> {
@@ -330,8 +350,14 @@ fn prepare(
                 let detail = "the redirect names the request's host, and it sent none".to_owned();
                 return Err(reject(400, detail, &request_id));
             }
-            let location =
-                redirect::location(redirect, &routes[route], &request, proto, peer, &request_id);
+            let location = redirect::location(
+                redirect,
+                &routes[route],
+                &request,
+                proto,
+                client_ip,
+                &request_id,
+            );
             return Ok(Prepared::Redirect(Box::new(Redirected {
                 listener,
                 route,
@@ -359,7 +385,7 @@ fn prepare(
             &routes[route],
             &request,
             proto,
-            peer,
+            client_ip,
             &request_id,
         )),
         _ => None,
@@ -374,27 +400,28 @@ fn prepare(
             path: request.path(),
             query,
             method: request.method_str,
-            client_ip: peer.ip(),
+            client_ip,
             request_id: &request_id,
         };
         RuleVars::new(route_config, rules, parts, None)
     });
     let template_vars = rule_vars.as_ref().map(RuleVars::vars);
     let forward = ForwardContext {
-        client_ip: peer.ip(),
+        // The hop appended to a trusted chain is the one that sent this request.
+        client_ip: origin.addr.ip(),
         proto,
         request_id: &request_id,
         traceparent: &traceparent,
         upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
         target: target.as_deref(),
         edits: template_vars.as_ref().map(|vars| (rules, vars)),
-        // SKELETON: the trust helper passes the connection's trust; the mTLS helper the subject.
-        trust_forwarded: true,
+        // SKELETON: the mTLS helper passes the subject.
+        trust_forwarded: origin.trust_forwarded,
         client_cert: None,
     };
     request.write_upstream_head(&forward, &mut upstream_head);
     let summary = summary(&request);
-    let keys = select::request_keys(&generation.upstreams[upstream], &request, peer);
+    let keys = select::request_keys(&generation.upstreams[upstream], &request, client_ip);
     let compress = if routes[route].compress {
         let offered = &config.compression.algorithms;
         match compress::negotiate(request.header_values("accept-encoding"), offered) {
@@ -464,7 +491,13 @@ pub(crate) mod testing {
         let request = parse_request(head, &limits)
             .expect("a valid head")
             .expect("a complete head");
-        match prepare(ctx, ctx.generation(), peer, 0, request) {
+        match prepare(
+            ctx,
+            ctx.generation(),
+            (ClientOrigin::peer(peer), peer.ip()),
+            0,
+            request,
+        ) {
             Ok(Prepared::Forward(pending)) => pending,
             Ok(Prepared::Redirect(_)) | Err(_) => {
                 panic!("refused: {}", String::from_utf8_lossy(head))
