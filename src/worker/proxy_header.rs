@@ -42,9 +42,8 @@ pub async fn client_origin(
     let policy = &config.listeners[listener].policy;
     if !policy.accept_proxy_protocol {
         return Some(ClientOrigin {
-            addr: peer,
             trust_forwarded: policy.trusted_proxies.contains(peer.ip()),
-            destination: None,
+            ..ClientOrigin::peer(peer)
         });
     }
     let refuse = |why: &dyn std::fmt::Display| {
