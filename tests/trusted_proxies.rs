@@ -2,16 +2,17 @@
 //! PROXY protocol"): the exact head the origin receives — its `X-Forwarded-For` and the
 //! resolved client a route writes as `X-Client: {client_ip}` — for an untrusted client, a
 //! trusted proxy's chain, a recursive walk, PROXY v1 and v2 headers on http and tcp listeners;
-//! refused headers (untrusted peer, missing) close the connection and are counted; consistent
+//! refused headers (untrusted peer, missing, late) close the connection and are counted; consistent
 //! hashing follows the resolved client.
 
 mod common;
 
 use common::backend::{RawBackend, Reply, TRACEPARENT_MASK};
 use common::tcp::{tcp_config, EchoServer, ProxyHeader};
+use common::tls::{https_config, Pki};
 use common::{admin, client, on_both_drivers, wait_until, Proxy};
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ on_both_drivers!(
     proxy_headers_on_an_http_listener_name_the_client,
     a_proxy_header_from_an_untrusted_peer_or_a_missing_one_closes_and_counts,
     a_tcp_listener_passes_the_proxy_header_s_client_to_its_backend,
+    an_https_listener_reads_the_proxy_header_before_the_handshake,
     consistent_hashing_follows_the_resolved_client,
 );
 
@@ -228,7 +230,9 @@ fn closed_by_proxy(source: &str, proxy: SocketAddr, bytes: &[u8]) -> Vec<u8> {
 fn a_proxy_header_from_an_untrusted_peer_or_a_missing_one_closes_and_counts(driver: &str) {
     let backend = RawBackend::start(Reply::Echo);
     let listener = "trusted_proxies = [\"127.0.0.2\"]\naccept_proxy_protocol = true\n";
-    let proxy = Proxy::start(&http_config(driver, &[backend.addr], listener, ""));
+    let text =
+        http_config(driver, &[backend.addr], listener, "") + "[timeouts]\nclient_header = \"1s\"\n";
+    let proxy = Proxy::start(&text);
     let mut raw = b"PROXY TCP4 203.0.113.7 192.0.2.1 51000 80\r\n".to_vec();
     raw.extend_from_slice(&request("x1", ""));
 
@@ -245,6 +249,14 @@ fn a_proxy_header_from_an_untrusted_peer_or_a_missing_one_closes_and_counts(driv
     wait_until(Duration::from_secs(10), "the refusal counted", || {
         proxy_header_errors(&proxy) == 2
     });
+    // Half a header, then nothing: closed when `timeouts.client_header` (1 s here) ends.
+    assert_eq!(
+        closed_by_proxy("127.0.0.2", proxy.addr, b"PROXY TCP4 203.0"),
+        b""
+    );
+    wait_until(Duration::from_secs(10), "the refusal counted", || {
+        proxy_header_errors(&proxy) == 3
+    });
     assert!(backend.requests().is_empty());
     // From the trusted 127.0.0.2 with one: served.
     let response = closed_by_proxy("127.0.0.2", proxy.addr, &raw);
@@ -253,7 +265,7 @@ fn a_proxy_header_from_an_untrusted_peer_or_a_missing_one_closes_and_counts(driv
         last_request(&backend),
         upstream_head("", "203.0.113.7", "203.0.113.7", "x1")
     );
-    assert_eq!(proxy_header_errors(&proxy), 2);
+    assert_eq!(proxy_header_errors(&proxy), 3);
 }
 
 fn a_tcp_listener_passes_the_proxy_header_s_client_to_its_backend(driver: &str) {
@@ -320,4 +332,33 @@ fn consistent_hashing_follows_the_resolved_client(driver: &str) {
     // All from one TCP peer, yet spread by the forwarded client (2^-23 odds of one backend).
     assert!(chosen.values().any(|&on_a| on_a), "{chosen:?}");
     assert!(chosen.values().any(|&on_a| !on_a), "{chosen:?}");
+}
+
+fn an_https_listener_reads_the_proxy_header_before_the_handshake(driver: &str) {
+    let pki = Pki::new();
+    let leaf = pki.leaf("default", &["a.test"]);
+    let backend = RawBackend::start(Reply::Echo);
+    let text = https_config(driver, &[&leaf], &[backend.addr], "").replacen(
+        "upstream = \"api\"\n",
+        "upstream = \"api\"\ntrusted_proxies = [\"127.0.0.1\"]\naccept_proxy_protocol = true\n",
+        1,
+    );
+    let proxy = Proxy::start(&text);
+    let mut tcp = TcpStream::connect(proxy.addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    tcp.write_all(b"PROXY TCP4 203.0.113.7 192.0.2.1 51000 443\r\n")
+        .unwrap();
+    let client = pki.client(rustls::DEFAULT_VERSIONS);
+    let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+    let conn = rustls::ClientConnection::new(client.config.clone(), name).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    stream.write_all(&request("s1", "")).unwrap();
+    stream.flush().unwrap();
+    let response = client::read_response(&mut BufReader::new(stream), "GET").unwrap();
+    assert_eq!(response.status, 200);
+    let received = last_request(&backend);
+    assert!(
+        received.contains("\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\n"),
+        "{received}"
+    );
 }
