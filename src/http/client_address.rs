@@ -39,18 +39,10 @@ pub fn resolve_client(
     sender: IpAddr,
     trusted: &CidrSet,
 ) -> IpAddr {
-    let elements = |values: &[&[u8]]| -> Vec<Vec<u8>> {
-        values
-            .iter()
-            .rev()
-            .filter(|value| !trim_ows(value).is_empty())
-            .flat_map(|value| value.rsplit(|&b| b == b',').map(|e| trim_ows(e).to_vec()))
-            .collect()
-    };
     let mut client = sender.to_canonical();
     if forwarded_for.iter().any(|v| !trim_ows(v).is_empty()) {
-        for element in elements(forwarded_for) {
-            match node(&element) {
+        for element in from_the_right(forwarded_for) {
+            match node(element) {
                 Some(ip) => client = ip,
                 None => break,
             }
@@ -59,8 +51,8 @@ pub fn resolve_client(
             }
         }
     } else {
-        for element in elements(forwarded) {
-            match forwarded_for_node(&element).and_then(node) {
+        for element in from_the_right(forwarded) {
+            match forwarded_for_node(element).and_then(node) {
                 Some(ip) => client = ip,
                 None => break,
             }
@@ -70,6 +62,16 @@ pub fn resolve_client(
         }
     }
     client
+}
+
+/// The list elements of `values` (the lines of one field, in order), last first; empty lines
+/// (`X-Forwarded-For:`) are not elements.
+fn from_the_right<'a>(values: &'a [&'a [u8]]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    values
+        .iter()
+        .rev()
+        .filter(|value| !trim_ows(value).is_empty())
+        .flat_map(|value| value.rsplit(|&b| b == b',').map(trim_ows))
 }
 
 /// The `for=` value of one `Forwarded` element (`for=192.0.2.1;proto=http`), unquoted.
