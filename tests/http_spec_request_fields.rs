@@ -33,7 +33,8 @@ on_both_drivers!(
     backend_100_continue_is_not_relayed_twice,
     expect_in_http10_gets_no_interim_response,
     connection_named_fields_are_removed_and_framing_is_recomputed,
-    client_x_forwarded_for_is_appended_to,
+    client_x_forwarded_for_is_replaced_unless_trusted,
+    trusted_proxy_x_forwarded_for_is_appended_to,
     underscore_spellings_of_the_proxys_fields_are_dropped,
     connect_is_refused_unless_a_route_allows_tunnels,
     connect_on_a_route_that_allows_it_becomes_a_tunnel_on_2xx_only,
@@ -617,10 +618,42 @@ fn connection_named_fields_are_removed_and_framing_is_recomputed(driver: &str) {
     assert_all_forwarded(proxy.addr, &backend, &cases);
 }
 
-// http.md: client-supplied `X-Forwarded-For` → append the peer address; never trust it unchecked.
-// The proxy's own forwarding fields replace the client's.
-fn client_x_forwarded_for_is_appended_to(driver: &str) {
+// docs/config.md "Trusted proxies": a client outside `trusted_proxies` (the default: nobody) has
+// its `X-Forwarded-For` and `Forwarded` dropped; the proxy writes the peer's address alone.
+fn client_x_forwarded_for_is_replaced_unless_trusted(driver: &str) {
     let (backend, proxy) = echo_proxy(driver, "");
+    let tail = format!(
+        "X-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\nX-Request-Id: {{id}}\r\n\
+         traceparent: {TRACEPARENT_MASK}\r\n\r\n"
+    );
+    let cases = [
+        forwarded(
+            "one field",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
+            format!("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 127.0.0.1\r\n{tail}"),
+        ),
+        forwarded(
+            "several fields and a Forwarded",
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1\r\nHost: a\r\nForwarded: for=6.6.6.6\r\n\
+              x-forwarded-for: 10.0.0.2, 10.0.0.3\r\nX-Kept: 1\r\n\r\n",
+            format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nX-Kept: 1\r\nX-Forwarded-For: 127.0.0.1\r\n{tail}"
+            ),
+        ),
+    ];
+    assert_all_forwarded(proxy.addr, &backend, &cases);
+}
+
+// http.md: a trusted proxy's `X-Forwarded-For` → append the peer address. The proxy's own
+// forwarding fields replace the client's.
+fn trusted_proxy_x_forwarded_for_is_appended_to(driver: &str) {
+    let backend = RawBackend::start(Reply::Echo);
+    let text = spec_config(driver, &[backend.addr], "").replacen(
+        "upstream = \"api\"\n",
+        "upstream = \"api\"\ntrusted_proxies = [\"127.0.0.1\"]\n",
+        1,
+    );
+    let proxy = Proxy::start(&text);
     let tail = format!(
         "X-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\nX-Request-Id: {{id}}\r\n\
          traceparent: {TRACEPARENT_MASK}\r\n\r\n"

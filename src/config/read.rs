@@ -374,11 +374,20 @@ fn drop_misplaced_keys<Here: DeserializeOwned, There: DeserializeOwned>(
             continue;
         };
         let shown = shown(&value);
+        let mut fix = format!("move it to {there}");
+        if key == "proxy_protocol" && here_name == "listeners" {
+            // The group key writes PROXY headers to backends; the listener's reads them.
+            fix.push_str(
+                "; to accept PROXY headers from a load balancer in front of this listener, \
+                 write `accept_proxy_protocol = true` here (with its addresses in \
+                 `trusted_proxies`)",
+            );
+        }
         issues.fail(
             path.key(&key),
             shown,
             format!("`{key}` is a setting of {there_name}, not of {here_name}"),
-            format!("move it to {there}"),
+            fix,
         );
     }
 }
@@ -496,8 +505,13 @@ mod tests {
             list[0].problem,
             "`proxy_protocol` is a setting of upstream groups, not of listeners"
         );
-        assert_eq!(list[0].fix, "move it to [upstream.pg]");
-        assert!(!list[0].fix.contains("protocol`"), "{}", list[0].fix);
+        assert_eq!(
+            list[0].fix,
+            "move it to [upstream.pg]; to accept PROXY headers from a load balancer in front of \
+             this listener, write `accept_proxy_protocol = true` here (with its addresses in \
+             `trusted_proxies`)"
+        );
+        assert!(!list[0].fix.contains("did you mean"), "{}", list[0].fix);
     }
 
     #[test]

@@ -199,7 +199,11 @@ impl ChunkedDecoder {
                             keep_trailers: true
                         }
                     );
-                    if keep && matches!(classify(name), KnownField::Other | KnownField::Traceparent)
+                    if keep
+                        && matches!(
+                            classify(name),
+                            KnownField::Other | KnownField::Traceparent | KnownField::Forwarded
+                        )
                     {
                         push_field(out, name, value);
                     }

@@ -11,7 +11,7 @@
 //! Every line ends in CRLF whatever the client used.
 
 use super::edits;
-use super::headers::{push_decimal, push_field, FieldLines};
+use super::headers::{push_decimal, push_field, FieldLines, FieldMask};
 use super::request::{ForwardContext, Request};
 use super::target::TargetForm;
 use super::{Method, RequestBody};
@@ -65,18 +65,25 @@ impl Request<'_> {
             None => self.write_origin_form(out),
         }
         out.extend_from_slice(b" HTTP/1.1\r\n");
+        // An untrusted sender's `Forwarded` lines are left out (its `X-Forwarded-For` ones
+        // are dropped always, and their values kept only for a trusted one).
+        let dropped = if ctx.trust_forwarded {
+            self.dropped
+        } else {
+            self.dropped.union(self.forwarded)
+        };
         match ctx.edits {
             None => {
                 push_field(out, b"Host", self.authority.unwrap_or("").as_bytes());
                 for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
-                    if !self.dropped.contains(index) {
+                    if !dropped.contains(index) {
                         push_field(out, name, value);
                     }
                 }
             }
-            Some((rules, vars)) => self.write_edited_fields(rules, vars, out),
+            Some((rules, vars)) => self.write_edited_fields(rules, vars, dropped, out),
         }
-        self.write_forwarded_for(ctx.client_ip, out);
+        self.write_forwarded_for(ctx.client_ip, ctx.trust_forwarded, out);
         push_field(out, b"X-Forwarded-Proto", ctx.proto.as_bytes());
         if let Some(authority) = self.authority {
             push_field(out, b"X-Forwarded-Host", authority.as_bytes());
@@ -122,13 +129,19 @@ impl Request<'_> {
     /// `Host` and the client's fields under the route's header rules: a `set` of `Host`
     /// replaces the Host line, the client's lines of a name removed or set are left out, and the
     /// `set`, then `add` fields follow the client's.
-    fn write_edited_fields(&self, rules: &HeaderEdits, vars: &TemplateVars<'_>, out: &mut Vec<u8>) {
+    fn write_edited_fields(
+        &self,
+        rules: &HeaderEdits,
+        vars: &TemplateVars<'_>,
+        dropped: FieldMask,
+        out: &mut Vec<u8>,
+    ) {
         match edits::set_value(rules, b"Host") {
             Some(host) => edits::write_field("Host", host, vars, out),
             None => push_field(out, b"Host", self.authority.unwrap_or("").as_bytes()),
         }
         for (index, (name, value)) in FieldLines::new(self.fields).enumerate() {
-            if !self.dropped.contains(index) && !edits::drops(rules, name) {
+            if !dropped.contains(index) && !edits::drops(rules, name) {
                 push_field(out, name, value);
             }
         }
@@ -152,10 +165,11 @@ impl Request<'_> {
         out.extend_from_slice(origin.as_bytes());
     }
 
-    /// One `X-Forwarded-For`: the client's values, all fields folded in order, then the peer.
-    fn write_forwarded_for(&self, client_ip: IpAddr, out: &mut Vec<u8>) {
+    /// One `X-Forwarded-For`: a trusted sender's values, all fields folded in order, then the
+    /// sender; an untrusted sender's alone.
+    fn write_forwarded_for(&self, client_ip: IpAddr, trusted: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(b"X-Forwarded-For: ");
-        if !self.forwarded_for.is_empty() {
+        if trusted && !self.forwarded_for.is_empty() {
             for (index, (_, value)) in FieldLines::new(self.fields).enumerate() {
                 if self.forwarded_for.contains(index) && !value.is_empty() {
                     out.extend_from_slice(value);
@@ -289,6 +303,36 @@ mod tests {
             "{out}"
         );
         assert_eq!(out.matches("orwarded-For").count(), 1, "{out}");
+    }
+
+    #[test]
+    fn an_untrusted_sender_s_forwarded_fields_are_replaced_by_its_address_alone() {
+        let raw = "GET / HTTP/1.1\r\nX-Forwarded-For: 6.6.6.6\r\nHost: example.com\r\n\
+                   Forwarded: for=6.6.6.6;proto=https\r\nAccept: */*\r\n\r\n";
+        let mut ctx = context(true);
+        ctx.trust_forwarded = false;
+        let expected =
+            format!("GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n{PROXY_FIELDS}\r\n");
+        assert_eq!(forward_with(raw, &ctx), expected);
+        // The same with route header rules (the edited path drops them too).
+        let edits = rules(&[], &[("X-Route", "r")], &[]);
+        let vars = TemplateVars::default();
+        ctx.edits = Some((&edits, &vars));
+        let expected = format!(
+            "GET / HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\nX-Route: r\r\n{PROXY_FIELDS}\r\n"
+        );
+        assert_eq!(forward_with(raw, &ctx), expected);
+    }
+
+    #[test]
+    fn a_trusted_sender_s_forwarded_field_is_kept_as_it_came() {
+        let raw =
+            "GET / HTTP/1.1\r\nHost: example.com\r\nforwarded: for=192.0.2.60;proto=https\r\n\r\n";
+        let expected = format!(
+            "GET / HTTP/1.1\r\nHost: example.com\r\nforwarded: for=192.0.2.60;proto=https\r\n\
+             {PROXY_FIELDS}\r\n"
+        );
+        assert_eq!(forward(raw), expected);
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub(crate) enum KnownField {
     /// The proxy's own mTLS fields: a client's are always dropped, so a backend can trust them.
     XClientCertSubject,
     XClientCertFingerprint,
+    /// `Forwarded` (RFC 7239): copied upstream only from a trusted proxy.
+    Forwarded,
     /// One of the fields above whose name has a `-`, spelled with `_` instead (`Content_Length`,
     /// `Transfer_Encoding`, `X_Forwarded_For`, …). Never forwarded: a backend behind CGI, WSGI or
     /// PHP maps both spellings to the same variable (`HTTP_CONTENT_LENGTH`), so it could read a
@@ -65,6 +67,7 @@ pub(crate) fn classify(name: &[u8]) -> KnownField {
         (2, _) => (Te, b"te"),
         (4, _) => (Host, b"host"),
         (6, _) => (Expect, b"expect"),
+        (9, _) => (Forwarded, b"forwarded"),
         (7, b'u') => (Upgrade, b"upgrade"),
         (7, b't') => (Trailer, b"trailer"),
         (10, b'c') => (Connection, b"connection"),
@@ -185,6 +188,15 @@ impl FieldMask {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.0 == [0; 4]
+    }
+
+    /// The fields in either mask.
+    pub(crate) fn union(self, other: FieldMask) -> FieldMask {
+        let mut out = self;
+        for (word, other) in out.0.iter_mut().zip(other.0) {
+            *word |= other;
+        }
+        out
     }
 }
 

@@ -23,6 +23,7 @@
 
 mod chunk_lines;
 mod chunked;
+mod client_address;
 pub mod compress;
 mod edits;
 mod error_response;
@@ -37,6 +38,7 @@ mod target;
 mod trace_context;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, ChunkedOutput, DecodeProgress};
+pub use client_address::resolve_client;
 pub use error_response::{reason_phrase, write_error_response};
 pub use request::{
     parse_request, ClientCertificate, ForwardContext, HeadLimits, Request, RequestError,

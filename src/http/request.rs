@@ -150,6 +150,8 @@ pub struct Request<'a> {
     pub(super) dropped: FieldMask,
     /// `X-Forwarded-For` fields, folded into the one we write.
     pub(super) forwarded_for: FieldMask,
+    /// `Forwarded` fields: copied as they came from a trusted sender, dropped otherwise.
+    pub(super) forwarded: FieldMask,
     /// `Content-Length: 0` was sent; forwarded so that e.g. a POST without content keeps its
     /// length (some servers answer 411 otherwise).
     pub(super) explicit_zero_length: bool,

@@ -39,6 +39,7 @@ struct FieldScan<'a> {
     traceparent: Option<&'a [u8]>,
     dropped: FieldMask,
     forwarded_for: FieldMask,
+    forwarded: FieldMask,
 }
 
 /// Checks a complete head (`buf[..head_len]`, whose fields httparse parsed into `fields`)
@@ -103,6 +104,7 @@ pub(super) fn validate<'a>(
         fields: &buf[fields_start..head_len],
         dropped: scan.dropped,
         forwarded_for: scan.forwarded_for,
+        forwarded: scan.forwarded,
         explicit_zero_length: scan.content_length.value() == Some(0) && !scan.codings.is_present(),
     })
 }
@@ -114,6 +116,11 @@ fn scan_fields<'a>(fields: &[httparse::Header<'a>]) -> Result<FieldScan<'a>, Req
         let value = field.value;
         match kind {
             KnownField::Other => continue,
+            // Kept as it came, unless the sender is not trusted (`forward`).
+            KnownField::Forwarded => {
+                scan.forwarded.insert(index);
+                continue;
+            }
             KnownField::Host => {
                 if scan.host.is_some() {
                     return Err(RequestError::BadRequest("duplicate Host"));
@@ -190,6 +197,7 @@ fn drop_fields_named_by_connection(fields: &[httparse::Header<'_>], scan: &mut F
                 if field.name.as_bytes().eq_ignore_ascii_case(token) {
                     scan.dropped.insert(index);
                     scan.forwarded_for.remove(index);
+                    scan.forwarded.remove(index);
                 }
             }
         }

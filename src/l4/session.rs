@@ -57,7 +57,7 @@ pub async fn serve(ctx: &WorkerContext, listener: usize, client: TcpStream, orig
     let peer = origin.addr;
     let mut generation = ctx.generation();
     let mut record = ConnectionRecord::new(Instant::now());
-    relay_connection(ctx, &mut generation, listener, client, peer, &mut record).await;
+    relay_connection(ctx, &mut generation, listener, client, origin, &mut record).await;
     record.finish(ctx, peer, &generation, listener);
 }
 
@@ -68,9 +68,10 @@ async fn relay_connection(
     generation: &mut Rc<Generation>,
     listener: usize,
     mut client: TcpStream,
-    peer: SocketAddr,
+    origin: ClientOrigin,
     record: &mut ConnectionRecord,
 ) {
+    let peer = origin.addr;
     let config = &generation.config;
     let listener_config = &config.listeners[listener];
     let mut first_bytes = Vec::new();
@@ -141,7 +142,8 @@ async fn relay_connection(
     group.backends[index].stats.connection_opened();
 
     let mut first = match group.config.proxy_protocol {
-        Some(version) => match client.local_addr() {
+        // The front the client reached: a PROXY header's destination, else this listener.
+        Some(version) => match origin.destination.map_or_else(|| client.local_addr(), Ok) {
             Ok(listening) => proxy_protocol::header(version, peer, listening),
             Err(e) => {
                 tracing::debug!(worker = ctx.id, client = %peer, "client socket failed: {e}");
@@ -509,7 +511,8 @@ mod tests {
                 async move {
                     let mut generation = ctx.generation();
                     let mut record = ConnectionRecord::new(Instant::now());
-                    relay_connection(&ctx, &mut generation, 0, accepted, peer, &mut record).await;
+                    let origin = ClientOrigin::peer(peer);
+                    relay_connection(&ctx, &mut generation, 0, accepted, origin, &mut record).await;
                     (generation.number, record)
                 }
             });

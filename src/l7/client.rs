@@ -49,6 +49,44 @@ pub struct ClientConn {
     pub quiet_read: QuietReadCanceller,
 }
 
+impl ClientConn {
+    /// Who the access log names for the request being served.
+    pub fn logged(&self) -> LoggedClient {
+        LoggedClient {
+            origin: self.origin.addr,
+            ip: self.request_ip,
+            peer: self.peer,
+        }
+    }
+}
+
+/// The access log's `client` (the request's client address: with its port when it is the
+/// connection's own client, the address alone when a trusted proxy's forwarded field named it)
+/// and `peer` (the TCP peer).
+#[derive(Debug, Clone, Copy)]
+pub struct LoggedClient {
+    origin: SocketAddr,
+    ip: IpAddr,
+    pub peer: SocketAddr,
+}
+
+impl LoggedClient {
+    /// The request's client address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
+impl std::fmt::Display for LoggedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.ip.to_canonical() == self.origin.ip().to_canonical() {
+            self.origin.fmt(f)
+        } else {
+            self.ip.fmt(f)
+        }
+    }
+}
+
 /// A request that passed parsing, routing and limits, with the head for the backend built.
 #[derive(Debug)]
 pub struct PendingRequest {

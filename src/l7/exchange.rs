@@ -64,7 +64,7 @@ pub async fn forward(
         .stats
         .request_started();
     let keep_client = forward_with_failover(ctx, client, request, &record).await;
-    record.finish(ctx, client.peer, request);
+    record.finish(ctx, client.logged(), request);
     ctx.count_request();
     keep_client
 }
@@ -347,7 +347,7 @@ async fn exchange(
         upload_done: &progress.done,
         record,
         client_fd: client.fd,
-        client_ip: client.peer.ip(),
+        client_ip: client.request_ip,
         backend: backend.address,
     };
     let (relayed, uploaded) = {

@@ -5,6 +5,7 @@
 //! Counting costs a handful of `Cell` increments and one clock read per request; the access log
 //! (off by default) formats only when it is on.
 
+use super::client::LoggedClient;
 use super::client::PendingRequest;
 use crate::config::Encoding;
 use crate::metrics::counters::Outcome;
@@ -78,7 +79,7 @@ impl RequestRecord {
 
     /// The request ended: counts it on `ctx`'s listener, route, group and backend, then writes
     /// the access log line when `[log] access` is on.
-    pub fn finish(&self, ctx: &WorkerContext, client: SocketAddr, request: &PendingRequest) {
+    pub fn finish(&self, ctx: &WorkerContext, client: LoggedClient, request: &PendingRequest) {
         let micros = self.started.elapsed().as_micros() as u64;
         let status = self.status.get();
         let (to_client, body) = (self.bytes_to_client.get(), self.body_from_client.get());
@@ -119,7 +120,7 @@ impl RequestRecord {
 
     /// The access log line: one `lbproxy::access` event, whose fields become journal fields
     /// (`REQUEST_ID`, `BACKEND`, …) under systemd and JSON keys with `[log] format = "json"`.
-    fn log(&self, worker: usize, client: SocketAddr, request: &PendingRequest, duration_us: u64) {
+    fn log(&self, worker: usize, client: LoggedClient, request: &PendingRequest, duration_us: u64) {
         let generation = &request.generation;
         let listener = &generation.config.listeners[request.listener()];
         let status = self.status.get();
@@ -130,6 +131,7 @@ impl RequestRecord {
             request_id = %request.request_id,
             trace_id = %request.trace_id(),
             client = %client,
+            peer = %client.peer,
             request = %request.summary,
             rewritten = %request.rewritten(),
             listener = %listener.name,

@@ -8,6 +8,7 @@
 //! all in the read buffer, which is then dropped; otherwise the answer says `Connection: close`
 //! and the connection is closed after it (the body is never read into the next request).
 
+use super::client::LoggedClient;
 use super::client::{linger_close, ClientConn};
 use super::rewrite::{label_if_named, request_vars};
 use crate::config::{Redirect, RouteConfig, Var};
@@ -17,7 +18,7 @@ use crate::net::io::write_all_within;
 use crate::runtime::context::WorkerContext;
 use crate::upstream::route::route_label;
 use crate::upstream::Generation;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -46,12 +47,12 @@ pub fn location(
     route: &RouteConfig,
     request: &Request<'_>,
     scheme: &str,
-    peer: SocketAddr,
+    client_ip: IpAddr,
     request_id: &str,
 ) -> Vec<u8> {
     let path = request.path();
     let label = label_if_named(&redirect.location, route);
-    let vars = request_vars(request, path, scheme, peer.ip(), request_id, &label);
+    let vars = request_vars(request, path, scheme, client_ip, request_id, &label);
     let captures = (route.matches.path_regex.as_ref()).and_then(|pattern| pattern.0.captures(path));
     let vars = crate::config::TemplateVars {
         captures: captures.as_ref(),
@@ -103,7 +104,7 @@ pub async fn answer(ctx: &WorkerContext, client: &mut ClientConn, redirected: Re
         .is_ok();
     let status = if written { status } else { 0 };
     let sent = if written { len } else { 0 };
-    finish(ctx, client.peer, &redirected, status, sent, body);
+    finish(ctx, client.logged(), &redirected, status, sent, body);
     if !written {
         return false;
     }
@@ -116,7 +117,7 @@ pub async fn answer(ctx: &WorkerContext, client: &mut ClientConn, redirected: Re
 /// Counts the answer on the listener and the route, and logs it when `[log] access` is on.
 fn finish(
     ctx: &WorkerContext,
-    client: SocketAddr,
+    client: LoggedClient,
     redirected: &Redirected,
     status: u16,
     sent: u64,
@@ -140,6 +141,7 @@ fn finish(
         request_id = %redirected.request_id,
         trace_id = %"-",
         client = %client,
+        peer = %client.peer,
         request = %redirected.summary,
         rewritten = %"-",
         location = %String::from_utf8_lossy(&redirected.location),

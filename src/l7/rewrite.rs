@@ -5,7 +5,7 @@
 use crate::config::{PathRewrite, RouteConfig, Template, TemplateVars, Var};
 use crate::http::Request;
 use crate::upstream::route::route_label;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 /// The target sent upstream for a request of `route`, which rewrites the path (`rewrite`).
 pub fn upstream_target(
@@ -13,7 +13,7 @@ pub fn upstream_target(
     route: &RouteConfig,
     request: &Request<'_>,
     scheme: &str,
-    peer: SocketAddr,
+    client_ip: IpAddr,
     request_id: &str,
 ) -> Vec<u8> {
     let label = match rewrite {
@@ -21,7 +21,7 @@ pub fn upstream_target(
         PathRewrite::Prefix(_) => String::new(),
     };
     let path = request.path();
-    let vars = request_vars(request, path, scheme, peer.ip(), request_id, &label);
+    let vars = request_vars(request, path, scheme, client_ip, request_id, &label);
     rewritten_target(rewrite, route, request, vars)
 }
 

@@ -55,12 +55,12 @@ enum Prepared {
 /// What [`prepare`] needs to know of the connection besides the head.
 #[derive(Debug, Clone, Copy)]
 struct FromClient<'a> {
-    peer: SocketAddr,
-    /// The request's client address (`ClientConn::request_ip`): what access lists check.
+    /// Who sent the request (the PROXY header's source, else the peer) and whether its forwarded
+    /// fields are believed (then its listener's access list is checked per request).
+    origin: ClientOrigin,
+    /// The request's client address ([`request_ip`]): what access lists, rate limits, hashing,
+    /// `{client_ip}` and logs use.
     request_ip: IpAddr,
-    /// The connection comes from a trusted proxy (its listener's access list is checked per
-    /// request).
-    trust_forwarded: bool,
     /// The verified client certificate (mTLS), for the backend.
     client_cert: Option<&'a ClientCertificate>,
 }
@@ -201,13 +201,14 @@ async fn next_request(
                 Ok(Some(request)) => {
                     let head_len = request.head_len;
                     ctx.listeners[listener].add_received(head_len as u64);
+                    let generation = ctx.generation();
+                    client.request_ip = request_ip(&generation, listener, client.origin, &request);
                     let from = FromClient {
-                        peer: client.peer,
+                        origin: client.origin,
                         request_ip: client.request_ip,
-                        trust_forwarded: client.origin.trust_forwarded,
                         client_cert: client.client_cert.as_deref(),
                     };
-                    let pending = prepare(ctx, ctx.generation(), from, listener, request);
+                    let pending = prepare(ctx, generation, from, listener, request);
                     client.buf.drain(..head_len);
                     return pending;
                 }
@@ -310,8 +311,25 @@ async fn between_requests(
     }
 }
 
+/// The client address of `request` on a connection from `origin`: the origin's, or — when the
+/// origin is a trusted proxy — the one its `X-Forwarded-For` / `Forwarded` chain names (one
+/// branch for a listener without `trusted_proxies`).
+fn request_ip(
+    generation: &Generation,
+    listener: usize,
+    origin: ClientOrigin,
+    request: &crate::http::Request<'_>,
+) -> IpAddr {
+    if !origin.trust_forwarded {
+        return origin.addr.ip();
+    }
+    let trusted = &generation.config.listeners[listener].policy.trusted_proxies;
+    request.client_address(origin.addr.ip(), trusted)
+}
+
 /// Routes a parsed head, applies the body limit, and builds the head for the backend (or, for a
-/// redirect route, the answer).
+/// redirect route, the answer). `from`: who sent the request, its client address
+/// ([`request_ip`]) and its verified client certificate.
 fn prepare(
     ctx: &WorkerContext,
     generation: Rc<Generation>,
@@ -319,7 +337,7 @@ fn prepare(
     listener: usize,
     request: crate::http::Request<'_>,
 ) -> Result<Prepared, Stop> {
-    let peer = from.peer;
+    let client_ip = from.request_ip;
     let config = &generation.config;
     let request_id = request
         .request_id
@@ -342,13 +360,13 @@ fn prepare(
     };
     // The one branch a route without an access list pays (on a connection not from a trusted
     // proxy).
-    if routes[route].access.is_some() || from.trust_forwarded {
+    if routes[route].access.is_some() || from.origin.trust_forwarded {
         let refused = deny::check(
             config,
             listener,
             &routes[route],
             from.request_ip,
-            from.trust_forwarded,
+            from.origin.trust_forwarded,
         );
         if let Some((action, list)) = refused {
             return Ok(Prepared::Denied(Box::new(Denied {
@@ -411,8 +429,14 @@ fn prepare(
                 let detail = "the redirect names the request's host, and it sent none".to_owned();
                 return Err(reject(400, detail, &request_id));
             }
-            let location =
-                redirect::location(redirect, &routes[route], &request, proto, peer, &request_id);
+            let location = redirect::location(
+                redirect,
+                &routes[route],
+                &request,
+                proto,
+                client_ip,
+                &request_id,
+            );
             return Ok(Prepared::Redirect(Box::new(Redirected {
                 listener,
                 route,
@@ -440,7 +464,7 @@ fn prepare(
             &routes[route],
             &request,
             proto,
-            peer,
+            client_ip,
             &request_id,
         )),
         _ => None,
@@ -455,27 +479,27 @@ fn prepare(
             path: request.path(),
             query,
             method: request.method_str,
-            client_ip: peer.ip(),
+            client_ip,
             request_id: &request_id,
         };
         RuleVars::new(route_config, rules, parts, None)
     });
     let template_vars = rule_vars.as_ref().map(RuleVars::vars);
     let forward = ForwardContext {
-        client_ip: peer.ip(),
+        // The hop appended to a trusted chain is the one that sent this request.
+        client_ip: from.origin.addr.ip(),
         proto,
         request_id: &request_id,
         traceparent: &traceparent,
         upstream_keep_alive: config.upstreams[upstream].pool.max_idle_per_backend > 0,
         target: target.as_deref(),
         edits: template_vars.as_ref().map(|vars| (rules, vars)),
-        // SKELETON: the trust helper passes the connection's trust.
-        trust_forwarded: true,
+        trust_forwarded: from.origin.trust_forwarded,
         client_cert: from.client_cert,
     };
     request.write_upstream_head(&forward, &mut upstream_head);
     let summary = summary(&request);
-    let keys = select::request_keys(&generation.upstreams[upstream], &request, peer);
+    let keys = select::request_keys(&generation.upstreams[upstream], &request, client_ip);
     let compress = if routes[route].compress {
         let offered = &config.compression.algorithms;
         match compress::negotiate(request.header_values("accept-encoding"), offered) {
@@ -600,9 +624,8 @@ pub(crate) mod testing {
             .expect("a valid head")
             .expect("a complete head");
         let from = FromClient {
-            peer,
+            origin: ClientOrigin::peer(peer),
             request_ip: peer.ip(),
-            trust_forwarded: false,
             client_cert: None,
         };
         match prepare(ctx, ctx.generation(), from, 0, request) {

@@ -1,4 +1,4 @@
-//! Who a connection's client is: the peer's address, or — on a listener with `proxy_protocol`
+//! Who a connection's client is: the peer's address, or — on a listener with `accept_proxy_protocol`
 //! — the address the PROXY header from a trusted proxy names; and whether the forwarded fields
 //! of its requests (`X-Forwarded-For`, `Forwarded`) are believed.
 
@@ -12,6 +12,10 @@ pub struct ClientOrigin {
     /// `addr` is in the listener's `trusted_proxies`, so the forwarded fields of the requests on
     /// this connection are believed (the client address of each request follows them).
     pub trust_forwarded: bool,
+    /// The address the client connected to, as a PROXY header names it (the load balancer's
+    /// front), for the PROXY header a tcp listener's session writes to its backend; `None`:
+    /// the listener's own address.
+    pub destination: Option<SocketAddr>,
 }
 
 impl ClientOrigin {
@@ -20,6 +24,7 @@ impl ClientOrigin {
         ClientOrigin {
             addr,
             trust_forwarded: false,
+            destination: None,
         }
     }
 }

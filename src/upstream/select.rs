@@ -34,7 +34,7 @@ use crate::config::HashKey;
 use crate::http::Request;
 use crate::upstream::balancer::{hash_bytes, hash_ip, Balancer, SelectionView};
 use crate::upstream::UpstreamGroup;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -233,13 +233,17 @@ pub fn why_none_usable(group: &UpstreamGroup) -> String {
     format!("{total} {noun}: {}", parts.join(", "))
 }
 
-/// What an HTTP request from `peer` is balanced on in `group`: its hash key (a `maglev` group)
+/// What an HTTP request from `client_ip` (its client address, after trusted proxies) is balanced on in `group`: its hash key (a `maglev` group)
 /// and its bucket (a group with a traffic split). Nothing is hashed for a group that uses
 /// neither.
 #[inline]
-pub fn request_keys(group: &UpstreamGroup, request: &Request<'_>, peer: SocketAddr) -> RequestKeys {
-    let hash = request_key(group.config.hash_key.as_ref(), request, peer);
-    let bucket = group.split.as_deref().map(|s| s.bucket(request, peer.ip()));
+pub fn request_keys(
+    group: &UpstreamGroup,
+    request: &Request<'_>,
+    client_ip: IpAddr,
+) -> RequestKeys {
+    let hash = request_key(group.config.hash_key.as_ref(), request, client_ip);
+    let bucket = group.split.as_deref().map(|s| s.bucket(request, client_ip));
     RequestKeys::new(hash, bucket)
 }
 
@@ -261,10 +265,10 @@ pub fn connection_keys(group: &UpstreamGroup, peer: SocketAddr) -> RequestKeys {
 pub fn request_key(
     hash_key: Option<&HashKey>,
     request: &Request<'_>,
-    peer: SocketAddr,
+    client_ip: IpAddr,
 ) -> Option<u64> {
     match hash_key? {
-        HashKey::ClientIp => Some(hash_ip(peer.ip())),
+        HashKey::ClientIp => Some(hash_ip(client_ip)),
         HashKey::Header(name) => request.header(name).map(|value| hash_bytes(0, value)),
         HashKey::Cookie(name) => request.cookie(name).map(|value| hash_bytes(0, value)),
     }
@@ -568,7 +572,7 @@ mod tests {
             let request = crate::http::parse_request(raw.as_bytes(), &limits)
                 .unwrap()
                 .unwrap();
-            request_keys(group, &request, peer(n))
+            request_keys(group, &request, peer(n).ip())
         };
         let with_cookie = "GET / HTTP/1.1\r\nHost: a\r\nCookie: session=s-42\r\n\r\n";
         let side = choose(group, keys_of(with_cookie, 0), &[]) == Some(2);
