@@ -7,34 +7,24 @@
 //! branch. A denied request becomes a [`Denied`], which [`answer`] refuses: `403 Forbidden`
 //! answered by the proxy and the connection closed, or (`action = "reset"`) the connection reset
 //! without an answer. Either is counted on the listener (`denied_requests`, responses) and the
-//! route, and logged in the access log like any answer of the proxy (a reset with status 0).
+//! route, and logged like any answer of the proxy ([`super::answered`]; a reset with status 0).
 
+use super::answered::{OwnAnswer, Why};
 use super::client::{respond_and_close, ClientConn};
 use crate::config::{Config, DenyAction, RouteConfig};
-use crate::metrics::counters::Outcome;
 use crate::runtime::context::WorkerContext;
 use crate::sys;
-use crate::upstream::route::route_label;
-use crate::upstream::Generation;
 use std::net::IpAddr;
-use std::rc::Rc;
-use std::time::Instant;
 
 /// A request an access list refused.
 #[derive(Debug)]
 pub struct Denied {
-    pub listener: usize,
-    pub route: usize,
+    pub answer: OwnAnswer,
     pub action: DenyAction,
-    /// Whose list refused it, for the log line: `"listener"` or `"route"`.
+    /// Whose list refused it, for the 403's text: `"listener"` or `"route"`.
     pub list: &'static str,
     pub client_ip: IpAddr,
-    pub request_id: String,
-    /// `METHOD target`, for the log.
-    pub summary: String,
     pub head_only: bool,
-    pub started: Instant,
-    pub generation: Rc<Generation>,
 }
 
 /// Which list refuses `client_ip` on `route` of `listener`, and how: `None` when it may pass.
@@ -65,21 +55,21 @@ pub fn check(
 /// Refuses `denied` on `client`: a 403 and a graceful close, or a reset. The connection is not
 /// used afterwards.
 pub async fn answer(ctx: &WorkerContext, client: &mut ClientConn, denied: Denied) {
-    let stats = &ctx.listeners[denied.listener];
-    stats.request_denied();
+    let answer = &denied.answer;
+    ctx.listeners[answer.listener].request_denied();
     let (status, sent) = match denied.action {
         DenyAction::Forbidden => {
             let detail = format!(
                 "{} is not allowed by the {}'s access list",
                 denied.client_ip, denied.list
             );
-            let write_limit = denied.generation.config.timeouts.client_idle;
+            let write_limit = answer.generation.config.timeouts.client_idle;
             let sent = respond_and_close(
                 client,
                 write_limit,
                 403,
                 &detail,
-                &denied.request_id,
+                &answer.request_id,
                 denied.head_only,
             )
             .await;
@@ -92,38 +82,10 @@ pub async fn answer(ctx: &WorkerContext, client: &mut ClientConn, denied: Denied
             (0, 0)
         }
     };
-    let micros = denied.started.elapsed().as_micros() as u64;
-    let outcome = Outcome::of(status, micros);
-    stats.count(&outcome);
-    stats.add_sent(sent);
-    let generation = &denied.generation;
-    generation.routes[denied.listener][denied.route].count(&outcome);
-    if !generation.config.log.access {
-        return;
-    }
-    let config = &generation.config.listeners[denied.listener];
-    tracing::info!(
-        target: "lbproxy::access",
-        worker = ctx.id,
-        request_id = %denied.request_id,
-        trace_id = %"-",
-        client = %client.peer,
-        request = %denied.summary,
-        rewritten = %"-",
-        listener = %config.name,
-        route = %route_label(&config.routes[denied.route]),
-        upstream = %"-",
-        backend = %"-",
-        status,
-        bytes_sent = sent,
-        bytes_received = 0,
-        duration_us = micros,
-        retries = 0,
-        gave_up = if denied.action == DenyAction::Reset { "denied_reset" } else { "denied" },
-        "{} {} {status} {micros}us",
-        denied.client_ip,
-        denied.summary,
-    );
+    let why = Why::Denied {
+        reset: denied.action == DenyAction::Reset,
+    };
+    answer.finish(ctx, client.logged(), status, (sent, 0), why);
 }
 
 #[cfg(test)]

@@ -8,9 +8,11 @@
 //! byte relay ([`body::tunnel`], [`crate::relay`]). Each request is counted once when it ends
 //! ([`record`]). A redirect route is answered by the proxy ([`redirect`]); a route that rewrites
 //! the path has its upstream target built by [`rewrite`]. A request an access list refuses is
-//! answered (403) or reset by [`deny`]. A route's header rules name request
-//! properties gathered by [`rule_vars`], only for a route that has rules.
+//! answered (403) or reset by [`deny`]; one over a rate limit gets [`refuse`]'s 429. These
+//! answers of the proxy's own are counted and logged by [`answered`]. A route's header rules name
+//! request properties gathered by [`rule_vars`], only for a route that has rules.
 
+pub mod answered;
 pub mod body;
 pub mod client;
 pub mod deny;

@@ -6,6 +6,7 @@
 //! that names rate limits has them checked here, after routing (`policy/rate_limit.rs`); a
 //! refused request is answered 429 by [`super::refuse`].
 
+use super::answered::OwnAnswer;
 use super::client::{respond_and_close, ClientConn, PendingRequest};
 use super::deny::{self, Denied};
 use super::exchange;
@@ -21,6 +22,7 @@ use crate::http::{
 use crate::net::io::{read_append, read_unless_quiet, wait_readable, QuietReadCanceller};
 use crate::net::stream::{StreamReader, StreamWriter};
 use crate::policy::origin::ClientOrigin;
+use crate::policy::rate_limit::Limited;
 use crate::runtime::context::WorkerContext;
 use crate::upstream::route::find_http_route;
 use crate::upstream::select;
@@ -370,16 +372,11 @@ fn prepare(
         );
         if let Some((action, list)) = refused {
             return Ok(Prepared::Denied(Box::new(Denied {
-                listener,
-                route,
+                answer: own_answer(generation, listener, route, request_id, &request),
                 action,
                 list,
                 client_ip: from.request_ip,
-                request_id,
-                summary: summary(&request),
                 head_only: request.method == Method::Head,
-                started: Instant::now(),
-                generation,
             })));
         }
     }
@@ -411,15 +408,16 @@ fn prepare(
     }
     // The one branch a route without rate limits pays.
     if !route_config.rate_limits.is_empty() {
-        if let Some(refusal) =
-            rate_limited(ctx, &generation, &request, from.request_ip, listener, route)
-        {
-            return Ok(Prepared::Refuse(Box::new(Refusal {
-                summary: summary(&request),
-                request_id,
-                generation,
-                ..refusal
-            })));
+        if let Some(limited) = rate_limited(
+            ctx,
+            &generation,
+            &request,
+            from.request_ip,
+            (listener, route),
+        ) {
+            let answer = own_answer(generation, listener, route, request_id, &request);
+            let refusal = too_many_requests(answer, &limited, &request);
+            return Ok(Prepared::Refuse(Box::new(refusal)));
         }
     }
     let upstream = match &routes[route].action {
@@ -438,17 +436,12 @@ fn prepare(
                 &request_id,
             );
             return Ok(Prepared::Redirect(Box::new(Redirected {
-                listener,
-                route,
                 status: redirect.status,
                 location,
-                summary: summary(&request),
                 keep_alive: request.keep_alive,
                 version: request.version,
                 body: request.body,
-                started: Instant::now(),
-                request_id,
-                generation,
+                answer: own_answer(generation, listener, route, request_id, &request),
             })));
         }
     };
@@ -532,26 +525,33 @@ fn prepare(
     Ok(Prepared::Forward(pending))
 }
 
-/// Checks the request against its route's rate limits; the 429 of the first that refuses (its
-/// `summary`, `request_id` and `generation` are the caller's to fill in). Out of line: `prepare`
-/// stays small for the routes without limits.
+/// Checks the request against its route's rate limits: the first that refuses it. Out of line:
+/// `prepare` stays small for the routes without limits.
 #[inline(never)]
 fn rate_limited(
     ctx: &WorkerContext,
-    generation: &Rc<Generation>,
+    generation: &Generation,
     request: &crate::http::Request<'_>,
     client_ip: IpAddr,
-    listener: usize,
-    route: usize,
-) -> Option<Refusal> {
+    (listener, route): (usize, usize),
+) -> Option<Limited> {
     let indexes = &generation.config.listeners[listener].routes[route].rate_limits;
-    let limited = ctx.rate_limits.borrow_mut().check(
+    ctx.rate_limits.borrow_mut().check(
         indexes,
         request,
         client_ip,
         (listener, route),
         &ctx.listeners[listener],
-    )?;
+    )
+}
+
+/// The 429 for a request `limited` refused: `Retry-After`, and the IETF draft's
+/// `RateLimit-Policy` and `RateLimit` fields.
+fn too_many_requests(
+    answer: OwnAnswer,
+    limited: &Limited,
+    request: &crate::http::Request<'_>,
+) -> Refusal {
     let name = &limited.name;
     let fields = vec![
         ("Retry-After", limited.retry_after_secs.to_string()),
@@ -564,10 +564,8 @@ fn rate_limited(
             format!("\"{name}\";r=0;t={}", limited.reset_secs),
         ),
     ];
-    Some(Refusal {
-        generation: generation.clone(),
-        listener,
-        route,
+    Refusal {
+        answer,
         status: 429,
         reason: refuse::standard_reason(429),
         fields,
@@ -576,14 +574,29 @@ fn rate_limited(
             limited.retry_after_secs
         ),
         refused_by: format!("rate_limit:{name}"),
-        request_id: String::new(),
-        summary: String::new(),
         head_only: request.method == Method::Head,
         keep_alive: request.keep_alive,
         version: request.version,
         body: request.body,
+    }
+}
+
+/// What a request the proxy answers itself is counted and logged as.
+fn own_answer(
+    generation: Rc<Generation>,
+    listener: usize,
+    route: usize,
+    request_id: String,
+    request: &crate::http::Request<'_>,
+) -> OwnAnswer {
+    OwnAnswer {
+        generation,
+        listener,
+        route,
+        request_id,
+        summary: summary(request),
         started: Instant::now(),
-    })
+    }
 }
 
 /// `METHOD target`, for log lines; built without `format!`, which costs several times the copy
