@@ -12,7 +12,6 @@ use super::{provider, Problem};
 use rustls::pki_types::CertificateDer;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
-use rustls::RootCertStore;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -27,18 +26,12 @@ pub fn client_verifier(
     required: bool,
     ca_path: &Path,
 ) -> Result<Arc<dyn ClientCertVerifier>, Problem> {
-    let mut store = RootCertStore::empty();
-    let (added, _ignored) = store.add_parsable_certificates(roots);
-    if added == 0 {
-        return Err(Problem::new(
-            format!(
-                "none of the certificates in {} can be used as a CA certificate",
-                ca_path.display()
-            ),
-            "point client_ca at the PEM certificate (or bundle) of the CA that issues the \
-             clients' certificates",
-        ));
-    }
+    let store = super::root_store(
+        roots,
+        ca_path,
+        "point client_ca at the PEM certificate (or bundle) of the CA that issues the clients' \
+         certificates",
+    )?;
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider());
     let builder = if required {
         builder

@@ -116,12 +116,13 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// The client configuration for TLS to backends: servers are verified against the CA
-/// certificates in `roots` (read from `ca_path`).
-pub fn client_config(
+/// The CA certificates of `roots` (read from `ca_path`) that can anchor a chain; an error with
+/// `fix` when none can.
+pub(crate) fn root_store(
     roots: Vec<CertificateDer<'static>>,
     ca_path: &Path,
-) -> Result<Arc<ClientConfig>, Problem> {
+    fix: &str,
+) -> Result<RootCertStore, Problem> {
     let mut store = RootCertStore::empty();
     let (added, _ignored) = store.add_parsable_certificates(roots);
     if added == 0 {
@@ -130,10 +131,24 @@ pub fn client_config(
                 "none of the certificates in {} can be used as a CA certificate",
                 ca_path.display()
             ),
-            "point ca at the PEM certificate of the CA that signed the backends' certificates \
-             (or a bundle such as /etc/ssl/certs/ca-certificates.crt)",
+            fix,
         ));
     }
+    Ok(store)
+}
+
+/// The client configuration for TLS to backends: servers are verified against the CA
+/// certificates in `roots` (read from `ca_path`).
+pub fn client_config(
+    roots: Vec<CertificateDer<'static>>,
+    ca_path: &Path,
+) -> Result<Arc<ClientConfig>, Problem> {
+    let store = root_store(
+        roots,
+        ca_path,
+        "point ca at the PEM certificate of the CA that signed the backends' certificates \
+         (or a bundle such as /etc/ssl/certs/ca-certificates.crt)",
+    )?;
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(internal)?
