@@ -60,6 +60,34 @@ add = { "X-Client" = "{client_ip}" }
 remove = ["Server"]
 add = { "X-Served-By" = "{backend}" }
 """,
+    # Traffic policy, each check passed: what a request pays for them (compare `plain`).
+    "rate_limit": """
+[[listener.bench_http.route]]
+path_prefix = "/"
+upstream = "bench"
+rate_limits = ["bench_per_client"]
+[rate_limit.bench_per_client]
+rate = "10000000/s"
+burst = 10000000
+""",
+    "policy": """
+[[listener.bench_http.route]]
+path_prefix = "/"
+upstream = "bench"
+access = { allow = ["127.0.0.0/8"], deny = ["10.0.0.0/8"] }
+rate_limits = ["bench_per_client"]
+[rate_limit.bench_per_client]
+rate = "10000000/s"
+burst = 10000000
+[listener.bench_http.connection_limits]
+max = 20000
+per_client = 20000
+""",
+}
+
+# Keys a `--route` variant adds to the listener itself (beside its route).
+LISTENER_KEYS = {
+    "policy": 'trusted_proxies = ["10.0.0.0/8"]\n',
 }
 
 
@@ -68,7 +96,9 @@ def lbproxy_config(layout, port, driver, route):
     text = configs.lbproxy(layout, {"http": port}, set(), driver)
     if route is None:
         return text
-    text = text.replace('protocol = "http"\nupstream = "bench"\n', 'protocol = "http"\n', 1)
+    listener_keys = LISTENER_KEYS.get(route, "")
+    text = text.replace('protocol = "http"\nupstream = "bench"\n',
+                        'protocol = "http"\n' + listener_keys, 1)
     return text + ROUTES[route]
 
 
