@@ -1,6 +1,6 @@
 //! Access lists checked per request: the route's list (`access` on a route), and the listener's
 //! when it could not be checked as the connection opened (the connection comes from a trusted
-//! proxy, so each request names its own client: see [`crate::worker::admission::admit_client`]).
+//! proxy, so each request names its own client: see `worker/admission.rs`).
 //!
 //! Flow: [`check`] runs in the session's `prepare`, after routing, on the request's client
 //! address; a route without a list on a connection that is not from a trusted proxy pays one
