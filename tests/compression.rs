@@ -310,7 +310,7 @@ fn stepping_backend(first: Vec<u8>, rest: Vec<u8>) -> (SocketAddr, mpsc::Sender<
         let mut request = Vec::new();
         let mut buf = [0u8; 4096];
         while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut buf).unwrap();
+            let n = read_some(&mut stream, &mut buf);
             assert!(n > 0, "the proxy closed before its request");
             request.extend_from_slice(&buf[..n]);
         }
@@ -348,7 +348,7 @@ fn a_streamed_response_is_flushed_as_it_comes(driver: &str) {
             "first event not flushed: {received:?}"
         );
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        let n = stream.read(&mut buf).unwrap();
+        let n = read_some(&mut stream, &mut buf);
         assert!(n > 0, "closed early");
         received.extend_from_slice(&buf[..n]);
         let Some(head_end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -379,7 +379,7 @@ fn a_streamed_response_is_flushed_as_it_comes(driver: &str) {
     let mut conn_rest = Vec::new();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     while !conn_rest.ends_with(b"0\r\n\r\n") {
-        let n = stream.read(&mut buf).unwrap();
+        let n = read_some(&mut stream, &mut buf);
         assert!(n > 0, "closed before the end");
         conn_rest.extend_from_slice(&buf[..n]);
     }
@@ -466,4 +466,15 @@ fn header_rules_and_compression_share_the_head(driver: &str) {
     );
     assert_eq!(decode("gzip", &dechunk(&response.body)), body);
     proxy.stop();
+}
+
+/// One read of what has arrived, retried when a signal interrupts it (the proxy runs in this
+/// process, and a read with a timeout is not restarted after a signal).
+fn read_some(stream: &mut impl Read, buf: &mut [u8]) -> usize {
+    loop {
+        match stream.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            outcome => return outcome.unwrap(),
+        }
+    }
 }

@@ -367,7 +367,7 @@ fn prepare(
             config,
             listener,
             &routes[route],
-            from.request_ip,
+            client_ip,
             from.origin.trust_forwarded,
         );
         if let Some((action, list)) = refused {
@@ -375,7 +375,7 @@ fn prepare(
                 answer: own_answer(generation, listener, route, request_id, &request),
                 action,
                 list,
-                client_ip: from.request_ip,
+                client_ip,
                 head_only: request.method == Method::Head,
             })));
         }
@@ -408,13 +408,9 @@ fn prepare(
     }
     // The one branch a route without rate limits pays.
     if !route_config.rate_limits.is_empty() {
-        if let Some(limited) = rate_limited(
-            ctx,
-            &generation,
-            &request,
-            from.request_ip,
-            (listener, route),
-        ) {
+        if let Some(limited) =
+            rate_limited(ctx, &generation, &request, client_ip, (listener, route))
+        {
             let answer = own_answer(generation, listener, route, request_id, &request);
             let refusal = too_many_requests(answer, &limited, &request);
             return Ok(Prepared::Refuse(Box::new(refusal)));
