@@ -12,7 +12,7 @@
 
 use super::answered::{settle_body, OwnAnswer, Why};
 use super::client::ClientConn;
-use crate::http::{reason_phrase, RequestBody, Version};
+use crate::http::{RequestBody, Version};
 use crate::runtime::context::WorkerContext;
 
 /// A routed request the proxy answers itself with a refusal.
@@ -20,7 +20,7 @@ use crate::runtime::context::WorkerContext;
 pub struct Refusal {
     pub answer: OwnAnswer,
     pub status: u16,
-    /// The reason phrase (usually [`reason_phrase`] of the status).
+    /// The reason phrase (usually `http::reason_phrase` of the status).
     pub reason: &'static str,
     /// Fields written after the status line, as `Name: value`.
     pub fields: Vec<(&'static str, String)>,
@@ -65,11 +65,6 @@ fn response(refusal: &Refusal, keep: bool) -> Vec<u8> {
     whole
 }
 
-/// A refusal of `status` with the standard reason phrase.
-pub fn standard_reason(status: u16) -> &'static str {
-    reason_phrase(status)
-}
-
 /// Answers `refusal` on `client`. `true`: the connection goes on to its next request.
 pub async fn answer(ctx: &WorkerContext, client: &mut ClientConn, refusal: Refusal) -> bool {
     let (body, keep) = settle_body(client, refusal.body, refusal.keep_alive);
@@ -86,6 +81,7 @@ pub async fn answer(ctx: &WorkerContext, client: &mut ClientConn, refusal: Refus
 mod tests {
     use super::*;
     use crate::config::testing::{valid, with};
+    use crate::http::reason_phrase;
     use crate::upstream::Generation;
     use std::rc::Rc;
     use std::time::Instant;
@@ -102,7 +98,7 @@ mod tests {
                 started: Instant::now(),
             },
             status: 429,
-            reason: standard_reason(429),
+            reason: reason_phrase(429),
             fields: vec![("Retry-After", "7".into())],
             text: "slow down\n".into(),
             refused_by: "rate_limit:x".into(),

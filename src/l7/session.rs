@@ -563,7 +563,7 @@ fn too_many_requests(
     Refusal {
         answer,
         status: 429,
-        reason: refuse::standard_reason(429),
+        reason: crate::http::reason_phrase(429),
         fields,
         text: format!(
             "too many requests (rate limit {name}): retry after {} s\n",

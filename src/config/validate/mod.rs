@@ -16,6 +16,7 @@ mod access;
 mod admin;
 mod autoscale;
 mod cidrs;
+mod client_auth;
 mod compression;
 mod connection_limits;
 #[cfg(test)]

@@ -16,19 +16,10 @@ use rustls::pki_types::ServerName;
 use rustls::sign::CertifiedKey;
 
 use super::Validator;
-use crate::config::error::{did_you_mean, quote, KeyPath};
+use crate::config::error::{quote, KeyPath};
 use crate::config::file::{FileCertificate, FileListenerTls, FileUpstreamTls};
-use crate::config::{
-    CertificateConfig, ClientAuthConfig, ListenerProtocol, ServerTlsConfig, UpstreamTlsConfig,
-};
+use crate::config::{CertificateConfig, ListenerProtocol, ServerTlsConfig, UpstreamTlsConfig};
 use crate::tls::{self, certs, resolver::SniResolver, Problem};
-
-/// `client_auth` as validated, and the verifier that enforces it (both `None`: no client
-/// certificate asked for).
-type ClientAuth = (
-    Option<ClientAuthConfig>,
-    Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
-);
 
 /// A certificate that loaded, with the names it is served for.
 struct Loaded {
@@ -119,54 +110,6 @@ impl Validator<'_> {
                 None
             }
         }
-    }
-
-    /// `client_ca` and `client_auth`, and the verifier built from the CA bundle: `(None, None)`
-    /// when no client certificate is asked for. The bundle is read now, so `check` and a reload
-    /// report a missing or unusable file (and a reload rereads it).
-    fn client_auth(&mut self, raw: &FileListenerTls, path: &KeyPath) -> Option<ClientAuth> {
-        let ca_path = path.key("client_ca");
-        let auth_path = path.key("client_auth");
-        let required = match raw.client_auth.as_deref() {
-            None | Some("required") => true,
-            Some("optional") => false,
-            Some(other) => {
-                self.push(
-                    auth_path,
-                    quote(other),
-                    "not a client certificate mode",
-                    format!(
-                        "{}write client_auth = \"required\" (a client without a valid \
-                         certificate fails the handshake, the default) or \"optional\" (it may \
-                         connect without one)",
-                        did_you_mean(other, ["required", "optional"])
-                    ),
-                );
-                return None;
-            }
-        };
-        let Some(text) = raw.client_ca.as_deref() else {
-            if let Some(mode) = &raw.client_auth {
-                self.push(
-                    auth_path,
-                    quote(mode),
-                    "client certificates asked for without the CA that issues them",
-                    format!(
-                        "add client_ca = \"client-ca.pem\" (a PEM bundle, relative to this \
-                         file's directory) to [{path}], or remove client_auth"
-                    ),
-                );
-                return None;
-            }
-            return Some((None, None));
-        };
-        let (file, text) = self.pem_path(Some(text), &ca_path, "client_ca", "client-ca.pem")?;
-        let roots = certs::read_certificates(&file);
-        let roots = self.or_report(roots, &ca_path, &text)?;
-        let verifier = tls::client_auth::client_verifier(roots, required, &file);
-        let verifier = self.or_report(verifier, &ca_path, &text)?;
-        let config = ClientAuthConfig { ca: file, required };
-        Some((Some(config), Some(verifier)))
     }
 
     /// One `[[…tls.certificate]]`: both files read, the key matched to the chain, the names
@@ -346,7 +289,7 @@ impl Validator<'_> {
 
     /// A file key: required, resolved against the configuration's directory. Returns the resolved
     /// path and the value as written.
-    fn pem_path(
+    pub(super) fn pem_path(
         &mut self,
         text: Option<&str>,
         path: &KeyPath,
@@ -369,7 +312,7 @@ impl Validator<'_> {
         }
     }
 
-    fn or_report<T>(
+    pub(super) fn or_report<T>(
         &mut self,
         result: Result<T, Problem>,
         path: &KeyPath,
@@ -409,43 +352,43 @@ fn names_or_none(names: &[String]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::testing::{assert_error, invalid, one_error, valid, API};
     use crate::tls::testing::TestCa;
 
     /// PEM files in a temporary directory.
-    struct Files {
-        dir: tempfile::TempDir,
+    pub(in crate::config::validate) struct Files {
+        pub(in crate::config::validate) dir: tempfile::TempDir,
     }
 
     impl Files {
-        fn new() -> Self {
+        pub(in crate::config::validate) fn new() -> Self {
             Self {
                 dir: tempfile::tempdir().expect("temporary directory"),
             }
         }
 
         /// Writes `text` to `name` and returns the absolute path.
-        fn write(&self, name: &str, text: &str) -> String {
+        pub(in crate::config::validate) fn write(&self, name: &str, text: &str) -> String {
             let path = self.dir.path().join(name);
             std::fs::write(&path, text).expect("write PEM");
             path.display().to_string()
         }
 
-        fn missing(&self, name: &str) -> String {
+        pub(in crate::config::validate) fn missing(&self, name: &str) -> String {
             self.dir.path().join(name).display().to_string()
         }
     }
 
-    fn https(certificates: &str) -> String {
+    pub(in crate::config::validate) fn https(certificates: &str) -> String {
         format!(
             "[listener.https]\naddress = \"127.0.0.1:8443\"\nprotocol = \"https\"\n\
              upstream = \"api\"\n{certificates}{API}"
         )
     }
 
-    fn certificate(cert: &str, key: &str, extra: &str) -> String {
+    pub(in crate::config::validate) fn certificate(cert: &str, key: &str, extra: &str) -> String {
         format!("[[listener.https.tls.certificate]]\ncert = \"{cert}\"\nkey = \"{key}\"\n{extra}")
     }
 
@@ -762,164 +705,6 @@ mod tests {
             "\"0s\"",
             "greater than zero",
             "the default is \"10s\"",
-        );
-    }
-
-    /// An https listener with a valid certificate and `extra` in its `[tls]` table.
-    fn with_client_tls(files: &Files, ca: &TestCa, extra: &str) -> String {
-        let leaf = ca.leaf(&["a.test"]);
-        let cert = files.write("a.pem", &leaf.cert_pem);
-        let key = files.write("a.key", &leaf.key_pem);
-        https(&format!(
-            "[listener.https.tls]\n{extra}{}",
-            certificate(&cert, &key, "")
-        ))
-    }
-
-    #[test]
-    fn a_client_ca_asks_for_certificates_required_by_default() {
-        let (ca, files) = (TestCa::new(), Files::new());
-        let client_ca = files.write("clients.pem", &TestCa::new().pem());
-        let config = valid(&with_client_tls(
-            &files,
-            &ca,
-            &format!("client_ca = \"{client_ca}\"\n"),
-        ));
-        let tls = config.listeners[0].tls.as_ref().unwrap();
-        let auth = tls.client_auth.as_ref().unwrap();
-        assert!(auth.required);
-        assert_eq!(auth.ca, std::path::PathBuf::from(&client_ca));
-        let config = valid(&with_client_tls(
-            &files,
-            &ca,
-            &format!("client_ca = \"{client_ca}\"\nclient_auth = \"optional\"\n"),
-        ));
-        let auth = config.listeners[0]
-            .tls
-            .as_ref()
-            .unwrap()
-            .client_auth
-            .clone();
-        assert!(!auth.unwrap().required);
-        // Without client_ca, nothing is asked.
-        let config = valid(&with_client_tls(&files, &ca, ""));
-        assert!(config.listeners[0]
-            .tls
-            .as_ref()
-            .unwrap()
-            .client_auth
-            .is_none());
-    }
-
-    #[test]
-    fn a_client_ca_relative_to_the_file_is_found() {
-        let (ca, files) = (TestCa::new(), Files::new());
-        files.write("clients.pem", &TestCa::new().pem());
-        let text = with_client_tls(&files, &ca, "client_ca = \"clients.pem\"\n");
-        let config_path = files.dir.path().join("lbproxy.toml");
-        std::fs::write(&config_path, &text).unwrap();
-        let config = crate::config::load(Some(&config_path), None).expect("valid");
-        let auth = config.listeners[0]
-            .tls
-            .as_ref()
-            .unwrap()
-            .client_auth
-            .clone();
-        assert_eq!(auth.unwrap().ca, files.dir.path().join("clients.pem"));
-    }
-
-    #[test]
-    fn client_auth_without_client_ca_is_refused() {
-        let (ca, files) = (TestCa::new(), Files::new());
-        let e = one_error(&with_client_tls(
-            &files,
-            &ca,
-            "client_auth = \"required\"\n",
-        ));
-        assert_error(
-            &e,
-            "listener.https.tls.client_auth",
-            "\"required\"",
-            "without the CA that issues them",
-            "add client_ca = \"client-ca.pem\"",
-        );
-    }
-
-    #[test]
-    fn an_unknown_client_auth_mode_suggests_the_closest() {
-        let (ca, files) = (TestCa::new(), Files::new());
-        let client_ca = files.write("clients.pem", &TestCa::new().pem());
-        let e = one_error(&with_client_tls(
-            &files,
-            &ca,
-            &format!("client_ca = \"{client_ca}\"\nclient_auth = \"optinal\"\n"),
-        ));
-        assert_error(
-            &e,
-            "listener.https.tls.client_auth",
-            "\"optinal\"",
-            "not a client certificate mode",
-            "did you mean `optional`?",
-        );
-    }
-
-    #[test]
-    fn a_missing_or_certificate_less_client_ca_is_named() {
-        let (ca, files) = (TestCa::new(), Files::new());
-        let missing = files.missing("nope.pem");
-        let e = one_error(&with_client_tls(
-            &files,
-            &ca,
-            &format!("client_ca = \"{missing}\"\n"),
-        ));
-        assert_eq!(e.key, "listener.https.tls.client_ca", "{e}");
-        assert_eq!(e.value, format!("\"{missing}\""), "{e}");
-        assert!(e.problem.contains(&missing), "{e}");
-        let empty = files.write("empty.pem", "not a certificate\n");
-        let e = one_error(&with_client_tls(
-            &files,
-            &ca,
-            &format!("client_ca = \"{empty}\"\n"),
-        ));
-        assert_error(
-            &e,
-            "listener.https.tls.client_ca",
-            &format!("\"{empty}\""),
-            "holds no PEM certificate",
-            "PEM form",
-        );
-    }
-
-    #[test]
-    fn client_certificates_on_a_plain_listener_are_refused() {
-        let e = one_error(&format!(
-            "[listener.web]\naddress = \"127.0.0.1:8080\"\nupstream = \"api\"\n\
-             [listener.web.tls]\nclient_ca = \"clients.pem\"\n{API}"
-        ));
-        assert_error(
-            &e,
-            "listener.web.tls",
-            "",
-            "TLS settings on a plain http listener",
-            "set protocol = \"https\"",
-        );
-    }
-
-    #[test]
-    fn a_reload_rereads_the_client_ca() {
-        let (ca, files) = (TestCa::new(), Files::new());
-        let client_ca = files.write("clients.pem", &TestCa::new().pem());
-        let text = with_client_tls(&files, &ca, &format!("client_ca = \"{client_ca}\"\n"));
-        valid(&text);
-        // The same text, loaded again after the file went bad, fails: nothing is cached.
-        files.write("clients.pem", "gone\n");
-        let e = one_error(&text);
-        assert_error(
-            &e,
-            "listener.https.tls.client_ca",
-            &format!("\"{client_ca}\""),
-            "holds no PEM certificate",
-            "PEM form",
         );
     }
 }
